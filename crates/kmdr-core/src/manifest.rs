@@ -1,0 +1,232 @@
+//! The manifest: the one object that makes a backup exist. It names every
+//! chunk of every file the backup holds, records where the data came from and
+//! how long taking it took. Its JSON shape is specified in `docs/design.md`;
+//! fields are only ever added (readers ignore unknown fields), and
+//! `MANIFEST_FORMAT` changes when a reader must refuse an older kmdr.
+
+use crate::BackupId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of the manifest JSON layout.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// The four layers of the kMetal runbook, in recovery order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layer {
+    UnderCluster,
+    Platform,
+    TenantControlPlanes,
+    PersistentData,
+}
+
+impl Layer {
+    /// Every layer, in the order a full recovery restores them.
+    pub const ALL: [Layer; 4] =
+        [Layer::UnderCluster, Layer::Platform, Layer::TenantControlPlanes, Layer::PersistentData];
+
+    /// The layer's name as written in plans and manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::UnderCluster => "under-cluster",
+            Layer::Platform => "platform",
+            Layer::TenantControlPlanes => "tenant-control-planes",
+            Layer::PersistentData => "persistent-data",
+        }
+    }
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One chunk of a file: its id (keyed hash of the plaintext) and plaintext length.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// Hex HMAC-SHA256 of the chunk's plaintext under the repository MAC key.
+    pub id: String,
+    /// Plaintext length in bytes.
+    pub len: u64,
+}
+
+/// One logical file of a backup (an etcd snapshot, a table dump, a manifest set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// File name inside the backup, e.g. `snapshot.db`.
+    pub name: String,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// Hex sha256 of the whole plaintext file (what `sha256sum` prints).
+    pub sha256: String,
+    /// The chunks, in order; their concatenation is the file.
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// What an etcd snapshot backup recorded about its source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdSnapshotInfo {
+    /// The endpoint the snapshot was streamed from.
+    pub endpoint: String,
+    /// Every endpoint given on the command line.
+    pub endpoints: Vec<String>,
+    /// Cluster id, hex.
+    pub cluster_id: String,
+    /// Member id of the member that produced the snapshot, hex.
+    pub member_id: String,
+    /// Server version reported by Maintenance.Status.
+    pub etcd_version: String,
+    /// Store revision when the snapshot started.
+    pub revision: i64,
+    /// Number of keys at that revision.
+    pub key_count: i64,
+    /// Backend database size reported by the member before the snapshot.
+    pub db_size: i64,
+    /// etcd's own trailing sha256 of the snapshot (checked while streaming), hex.
+    pub etcd_sha256: String,
+}
+
+/// Where a backup's data came from; one variant per backup kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum SourceInfo {
+    /// A full etcd snapshot (Maintenance.Snapshot) of the under cluster.
+    EtcdSnapshot(EtcdSnapshotInfo),
+    /// Anything else: kept as raw JSON so older readers still list newer kinds.
+    #[serde(untagged)]
+    Other(serde_json::Value),
+}
+
+/// Sizes of a backup and what it added to the repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupStats {
+    /// Plaintext bytes of all files.
+    pub bytes: u64,
+    /// Chunks referenced.
+    pub chunks: u64,
+    /// Chunks this backup had to upload (not already in the repository).
+    pub new_chunks: u64,
+    /// Stored (compressed, encrypted) bytes this backup uploaded.
+    pub new_stored_bytes: u64,
+}
+
+/// The manifest of one backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Layout version of this JSON (`MANIFEST_FORMAT`).
+    pub format: u32,
+    /// The backup id; also the manifest's object name.
+    pub id: BackupId,
+    /// The runbook layer this backup belongs to.
+    pub layer: Layer,
+    /// Retention groups backups by series (e.g. one etcd cluster).
+    pub series: String,
+    /// Host that took the backup.
+    pub hostname: String,
+    /// Version of kmdr that wrote it.
+    pub kmdr_version: String,
+    /// User tags (`--tag k=v`).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// When taking the backup started (the point in time it protects is no older).
+    pub started_at: DateTime<Utc>,
+    /// When the last byte was stored.
+    pub finished_at: DateTime<Utc>,
+    /// `finished_at - started_at`, in milliseconds.
+    pub duration_ms: u64,
+    /// Where the data came from.
+    pub source: SourceInfo,
+    /// The files of the backup.
+    pub files: Vec<FileEntry>,
+    /// Sizes.
+    pub stats: BackupStats,
+}
+
+impl Manifest {
+    /// The file called `name`, if the backup has one.
+    pub fn file(&self, name: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    /// Every chunk id the backup references.
+    pub fn chunk_ids(&self) -> impl Iterator<Item = &str> {
+        self.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.id.as_str()))
+    }
+
+    /// A one-line description of the source for listings.
+    pub fn source_summary(&self) -> String {
+        match &self.source {
+            SourceInfo::EtcdSnapshot(e) => format!(
+                "etcd {} rev {} keys {} ({})",
+                e.etcd_version, e.revision, e.key_count, e.endpoint
+            ),
+            SourceInfo::Other(v) => v
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("unknown source")
+                .to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    pub(crate) fn sample() -> Manifest {
+        let t = Utc.with_ymd_and_hms(2026, 11, 27, 2, 40, 37).unwrap();
+        Manifest {
+            format: MANIFEST_FORMAT,
+            id: BackupId::new("etcd", t),
+            layer: Layer::UnderCluster,
+            series: "etcd/cdf818194e3a8c32".into(),
+            hostname: "cp-1".into(),
+            kmdr_version: "0.1.0".into(),
+            tags: BTreeMap::from([("env".into(), "lab".into())]),
+            started_at: t,
+            finished_at: t + chrono::Duration::seconds(3),
+            duration_ms: 3000,
+            source: SourceInfo::EtcdSnapshot(EtcdSnapshotInfo {
+                endpoint: "http://127.0.0.1:2379".into(),
+                endpoints: vec!["http://127.0.0.1:2379".into()],
+                cluster_id: "cdf818194e3a8c32".into(),
+                member_id: "8e9e05c52164694d".into(),
+                etcd_version: "3.5.1".into(),
+                revision: 42,
+                key_count: 7,
+                db_size: 20480,
+                etcd_sha256: "00".repeat(32),
+            }),
+            files: vec![FileEntry {
+                name: "snapshot.db".into(),
+                size: 10,
+                sha256: "11".repeat(32),
+                chunks: vec![ChunkRef { id: "22".repeat(32), len: 10 }],
+            }],
+            stats: BackupStats { bytes: 10, chunks: 1, new_chunks: 1, new_stored_bytes: 70 },
+        }
+    }
+
+    #[test]
+    fn json_round_trip_keeps_source_type() {
+        let m = sample();
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["source"]["type"], "etcd-snapshot");
+        assert_eq!(json["layer"], "under-cluster");
+        let back: Manifest = serde_json::from_value(json).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn unknown_source_kinds_still_parse() {
+        let mut json = serde_json::to_value(sample()).unwrap();
+        json["source"] = serde_json::json!({"type": "future-kind", "x": 1});
+        json["added_later"] = serde_json::json!(true);
+        let m: Manifest = serde_json::from_value(json).unwrap();
+        assert_eq!(m.source_summary(), "future-kind");
+    }
+}

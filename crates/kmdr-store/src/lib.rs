@@ -1,0 +1,83 @@
+//! Object storage for the backup repository. One small trait, [`Store`], and
+//! one file per backend: [`LocalStore`] (a directory, the default) and
+//! [`S3Store`] (any S3-compatible service, through the `object_store` crate).
+//! Fault injection is a wrapper implementing the same trait, so the
+//! repository never knows which it talks to. [`conformance`] is the one test
+//! suite every backend must pass.
+
+mod error;
+pub mod conformance;
+pub mod fault;
+pub mod local;
+pub mod s3;
+mod url;
+
+pub use error::StoreError;
+pub use fault::{Fault, FaultStore};
+pub use local::LocalStore;
+pub use s3::{S3Options, S3Store};
+pub use url::{open, StoreUrl};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+/// One object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key relative to the store's root, `/`-separated (`data/ab/ab12...`).
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification time as the backend reports it.
+    pub modified: DateTime<Utc>,
+}
+
+/// A flat namespace of immutable objects.
+///
+/// The contract, checked by [`conformance::run`] against every backend:
+/// - `put` is atomic: a reader sees either no object or all of it, never a part,
+///   even when the writer is killed mid-way. Overwriting an existing key is
+///   allowed and also atomic.
+/// - `get` of a missing key fails with [`StoreError::NotFound`].
+/// - `list(prefix)` returns every complete object whose key starts with
+///   `prefix`, recursively, in no particular order, and nothing in flight.
+/// - `delete` of a missing key succeeds (deletes are idempotent).
+/// - Keys are `/`-separated ASCII: letters, digits, `-`, `_`, `.`; no key
+///   segment starts with `.` (the local backend uses such names for temp files).
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Where the store is, for messages (`/srv/backups`, `s3://bucket/prefix`).
+    fn location(&self) -> String;
+    /// Store `data` under `key`, atomically and durably.
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError>;
+    /// Read the whole object.
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError>;
+    /// List every object under `prefix`.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+    /// Remove an object; missing objects are not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Whether an object exists.
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self.get(key).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Reject keys the contract does not allow, before any backend sees them.
+pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
+    let ok = !key.is_empty()
+        && key.split('/').all(|seg| {
+            !seg.is_empty()
+                && !seg.starts_with('.')
+                && seg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidKey { key: key.to_string() })
+    }
+}
