@@ -1,6 +1,6 @@
 //! Backup ids. An id is also the name of the backup's manifest object, and it
 //! describes itself: `<UTC time>-<kind>-<random>`, e.g.
-//! `20261127T024037Z-etcd-3f9a1c`. Ids sort by creation time, so a plain
+//! `20261127T024037.512Z-etcd-3f9a1c`. Ids sort by creation time (to the millisecond), so a plain
 //! listing of `backups/` is already the catalog in order.
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -8,8 +8,8 @@ use rand::Rng;
 use std::fmt;
 use std::str::FromStr;
 
-/// Time format used in ids (basic ISO 8601, UTC, seconds).
-pub const ID_TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+/// Time format used in ids (basic ISO 8601, UTC, milliseconds).
+pub const ID_TIME_FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
 
 /// The id of one backup, `<time>-<kind>-<6 hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -24,7 +24,7 @@ pub struct BackupId {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdError {
     /// The string does not have the `<time>-<kind>-<hex>` shape.
-    #[error("`{0}` is not a backup id (expected <YYYYMMDDTHHMMSSZ>-<kind>-<hex>, e.g. 20261127T024037Z-etcd-3f9a1c)")]
+    #[error("`{0}` is not a backup id (expected <YYYYMMDDTHHMMSS.mmmZ>-<kind>-<hex>, e.g. 20261127T024037.512Z-etcd-3f9a1c)")]
     Malformed(String),
 }
 
@@ -37,13 +37,13 @@ impl BackupId {
 
     fn from_parts(time: DateTime<Utc>, kind: &str, nonce: &str) -> Self {
         let time = Utc
-            .timestamp_opt(time.timestamp(), 0)
+            .timestamp_millis_opt(time.timestamp_millis())
             .single()
-            .expect("whole seconds are always valid");
+            .expect("whole milliseconds are always valid");
         BackupId { time, kind: kind.to_string(), nonce: nonce.to_string() }
     }
 
-    /// The creation time encoded in the id (whole seconds).
+    /// The creation time encoded in the id (whole milliseconds).
     pub fn time(&self) -> DateTime<Utc> {
         self.time
     }
@@ -97,11 +97,11 @@ mod tests {
     #[test]
     fn round_trip_and_order() {
         let t1 = Utc.with_ymd_and_hms(2026, 11, 27, 2, 40, 37).unwrap();
-        let t2 = Utc.with_ymd_and_hms(2026, 11, 27, 2, 40, 38).unwrap();
+        let t2 = t1 + chrono::Duration::milliseconds(1);
         let a = BackupId::new("etcd", t1);
         let b = BackupId::new("etcd", t2);
         let s = a.to_string();
-        assert!(s.starts_with("20261127T024037Z-etcd-"), "{s}");
+        assert!(s.starts_with("20261127T024037.000Z-etcd-"), "{s}");
         assert_eq!(s.parse::<BackupId>().unwrap(), a);
         assert!(a.to_string() < b.to_string());
         assert_eq!(a.kind(), "etcd");
@@ -110,13 +110,13 @@ mod tests {
 
     #[test]
     fn kinds_may_contain_dashes() {
-        let id: BackupId = "20261127T024037Z-tenant-data-0a1b2c".parse().unwrap();
+        let id: BackupId = "20261127T024037.250Z-tenant-data-0a1b2c".parse().unwrap();
         assert_eq!(id.kind(), "tenant-data");
     }
 
     #[test]
     fn rejects_garbage() {
-        for s in ["", "latest", "2026-etcd-zz", "20261327T024037Z-etcd-aa", "20261127T024037Z--aa"] {
+        for s in ["", "latest", "2026-etcd-zz", "20261327T024037.000Z-etcd-aa", "20261127T024037.000Z--aa"] {
             assert!(s.parse::<BackupId>().is_err(), "{s}");
         }
     }

@@ -1,14 +1,32 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The backup repository: encrypted, deduplicated, crash-safe storage of
+//! backups on any [`kmdr_store::Store`]. Everything needed to list, verify and
+//! restore lives in the store itself; the format is specified in
+//! `docs/design.md`.
+//!
+//! - [`crypto`]: keys, chunk ids and the sealed object format.
+//! - [`chunker`]: content-defined chunking of a byte stream.
+//! - [`repository`]: init/open, the catalog of backups.
+//! - [`backuper`]: writes one backup (chunks first, manifest last).
+//! - [`restorer`]: reads a file back, checking every byte.
+//! - [`checker`]: `verify`.
+//! - [`pruner`]: `forget` and `prune` plans.
+//! - [`lock`]: shared and exclusive repository locks.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod backuper;
+pub mod checker;
+pub mod chunker;
+pub mod crypto;
+mod error;
+pub mod lock;
+pub mod pruner;
+pub mod repository;
+pub mod restorer;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use backuper::{BackupSession, Progress};
+pub use checker::{BackupCheck, VerifyReport};
+pub use error::Error;
+pub use pruner::{ForgetPlan, PrunePlan};
+pub use repository::{RepoConfig, Repository, REPO_FORMAT};
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

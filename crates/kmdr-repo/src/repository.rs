@@ -1,0 +1,210 @@
+//! Creating and opening a repository, and its catalog of backups.
+//!
+//! Layout (see docs/design.md):
+//!
+//! ```text
+//! config                     plaintext JSON: format, chunker, ciphers; written last by init
+//! keys/<hex id>              plaintext JSON: the master key wrapped under a key file's secret
+//! data/<2 hex>/<64 hex>      sealed chunk, named by HMAC-SHA256 of its plaintext
+//! backups/<backup id>        sealed manifest; its presence is what makes a backup exist
+//! locks/<lock id>            plaintext JSON lock records
+//! ```
+
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::crypto::{KeyObject, MasterKey, ObjectKind};
+use crate::{Error, Result};
+use bytes::Bytes;
+use kmdr_core::{BackupId, Manifest};
+use kmdr_store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The repository format this kmdr reads and writes.
+pub const REPO_FORMAT: u32 = 1;
+/// zstd level for chunks and manifests.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// The `config` object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepoConfig {
+    pub format: u32,
+    /// Random repository id (hex).
+    pub id: String,
+    pub created: chrono::DateTime<chrono::Utc>,
+    pub chunker: ChunkerParams,
+    pub compression: String,
+    pub cipher: String,
+    pub chunk_id: String,
+}
+
+/// An open repository: a store plus the master key.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    store: Arc<dyn Store>,
+    config: RepoConfig,
+    key: MasterKey,
+    chunker: Chunker,
+}
+
+/// Key of the object holding a chunk.
+pub fn chunk_key(id: &str) -> String {
+    format!("data/{}/{}", &id[..2.min(id.len())], id)
+}
+
+/// Key of the object holding a backup's manifest.
+pub fn manifest_key(id: &BackupId) -> String {
+    format!("backups/{id}")
+}
+
+impl Repository {
+    /// Create a repository in an empty store, protected by `secret`.
+    pub async fn init(store: Arc<dyn Store>, secret: &[u8], chunker: ChunkerParams) -> Result<Self> {
+        let location = store.location();
+        if store.exists("config").await? {
+            return Err(Error::AlreadyInitialized { location });
+        }
+        chunker.validate().map_err(|e| StoreError::Config(e))?;
+        let key = MasterKey::generate();
+        let ko = KeyObject::wrap(&key, secret);
+        let key_id = &key.chunk_id(ko.salt_bytes().as_slice())[..16];
+        store.put(&format!("keys/{key_id}"), Bytes::from(serde_json::to_vec_pretty(&ko).expect("json"))).await?;
+        let config = RepoConfig {
+            format: REPO_FORMAT,
+            id: hex::encode(rand::random::<[u8; 16]>()),
+            created: chrono::Utc::now(),
+            chunker,
+            compression: format!("zstd-{ZSTD_LEVEL}"),
+            cipher: "xchacha20poly1305".into(),
+            chunk_id: "hmac-sha256".into(),
+        };
+        // The config is written last: a repository without it does not exist yet.
+        store.put("config", Bytes::from(serde_json::to_vec_pretty(&config).expect("json"))).await?;
+        let chunker = Chunker::new(config.chunker.clone(), key.chunker_seed());
+        Ok(Repository { store, config, key, chunker })
+    }
+
+    /// Open an existing repository with the secret from `key_file` (named in errors).
+    pub async fn open(store: Arc<dyn Store>, secret: &[u8], key_file: &str) -> Result<Self> {
+        let location = store.location();
+        let raw = match store.get("config").await {
+            Ok(b) => b,
+            Err(StoreError::NotFound { .. }) => return Err(Error::NotARepository { location }),
+            Err(e) => return Err(e.into()),
+        };
+        let config: RepoConfig = serde_json::from_slice(&raw).map_err(|e| Error::Damaged {
+            object: format!("{location}/config"),
+            reason: format!("not a valid repository config: {e}"),
+        })?;
+        if config.format != REPO_FORMAT {
+            return Err(Error::UnsupportedFormat { location, found: config.format, supported: REPO_FORMAT });
+        }
+        let mut key = None;
+        for obj in store.list("keys/").await? {
+            let raw = store.get(&obj.key).await?;
+            let Ok(ko) = serde_json::from_slice::<KeyObject>(&raw) else { continue };
+            let ko2 = ko.clone();
+            let s = secret.to_vec();
+            if let Some(k) = tokio::task::spawn_blocking(move || ko2.unwrap(&s)).await.expect("kdf task") {
+                key = Some(k);
+                break;
+            }
+        }
+        let key = key.ok_or_else(|| Error::WrongKey { location, key_file: key_file.to_string() })?;
+        let chunker = Chunker::new(config.chunker.clone(), key.chunker_seed());
+        Ok(Repository { store, config, key, chunker })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    pub fn chunker(&self) -> &Chunker {
+        &self.chunker
+    }
+
+    /// Where the repository is, for messages.
+    pub fn location(&self) -> String {
+        self.store.location()
+    }
+
+    /// Ids of every committed backup, oldest first. Names under `backups/`
+    /// that are not backup ids are ignored.
+    pub async fn list_backups(&self) -> Result<Vec<BackupId>> {
+        let mut ids: Vec<BackupId> = self
+            .store
+            .list("backups/")
+            .await?
+            .into_iter()
+            .filter_map(|o| o.key.strip_prefix("backups/").and_then(|n| n.parse().ok()))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Read and decrypt one manifest.
+    pub async fn load_manifest(&self, id: &BackupId) -> Result<Manifest> {
+        let name = manifest_key(id);
+        let raw = match self.store.get(&name).await {
+            Ok(b) => b,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(Error::BackupNotFound { query: id.to_string(), location: self.location() })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let damaged = |reason: String| Error::Damaged { object: name.clone(), reason };
+        let plain = self.key.open(ObjectKind::Manifest, &name, &raw).map_err(|e| damaged(e.to_string()))?;
+        let m: Manifest = serde_json::from_slice(&plain).map_err(|e| damaged(format!("manifest JSON: {e}")))?;
+        if &m.id != id {
+            return Err(damaged(format!("manifest names backup {} instead", m.id)));
+        }
+        Ok(m)
+    }
+
+    /// Seal and store a manifest: the commit point of a backup.
+    pub(crate) async fn write_manifest(&self, m: &Manifest) -> Result<()> {
+        let name = manifest_key(&m.id);
+        let json = serde_json::to_vec(m).expect("manifest serializes");
+        let sealed = self.key.seal(ObjectKind::Manifest, &name, &json, ZSTD_LEVEL);
+        self.store.put(&name, Bytes::from(sealed)).await?;
+        Ok(())
+    }
+
+    /// Find a backup by full id, unique prefix, or `latest` (optionally of one kind).
+    pub async fn resolve(&self, query: &str, kind: Option<&str>) -> Result<BackupId> {
+        let ids = self.list_backups().await?;
+        let of_kind: Vec<&BackupId> = ids.iter().filter(|i| kind.is_none_or(|k| i.kind() == k)).collect();
+        let not_found = || Error::BackupNotFound {
+            query: match kind {
+                Some(k) => format!("{query} (of kind {k})"),
+                None => query.to_string(),
+            },
+            location: self.location(),
+        };
+        if query == "latest" {
+            return of_kind.last().map(|i| (*i).clone()).ok_or_else(not_found);
+        }
+        let matches: Vec<&&BackupId> = of_kind.iter().filter(|i| i.to_string().starts_with(query)).collect();
+        match matches.as_slice() {
+            [] => Err(not_found()),
+            [one] => Ok((**one).clone()),
+            many => {
+                if let Some(exact) = many.iter().find(|i| i.to_string() == query) {
+                    return Ok((**exact).clone());
+                }
+                Err(Error::AmbiguousId {
+                    query: query.to_string(),
+                    count: many.len(),
+                    examples: many.iter().take(3).map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
+                })
+            }
+        }
+    }
+}

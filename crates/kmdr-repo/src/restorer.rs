@@ -1,0 +1,68 @@
+//! Reading a file of a backup back: chunks are fetched ahead in parallel,
+//! each one checked (checksum, authenticity, id, length) before a byte of it
+//! is written, and the file's sha256 and size are checked at the end.
+//! Callers write to a temporary name and rename only on success.
+
+use crate::repository::chunk_key;
+use crate::{Error, Progress, Repository, Result};
+use futures::{StreamExt, TryStreamExt};
+use kmdr_core::FileEntry;
+use kmdr_store::StoreError;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Chunks fetched ahead of the writer.
+pub const FETCH_AHEAD: usize = 4;
+
+/// Fetch, check and decrypt one chunk.
+pub async fn read_chunk(repo: &Repository, id: &str, len: u64) -> Result<Vec<u8>> {
+    let name = chunk_key(id);
+    let raw = match repo.store().get(&name).await {
+        Ok(b) => b,
+        Err(StoreError::NotFound { .. }) => return Err(Error::Damaged { object: name, reason: "chunk is missing".into() }),
+        Err(e) => return Err(e.into()),
+    };
+    let key = repo.key().clone();
+    let id = id.to_string();
+    let n = name.clone();
+    let plain = tokio::task::spawn_blocking(move || key.open_chunk(&n, &id, &raw))
+        .await
+        .expect("chunk task panicked")
+        .map_err(|e| Error::Damaged { object: name.clone(), reason: e.to_string() })?;
+    if plain.len() as u64 != len {
+        return Err(Error::Damaged { object: name, reason: format!("length {} where the manifest says {len}", plain.len()) });
+    }
+    Ok(plain)
+}
+
+/// Write the file `entry` to `out`, checking every byte. On error, what was
+/// written to `out` must be discarded.
+pub async fn restore_file<W: AsyncWrite + Unpin>(
+    repo: &Repository,
+    entry: &FileEntry,
+    out: &mut W,
+    progress: Option<Progress>,
+) -> Result<()> {
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut chunks = futures::stream::iter(entry.chunks.iter())
+        .map(|c| read_chunk(repo, &c.id, c.len))
+        .buffered(FETCH_AHEAD);
+    while let Some(plain) = chunks.try_next().await? {
+        hasher.update(&plain);
+        size += plain.len() as u64;
+        out.write_all(&plain).await.map_err(Error::Destination)?;
+        if let Some(p) = &progress {
+            p(plain.len() as u64);
+        }
+    }
+    out.flush().await.map_err(Error::Destination)?;
+    let sum = hex::encode(hasher.finalize());
+    if size != entry.size || sum != entry.sha256 {
+        return Err(Error::Damaged {
+            object: format!("file {}", entry.name),
+            reason: format!("restored {size} bytes with sha256 {sum}, the manifest says {} bytes with {}", entry.size, entry.sha256),
+        });
+    }
+    Ok(())
+}
