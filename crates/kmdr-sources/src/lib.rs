@@ -1,14 +1,5 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! What kmdr backs up and how it comes back. Each source turns a live system
+//! into files of a backup (through [`kmdr_repo::BackupSession`]) and puts them
+//! back. The under-cluster's etcd is the first: [`etcd`].
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub mod etcd;

@@ -1,0 +1,260 @@
+//! The command line, as clap definitions. Each command's logic is in
+//! `commands/<verb>.rs`, which calls the libraries.
+
+use crate::output::Format;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kmdr",
+    version,
+    about = "Disaster recovery for kMetal: back up and restore the under-cluster etcd into an encrypted repository",
+    long_about = "kmdr backs up the layers of a kMetal platform into an encrypted, deduplicated repository on a \
+local disk or S3-compatible object storage, and restores them in the right order.\n\n\
+Start here:\n  kmdr repo init --repo /srv/kmdr --key-file /root/kmdr.key\n  \
+kmdr backup etcd --repo /srv/kmdr --key-file /root/kmdr.key --endpoints https://10.0.0.1:2379 \\\n      \
+--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt --key /etc/kubernetes/pki/etcd/server.key\n  \
+kmdr backups list\n  kmdr verify\n\n\
+Set KMDR_REPO and KMDR_KEY_FILE to avoid repeating --repo and --key-file.",
+    after_help = crate::exit::EXIT_CODES_HELP
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Repository: a directory, file:///abs/path, or s3://bucket/prefix
+    #[arg(long, global = true, env = "KMDR_REPO", value_name = "URL")]
+    pub repo: Option<String>,
+    /// File holding the repository key (created by `repo init` if missing)
+    #[arg(long, global = true, env = "KMDR_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// S3 endpoint for s3:// repositories (default: AWS_ENDPOINT_URL, else AWS)
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Use virtual-hosted-style S3 URLs (bucket.host) instead of path-style (host/bucket)
+    #[arg(long, global = true)]
+    pub s3_virtual_hosted: bool,
+    /// Output format
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// No progress bars or summaries on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More logging on stderr (-v, -vv); KMDR_LOG takes a tracing filter
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or look after a repository
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Take a backup
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Restore a backup
+    #[command(subcommand)]
+    Restore(RestoreCommand),
+    /// List and inspect backups
+    #[command(subcommand)]
+    Backups(BackupsCommand),
+    /// Re-read every byte of backups and check it; exit 1 if any is damaged
+    #[command(long_about = "Re-read every byte of the given backups (all when none is given): each manifest is decrypted \
+and each chunk fetched, checksummed, authenticated and matched against its id. Prints each damaged backup and the \
+objects at fault, and exits 1 when any is damaged.")]
+    Verify(VerifyArgs),
+    /// Remove backups by a retention policy, optionally pruning unreferenced data
+    Forget(ForgetArgs),
+    /// Delete stored data that no backup references (left by interrupted backups or forget)
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Create a new repository (and a new key file if --key-file does not exist)
+    #[command(long_about = "Create a new, empty repository at --repo. If the --key-file does not exist, a new random key \
+is written there (mode 0600): keep a copy of it somewhere safe and apart from the repository, because without it \
+no backup can be read. An existing key file is used as it is (its content is the secret).")]
+    Init(InitArgs),
+    /// Show the repository's format, settings and size
+    Info,
+    /// Remove stale locks (left by killed processes), or all locks with --all
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Average chunk size in KiB (min = avg/4, max = avg*4); fixed for the repository's life
+    #[arg(long, default_value_t = 1024, value_name = "KIB", hide = true)]
+    pub chunk_avg_kib: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Remove every lock, not only stale ones (only when you are sure nothing else runs)
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Snapshot the under-cluster etcd (Maintenance.Snapshot) into the repository
+    #[command(long_about = "Stream an etcd snapshot (Maintenance.Snapshot) from the first endpoint that answers straight \
+into the repository: chunked, deduplicated, compressed and encrypted, in constant memory, never written to local \
+disk. etcd's own sha256 of the snapshot is checked as it streams. Prints the backup id (-o json: the manifest).")]
+    Etcd(BackupEtcdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EtcdTlsArgs {
+    /// CA bundle to verify the etcd server (e.g. /etc/kubernetes/pki/etcd/ca.crt)
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (e.g. /etc/kubernetes/pki/etcd/healthcheck-client.crt)
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Client key for --cert
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupEtcdArgs {
+    /// etcd endpoints, comma-separated (host:port, http://..., https://...)
+    #[arg(long, env = "ETCDCTL_ENDPOINTS", value_delimiter = ',', required = true, value_name = "URL,...")]
+    pub endpoints: Vec<String>,
+    #[command(flatten)]
+    pub tls: EtcdTlsArgs,
+    /// Label the backup (repeatable): --tag env=prod
+    #[arg(long = "tag", value_name = "K=V", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("tag {s:?} is not KEY=VALUE")),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RestoreCommand {
+    /// Restore an etcd snapshot backup into a member data dir (with etcdutl/etcdctl)
+    #[command(long_about = "Fetch the snapshot of backup ID (or `latest`), check every byte, and build a member data dir \
+with etcd's own tool (`etcdutl snapshot restore`, or `etcdctl snapshot restore` where only etcd 3.4 tools exist). \
+The flags are the ones of that tool. Then start etcd with --data-dir DIR.\n\n\
+An existing non-empty data dir is refused; with --force it is moved aside (to DIR.kmdr-old-<time>), never deleted. \
+--dry-run prints the plan and changes nothing. --to-file PATH only writes the checked plain snapshot, for your own \
+tooling.\n\nExample (the runbook's restore step):\n  systemctl stop etcd\n  kmdr restore etcd latest --data-dir /var/lib/etcd \
+--force --name cp-1 \\\n      --initial-cluster cp-1=https://10.0.0.1:2380 --initial-advertise-peer-urls https://10.0.0.1:2380\n  \
+systemctl start etcd")]
+    Etcd(RestoreEtcdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreEtcdArgs {
+    /// Backup id (or a unique prefix), or `latest`
+    #[arg(value_name = "ID|latest")]
+    pub id: String,
+    /// Data dir to create for the member
+    #[arg(long, required_unless_present = "to_file", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Member name (etcd --name)
+    #[arg(long, required_unless_present = "to_file")]
+    pub name: Option<String>,
+    /// Initial cluster configuration, e.g. cp-1=https://10.0.0.1:2380
+    #[arg(long, required_unless_present = "to_file", value_name = "NAME=URL,...")]
+    pub initial_cluster: Option<String>,
+    /// This member's peer URLs, e.g. https://10.0.0.1:2380
+    #[arg(long, required_unless_present = "to_file", value_name = "URL")]
+    pub initial_advertise_peer_urls: Option<String>,
+    /// Initial cluster token (etcd's default when omitted)
+    #[arg(long)]
+    pub initial_cluster_token: Option<String>,
+    /// Move an existing non-empty data dir aside (or overwrite --to-file)
+    #[arg(long)]
+    pub force: bool,
+    /// Print what would be done; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only write the checked plain snapshot to this file
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["data_dir", "name", "initial_cluster", "initial_advertise_peer_urls"])]
+    pub to_file: Option<PathBuf>,
+    /// The restore tool (default: etcdutl, else etcdctl, on PATH)
+    #[arg(long, env = "KMDR_ETCDUTL", value_name = "PATH")]
+    pub etcdutl: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupsCommand {
+    /// List backups, oldest first
+    List(ListArgs),
+    /// Show one backup's manifest
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only backups of this kind (e.g. etcd)
+    #[arg(long)]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Backup id (or a unique prefix), or `latest`
+    #[arg(value_name = "ID|latest")]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Backups to verify (ids, prefixes or `latest`); all when none is given
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Verify every backup (the default when no id is given)
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Keep the N newest backups
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_last: u32,
+    /// Keep the newest backup of each of the last N hours that have one
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_hourly: u32,
+    /// Keep the newest backup of each of the last N days that have one
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_daily: u32,
+    /// Keep the newest backup of each of the last N ISO weeks that have one
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_weekly: u32,
+    /// Keep the newest backup of each of the last N months that have one
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_monthly: u32,
+    /// Only consider backups of this kind (e.g. etcd)
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Also delete the data no remaining backup references
+    #[arg(long)]
+    pub prune: bool,
+    /// Print what would be removed; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Print what would be deleted; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}

@@ -1,0 +1,89 @@
+//! `kmdr backups list|show`.
+
+use crate::cli::{BackupsCommand, GlobalArgs, ListArgs, ShowArgs};
+use crate::output::{self, Format};
+use anyhow::Result;
+use kmdr_core::{human_bytes, human_duration};
+use serde_json::json;
+
+pub async fn run(g: &GlobalArgs, c: BackupsCommand) -> Result<i32> {
+    match c {
+        BackupsCommand::List(a) => list(g, a).await,
+        BackupsCommand::Show(a) => show(g, a).await,
+    }
+}
+
+async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
+    let repo = g.open_repo().await?;
+    let ids: Vec<_> = repo.list_backups().await?.into_iter().filter(|i| a.kind.as_deref().is_none_or(|k| i.kind() == k)).collect();
+    let mut rows = Vec::new();
+    for id in &ids {
+        match repo.load_manifest(id).await {
+            Ok(m) => rows.push(Ok(m)),
+            Err(kmdr_repo::Error::Damaged { reason, .. }) => rows.push(Err((id.clone(), reason))),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if g.format == Format::Json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|r| match r {
+                Ok(m) => json!({"id": m.id, "layer": m.layer, "series": m.series, "started_at": m.started_at, "duration_ms": m.duration_ms,
+                    "bytes": m.stats.bytes, "added_bytes": m.stats.new_stored_bytes, "tags": m.tags, "source": m.source}),
+                Err((id, reason)) => json!({"id": id, "damaged": reason}),
+            })
+            .collect();
+        output::json(&v);
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        eprintln!("no backups in {}{}", repo.location(), a.kind.map(|k| format!(" of kind {k}")).unwrap_or_default());
+        return Ok(0);
+    }
+    println!("{:<36} {:<14} {:>10} {:>10} {:>8}  {}", "ID", "LAYER", "SIZE", "ADDED", "TOOK", "SOURCE");
+    for r in rows {
+        match r {
+            Ok(m) => println!(
+                "{:<36} {:<14} {:>10} {:>10} {:>8}  {}{}",
+                m.id.to_string(),
+                m.layer.as_str(),
+                human_bytes(m.stats.bytes),
+                human_bytes(m.stats.new_stored_bytes),
+                human_duration(std::time::Duration::from_millis(m.duration_ms)),
+                m.source_summary(),
+                if m.tags.is_empty() { String::new() } else { format!(" [{}]", m.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")) }
+            ),
+            Err((id, reason)) => println!("{:<36} DAMAGED manifest: {reason} (run `kmdr verify {id}`)", id.to_string()),
+        }
+    }
+    Ok(0)
+}
+
+async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<i32> {
+    let repo = g.open_repo().await?;
+    let id = repo.resolve(&a.id, None).await?;
+    let m = repo.load_manifest(&id).await?;
+    if g.format == Format::Json {
+        output::json(&m);
+        return Ok(0);
+    }
+    println!("backup      {}", m.id);
+    println!("layer       {}", m.layer);
+    println!("series      {}", m.series);
+    println!("source      {}", m.source_summary());
+    println!("host        {} (kmdr {})", m.hostname, m.kmdr_version);
+    println!("started     {}", m.started_at.to_rfc3339());
+    println!("finished    {} ({})", m.finished_at.to_rfc3339(), human_duration(std::time::Duration::from_millis(m.duration_ms)));
+    for (k, v) in &m.tags {
+        println!("tag         {k}={v}");
+    }
+    if let kmdr_core::SourceInfo::EtcdSnapshot(e) = &m.source {
+        println!("etcd        version {} cluster {} member {} revision {} keys {} db size {}", e.etcd_version, e.cluster_id, e.member_id, e.revision, e.key_count, human_bytes(e.db_size as u64));
+        println!("etcd sha256 {}", e.etcd_sha256);
+    }
+    for f in &m.files {
+        println!("file        {} {} in {} chunks, sha256 {}", f.name, human_bytes(f.size), f.chunks.len(), f.sha256);
+    }
+    println!("added       {} new chunks, {} stored", m.stats.new_chunks, human_bytes(m.stats.new_stored_bytes));
+    Ok(0)
+}

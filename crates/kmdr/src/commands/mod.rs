@@ -1,0 +1,68 @@
+//! One module per verb. Each parses nothing itself (clap did), calls the
+//! libraries and prints; the logic lives in kmdr-repo and kmdr-sources.
+
+mod backup;
+mod backups;
+mod forget;
+mod repo;
+mod restore;
+mod verify;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use anyhow::Result;
+use kmdr_repo::{Error as RepoError, Repository};
+use kmdr_store::{S3Options, Store};
+use std::sync::Arc;
+
+/// A usage mistake found after parsing (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Run the parsed command; returns the exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Repo(c) => repo::run(g, c).await,
+        Command::Backup(c) => backup::run(g, c).await,
+        Command::Restore(c) => restore::run(g, c).await,
+        Command::Backups(c) => backups::run(g, c).await,
+        Command::Verify(a) => verify::run(g, a).await,
+        Command::Forget(a) => forget::run_forget(g, a).await,
+        Command::Prune(a) => forget::run_prune(g, a).await,
+    }
+}
+
+impl GlobalArgs {
+    /// The store behind --repo.
+    pub fn store(&self) -> Result<Arc<dyn Store>> {
+        let url = self.repo.as_deref().ok_or_else(|| {
+            UsageError("no repository given: pass --repo PATH|s3://bucket/prefix or set KMDR_REPO".into())
+        })?;
+        let opts = S3Options { endpoint: self.s3_endpoint.clone(), virtual_hosted_style: self.s3_virtual_hosted };
+        Ok(kmdr_store::open(url, &opts)?)
+    }
+
+    /// The secret in --key-file.
+    pub fn secret(&self) -> Result<(Vec<u8>, String), RepoError> {
+        let path = self.key_file.as_ref().ok_or(RepoError::NoKey)?;
+        let content = std::fs::read(path).map_err(|source| RepoError::KeyFile { path: path.clone(), source })?;
+        let secret = kmdr_repo::crypto::secret_from_file_content(&content).to_vec();
+        if secret.is_empty() {
+            return Err(RepoError::KeyFile { path: path.clone(), source: std::io::Error::other("the file is empty") });
+        }
+        Ok((secret, path.display().to_string()))
+    }
+
+    /// Open the repository with the key file.
+    pub async fn open_repo(&self) -> Result<Repository> {
+        let store = self.store()?;
+        let (secret, label) = self.secret()?;
+        Ok(Repository::open(store, &secret, &label).await?)
+    }
+
+    /// Whether human summaries go to stderr.
+    pub fn chatty(&self) -> bool {
+        !self.quiet && self.format == crate::output::Format::Text
+    }
+}

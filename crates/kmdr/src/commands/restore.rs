@@ -1,0 +1,94 @@
+//! `kmdr restore etcd`.
+
+use crate::cli::{GlobalArgs, RestoreCommand, RestoreEtcdArgs};
+use crate::output::{self, Format};
+use anyhow::Result;
+use kmdr_core::{human_bytes, human_duration};
+use kmdr_sources::etcd::restorer::{self, EtcdRestoreOptions};
+use kmdr_sources::etcd::snapshotter::KIND;
+use serde_json::json;
+
+pub async fn run(g: &GlobalArgs, c: RestoreCommand) -> Result<i32> {
+    match c {
+        RestoreCommand::Etcd(a) => etcd(g, a).await,
+    }
+}
+
+async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
+    let repo = g.open_repo().await?;
+    let id = repo.resolve(&a.id, Some(KIND)).await?;
+    if let Some(path) = &a.to_file {
+        if a.dry_run {
+            let m = restorer::load_snapshot_manifest(&repo, &id).await?;
+            let f = m.file(kmdr_sources::etcd::snapshotter::SNAPSHOT_FILE).expect("etcd backups hold a snapshot");
+            if g.format == Format::Json {
+                output::json(&json!({"backup": id, "to_file": path, "bytes": f.size, "sha256": f.sha256, "dry_run": true}));
+            } else {
+                println!("would write snapshot of {id} ({}, sha256 {}) to {}", human_bytes(f.size), f.sha256, path.display());
+            }
+            return Ok(0);
+        }
+        let m = restorer::load_snapshot_manifest(&repo, &id).await?;
+        let size = m.file(kmdr_sources::etcd::snapshotter::SNAPSHOT_FILE).map(|f| f.size);
+        let pb = output::bar(g.format, g.quiet, size, "fetching snapshot");
+        let m = restorer::write_snapshot_file(&repo, &id, path, a.force, output::progress(&pb)).await?;
+        if let Some(pb) = pb {
+            pb.finish_and_clear();
+        }
+        let f = &m.files[0];
+        if g.format == Format::Json {
+            output::json(&json!({"backup": id, "to_file": path, "bytes": f.size, "sha256": f.sha256}));
+        } else {
+            println!("wrote snapshot of {id} to {} ({}, sha256 {} verified)", path.display(), human_bytes(f.size), f.sha256);
+        }
+        return Ok(0);
+    }
+    let opts = EtcdRestoreOptions {
+        data_dir: a.data_dir.expect("clap requires it without --to-file"),
+        name: a.name.expect("required"),
+        initial_cluster: a.initial_cluster.expect("required"),
+        initial_advertise_peer_urls: a.initial_advertise_peer_urls.expect("required"),
+        initial_cluster_token: a.initial_cluster_token,
+        force: a.force,
+    };
+    let tool = restorer::find_restore_tool(a.etcdutl.as_deref())?;
+    let plan = restorer::plan_restore(&repo, &id, &opts, tool).await?;
+    if a.dry_run {
+        if g.format == Format::Json {
+            output::json(&json!({"dry_run": true, "plan": plan}));
+        } else {
+            println!("restore plan (dry run, nothing changed):");
+            println!("  backup      {} (etcd {}, revision {}, {} keys)", plan.backup, plan.etcd_version, plan.revision, plan.key_count);
+            println!("  1. fetch and check the snapshot ({}, sha256 {}) into {}", human_bytes(plan.snapshot_bytes), plan.snapshot_sha256, plan.snapshot_path.display());
+            println!("  2. run {} {}: {}", plan.tool.flavor, plan.tool.version, plan.command.join(" "));
+            match &plan.move_aside_to {
+                Some(to) => println!("  3. move the current data dir {} aside to {}", plan.data_dir.display(), to.display()),
+                None => println!("  3. data dir {} is {}: nothing to move aside", plan.data_dir.display(), plan.data_dir_state),
+            }
+            println!("  4. rename {} to {}", plan.staging_dir.display(), plan.data_dir.display());
+        }
+        return Ok(0);
+    }
+    let pb = output::bar(g.format, g.quiet, Some(plan.snapshot_bytes), "fetching snapshot");
+    let outcome = restorer::execute(&repo, &plan, output::progress(&pb)).await?;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    if g.format == Format::Json {
+        output::json(&json!({"backup": plan.backup, "plan": plan, "outcome": outcome}));
+    } else {
+        println!(
+            "restored {} (revision {}, {} keys) into {} in {}",
+            plan.backup,
+            plan.revision,
+            plan.key_count,
+            outcome.data_dir.display(),
+            human_duration(std::time::Duration::from_millis(outcome.duration_ms))
+        );
+        if let Some(old) = &outcome.moved_aside_to {
+            println!("the previous data dir was moved to {}; remove it once the member is healthy", old.display());
+        }
+        println!("next: start etcd with --data-dir {} --name {} and check `etcdctl endpoint health`", outcome.data_dir.display(), opts.name);
+    }
+    Ok(0)
+}

@@ -1,0 +1,102 @@
+//! Exit codes. They are part of the interface: scripts and the drill runner
+//! branch on them. Keep `EXIT_CODES_HELP`, README and docs/design.md in step.
+
+use kmdr_repo::Error as RepoError;
+use kmdr_sources::etcd::EtcdError;
+use kmdr_store::StoreError;
+
+pub const OK: i32 = 0;
+/// A check found problems (verify found damage).
+pub const CHECK_FAILED: i32 = 1;
+// 2 is clap's usage error.
+pub const REPOSITORY: i32 = 3;
+pub const KEY: i32 = 4;
+pub const NOT_FOUND: i32 = 5;
+pub const SOURCE: i32 = 6;
+pub const DAMAGED: i32 = 7;
+pub const REFUSED: i32 = 8;
+pub const STORAGE: i32 = 9;
+pub const OTHER: i32 = 10;
+
+/// Shown at the end of `kmdr --help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  a check failed (verify found damaged backups)
+  2  usage error (unknown flag, missing argument)
+  3  repository problem: none at --repo, already initialized, or locked
+  4  key problem: no key file, unreadable, or not this repository's key
+  5  backup not found (unknown or ambiguous id)
+  6  source problem: etcd unreachable, TLS failure, snapshot failed its checksum
+  7  damaged data: a stored object failed its checks; nothing was restored
+  8  refused: target not empty (use --force), file exists, restore tool missing
+  9  storage failure: disk full, permission denied, object store unreachable
+ 10  any other error";
+
+fn repo_code(e: &RepoError) -> i32 {
+    match e {
+        RepoError::NotARepository { .. } | RepoError::AlreadyInitialized { .. } | RepoError::Locked { .. } | RepoError::UnsupportedFormat { .. } => REPOSITORY,
+        RepoError::NoKey | RepoError::KeyFile { .. } | RepoError::WrongKey { .. } => KEY,
+        RepoError::BackupNotFound { .. } | RepoError::AmbiguousId { .. } => NOT_FOUND,
+        RepoError::Damaged { .. } => DAMAGED,
+        RepoError::Store(s) => store_code(s),
+        RepoError::Source(io) => match io.get_ref().and_then(|r| r.downcast_ref::<EtcdError>()) {
+            Some(e) => etcd_code(e),
+            None => SOURCE,
+        },
+        RepoError::Destination(_) => REFUSED,
+    }
+}
+
+fn store_code(e: &StoreError) -> i32 {
+    match e {
+        StoreError::Config(_) => REPOSITORY,
+        _ => STORAGE,
+    }
+}
+
+fn etcd_code(e: &EtcdError) -> i32 {
+    match e {
+        EtcdError::Repo(r) => repo_code(r),
+        EtcdError::DataDirNotEmpty { .. } | EtcdError::NoRestoreTool { .. } | EtcdError::Local { .. } => REFUSED,
+        EtcdError::WrongKind { .. } => NOT_FOUND,
+        EtcdError::ToolFailed { .. } => OTHER,
+        _ => SOURCE,
+    }
+}
+
+/// The exit code for an error: the first cause kmdr knows decides.
+pub fn code_for(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if let Some(x) = cause.downcast_ref::<EtcdError>() {
+            return etcd_code(x);
+        }
+        if let Some(x) = cause.downcast_ref::<RepoError>() {
+            return repo_code(x);
+        }
+        if let Some(x) = cause.downcast_ref::<StoreError>() {
+            return store_code(x);
+        }
+        if let Some(x) = cause.downcast_ref::<crate::commands::UsageError>() {
+            let _ = x;
+            return 2;
+        }
+    }
+    OTHER
+}
+
+/// The whole cause chain on one line, without repeating a cause a message already contains.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut s = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if s.contains(&c) {
+            continue;
+        }
+        if !s.is_empty() {
+            s.push_str(": ");
+        }
+        s.push_str(&c);
+    }
+    s.replace('\n', " ")
+}
