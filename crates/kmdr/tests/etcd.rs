@@ -1,0 +1,169 @@
+//! The under-cluster layer against real etcd: backup, restore into a new data
+//! dir, start etcd on it and compare every key and value; a second backup
+//! that shares data; kill -9 during backups; damaged objects.
+
+mod common;
+use common::{Etcd, Kmdr};
+use std::process::Stdio;
+use std::time::Duration;
+
+fn restore_args<'a>(id: &'a str, dir: &'a str, peer: &'a str, cluster: &'a str) -> Vec<&'a str> {
+    vec!["restore", "etcd", id, "--data-dir", dir, "--name", "restored", "--initial-cluster", cluster, "--initial-advertise-peer-urls", peer]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_restore_start_and_compare_every_key() {
+    need_etcd!();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), "src");
+    etcd.load("/registry/pods/ns/", 3000, 700, 1).await;
+    etcd.load("/kamaji/tenant-a/", 500, 2000, 2).await;
+    let mut c = etcd.client().await;
+    c.put(vec![0xffu8, 0, 1], vec![0u8, 1, 2, 255], None).await.unwrap();
+    c.put("/empty-value", "", None).await.unwrap();
+    let before = etcd.dump().await;
+
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let m = k.json(&["backup", "etcd", "--endpoints", &etcd.client_url, "--tag", "env=test"]);
+    assert_eq!(m["source"]["type"], "etcd-snapshot");
+    assert_eq!(m["source"]["key_count"], before.len() as i64);
+    assert!(m["source"]["revision"].as_i64().unwrap() >= 37);
+    assert!(m["source"]["etcd_version"].as_str().unwrap().starts_with('3'));
+    assert_eq!(m["tags"]["env"], "test");
+    assert_eq!(m["layer"], "under-cluster");
+    for field in ["started_at", "finished_at", "duration_ms"] {
+        assert!(!m[field].is_null(), "{field}");
+    }
+    let id = m["id"].as_str().unwrap().to_string();
+
+    // Writes after the backup must not appear in the restore.
+    c.put("/after-backup", "x", None).await.unwrap();
+
+    let peer = format!("http://127.0.0.1:{}", common::free_port());
+    let cluster = format!("restored={peer}");
+    let target = dir.path().join("restored.etcd");
+    let t = target.display().to_string();
+    // Dry run changes nothing.
+    let plan = k.json(&[restore_args(&id, &t, &peer, &cluster), vec!["--dry-run"]].concat());
+    assert_eq!(plan["plan"]["data_dir_state"], "missing");
+    assert!(!target.exists());
+    k.ok(&restore_args(&id[..20], &t, &peer, &cluster));
+    etcd.stop();
+    let restored = Etcd::start_on(target.clone(), "restored", Some(peer.clone()));
+    let after = restored.dump().await;
+    assert_eq!(after.len(), before.len());
+    assert!(after == before, "every key and value comes back");
+    restored.stop();
+
+    // A non-empty data dir is refused without --force and moved aside with it.
+    k.fails(&restore_args("latest", &t, &peer, &cluster), 8);
+    let out = k.ok(&[restore_args("latest", &t, &peer, &cluster), vec!["--force"]].concat());
+    assert!(out.contains("moved to"), "{out}");
+    let aside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".kmdr-old-")).collect();
+    assert_eq!(aside.len(), 1, "the old data dir is kept");
+
+    // --to-file writes the checked snapshot; etcdutl agrees on its revision.
+    let snap = dir.path().join("plain.db");
+    k.ok(&["restore", "etcd", &id, "--to-file", &snap.display().to_string()]);
+    let bytes = std::fs::read(&snap).unwrap();
+    let sum = { use sha2::Digest; hex::encode(sha2::Sha256::digest(&bytes)) };
+    assert_eq!(sum, m["files"][0]["sha256"].as_str().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_backup_shares_unchanged_data() {
+    need_etcd!();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), "src");
+    etcd.load("/k/", 20_000, 1024, 3).await;
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let m1 = k.json(&["backup", "etcd", "--endpoints", &etcd.client_url]);
+    // Rewrite 1% of the keys.
+    let mut c = etcd.client().await;
+    for i in (0..20_000).step_by(100) {
+        c.put(format!("/k/{i:06}"), vec![7u8; 1024], None).await.unwrap();
+    }
+    let m2 = k.json(&["backup", "etcd", "--endpoints", &etcd.client_url]);
+    let (b1, a2) = (m1["stats"]["new_stored_bytes"].as_u64().unwrap(), m2["stats"]["new_stored_bytes"].as_u64().unwrap());
+    assert!(a2 * 3 < b1, "second backup added {a2} bytes, the first {b1}");
+    let list = k.json(&["backups", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    k.ok(&["verify"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_backup_leaves_a_clean_repository() {
+    need_etcd!();
+    use rand::Rng;
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), "src");
+    etcd.load("/big/", 40_000, 1024, 4).await;
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let first = k.json(&["backup", "etcd", "--endpoints", &etcd.client_url]);
+    let took = first["duration_ms"].as_u64().unwrap().max(50);
+    let mut rng = rand::thread_rng();
+    let mut killed_mid_way = 0;
+    for _ in 0..6 {
+        let mut child = k.cmd().args(["backup", "etcd", "--endpoints", &etcd.client_url]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        // Somewhere between connecting and finishing.
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..took + 150)));
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        if !finished {
+            killed_mid_way += 1;
+        }
+        // Whatever the moment: only complete backups are listed, and they verify.
+        let list = k.json(&["backups", "list"]);
+        for b in list.as_array().unwrap() {
+            assert!(b.get("damaged").is_none(), "{b}");
+        }
+        let v = k.json(&["verify"]);
+        assert!(v["backups"].as_array().unwrap().iter().all(|b| b["ok"] == true), "{v}");
+    }
+    assert!(killed_mid_way >= 1, "at least one kill hit a running backup");
+    // The next backup works, and the leftovers are pruned without touching complete backups.
+    k.ok(&["backup", "etcd", "--endpoints", &etcd.client_url]);
+    k.ok(&["prune"]);
+    let v = k.json(&["verify"]);
+    assert_eq!(v["unreferenced_chunks"], 0);
+    assert!(v["backups"].as_array().unwrap().iter().all(|b| b["ok"] == true));
+    let snap = dir.path().join("s.db");
+    k.ok(&["restore", "etcd", "latest", "--to-file", &snap.display().to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flipped_byte_is_named_by_verify_and_refused_by_restore() {
+    need_etcd!();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), "src");
+    etcd.load("/k/", 3000, 1024, 5).await;
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let m = k.json(&["backup", "etcd", "--endpoints", &etcd.client_url]);
+    let id = m["id"].as_str().unwrap();
+    let chunk = m["files"][0]["chunks"][0]["id"].as_str().unwrap();
+    let path = std::path::Path::new(&k.repo).join("data").join(&chunk[..2]).join(chunk);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let o = k.run(&["verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("DAMAGED {id}")) && out.contains(chunk), "{out}");
+
+    let target = dir.path().join("r.etcd");
+    let peer = "http://127.0.0.1:2380";
+    let err = k.fails(&restore_args(id, &target.display().to_string(), peer, "restored=http://127.0.0.1:2380"), 7);
+    assert!(err.contains("damaged object") && err.contains(chunk), "{err}");
+    assert!(!target.exists(), "nothing restored");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("kmdr-")).collect();
+    assert!(leftovers.is_empty(), "temp files cleaned: {leftovers:?}");
+    k.fails(&["restore", "etcd", id, "--to-file", &dir.path().join("x.db").display().to_string()], 7);
+    assert!(!dir.path().join("x.db").exists());
+}
