@@ -92,13 +92,16 @@ impl EtcdConnection {
     }
 }
 
-/// A one-line description of an etcd-client error, with its causes.
+/// A one-line description of an etcd-client error: the gRPC message and its
+/// underlying causes ("tcp connect error: Connection refused"), without debug dumps.
 pub fn describe(e: &etcd_client::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
+    let (mut s, mut src): (String, Option<&(dyn std::error::Error + 'static)>) = match e {
+        etcd_client::Error::GRpcStatus(st) => (st.message().to_string(), std::error::Error::source(st)),
+        other => (other.to_string(), std::error::Error::source(other)),
+    };
     while let Some(cause) = src {
         let c = cause.to_string();
-        if !s.contains(&c) {
+        if !c.is_empty() && !s.contains(&c) && !c.contains("tonic::") {
             s.push_str(": ");
             s.push_str(&c);
         }

@@ -57,6 +57,10 @@ impl GlobalArgs {
     /// Open the repository with the key file.
     pub async fn open_repo(&self) -> Result<Repository> {
         let store = self.store()?;
+        // A missing repository is the more useful message than a missing key.
+        if !store.exists("config").await? {
+            return Err(RepoError::NotARepository { location: store.location() }.into());
+        }
         let (secret, label) = self.secret()?;
         Ok(Repository::open(store, &secret, &label).await?)
     }

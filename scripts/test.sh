@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run every test against real servers: etcd 3.5 (started by the tests
+# themselves, one per test, on free loopback ports) and an S3-compatible
+# server (started here). A missing server fails the run (KMDR_TEST_REQUIRE_SERVERS=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+source scripts/tools-env.sh
+source scripts/s3-server.sh
+export KMDR_TEST_REQUIRE_SERVERS=1
+etcd --version | head -1 >&2
+cargo test --workspace --locked "$@"
+if [ -x scripts/test-recover-without-kmdr.sh ] && [ $# -eq 0 ]; then
+  cargo build --locked -q -p kmdr
+  scripts/test-recover-without-kmdr.sh target/debug/kmdr
+fi
