@@ -20,6 +20,9 @@ pub enum Layer {
     Platform,
     TenantControlPlanes,
     PersistentData,
+    /// A layer a newer kmdr knows; kept so that such backups still list and prune.
+    #[serde(other)]
+    Unknown,
 }
 
 impl Layer {
@@ -34,6 +37,7 @@ impl Layer {
             Layer::Platform => "platform",
             Layer::TenantControlPlanes => "tenant-control-planes",
             Layer::PersistentData => "persistent-data",
+            Layer::Unknown => "unknown",
         }
     }
 }
@@ -226,7 +230,9 @@ mod tests {
         let mut json = serde_json::to_value(sample()).unwrap();
         json["source"] = serde_json::json!({"type": "future-kind", "x": 1});
         json["added_later"] = serde_json::json!(true);
+        json["layer"] = serde_json::json!("a-future-layer");
         let m: Manifest = serde_json::from_value(json).unwrap();
         assert_eq!(m.source_summary(), "future-kind");
+        assert_eq!(m.layer, Layer::Unknown);
     }
 }

@@ -41,6 +41,14 @@ impl VerifyReport {
 
 /// Verify `ids` (every backup when `None`).
 pub async fn verify(repo: &Repository, ids: Option<Vec<BackupId>>, progress: Option<Progress>) -> Result<VerifyReport> {
+    // A shared lock: prune must not delete chunks while they are being checked.
+    let lock = crate::lock::RepoLock::acquire(repo.store().clone(), false, "kmdr verify").await?;
+    let report = verify_locked(repo, ids, progress).await;
+    lock.release().await;
+    report
+}
+
+async fn verify_locked(repo: &Repository, ids: Option<Vec<BackupId>>, progress: Option<Progress>) -> Result<VerifyReport> {
     let all = repo.list_backups().await?;
     let selected = ids.unwrap_or_else(|| all.clone());
     let mut problems: BTreeMap<String, Vec<String>> = BTreeMap::new();

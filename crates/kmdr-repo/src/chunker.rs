@@ -1,8 +1,11 @@
 //! Content-defined chunking (FastCDC 2020, the `fastcdc` crate's cut-point
 //! function) over a byte stream. Boundaries depend on content, so data that is
 //! unchanged between two snapshots yields the same chunks even when bytes
-//! before it were inserted or removed. The gear table is seeded from the
-//! repository key so that chunk sizes reveal nothing about the plaintext.
+//! before it were inserted or removed. The gear table is XORed with a 64-bit
+//! seed derived from the repository key, so that chunk boundaries differ
+//! between repositories and a known plaintext cannot simply be matched by its
+//! chunk sizes (sizes of stored objects still leak something; see the threat
+//! model in docs/design.md).
 
 use bytes::{Bytes, BytesMut};
 use fastcdc::v2020::{cut_gear, get_gear_with_seed, select_masks, Normalization};

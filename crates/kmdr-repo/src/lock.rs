@@ -31,13 +31,25 @@ pub struct LockRecord {
     pub command: String,
     pub created: DateTime<Utc>,
     pub refreshed: DateTime<Utc>,
+    /// The holder's PID namespace (`/proc/self/ns/pid`), so that a pid is only
+    /// judged dead by a process that can see it (containers share host names).
+    #[serde(default)]
+    pub pid_namespace: String,
+}
+
+/// This process's PID namespace, e.g. `pid:[4026531836]`.
+pub fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).unwrap_or_default()
 }
 
 impl LockRecord {
     /// Whether the lock no longer protects anything.
     pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
         now - self.refreshed > STALE_AFTER
-            || (self.hostname == hostname() && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists())
+            || (self.hostname == hostname()
+                && !self.pid_namespace.is_empty()
+                && self.pid_namespace == pid_namespace()
+                && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists())
     }
 
     fn describe(&self) -> String {
@@ -78,7 +90,7 @@ impl RepoLock {
     /// Take a shared (`exclusive = false`) or exclusive lock for `command`.
     pub async fn acquire(store: Arc<dyn Store>, exclusive: bool, command: &str) -> Result<RepoLock> {
         let now = Utc::now();
-        let rec = LockRecord { hostname: hostname(), pid: std::process::id(), exclusive, command: command.into(), created: now, refreshed: now };
+        let rec = LockRecord { hostname: hostname(), pid: std::process::id(), exclusive, command: command.into(), created: now, refreshed: now, pid_namespace: pid_namespace() };
         let key = format!("locks/{}-{:08x}", now.timestamp_millis(), rand::random::<u32>());
         store.put(&key, Bytes::from(serde_json::to_vec(&rec).expect("json"))).await?;
         let conflict = list_locks(&store)
@@ -167,9 +179,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(LocalStore::new(dir.path()));
         let old = Utc::now() - Duration::hours(2);
-        let dead = LockRecord { hostname: "elsewhere".into(), pid: 1, exclusive: true, command: "prune".into(), created: old, refreshed: old };
+        let dead = LockRecord { hostname: "elsewhere".into(), pid: 1, exclusive: true, command: "prune".into(), created: old, refreshed: old, pid_namespace: String::new() };
         store.put("locks/1-dead", Bytes::from(serde_json::to_vec(&dead).unwrap())).await.unwrap();
-        let gone = LockRecord { hostname: hostname(), pid: u32::MAX - 1, refreshed: Utc::now(), ..dead.clone() };
+        let gone = LockRecord { hostname: hostname(), pid: u32::MAX - 1, refreshed: Utc::now(), pid_namespace: pid_namespace(), ..dead.clone() };
+        // The same pid seen from another PID namespace (another container) is not judged dead.
+        let elsewhere = LockRecord { pid_namespace: "pid:[1]".into(), ..gone.clone() };
+        assert!(!elsewhere.is_stale(Utc::now()));
         store.put("locks/2-gone", Bytes::from(serde_json::to_vec(&gone).unwrap())).await.unwrap();
         let l = RepoLock::acquire(store.clone(), false, "backup").await.unwrap();
         l.release().await;

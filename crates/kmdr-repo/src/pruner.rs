@@ -125,6 +125,8 @@ pub async fn prune(repo: &Repository) -> Result<PrunePlan> {
     let result = async {
         let p = plan_prune(repo, &[]).await?;
         delete_chunks(repo, &p.delete).await?;
+        // No writer holds a lock now; temp files older than an hour are debris.
+        repo.store().sweep_incomplete(std::time::Duration::from_secs(3600)).await?;
         Ok(p)
     }
     .await;

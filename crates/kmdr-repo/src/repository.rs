@@ -95,7 +95,11 @@ impl Repository {
             object: format!("{location}/config"),
             reason: format!("not a valid repository config: {e}"),
         })?;
-        if config.format != REPO_FORMAT {
+        if config.format != REPO_FORMAT
+            || config.cipher != "xchacha20poly1305"
+            || config.chunk_id != "hmac-sha256"
+            || !config.compression.starts_with("zstd")
+        {
             return Err(Error::UnsupportedFormat { location, found: config.format, supported: REPO_FORMAT });
         }
         let mut key = None;
@@ -164,6 +168,9 @@ impl Repository {
         let m: Manifest = serde_json::from_slice(&plain).map_err(|e| damaged(format!("manifest JSON: {e}")))?;
         if &m.id != id {
             return Err(damaged(format!("manifest names backup {} instead", m.id)));
+        }
+        if m.format > kmdr_core::MANIFEST_FORMAT {
+            return Err(Error::UnsupportedFormat { location: format!("{}/{name}", self.location()), found: m.format, supported: kmdr_core::MANIFEST_FORMAT });
         }
         Ok(m)
     }

@@ -33,8 +33,8 @@ pub async fn run(store: &dyn Store) {
 
     // Listing: recursive, prefix-filtered, partial last segment, sizes right.
     store.put("data/cd/cd02", Bytes::from_static(b"xyz")).await.unwrap();
-    store.put("backups/20261127T024037Z-etcd-aaaaaa", Bytes::from_static(b"m1")).await.unwrap();
-    store.put("backups/20261128T000000Z-etcd-bbbbbb", Bytes::from_static(b"m2")).await.unwrap();
+    store.put("backups/20261127T024037.000Z-etcd-aaaaaa", Bytes::from_static(b"m1")).await.unwrap();
+    store.put("backups/20261128T000000.000Z-etcd-bbbbbb", Bytes::from_static(b"m2")).await.unwrap();
     let mut data: Vec<_> = store.list("data/").await.unwrap();
     data.sort_by(|a, b| a.key.cmp(&b.key));
     let keys: Vec<_> = data.iter().map(|o| o.key.as_str()).collect();
@@ -42,7 +42,7 @@ pub async fn run(store: &dyn Store) {
     assert_eq!(data[0].size, big.len() as u64);
     assert_eq!(data[1].size, 3);
     let nov27: Vec<_> = store.list("backups/20261127").await.unwrap().into_iter().map(|o| o.key).collect();
-    assert_eq!(nov27, ["backups/20261127T024037Z-etcd-aaaaaa"]);
+    assert_eq!(nov27, ["backups/20261127T024037.000Z-etcd-aaaaaa"]);
     assert_eq!(store.list("").await.unwrap().len(), 6, "list(\"\") lists everything");
     assert!(store.list("nothing/").await.unwrap().is_empty());
 
@@ -81,8 +81,8 @@ pub fn s3_test_endpoint() -> Option<String> {
     }
 }
 
-/// The test bucket (`KMDR_TEST_S3_BUCKET`, default `kmdr-test`) with a fresh
-/// random prefix, as `bucket/prefix`, so that runs never see each other's objects.
+/// The test bucket (`KMDR_TEST_S3_BUCKET`, default `kmdr-test`); combine it
+/// with [`unique_prefix`] so that runs never see each other's objects.
 pub async fn s3_test_bucket(_endpoint: &str) -> String {
     std::env::var("KMDR_TEST_S3_BUCKET").unwrap_or_else(|_| "kmdr-test".into())
 }

@@ -78,4 +78,8 @@ impl Store for FaultStore {
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         self.inner.exists(key).await
     }
+
+    async fn sweep_incomplete(&self, min_age: std::time::Duration) -> Result<usize, StoreError> {
+        self.inner.sweep_incomplete(min_age).await
+    }
 }

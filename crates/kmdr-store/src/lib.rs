@@ -57,6 +57,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
     /// Remove an object; missing objects are not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Remove debris of writers killed mid-`put` (temp files) older than
+    /// `min_age`; returns how many. Stores with atomic puts have none.
+    async fn sweep_incomplete(&self, _min_age: std::time::Duration) -> Result<usize, StoreError> {
+        Ok(0)
+    }
     /// Whether an object exists.
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         match self.get(key).await {

@@ -71,7 +71,17 @@ impl LocalStore {
 
 fn put_blocking(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("keys always have a parent under the root");
-    fs::create_dir_all(dir)?;
+    if !dir.is_dir() {
+        // Note which directories are new, create them, then make their
+        // entries durable by syncing each new directory's parent.
+        let new_dirs: Vec<&Path> = dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.is_dir()).collect();
+        fs::create_dir_all(dir)?;
+        for d in new_dirs {
+            if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::File::open(parent)?.sync_all()?;
+            }
+        }
+    }
     let name = path.file_name().expect("keys have a file name").to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
     let result = (|| {
@@ -166,6 +176,14 @@ impl Store for LocalStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StoreError::from_io(&self.loc(), "delete", key, e)),
         }
+    }
+
+    async fn sweep_incomplete(&self, min_age: std::time::Duration) -> Result<usize, StoreError> {
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || s.sweep_temp_files(min_age))
+            .await
+            .expect("sweep task panicked")
+            .map_err(|e| StoreError::from_io(&self.loc(), "sweep", "", e))
     }
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {

@@ -29,7 +29,8 @@ Exit codes:
   5  backup not found (unknown or ambiguous id)
   6  source problem: etcd unreachable, TLS failure, snapshot failed its checksum
   7  damaged data: a stored object failed its checks; nothing was restored
-  8  refused: target not empty (use --force), file exists, restore tool missing
+  8  refused or local target problem: data dir not empty (use --force), file exists,
+     restore tool missing, cannot write the restore target (e.g. its disk is full)
   9  storage failure: disk full, permission denied, object store unreachable
  10  any other error";
 

@@ -172,6 +172,7 @@ pub async fn write_snapshot_file(repo: &Repository, id: &BackupId, path: &Path, 
         ".{}.kmdr-partial",
         path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "snapshot".into())
     ));
+    let lock = kmdr_repo::lock::RepoLock::acquire(repo.store().clone(), false, "kmdr restore etcd").await?;
     let result = async {
         let mut f = tokio::fs::File::create(&tmp).await.map_err(local("cannot create", &tmp))?;
         restorer::restore_file(repo, m.file(SNAPSHOT_FILE).expect("checked"), &mut f, progress).await?;
@@ -179,6 +180,7 @@ pub async fn write_snapshot_file(repo: &Repository, id: &BackupId, path: &Path, 
         tokio::fs::rename(&tmp, path).await.map_err(local("cannot rename into place", path))
     }
     .await;
+    lock.release().await;
     if result.is_err() {
         let _ = tokio::fs::remove_file(&tmp).await;
     }
@@ -227,7 +229,13 @@ pub async fn execute(repo: &Repository, plan: &EtcdRestorePlan, progress: Option
                 None => return Err(EtcdError::DataDirNotEmpty { dir: plan.data_dir.clone() }),
             },
         }
-        std::fs::rename(&plan.staging_dir, &plan.data_dir).map_err(local("cannot move the restored data dir into place", &plan.data_dir))?;
+        if let Err(e) = std::fs::rename(&plan.staging_dir, &plan.data_dir) {
+            // Put the old data dir back rather than leave none.
+            if let Some(to) = &plan.move_aside_to {
+                let _ = std::fs::rename(to, &plan.data_dir);
+            }
+            return Err(local("cannot move the restored data dir into place", &plan.data_dir)(e));
+        }
         Ok(())
     }
     .await;

@@ -72,10 +72,10 @@ impl EtcdSnapshot {
             session.abort().await;
             return Err(unwrap_source(e));
         }
-        let sha = verdict.lock().expect("verdict").clone().ok_or_else(|| EtcdError::SnapshotIntegrity {
-            endpoint: endpoint.clone(),
-            detail: "stream ended without etcd's checksum".into(),
-        })?;
+        let Some(sha) = verdict.lock().expect("verdict").clone() else {
+            session.abort().await;
+            return Err(EtcdError::SnapshotIntegrity { endpoint, detail: "stream ended without etcd's checksum".into() });
+        };
         self.info.etcd_sha256 = sha;
         let draft = ManifestDraft {
             kind: KIND.into(),

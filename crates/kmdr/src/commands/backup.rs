@@ -18,7 +18,7 @@ async fn etcd(g: &GlobalArgs, a: BackupEtcdArgs) -> Result<i32> {
     let repo = g.open_repo().await?;
     let conn = EtcdConnection::new(a.endpoints, TlsFiles { cacert: a.tls.cacert, cert: a.tls.cert, key: a.tls.key });
     let snap = EtcdSnapshot::open(&conn).await?;
-    let pb = output::bar(g.format, g.quiet, Some(snap.info.db_size as u64), "etcd snapshot");
+    let pb = output::bar(g.format, g.quiet, Some(snap.info.db_size as u64 + 32), "etcd snapshot");
     let m = snap.backup_into(&repo, a.tags.into_iter().collect(), output::progress(&pb)).await?;
     if let Some(pb) = pb {
         pb.finish_and_clear();
