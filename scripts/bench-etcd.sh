@@ -178,19 +178,18 @@ bench_size() {
   start_etcd "$d"
   timed "load_$s" "$LOADER" --endpoint "$EP" --keys "$keys" --value-size "$VALUE_SIZE" --seed 1
   log "[$s] $(cat "$WORK/load_$s.out")"
-  V[db_$s]=$(db_size)
   "$KMDR" -q --repo "$d/repo" repo init >/dev/null
 
   # a. one full backup each way, at the same moment (no writes in between).
   log "[$s] etcdctl snapshot save + zstd"
   timed "snap_$s" "$ETCDCTL" --endpoints="$EP" snapshot save "$d/snap1.db"
+  V[db_$s]=$(db_size)   # after the snapshot: it commits etcd's pending batch, so the size is current
   timed "zstd_$s" zstd -q -3 -T2 -f "$d/snap1.db" -o "$d/snap1.db.zst"
   log "[$s] kmdr backup etcd"
   timed "kmdr_backup_$s" "$KMDR" -q -o json --repo "$d/repo" backup etcd --endpoints "$EP"
   V[snap_bytes_$s]=$(bytes_of "$d/snap1.db")
   V[zst_bytes_$s]=$(bytes_of "$d/snap1.db.zst")
   V[repo1_$s]=$(du_b "$d/repo")
-  V[kmdr_rev1_$s]=$(jq -r '.source.revision' "$WORK/kmdr_backup_$s.out")
   last=$d/snap1.db lastjson=$WORK/kmdr_backup_$s.out
 
   # b. incremental: rewrite a share of the keys, then a second backup each way.
@@ -199,13 +198,12 @@ bench_size() {
     timed "rewrite_$s" "$LOADER" --endpoint "$EP" --keys "$keys" --value-size "$VALUE_SIZE" --rewrite-percent "$REWRITE_PERCENT" --seed 2
     log "[$s] $(cat "$WORK/rewrite_$s.out")"
     V[rewritten]=$(awk '{ print $2 }' "$WORK/rewrite_$s.out")
-    V[db2_$s]=$(db_size)
     timed "snap2_$s" "$ETCDCTL" --endpoints="$EP" snapshot save "$d/snap2.db"
+    V[db2_$s]=$(db_size)
     timed "zstd2_$s" zstd -q -3 -T2 -f "$d/snap2.db" -o "$d/snap2.db.zst"
     timed "kmdr_backup2_$s" "$KMDR" -q -o json --repo "$d/repo" backup etcd --endpoints "$EP"
     V[repo2_$s]=$(du_b "$d/repo")
     V[zst2_bytes_$s]=$(bytes_of "$d/snap2.db.zst")
-    V[kmdr_rev2_$s]=$(jq -r '.source.revision' "$WORK/kmdr_backup2_$s.out")
     V[kmdr_new_chunks]=$(jq -r '"\(.stats.new_chunks) of \(.stats.chunks)"' "$WORK/kmdr_backup2_$s.out")
     last=$d/snap2.db lastjson=$WORK/kmdr_backup2_$s.out
   fi
@@ -215,7 +213,6 @@ bench_size() {
     log "[$s] restic backup of the same two snapshot files"
     mkdir -p "$d/restic-src"
     restic -q --no-cache -r "$d/restic" init >/dev/null
-    V[restic0]=$(du_b "$d/restic")
     ln -f "$d/snap1.db" "$d/restic-src/snapshot.db"
     timed restic_backup1 restic -q --no-cache -r "$d/restic" backup "$d/restic-src/snapshot.db"
     V[restic1]=$(du_b "$d/restic")
@@ -265,10 +262,11 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 mem=$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 rev=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -z $(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null) ]] || rev="$rev (modified)"
-repro="scripts/bench-etcd.sh"
+repro=
 for n in SIZE_SMALL SIZE_LARGE VALUE_SIZE REWRITE_PERCENT; do
-  case $n:${!n} in SIZE_SMALL:50000|SIZE_LARGE:200000|VALUE_SIZE:1024|REWRITE_PERCENT:1) ;; *) repro="$n=${!n} $repro" ;; esac
+  case $n:${!n} in SIZE_SMALL:50000|SIZE_LARGE:200000|VALUE_SIZE:1024|REWRITE_PERCENT:1) ;; *) repro+="$n=${!n} " ;; esac
 done
+repro+="scripts/bench-etcd.sh"
 S=$(commas "$SIZE_SMALL") L=$(commas "$SIZE_LARGE")
 row() { printf '| %s | %s | %s |\n' "$@"; }
 
