@@ -178,7 +178,7 @@ bench_size() {
   start_etcd "$d"
   timed "load_$s" "$LOADER" --endpoint "$EP" --keys "$keys" --value-size "$VALUE_SIZE" --seed 1
   log "[$s] $(cat "$WORK/load_$s.out")"
-  "$KMDR" -q --repo "$d/repo" repo init >/dev/null
+  "$KMDR" -q --repo "$d/repo" repo init ${KMDR_CHUNK_AVG_KIB:+--chunk-avg-kib "$KMDR_CHUNK_AVG_KIB"} >/dev/null
 
   # a. one full backup each way, at the same moment (no writes in between).
   log "[$s] etcdctl snapshot save + zstd"

@@ -92,7 +92,7 @@ no backup can be read. An existing key file is used as it is (its content is the
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Average chunk size in KiB (min = avg/4, max = avg*4); fixed for the repository's life
-    #[arg(long, default_value_t = 1024, value_name = "KIB", hide = true)]
+    #[arg(long, default_value_t = 256, value_name = "KIB", hide = true)]
     pub chunk_avg_kib: u32,
 }
 
