@@ -160,6 +160,13 @@ pub async fn plan_restore(repo: &Repository, id: &BackupId, opts: &EtcdRestoreOp
 
 /// Write the plain snapshot of backup `id` to `path` (checked, then renamed into place).
 pub async fn write_snapshot_file(repo: &Repository, id: &BackupId, path: &Path, force: bool, progress: Option<Progress>) -> Result<Manifest, EtcdError> {
+    write_snapshot(repo, id, path, force, true, progress).await
+}
+
+/// As [`write_snapshot_file`]; `durable` fsyncs the file before the rename.
+/// The restore's own temp copy skips it: the tool reads it at once and it is
+/// deleted afterwards, while the tool fsyncs what it writes.
+async fn write_snapshot(repo: &Repository, id: &BackupId, path: &Path, force: bool, durable: bool, progress: Option<Progress>) -> Result<Manifest, EtcdError> {
     let m = load_snapshot_manifest(repo, id).await?;
     if path.exists() && !force {
         return Err(EtcdError::Local {
@@ -176,7 +183,9 @@ pub async fn write_snapshot_file(repo: &Repository, id: &BackupId, path: &Path, 
     let result = async {
         let mut f = tokio::fs::File::create(&tmp).await.map_err(local("cannot create", &tmp))?;
         restorer::restore_file(repo, m.file(SNAPSHOT_FILE).expect("checked"), &mut f, progress).await?;
-        f.sync_all().await.map_err(local("cannot sync", &tmp))?;
+        if durable {
+            f.sync_all().await.map_err(local("cannot sync", &tmp))?;
+        }
         tokio::fs::rename(&tmp, path).await.map_err(local("cannot rename into place", path))
     }
     .await;
@@ -203,7 +212,7 @@ pub async fn execute(repo: &Repository, plan: &EtcdRestorePlan, progress: Option
         let _ = std::fs::remove_dir_all(&p.staging_dir);
     };
     let result = async {
-        write_snapshot_file(repo, &plan.backup, &plan.snapshot_path, false, progress).await?;
+        write_snapshot(repo, &plan.backup, &plan.snapshot_path, false, false, progress).await?;
         let out = tokio::process::Command::new(&plan.command[0])
             .args(&plan.command[1..])
             .env("ETCDCTL_API", "3")
