@@ -73,7 +73,7 @@ async fn verify_locked(repo: &Repository, ids: Option<Vec<BackupId>>, progress: 
     }
     let mut bytes = 0u64;
     let checks = futures::stream::iter(needs.iter())
-        .map(|(cid, (len, _))| async move { (cid, read_chunk(repo, cid, *len).await.map(|p| p.len() as u64)) })
+        .map(|(cid, (len, _))| async move { (cid, read_chunk(repo, cid, *len, true).await.map(|p| p.len() as u64)) })
         .buffer_unordered(VERIFY_CONCURRENCY)
         .collect::<Vec<_>>();
     let results = checks.await;

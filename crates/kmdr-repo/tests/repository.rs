@@ -38,7 +38,7 @@ async fn backup(repo: &Repository, bytes: &[u8]) -> Result<kmdr_core::Manifest, 
 
 async fn restore(repo: &Repository, m: &kmdr_core::Manifest) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
-    restorer::restore_file(repo, &m.files[0], &mut out, None).await?;
+    restorer::restore_file(repo, &m.files[0], &mut out, restorer::FileCheck::Sha256, None).await?;
     Ok(out)
 }
 

@@ -163,9 +163,11 @@ pub async fn write_snapshot_file(repo: &Repository, id: &BackupId, path: &Path, 
     write_snapshot(repo, id, path, force, true, progress).await
 }
 
-/// As [`write_snapshot_file`]; `durable` fsyncs the file before the rename.
-/// The restore's own temp copy skips it: the tool reads it at once and it is
-/// deleted afterwards, while the tool fsyncs what it writes.
+/// As [`write_snapshot_file`]; `durable` fsyncs the file before the rename
+/// and hashes the whole file against the manifest. The restore's own temp
+/// copy skips both: the tool reads it at once, checks etcd's sha256 trailer
+/// over the whole file itself, fsyncs what it writes, and the copy is deleted
+/// afterwards. Every chunk is still authenticated and matched to its id.
 async fn write_snapshot(repo: &Repository, id: &BackupId, path: &Path, force: bool, durable: bool, progress: Option<Progress>) -> Result<Manifest, EtcdError> {
     let m = load_snapshot_manifest(repo, id).await?;
     if path.exists() && !force {
@@ -182,7 +184,8 @@ async fn write_snapshot(repo: &Repository, id: &BackupId, path: &Path, force: bo
     let lock = kmdr_repo::lock::RepoLock::acquire(repo.store().clone(), false, "kmdr restore etcd").await?;
     let result = async {
         let mut f = tokio::fs::File::create(&tmp).await.map_err(local("cannot create", &tmp))?;
-        restorer::restore_file(repo, m.file(SNAPSHOT_FILE).expect("checked"), &mut f, progress).await?;
+        let check = if durable { restorer::FileCheck::Sha256 } else { restorer::FileCheck::ChunksOnly };
+        restorer::restore_file(repo, m.file(SNAPSHOT_FILE).expect("checked"), &mut f, check, progress).await?;
         if durable {
             f.sync_all().await.map_err(local("cannot sync", &tmp))?;
         }
