@@ -16,13 +16,23 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# start_etcd NAME CLIENT_PORT PEER_PORT: a one-member etcd on DIR $demo/NAME.etcd, waited for.
+start_etcd() {
+  etcd --name "$1" --data-dir "$demo/$1.etcd" --log-level error \
+    --listen-client-urls "http://127.0.0.1:$2" --advertise-client-urls "http://127.0.0.1:$2" \
+    --listen-peer-urls "http://127.0.0.1:$3" --initial-advertise-peer-urls "http://127.0.0.1:$3" \
+    --initial-cluster "$1=http://127.0.0.1:$3" 2>"$demo/$1.log" &
+  pids+=($!)
+  until etcdctl --endpoints "127.0.0.1:$2" endpoint health >/dev/null 2>&1; do sleep 0.2; done
+}
+# every key and value of the etcd at CLIENT_PORT, hashed
+dump_hash() {
+  etcdctl --endpoints "127.0.0.1:$1" get "" --from-key -w json |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(sorted((k["key"],k["value"]) for k in d.get("kvs",[]))))' | sha256sum
+}
+
 c1=$(port); p1=$(port)
-etcd --name live --data-dir "$demo/live.etcd" --log-level error \
-  --listen-client-urls "http://127.0.0.1:$c1" --advertise-client-urls "http://127.0.0.1:$c1" \
-  --listen-peer-urls "http://127.0.0.1:$p1" --initial-advertise-peer-urls "http://127.0.0.1:$p1" \
-  --initial-cluster "live=http://127.0.0.1:$p1" 2>"$demo/live.log" &
-pids+=($!)
-until etcdctl --endpoints "127.0.0.1:$c1" endpoint health >/dev/null 2>&1; do sleep 0.2; done
+start_etcd live "$c1" "$p1"
 echo "etcd running on 127.0.0.1:$c1; writing 300 keys" >&2
 for i in $(seq 1 300); do etcdctl --endpoints "127.0.0.1:$c1" put "/registry/demo/key-$i" "value-$i-$RANDOM" >/dev/null; done
 
@@ -42,14 +52,9 @@ p2=$(port); c2=$(port)
 say kmdr restore etcd latest --data-dir $demo/restored.etcd --name restored --initial-cluster restored=http://127.0.0.1:$p2 --initial-advertise-peer-urls http://127.0.0.1:$p2
 "$kmdr" restore etcd latest --data-dir "$demo/restored.etcd" --name restored \
   --initial-cluster "restored=http://127.0.0.1:$p2" --initial-advertise-peer-urls "http://127.0.0.1:$p2"
-etcd --name restored --data-dir "$demo/restored.etcd" --log-level error \
-  --listen-client-urls "http://127.0.0.1:$c2" --advertise-client-urls "http://127.0.0.1:$c2" \
-  --listen-peer-urls "http://127.0.0.1:$p2" --initial-advertise-peer-urls "http://127.0.0.1:$p2" \
-  --initial-cluster "restored=http://127.0.0.1:$p2" 2>"$demo/restored.log" &
-pids+=($!)
-until etcdctl --endpoints "127.0.0.1:$c2" endpoint health >/dev/null 2>&1; do sleep 0.2; done
-a=$(etcdctl --endpoints "127.0.0.1:$c1" get "" --from-key -w json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(sorted((k["key"],k["value"]) for k in d.get("kvs",[]))))' | sha256sum)
-b=$(etcdctl --endpoints "127.0.0.1:$c2" get "" --from-key -w json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(sorted((k["key"],k["value"]) for k in d.get("kvs",[]))))' | sha256sum)
+start_etcd restored "$c2" "$p2"
+a=$(dump_hash "$c1")
+b=$(dump_hash "$c2")
 say "compare every key and value of the live and the restored etcd"
 if [ "$a" = "$b" ]; then echo "identical: the restored member holds every key of the live one"; else echo "DIFFERENT" >&2; exit 1; fi
 echo

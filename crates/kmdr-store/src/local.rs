@@ -44,12 +44,7 @@ impl LocalStore {
         let mut removed = 0;
         let mut stack = vec![self.root.clone()];
         while let Some(dir) = stack.pop() {
-            let rd = match fs::read_dir(&dir) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            for entry in rd {
+            for entry in read_dir_if_exists(&dir)? {
                 let entry = entry?;
                 let ft = entry.file_type()?;
                 let name = entry.file_name();
@@ -66,6 +61,16 @@ impl LocalStore {
             }
         }
         Ok(removed)
+    }
+}
+
+/// The entries of `dir`, or none when it does not exist (a store's
+/// directories appear with their first object).
+fn read_dir_if_exists(dir: &Path) -> std::io::Result<Box<dyn Iterator<Item = std::io::Result<fs::DirEntry>>>> {
+    match fs::read_dir(dir) {
+        Ok(rd) => Ok(Box::new(rd)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Box::new(std::iter::empty())),
+        Err(e) => Err(e),
     }
 }
 
@@ -107,12 +112,7 @@ fn list_blocking(root: &Path, prefix: &str) -> std::io::Result<Vec<ObjectInfo>> 
     let mut out = Vec::new();
     let mut stack = vec![(root.join(start_rel), start_rel.to_string())];
     while let Some((dir, rel)) = stack.pop() {
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in rd {
+        for entry in read_dir_if_exists(&dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') {

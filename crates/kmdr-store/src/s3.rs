@@ -20,6 +20,8 @@ pub struct S3Options {
     pub endpoint: Option<String>,
     /// Use `https://bucket.host/` instead of path-style `https://host/bucket/`.
     pub virtual_hosted_style: bool,
+    /// Access key id and secret; default: the `AWS_*` variables, else instance credentials.
+    pub credentials: Option<(String, String)>,
 }
 
 /// A store under `s3://bucket/prefix`.
@@ -37,6 +39,9 @@ impl S3Store {
         let endpoint = opts.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
         if let Some(ep) = &endpoint {
             b = b.with_endpoint(ep.clone());
+        }
+        if let Some((id, secret)) = &opts.credentials {
+            b = b.with_access_key_id(id.clone()).with_secret_access_key(secret.clone());
         }
         if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
             b = b.with_region("us-east-1");
@@ -77,6 +82,11 @@ impl S3Store {
             }
             other => {
                 let text = format!("{other:#}").to_lowercase();
+                if text.contains("169.254.169.254") || text.contains("credential") {
+                    return StoreError::Config(format!(
+                        "no usable S3 credentials for {location}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or run where instance credentials are available)"
+                    ));
+                }
                 let transient = ["connect", "timed out", "timeout", "sending request", "dns", "connection", "broken pipe", "reset"]
                     .iter()
                     .any(|w| text.contains(w));
@@ -182,7 +192,8 @@ mod tests {
 
     #[tokio::test]
     async fn dead_endpoint_is_unavailable() {
-        let store = S3Store::new("b", "", &S3Options { endpoint: Some("http://127.0.0.1:9".into()), ..Default::default() }).unwrap();
+        let creds = Some(("id".to_string(), "secret".to_string()));
+        let store = S3Store::new("b", "", &S3Options { endpoint: Some("http://127.0.0.1:9".into()), credentials: creds, ..Default::default() }).unwrap();
         let err = tokio::time::timeout(Duration::from_secs(120), store.get("config")).await.unwrap().unwrap_err();
         assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
         assert!(err.is_retryable());

@@ -39,7 +39,7 @@ impl GlobalArgs {
         let url = self.repo.as_deref().ok_or_else(|| {
             UsageError("no repository given: pass --repo PATH|s3://bucket/prefix or set KMDR_REPO".into())
         })?;
-        let opts = S3Options { endpoint: self.s3_endpoint.clone(), virtual_hosted_style: self.s3_virtual_hosted };
+        let opts = S3Options { endpoint: self.s3_endpoint.clone(), virtual_hosted_style: self.s3_virtual_hosted, credentials: None };
         Ok(kmdr_store::open(url, &opts)?)
     }
 
