@@ -13,6 +13,7 @@ command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v restic >/dev/null || need_apt+=(restic)
 command -v zstd >/dev/null || need_apt+=(zstd)
 [ -x /usr/bin/time ] || need_apt+=(time)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -70,10 +70,10 @@ async fn disk_full_commits_nothing_and_loses_nothing() {
     std::fs::create_dir(&mnt).unwrap();
     let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(&mnt).status().is_ok_and(|s| s.success());
     if !mounted {
-        if common::require_servers() {
-            panic!("cannot mount a small tmpfs for the disk-full test (needs root)");
-        }
-        eprintln!("SKIPPED: cannot mount tmpfs (not root)");
+        // Not a missing server but a missing privilege (mounting needs root).
+        // The same promise is also tested without it, through injected
+        // NoSpace faults (kmdr-repo tests/repository.rs, failed_uploads_commit_nothing).
+        eprintln!("SKIPPED: cannot mount a 3 MiB tmpfs (needs root); the injected-fault disk-full test still runs");
         return;
     }
     struct Umount(std::path::PathBuf);

@@ -167,3 +167,34 @@ async fn a_flipped_byte_is_named_by_verify_and_refused_by_restore() {
     k.fails(&["restore", "etcd", id, "--to-file", &dir.path().join("x.db").display().to_string()], 7);
     assert!(!dir.path().join("x.db").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_over_mutual_tls_as_on_kubeadm() {
+    need_etcd!();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir(&pki).unwrap();
+    common::make_pki(&pki);
+    let etcd = Etcd::start_tls(dir.path(), "tls", &pki);
+    let p = |f: &str| pki.join(f).display().to_string();
+    let st = std::process::Command::new("etcdctl")
+        .args(["--endpoints", &etcd.client_url, "--cacert", &p("ca.crt"), "--cert", &p("client.crt"), "--key", &p("client.key"), "put", "/tls/key", "secret-value"])
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let k = Kmdr::local(dir.path());
+    k.init();
+    // The scheme comes from the endpoint, or from the TLS flags when it has none.
+    let host_port = etcd.client_url.trim_start_matches("https://").to_string();
+    let m = k.json(&["backup", "etcd", "--endpoints", &host_port, "--cacert", &p("ca.crt"), "--cert", &p("client.crt"), "--key", &p("client.key")]);
+    assert_eq!(m["source"]["endpoint"], etcd.client_url);
+    assert!(m["source"]["key_count"].as_i64().unwrap() >= 1);
+    // Without a client certificate the server refuses; with a CA that did not sign it, kmdr does.
+    k.fails(&["backup", "etcd", "--endpoints", &etcd.client_url, "--cacert", &p("ca.crt")], 6);
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    common::make_pki(&other);
+    let o = |f: &str| other.join(f).display().to_string();
+    k.fails(&["backup", "etcd", "--endpoints", &etcd.client_url, "--cacert", &o("ca.crt"), "--cert", &p("client.crt"), "--key", &p("client.key")], 6);
+    assert_eq!(k.json(&["backups", "list"]).as_array().unwrap().len(), 1);
+}

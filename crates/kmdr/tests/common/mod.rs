@@ -74,6 +74,41 @@ impl Etcd {
         e
     }
 
+    /// Start a member that serves clients over TLS and requires client
+    /// certificates signed by the CA in `pki` (see [`make_pki`]).
+    pub fn start_tls(dir: &Path, name: &str, pki: &Path) -> Etcd {
+        let port = free_port();
+        let client_url = format!("https://127.0.0.1:{port}");
+        let peer_url = format!("http://127.0.0.1:{}", free_port());
+        let data_dir = dir.join(format!("{name}.etcd"));
+        let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
+        let p = |f: &str| pki.join(f).display().to_string();
+        let child = Command::new("etcd")
+            .args(["--name", name, "--data-dir"])
+            .arg(&data_dir)
+            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("{name}={peer_url}"), "--log-level", "error"])
+            .args(["--cert-file", &p("server.crt"), "--key-file", &p("server.key"), "--client-cert-auth", "--trusted-ca-file", &p("ca.crt")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd");
+        let e = Etcd { child, client_url: client_url.clone(), peer_url, data_dir, name: name.into() };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = Command::new("etcdctl")
+                .args(["--endpoints", &client_url, "--cacert", &p("ca.crt"), "--cert", &p("client.crt"), "--key", &p("client.key"), "endpoint", "health"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "TLS etcd did not become ready; see {}", e.data_dir.with_extension("log").display());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn wait_ready(&self) {
         let addr = self.client_url.trim_start_matches("http://").to_string();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -219,4 +254,21 @@ impl Kmdr {
         out.sort();
         out
     }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made
+/// with the openssl command line in `dir`: ca.crt, server.{crt,key}, client.{crt,key}.
+pub fn make_pki(dir: &Path) {
+    let script = r#"
+set -e
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=kmdr-test-ca 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' > server.ext
+printf 'extendedKeyUsage=clientAuth\n' > client.ext
+for who in server client; do
+  openssl req -newkey rsa:2048 -nodes -keyout $who.key -out $who.csr -subj /CN=$who 2>/dev/null
+  openssl x509 -req -in $who.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $who.crt -days 2 -extfile $who.ext 2>/dev/null
+done
+"#;
+    let st = Command::new("bash").arg("-c").arg(script).current_dir(dir).status().expect("run openssl");
+    assert!(st.success(), "openssl could not make the test certificates");
 }
