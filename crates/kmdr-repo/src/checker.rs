@@ -51,11 +51,27 @@ pub async fn verify(repo: &Repository, ids: Option<Vec<BackupId>>, progress: Opt
 async fn verify_locked(repo: &Repository, ids: Option<Vec<BackupId>>, progress: Option<Progress>) -> Result<VerifyReport> {
     let all = repo.list_backups().await?;
     let selected = ids.unwrap_or_else(|| all.clone());
+    // Each manifest is read once: for the selected backups' chunks and for
+    // the set of referenced chunks of the whole repository.
+    let mut manifests = HashMap::new();
+    for id in &all {
+        manifests.insert(id.clone(), repo.load_manifest(id).await);
+    }
     let mut problems: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut needs: HashMap<String, (u64, Vec<String>)> = HashMap::new();
     for id in &selected {
         let p = problems.entry(id.to_string()).or_default();
-        match repo.load_manifest(id).await {
+        let loaded = match manifests.remove(id) {
+            Some(r) => r,
+            None => repo.load_manifest(id).await,
+        };
+        // Damage is reported per backup; anything else (storage down) stops verify.
+        if let Err(e) = &loaded {
+            if !matches!(e, Error::Damaged { .. }) {
+                return Err(loaded.err().expect("checked"));
+            }
+        }
+        match &loaded {
             Ok(m) => {
                 for f in &m.files {
                     let sum: u64 = f.chunks.iter().map(|c| c.len).sum();
@@ -68,8 +84,9 @@ async fn verify_locked(repo: &Repository, ids: Option<Vec<BackupId>>, progress: 
                 }
             }
             Err(Error::Damaged { object, reason }) => p.push(format!("{object}: {reason}")),
-            Err(e) => return Err(e),
+            Err(_) => {}
         }
+        manifests.insert(id.clone(), loaded);
     }
     let mut bytes = 0u64;
     let checks = futures::stream::iter(needs.iter())
@@ -95,10 +112,8 @@ async fn verify_locked(repo: &Repository, ids: Option<Vec<BackupId>>, progress: 
     }
     // Unreferenced data, relative to every backup (not just the selected ones).
     let mut referenced: HashSet<String> = HashSet::new();
-    for id in &all {
-        if let Ok(m) = repo.load_manifest(id).await {
-            referenced.extend(m.chunk_ids().map(str::to_string));
-        }
+    for m in manifests.values().flatten() {
+        referenced.extend(m.chunk_ids().map(str::to_string));
     }
     let unreferenced = repo
         .store()
