@@ -1,7 +1,6 @@
 //! Repository behaviour end to end on a local store: init/open, round trips,
 //! dedup, failures that must commit nothing, damage detection, retention.
 
-use bytes::Bytes;
 use kmdr_core::{KeepPolicy, Layer, SourceInfo};
 use kmdr_repo::backuper::ManifestDraft;
 use kmdr_repo::chunker::ChunkerParams;
@@ -200,5 +199,4 @@ async fn concurrent_writers_do_not_corrupt() {
     assert_eq!(restore(&repo, &m1).await.unwrap(), shared);
     assert_eq!(restore(&repo, &m2).await.unwrap(), b);
     assert!(checker::verify(&repo, None, None).await.unwrap().backups.iter().all(|c| c.ok));
-    let _ = Bytes::new();
 }

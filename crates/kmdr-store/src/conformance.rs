@@ -83,7 +83,7 @@ pub fn s3_test_endpoint() -> Option<String> {
 
 /// The test bucket (`KMDR_TEST_S3_BUCKET`, default `kmdr-test`); combine it
 /// with [`unique_prefix`] so that runs never see each other's objects.
-pub async fn s3_test_bucket(_endpoint: &str) -> String {
+pub fn s3_test_bucket() -> String {
     std::env::var("KMDR_TEST_S3_BUCKET").unwrap_or_else(|_| "kmdr-test".into())
 }
 

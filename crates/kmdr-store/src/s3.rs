@@ -185,7 +185,7 @@ mod tests {
     #[tokio::test]
     async fn conformance() {
         let Some(endpoint) = crate::conformance::s3_test_endpoint() else { return };
-        let bucket = crate::conformance::s3_test_bucket(&endpoint).await;
+        let bucket = crate::conformance::s3_test_bucket();
         let store = S3Store::new(&bucket, &crate::conformance::unique_prefix("conformance"), &S3Options { endpoint: Some(endpoint), ..Default::default() }).unwrap();
         crate::conformance::run(&store).await;
     }

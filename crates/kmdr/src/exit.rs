@@ -78,8 +78,7 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
         if let Some(x) = cause.downcast_ref::<StoreError>() {
             return store_code(x);
         }
-        if let Some(x) = cause.downcast_ref::<crate::commands::UsageError>() {
-            let _ = x;
+        if cause.is::<crate::commands::UsageError>() {
             return 2;
         }
     }

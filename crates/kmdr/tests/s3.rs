@@ -8,7 +8,7 @@ use common::{Etcd, Kmdr};
 async fn etcd_backup_and_restore_through_s3() {
     need_etcd!();
     let Some(endpoint) = kmdr_store::conformance::s3_test_endpoint() else { return };
-    let bucket = std::env::var("KMDR_TEST_S3_BUCKET").unwrap_or_else(|_| "kmdr-test".into());
+    let bucket = kmdr_store::conformance::s3_test_bucket();
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start(dir.path(), "src");
     etcd.load("/k/", 5000, 512, 9).await;

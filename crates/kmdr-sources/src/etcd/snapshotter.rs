@@ -95,16 +95,12 @@ pub async fn backup_snapshot(repo: &Repository, opts: &SnapshotOptions, progress
 
 /// If a repository error carries an etcd error from the stream, surface it.
 fn unwrap_source(e: kmdr_repo::Error) -> EtcdError {
-    if let kmdr_repo::Error::Source(io) = &e {
-        if let Some(inner) = io.get_ref().and_then(|r| r.downcast_ref::<EtcdError>()) {
-            return match inner {
-                EtcdError::SnapshotIntegrity { endpoint, detail } => EtcdError::SnapshotIntegrity { endpoint: endpoint.clone(), detail: detail.clone() },
-                EtcdError::Rpc { op, endpoint, detail } => EtcdError::Rpc { op, endpoint: endpoint.clone(), detail: detail.clone() },
-                _ => EtcdError::Repo(e),
-            };
+    match e {
+        kmdr_repo::Error::Source(io) if io.get_ref().is_some_and(|r| r.is::<EtcdError>()) => {
+            *io.into_inner().expect("checked").downcast::<EtcdError>().expect("checked")
         }
+        other => EtcdError::Repo(other),
     }
-    EtcdError::Repo(e)
 }
 
 /// Checks etcd's trailing sha256: every byte but the last 32 is hashed; the
