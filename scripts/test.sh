@@ -8,7 +8,7 @@ scripts/install-deps.sh
 source scripts/tools-env.sh
 source scripts/s3-server.sh
 export KMDR_TEST_REQUIRE_SERVERS=1
-etcd --version | head -1 >&2
+etcd --version >&2  # no "| head": with pipefail, SIGPIPE would fail the run
 cargo test --workspace --locked "$@"
 if [ -x scripts/test-recover-without-kmdr.sh ] && [ $# -eq 0 ]; then
   cargo build --locked -q -p kmdr
