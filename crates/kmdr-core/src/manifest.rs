@@ -93,12 +93,45 @@ pub struct EtcdSnapshotInfo {
     pub etcd_sha256: String,
 }
 
+/// What a tenant data backup recorded about its source: one tenant's keys in
+/// a shared datastore (an etcd prefix, a kine database, a NATS KV bucket).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantDataInfo {
+    /// `etcd`, `postgres`, `mysql` or `nats`.
+    pub driver: String,
+    /// The datastore URL without credentials.
+    pub datastore: String,
+    /// The tenant's schema: etcd prefix `/<schema>/`, database or bucket name.
+    pub schema: String,
+    /// Where the API server's keys sit in that datastore: `/<schema>` on etcd,
+    /// `/registry` under kine. Stored keys are relative to it.
+    pub key_root: String,
+    /// The point the copy is consistent at: etcd revision, kine's highest row
+    /// id, or the NATS stream sequence.
+    pub revision: i64,
+    /// Live keys copied.
+    pub key_count: u64,
+    /// Sum of key and value bytes (relative keys).
+    pub bytes: u64,
+    /// sha256 of the logical key/value set (docs/design.md, "Tenant records");
+    /// equal for equal content whatever the driver.
+    pub content_sha256: String,
+    /// Keys that carried a lease; leases are not carried over on restore.
+    #[serde(default)]
+    pub leased_keys: u64,
+    /// kine keys outside `/registry/`, which no API server reads; not copied.
+    #[serde(default)]
+    pub skipped_keys: u64,
+}
+
 /// Where a backup's data came from; one variant per backup kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum SourceInfo {
     /// A full etcd snapshot (Maintenance.Snapshot) of the under cluster.
     EtcdSnapshot(EtcdSnapshotInfo),
+    /// One tenant's control-plane data.
+    TenantData(TenantDataInfo),
     /// Anything else: kept as raw JSON so older readers still list newer kinds.
     #[serde(untagged)]
     Other(serde_json::Value),
@@ -166,6 +199,10 @@ impl Manifest {
             SourceInfo::EtcdSnapshot(e) => format!(
                 "etcd {} rev {} keys {} ({})",
                 e.etcd_version, e.revision, e.key_count, e.endpoint
+            ),
+            SourceInfo::TenantData(t) => format!(
+                "tenant {} {} keys {} rev {} ({})",
+                t.schema, t.driver, t.key_count, t.revision, t.datastore
             ),
             SourceInfo::Other(v) => v
                 .get("type")

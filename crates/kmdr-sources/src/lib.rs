@@ -1,5 +1,7 @@
 //! What kmdr backs up and how it comes back. Each source turns a live system
 //! into files of a backup (through [`kmdr_repo::BackupSession`]) and puts them
-//! back. The under-cluster's etcd is the first: [`etcd`].
+//! back: the under-cluster's etcd ([`etcd`]) and each tenant's control-plane
+//! data in its Kamaji datastore ([`tenant`]).
 
 pub mod etcd;
+pub mod tenant;

@@ -29,6 +29,8 @@ pub struct EtcdConnection {
     pub endpoints: Vec<String>,
     pub tls: TlsFiles,
     pub connect_timeout: Duration,
+    /// etcd user and password (etcd's own auth), when the cluster enables it.
+    pub credentials: Option<(String, String)>,
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, EtcdError> {
@@ -37,7 +39,7 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, EtcdError> {
 
 impl EtcdConnection {
     pub fn new(endpoints: Vec<String>, tls: TlsFiles) -> Self {
-        EtcdConnection { endpoints, tls, connect_timeout: Duration::from_secs(5) }
+        EtcdConnection { endpoints, tls, connect_timeout: Duration::from_secs(5), credentials: None }
     }
 
     /// Endpoints with a scheme: `https://` when TLS files are given, else `http://`.
@@ -53,6 +55,9 @@ impl EtcdConnection {
         let mut o = ConnectOptions::new()
             .with_connect_timeout(self.connect_timeout)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(10));
+        if let Some((user, password)) = &self.credentials {
+            o = o.with_user(user.clone(), password.clone());
+        }
         let uses_https = self.urls().iter().any(|u| u.starts_with("https://"));
         if self.tls.is_set() || uses_https {
             let mut t = TlsOptions::new();

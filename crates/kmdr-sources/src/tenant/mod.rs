@@ -1,0 +1,319 @@
+//! Tenant control-plane data: one tenant's keys in a shared Kamaji datastore,
+//! backed up and restored without touching any other tenant.
+//!
+//! Every driver turns its datastore into the same sorted record stream
+//! ([`records`]) and back, so a backup taken from one driver restores into any
+//! other. Keys are stored relative to the tenant's key root: `/<schema>` on
+//! etcd (Kamaji runs the API server with `--etcd-prefix=/<schema>`), `/registry`
+//! under kine (database or bucket `<schema>`).
+//!
+//! | driver   | tenant is                       | point in time                           |
+//! |----------|---------------------------------|-----------------------------------------|
+//! | etcd     | keys in `[/<schema>/, /<schema>0)` | one revision, paginated reads pinned to it |
+//! | postgres | table `kine` of database `<schema>` | one REPEATABLE READ transaction         |
+//! | mysql    | table `kine` of database `<schema>` | one transaction WITH CONSISTENT SNAPSHOT |
+//! | nats     | JetStream KV bucket `<schema>`  | the stream's last sequence at the start |
+
+pub mod datastore;
+pub mod etcd;
+pub mod records;
+
+pub use datastore::{DatastoreUrl, Driver};
+pub use records::{Record, RecordReader, RecordSummary, RecordWriter, RECORDS_FILE};
+
+use kmdr_core::{Layer, Manifest, SourceInfo, TenantDataInfo};
+use kmdr_repo::backuper::ManifestDraft;
+use kmdr_repo::restorer::{restore_file, FileCheck};
+use kmdr_repo::{BackupSession, Progress, Repository};
+use std::collections::BTreeMap;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// The backup kind of tenant data backups.
+pub const KIND: &str = "tenant";
+
+/// What can go wrong with a tenant datastore. Every message names the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    /// The --datastore URL cannot be used.
+    #[error("invalid --datastore URL: {0}")]
+    BadUrl(String),
+    /// Nothing answered.
+    #[error("cannot reach the {driver} datastore at {datastore}: {detail}. Check the URL and that the server is running")]
+    Unreachable { driver: Driver, datastore: String, detail: String },
+    /// The server refused the credentials.
+    #[error("the {driver} datastore at {datastore} refused the credentials: {detail}. Check the user and password (URL, KMDR_DATASTORE_PASSWORD or --password-file)")]
+    Auth { driver: Driver, datastore: String, detail: String },
+    /// No such tenant.
+    #[error("no tenant {schema:?} on {datastore}{}", found_list(.found))]
+    UnknownSchema { schema: String, datastore: String, found: Vec<String> },
+    /// The tenant exists but holds nothing.
+    #[error("tenant {schema:?} on {datastore} holds no keys: nothing to back up. Check --schema; an API server that never started writes nothing")]
+    EmptySchema { schema: String, datastore: String },
+    /// The restore target already holds data.
+    #[error("{datastore} already holds {keys} keys of tenant {schema:?}: pass --force to replace them, or restore under another --schema")]
+    TargetNotEmpty { schema: String, datastore: String, keys: u64 },
+    /// A datastore operation failed.
+    #[error("{driver} {op} failed on {datastore}: {detail}")]
+    Datastore { driver: Driver, op: String, datastore: String, detail: String },
+    /// A restore stopped part way; `state` says what the target holds now.
+    #[error("restore of tenant {schema:?} into {datastore} stopped: {detail}. {state}")]
+    ImportFailed { schema: String, datastore: String, state: String, detail: String },
+    /// Reading the backup failed while a restore was writing.
+    #[error("{source}. {state}")]
+    Interrupted { #[source] source: kmdr_repo::Error, state: String },
+    /// A key cannot be placed in the target.
+    #[error("{0}")]
+    Unrepresentable(String),
+    /// The backup is not tenant data.
+    #[error("backup {id} is not tenant data (kind {kind}): pick one listed by `kmdr backups list --kind tenant`")]
+    WrongKind { id: String, kind: String },
+    /// The record stream is damaged or out of order.
+    #[error(transparent)]
+    Records(#[from] records::RecordError),
+    /// The repository failed.
+    #[error(transparent)]
+    Repo(#[from] kmdr_repo::Error),
+}
+
+fn found_list(found: &[String]) -> String {
+    if found.is_empty() {
+        "; it holds no tenants. Check --datastore".into()
+    } else {
+        let mut shown: Vec<&str> = found.iter().take(10).map(String::as_str).collect();
+        if found.len() > 10 {
+            shown.push("...");
+        }
+        format!(". Tenants there: {}", shown.join(", "))
+    }
+}
+
+/// What an export saw, besides the records themselves.
+#[derive(Debug, Clone, Default)]
+pub struct ExportInfo {
+    /// The point the copy is consistent at (etcd revision, kine max id, stream sequence).
+    pub revision: i64,
+    /// Keys that carried a lease.
+    pub leased_keys: u64,
+    /// Keys not under the key root, not copied.
+    pub skipped_keys: u64,
+    /// The first skipped key, for the warning.
+    pub first_skipped: Option<String>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ImportInfo {
+    /// Keys written.
+    pub written: u64,
+    /// Keys that were there before and were removed (`--force`).
+    pub removed: u64,
+    /// The target's revision after the import, where it has one.
+    pub revision: i64,
+}
+
+/// One datastore driver. Implementations live beside this module; the
+/// conformance suite (`tests/tenant.rs`) runs the same cases against each.
+#[allow(async_fn_in_trait)]
+pub trait TenantStore {
+    /// Which driver this is.
+    fn driver(&self) -> Driver;
+
+    /// The datastore, without credentials, for messages and manifests.
+    fn datastore(&self) -> String;
+
+    /// The key root of `schema` in this datastore (`/<schema>` or `/registry`).
+    fn key_root(&self, schema: &str) -> String;
+
+    /// Every tenant found, sorted.
+    async fn list_tenants(&self) -> Result<Vec<String>, TenantError>;
+
+    /// A read point several exports can share (`--all` on etcd: one revision
+    /// for all tenants); `None` where each tenant has its own.
+    async fn shared_read_point(&self) -> Result<Option<i64>, TenantError> {
+        Ok(None)
+    }
+
+    /// Write the tenant's live keys, relative to its key root and sorted by
+    /// key bytes, to `out` (without finishing it), consistent at one point.
+    /// A missing tenant is [`TenantError::UnknownSchema`].
+    async fn export<W: AsyncWrite + Unpin + Send>(
+        &self,
+        schema: &str,
+        at: Option<i64>,
+        out: &mut RecordWriter<W>,
+    ) -> Result<ExportInfo, TenantError>;
+
+    /// Live keys the tenant holds now (0 when it does not exist).
+    async fn count(&self, schema: &str) -> Result<u64, TenantError>;
+
+    /// Write every record of `input` as the tenant's keys. With `replace`, the
+    /// tenant's current keys are removed first; without it the caller has
+    /// checked that the tenant is empty. Must read `input` to its end (the
+    /// trailer check) before making the result visible where it can.
+    async fn import<R: AsyncRead + Unpin + Send>(
+        &self,
+        schema: &str,
+        input: &mut RecordReader<R>,
+        replace: bool,
+    ) -> Result<ImportInfo, TenantError>;
+}
+
+/// Options of one tenant backup.
+#[derive(Debug, Clone, Default)]
+pub struct TenantBackupOptions {
+    pub tags: BTreeMap<String, String>,
+    /// Read point shared with other tenants of the same run.
+    pub at: Option<i64>,
+}
+
+/// Back up one tenant into a new backup and commit it. Nothing is listed
+/// unless every record was read and stored.
+pub async fn backup_tenant<S: TenantStore>(
+    repo: &Repository,
+    store: &S,
+    schema: &str,
+    opts: &TenantBackupOptions,
+    progress: Option<Progress>,
+) -> Result<Manifest, TenantError> {
+    let mut session = BackupSession::start(repo, "kmdr backup tenant").await?;
+    let (pipe_w, pipe_r) = tokio::io::duplex(1 << 20);
+    let export = async move {
+        let mut writer = RecordWriter::new(pipe_w);
+        let info = store.export(schema, opts.at, &mut writer).await?;
+        let summary = writer.finish().await?;
+        Ok::<_, TenantError>((info, summary))
+    };
+    let store_file = async {
+        let mut pipe_r = pipe_r;
+        session.add_file(RECORDS_FILE, &mut pipe_r, progress).await
+    };
+    let (exported, stored) = tokio::join!(export, store_file);
+    let (info, summary) = match (exported, stored) {
+        (Ok(x), Ok(_)) => x,
+        (Err(e), _) => {
+            session.abort().await;
+            return Err(e);
+        }
+        (Ok(_), Err(e)) => {
+            session.abort().await;
+            return Err(e.into());
+        }
+    };
+    if summary.count == 0 {
+        session.abort().await;
+        return Err(TenantError::EmptySchema { schema: schema.into(), datastore: store.datastore() });
+    }
+    if info.skipped_keys > 0 {
+        tracing::warn!(
+            "{} keys of tenant {schema} are outside {} and were not copied (first: {})",
+            info.skipped_keys,
+            store.key_root(schema),
+            info.first_skipped.as_deref().unwrap_or("?")
+        );
+    }
+    let draft = ManifestDraft {
+        kind: KIND.into(),
+        layer: Layer::TenantControlPlanes,
+        series: format!("tenant/{schema}"),
+        tags: opts.tags.clone(),
+        source: SourceInfo::TenantData(TenantDataInfo {
+            driver: store.driver().to_string(),
+            datastore: store.datastore(),
+            schema: schema.into(),
+            key_root: store.key_root(schema),
+            revision: info.revision,
+            key_count: summary.count,
+            bytes: summary.bytes,
+            content_sha256: summary.content_sha256,
+            leased_keys: info.leased_keys,
+            skipped_keys: info.skipped_keys,
+        }),
+    };
+    Ok(session.commit(draft).await?)
+}
+
+/// The tenant data a backup holds.
+pub fn tenant_info(m: &Manifest) -> Result<&TenantDataInfo, TenantError> {
+    match &m.source {
+        SourceInfo::TenantData(t) if m.file(RECORDS_FILE).is_some() => Ok(t),
+        _ => Err(TenantError::WrongKind { id: m.id.to_string(), kind: m.id.kind().to_string() }),
+    }
+}
+
+/// What a restore will do, computed before anything is written.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TenantRestorePlan {
+    pub backup: String,
+    pub source_schema: String,
+    pub source_driver: String,
+    pub target: String,
+    pub target_driver: String,
+    pub schema: String,
+    pub key_root: String,
+    /// Keys the backup holds (all written).
+    pub write_keys: u64,
+    pub write_bytes: u64,
+    /// Keys the target holds now (removed first when `--force`).
+    pub existing_keys: u64,
+    pub replace: bool,
+}
+
+/// Check the target and describe the restore. Refuses a target that holds
+/// data unless `force`.
+pub async fn plan_tenant_restore<S: TenantStore>(
+    store: &S,
+    manifest: &Manifest,
+    schema: Option<&str>,
+    force: bool,
+) -> Result<TenantRestorePlan, TenantError> {
+    let info = tenant_info(manifest)?;
+    let schema = schema.unwrap_or(&info.schema).to_string();
+    let existing = store.count(&schema).await?;
+    if existing > 0 && !force {
+        return Err(TenantError::TargetNotEmpty { schema, datastore: store.datastore(), keys: existing });
+    }
+    Ok(TenantRestorePlan {
+        backup: manifest.id.to_string(),
+        source_schema: info.schema.clone(),
+        source_driver: info.driver.clone(),
+        target: store.datastore(),
+        target_driver: store.driver().to_string(),
+        key_root: store.key_root(&schema),
+        schema,
+        write_keys: info.key_count,
+        write_bytes: info.bytes,
+        existing_keys: existing,
+        replace: force && existing > 0,
+    })
+}
+
+/// Carry out a plan: stream the backup's records into the target. Every chunk
+/// is authenticated before its bytes reach the driver, and the record trailer
+/// (count and content hash) is checked at the end.
+pub async fn restore_tenant<S: TenantStore>(
+    repo: &Repository,
+    store: &S,
+    manifest: &Manifest,
+    plan: &TenantRestorePlan,
+    progress: Option<Progress>,
+) -> Result<ImportInfo, TenantError> {
+    let entry = manifest.file(RECORDS_FILE).ok_or_else(|| TenantError::WrongKind {
+        id: manifest.id.to_string(),
+        kind: manifest.id.kind().to_string(),
+    })?;
+    let (pipe_w, pipe_r) = tokio::io::duplex(1 << 20);
+    let read = async move {
+        let mut pipe_w = pipe_w;
+        restore_file(repo, entry, &mut pipe_w, FileCheck::ChunksOnly, progress).await
+    };
+    let write = async move {
+        let mut reader = RecordReader::new(pipe_r);
+        store.import(&plan.schema, &mut reader, plan.replace).await
+    };
+    match tokio::join!(read, write) {
+        (Ok(()), written) => written,
+        // The driver only saw the stream end early; the repository says why.
+        (Err(source), Err(TenantError::ImportFailed { state, .. })) => Err(TenantError::Interrupted { source, state }),
+        (Err(source), _) => Err(source.into()),
+    }
+}
