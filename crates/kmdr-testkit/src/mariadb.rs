@@ -1,0 +1,2 @@
+//! mariadb: filled in by the driver work.
+pub struct Mariadb;

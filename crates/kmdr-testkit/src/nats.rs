@@ -1,0 +1,2 @@
+//! nats: filled in by the driver work.
+pub struct Nats;

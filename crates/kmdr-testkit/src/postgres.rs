@@ -1,0 +1,2 @@
+//! postgres: filled in by the driver work.
+pub struct Postgres;
