@@ -16,6 +16,10 @@
 
 pub mod datastore;
 pub mod etcd;
+pub mod kine_sql;
+pub mod mysql;
+pub mod nats;
+pub mod postgres;
 pub mod records;
 
 pub use datastore::{DatastoreUrl, Driver};

@@ -1,0 +1,1 @@
+//! kine_sql driver: in progress.
