@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[command(
     name = "kmdr",
     version,
-    about = "Disaster recovery for kMetal: back up and restore the under-cluster etcd into an encrypted repository",
+    about = "Disaster recovery for kMetal: back up and restore the under-cluster etcd and tenant control-plane data into an encrypted repository",
     long_about = "kmdr backs up the layers of a kMetal platform into an encrypted, deduplicated repository on a \
 local disk or S3-compatible object storage, and restores them in the right order.\n\n\
 Start here:\n  kmdr repo init --repo /srv/kmdr --key-file /root/kmdr.key\n  \
@@ -110,6 +110,49 @@ pub enum BackupCommand {
 into the repository: chunked, deduplicated, compressed and encrypted, in constant memory, never written to local \
 disk. etcd's own sha256 of the snapshot is checked as it streams. Prints the backup id (-o json: the manifest).")]
     Etcd(BackupEtcdArgs),
+    /// Back up one tenant's control-plane data (or every tenant) from its Kamaji datastore
+    #[command(long_about = "Copy one tenant's control-plane data out of a shared Kamaji datastore, without touching any \
+other tenant, into one backup per tenant. The --datastore URL picks the driver:\n\n  \
+etcd://host:port[,host:port]   etcds://... with --cacert/--cert/--key\n      the tenant is every key under /SCHEMA/\n  \
+postgres://user:pass@host:port   mysql://user:pass@host:port\n      the kine table of database SCHEMA\n  \
+nats://[user:pass@]host:port\n      the JetStream KV bucket SCHEMA (kine's encoded keys and values are decoded)\n\n\
+Each copy is consistent at one point: one etcd revision (shared by all tenants with --all), one SQL transaction \
+snapshot, one NATS stream sequence. The backup records the driver, schema, revision, key count, bytes and a hash of \
+the logical key/value set, equal whatever driver it is later restored into.\n\n\
+Credentials: in the URL, or KMDR_DATASTORE_USER / KMDR_DATASTORE_PASSWORD, or --password-file. They never appear in \
+output, logs or backups.\n\nExamples:\n  kmdr backup tenant --datastore etcds://10.0.0.5:2379 --cacert ca.crt --cert c.crt --key c.key --all\n  \
+KMDR_DATASTORE_PASSWORD=... kmdr backup tenant --datastore postgres://kamaji@db:5432 --schema default_tenant1")]
+    Tenant(BackupTenantArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DatastoreArgs {
+    /// The Kamaji datastore: etcd://, etcds://, postgres://, mysql:// or nats:// URL
+    #[arg(long, env = "KMDR_DATASTORE", value_name = "URL")]
+    pub datastore: String,
+    #[command(flatten)]
+    pub tls: EtcdTlsArgs,
+    /// Datastore user when the URL has none
+    #[arg(long, env = "KMDR_DATASTORE_USER", value_name = "USER")]
+    pub user: Option<String>,
+    /// File holding the datastore password (default: KMDR_DATASTORE_PASSWORD)
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupTenantArgs {
+    #[command(flatten)]
+    pub datastore: DatastoreArgs,
+    /// The tenant: etcd prefix /SCHEMA/, database SCHEMA, or bucket SCHEMA (Kamaji's spec.dataStoreSchema)
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    pub schema: Option<String>,
+    /// Every tenant found in the datastore, one backup each
+    #[arg(long)]
+    pub all: bool,
+    /// Label the backups (repeatable): --tag env=prod
+    #[arg(long = "tag", value_name = "K=V", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +199,38 @@ tooling.\n\nExample (the runbook's restore step):\n  systemctl stop etcd\n  kmdr
 --force --name cp-1 \\\n      --initial-cluster cp-1=https://10.0.0.1:2380 --initial-advertise-peer-urls https://10.0.0.1:2380\n  \
 systemctl start etcd")]
     Etcd(RestoreEtcdArgs),
+    /// Restore one tenant's control-plane data into a datastore of any driver
+    #[command(long_about = "Write the keys of a tenant backup into a Kamaji datastore: the same one or another, of the \
+same driver or a different one (etcd, PostgreSQL, MySQL, NATS). Keys are mapped between /SCHEMA/... on etcd and \
+/registry/... under kine. Nothing outside the tenant's prefix, database or bucket is written.\n\n\
+A target that already holds keys of the tenant is refused; --force replaces them. --dry-run prints what would be \
+written and removed. kine targets get kine's table and indexes, revisions above any the table had, and a reset id \
+sequence. Leases are not carried over. SQL restores are one transaction; an interrupted etcd or NATS restore says \
+how many keys it wrote, and the same command with --force completes it.\n\n\
+Examples:\n  kmdr restore tenant latest --source-schema tenant1 --datastore etcd://10.0.0.5:2379 --dry-run\n  \
+kmdr restore tenant 20261127T0400 --datastore postgres://kamaji@db:5432 --schema tenant1 --force")]
+    Tenant(RestoreTenantArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreTenantArgs {
+    /// Backup id (or a unique prefix), or `latest`
+    #[arg(value_name = "ID|latest")]
+    pub id: String,
+    #[command(flatten)]
+    pub datastore: DatastoreArgs,
+    /// Restore under this schema (default: the backed-up tenant's)
+    #[arg(long, value_name = "NEW")]
+    pub schema: Option<String>,
+    /// With `latest`: the newest backup of this tenant
+    #[arg(long, value_name = "SCHEMA")]
+    pub source_schema: Option<String>,
+    /// Replace the keys the tenant holds in the target
+    #[arg(long)]
+    pub force: bool,
+    /// Print what would be written and removed; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

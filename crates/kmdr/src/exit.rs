@@ -3,6 +3,8 @@
 
 use kmdr_repo::Error as RepoError;
 use kmdr_sources::etcd::EtcdError;
+use kmdr_sources::tenant::records::RecordError;
+use kmdr_sources::tenant::TenantError;
 use kmdr_store::StoreError;
 
 pub const OK: i32 = 0;
@@ -26,10 +28,11 @@ Exit codes:
   2  usage error (unknown flag, missing argument)
   3  repository problem: none at --repo, already initialized, or locked
   4  key problem: no key file, unreadable, or not this repository's key
-  5  backup not found (unknown or ambiguous id)
-  6  source problem: etcd unreachable, TLS failure, snapshot failed its checksum
+  5  not found: unknown or ambiguous backup id, unknown or empty tenant schema
+  6  source problem: etcd or a tenant datastore unreachable, credentials refused,
+     TLS failure, snapshot failed its checksum, a tenant restore stopped part way
   7  damaged data: a stored object failed its checks; nothing was restored
-  8  refused or local target problem: data dir not empty (use --force), file exists,
+  8  refused or local target problem: data dir or tenant not empty (use --force), file exists,
      restore tool missing, cannot write the restore target (e.g. its disk is full)
   9  storage failure: disk full, permission denied, object store unreachable
  10  any other error";
@@ -66,9 +69,23 @@ fn etcd_code(e: &EtcdError) -> i32 {
     }
 }
 
+fn tenant_code(e: &TenantError) -> i32 {
+    match e {
+        TenantError::BadUrl(_) => 2,
+        TenantError::UnknownSchema { .. } | TenantError::EmptySchema { .. } | TenantError::WrongKind { .. } => NOT_FOUND,
+        TenantError::TargetNotEmpty { .. } => REFUSED,
+        TenantError::Records(RecordError::Damaged(_)) => DAMAGED,
+        TenantError::Interrupted { source, .. } | TenantError::Repo(source) => repo_code(source),
+        _ => SOURCE,
+    }
+}
+
 /// The exit code for an error: the first cause kmdr knows decides.
 pub fn code_for(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
+        if let Some(x) = cause.downcast_ref::<TenantError>() {
+            return tenant_code(x);
+        }
         if let Some(x) = cause.downcast_ref::<EtcdError>() {
             return etcd_code(x);
         }

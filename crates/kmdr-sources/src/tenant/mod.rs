@@ -194,13 +194,14 @@ pub async fn backup_tenant<S: TenantStore>(
     let (exported, stored) = tokio::join!(export, store_file);
     let (info, summary) = match (exported, stored) {
         (Ok(x), Ok(_)) => x,
+        // The repository failed first; the export only saw its pipe close.
+        (Ok(_), Err(e)) | (Err(TenantError::Records(records::RecordError::Io(_))), Err(e)) => {
+            session.abort().await;
+            return Err(e.into());
+        }
         (Err(e), _) => {
             session.abort().await;
             return Err(e);
-        }
-        (Ok(_), Err(e)) => {
-            session.abort().await;
-            return Err(e.into());
         }
     };
     if summary.count == 0 {
@@ -319,5 +320,54 @@ pub async fn restore_tenant<S: TenantStore>(
         // The driver only saw the stream end early; the repository says why.
         (Err(source), Err(TenantError::ImportFailed { state, .. })) => Err(TenantError::Interrupted { source, state }),
         (Err(source), _) => Err(source.into()),
+    }
+}
+
+/// Any driver, chosen by the `--datastore` URL's scheme.
+pub enum AnyTenants {
+    Etcd(etcd::EtcdTenants),
+}
+
+/// Connect to the datastore `url` names. `tls` applies to `etcds://`.
+pub async fn connect(url: &DatastoreUrl, tls: crate::etcd::TlsFiles) -> Result<AnyTenants, TenantError> {
+    Ok(match url.driver {
+        Driver::Etcd => AnyTenants::Etcd(etcd::EtcdTenants::connect(url, tls).await?),
+        other => return Err(TenantError::BadUrl(format!("the {other} driver is not built yet"))),
+    })
+}
+
+/// Forward a call to whichever driver `AnyTenants` holds.
+macro_rules! each_driver {
+    ($self:expr, $s:ident => $body:expr) => {
+        match $self {
+            AnyTenants::Etcd($s) => $body,
+        }
+    };
+}
+
+impl TenantStore for AnyTenants {
+    fn driver(&self) -> Driver {
+        each_driver!(self, s => s.driver())
+    }
+    fn datastore(&self) -> String {
+        each_driver!(self, s => s.datastore())
+    }
+    fn key_root(&self, schema: &str) -> String {
+        each_driver!(self, s => s.key_root(schema))
+    }
+    async fn list_tenants(&self) -> Result<Vec<String>, TenantError> {
+        each_driver!(self, s => s.list_tenants().await)
+    }
+    async fn shared_read_point(&self) -> Result<Option<i64>, TenantError> {
+        each_driver!(self, s => s.shared_read_point().await)
+    }
+    async fn export<W: AsyncWrite + Unpin + Send>(&self, schema: &str, at: Option<i64>, out: &mut RecordWriter<W>) -> Result<ExportInfo, TenantError> {
+        each_driver!(self, s => s.export(schema, at, out).await)
+    }
+    async fn count(&self, schema: &str) -> Result<u64, TenantError> {
+        each_driver!(self, s => s.count(schema).await)
+    }
+    async fn import<R: AsyncRead + Unpin + Send>(&self, schema: &str, input: &mut RecordReader<R>, replace: bool) -> Result<ImportInfo, TenantError> {
+        each_driver!(self, s => s.import(schema, input, replace).await)
     }
 }

@@ -1,6 +1,6 @@
-//! `kmdr backup etcd`.
+//! `kmdr backup etcd`, `kmdr backup tenant`.
 
-use crate::cli::{BackupCommand, BackupEtcdArgs, GlobalArgs};
+use crate::cli::{BackupCommand, BackupEtcdArgs, BackupTenantArgs, GlobalArgs};
 use crate::output::{self, Format};
 use anyhow::Result;
 use kmdr_core::{human_bytes, human_duration};
@@ -10,6 +10,7 @@ use kmdr_sources::etcd::{EtcdConnection, TlsFiles};
 pub async fn run(g: &GlobalArgs, c: BackupCommand) -> Result<i32> {
     match c {
         BackupCommand::Etcd(a) => etcd(g, a).await,
+        BackupCommand::Tenant(a) => tenant(g, a).await,
     }
 }
 
@@ -41,4 +42,70 @@ async fn etcd(g: &GlobalArgs, a: BackupEtcdArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
+    use kmdr_sources::tenant::{backup_tenant, TenantBackupOptions, TenantStore};
+    let repo = g.open_repo().await?;
+    let store = a.datastore.connect().await?;
+    let (schemas, at) = match &a.schema {
+        Some(s) => (vec![s.clone()], None),
+        None => {
+            // One read point for every tenant where the driver has one (etcd).
+            let at = store.shared_read_point().await?;
+            let found = store.list_tenants().await?;
+            if found.is_empty() {
+                anyhow::bail!(kmdr_sources::tenant::TenantError::UnknownSchema { schema: "(any)".into(), datastore: store.datastore(), found });
+            }
+            (found, at)
+        }
+    };
+    let opts = TenantBackupOptions { tags: a.tags.into_iter().collect(), at };
+    let mut manifests = Vec::new();
+    let mut first_error: Option<anyhow::Error> = None;
+    let mut failed = Vec::new();
+    for schema in &schemas {
+        let pb = output::bar(g.format, g.quiet, None, &format!("tenant {schema}"));
+        let result = backup_tenant(&repo, &store, schema, &opts, output::progress(&pb)).await;
+        if let Some(pb) = pb {
+            pb.finish_and_clear();
+        }
+        match result {
+            Ok(m) => {
+                if g.format == Format::Text {
+                    println!("{}", m.id);
+                    if g.chatty() {
+                        eprintln!(
+                            "backed up {} ({}) in {}: {} new of {} chunks, {} added",
+                            m.source_summary(),
+                            human_bytes(m.stats.bytes),
+                            human_duration(std::time::Duration::from_millis(m.duration_ms)),
+                            m.stats.new_chunks,
+                            m.stats.chunks,
+                            human_bytes(m.stats.new_stored_bytes),
+                        );
+                    }
+                }
+                manifests.push(m);
+            }
+            // One tenant alone: its error is the command's error.
+            Err(e) if schemas.len() == 1 => return Err(e.into()),
+            Err(e) => {
+                eprintln!("error: tenant {schema}: {e}");
+                failed.push(schema.clone());
+                first_error.get_or_insert(e.into());
+            }
+        }
+    }
+    if g.format == Format::Json {
+        output::json(&manifests);
+    }
+    match first_error {
+        None => Ok(0),
+        Some(e) => {
+            let code = crate::exit::code_for(&e);
+            eprintln!("error: {} of {} tenants were not backed up ({}); the others were. Fix the cause above and run again", failed.len(), schemas.len(), failed.join(", "));
+            Ok(code)
+        }
+    }
 }

@@ -8,7 +8,7 @@ mod repo;
 mod restore;
 mod verify;
 
-use crate::cli::{Cli, Command, GlobalArgs};
+use crate::cli::{Cli, Command, DatastoreArgs, GlobalArgs};
 use anyhow::Result;
 use kmdr_repo::{Error as RepoError, Repository};
 use kmdr_store::{S3Options, Store};
@@ -68,5 +68,25 @@ impl GlobalArgs {
     /// Whether human summaries go to stderr.
     pub fn chatty(&self) -> bool {
         !self.quiet && self.format == crate::output::Format::Text
+    }
+}
+
+impl DatastoreArgs {
+    /// Connect to the --datastore, with credentials from the URL, the
+    /// environment or --password-file (never echoed).
+    pub async fn connect(&self) -> Result<kmdr_sources::tenant::AnyTenants> {
+        use kmdr_sources::tenant::{self, DatastoreUrl};
+        let password = match &self.password_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| UsageError(format!("cannot read --password-file {}: {e}", p.display())))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            None => std::env::var("KMDR_DATASTORE_PASSWORD").ok().filter(|p| !p.is_empty()),
+        };
+        let url = DatastoreUrl::parse(&self.datastore)?.with_credentials(self.user.clone(), password);
+        let tls = kmdr_sources::etcd::TlsFiles { cacert: self.tls.cacert.clone(), cert: self.tls.cert.clone(), key: self.tls.key.clone() };
+        Ok(tenant::connect(&url, tls).await?)
     }
 }

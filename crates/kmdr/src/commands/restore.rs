@@ -1,6 +1,6 @@
-//! `kmdr restore etcd`.
+//! `kmdr restore etcd`, `kmdr restore tenant`.
 
-use crate::cli::{GlobalArgs, RestoreCommand, RestoreEtcdArgs};
+use crate::cli::{GlobalArgs, RestoreCommand, RestoreEtcdArgs, RestoreTenantArgs};
 use crate::output::{self, Format};
 use anyhow::Result;
 use kmdr_core::{human_bytes, human_duration};
@@ -11,6 +11,7 @@ use serde_json::json;
 pub async fn run(g: &GlobalArgs, c: RestoreCommand) -> Result<i32> {
     match c {
         RestoreCommand::Etcd(a) => etcd(g, a).await,
+        RestoreCommand::Tenant(a) => tenant(g, a).await,
     }
 }
 
@@ -89,6 +90,85 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
             println!("the previous data dir was moved to {}; remove it once the member is healthy", old.display());
         }
         println!("next: start etcd with --data-dir {} --name {} and check `etcdctl endpoint health`", outcome.data_dir.display(), opts.name);
+    }
+    Ok(0)
+}
+
+/// The tenant backup `a.id` names; `latest` with --source-schema is that tenant's newest.
+async fn resolve_tenant(repo: &kmdr_repo::Repository, a: &RestoreTenantArgs) -> Result<kmdr_core::Manifest> {
+    use kmdr_sources::tenant::KIND;
+    let Some(source) = a.source_schema.as_deref().filter(|_| a.id == "latest") else {
+        let id = repo.resolve(&a.id, Some(KIND)).await?;
+        return Ok(repo.load_manifest(&id).await?);
+    };
+    let series = format!("tenant/{source}");
+    for id in repo.list_backups().await?.iter().rev().filter(|i| i.kind() == KIND) {
+        let m = repo.load_manifest(id).await?;
+        if m.series == series {
+            return Ok(m);
+        }
+    }
+    Err(kmdr_repo::Error::BackupNotFound { query: format!("latest (of tenant {source})"), location: repo.location() }.into())
+}
+
+async fn tenant(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
+    use kmdr_sources::tenant::{plan_tenant_restore, restore_tenant, TenantStore};
+    let repo = g.open_repo().await?;
+    let manifest = resolve_tenant(&repo, &a).await?;
+    let store = a.datastore.connect().await?;
+    let plan = plan_tenant_restore(&store, &manifest, a.schema.as_deref(), a.force).await?;
+    if a.dry_run {
+        if g.format == Format::Json {
+            output::json(&json!({"dry_run": true, "plan": plan}));
+        } else {
+            println!("restore plan (dry run, nothing changed):");
+            println!(
+                "  backup  {} (tenant {} from {}, {} keys, {})",
+                plan.backup, plan.source_schema, plan.source_driver, plan.write_keys, human_bytes(plan.write_bytes)
+            );
+            println!("  target  {} tenant {} (keys under {})", plan.target, plan.schema, plan.key_root);
+            if plan.replace {
+                println!("  1. remove the {} keys tenant {} holds there now", plan.existing_keys, plan.schema);
+            } else {
+                println!("  1. nothing to remove: the tenant holds no keys there");
+            }
+            println!("  2. write {} keys under {}", plan.write_keys, plan.key_root);
+        }
+        return Ok(0);
+    }
+    let started = std::time::Instant::now();
+    let size = manifest.file(kmdr_sources::tenant::RECORDS_FILE).map(|f| f.size);
+    let pb = output::bar(g.format, g.quiet, size, &format!("tenant {}", plan.schema));
+    let outcome = restore_tenant(&repo, &store, &manifest, &plan, output::progress(&pb)).await?;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    // Read back what the target now holds.
+    let now = store.count(&plan.schema).await?;
+    if now != plan.write_keys {
+        anyhow::bail!(
+            "tenant {} in {} holds {} keys after the restore, the backup has {}: another writer may be active; stop the tenant's API server and run the restore again with --force",
+            plan.schema, plan.target, now, plan.write_keys
+        );
+    }
+    let elapsed = started.elapsed();
+    if g.format == Format::Json {
+        output::json(&json!({"backup": plan.backup, "plan": plan, "outcome": outcome, "duration_ms": elapsed.as_millis() as u64}));
+    } else {
+        println!(
+            "restored tenant {} ({} keys) from {} into {} in {}",
+            plan.schema,
+            outcome.written,
+            plan.backup,
+            plan.target,
+            human_duration(elapsed)
+        );
+        if outcome.removed > 0 {
+            println!("{} keys the tenant held there before were replaced", outcome.removed);
+        }
+        if g.chatty() {
+            eprintln!("leases are not carried over: leased keys (events, leader elections) are recreated without one");
+        }
     }
     Ok(0)
 }
