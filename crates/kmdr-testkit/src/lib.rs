@@ -3,6 +3,7 @@
 //! A missing server binary fails the test when KMDR_TEST_REQUIRE_SERVERS=1
 //! (CI); otherwise the test says it is skipped on stderr.
 
+pub mod data;
 pub mod etcd;
 pub mod mariadb;
 pub mod nats;

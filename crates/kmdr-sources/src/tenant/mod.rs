@@ -326,13 +326,18 @@ pub async fn restore_tenant<S: TenantStore>(
 /// Any driver, chosen by the `--datastore` URL's scheme.
 pub enum AnyTenants {
     Etcd(etcd::EtcdTenants),
+    Postgres(postgres::PostgresTenants),
+    Mysql(mysql::MysqlTenants),
+    Nats(nats::NatsTenants),
 }
 
 /// Connect to the datastore `url` names. `tls` applies to `etcds://`.
 pub async fn connect(url: &DatastoreUrl, tls: crate::etcd::TlsFiles) -> Result<AnyTenants, TenantError> {
     Ok(match url.driver {
         Driver::Etcd => AnyTenants::Etcd(etcd::EtcdTenants::connect(url, tls).await?),
-        other => return Err(TenantError::BadUrl(format!("the {other} driver is not built yet"))),
+        Driver::Postgres => AnyTenants::Postgres(postgres::PostgresTenants::connect(url).await?),
+        Driver::Mysql => AnyTenants::Mysql(mysql::MysqlTenants::connect(url).await?),
+        Driver::Nats => AnyTenants::Nats(nats::NatsTenants::connect(url).await?),
     })
 }
 
@@ -341,6 +346,9 @@ macro_rules! each_driver {
     ($self:expr, $s:ident => $body:expr) => {
         match $self {
             AnyTenants::Etcd($s) => $body,
+            AnyTenants::Postgres($s) => $body,
+            AnyTenants::Mysql($s) => $body,
+            AnyTenants::Nats($s) => $body,
         }
     };
 }
