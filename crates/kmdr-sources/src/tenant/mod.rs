@@ -317,6 +317,8 @@ pub async fn restore_tenant<S: TenantStore>(
     };
     match tokio::join!(read, write) {
         (Ok(()), written) => written,
+        // The driver stopped reading first (its datastore failed): its error says why.
+        (Err(kmdr_repo::Error::Destination(_)), Err(e)) => Err(e),
         // The driver only saw the stream end early; the repository says why.
         (Err(source), Err(TenantError::ImportFailed { state, .. })) => Err(TenantError::Interrupted { source, state }),
         (Err(source), _) => Err(source.into()),

@@ -141,6 +141,9 @@ impl MysqlTenants {
         // server may be running) wait until we commit, so the ids stay ours.
         tx.query_drop("SELECT id FROM kine ORDER BY id DESC LIMIT 1 FOR UPDATE").await.map_err(e("lock table kine"))?;
         let mut info = ImportInfo::default();
+        // New ids go above every id the table ever held, removed rows included.
+        let max_sql = "SELECT COALESCE(MAX(id), 0) FROM kine";
+        let before: i64 = tx.query_first(max_sql).await.map_err(e("read revision"))?.unwrap_or(0);
         let mut deleted_rows = 0;
         if replace {
             let n: Option<i64> = tx.query_first(COUNT_LIVE).await.map_err(e("count keys"))?;
@@ -155,7 +158,7 @@ impl MysqlTenants {
         )
         .await
         .map_err(e("write compact_rev_key"))?;
-        let base: i64 = tx.query_first("SELECT COALESCE(MAX(id), 0) FROM kine").await.map_err(e("read revision"))?.unwrap_or(0);
+        let base: i64 = before.max(tx.query_first(max_sql).await.map_err(e("read revision"))?.unwrap_or(0));
         // Rows of earlier, deleted keys may remain (no replace): a new create
         // row of such a name must point at its last row (kine's unique
         // (name, prev_revision)), so those go through a staging table.

@@ -555,6 +555,8 @@ impl TenantStore for NatsTenants {
         Ok(info)
     }
 
+    /// Every live key of the bucket, also those outside `/registry`: the
+    /// bucket is the tenant, and `--force` removes them all.
     async fn count(&self, schema: &str) -> Result<u64, TenantError> {
         let Some(stream) = self.stream(schema).await? else { return Ok(0) };
         let (_, scan) = self.scan_retrying(schema, &stream, None, false).await?;

@@ -305,6 +305,9 @@ impl TenantStore for PostgresTenants {
         // so the ids below stay ours.
         tx.batch_execute("LOCK TABLE kine IN SHARE ROW EXCLUSIVE MODE").await.map_err(|e| sql_err("lock table kine", e))?;
         let mut info = ImportInfo::default();
+        // New ids go above every id the table ever held, removed rows included.
+        let max_sql = "SELECT COALESCE(MAX(id), 0) FROM kine";
+        let before: i32 = tx.query_one(max_sql, &[]).await.map_err(|e| sql_err("read revision", e))?.get(0);
         let mut deleted_rows = 0;
         if replace {
             let n: i64 = tx.query_one(COUNT_LIVE, &[]).await.map_err(|e| sql_err("count keys", e))?.get(0);
@@ -321,7 +324,7 @@ impl TenantStore for PostgresTenants {
         )
         .await
         .map_err(|e| sql_err("write compact_rev_key", e))?;
-        let base: i32 = tx.query_one("SELECT COALESCE(MAX(id), 0) FROM kine", &[]).await.map_err(|e| sql_err("read revision", e))?.get(0);
+        let base: i32 = before.max(tx.query_one(max_sql, &[]).await.map_err(|e| sql_err("read revision", e))?.get(0));
         // Rows of earlier, deleted keys may remain (no replace): a new create
         // row of such a name must point at its last row (kine's unique
         // (name, prev_revision)), so those go through a staging table.

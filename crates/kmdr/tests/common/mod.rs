@@ -4,6 +4,7 @@
 //! skipped on stderr.
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
 pub use kmdr_testkit::{free_port, have, require_servers, Etcd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
