@@ -8,8 +8,11 @@ use kmdr_sources::tenant::mysql::MysqlTenants;
 use kmdr_sources::tenant::postgres::PostgresTenants;
 use kmdr_sources::tenant::{DatastoreUrl, Record, RecordReader, RecordSummary, RecordWriter, TenantError, TenantStore};
 
-/// kine rows: (id, name, created, deleted, create_revision, prev_revision, lease, value hex).
-const SEED: &[(i64, &str, i64, i64, i64, i64, i64, &str)] = &[
+/// One kine row: (id, name, created, deleted, create_revision, prev_revision, lease, value hex).
+type KineRow = (i64, &'static str, i64, i64, i64, i64, i64, &'static str);
+
+/// A tenant's history as kine writes it.
+const SEED: &[KineRow] = &[
     (1, "compact_rev_key", 1, 0, 0, 0, 0, ""),
     (2, "/registry/pods/ns/a", 1, 0, 0, 0, 0, "6131"),
     (3, "/registry/pods/ns/a", 0, 0, 2, 2, 0, "6132"),

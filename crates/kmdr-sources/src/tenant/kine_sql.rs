@@ -162,11 +162,9 @@ impl ExportRows {
     }
 }
 
-/// The one-line form of an error for messages: first line, trimmed.
+/// The one-line form of an error for messages: its lines, trimmed and joined.
 pub fn one_line(s: impl std::fmt::Display) -> String {
-    let s = s.to_string();
-    let line = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
-    line
+    s.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
