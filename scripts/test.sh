@@ -12,5 +12,5 @@ etcd --version >&2  # no "| head": with pipefail, SIGPIPE would fail the run
 cargo test --workspace --locked "$@"
 if [ -x scripts/test-recover-without-kmdr.sh ] && [ $# -eq 0 ]; then
   cargo build --locked -q -p kmdr
-  scripts/test-recover-without-kmdr.sh target/debug/kmdr
+  scripts/test-recover-without-kmdr.sh "${CARGO_TARGET_DIR:-target}/debug/kmdr"
 fi

@@ -27,21 +27,26 @@ async fn etcd(g: &GlobalArgs, a: BackupEtcdArgs) -> Result<i32> {
     if g.format == Format::Json {
         output::json(&m);
     } else {
-        println!("{}", m.id);
-        if g.chatty() {
-            eprintln!(
-                "backed up {} ({}) in {}: {} new of {} chunks, {} added to {}",
-                m.source_summary(),
-                human_bytes(m.stats.bytes),
-                human_duration(std::time::Duration::from_millis(m.duration_ms)),
-                m.stats.new_chunks,
-                m.stats.chunks,
-                human_bytes(m.stats.new_stored_bytes),
-                repo.location()
-            );
-        }
+        print_done(g, &m, &repo.location());
     }
     Ok(0)
+}
+
+/// The id on stdout; what was stored, on stderr for people.
+fn print_done(g: &GlobalArgs, m: &kmdr_core::Manifest, location: &str) {
+    println!("{}", m.id);
+    if g.chatty() {
+        eprintln!(
+            "backed up {} ({}) in {}: {} new of {} chunks, {} added to {}",
+            m.source_summary(),
+            human_bytes(m.stats.bytes),
+            human_duration(std::time::Duration::from_millis(m.duration_ms)),
+            m.stats.new_chunks,
+            m.stats.chunks,
+            human_bytes(m.stats.new_stored_bytes),
+            location
+        );
+    }
 }
 
 async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
@@ -73,18 +78,7 @@ async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
         match result {
             Ok(m) => {
                 if g.format == Format::Text {
-                    println!("{}", m.id);
-                    if g.chatty() {
-                        eprintln!(
-                            "backed up {} ({}) in {}: {} new of {} chunks, {} added",
-                            m.source_summary(),
-                            human_bytes(m.stats.bytes),
-                            human_duration(std::time::Duration::from_millis(m.duration_ms)),
-                            m.stats.new_chunks,
-                            m.stats.chunks,
-                            human_bytes(m.stats.new_stored_bytes),
-                        );
-                    }
+                    print_done(g, &m, &repo.location());
                 }
                 manifests.push(m);
             }
