@@ -21,6 +21,7 @@ pub mod mysql;
 pub mod nats;
 pub mod postgres;
 pub mod records;
+pub mod spill;
 
 pub use datastore::{DatastoreUrl, Driver};
 pub use records::{Record, RecordReader, RecordSummary, RecordWriter, RECORDS_FILE};
@@ -71,6 +72,9 @@ pub enum TenantError {
     /// The backup is not tenant data.
     #[error("backup {id} is not tenant data (kind {kind}): pick one listed by `kmdr backups list --kind tenant`")]
     WrongKind { id: String, kind: String },
+    /// The temporary file that puts rows in key order failed.
+    #[error("the temporary file for sorting keys failed: {0}; check the free space in $TMPDIR (or point TMPDIR elsewhere)")]
+    Spill(#[from] std::io::Error),
     /// The record stream is damaged or out of order.
     #[error(transparent)]
     Records(#[from] records::RecordError),

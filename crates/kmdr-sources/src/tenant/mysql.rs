@@ -1,12 +1,14 @@
 //! Tenants on a shared MySQL or MariaDB run by kine: tenant `<schema>` is
 //! table `kine` of database `<schema>`, its keys under `/registry`.
 //!
-//! Export reads the latest row of every name inside one
-//! `START TRANSACTION WITH CONSISTENT SNAPSHOT` (REPEATABLE READ, read only),
-//! streamed row by row in key byte order. kine's name column is ASCII with a
-//! case-insensitive collation, so grouping and ordering go through
-//! `CAST(name AS BINARY)`: `/registry/B` sorts before `/registry/a`, as the
-//! record stream requires.
+//! Export reads kine's table inside one `START TRANSACTION WITH CONSISTENT
+//! SNAPSHOT` (REPEATABLE READ, read only) in id order, a sequential scan of
+//! the clustered index: a name's last row is its current one. The rows go
+//! through a [`Spill`] that keeps the names in memory and the values in an
+//! unlinked temporary file, and come out in key byte order (`/registry/B`
+//! before `/registry/a`, as the record stream requires; the column's own
+//! collation is case-insensitive). Asking MariaDB for the latest row per name
+//! in byte order instead made it sort the rows with their values: 3.5x slower.
 //!
 //! Import creates the database and kine's table where missing, then in one
 //! transaction removes the old keys (`replace`), inserts every record in
@@ -16,6 +18,7 @@
 //! InnoDB's AUTO_INCREMENT follows explicit ids; it is checked afterwards.
 
 use super::kine_sql::{self, BATCH_BYTES, BATCH_ROWS, COMPACT_REV_KEY, ExportRows, LiveRow, MYSQL_DDL, MYSQL_DUP_INDEX};
+use super::spill::{RowMeta, Spill};
 use super::{DatastoreUrl, Driver, ExportInfo, ImportInfo, RecordReader, RecordWriter, TenantError, TenantStore};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, IsolationLevel, OptsBuilder, Params, Row, Transaction, TxOpts, Value};
@@ -24,11 +27,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 /// How long to wait for the server to answer a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The latest row of every name (compared as bytes) that is not deleted,
-/// without kine's bookkeeping row.
-const LIVE_FROM: &str = "FROM kine k JOIN (SELECT MAX(id) AS id FROM kine GROUP BY CAST(name AS BINARY)) m ON m.id = k.id \
-     WHERE k.deleted = 0 AND CAST(k.name AS BINARY) <> 'compact_rev_key'";
 
 /// Counting live keys: those under `/registry/` (what the tenant's API server sees).
 const COUNT_LIVE: &str = "SELECT COUNT(*) FROM kine k JOIN (SELECT MAX(id) AS id FROM kine GROUP BY CAST(name AS BINARY)) m ON m.id = k.id \
@@ -262,20 +260,32 @@ impl TenantStore for MysqlTenants {
         opts.with_consistent_snapshot(true).with_isolation_level(IsolationLevel::RepeatableRead).with_readonly(true);
         let mut tx = conn.start_transaction(opts).await.map_err(|e| self.error("begin", e))?;
         let max: Option<i64> = tx.query_first("SELECT MAX(id) FROM kine").await.map_err(|e| self.error("read revision", e))?.flatten();
-        let mut rows = ExportRows::new(max.unwrap_or(0));
-        let sql = format!("SELECT k.id, k.name, k.created, k.create_revision, k.lease, k.value {LIVE_FROM} ORDER BY CAST(k.name AS BINARY)");
+        // A scan in id order (the clustered index, no server-side sort); the
+        // last row of a name is its current one. Spill puts the keys in byte order.
+        let mut spill = Spill::new()?;
+        let sql = "SELECT id, name, created, deleted, create_revision, lease, value FROM kine ORDER BY id";
         let mut result = tx.query_iter(sql).await.map_err(|e| self.error("read keys", e))?;
         while let Some(mut row) = result.next().await.map_err(|e| self.error("read keys", e))? {
             let int = |row: &mut Row, i: usize| row.take::<Option<i64>, _>(i).flatten().unwrap_or(0);
             let id = int(&mut row, 0);
-            let (created, create_revision, lease) = (int(&mut row, 2), int(&mut row, 3), int(&mut row, 4));
             let name: Vec<u8> = row.take::<Option<Vec<u8>>, _>(1).flatten().unwrap_or_default();
-            let value: Vec<u8> = row.take::<Option<Vec<u8>>, _>(5).flatten().unwrap_or_default();
-            rows.row(out, LiveRow { id, name: &name, created, create_revision, lease, value: &value }).await?;
+            let (created, deleted, create_revision, lease) = (int(&mut row, 2), int(&mut row, 3), int(&mut row, 4), int(&mut row, 5));
+            if deleted != 0 {
+                spill.delete(&name);
+                continue;
+            }
+            let value: Vec<u8> = row.take::<Option<Vec<u8>>, _>(6).flatten().unwrap_or_default();
+            spill.put(&name, RowMeta { id, created, create_revision, lease }, &value)?;
         }
         drop(result);
         tx.commit().await.map_err(|e| self.error("end snapshot", e))?;
         conn.disconnect().await.ok();
+        let mut rows = ExportRows::new(max.unwrap_or(0));
+        spill
+            .sorted(async |name: &[u8], m: RowMeta, value: &[u8]| {
+                rows.row(out, LiveRow { id: m.id, name, created: m.created, create_revision: m.create_revision, lease: m.lease, value }).await
+            })
+            .await?;
         Ok(rows.finish())
     }
 

@@ -1,0 +1,131 @@
+//! Putting rows that arrive in any order into key order without holding
+//! their values: values go to an unlinked temporary file, memory keeps the
+//! key and where its value is. A later row of the same key replaces the
+//! earlier one (its old bytes stay in the file, unreferenced), a deletion
+//! forgets the key. Then [`Spill::sorted`] visits the keys in byte order and
+//! reads each value back.
+//!
+//! Used where the cheapest read of a datastore is not in key order: the
+//! MySQL driver reads kine's table in primary-key (id) order, a sequential
+//! scan of the clustered index, instead of asking the server to sort rows
+//! with their values (measured: about 3.5x slower on MariaDB for 100,000 keys).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+
+/// What is kept in memory per key, besides the key itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowMeta {
+    pub id: i64,
+    pub created: i64,
+    pub create_revision: i64,
+    pub lease: i64,
+}
+
+struct Slot {
+    meta: RowMeta,
+    offset: u64,
+    len: u32,
+}
+
+/// Rows in any order in, rows in key order out.
+pub struct Spill {
+    file: BufWriter<File>,
+    len: u64,
+    slots: HashMap<Vec<u8>, Slot>,
+}
+
+impl Spill {
+    /// A new spill in the system's temporary directory. The file is unlinked
+    /// at once, so nothing is left behind whatever happens to the process.
+    pub fn new() -> std::io::Result<Spill> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("kmdr-spill-{}-{n}.tmp", std::process::id()));
+        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        std::fs::remove_file(&path)?;
+        Ok(Spill { file: BufWriter::with_capacity(1 << 20, file), len: 0, slots: HashMap::new() })
+    }
+
+    /// The row `meta` of `key` holds `value` (replacing any earlier row of `key`).
+    pub fn put(&mut self, key: &[u8], meta: RowMeta, value: &[u8]) -> std::io::Result<()> {
+        let len = u32::try_from(value.len()).map_err(|_| std::io::Error::other("value over 4 GiB"))?;
+        self.file.write_all(value)?;
+        let slot = Slot { meta, offset: self.len, len };
+        self.len += len as u64;
+        match self.slots.get_mut(key) {
+            Some(s) => *s = slot,
+            None => {
+                self.slots.insert(key.to_vec(), slot);
+            }
+        }
+        Ok(())
+    }
+
+    /// `key` no longer exists.
+    pub fn delete(&mut self, key: &[u8]) {
+        self.slots.remove(key);
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Every key in byte order with its row and value, to `visit`.
+    pub async fn sorted<E, F>(self, mut visit: F) -> Result<(), E>
+    where
+        E: From<std::io::Error>,
+        F: AsyncFnMut(&[u8], RowMeta, &[u8]) -> Result<(), E>,
+    {
+        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        let mut keys: Vec<(Vec<u8>, Slot)> = self.slots.into_iter().collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut value = Vec::new();
+        for (key, slot) in keys {
+            value.resize(slot.len as usize, 0);
+            // Page-cache reads of bytes just written; not worth a blocking-pool hop each.
+            file.read_exact_at(&mut value, slot.offset)?;
+            visit(&key, slot.meta, &value).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(id: i64) -> RowMeta {
+        RowMeta { id, created: 1, create_revision: 0, lease: 0 }
+    }
+
+    #[tokio::test]
+    async fn last_write_wins_deletes_forget_and_keys_come_sorted() {
+        let mut s = Spill::new().unwrap();
+        s.put(b"/b", meta(1), b"b1").unwrap();
+        s.put(b"/a", meta(2), b"a1").unwrap();
+        s.put(b"/c", meta(3), b"c1").unwrap();
+        s.put(b"/b", meta(4), b"b2-longer").unwrap();
+        s.delete(b"/c");
+        s.put(b"/B", meta(5), b"").unwrap();
+        assert_eq!(s.len(), 3);
+        let mut seen = Vec::new();
+        s.sorted(async |k: &[u8], m: RowMeta, v: &[u8]| {
+            seen.push((k.to_vec(), m.id, v.to_vec()));
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![(b"/B".to_vec(), 5, vec![]), (b"/a".to_vec(), 2, b"a1".to_vec()), (b"/b".to_vec(), 4, b"b2-longer".to_vec())]
+        );
+    }
+}
