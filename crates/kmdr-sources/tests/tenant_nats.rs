@@ -6,6 +6,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use kmdr_sources::tenant::nats::{KineEvent, KineKv, NatsTenants, decode_key, decode_value, encode_key, s2_compress};
 use kmdr_sources::tenant::{DatastoreUrl, Driver, Record, RecordReader, RecordWriter, TenantError, TenantStore};
+use kmdr_sources::etcd::TlsFiles;
 use kmdr_testkit::Nats;
 
 /// A raw JetStream client on the test server.
@@ -15,7 +16,7 @@ async fn js(n: &Nats) -> jetstream::Context {
 }
 
 async fn store(n: &Nats) -> NatsTenants {
-    NatsTenants::connect(&DatastoreUrl::parse(&n.url()).unwrap()).await.unwrap()
+    NatsTenants::connect(&DatastoreUrl::parse(&n.url()).unwrap(), &TlsFiles::default()).await.unwrap()
 }
 
 /// A bucket as kine creates it.
@@ -282,13 +283,13 @@ async fn errors_name_the_problem() {
     seed(&js, "t2").await;
 
     let bad = DatastoreUrl::parse(&format!("nats://kmdr:wrong@127.0.0.1:{}", n.port())).unwrap();
-    let e = NatsTenants::connect(&bad).await.err().expect("wrong password refused");
+    let e = NatsTenants::connect(&bad, &TlsFiles::default()).await.err().expect("wrong password refused");
     assert!(matches!(e, TenantError::Auth { .. }), "{e}");
     assert!(!e.to_string().contains("wrong"), "{e}");
 
     let closed = DatastoreUrl::parse(&format!("nats://127.0.0.1:{}", kmdr_testkit::free_port())).unwrap();
     let t = std::time::Instant::now();
-    let e = NatsTenants::connect(&closed).await.err().expect("nothing listening");
+    let e = NatsTenants::connect(&closed, &TlsFiles::default()).await.err().expect("nothing listening");
     assert!(matches!(e, TenantError::Unreachable { .. }), "{e}");
     assert!(t.elapsed() < std::time::Duration::from_secs(15));
 

@@ -4,6 +4,7 @@
 //! /registry, mixed case and punctuation), then exported, imported, replaced
 //! and broken on purpose.
 
+use kmdr_sources::etcd::TlsFiles;
 use kmdr_sources::tenant::mysql::MysqlTenants;
 use kmdr_sources::tenant::postgres::PostgresTenants;
 use kmdr_sources::tenant::{DatastoreUrl, Record, RecordReader, RecordSummary, RecordWriter, TenantError, TenantStore};
@@ -118,7 +119,7 @@ async fn postgres_export_import_replace() {
     let pg = kmdr_testkit::Postgres::start(dir.path());
     pg_seed(&pg, "tenant-a");
     pg_seed(&pg, "tenant_b");
-    let store = PostgresTenants::connect(&DatastoreUrl::parse(&pg.url()).unwrap()).await.unwrap();
+    let store = PostgresTenants::connect(&DatastoreUrl::parse(&pg.url()).unwrap(), &TlsFiles::default()).await.unwrap();
     assert_eq!(store.list_tenants().await.unwrap(), vec!["tenant-a", "tenant_b"]);
     assert_eq!(store.count("tenant-a").await.unwrap(), 5);
     assert_eq!(store.count("nowhere").await.unwrap(), 0);
@@ -195,7 +196,7 @@ async fn postgres_failures_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let pg = kmdr_testkit::Postgres::start(dir.path());
     pg_seed(&pg, "tenant-a");
-    let store = PostgresTenants::connect(&DatastoreUrl::parse(&pg.url()).unwrap()).await.unwrap();
+    let store = PostgresTenants::connect(&DatastoreUrl::parse(&pg.url()).unwrap(), &TlsFiles::default()).await.unwrap();
     let (buf, _, _) = export(&store, "tenant-a").await.unwrap();
 
     // Damaged stream: every row reached the server, the trailer fails, nothing changes.
@@ -226,17 +227,17 @@ async fn postgres_failures_change_nothing() {
     assert!(matches!(export(&store, "plain").await, Err(TenantError::UnknownSchema { .. })));
 
     // Wrong password: Auth, and the password is never shown.
-    let err = PostgresTenants::connect(&url_with_password(&pg.url(), "wrong-secret")).await.err().unwrap();
+    let err = PostgresTenants::connect(&url_with_password(&pg.url(), "wrong-secret"), &TlsFiles::default()).await.err().unwrap();
     assert!(matches!(err, TenantError::Auth { .. }), "{err}");
     assert!(!err.to_string().contains("wrong-secret"));
     // Nothing listening: Unreachable.
     let closed = format!("postgres://kmdr:x@127.0.0.1:{}", kmdr_testkit::free_port());
-    let err = PostgresTenants::connect(&DatastoreUrl::parse(&closed).unwrap()).await.err().unwrap();
+    let err = PostgresTenants::connect(&DatastoreUrl::parse(&closed).unwrap(), &TlsFiles::default()).await.err().unwrap();
     assert!(matches!(err, TenantError::Unreachable { .. }), "{err}");
-    // TLS is refused clearly.
+    // TLS without checking the server is refused, with the way to do it.
     let tls = DatastoreUrl::parse(&format!("{}?sslmode=require", pg.url())).unwrap();
-    let err = PostgresTenants::connect(&tls).await.err().unwrap();
-    assert!(matches!(&err, TenantError::BadUrl(m) if m.contains("TLS to PostgreSQL is not supported yet")), "{err}");
+    let err = PostgresTenants::connect(&tls, &TlsFiles::default()).await.err().unwrap();
+    assert!(matches!(&err, TenantError::BadUrl(m) if m.contains("verify-full") && m.contains("--cacert")), "{err}");
 }
 
 // ---------------------------------------------------------------- MariaDB
@@ -266,7 +267,7 @@ async fn mariadb_export_import_replace() {
     let m = kmdr_testkit::Mariadb::start(dir.path());
     my_seed(&m, "tenant-a");
     my_seed(&m, "tenant_b");
-    let store = MysqlTenants::connect(&DatastoreUrl::parse(&m.url()).unwrap()).await.unwrap();
+    let store = MysqlTenants::connect(&DatastoreUrl::parse(&m.url()).unwrap(), &TlsFiles::default()).await.unwrap();
     assert_eq!(store.list_tenants().await.unwrap(), vec!["tenant-a", "tenant_b"]);
     assert_eq!(store.count("tenant-a").await.unwrap(), 5);
     assert_eq!(store.count("nowhere").await.unwrap(), 0);
@@ -329,7 +330,7 @@ async fn mariadb_failures_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let m = kmdr_testkit::Mariadb::start(dir.path());
     my_seed(&m, "tenant-a");
-    let store = MysqlTenants::connect(&DatastoreUrl::parse(&m.url()).unwrap()).await.unwrap();
+    let store = MysqlTenants::connect(&DatastoreUrl::parse(&m.url()).unwrap(), &TlsFiles::default()).await.unwrap();
     let (buf, _, _) = export(&store, "tenant-a").await.unwrap();
 
     let before = my_rows_hash(&m, "tenant-a");
@@ -352,10 +353,10 @@ async fn mariadb_failures_change_nothing() {
         other => panic!("expected UnknownSchema, got {other}"),
     }
 
-    let err = MysqlTenants::connect(&url_with_password(&m.url(), "wrong-secret")).await.err().unwrap();
+    let err = MysqlTenants::connect(&url_with_password(&m.url(), "wrong-secret"), &TlsFiles::default()).await.err().unwrap();
     assert!(matches!(err, TenantError::Auth { .. }), "{err}");
     assert!(!err.to_string().contains("wrong-secret"));
     let closed = format!("mysql://root:x@127.0.0.1:{}", kmdr_testkit::free_port());
-    let err = MysqlTenants::connect(&DatastoreUrl::parse(&closed).unwrap()).await.err().unwrap();
+    let err = MysqlTenants::connect(&DatastoreUrl::parse(&closed).unwrap(), &TlsFiles::default()).await.err().unwrap();
     assert!(matches!(err, TenantError::Unreachable { .. }), "{err}");
 }

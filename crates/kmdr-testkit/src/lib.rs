@@ -7,11 +7,13 @@ pub mod data;
 pub mod etcd;
 pub mod mariadb;
 pub mod nats;
+pub mod pki;
 pub mod postgres;
 
 pub use etcd::Etcd;
 pub use mariadb::Mariadb;
 pub use nats::Nats;
+pub use pki::make_pki;
 pub use postgres::Postgres;
 
 use std::net::TcpListener;

@@ -53,6 +53,17 @@ fn os_user(name: &str) -> (u32, u32) {
 impl Postgres {
     /// Create and start a fresh cluster in a new directory under `dir`.
     pub fn start(dir: &Path) -> Postgres {
+        Self::start_with(dir, None)
+    }
+
+    /// Like [`Postgres::start`], but TCP connections must use TLS and present
+    /// a client certificate signed by the CA in `pki` (see [`crate::make_pki`]),
+    /// as Kamaji's DataStore `tlsConfig` sets up; the password is still asked.
+    pub fn start_tls(dir: &Path, pki: &Path) -> Postgres {
+        Self::start_with(dir, Some(pki))
+    }
+
+    fn start_with(dir: &Path, pki: Option<&Path>) -> Postgres {
         let (uid, gid) = os_user("postgres");
         // The postgres user must be able to reach its directory: temp dirs are 0700.
         let mode = std::fs::metadata(dir).unwrap().permissions().mode();
@@ -80,6 +91,24 @@ impl Postgres {
             .output()
             .expect("run initdb");
         assert!(out.status.success(), "initdb failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let mut tls_args: Vec<String> = Vec::new();
+        if let Some(pki) = pki {
+            for f in ["ca.crt", "server.crt", "server.key"] {
+                let to = root.join(f);
+                std::fs::copy(pki.join(f), &to).unwrap();
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+                std::os::unix::fs::chown(&to, Some(uid), Some(gid)).unwrap();
+            }
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256 clientcert=verify-ca\n",
+            )
+            .unwrap();
+            for (k, f) in [("ssl_cert_file", "server.crt"), ("ssl_key_file", "server.key"), ("ssl_ca_file", "ca.crt")] {
+                tls_args.extend(["-c".into(), format!("{k}={}", root.join(f).display())]);
+            }
+            tls_args.extend(["-c".into(), "ssl=on".into()]);
+        }
         let log = std::fs::File::create(root.join("server.log")).unwrap();
         std::os::unix::fs::chown(root.join("server.log"), Some(uid), Some(gid)).unwrap();
         let child = Command::new(bin("postgres"))
@@ -90,6 +119,7 @@ impl Postgres {
             .arg(format!("unix_socket_directories={}", sock.display()))
             // A test server: durability is not what is being measured.
             .args(["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"])
+            .args(&tls_args)
             .current_dir(&root)
             .uid(uid)
             .gid(gid)

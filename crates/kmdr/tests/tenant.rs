@@ -155,3 +155,47 @@ async fn datastore_killed_mid_backup_and_mid_restore() {
     assert_eq!(n, 60_000, "the re-run completes the tenant");
     drop(Etcd::start_on(data_dir, &name, Some(peer)));
 }
+
+/// A kine PostgreSQL that only takes TLS with a client certificate, as
+/// Kamaji's DataStore `tlsConfig` sets it up: --cacert/--cert/--key work for
+/// it as for etcd; without them, or with another CA, a clear refusal.
+#[tokio::test]
+async fn postgres_over_tls_with_client_certificates() {
+    need_etcd!();
+    if !kmdr_testkit::need("initdb") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    common::make_pki(&pki);
+    let other = dir.path().join("other-pki");
+    std::fs::create_dir_all(&other).unwrap();
+    common::make_pki(&other);
+    let etcd = Etcd::start(dir.path(), "src");
+    etcd.load("/t1/pods/ns/p-", 200, 300, 1).await;
+    let pg = Postgres::start_tls(dir.path(), &pki);
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let m = k.json(&["backup", "tenant", "--datastore", &etcd_url(&etcd), "--schema", "t1"]);
+    let id = m[0]["id"].as_str().unwrap().to_string();
+    let p = |f: &str| pki.join(f).display().to_string();
+    let tls = [p("ca.crt"), p("client.crt"), p("client.key")];
+    let with_tls = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend(["--cacert".into(), tls[0].clone(), "--cert".into(), tls[1].clone(), "--key".into(), tls[2].clone()]);
+        v
+    };
+    let run = |v: Vec<String>| k.ok(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    run(with_tls(&["restore", "tenant", &id, "--datastore", &pg.url()]));
+    let out = run(with_tls(&["backup", "tenant", "--datastore", &pg.url(), "--schema", "t1", "-o", "json"]));
+    let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(back[0]["source"]["content_sha256"], m[0]["source"]["content_sha256"], "same content over TLS");
+    // No client certificate: the server refuses; the message says so in one line.
+    let e = k.fails(&["backup", "tenant", "--datastore", &pg.url(), "--schema", "t1"], 6);
+    assert!(e.contains("pg_hba") || e.contains("encryption") || e.contains("SSL"), "{e}");
+    // A CA that did not sign the server's certificate: refused before any query.
+    let oca = other.join("ca.crt").display().to_string();
+    let e = k.fails(&["backup", "tenant", "--datastore", &pg.url(), "--schema", "t1", "--cacert", &oca, "--cert", &tls[1], "--key", &tls[2]], 6);
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+}

@@ -17,7 +17,7 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
-    fn is_set(&self) -> bool {
+    pub fn is_set(&self) -> bool {
         self.cacert.is_some() || self.cert.is_some() || self.key.is_some()
     }
 }

@@ -337,13 +337,14 @@ pub enum AnyTenants {
     Nats(nats::NatsTenants),
 }
 
-/// Connect to the datastore `url` names. `tls` applies to `etcds://`.
+/// Connect to the datastore `url` names. `tls` (`--cacert/--cert/--key`)
+/// applies to every driver: etcds://, PostgreSQL (verify-full), MySQL, NATS.
 pub async fn connect(url: &DatastoreUrl, tls: crate::etcd::TlsFiles) -> Result<AnyTenants, TenantError> {
     Ok(match url.driver {
+        Driver::Postgres => AnyTenants::Postgres(postgres::PostgresTenants::connect(url, &tls).await?),
+        Driver::Mysql => AnyTenants::Mysql(mysql::MysqlTenants::connect(url, &tls).await?),
         Driver::Etcd => AnyTenants::Etcd(etcd::EtcdTenants::connect(url, tls).await?),
-        Driver::Postgres => AnyTenants::Postgres(postgres::PostgresTenants::connect(url).await?),
-        Driver::Mysql => AnyTenants::Mysql(mysql::MysqlTenants::connect(url).await?),
-        Driver::Nats => AnyTenants::Nats(nats::NatsTenants::connect(url).await?),
+        Driver::Nats => AnyTenants::Nats(nats::NatsTenants::connect(url, &tls).await?),
     })
 }
 

@@ -21,7 +21,8 @@ use super::kine_sql::{self, BATCH_BYTES, BATCH_ROWS, COMPACT_REV_KEY, ExportRows
 use super::spill::{RowMeta, Spill};
 use super::{DatastoreUrl, Driver, ExportInfo, ImportInfo, RecordReader, RecordWriter, TenantError, TenantStore};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, IsolationLevel, OptsBuilder, Params, Row, Transaction, TxOpts, Value};
+use crate::etcd::TlsFiles;
+use mysql_async::{ClientIdentity, Conn, IsolationLevel, OptsBuilder, Params, Row, SslOpts, Transaction, TxOpts, Value};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -45,9 +46,25 @@ fn quote(name: &str) -> String {
 
 impl MysqlTenants {
     /// Check that the server takes the credentials.
-    pub async fn connect(url: &DatastoreUrl) -> Result<Self, TenantError> {
+    /// With `--cacert` (and `--cert`/`--key` for a client certificate) the
+    /// connection uses TLS and checks the server's certificate and name.
+    pub async fn connect(url: &DatastoreUrl, tls: &TlsFiles) -> Result<Self, TenantError> {
         let (host, port) = url.hosts.first().cloned().ok_or_else(|| TenantError::BadUrl(format!("no host in {}", url.redacted())))?;
+        let ssl = match (&tls.cacert, &tls.cert, &tls.key) {
+            (None, None, None) => None,
+            (Some(ca), cert, key) => {
+                let mut ssl = SslOpts::default().with_root_certs(vec![ca.clone().into()]);
+                match (cert, key) {
+                    (Some(c), Some(k)) => ssl = ssl.with_client_identity(Some(ClientIdentity::new(c.clone().into(), k.clone().into()))),
+                    (None, None) => {}
+                    _ => return Err(TenantError::BadUrl("--cert and --key go together: pass both or neither".into())),
+                }
+                Some(ssl)
+            }
+            _ => return Err(TenantError::BadUrl("TLS to MySQL needs --cacert (the CA that signed the server's certificate)".into())),
+        };
         let opts = OptsBuilder::default()
+            .ssl_opts(ssl)
             .ip_or_hostname(host)
             .tcp_port(port)
             .user(Some(url.user.clone().unwrap_or_else(|| "root".into())))

@@ -44,6 +44,7 @@
 //! written; the error says how many and that `--force` completes it.
 
 use super::records::relative;
+use crate::etcd::TlsFiles;
 use super::{DatastoreUrl, Driver, ExportInfo, ImportInfo, RecordReader, RecordWriter, TenantError, TenantStore};
 use async_nats::jetstream::{self, consumer::DeliverPolicy, stream::Stream};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -289,7 +290,8 @@ impl From<TenantError> for ScanError {
 
 impl NatsTenants {
     /// Connect with the URL's user and password; `tls://` requires TLS.
-    pub async fn connect(url: &DatastoreUrl) -> Result<Self, TenantError> {
+    /// `--cacert` adds a CA and requires TLS; `--cert`/`--key` present a client certificate.
+    pub async fn connect(url: &DatastoreUrl, tls: &TlsFiles) -> Result<Self, TenantError> {
         let shown = url.redacted();
         let scheme = if url.tls { "tls" } else { "nats" };
         let addr = format!("{scheme}://{}", url.host_ports().join(","));
@@ -297,7 +299,15 @@ impl NatsTenants {
             .connection_timeout(CONNECT_TIMEOUT)
             .request_timeout(Some(Duration::from_secs(10)))
             .name("kmdr")
-            .require_tls(url.tls);
+            .require_tls(url.tls || tls.is_set());
+        if let Some(ca) = &tls.cacert {
+            opts = opts.add_root_certificates(ca.clone());
+        }
+        match (&tls.cert, &tls.key) {
+            (Some(c), Some(k)) => opts = opts.add_client_certificate(c.clone(), k.clone()),
+            (None, None) => {}
+            _ => return Err(TenantError::BadUrl("--cert and --key go together: pass both or neither".into())),
+        }
         if let Some(ca) = url.param("tls_ca").or_else(|| url.param("ca")) {
             opts = opts.add_root_certificates(PathBuf::from(ca));
         }

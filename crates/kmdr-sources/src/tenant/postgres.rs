@@ -11,7 +11,11 @@
 //! reads the stream to its trailer, resets the id sequence and only then
 //! commits: a damaged backup or a lost connection leaves the tenant as it was.
 //!
-//! TLS is not supported yet: `sslmode=require` and `verify-*` are refused.
+//! TLS: with `--cacert` (and optionally `--cert`/`--key` for client
+//! certificate authentication, as Kamaji's DataStore `tlsConfig` sets up) or
+//! `sslmode=verify-full`, the connection uses rustls and checks the server's
+//! certificate and name. kmdr never connects over TLS without checking, so
+//! `sslmode=require` and `verify-ca` are refused with that advice.
 
 use super::kine_sql::{self, COMPACT_REV_KEY, ExportRows, LiveRow, POSTGRES_DDL};
 use super::{DatastoreUrl, Driver, ExportInfo, ImportInfo, RecordReader, RecordWriter, TenantError, TenantStore};
@@ -21,7 +25,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{ToSql, Type};
+use crate::etcd::TlsFiles;
+use std::sync::Arc;
 use tokio_postgres::{Client, Config, IsolationLevel, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How long to wait for the server to answer a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,6 +45,8 @@ const COUNT_LIVE: &str = "SELECT COUNT(*) FROM kine k JOIN (SELECT MAX(id) AS id
 /// A PostgreSQL server holding kine tenants, one database each.
 pub struct PostgresTenants {
     config: Config,
+    /// `None`: plain TCP.
+    tls: Option<MakeRustlsConnect>,
     maintenance_db: String,
     shown: String,
 }
@@ -45,23 +54,26 @@ pub struct PostgresTenants {
 impl PostgresTenants {
     /// Check the URL and that the server takes the credentials (by
     /// connecting to the maintenance database).
-    pub async fn connect(url: &DatastoreUrl) -> Result<Self, TenantError> {
-        match url.param("sslmode").unwrap_or("disable") {
-            "disable" | "allow" | "prefer" => {}
+    pub async fn connect(url: &DatastoreUrl, tls_files: &TlsFiles) -> Result<Self, TenantError> {
+        let default_mode = if tls_files.is_set() { "verify-full" } else { "disable" };
+        let tls = match url.param("sslmode").unwrap_or(default_mode) {
+            "disable" | "allow" | "prefer" if !tls_files.is_set() => None,
+            "verify-full" => Some(rustls_connector(tls_files).map_err(|why| TenantError::BadUrl(format!("{}: {why}", url.redacted())))?),
             other => {
                 return Err(TenantError::BadUrl(format!(
-                    "sslmode={other} in {}: TLS to PostgreSQL is not supported yet; use sslmode=disable (or prefer) on a trusted network",
+                    "sslmode={other} with{} TLS files in {}: kmdr checks the server's certificate and name; use sslmode=verify-full (the default with --cacert) and pass --cacert, or sslmode=disable on a trusted network",
+                    if tls_files.is_set() { "" } else { "out" },
                     url.redacted()
                 )));
             }
-        }
+        };
         let (host, port) = url.hosts.first().cloned().ok_or_else(|| TenantError::BadUrl(format!("no host in {}", url.redacted())))?;
         let mut config = Config::new();
         config
             .host(&host)
             .port(port)
             .user(url.user.as_deref().unwrap_or("postgres"))
-            .ssl_mode(SslMode::Disable)
+            .ssl_mode(if tls.is_some() { SslMode::Require } else { SslMode::Disable })
             .connect_timeout(CONNECT_TIMEOUT)
             .application_name("kmdr");
         if let Some(pw) = &url.password {
@@ -69,6 +81,7 @@ impl PostgresTenants {
         }
         let store = PostgresTenants {
             config,
+            tls,
             maintenance_db: url.path.clone().unwrap_or_else(|| "postgres".into()),
             shown: url.redacted(),
         };
@@ -81,13 +94,19 @@ impl PostgresTenants {
     async fn client(&self, db: &str) -> Result<Client, TenantError> {
         let mut config = self.config.clone();
         config.dbname(db);
-        let (client, conn) = config.connect(NoTls).await.map_err(|e| self.error("connect", &e))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("postgres connection ended: {e}");
+        let ended = |e: tokio_postgres::Error| tracing::debug!("postgres connection ended: {e}");
+        match &self.tls {
+            None => {
+                let (client, conn) = config.connect(NoTls).await.map_err(|e| self.error("connect", &e))?;
+                tokio::spawn(async move { conn.await.unwrap_or_else(ended) });
+                Ok(client)
             }
-        });
-        Ok(client)
+            Some(tls) => {
+                let (client, conn) = config.connect(tls.clone()).await.map_err(|e| self.error("connect", &e))?;
+                tokio::spawn(async move { conn.await.unwrap_or_else(ended) });
+                Ok(client)
+            }
+        }
     }
 
     /// A connection to tenant database `schema`, or `None` when that database
@@ -108,6 +127,12 @@ impl PostgresTenants {
             let code = db.code().code();
             let detail = format!("{} (SQLSTATE {code})", kine_sql::one_line(db.message()));
             return match code {
+                // No pg_hba.conf line for a plain connection: the server wants TLS.
+                "28000" if db.message().contains("no encryption") => TenantError::Auth {
+                    driver,
+                    datastore,
+                    detail: format!("{detail}; the server only takes TLS here: pass --cacert (and --cert/--key for a client certificate)"),
+                },
                 "28P01" | "28000" => TenantError::Auth { driver, datastore, detail },
                 _ => TenantError::Datastore { driver, op: op.into(), datastore, detail },
             };
@@ -165,6 +190,41 @@ impl PostgresTenants {
         }
         Ok((client, created))
     }
+}
+
+/// rustls for `sslmode=verify-full`: the CA of `--cacert`, and the client
+/// certificate of `--cert`/`--key` when given.
+fn rustls_connector(files: &TlsFiles) -> Result<MakeRustlsConnect, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let ca = files.cacert.as_ref().ok_or("sslmode=verify-full needs --cacert (the CA that signed the server's certificate)")?;
+    let certs = |path: &std::path::PathBuf| -> Result<Vec<CertificateDer<'static>>, String> {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{} holds no PEM certificate", path.display()));
+        }
+        Ok(certs)
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(ca)? {
+        roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let config = match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => {
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read the private key {}: {e}", key.display()))?;
+            builder.with_client_auth_cert(certs(cert)?, key).map_err(|e| format!("client certificate: {e}"))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => return Err("--cert and --key go together: pass both or neither".into()),
+    };
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// An error and its sources, joined.

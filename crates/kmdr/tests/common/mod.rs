@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 #[allow(unused_imports)]
-pub use kmdr_testkit::{free_port, have, require_servers, Etcd};
+pub use kmdr_testkit::{free_port, have, make_pki, require_servers, Etcd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -100,19 +100,3 @@ impl Kmdr {
     }
 }
 
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, made
-/// with the openssl command line in `dir`: ca.crt, server.{crt,key}, client.{crt,key}.
-pub fn make_pki(dir: &Path) {
-    let script = r#"
-set -e
-openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=kmdr-test-ca 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' > server.ext
-printf 'extendedKeyUsage=clientAuth\n' > client.ext
-for who in server client; do
-  openssl req -newkey rsa:2048 -nodes -keyout $who.key -out $who.csr -subj /CN=$who 2>/dev/null
-  openssl x509 -req -in $who.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $who.crt -days 2 -extfile $who.ext 2>/dev/null
-done
-"#;
-    let st = Command::new("bash").arg("-c").arg(script).current_dir(dir).status().expect("run openssl");
-    assert!(st.success(), "openssl could not make the test certificates");
-}
