@@ -184,6 +184,30 @@ impl Repository {
         Ok(())
     }
 
+    /// Seal and store a report (a drill's result) as `reports/<name>`, so its
+    /// history lives with the backups and survives the cluster.
+    pub async fn put_report(&self, name: &str, json: &[u8]) -> Result<()> {
+        let key = format!("reports/{name}");
+        let sealed = self.key.seal(ObjectKind::Report, &key, json, ZSTD_LEVEL);
+        self.store.put(&key, Bytes::from(sealed)).await?;
+        Ok(())
+    }
+
+    /// Names of the stored reports, sorted (they start with their time).
+    pub async fn list_reports(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> =
+            self.store.list("reports/").await?.into_iter().filter_map(|o| o.key.strip_prefix("reports/").map(str::to_string)).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// A stored report's JSON.
+    pub async fn get_report(&self, name: &str) -> Result<Vec<u8>> {
+        let key = format!("reports/{name}");
+        let raw = self.store.get(&key).await?;
+        self.key.open(ObjectKind::Report, &key, &raw).map_err(|e| Error::Damaged { object: key, reason: e.to_string() })
+    }
+
     /// Find a backup by full id, unique prefix, or `latest` (optionally of one kind).
     pub async fn resolve(&self, query: &str, kind: Option<&str>) -> Result<BackupId> {
         let ids = self.list_backups().await?;

@@ -4,4 +4,5 @@
 //! data in its Kamaji datastore ([`tenant`]).
 
 pub mod etcd;
+pub mod inventory;
 pub mod tenant;

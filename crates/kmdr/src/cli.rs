@@ -26,7 +26,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Repository: a directory, file:///abs/path, or s3://bucket/prefix
     #[arg(long, global = true, env = "KMDR_REPO", value_name = "URL")]
@@ -74,6 +74,48 @@ objects at fault, and exits 1 when any is damaged.")]
     Forget(ForgetArgs),
     /// Delete stored data that no backup references (left by interrupted backups or forget)
     Prune(PruneArgs),
+    /// Check a plan file (kmdr.yaml): every problem with its line and column
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Run the runbook's DR test: inventory, backup, failure, recovery, compare, report
+    #[command(long_about = "Run the runbook's disaster-recovery test against the plan's targets, end to end:\n\n  \
+1. inventory every layer the plan backs up (the under-cluster's etcd keyspace; every tenant of every datastore, key by key);\n  \
+2. take a fresh backup of every layer;\n  \
+3. cause the failure: the plan's `failure` steps, or for tenant datastores the built-in wipe (every tenant's keys removed);\n  \
+4. recover in layer order, each layer through its health gate (`health-check` steps and kmdr's own check);\n  \
+5. compare the recovered state with the inventory: missing, extra and changed keys per tenant;\n  \
+6. report per layer the measured RTO (failure to healthy) and RPO (age of the newest backup at the failure) against the \
+targets, PASS or FAIL.\n\n\
+ONLY RUN IT AGAINST A LAB OR A PLATFORM YOU MAY BREAK: step 3 destroys data. The report is written as JSON and \
+Markdown into --report-dir and kept in the repository (reports/). Exit 0 when every drilled layer passes, 1 when one \
+fails.\n\nExample:\n  kmdr drill --plan examples/lab.yaml --report-dir drills/")]
+    Drill(DrillArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Check a plan file; print every problem as FILE:LINE:COLUMN: what to write instead
+    Check(PlanCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanCheckArgs {
+    /// The plan file (kmdr.yaml); see docs/plan.md and examples/kmdr.yaml
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The plan file (kmdr.yaml)
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// Where to write drill-<time>.json and .md
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub report_dir: PathBuf,
+    /// Run without asking (the drill destroys the data it then recovers)
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]

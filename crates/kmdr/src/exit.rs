@@ -24,7 +24,7 @@ pub const OTHER: i32 = 10;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
-  1  a check failed (verify found damaged backups)
+  1  a check failed: verify found damaged backups, a drill failed, plan check found problems
   2  usage error (unknown flag, missing argument)
   3  repository problem: none at --repo, already initialized, or locked
   4  key problem: no key file, unreadable, or not this repository's key
@@ -95,7 +95,10 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
         if let Some(x) = cause.downcast_ref::<StoreError>() {
             return store_code(x);
         }
-        if cause.is::<crate::commands::UsageError>() {
+        if cause.is::<crate::commands::UsageError>() || cause.is::<crate::commands::PlanInvalid>() {
+            return 2;
+        }
+        if let Some(kmdr_plan::drill::DrillError::NotDrillable(_)) = cause.downcast_ref() {
             return 2;
         }
     }

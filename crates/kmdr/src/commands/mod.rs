@@ -3,7 +3,10 @@
 
 mod backup;
 mod backups;
+mod drill;
 mod forget;
+mod plan;
+pub use plan::PlanInvalid;
 mod repo;
 mod restore;
 mod verify;
@@ -30,6 +33,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Verify(a) => verify::run(g, a).await,
         Command::Forget(a) => forget::run_forget(g, a).await,
         Command::Prune(a) => forget::run_prune(g, a).await,
+        Command::Plan(c) => plan::run(g, c).await,
+        Command::Drill(a) => drill::run(g, a).await,
     }
 }
 
@@ -63,6 +68,16 @@ impl GlobalArgs {
         }
         let (secret, label) = self.secret()?;
         Ok(Repository::open(store, &secret, &label).await?)
+    }
+
+    /// These arguments with the plan's repository where --repo, --key-file
+    /// or --s3-endpoint were not given.
+    pub fn with_plan(&self, plan: &kmdr_plan::Plan) -> GlobalArgs {
+        let mut g = self.clone();
+        g.repo = g.repo.or_else(|| Some(plan.repository.url.clone()));
+        g.key_file = g.key_file.or_else(|| plan.repository.key_file.clone());
+        g.s3_endpoint = g.s3_endpoint.or_else(|| plan.repository.s3_endpoint.clone());
+        g
     }
 
     /// Whether human summaries go to stderr.

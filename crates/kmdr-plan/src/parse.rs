@@ -1,0 +1,1222 @@
+//! Reading `kmdr.yaml`, the runbook as code.
+//!
+//! The file is loaded with `saphyr` into a tree of [`MarkedYaml`] nodes that
+//! carry their position, and the tree is walked by hand so that every problem
+//! can be reported with its line and column and with advice on what to write
+//! instead. Checking does not stop at the first problem: each part of the plan
+//! is checked on its own, and the plan is only built when nothing was wrong.
+//!
+//! The schema is documented key by key in `docs/plan.md`.
+
+use crate::plan::{
+    DatastoreSpec, EtcdMember, EtcdSource, LayerSource, LayerSpec, Phase, Plan, Pos,
+    RepositorySpec, Reviewed, RunStep, TenantSelector, TlsSpec, default_targets,
+};
+use chrono::NaiveDate;
+use kmdr_core::Layer;
+use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, ScanError, YamlData};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One problem in a plan file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub pos: Pos,
+    /// What is wrong and what to write instead.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    /// `LINE:COL: message`; see [`render`] for the form with the file name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.pos.line, self.pos.column, self.message)
+    }
+}
+
+/// The problems as `FILE:LINE:COL: message` lines (each ending in a newline),
+/// the form editors and terminals turn into links.
+pub fn render(file: &Path, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{}:{p}\n", file.display()))
+        .collect()
+}
+
+/// Parse and check a plan; every problem found (in file order), or the plan.
+pub fn parse_plan(file: &Path, text: &str) -> Result<Plan, Vec<Problem>> {
+    let docs = match MarkedYaml::load_from_str(text) {
+        Ok(docs) => docs,
+        Err(e) => return Err(vec![syntax_problem(&e)]),
+    };
+    // No document, an empty one (`---` alone) or a bare `null`: nothing to check.
+    let Some(root) = docs
+        .first()
+        .filter(|d| !is_null(d) && !matches!(d.data, YamlData::BadValue))
+    else {
+        return Err(vec![Problem {
+            pos: Pos { line: 1, column: 1 },
+            message: EMPTY_PLAN.into(),
+        }]);
+    };
+
+    let mut ck = Checker::default();
+    if let Some(second) = docs.get(1) {
+        ck.problem(
+            pos_of(second),
+            "a plan file holds one YAML document: remove this `---` and what follows, or merge it into the first document",
+        );
+    }
+    let plan = ck.plan(file, root);
+    let mut problems = ck.problems;
+    match plan {
+        Some(plan) if problems.is_empty() => Ok(plan),
+        _ => {
+            if problems.is_empty() {
+                // Every path that gives up records why; this would be a bug here.
+                problems.push(Problem {
+                    pos: pos_of(root),
+                    message:
+                        "the plan could not be read (a kmdr bug: please report it with the file)"
+                            .into(),
+                });
+            }
+            // Stable: problems at one position keep the order they were found in.
+            problems.sort_by_key(|p| (p.pos.line, p.pos.column));
+            Err(problems)
+        }
+    }
+}
+
+const EMPTY_PLAN: &str = "the plan is empty: a plan needs at least `version: 1`, `name:`, `repository:` (with `url:`) \
+     and `layers:` with one or more of under-cluster, platform, tenant-control-planes, persistent-data; \
+     see examples/kmdr.yaml for a complete plan";
+
+/// The top-level keys.
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "name",
+    "repository",
+    "layers",
+    "run",
+    "contacts",
+    "credentials",
+];
+const REPOSITORY_KEYS: &[&str] = &["url", "keyFile", "s3Endpoint"];
+const TARGET_KEYS: &[&str] = &["rto", "rpo"];
+const UNDER_CLUSTER_KEYS: &[&str] = &["rto", "rpo", "etcd"];
+const TENANT_LAYER_KEYS: &[&str] = &["rto", "rpo", "datastores"];
+const ETCD_KEYS: &[&str] = &["endpoints", "cacert", "cert", "key", "restore"];
+const RESTORE_KEYS: &[&str] = &[
+    "dataDir",
+    "name",
+    "initialCluster",
+    "initialAdvertisePeerUrls",
+];
+const DATASTORE_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "cacert",
+    "cert",
+    "key",
+    "passwordFile",
+    "tenants",
+];
+const RUN_KEYS: &[&str] = &["name", "layer", "phase", "command", "timeout"];
+const CONTACT_KEYS: &[&str] = &["name", "role", "reviewed", "reviewEvery"];
+const CREDENTIAL_KEYS: &[&str] = &["name", "location", "reviewed", "reviewEvery"];
+
+/// The URL schemes a tenant datastore may have.
+const DATASTORE_SCHEMES: &[&str] = &[
+    "etcd",
+    "etcds",
+    "postgres",
+    "postgresql",
+    "mysql",
+    "nats",
+    "tls",
+];
+
+/// The phases of a `run:` step, as written.
+const PHASES: &[(&str, Phase)] = &[
+    ("before-restore", Phase::BeforeRestore),
+    ("after-restore", Phase::AfterRestore),
+    ("failure", Phase::Failure),
+    ("health-check", Phase::HealthCheck),
+];
+
+type Node<'y> = MarkedYaml<'y>;
+
+/// A node's start as a 1-based line and column (saphyr's columns are 0-based).
+fn pos_of(node: &Node) -> Pos {
+    let m = node.span.start;
+    Pos {
+        line: m.line(),
+        column: m.col() + 1,
+    }
+}
+
+fn syntax_problem(e: &ScanError) -> Problem {
+    let m = e.marker();
+    let pos = Pos {
+        line: m.line().max(1),
+        column: m.col() + 1,
+    };
+    let message = if e.info().contains("duplicated key") {
+        "this key appears twice in the same mapping: keep one of the two".to_string()
+    } else {
+        format!(
+            "YAML syntax error: {}: check the indentation (spaces, not tabs) and quote values containing `: ` or `#`",
+            e.info()
+        )
+    };
+    Problem { pos, message }
+}
+
+fn is_null(node: &Node) -> bool {
+    matches!(node.data, YamlData::Value(Scalar::Null))
+}
+
+/// What a node is, for "expected X, found Y" messages.
+fn describe(node: &Node) -> String {
+    match &node.data {
+        YamlData::Value(Scalar::Null) => "nothing".into(),
+        YamlData::Value(Scalar::Boolean(b)) => format!("the boolean {b}"),
+        YamlData::Value(Scalar::Integer(i)) => format!("the number {i}"),
+        YamlData::Value(Scalar::FloatingPoint(f)) => format!("the number {f}"),
+        YamlData::Value(Scalar::String(s)) => format!("the string {s:?}"),
+        YamlData::Sequence(_) => "a list".into(),
+        YamlData::Mapping(_) => "a mapping".into(),
+        YamlData::Tagged(tag, _) => format!("a value tagged {tag}"),
+        YamlData::Representation(s, ..) => format!("{s:?}"),
+        YamlData::Alias(_) | YamlData::BadValue => {
+            "a value that is not valid YAML for its tag".into()
+        }
+    }
+}
+
+/// A scalar as written in the file, for messages about strings given as numbers.
+fn scalar_text(node: &Node) -> Option<String> {
+    match &node.data {
+        YamlData::Value(Scalar::Boolean(b)) => Some(b.to_string()),
+        YamlData::Value(Scalar::Integer(i)) => Some(i.to_string()),
+        YamlData::Value(Scalar::FloatingPoint(f)) => Some(f.to_string()),
+        YamlData::Value(Scalar::String(s)) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+/// A value and where to point at it: its own position, or its key's when the
+/// value is empty (an empty value has no useful position of its own).
+#[derive(Clone, Copy)]
+struct Val<'n, 'y> {
+    node: &'n Node<'y>,
+    pos: Pos,
+}
+
+/// A mapping of the plan, its keys checked.
+struct Map<'n, 'y> {
+    /// Where to report keys that are missing.
+    at: Pos,
+    /// What the mapping is, for messages ("repository", "datastore 2").
+    what: String,
+    entries: Vec<(&'n str, Pos, Val<'n, 'y>)>,
+}
+
+impl<'n, 'y> Map<'n, 'y> {
+    fn get(&self, key: &str) -> Option<Val<'n, 'y>> {
+        self.entries
+            .iter()
+            .find(|(k, ..)| *k == key)
+            .map(|(.., v)| *v)
+    }
+}
+
+/// Collects problems while checking; each check returns `None` once it has
+/// recorded why it could not produce a value.
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn problem(&mut self, pos: Pos, message: impl Into<String>) {
+        self.problems.push(Problem {
+            pos,
+            message: message.into(),
+        });
+    }
+
+    // ---- the plan, part by part -------------------------------------------
+
+    fn plan(&mut self, file: &Path, root: &Node) -> Option<Plan> {
+        let top = self.map(
+            Val {
+                node: root,
+                pos: pos_of(root),
+            },
+            "the plan",
+            TOP_KEYS,
+            "",
+        )?;
+
+        let version = self
+            .required(&top, "version", "version: 1")
+            .and_then(|v| self.version(v));
+        let name = self
+            .required(&top, "name", "name: kmetal-prod")
+            .and_then(|v| self.string(v, "name"));
+        let repository = self
+            .required(&top, "repository", "repository: {url: s3://backups/kmetal}")
+            .and_then(|v| self.repository(v));
+        let layers = self.required(
+            &top,
+            "layers",
+            "layers: {under-cluster: {etcd: {endpoints: [https://10.0.0.1:2379]}}}",
+        );
+        let layers = layers.and_then(|v| self.layers(v));
+
+        // The optional lists: absent is empty.
+        let run = top
+            .get("run")
+            .map_or(Some(Vec::new()), |v| self.run_steps(v));
+        let contacts = top.get("contacts").map_or(Some(Vec::new()), |v| {
+            self.reviewed_list(v, "contacts", "role", CONTACT_KEYS)
+        });
+        let credentials = top.get("credentials").map_or(Some(Vec::new()), |v| {
+            self.reviewed_list(v, "credentials", "location", CREDENTIAL_KEYS)
+        });
+
+        // Steps may only name layers the plan covers (even when a layer's
+        // body had problems of its own: its key was there).
+        if let (Some(steps), Some((_, covered))) = (&run, &layers) {
+            for (step, layer_pos) in steps {
+                if !covered.contains(&step.layer) {
+                    self.problem(
+                        *layer_pos,
+                        format!(
+                            "run step {:?} is for layer {}, which the plan does not cover: add `{}:` under `layers:` or remove the step",
+                            step.name, step.layer, step.layer
+                        ),
+                    );
+                }
+            }
+        }
+
+        Some(Plan {
+            file: file.to_path_buf(),
+            version: version?,
+            name: name?,
+            repository: repository?,
+            layers: layers?.0,
+            run: run?.into_iter().map(|(s, _)| s).collect(),
+            contacts: contacts?,
+            credentials: credentials?,
+        })
+    }
+
+    fn version(&mut self, v: Val) -> Option<u32> {
+        match &v.node.data {
+            YamlData::Value(Scalar::Integer(1)) => Some(1),
+            YamlData::Value(Scalar::Integer(n)) => {
+                self.problem(
+                    v.pos,
+                    format!("plan version {n} is not supported: this kmdr reads `version: 1`"),
+                );
+                None
+            }
+            _ => {
+                self.problem(
+                    v.pos,
+                    format!(
+                        "expected the number 1, found {}: write `version: 1`",
+                        describe(v.node)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn repository(&mut self, v: Val) -> Option<RepositorySpec> {
+        let m = self.map(v, "repository", REPOSITORY_KEYS, "")?;
+        let url = self
+            .required(&m, "url", "url: s3://backups/kmetal")
+            .and_then(|v| self.repository_url(v));
+        let key_file = m.get("keyFile").and_then(|v| self.path(v, "keyFile"));
+        let s3_endpoint = m
+            .get("s3Endpoint")
+            .and_then(|v| self.string(v, "s3Endpoint"));
+        Some(RepositorySpec {
+            url: url?,
+            key_file,
+            s3_endpoint,
+        })
+    }
+
+    /// The same rules as `kmdr --repo`: a path, `file:///abs` or `s3://bucket/prefix`.
+    fn repository_url(&mut self, v: Val) -> Option<String> {
+        let url = self.string(v, "url")?;
+        let bad = if let Some(rest) = url.strip_prefix("s3://") {
+            rest.split('/').next().unwrap_or("").is_empty().then(|| {
+                format!("repository URL {url:?} names no bucket: write s3://BUCKET/PREFIX, e.g. s3://backups/kmetal")
+            })
+        } else if let Some(rest) = url.strip_prefix("file://") {
+            (!rest.starts_with('/')).then(|| {
+                format!(
+                    "repository URL {url:?} must be file:///absolute/path, e.g. file:///srv/kmdr"
+                )
+            })
+        } else if let Some((scheme, _)) = url.split_once("://") {
+            Some(format!(
+                "repository URL scheme {scheme}:// is not supported: write a directory, file:///absolute/path or s3://bucket/prefix"
+            ))
+        } else {
+            None
+        };
+        match bad {
+            Some(message) => {
+                self.problem(v.pos, message);
+                None
+            }
+            None => Some(url),
+        }
+    }
+
+    /// `layers:`: the covered layers in recovery order, and the set of layer
+    /// keys present (for checking `run:` steps).
+    fn layers(&mut self, v: Val) -> Option<(Vec<LayerSpec>, Vec<Layer>)> {
+        let m = self.entries(v, "layers")?;
+        if m.entries.is_empty() {
+            self.problem(
+                m.at,
+                "`layers:` names no layer: add at least one of under-cluster, platform, tenant-control-planes, persistent-data",
+            );
+            return None;
+        }
+        let names: Vec<&str> = Layer::ALL.iter().map(|l| l.as_str()).collect();
+        let mut covered = Vec::new();
+        let mut specs: Vec<Option<LayerSpec>> = Vec::new();
+        let mut ok = true;
+        for &(key, key_pos, val) in &m.entries {
+            let Some(layer) = Layer::ALL.iter().copied().find(|l| l.as_str() == key) else {
+                self.problem(
+                    key_pos,
+                    unknown_message("layer", key, &names, "the layers are"),
+                );
+                ok = false;
+                continue;
+            };
+            covered.push(layer);
+            let spec = self.layer(layer, key_pos, val);
+            ok &= spec.is_some();
+            specs.push(spec);
+        }
+        if !ok {
+            return None;
+        }
+        let mut specs: Vec<LayerSpec> = specs.into_iter().flatten().collect();
+        specs.sort_by_key(|s| Layer::ALL.iter().position(|l| *l == s.layer));
+        Some((specs, covered))
+    }
+
+    fn layer(&mut self, layer: Layer, key_pos: Pos, v: Val) -> Option<LayerSpec> {
+        let (keys, hint) = match layer {
+            Layer::UnderCluster => (UNDER_CLUSTER_KEYS, ""),
+            Layer::TenantControlPlanes => (TENANT_LAYER_KEYS, ""),
+            Layer::Platform => (
+                TARGET_KEYS,
+                " (kmdr does not back up the platform itself yet: its Helm source comes in a later version; \
+                 use `run:` steps to reinstall it meanwhile)",
+            ),
+            Layer::PersistentData | Layer::Unknown => (
+                TARGET_KEYS,
+                " (kmdr does not back up persistent data itself yet: use `run:` steps for your volume backups)",
+            ),
+        };
+        let m = self.map(v, &format!("layer {layer}"), keys, hint)?;
+        let (default_rto, default_rpo) = default_targets(layer);
+        let rto = m
+            .get("rto")
+            .map_or(Some(default_rto), |v| self.duration(v, "rto", true));
+        let rpo = m
+            .get("rpo")
+            .map_or(Some(default_rpo), |v| self.duration(v, "rpo", true));
+        let source = match layer {
+            Layer::UnderCluster => self
+                .required(
+                    &m,
+                    "etcd",
+                    "etcd: {endpoints: [https://10.0.0.1:2379]} (the under-cluster's etcd)",
+                )
+                .and_then(|v| self.etcd(v))
+                .map(LayerSource::Etcd),
+            Layer::TenantControlPlanes => self
+                .required(
+                    &m,
+                    "datastores",
+                    "datastores: [{name: shared-etcd, url: etcds://10.0.0.5:2379, tenants: all}]",
+                )
+                .and_then(|v| self.datastores(v))
+                .map(LayerSource::Tenants),
+            _ => Some(LayerSource::Targets),
+        };
+        Some(LayerSpec {
+            layer,
+            rto: rto?,
+            rpo: rpo?,
+            source: source?,
+            pos: key_pos,
+        })
+    }
+
+    fn etcd(&mut self, v: Val) -> Option<EtcdSource> {
+        let m = self.map(v, "etcd", ETCD_KEYS, "")?;
+        let endpoints = self
+            .required(&m, "endpoints", "endpoints: [https://10.0.0.1:2379]")
+            .and_then(|v| self.endpoints(v));
+        let tls = self.tls(&m);
+        let restore = match m.get("restore") {
+            None => Some(None),
+            Some(v) => self.etcd_member(v).map(Some),
+        };
+        Some(EtcdSource {
+            endpoints: endpoints?,
+            tls,
+            restore: restore?,
+        })
+    }
+
+    /// A list of etcd client URLs, or a single one.
+    fn endpoints(&mut self, v: Val) -> Option<Vec<String>> {
+        let list = self.string_list(v, "endpoints", true)?;
+        let mut ok = true;
+        for (endpoint, pos) in &list {
+            if let Some((scheme, _)) = endpoint.split_once("://")
+                && scheme != "http"
+                && scheme != "https"
+            {
+                self.problem(
+                    *pos,
+                    format!("etcd endpoint {endpoint:?} has scheme {scheme}://: write http://HOST:PORT or https://HOST:PORT"),
+                );
+                ok = false;
+            }
+        }
+        ok.then(|| list.into_iter().map(|(s, _)| s).collect())
+    }
+
+    fn tls(&mut self, m: &Map) -> TlsSpec {
+        TlsSpec {
+            cacert: m.get("cacert").and_then(|v| self.path(v, "cacert")),
+            cert: m.get("cert").and_then(|v| self.path(v, "cert")),
+            key: m.get("key").and_then(|v| self.path(v, "key")),
+        }
+    }
+
+    fn etcd_member(&mut self, v: Val) -> Option<EtcdMember> {
+        let m = self.map(v, "restore", RESTORE_KEYS, "")?;
+        let data_dir = self
+            .required(&m, "dataDir", "dataDir: /var/lib/etcd")
+            .and_then(|v| self.path(v, "dataDir"));
+        let name = self
+            .required(&m, "name", "name: cp-1")
+            .and_then(|v| self.string(v, "name"));
+        let initial_cluster = self
+            .required(
+                &m,
+                "initialCluster",
+                "initialCluster: cp-1=https://10.0.0.1:2380",
+            )
+            .and_then(|v| self.string(v, "initialCluster"));
+        let peer_urls = self
+            .required(
+                &m,
+                "initialAdvertisePeerUrls",
+                "initialAdvertisePeerUrls: https://10.0.0.1:2380",
+            )
+            .and_then(|v| self.string(v, "initialAdvertisePeerUrls"));
+        Some(EtcdMember {
+            data_dir: data_dir?,
+            name: name?,
+            initial_cluster: initial_cluster?,
+            initial_advertise_peer_urls: peer_urls?,
+        })
+    }
+
+    fn datastores(&mut self, v: Val) -> Option<Vec<DatastoreSpec>> {
+        let items = self.list(v, "datastores")?;
+        if items.is_empty() {
+            self.problem(
+                v.pos,
+                "`datastores:` is empty: list at least one, e.g. `- {name: shared-etcd, url: etcds://10.0.0.5:2379, tenants: all}`",
+            );
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        let mut seen: HashMap<String, Pos> = HashMap::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let Some(ds) = self.datastore(item, i + 1) else {
+                ok = false;
+                continue;
+            };
+            if let Some(first) = seen.get(&ds.name) {
+                let name_pos = self.map_key_pos(item, "name").unwrap_or(ds.pos);
+                self.problem(
+                    name_pos,
+                    format!(
+                        "datastore name {:?} is already used at line {}: give each datastore its own name",
+                        ds.name, first.line
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            seen.insert(ds.name.clone(), ds.pos);
+            out.push(ds);
+        }
+        ok.then_some(out)
+    }
+
+    fn datastore(&mut self, v: Val, index: usize) -> Option<DatastoreSpec> {
+        let m = self.map(v, &format!("datastore {index}"), DATASTORE_KEYS, "")?;
+        let name = self
+            .required(&m, "name", "name: shared-etcd")
+            .and_then(|v| self.string(v, "name"));
+        let url = self
+            .required(&m, "url", "url: etcds://10.0.0.5:2379")
+            .and_then(|v| self.datastore_url(v));
+        let tls = self.tls(&m);
+        let password_file = m
+            .get("passwordFile")
+            .and_then(|v| self.path(v, "passwordFile"));
+        let tenants = self
+            .required(&m, "tenants", "tenants: all")
+            .and_then(|v| self.tenants(v));
+        Some(DatastoreSpec {
+            name: name?,
+            url: url?,
+            tls,
+            password_file,
+            tenants: tenants?,
+            pos: v.pos,
+        })
+    }
+
+    fn datastore_url(&mut self, v: Val) -> Option<String> {
+        let url = self.string(v, "url")?;
+        let schemes = DATASTORE_SCHEMES.join(", ");
+        match url.split_once("://") {
+            Some((scheme, _)) if DATASTORE_SCHEMES.contains(&scheme) => Some(url),
+            Some((scheme, _)) => {
+                let hint = suggest(scheme, DATASTORE_SCHEMES)
+                    .map(|s| format!("write {s}://...; "))
+                    .unwrap_or_default();
+                self.problem(v.pos, format!("datastore URL scheme {scheme}:// is not supported: {hint}the schemes are {schemes}"));
+                None
+            }
+            None => {
+                self.problem(
+                    v.pos,
+                    format!(
+                        "{url:?} is not a datastore URL: write SCHEME://HOST:PORT, e.g. etcds://10.0.0.5:2379 or \
+                         postgres://kamaji@10.0.0.6:5432/kamaji; the schemes are {schemes}"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `tenants: all` or a list of schema names.
+    fn tenants(&mut self, v: Val) -> Option<TenantSelector> {
+        const ADVICE: &str =
+            "write `tenants: all` or a list of schema names, e.g. `tenants: [tenant_a, tenant_b]`";
+        match &v.node.data {
+            YamlData::Value(Scalar::String(s)) if s == "all" => Some(TenantSelector::All),
+            YamlData::Sequence(_) => {
+                let names = self.string_list(v, "tenants", false)?;
+                if names.is_empty() {
+                    self.problem(v.pos, format!("`tenants:` is an empty list: {ADVICE}"));
+                    return None;
+                }
+                let mut seen: Vec<&str> = Vec::new();
+                let mut ok = true;
+                for (name, pos) in &names {
+                    if seen.contains(&name.as_str()) {
+                        self.problem(
+                            *pos,
+                            format!("tenant {name:?} is listed twice: list each schema once"),
+                        );
+                        ok = false;
+                    }
+                    seen.push(name);
+                }
+                ok.then(|| TenantSelector::Only(names.into_iter().map(|(s, _)| s).collect()))
+            }
+            _ => {
+                self.problem(
+                    v.pos,
+                    format!(
+                        "`tenants:` must be \"all\" or a list, found {}: {ADVICE}",
+                        describe(v.node)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `run:`: the steps, each with the position of its `layer:` value.
+    fn run_steps(&mut self, v: Val) -> Option<Vec<(RunStep, Pos)>> {
+        let items = self.list(v, "run")?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.into_iter().enumerate() {
+            match self.run_step(item, i + 1) {
+                Some(step) => out.push(step),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn run_step(&mut self, v: Val, index: usize) -> Option<(RunStep, Pos)> {
+        let m = self.map(v, &format!("run step {index}"), RUN_KEYS, "")?;
+        let name = self
+            .required(&m, "name", "name: provision nodes")
+            .and_then(|v| self.string(v, "name"));
+        let layer_val = self.required(&m, "layer", "layer: under-cluster");
+        let layer = layer_val.and_then(|v| self.layer_name(v));
+        let phase = self
+            .required(&m, "phase", "phase: before-restore")
+            .and_then(|v| self.phase(v));
+        let command = self
+            .required(&m, "command", "command: [ansible-playbook, site.yml]")
+            .and_then(|v| self.command(v));
+        let timeout = self
+            .required(&m, "timeout", "timeout: 30m")
+            .and_then(|v| self.duration(v, "timeout", true));
+        let step = RunStep {
+            name: name?,
+            layer: layer?,
+            phase: phase?,
+            command: command?,
+            timeout: timeout?,
+            pos: v.pos,
+        };
+        Some((step, layer_val?.pos))
+    }
+
+    fn layer_name(&mut self, v: Val) -> Option<Layer> {
+        let s = self.string(v, "layer")?;
+        let names: Vec<&str> = Layer::ALL.iter().map(|l| l.as_str()).collect();
+        match Layer::ALL.iter().copied().find(|l| l.as_str() == s) {
+            Some(layer) => Some(layer),
+            None => {
+                self.problem(
+                    v.pos,
+                    unknown_message("layer", &s, &names, "the layers are"),
+                );
+                None
+            }
+        }
+    }
+
+    fn phase(&mut self, v: Val) -> Option<Phase> {
+        let s = self.string(v, "phase")?;
+        match PHASES.iter().find(|(name, _)| *name == s) {
+            Some((_, phase)) => Some(*phase),
+            None => {
+                let names: Vec<&str> = PHASES.iter().map(|(n, _)| *n).collect();
+                self.problem(
+                    v.pos,
+                    unknown_message("phase", &s, &names, "the phases are"),
+                );
+                None
+            }
+        }
+    }
+
+    /// argv as a list, or a shell line run with `sh -c`.
+    fn command(&mut self, v: Val) -> Option<Vec<String>> {
+        const ADVICE: &str = "write a list such as `command: [ansible-playbook, site.yml]` or a shell line such as `command: ./check.sh && echo ok`";
+        match &v.node.data {
+            YamlData::Value(Scalar::String(s)) if s.trim().is_empty() => {
+                self.problem(v.pos, format!("`command:` is empty: {ADVICE}"));
+                None
+            }
+            YamlData::Value(Scalar::String(s)) => {
+                Some(vec!["sh".into(), "-c".into(), s.to_string()])
+            }
+            YamlData::Sequence(_) => {
+                let argv = self.string_list(v, "command", false)?;
+                if argv.is_empty() {
+                    self.problem(v.pos, format!("`command:` is an empty list: {ADVICE}"));
+                    return None;
+                }
+                Some(argv.into_iter().map(|(s, _)| s).collect())
+            }
+            _ => {
+                self.problem(
+                    v.pos,
+                    format!(
+                        "expected a list of strings or a string, found {}: {ADVICE}",
+                        describe(v.node)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `contacts:` or `credentials:`; `detail_key` is what goes to `Reviewed::detail`.
+    fn reviewed_list(
+        &mut self,
+        v: Val,
+        what: &str,
+        detail_key: &str,
+        keys: &[&str],
+    ) -> Option<Vec<Reviewed>> {
+        let items = self.list(v, what)?;
+        let singular = what.trim_end_matches('s');
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.into_iter().enumerate() {
+            match self.reviewed(item, &format!("{singular} {}", i + 1), detail_key, keys) {
+                Some(r) => out.push(r),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn reviewed(
+        &mut self,
+        v: Val,
+        what: &str,
+        detail_key: &str,
+        keys: &[&str],
+    ) -> Option<Reviewed> {
+        let m = self.map(v, what, keys, "")?;
+        let name = self
+            .required(&m, "name", "name: Platform on-call")
+            .and_then(|v| self.string(v, "name"));
+        let example = if detail_key == "role" {
+            "role: first responder"
+        } else {
+            "location: vault://kv/kmdr"
+        };
+        let detail = self
+            .required(&m, detail_key, example)
+            .and_then(|v| self.string(v, detail_key));
+        let reviewed = self
+            .required(&m, "reviewed", "reviewed: 2026-10-01")
+            .and_then(|v| self.date(v));
+        let every = self
+            .required(&m, "reviewEvery", "reviewEvery: 90d")
+            .and_then(|v| self.duration(v, "reviewEvery", true));
+        Some(Reviewed {
+            name: name?,
+            detail: detail?,
+            reviewed: reviewed?,
+            review_every: every?,
+            pos: v.pos,
+        })
+    }
+
+    // ---- generic shapes ----------------------------------------------------
+
+    /// A mapping whose keys are strings; an empty value is an empty mapping.
+    fn entries<'n, 'y>(&mut self, v: Val<'n, 'y>, what: &str) -> Option<Map<'n, 'y>> {
+        let mapping = match &v.node.data {
+            YamlData::Mapping(mapping) => mapping,
+            YamlData::Value(Scalar::Null) => {
+                return Some(Map {
+                    at: v.pos,
+                    what: what.into(),
+                    entries: Vec::new(),
+                });
+            }
+            _ => {
+                self.problem(
+                    v.pos,
+                    format!(
+                        "expected a mapping (indented `key: value` lines) for {what}, found {}",
+                        describe(v.node)
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut entries = Vec::new();
+        for (k, value) in mapping {
+            let key_pos = pos_of(k);
+            let Some(key) = k.data.as_str() else {
+                self.problem(
+                    key_pos,
+                    format!(
+                        "keys in {what} are names, found {}: write a name",
+                        describe(k)
+                    ),
+                );
+                continue;
+            };
+            let pos = if is_null(value) {
+                key_pos
+            } else {
+                pos_of(value)
+            };
+            entries.push((key, key_pos, Val { node: value, pos }));
+        }
+        Some(Map {
+            at: v.pos,
+            what: what.into(),
+            entries,
+        })
+    }
+
+    /// A mapping with a fixed set of keys: any other key is reported, with
+    /// the closest known key when one is close, and `hint` appended.
+    fn map<'n, 'y>(
+        &mut self,
+        v: Val<'n, 'y>,
+        what: &str,
+        keys: &[&str],
+        hint: &str,
+    ) -> Option<Map<'n, 'y>> {
+        let mut m = self.entries(v, what)?;
+        let mut unknown = Vec::new();
+        m.entries.retain(|(key, key_pos, _)| {
+            let known = keys.contains(key);
+            if !known {
+                unknown.push((key.to_string(), *key_pos));
+            }
+            known
+        });
+        for (key, pos) in unknown {
+            let message = match suggest(&key, keys) {
+                Some(s) => format!("unknown key {key:?} in {what}: write {s:?}{hint}"),
+                None => format!(
+                    "unknown key {key:?} in {what}: the keys are {}{hint}",
+                    keys.join(", ")
+                ),
+            };
+            self.problem(pos, message);
+        }
+        Some(m)
+    }
+
+    /// A required key's value, or a problem at the mapping that lacks it.
+    fn required<'n, 'y>(
+        &mut self,
+        m: &Map<'n, 'y>,
+        key: &str,
+        example: &str,
+    ) -> Option<Val<'n, 'y>> {
+        let v = m.get(key);
+        if v.is_none() {
+            self.problem(
+                m.at,
+                format!("{} needs `{key}:`: add e.g. `{example}`", m.what),
+            );
+        }
+        v
+    }
+
+    /// Where a key of a mapping node is, without checking anything.
+    fn map_key_pos(&self, v: Val, key: &str) -> Option<Pos> {
+        let YamlData::Mapping(mapping) = &v.node.data else {
+            return None;
+        };
+        mapping
+            .keys()
+            .find(|k| k.data.as_str() == Some(key))
+            .map(pos_of)
+    }
+
+    /// A list; an empty value is an empty list.
+    fn list<'n, 'y>(&mut self, v: Val<'n, 'y>, what: &str) -> Option<Vec<Val<'n, 'y>>> {
+        match &v.node.data {
+            YamlData::Sequence(items) => Some(
+                items
+                    .iter()
+                    .map(|node| Val {
+                        node,
+                        pos: if is_null(node) { v.pos } else { pos_of(node) },
+                    })
+                    .collect(),
+            ),
+            YamlData::Value(Scalar::Null) => Some(Vec::new()),
+            _ => {
+                self.problem(
+                    v.pos,
+                    format!(
+                        "expected a list (lines starting with `- `) for `{what}:`, found {}",
+                        describe(v.node)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A list of strings with their positions; when `single_ok`, one string
+    /// stands for a list of one. An empty list is an error when `single_ok`
+    /// (callers that allow other shapes check emptiness themselves).
+    fn string_list(&mut self, v: Val, what: &str, single_ok: bool) -> Option<Vec<(String, Pos)>> {
+        let items = match &v.node.data {
+            YamlData::Value(Scalar::String(s)) if single_ok => {
+                return Some(vec![(s.to_string(), v.pos)]);
+            }
+            YamlData::Sequence(items) => items,
+            _ => {
+                let or_string = if single_ok {
+                    " (or a single string)"
+                } else {
+                    ""
+                };
+                self.problem(
+                    v.pos,
+                    format!(
+                        "expected a list of strings{or_string} for `{what}:`, found {}",
+                        describe(v.node)
+                    ),
+                );
+                return None;
+            }
+        };
+        if items.is_empty() && single_ok {
+            self.problem(
+                v.pos,
+                format!("`{what}:` is an empty list: list at least one"),
+            );
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        for node in items {
+            let item = Val {
+                node,
+                pos: pos_of(node),
+            };
+            match self.string(item, what) {
+                Some(s) => out.push((s, item.pos)),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    // ---- scalars -----------------------------------------------------------
+
+    /// A non-empty string. Numbers and booleans are refused with advice to
+    /// quote them, so that `name: 010` does not silently become "8".
+    fn string(&mut self, v: Val, what: &str) -> Option<String> {
+        match &v.node.data {
+            YamlData::Value(Scalar::String(s)) if !s.trim().is_empty() => Some(s.to_string()),
+            YamlData::Value(Scalar::String(_)) | YamlData::Value(Scalar::Null) => {
+                self.problem(
+                    v.pos,
+                    format!("`{what}:` has no value: write one after the colon"),
+                );
+                None
+            }
+            _ => {
+                let quote = scalar_text(v.node)
+                    .map(|t| format!(": quote it (\"{t}\") if it is meant as text"))
+                    .unwrap_or_default();
+                self.problem(
+                    v.pos,
+                    format!(
+                        "expected a string for `{what}:`, found {}{quote}",
+                        describe(v.node)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn path(&mut self, v: Val, what: &str) -> Option<PathBuf> {
+        self.string(v, what).map(PathBuf::from)
+    }
+
+    fn duration(&mut self, v: Val, what: &str, nonzero: bool) -> Option<Duration> {
+        let text = match &v.node.data {
+            YamlData::Value(Scalar::String(s)) => s.to_string(),
+            _ => match scalar_text(v.node) {
+                Some(t) => t,
+                None => {
+                    self.problem(
+                        v.pos,
+                        format!("expected a duration for `{what}:`, found {}: write e.g. 4h, 30m, 90s or 90d", describe(v.node)),
+                    );
+                    return None;
+                }
+            },
+        };
+        match parse_duration(&text) {
+            Some(d) if nonzero && d.is_zero() => {
+                self.problem(
+                    v.pos,
+                    format!("`{what}:` must be more than zero: write e.g. 4h, 30m or 90s"),
+                );
+                None
+            }
+            Some(d) => Some(d),
+            None => {
+                let bare = text
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .map(|n| format!(" ({n} what? e.g. {n}s or {n}m)"))
+                    .unwrap_or_default();
+                self.problem(
+                    v.pos,
+                    format!("{text:?} is not a duration{bare}: write e.g. 4h, 30m, 90s or 90d"),
+                );
+                None
+            }
+        }
+    }
+
+    fn date(&mut self, v: Val) -> Option<NaiveDate> {
+        let text = match &v.node.data {
+            YamlData::Value(Scalar::String(s)) => s.to_string(),
+            _ => scalar_text(v.node).unwrap_or_else(|| describe(v.node)),
+        };
+        let parsed = (text.len() == 10)
+            .then(|| NaiveDate::parse_from_str(&text, "%Y-%m-%d").ok())
+            .flatten();
+        if parsed.is_none() {
+            self.problem(
+                v.pos,
+                format!("{text:?} is not a date: write YYYY-MM-DD, e.g. 2026-10-01"),
+            );
+        }
+        parsed
+    }
+}
+
+/// `90s`, `15m`, `4h`, `90d`, `2w`, or several combined (`1h30m`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut secs: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        let mut chars = rest[digits..].chars();
+        let unit = match chars.next()? {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return None,
+        };
+        secs = secs.checked_add(n.checked_mul(unit)?)?;
+        rest = chars.as_str();
+    }
+    Some(Duration::from_secs(secs))
+}
+
+/// "unknown layer "x": write "y"" or "...: the layers are a, b, c".
+fn unknown_message(kind: &str, got: &str, known: &[&str], list_intro: &str) -> String {
+    match suggest(got, known) {
+        Some(s) => format!(
+            "unknown {kind} {got:?}: write {s:?} ({list_intro} {})",
+            known.join(", ")
+        ),
+        None => format!("unknown {kind} {got:?}: {list_intro} {}", known.join(", ")),
+    }
+}
+
+/// The known name closest to `got`, when one is close enough to be what was meant:
+/// the same name in another spelling (`key_file` for `keyFile`), a small typo
+/// (edit distance up to a third of the name, at least 1), or a known name with
+/// something appended (`rpo_target` for `rpo`).
+fn suggest<'k>(got: &str, known: &[&'k str]) -> Option<&'k str> {
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    let g = norm(got);
+    if let Some(k) = known.iter().find(|k| norm(k) == g) {
+        return Some(k);
+    }
+    let best = known
+        .iter()
+        .map(|k| (edit_distance(&g, &norm(k)), *k))
+        .min_by_key(|(d, _)| *d)
+        .filter(|(d, k)| *d <= (k.len() / 3).max(1));
+    if let Some((_, k)) = best {
+        return Some(k);
+    }
+    known
+        .iter()
+        .filter(|k| k.len() >= 3 && g.starts_with(&norm(k)))
+        .max_by_key(|k| k.len())
+        .copied()
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2w"), Some(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("0m"), Some(Duration::ZERO));
+        for bad in [
+            "",
+            "4",
+            "h",
+            "4 hours",
+            "4H",
+            "1.5h",
+            "-1h",
+            "99999999999999999999w",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("rpo_target", TARGET_KEYS), Some("rpo"));
+        assert_eq!(suggest("key_file", REPOSITORY_KEYS), Some("keyFile"));
+        assert_eq!(suggest("passwrdFile", DATASTORE_KEYS), Some("passwordFile"));
+        assert_eq!(suggest("helm", TARGET_KEYS), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

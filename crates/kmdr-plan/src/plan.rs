@@ -1,0 +1,194 @@
+//! The plan: what `kmdr.yaml` says, as checked Rust values. The file format
+//! and its checks are in [`crate::parse`]; this module only holds the result.
+//!
+//! A plan names the repository, the four layers of the runbook with their
+//! RTO and RPO targets and what each backs up, the `run:` steps for what kmdr
+//! does not do itself, and the contacts and credentials with review dates.
+
+use chrono::NaiveDate;
+use kmdr_core::Layer;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where a value came from in the plan file, for messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pos {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// A whole plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The plan file, as given.
+    pub file: PathBuf,
+    /// `version: 1`.
+    pub version: u32,
+    /// A name for reports (e.g. the platform's name).
+    pub name: String,
+    pub repository: RepositorySpec,
+    /// The layers the plan covers, in recovery order (a subset of `Layer::ALL`).
+    pub layers: Vec<LayerSpec>,
+    pub run: Vec<RunStep>,
+    pub contacts: Vec<Reviewed>,
+    pub credentials: Vec<Reviewed>,
+}
+
+/// `repository:`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepositorySpec {
+    /// A directory, `file:///...` or `s3://bucket/prefix`.
+    pub url: String,
+    pub key_file: Option<PathBuf>,
+    pub s3_endpoint: Option<String>,
+}
+
+/// One layer: its targets and what it backs up.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerSpec {
+    pub layer: Layer,
+    /// Recovery time objective: failure to healthy.
+    #[serde(with = "secs")]
+    pub rto: Duration,
+    /// Recovery point objective: the most data (in time) the layer may lose.
+    #[serde(with = "secs")]
+    pub rpo: Duration,
+    pub source: LayerSource,
+    pub pos: Pos,
+}
+
+/// What a layer backs up.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum LayerSource {
+    /// `under-cluster:` `etcd:` (and how to rebuild a member, `restore:`).
+    Etcd(EtcdSource),
+    /// `tenant-control-planes:` `datastores:`.
+    Tenants(Vec<DatastoreSpec>),
+    /// A layer whose backup kmdr does not take yet (platform, persistent-data):
+    /// only targets and `run:` steps.
+    Targets,
+}
+
+/// TLS files, as etcdctl's `--cacert --cert --key`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TlsSpec {
+    pub cacert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// The under-cluster etcd.
+#[derive(Debug, Clone, Serialize)]
+pub struct EtcdSource {
+    pub endpoints: Vec<String>,
+    pub tls: TlsSpec,
+    /// How `restore` and a drill rebuild the member; `None`: restore only to a file.
+    pub restore: Option<EtcdMember>,
+}
+
+/// `restore:` of the under-cluster: the flags of `kmdr restore etcd`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EtcdMember {
+    pub data_dir: PathBuf,
+    pub name: String,
+    pub initial_cluster: String,
+    pub initial_advertise_peer_urls: String,
+}
+
+/// One tenant datastore.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatastoreSpec {
+    /// A name for reports (e.g. the Kamaji DataStore's name).
+    pub name: String,
+    /// The `--datastore` URL (credentials may be left out and given below).
+    pub url: String,
+    pub tls: TlsSpec,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+    pub tenants: TenantSelector,
+    pub pos: Pos,
+}
+
+/// Which tenants of a datastore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TenantSelector {
+    /// Every tenant found.
+    All,
+    /// These schemas.
+    Only(Vec<String>),
+}
+
+/// When a `run:` step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Before the layer is restored (e.g. provision nodes, kubeadm init).
+    BeforeRestore,
+    /// After the layer is restored (e.g. restart services).
+    AfterRestore,
+    /// In a drill: how to cause the failure (instead of the built-in wipe).
+    Failure,
+    /// The layer's health gate: must exit 0 before the next layer starts.
+    HealthCheck,
+}
+
+/// A command kmdr runs for what it does not do itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStep {
+    pub name: String,
+    pub layer: Layer,
+    pub phase: Phase,
+    /// argv; `["sh", "-c", "..."]` for a shell line.
+    pub command: Vec<String>,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    pub pos: Pos,
+}
+
+/// A contact or credential that must be reviewed periodically.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reviewed {
+    pub name: String,
+    /// Role (contacts) or where it is kept (credentials).
+    pub detail: String,
+    pub reviewed: NaiveDate,
+    #[serde(with = "secs")]
+    pub review_every: Duration,
+    pub pos: Pos,
+}
+
+impl Plan {
+    /// The layer's spec, when the plan covers it.
+    pub fn layer(&self, layer: Layer) -> Option<&LayerSpec> {
+        self.layers.iter().find(|l| l.layer == layer)
+    }
+
+    /// The `run:` steps of a layer and phase, in file order.
+    pub fn steps(&self, layer: Layer, phase: Phase) -> impl Iterator<Item = &RunStep> {
+        self.run.iter().filter(move |s| s.layer == layer && s.phase == phase)
+    }
+}
+
+/// The runbook's targets, used when a layer gives none: (RTO, RPO).
+pub fn default_targets(layer: Layer) -> (Duration, Duration) {
+    let h = |n: u64| Duration::from_secs(n * 3600);
+    let m = |n: u64| Duration::from_secs(n * 60);
+    match layer {
+        Layer::UnderCluster => (h(4), h(1)),
+        Layer::Platform => (h(2), m(15)),
+        Layer::TenantControlPlanes => (h(1), m(5)),
+        Layer::PersistentData | Layer::Unknown => (h(2), h(1)),
+    }
+}
+
+/// Durations as seconds in JSON.
+mod secs {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}

@@ -1,0 +1,53 @@
+//! `kmdr drill --plan FILE`.
+
+use crate::cli::{DrillArgs, GlobalArgs};
+use crate::commands::UsageError;
+use crate::output::{self, Format};
+use anyhow::{Context, Result};
+use kmdr_plan::report::{self, Verdict};
+
+pub async fn run(g: &GlobalArgs, a: DrillArgs) -> Result<i32> {
+    let plan = super::plan::load(&a.plan)?;
+    if !a.yes {
+        return Err(UsageError(format!(
+            "a drill destroys the data of the layers in {} before recovering it: run it only against a lab or a platform you may break, and pass --yes",
+            a.plan.display()
+        ))
+        .into());
+    }
+    let repo = g.with_plan(&plan).open_repo().await?;
+    std::fs::create_dir_all(&a.report_dir).with_context(|| format!("cannot create --report-dir {}", a.report_dir.display()))?;
+    let quiet = g.quiet || g.format == Format::Json;
+    let notify = move |line: &str| {
+        if !quiet {
+            eprintln!("drill: {line}");
+        }
+    };
+    let r = kmdr_plan::drill::drill(&plan, &repo, &notify).await?;
+    let base = a.report_dir.join(r.object_name().trim_end_matches(".json"));
+    let json_path = base.with_extension("json");
+    let md_path = base.with_extension("md");
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&r)?).with_context(|| format!("cannot write {}", json_path.display()))?;
+    std::fs::write(&md_path, report::markdown(&r)).with_context(|| format!("cannot write {}", md_path.display()))?;
+    if g.format == Format::Json {
+        output::json(&r);
+    } else {
+        for l in &r.layers {
+            let f = |s: Option<f64>| s.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into());
+            println!(
+                "{:<22} {:<7} RTO {:>8} (target {}s)  RPO {:>8} (target {}s)",
+                l.layer.as_str(),
+                format!("{:?}", l.verdict).to_uppercase(),
+                f(l.rto_s),
+                l.rto_target_s,
+                f(l.rpo_s),
+                l.rpo_target_s
+            );
+            for p in &l.problems {
+                println!("    {p}");
+            }
+        }
+        println!("drill {}: report {} and {} (also kept in the repository as reports/{})", format!("{:?}", r.verdict).to_uppercase(), md_path.display(), json_path.display(), r.object_name());
+    }
+    Ok(if r.verdict == Verdict::Fail { crate::exit::CHECK_FAILED } else { 0 })
+}
