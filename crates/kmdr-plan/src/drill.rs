@@ -20,14 +20,13 @@
 
 use crate::plan::{LayerSource, Phase, Plan, TenantSelector};
 use crate::report::{DrillReport, LayerReport, StepRecord, UnitReport, Verdict, REPORT_FORMAT};
+use crate::exec::{self, Choice};
 use crate::steps::{self, connect_datastore, etcd_connection};
 use chrono::{DateTime, Utc};
 use kmdr_core::Layer;
 use kmdr_repo::Repository;
-use kmdr_sources::etcd::restorer::{self, EtcdRestoreOptions};
-use kmdr_sources::etcd::{snapshotter, SnapshotOptions};
 use kmdr_sources::inventory::{self, KeyDigests};
-use kmdr_sources::tenant::{self, RecordReader, RecordWriter, TenantBackupOptions, TenantStore};
+use kmdr_sources::tenant::{RecordReader, RecordWriter, TenantStore};
 use std::collections::BTreeMap;
 
 /// Why a drill could not run at all (a drill that runs and finds problems
@@ -40,8 +39,7 @@ pub enum DrillError {
     Store(#[from] kmdr_repo::Error),
 }
 
-/// Progress lines for people ("under-cluster: backup ...").
-pub type Notify<'a> = &'a (dyn Fn(&str) + Sync);
+pub use crate::exec::Notify;
 
 struct Unit {
     /// `etcd` or `<datastore>/<schema>`.
@@ -65,6 +63,12 @@ struct Timeline {
 }
 
 impl Timeline {
+    /// Record a step that ran elsewhere.
+    fn record(&mut self, layer: Layer, kind: &str, name: &str, started_at: DateTime<Utc>, finished_at: DateTime<Utc>, error: Option<&str>) {
+        let detail = error.unwrap_or_default().to_string();
+        self.steps.push(StepRecord { layer, kind: kind.into(), name: name.into(), started_at, finished_at, ok: error.is_none(), detail });
+    }
+
     /// Time `f` as a step of the drill.
     async fn step<T, E: std::fmt::Display>(
         &mut self,
@@ -118,66 +122,53 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
     let mut t = Timeline { steps: Vec::new() };
     let mut runs: Vec<LayerRun> = Vec::new();
 
-    // 1-2. Inventory and back up, layer by layer.
+    // 1-2. Inventory every unit, then back up the layer as `kmdr backup --plan` does.
+    let tags = BTreeMap::from([("drill".to_string(), started_at.to_rfc3339())]);
     for spec in &plan.layers {
         let mut run = LayerRun { units: Vec::new(), healthy_at: None, problems: Vec::new() };
         match &spec.source {
             LayerSource::Targets => {}
             LayerSource::Etcd(e) => {
                 let conn = etcd_connection(e);
-                match t.step(spec.layer, "inventory", "etcd keyspace", notify, inventory::etcd_digests(&conn)).await {
-                    Ok(before) => {
-                        let mut unit = Unit { name: "etcd".into(), datastore: None, schema: String::new(), before, after: None, backup: None };
-                        let opts = SnapshotOptions { connection: conn.clone(), tags: BTreeMap::from([("drill".into(), started_at.to_rfc3339())]) };
-                        match t.step(spec.layer, "backup", "etcd snapshot", notify, snapshotter::backup_snapshot(repo, &opts, None)).await {
-                            Ok(m) => unit.backup = Some((m.id.to_string(), m.started_at)),
-                            Err(e) => run.problems.push(format!("the etcd backup failed: {e}")),
-                        }
-                        run.units.push(unit);
-                    }
+                match t.step(spec.layer, "inventory", "etcd", notify, inventory::etcd_digests(&conn)).await {
+                    Ok(before) => run.units.push(Unit { name: "etcd".into(), datastore: None, schema: String::new(), before, after: None, backup: None }),
                     Err(e) => run.problems.push(format!("cannot read the under-cluster etcd: {e}")),
                 }
             }
             LayerSource::Tenants(datastores) => {
                 for (di, d) in datastores.iter().enumerate() {
-                    let store = match connect_datastore(d).await {
-                        Ok(s) => s,
+                    // Every tenant there, and any the plan names that is not (yet) there.
+                    let listed = async {
+                        let store = connect_datastore(d).await.map_err(|e| e.to_string())?;
+                        let mut all = store.list_tenants().await.map_err(|e| e.to_string())?;
+                        if let TenantSelector::Only(named) = &d.tenants {
+                            all.extend(named.iter().filter(|s| !all.contains(s)).cloned().collect::<Vec<_>>());
+                        }
+                        Ok::<_, String>((store, all))
+                    };
+                    let (store, schemas) = match listed.await {
+                        Ok(x) => x,
                         Err(e) => {
                             run.problems.push(format!("datastore {}: {e}", d.name));
                             continue;
                         }
                     };
-                    let found = match store.list_tenants().await {
-                        Ok(f) => f,
-                        Err(e) => {
-                            run.problems.push(format!("datastore {}: {e}", d.name));
-                            continue;
-                        }
-                    };
-                    let selected: Vec<String> = match &d.tenants {
-                        TenantSelector::All => found.clone(),
-                        TenantSelector::Only(s) => s.clone(),
-                    };
-                    let mut schemas = found.clone();
-                    schemas.extend(selected.iter().filter(|s| !found.contains(s)).cloned());
-                    let at = store.shared_read_point().await.ok().flatten();
                     for schema in schemas {
                         let name = format!("{}/{schema}", d.name);
-                        let Ok(before) = t.step(spec.layer, "inventory", &name, notify, inventory::tenant_digests(&store, &schema)).await else {
-                            run.problems.push(format!("cannot read tenant {name}"));
-                            continue;
-                        };
-                        let mut unit = Unit { name: name.clone(), datastore: Some(di), schema: schema.clone(), before, after: None, backup: None };
-                        if selected.contains(&schema) {
-                            let opts = TenantBackupOptions { tags: BTreeMap::from([("drill".into(), started_at.to_rfc3339())]), at };
-                            match t.step(spec.layer, "backup", &name, notify, tenant::backup_tenant(repo, &store, &schema, &opts, None)).await {
-                                Ok(m) => unit.backup = Some((m.id.to_string(), m.started_at)),
-                                Err(e) => run.problems.push(format!("the backup of tenant {name} failed: {e}")),
-                            }
+                        match t.step(spec.layer, "inventory", &name, notify, inventory::tenant_digests(&store, &schema)).await {
+                            Ok(before) => run.units.push(Unit { name, datastore: Some(di), schema, before, after: None, backup: None }),
+                            Err(e) => run.problems.push(format!("cannot read tenant {name}: {e}")),
                         }
-                        run.units.push(unit);
                     }
                 }
+            }
+        }
+        for o in exec::backup_layer(repo, spec, &tags, None, notify).await {
+            t.record(spec.layer, "backup", &o.unit, o.began, o.finished, o.error.as_deref());
+            match (&o.error, run.units.iter_mut().find(|u| u.name == o.unit)) {
+                (Some(e), _) => run.problems.push(format!("the backup of {} failed: {e}", o.unit)),
+                (None, Some(u)) => u.backup = o.backup.clone().zip(o.started_at),
+                (None, None) => {}
             }
         }
         runs.push(run);
@@ -230,50 +221,25 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
                 ok = false;
             }
         }
-        match &spec.source {
-            LayerSource::Etcd(e) => {
-                let member = e.restore.as_ref().expect("preflight");
-                if let Some((id, _)) = run.units.first().and_then(|u| u.backup.clone()) {
-                    let restore = async {
-                        let opts = EtcdRestoreOptions {
-                            data_dir: member.data_dir.clone(),
-                            name: member.name.clone(),
-                            initial_cluster: member.initial_cluster.clone(),
-                            initial_advertise_peer_urls: member.initial_advertise_peer_urls.clone(),
-                            initial_cluster_token: None,
-                            force: true,
-                        };
-                        let tool = restorer::find_restore_tool(None)?;
-                        let id = repo.resolve(&id, Some(snapshotter::KIND)).await?;
-                        let p = restorer::plan_restore(repo, &id, &opts, tool).await?;
-                        restorer::execute(repo, &p, None).await
-                    };
-                    if let Err(e) = t.step(layer, "restore", "etcd snapshot", notify, restore).await {
-                        run.problems.push(format!("the etcd restore failed: {e}"));
-                        ok = false;
-                    }
-                } else {
-                    run.problems.push("no backup to restore".into());
-                    ok = false;
-                }
-            }
-            LayerSource::Tenants(datastores) => {
-                for unit in run.units.iter().filter(|u| u.backup.is_some()) {
-                    let d = &datastores[unit.datastore.expect("tenant units have a datastore")];
-                    let (id, _) = unit.backup.clone().expect("filtered");
-                    let restore = async {
-                        let store = connect_datastore(d).await?;
-                        let m = repo.load_manifest(&repo.resolve(&id, Some(tenant::KIND)).await?).await?;
-                        let p = tenant::plan_tenant_restore(&store, &m, Some(&unit.schema), true).await?;
-                        tenant::restore_tenant(repo, &store, &m, &p, None).await
-                    };
-                    if let Err(e) = t.step(layer, "restore", &unit.name, notify, restore).await {
-                        run.problems.push(format!("the restore of {} failed: {e}", unit.name));
+        let ours: BTreeMap<String, String> = run.units.iter().filter_map(|u| u.backup.as_ref().map(|(id, _)| (u.name.clone(), id.clone()))).collect();
+        match exec::restore_units(repo, spec, Choice::Exact(&ours), true, false, notify).await {
+            Ok(outcomes) => {
+                for o in outcomes {
+                    t.record(layer, "restore", &o.unit, o.began, o.finished, o.error.as_deref());
+                    if let Some(e) = o.error {
+                        run.problems.push(format!("the restore of {} failed: {e}", o.unit));
                         ok = false;
                     }
                 }
             }
-            LayerSource::Targets => unreachable!("skipped above"),
+            Err(e) => {
+                run.problems.push(format!("the repository failed during the restore: {e}"));
+                ok = false;
+            }
+        }
+        if ours.is_empty() {
+            run.problems.push("no backup to restore".into());
+            ok = false;
         }
         for step in plan.steps(layer, Phase::AfterRestore) {
             if let Err(e) = t.step(layer, "run", &step.name, notify, steps::run_once(step)).await {

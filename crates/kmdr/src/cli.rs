@@ -56,12 +56,10 @@ pub enum Command {
     /// Create or look after a repository
     #[command(subcommand)]
     Repo(RepoCommand),
-    /// Take a backup
-    #[command(subcommand)]
-    Backup(BackupCommand),
-    /// Restore a backup
-    #[command(subcommand)]
-    Restore(RestoreCommand),
+    /// Take a backup: of one source (etcd, tenant), or of every layer of a plan (--plan)
+    Backup(BackupArgs),
+    /// Restore a backup: one source (etcd, tenant), or layers of a plan in order (--plan)
+    Restore(RestoreArgs),
     /// List and inspect backups
     #[command(subcommand)]
     Backups(BackupsCommand),
@@ -90,6 +88,93 @@ ONLY RUN IT AGAINST A LAB OR A PLATFORM YOU MAY BREAK: step 3 destroys data. The
 Markdown into --report-dir and kept in the repository (reports/). Exit 0 when every drilled layer passes, 1 when one \
 fails.\n\nExample:\n  kmdr drill --plan examples/lab.yaml --report-dir drills/")]
     Drill(DrillArgs),
+    /// A disposable local lab to drill: `kmdr lab up`, `kmdr drill --lab`, `kmdr lab down`
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Per layer and tenant: the newest backup's age against the RPO target, the last drill; exit 1 when breached
+    Status(StatusArgs),
+    /// The runbook's monthly review, automated
+    #[command(subcommand)]
+    Runbook(RunbookCommand),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    /// Back up every layer of this plan (kmdr.yaml) that names a source
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Only this layer of the plan
+    #[arg(long, requires = "plan", value_name = "LAYER")]
+    pub layer: Option<LayerArg>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RestoreArgs {
+    #[command(subcommand)]
+    pub command: Option<RestoreCommand>,
+    /// Restore the newest backups of this plan's layers, in layer order, each through its health gate
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Only this layer of the plan
+    #[arg(long, requires = "plan", conflicts_with = "all", value_name = "LAYER")]
+    pub layer: Option<LayerArg>,
+    /// Every layer of the plan, in recovery order
+    #[arg(long, requires = "plan")]
+    pub all: bool,
+    /// Print what would be restored where; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace what the targets hold (restoring into a live datastore, or over a data dir)
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// A runbook layer on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayerArg {
+    UnderCluster,
+    Platform,
+    TenantControlPlanes,
+    PersistentData,
+}
+
+impl From<LayerArg> for kmdr_core::Layer {
+    fn from(l: LayerArg) -> Self {
+        match l {
+            LayerArg::UnderCluster => kmdr_core::Layer::UnderCluster,
+            LayerArg::Platform => kmdr_core::Layer::Platform,
+            LayerArg::TenantControlPlanes => kmdr_core::Layer::TenantControlPlanes,
+            LayerArg::PersistentData => kmdr_core::Layer::PersistentData,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The plan file (kmdr.yaml)
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunbookCommand {
+    /// Check that the runbook still holds: targets achievable, a recent drill, reviews done, the plan in git
+    #[command(long_about = "The runbook's monthly review: for each layer, whether its RTO is achievable (the last drill's \
+measured RTO against the target) and its RPO (the interval between successive backups and the newest backup's age); \
+whether a drill ran within the last quarter; whether every contact and credential was reviewed within its period; \
+whether the plan file is tracked in git with no local changes. Each finding says what to do. Exit 1 when any fails.")]
+    Check(RunbookCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunbookCheckArgs {
+    /// The plan file (kmdr.yaml)
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,15 +192,66 @@ pub struct PlanCheckArgs {
 
 #[derive(Debug, Args)]
 pub struct DrillArgs {
-    /// The plan file (kmdr.yaml)
-    #[arg(long, value_name = "FILE")]
-    pub plan: PathBuf,
-    /// Where to write drill-<time>.json and .md
+    /// The plan file (kmdr.yaml); required unless --lab
+    #[arg(long, value_name = "FILE", required_unless_present = "lab", conflicts_with = "lab")]
+    pub plan: Option<PathBuf>,
+    /// Where to write drill-<time>.json and .md (with --lab: DIR/reports)
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub report_dir: PathBuf,
     /// Run without asking (the drill destroys the data it then recovers)
     #[arg(long)]
     pub yes: bool,
+    /// Drill the local lab (see `kmdr lab up`; brought up first when it is not): no --plan or --yes needed
+    #[arg(long)]
+    pub lab: bool,
+    /// The lab's directory, with --lab
+    #[arg(long, value_name = "DIR", default_value = ".kmdr-lab")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Start the lab's servers on 127.0.0.1, seed them and write its plan (DIR/kmdr.yaml)
+    #[command(long_about = "Start a disposable lab from the server binaries on PATH, on free ports of 127.0.0.1: \
+an under-cluster etcd (started by the same shell line the plan's drill steps use, pid in DIR/uc.pid), a shared \
+tenant etcd with --tenants tenants of --keys Kubernetes-shaped keys each, and when PostgreSQL (initdb, pg_ctl) or \
+MariaDB (mariadbd) is installed one kine tenant on each. Creates a repository in DIR/repo with the key DIR/kmdr.key \
+(kept across runs) and writes the plan DIR/kmdr.yaml, which `kmdr plan check` accepts. What was started is \
+recorded in DIR/lab.json. Running it again while the lab is up changes nothing.\n\n\
+Then:\n  kmdr drill --lab\n  kmdr lab down")]
+    Up(LabUpArgs),
+    /// Show what the lab runs: processes, pids, ports, the plan
+    Status(LabDirArgs),
+    /// Stop the lab's processes (by their recorded pids) and remove DIR unless --keep
+    Down(LabDownArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabDirArgs {
+    /// The lab's directory
+    #[arg(long, value_name = "DIR", default_value = ".kmdr-lab")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LabUpArgs {
+    #[command(flatten)]
+    pub dir: LabDirArgs,
+    /// Tenants on the shared tenant etcd
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub tenants: usize,
+    /// Keys per tenant
+    #[arg(long, default_value_t = 500, value_name = "K")]
+    pub keys: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct LabDownArgs {
+    #[command(flatten)]
+    pub dir: LabDirArgs,
+    /// Keep DIR (repository, key, reports); only stop the processes
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -189,4 +189,29 @@ async fn a_lab_drill_passes_and_a_forgotten_tenant_fails_it() {
     assert_eq!(o.status.code(), Some(1), "a lost tenant fails the drill: {stdout}");
     assert!(stdout.contains("FAIL") && stdout.contains("shared-etcd/t3: 40 keys missing"), "{stdout}");
     assert!(stdout.contains("does not back this tenant up"), "{stdout}");
+
+    // Status: every unit's newest backup within its RPO, the last drill (the failed one) named.
+    let o = k.run(&["status", "--plan", good.to_str().unwrap(), "-o", "json"]);
+    let findings: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = findings.as_array().unwrap();
+    assert!(f.iter().any(|x| x["check"] == "rpo" && x["subject"] == "tenant-control-planes shared-etcd/t1" && x["level"] == "OK"), "{findings}");
+    assert!(f.iter().any(|x| x["check"] == "rto" && x["subject"] == "tenant-control-planes" && x["level"] == "FAIL"), "the last drill failed: {findings}");
+    assert_eq!(o.status.code(), Some(1));
+
+    // Restore by plan: lose t2 by hand, bring the layer back from the newest backups.
+    shared.client().await.delete("/t2/", Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
+    let dry = k.ok(&["restore", "--plan", good.to_str().unwrap(), "--layer", "tenant-control-planes", "--force", "--dry-run"]);
+    assert!(dry.contains("shared-etcd/t2") && dry.contains("would write 80 keys"), "{dry}");
+    k.ok(&["restore", "--plan", good.to_str().unwrap(), "--layer", "tenant-control-planes", "--force"]);
+    let n = shared.client().await.get("/t2/", Some(etcd_client::GetOptions::new().with_prefix().with_count_only())).await.unwrap().count();
+    assert_eq!(n, 80, "t2 restored by plan");
+    // Backup by plan: one line per unit.
+    let out = k.ok(&["backup", "--plan", good.to_str().unwrap(), "--layer", "tenant-control-planes"]);
+    assert_eq!(out.lines().count(), 4, "{out}");
+
+    // The monthly review: a plan outside git is a finding that says what to do.
+    let o = k.run(&["runbook", "check", "--plan", good.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("not tracked in git"), "{text}");
 }

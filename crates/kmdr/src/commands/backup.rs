@@ -103,3 +103,51 @@ async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
         }
     }
 }
+
+/// `kmdr backup --plan FILE [--layer L]`: every unit of every layer (or one)
+/// that names a source; a unit that fails does not stop the others.
+pub async fn by_plan(g: &GlobalArgs, file: &std::path::Path, layer: Option<kmdr_core::Layer>) -> Result<i32> {
+    let plan = super::plan::load(file)?;
+    let repo = g.with_plan(&plan).open_repo().await?;
+    if let Some(l) = layer {
+        if plan.layer(l).is_none() {
+            return Err(super::UsageError(format!("the plan {} has no layer {l}", file.display())).into());
+        }
+    }
+    let quiet = !g.chatty();
+    let notify = move |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    let tags = std::collections::BTreeMap::from([("plan".to_string(), plan.name.clone())]);
+    let mut all = Vec::new();
+    for spec in plan.layers.iter().filter(|s| layer.is_none_or(|l| s.layer == l)) {
+        if matches!(spec.source, kmdr_plan::LayerSource::Targets) {
+            if layer.is_some() {
+                return Err(super::UsageError(format!("kmdr does not back up layer {} yet: the plan only holds its targets", spec.layer)).into());
+            }
+            continue;
+        }
+        for u in kmdr_plan::exec::backup_layer(&repo, spec, &tags, None, &notify).await {
+            all.push((spec.layer, u));
+        }
+    }
+    let failed = all.iter().filter(|(_, u)| u.error.is_some()).count();
+    if g.format == Format::Json {
+        output::json(&all.iter().map(|(l, u)| serde_json::json!({"layer": l, "unit": u})).collect::<Vec<_>>());
+    } else {
+        for (l, u) in &all {
+            match (&u.backup, &u.error) {
+                (Some(id), _) => println!("{:<22} {:<32} {id}", l.as_str(), u.unit),
+                (None, Some(e)) => println!("{:<22} {:<32} FAILED: {e}", l.as_str(), u.unit),
+                _ => {}
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("error: {failed} of {} units were not backed up; the others were. Fix the causes above and run again", all.len());
+        return Ok(crate::exit::SOURCE);
+    }
+    Ok(0)
+}

@@ -6,12 +6,21 @@ use crate::output::{self, Format};
 use anyhow::{Context, Result};
 use kmdr_plan::report::{self, Verdict};
 
-pub async fn run(g: &GlobalArgs, a: DrillArgs) -> Result<i32> {
-    let plan = super::plan::load(&a.plan)?;
+pub async fn run(g: &GlobalArgs, mut a: DrillArgs) -> Result<i32> {
+    // --lab: the lab's plan (the lab is brought up first when it is not); it is disposable, so no --yes.
+    if a.lab {
+        a.plan = Some(super::lab::ensure_up(g, &a.dir).await?);
+        a.yes = true;
+        if a.report_dir == std::path::Path::new(".") {
+            a.report_dir = a.dir.join("reports");
+        }
+    }
+    let plan_path = a.plan.clone().expect("clap requires --plan unless --lab");
+    let plan = super::plan::load(&plan_path)?;
     if !a.yes {
         return Err(UsageError(format!(
             "a drill destroys the data of the layers in {} before recovering it: run it only against a lab or a platform you may break, and pass --yes",
-            a.plan.display()
+            plan_path.display()
         ))
         .into());
     }
@@ -27,8 +36,10 @@ pub async fn run(g: &GlobalArgs, a: DrillArgs) -> Result<i32> {
     let base = a.report_dir.join(r.object_name().trim_end_matches(".json"));
     let json_path = base.with_extension("json");
     let md_path = base.with_extension("md");
+    let html_path = base.with_extension("html");
     std::fs::write(&json_path, serde_json::to_vec_pretty(&r)?).with_context(|| format!("cannot write {}", json_path.display()))?;
     std::fs::write(&md_path, report::markdown(&r)).with_context(|| format!("cannot write {}", md_path.display()))?;
+    std::fs::write(&html_path, kmdr_plan::html::html(&r)).with_context(|| format!("cannot write {}", html_path.display()))?;
     if g.format == Format::Json {
         output::json(&r);
     } else {
@@ -47,7 +58,14 @@ pub async fn run(g: &GlobalArgs, a: DrillArgs) -> Result<i32> {
                 println!("    {p}");
             }
         }
-        println!("drill {}: report {} and {} (also kept in the repository as reports/{})", format!("{:?}", r.verdict).to_uppercase(), md_path.display(), json_path.display(), r.object_name());
+        println!(
+            "drill {}: report {}, {} and {} (also kept in the repository as reports/{})",
+            format!("{:?}", r.verdict).to_uppercase(),
+            html_path.display(),
+            md_path.display(),
+            json_path.display(),
+            r.object_name()
+        );
     }
     Ok(if r.verdict == Verdict::Fail { crate::exit::CHECK_FAILED } else { 0 })
 }

@@ -5,10 +5,12 @@ mod backup;
 mod backups;
 mod drill;
 mod forget;
+mod lab;
 mod plan;
 pub use plan::PlanInvalid;
 mod repo;
 mod restore;
+mod status;
 mod verify;
 
 use crate::cli::{Cli, Command, DatastoreArgs, GlobalArgs};
@@ -27,14 +29,25 @@ pub async fn run(cli: Cli) -> Result<i32> {
     let g = &cli.global;
     match cli.command {
         Command::Repo(c) => repo::run(g, c).await,
-        Command::Backup(c) => backup::run(g, c).await,
-        Command::Restore(c) => restore::run(g, c).await,
+        Command::Backup(a) => match (a.command, a.plan) {
+            (Some(c), _) => backup::run(g, c).await,
+            (None, Some(plan)) => backup::by_plan(g, &plan, a.layer.map(Into::into)).await,
+            (None, None) => Err(UsageError("say what to back up: `kmdr backup etcd|tenant ...` or `kmdr backup --plan FILE` (see --help)".into()).into()),
+        },
+        Command::Restore(mut a) => match (a.command.take(), &a.plan) {
+            (Some(c), _) => restore::run(g, c).await,
+            (None, Some(_)) => restore::by_plan(g, a).await,
+            (None, None) => Err(UsageError("say what to restore: `kmdr restore etcd|tenant ...` or `kmdr restore --plan FILE --layer L|--all` (see --help)".into()).into()),
+        },
         Command::Backups(c) => backups::run(g, c).await,
         Command::Verify(a) => verify::run(g, a).await,
         Command::Forget(a) => forget::run_forget(g, a).await,
         Command::Prune(a) => forget::run_prune(g, a).await,
         Command::Plan(c) => plan::run(g, c).await,
         Command::Drill(a) => drill::run(g, a).await,
+        Command::Lab(c) => lab::run(g, c).await,
+        Command::Status(a) => status::status(g, a).await,
+        Command::Runbook(c) => status::runbook(g, c).await,
     }
 }
 

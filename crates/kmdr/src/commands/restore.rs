@@ -1,6 +1,6 @@
 //! `kmdr restore etcd`, `kmdr restore tenant`.
 
-use crate::cli::{GlobalArgs, RestoreCommand, RestoreEtcdArgs, RestoreTenantArgs};
+use crate::cli::{GlobalArgs, RestoreArgs, RestoreCommand, RestoreEtcdArgs, RestoreTenantArgs};
 use crate::output::{self, Format};
 use anyhow::Result;
 use kmdr_core::{human_bytes, human_duration};
@@ -169,6 +169,77 @@ async fn tenant(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
         if g.chatty() {
             eprintln!("leases are not carried over: leased keys (events, leader elections) are recreated without one");
         }
+    }
+    Ok(0)
+}
+
+/// `kmdr restore --plan FILE (--layer L | --all) [--dry-run] [--force]`: the
+/// newest backup of every unit, layer by layer in recovery order, each layer
+/// through its `before-restore` steps, the restore, its `after-restore` steps
+/// and its health gate (`health-check` steps) before the next one starts.
+pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
+    use kmdr_plan::exec::{self, Choice};
+    use kmdr_plan::{LayerSource, Phase};
+    let file = a.plan.clone().expect("checked by the caller");
+    let plan = super::plan::load(&file)?;
+    let only: Option<kmdr_core::Layer> = a.layer.map(Into::into);
+    if only.is_none() && !a.all {
+        return Err(super::UsageError("say which layers: --layer LAYER, or --all for every layer in recovery order".into()).into());
+    }
+    let repo = g.with_plan(&plan).open_repo().await?;
+    let quiet = !g.chatty();
+    let notify = move |line: &str| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    let mut report = Vec::new();
+    for spec in plan.layers.iter().filter(|s| only.is_none_or(|l| s.layer == l)) {
+        if matches!(spec.source, LayerSource::Targets) {
+            notify(&format!("{}: nothing kmdr restores yet (targets only); its run steps are yours", spec.layer));
+            continue;
+        }
+        let started = std::time::Instant::now();
+        if !a.dry_run {
+            if let Err(e) = exec::run_phase(&plan, spec, Phase::BeforeRestore, &notify).await {
+                anyhow::bail!("layer {} stopped in its before-restore steps: {e}; later layers were not restored", spec.layer);
+            }
+        }
+        let units = exec::restore_units(&repo, spec, Choice::Latest, a.force, a.dry_run, &notify).await?;
+        let failed: Vec<_> = units.iter().filter_map(|u| u.error.as_ref().map(|e| format!("{}: {e}", u.unit))).collect();
+        if g.format == Format::Text {
+            for u in &units {
+                println!(
+                    "{:<22} {:<32} {} {}",
+                    spec.layer.as_str(),
+                    u.unit,
+                    u.backup.as_deref().unwrap_or("-"),
+                    match (&u.error, a.dry_run) {
+                        (Some(e), _) => format!("FAILED: {e}"),
+                        (None, true) => format!("would write {} keys", u.keys.unwrap_or(0)),
+                        (None, false) => format!("restored {} keys", u.keys.unwrap_or(0)),
+                    }
+                );
+            }
+        }
+        report.push(json!({"layer": spec.layer, "units": units}));
+        if !failed.is_empty() {
+            if g.format == Format::Json {
+                output::json(&report);
+            }
+            anyhow::bail!("layer {} did not recover ({}); later layers were not restored", spec.layer, failed.join("; "));
+        }
+        if !a.dry_run {
+            for phase in [Phase::AfterRestore, Phase::HealthCheck] {
+                if let Err(e) = exec::run_phase(&plan, spec, phase, &notify).await {
+                    anyhow::bail!("layer {} did not pass its {} steps: {e}; later layers were not restored", spec.layer, exec::phase_name(phase));
+                }
+            }
+            notify(&format!("{}: healthy after {}", spec.layer, human_duration(started.elapsed())));
+        }
+    }
+    if g.format == Format::Json {
+        output::json(&report);
     }
     Ok(0)
 }

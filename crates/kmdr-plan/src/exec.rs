@@ -1,0 +1,260 @@
+//! Backing up and restoring a plan's layers: what `kmdr backup --plan`,
+//! `kmdr restore --plan` and the drill share.
+//!
+//! A layer's *units* are what it holds: the under-cluster's etcd (one unit,
+//! `etcd`), or one tenant of one datastore (`<datastore>/<schema>`).
+
+use crate::plan::{DatastoreSpec, LayerSource, LayerSpec, Phase, Plan, TenantSelector};
+use crate::steps::{self, connect_datastore, etcd_connection};
+use kmdr_core::{Manifest, SourceInfo};
+use kmdr_repo::Repository;
+use kmdr_sources::etcd::restorer::{self, EtcdRestoreOptions};
+use kmdr_sources::etcd::{snapshotter, SnapshotOptions};
+use kmdr_sources::tenant::{self, DatastoreUrl, TenantBackupOptions, TenantStore};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Progress lines for people ("tenant-control-planes: backup shared-etcd/t1").
+pub type Notify<'a> = &'a (dyn Fn(&str) + Sync);
+
+/// What happened to one unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitOutcome {
+    pub unit: String,
+    /// The backup taken or restored.
+    pub backup: Option<String>,
+    /// `None`: done. Otherwise what went wrong, with what to do.
+    pub error: Option<String>,
+    /// Keys written (restore) or held (backup), where known.
+    pub keys: Option<u64>,
+    /// Only for backups: when the backup started (what it protects).
+    #[serde(skip)]
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When kmdr began and finished this unit, for timelines.
+    #[serde(skip)]
+    pub began: chrono::DateTime<chrono::Utc>,
+    #[serde(skip)]
+    pub finished: chrono::DateTime<chrono::Utc>,
+}
+
+/// The tenants a datastore spec selects, found live (for `all`).
+pub async fn selected_tenants(d: &DatastoreSpec, store: &impl TenantStore) -> Result<Vec<String>, String> {
+    match &d.tenants {
+        TenantSelector::Only(s) => Ok(s.clone()),
+        TenantSelector::All => store.list_tenants().await.map_err(|e| format!("datastore {}: {e}", d.name)),
+    }
+}
+
+/// Back up every unit of a layer. Units fail one by one; the others go on.
+pub async fn backup_layer(
+    repo: &Repository,
+    spec: &LayerSpec,
+    tags: &BTreeMap<String, String>,
+    only: Option<&[String]>,
+    notify: Notify<'_>,
+) -> Vec<UnitOutcome> {
+    let mut out = Vec::new();
+    let mut began = chrono::Utc::now();
+    let done = |unit: String, began: chrono::DateTime<chrono::Utc>, r: Result<Manifest, String>| match r {
+        Ok(m) => UnitOutcome {
+            began,
+            finished: chrono::Utc::now(),
+            unit,
+            backup: Some(m.id.to_string()),
+            error: None,
+            keys: match &m.source {
+                SourceInfo::TenantData(t) => Some(t.key_count),
+                SourceInfo::EtcdSnapshot(e) => Some(e.key_count.max(0) as u64),
+                _ => None,
+            },
+            started_at: Some(m.started_at),
+        },
+        Err(e) => UnitOutcome { unit, backup: None, error: Some(e), keys: None, started_at: None, began, finished: chrono::Utc::now() },
+    };
+    match &spec.source {
+        LayerSource::Targets => {}
+        LayerSource::Etcd(e) => {
+            notify(&format!("{}: backup etcd", spec.layer));
+            let opts = SnapshotOptions { connection: etcd_connection(e), tags: tags.clone() };
+            out.push(done("etcd".into(), began, snapshotter::backup_snapshot(repo, &opts, None).await.map_err(|e| e.to_string())));
+        }
+        LayerSource::Tenants(datastores) => {
+            for d in datastores {
+                let store = match connect_datastore(d).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        out.push(done(format!("{}/*", d.name), began, Err(format!("datastore {}: {e}", d.name))));
+                        continue;
+                    }
+                };
+                let schemas = match only {
+                    Some(list) => list.to_vec(),
+                    None => match selected_tenants(d, &store).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            out.push(done(format!("{}/*", d.name), began, Err(e)));
+                            continue;
+                        }
+                    },
+                };
+                // One read point for all tenants of the datastore where it has one (etcd).
+                let at = store.shared_read_point().await.ok().flatten();
+                let opts = TenantBackupOptions { tags: tags.clone(), at };
+                for schema in schemas {
+                    let unit = format!("{}/{schema}", d.name);
+                    notify(&format!("{}: backup {unit}", spec.layer));
+                    began = chrono::Utc::now();
+                    let r = tenant::backup_tenant(repo, &store, &schema, &opts, None).await.map_err(|e| e.to_string());
+                    out.push(done(unit, began, r));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Which backups a restore takes.
+pub enum Choice<'a> {
+    /// The newest backup of each unit.
+    Latest,
+    /// These backups, by unit name (the drill's own).
+    Exact(&'a BTreeMap<String, String>),
+}
+
+/// The newest backup of each unit of a layer, from the repository alone (the
+/// datastores may be empty: that is why we restore). For a datastore with
+/// `tenants: all`, its tenants are those whose backups came from it.
+pub async fn latest_units(repo: &Repository, spec: &LayerSpec) -> Result<BTreeMap<String, String>, kmdr_repo::Error> {
+    let mut found: BTreeMap<String, String> = BTreeMap::new();
+    let ids = repo.list_backups().await?;
+    match &spec.source {
+        LayerSource::Targets => {}
+        LayerSource::Etcd(_) => {
+            if let Some(id) = ids.iter().rev().find(|i| i.kind() == snapshotter::KIND) {
+                found.insert("etcd".into(), id.to_string());
+            }
+        }
+        LayerSource::Tenants(datastores) => {
+            let shown: Vec<String> = datastores
+                .iter()
+                .map(|d| DatastoreUrl::parse(&d.url).map(|u| u.redacted()).unwrap_or_else(|_| d.url.clone()))
+                .collect();
+            for id in ids.iter().rev().filter(|i| i.kind() == tenant::KIND) {
+                let m = repo.load_manifest(id).await?;
+                let SourceInfo::TenantData(t) = &m.source else { continue };
+                for (d, url) in datastores.iter().zip(&shown) {
+                    let wanted = match &d.tenants {
+                        TenantSelector::All => &t.datastore == url,
+                        TenantSelector::Only(list) => list.contains(&t.schema),
+                    };
+                    if wanted {
+                        found.entry(format!("{}/{}", d.name, t.schema)).or_insert_with(|| id.to_string());
+                    }
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Restore a layer's units (without its steps), each from the chosen backup.
+pub async fn restore_units(
+    repo: &Repository,
+    spec: &LayerSpec,
+    choice: Choice<'_>,
+    force: bool,
+    dry_run: bool,
+    notify: Notify<'_>,
+) -> Result<Vec<UnitOutcome>, kmdr_repo::Error> {
+    let chosen = match choice {
+        Choice::Latest => latest_units(repo, spec).await?,
+        Choice::Exact(m) => m.clone(),
+    };
+    let mut out = Vec::new();
+    let mut began = chrono::Utc::now();
+    let outcome = |unit: &str, id: &str, began: chrono::DateTime<chrono::Utc>, r: Result<Option<u64>, String>| UnitOutcome {
+        unit: unit.into(),
+        backup: Some(id.into()),
+        keys: r.as_ref().ok().copied().flatten(),
+        error: r.err(),
+        started_at: None,
+        began,
+        finished: chrono::Utc::now(),
+    };
+    match &spec.source {
+        LayerSource::Targets => {}
+        LayerSource::Etcd(e) => {
+            let Some(id) = chosen.get("etcd") else {
+                out.push(outcome("etcd", "-", began, Err("no etcd backup in the repository: run `kmdr backup --plan` first".into())));
+                return Ok(out);
+            };
+            let Some(member) = &e.restore else {
+                out.push(outcome("etcd", id, began, Err("the plan's under-cluster has no `restore:` (dataDir, name, initialCluster, initialAdvertisePeerUrls)".into())));
+                return Ok(out);
+            };
+            notify(&format!("{}: restore etcd from {id}{}", spec.layer, if dry_run { " (dry run)" } else { "" }));
+            let r = async {
+                let opts = EtcdRestoreOptions {
+                    data_dir: member.data_dir.clone(),
+                    name: member.name.clone(),
+                    initial_cluster: member.initial_cluster.clone(),
+                    initial_advertise_peer_urls: member.initial_advertise_peer_urls.clone(),
+                    initial_cluster_token: None,
+                    force,
+                };
+                let tool = restorer::find_restore_tool(None)?;
+                let bid = repo.resolve(id, Some(snapshotter::KIND)).await?;
+                let p = restorer::plan_restore(repo, &bid, &opts, tool).await?;
+                if !dry_run {
+                    restorer::execute(repo, &p, None).await?;
+                }
+                Ok::<_, kmdr_sources::etcd::EtcdError>(Some(p.key_count.max(0) as u64))
+            }
+            .await
+            .map_err(|e| e.to_string());
+            out.push(outcome("etcd", id, began, r));
+        }
+        LayerSource::Tenants(datastores) => {
+            for (unit, id) in &chosen {
+                let Some((dname, schema)) = unit.split_once('/') else { continue };
+                let Some(d) = datastores.iter().find(|d| d.name == dname) else { continue };
+                notify(&format!("{}: restore {unit} from {id}{}", spec.layer, if dry_run { " (dry run)" } else { "" }));
+                began = chrono::Utc::now();
+                let r = async {
+                    let store = connect_datastore(d).await?;
+                    let m = repo.load_manifest(&repo.resolve(id, Some(tenant::KIND)).await?).await?;
+                    let p = tenant::plan_tenant_restore(&store, &m, Some(schema), force).await?;
+                    if dry_run {
+                        return Ok(Some(p.write_keys));
+                    }
+                    let info = tenant::restore_tenant(repo, &store, &m, &p, None).await?;
+                    Ok::<_, tenant::TenantError>(Some(info.written))
+                }
+                .await
+                .map_err(|e| e.to_string());
+                out.push(outcome(unit, id, began, r));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Run a layer's steps of one phase, in file order; health checks are
+/// retried until they pass or time out. The first failure stops the phase.
+pub async fn run_phase(plan: &Plan, spec: &LayerSpec, phase: Phase, notify: Notify<'_>) -> Result<(), String> {
+    for step in plan.steps(spec.layer, phase) {
+        notify(&format!("{}: {} {}", spec.layer, phase_name(phase), step.name));
+        let r = if phase == Phase::HealthCheck { steps::run_until_healthy(step).await } else { steps::run_once(step).await };
+        r.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+pub fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::BeforeRestore => "before-restore",
+        Phase::AfterRestore => "after-restore",
+        Phase::Failure => "failure",
+        Phase::HealthCheck => "health-check",
+    }
+}

@@ -1,0 +1,235 @@
+//! `kmdr status` and `kmdr runbook check`: what the repository says about a
+//! plan's targets, without touching the platform (status lists live tenants
+//! only to find the ones never backed up).
+//!
+//! Everything is a [`Finding`]: what was checked, about what, a level, and
+//! a message that says what to do when it is not OK.
+
+use crate::exec::latest_units;
+use crate::plan::{LayerSource, Plan, Reviewed, TenantSelector};
+use crate::report::{DrillReport, Verdict};
+use crate::steps::connect_datastore;
+use chrono::{DateTime, NaiveDate, Utc};
+use kmdr_core::{human_duration, BackupId, Layer};
+use kmdr_repo::Repository;
+use kmdr_sources::tenant::TenantStore;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long a drill stays current: the runbook asks for one every quarter.
+pub const DRILL_PERIOD: Duration = Duration::from_secs(92 * 86400);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// `rpo`, `rto`, `drill`, `review`, `plan-in-git`, `platform-drift`.
+    pub check: String,
+    /// The layer, unit, contact or file it is about.
+    pub subject: String,
+    pub level: Level,
+    pub message: String,
+}
+
+fn finding(check: &str, subject: impl Into<String>, level: Level, message: impl Into<String>) -> Finding {
+    Finding { check: check.into(), subject: subject.into(), level, message: message.into() }
+}
+
+fn age(now: DateTime<Utc>, t: DateTime<Utc>) -> Duration {
+    (now - t).to_std().unwrap_or_default()
+}
+
+fn human(d: Duration) -> String {
+    human_duration(d)
+}
+
+/// The newest stored drill report.
+pub async fn last_drill(repo: &Repository) -> Result<Option<DrillReport>, kmdr_repo::Error> {
+    let Some(name) = repo.list_reports().await?.into_iter().rev().find(|n| n.ends_with("-drill.json")) else { return Ok(None) };
+    let json = repo.get_report(&name).await?;
+    Ok(serde_json::from_slice(&json).ok())
+}
+
+/// Per layer and unit: the newest backup's age against the RPO target; the
+/// last drill's result and age, its measured RTO against the target.
+pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Result<Vec<Finding>, kmdr_repo::Error> {
+    let mut out = Vec::new();
+    let drill = last_drill(repo).await?;
+    for spec in &plan.layers {
+        let layer = spec.layer;
+        if matches!(spec.source, LayerSource::Targets) {
+            out.push(finding("rpo", layer.as_str(), Level::Warn, "kmdr does not back this layer up yet: its RPO is not measured"));
+            continue;
+        }
+        let latest = latest_units(repo, spec).await?;
+        let mut units: BTreeMap<String, Option<String>> = latest.iter().map(|(u, id)| (u.clone(), Some(id.clone()))).collect();
+        if let LayerSource::Tenants(datastores) = &spec.source {
+            for d in datastores {
+                let wanted: Vec<String> = match &d.tenants {
+                    TenantSelector::Only(list) => list.clone(),
+                    TenantSelector::All => {
+                        let live = async { connect_datastore(d).await?.list_tenants().await };
+                        match tokio::time::timeout(Duration::from_secs(15), live).await {
+                            Ok(Ok(l)) => l,
+                            Ok(Err(e)) => {
+                                out.push(finding("rpo", format!("{}/*", d.name), Level::Warn, format!("cannot list its tenants live ({e}): tenants never backed up are not shown")));
+                                Vec::new()
+                            }
+                            Err(_) => {
+                                out.push(finding("rpo", format!("{}/*", d.name), Level::Warn, "no answer within 15s listing its tenants: tenants never backed up are not shown"));
+                                Vec::new()
+                            }
+                        }
+                    }
+                };
+                for s in wanted {
+                    units.entry(format!("{}/{s}", d.name)).or_insert(None);
+                }
+            }
+        }
+        if units.is_empty() {
+            units.insert(if matches!(spec.source, LayerSource::Etcd(_)) { "etcd".into() } else { "(no tenant)".into() }, None);
+        }
+        for (unit, id) in units {
+            let subject = format!("{layer} {unit}");
+            match id.and_then(|i| i.parse::<BackupId>().ok()) {
+                None => out.push(finding("rpo", subject, Level::Fail, format!("no backup at all: run `kmdr backup --plan {} --layer {layer}`", plan.file.display()))),
+                Some(id) => {
+                    let a = age(now, id.time());
+                    let (level, msg) = if a <= spec.rpo {
+                        (Level::Ok, format!("newest backup {id} is {} old (RPO target {})", human(a), human(spec.rpo)))
+                    } else {
+                        (Level::Fail, format!("newest backup {id} is {} old, over the RPO target of {}: back it up now and schedule backups more often", human(a), human(spec.rpo)))
+                    };
+                    out.push(finding("rpo", subject, level, msg));
+                }
+            }
+        }
+        match drill.as_ref().and_then(|d| d.layers.iter().find(|l| l.layer == layer).map(|l| (d, l))) {
+            None => out.push(finding("rto", layer.as_str(), Level::Warn, format!("never drilled: run `kmdr drill --plan {}` on a lab or a platform you may break", plan.file.display()))),
+            Some((d, l)) => {
+                let a = age(now, d.started_at);
+                let rto = l.rto_s.map(|s| human(Duration::from_secs_f64(s))).unwrap_or_else(|| "not measured".into());
+                let level = match l.verdict {
+                    Verdict::Pass if a <= DRILL_PERIOD => Level::Ok,
+                    Verdict::Pass => Level::Warn,
+                    _ => Level::Fail,
+                };
+                out.push(finding(
+                    "rto",
+                    layer.as_str(),
+                    level,
+                    format!("last drill {:?} {} ago: RTO {rto} (target {}){}", l.verdict, human(a), human(spec.rto), if level == Level::Ok { String::new() } else { ": drill again and fix what the report names".into() }),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The runbook's monthly review.
+pub async fn runbook_check(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Result<Vec<Finding>, kmdr_repo::Error> {
+    let mut out = Vec::new();
+    let drill = last_drill(repo).await?;
+    // A drill within the last quarter.
+    match &drill {
+        None => out.push(finding("drill", "plan", Level::Fail, format!("no drill on record: run `kmdr drill --plan {}` (the runbook asks for one every quarter)", plan.file.display()))),
+        Some(d) => {
+            let a = age(now, d.started_at);
+            if a > DRILL_PERIOD {
+                out.push(finding("drill", "plan", Level::Fail, format!("the last drill is {} old: the runbook asks for one every quarter; schedule it", human(a))));
+            } else {
+                out.push(finding("drill", "plan", if d.verdict == Verdict::Pass { Level::Ok } else { Level::Fail }, format!("last drill {} ago: {:?}", human(a), d.verdict)));
+            }
+        }
+    }
+    let ids = repo.list_backups().await?;
+    for spec in &plan.layers {
+        let layer = spec.layer;
+        if matches!(spec.source, LayerSource::Targets) {
+            out.push(finding("rpo", layer.as_str(), Level::Warn, "not checked: kmdr does not back this layer up yet; keep its runbook steps and targets under review by hand"));
+            continue;
+        }
+        // RTO achievable: the last measured RTO against the target.
+        if let Some(l) = drill.as_ref().and_then(|d| d.layers.iter().find(|l| l.layer == layer)) {
+            match l.rto_s {
+                Some(r) if r <= spec.rto.as_secs_f64() => out.push(finding("rto", layer.as_str(), Level::Ok, format!("measured {} against a target of {}", human(Duration::from_secs_f64(r)), human(spec.rto)))),
+                Some(r) => out.push(finding("rto", layer.as_str(), Level::Fail, format!("measured {} is over the target of {}: make the recovery faster or agree a new target", human(Duration::from_secs_f64(r)), human(spec.rto)))),
+                None => out.push(finding("rto", layer.as_str(), Level::Fail, "the last drill did not recover this layer: fix what its report names and drill again")),
+            }
+        } else {
+            out.push(finding("rto", layer.as_str(), Level::Fail, "no drill measured this layer's RTO: include it in a drill"));
+        }
+        // RPO achievable: the spacing of the layer's backups, per series.
+        let kind = if matches!(spec.source, LayerSource::Etcd(_)) { "etcd" } else { "tenant" };
+        let mut by_series: BTreeMap<String, Vec<DateTime<Utc>>> = BTreeMap::new();
+        for id in ids.iter().filter(|i| i.kind() == kind).rev().take(500) {
+            if let Ok(m) = repo.load_manifest(id).await {
+                by_series.entry(m.series.clone()).or_default().push(m.started_at);
+            }
+        }
+        if by_series.is_empty() {
+            out.push(finding("rpo", layer.as_str(), Level::Fail, "no backups: an RPO cannot be met without them; schedule `kmdr backup --plan`"));
+        }
+        for (series, mut times) in by_series {
+            times.sort();
+            let newest = *times.last().expect("not empty");
+            let gaps: Vec<Duration> = times.windows(2).map(|w| age(w[1], w[0])).collect();
+            let worst_recent = gaps.iter().rev().take(10).max().copied();
+            let subject = format!("{layer} {series}");
+            if age(now, newest) > spec.rpo {
+                out.push(finding("rpo", subject, Level::Fail, format!("the newest backup is {} old, over the RPO target of {}: back up now and more often", human(age(now, newest)), human(spec.rpo))));
+            } else if let Some(g) = worst_recent.filter(|g| *g > spec.rpo) {
+                out.push(finding("rpo", subject, Level::Fail, format!("backups came up to {} apart recently, so the RPO target of {} is not met between them: schedule them more often", human(g), human(spec.rpo))));
+            } else if times.len() < 2 {
+                out.push(finding("rpo", subject, Level::Warn, "only one backup: the interval between backups is not known yet"));
+            } else {
+                out.push(finding("rpo", subject, Level::Ok, format!("backups at most {} apart recently, newest {} old (target {})", human(worst_recent.unwrap_or_default()), human(age(now, newest)), human(spec.rpo))));
+            }
+        }
+    }
+    // Contacts and credentials reviewed within their period.
+    let today = now.date_naive();
+    for (kind, list) in [("contact", &plan.contacts), ("credential", &plan.credentials)] {
+        for r in list.iter() {
+            out.push(review(kind, r, today));
+        }
+    }
+    out.push(finding("platform-drift", Layer::Platform.as_str(), Level::Warn, "not checked: kmdr does not record the platform's Helm release yet"));
+    out.push(plan_in_git(&plan.file));
+    Ok(out)
+}
+
+fn review(kind: &str, r: &Reviewed, today: NaiveDate) -> Finding {
+    let due = r.reviewed + chrono::Duration::from_std(r.review_every).unwrap_or_default();
+    let subject = format!("{kind} {}", r.name);
+    if today > due {
+        finding("review", subject, Level::Fail, format!("last reviewed {}, due every {} (since {due}): review it and update `reviewed:` in the plan (line {})", r.reviewed, human(r.review_every), r.pos.line))
+    } else {
+        finding("review", subject, Level::Ok, format!("reviewed {}, next by {due}", r.reviewed))
+    }
+}
+
+/// The plan file is tracked in git with no local changes.
+fn plan_in_git(file: &std::path::Path) -> Finding {
+    let subject = file.display().to_string();
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let git = |args: &[&str]| std::process::Command::new("git").arg("-C").arg(dir).args(args).output();
+    match git(&["ls-files", "--error-unmatch", &name]) {
+        Err(e) => finding("plan-in-git", subject, Level::Warn, format!("cannot run git ({e}): keep the plan under version control")),
+        Ok(o) if !o.status.success() => finding("plan-in-git", subject, Level::Fail, "the plan is not tracked in git: commit it next to the platform's values overlay, as the runbook asks"),
+        Ok(_) => match git(&["status", "--porcelain", "--", &name]) {
+            Ok(o) if o.stdout.is_empty() => finding("plan-in-git", subject, Level::Ok, "tracked in git, no local changes"),
+            Ok(_) => finding("plan-in-git", subject, Level::Fail, "the plan has uncommitted changes: review and commit them"),
+            Err(e) => finding("plan-in-git", subject, Level::Warn, format!("cannot run git ({e})")),
+        },
+    }
+}
