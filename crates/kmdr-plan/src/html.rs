@@ -17,11 +17,11 @@ use std::time::Duration;
 /// The report as one HTML page.
 pub fn html(r: &DrillReport) -> String {
     let mut h = String::with_capacity(64 * 1024);
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>DR drill: {} — {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
+         <title>DR drill: {} — {}</title>\n<style>{CSS}</style>\n</head>\n<body>",
         E(&r.plan),
         verdict_word(r.verdict)
     );
@@ -33,9 +33,9 @@ pub fn html(r: &DrillReport) -> String {
     problems(&mut h, r);
     units_table(&mut h, r);
     steps_table(&mut h, r);
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "</main>\n<footer>Written by kmdr {} from report format {}; the JSON next to this page is the record.</footer>\n</body>\n</html>\n",
+        "</main>\n<footer>Written by kmdr {} from report format {}; the JSON next to this page is the record.</footer>\n</body>\n</html>",
         E(&r.kmdr_version),
         r.format
     );
@@ -164,7 +164,7 @@ fn layers_table(h: &mut String, r: &DrillReport) {
         measure_cells(h, l.rpo_s, l.rpo_target_s);
         let (mi, ex, ch) = diff_totals(l);
         if l.verdict == Verdict::Skipped {
-            let _ = write!(h, "<td class=\"num none\">—</td><td class=\"note\">{}</td></tr>\n", E(&l.problems.join("; ")));
+            let _ = writeln!(h, "<td class=\"num none\">—</td><td class=\"note\">{}</td></tr>", E(&l.problems.join("; ")));
         } else {
             let nonzero = |n: u64| if n > 0 { " class=\"bad\"" } else { "" };
             let _ = write!(h, "<td class=\"num\"><span{}>{mi}</span> / <span{}>{ex}</span> / <span{}>{ch}</span></td>", nonzero(mi), nonzero(ex), nonzero(ch));
@@ -173,7 +173,7 @@ fn layers_table(h: &mut String, r: &DrillReport) {
                 1 => "1 problem, see below".into(),
                 n => format!("{n} problems, see below"),
             };
-            let _ = write!(h, "<td class=\"note\">{}</td></tr>\n", E(&note));
+            let _ = writeln!(h, "<td class=\"note\">{}</td></tr>", E(&note));
         }
     }
     h.push_str("</tbody>\n</table>\n</section>\n");
@@ -309,9 +309,9 @@ fn timeline(h: &mut String, r: &DrillReport) {
 
     let plot_h: f64 = lanes.iter().map(Lane::height).sum();
     let svg_h = TOP + plot_h + AXIS_H;
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<svg class=\"timeline\" viewBox=\"0 0 {SVG_W} {svg_h:.0}\" role=\"img\" aria-label=\"Timeline of the drill's {} steps per layer\" font-family=\"system-ui, sans-serif\" font-size=\"12\">\n",
+        "<svg class=\"timeline\" viewBox=\"0 0 {SVG_W} {svg_h:.0}\" role=\"img\" aria-label=\"Timeline of the drill's {} steps per layer\" font-family=\"system-ui, sans-serif\" font-size=\"12\">",
         r.steps.len()
     );
 
@@ -321,18 +321,18 @@ fn timeline(h: &mut String, r: &DrillReport) {
     let mut t = 0.0;
     while t <= end + 1e-9 {
         let tx = x(t);
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<line class=\"grid\" x1=\"{tx:.1}\" y1=\"{TOP}\" x2=\"{tx:.1}\" y2=\"{:.1}\"/><text class=\"tick\" x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n",
+            "<line class=\"grid\" x1=\"{tx:.1}\" y1=\"{TOP}\" x2=\"{tx:.1}\" y2=\"{:.1}\"/><text class=\"tick\" x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
             axis_y + 4.0,
             axis_y + 17.0,
             E(&tick_label(t, step))
         );
         t += step;
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<line class=\"axis\" x1=\"{LABEL_W}\" y1=\"{axis_y:.1}\" x2=\"{:.1}\" y2=\"{axis_y:.1}\"/><text class=\"axis-title\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">time since the drill started ({})</text>\n",
+        "<line class=\"axis\" x1=\"{LABEL_W}\" y1=\"{axis_y:.1}\" x2=\"{:.1}\" y2=\"{axis_y:.1}\"/><text class=\"axis-title\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">time since the drill started ({})</text>",
         LABEL_W + plot_w,
         LABEL_W + plot_w / 2.0,
         axis_y + 34.0,
@@ -346,9 +346,9 @@ fn timeline(h: &mut String, r: &DrillReport) {
     for (i, lane) in lanes.iter().enumerate() {
         let lh = lane.height();
         let skipped = lane.report.is_some_and(|l| l.verdict == Verdict::Skipped);
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<rect class=\"lane{}\" x=\"0\" y=\"{y:.1}\" width=\"{SVG_W}\" height=\"{lh:.1}\"/>\n<text class=\"lane-label\" x=\"10\" y=\"{:.1}\">{}</text>\n",
+            "<rect class=\"lane{}\" x=\"0\" y=\"{y:.1}\" width=\"{SVG_W}\" height=\"{lh:.1}\"/>\n<text class=\"lane-label\" x=\"10\" y=\"{:.1}\">{}</text>",
             if skipped { " skipped" } else if i % 2 == 1 { " odd" } else { "" },
             y + lh / 2.0 - 2.0,
             E(lane.layer.as_str())
@@ -360,9 +360,9 @@ fn timeline(h: &mut String, r: &DrillReport) {
                 (_, Some(rto)) => format!(" · healthy in {}", dur(rto)),
                 (_, None) => " · never healthy".into(),
             };
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<text class=\"lane-sub {}\" x=\"10\" y=\"{:.1}\">{}{}</text>\n",
+                "<text class=\"lane-sub {}\" x=\"10\" y=\"{:.1}\">{}{}</text>",
                 verdict_class(l.verdict),
                 y + lh / 2.0 + 13.0,
                 verdict_word(l.verdict),
@@ -371,7 +371,7 @@ fn timeline(h: &mut String, r: &DrillReport) {
         }
         if skipped {
             let reason = lane.report.map(|l| l.problems.join("; ")).unwrap_or_default();
-            let _ = write!(on_top, "<text class=\"skip-reason\" x=\"{:.1}\" y=\"{:.1}\">skipped: {}</text>\n", LABEL_W + 10.0, y + lh / 2.0 + 4.0, E(&reason));
+            let _ = writeln!(on_top, "<text class=\"skip-reason\" x=\"{:.1}\" y=\"{:.1}\">skipped: {}</text>", LABEL_W + 10.0, y + lh / 2.0 + 4.0, E(&reason));
         }
         // The RTO target: a band from the failure to the target, so that the
         // healthy marker shows at a glance whether it came in time.
@@ -379,11 +379,11 @@ fn timeline(h: &mut String, r: &DrillReport) {
             let target = f + l.rto_target_s as f64;
             let (bx0, bx1) = (x(f), x(target));
             let title = format!("RTO target {} from the failure (T+{} to T+{})", dur(l.rto_target_s as f64), dur(f), dur(target));
-            let _ = write!(h, "<rect class=\"rto-band\" x=\"{bx0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{}</title></rect>\n", y + 2.0, (bx1 - bx0).max(1.0), lh - 4.0, E(&title));
+            let _ = writeln!(h, "<rect class=\"rto-band\" x=\"{bx0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{}</title></rect>", y + 2.0, (bx1 - bx0).max(1.0), lh - 4.0, E(&title));
             if target <= end {
-                let _ = write!(
+                let _ = writeln!(
                     h,
-                    "<line class=\"rto-target\" x1=\"{bx1:.1}\" y1=\"{:.1}\" x2=\"{bx1:.1}\" y2=\"{:.1}\"><title>{}</title></line><text class=\"rto-label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">RTO {}</text>\n",
+                    "<line class=\"rto-target\" x1=\"{bx1:.1}\" y1=\"{:.1}\" x2=\"{bx1:.1}\" y2=\"{:.1}\"><title>{}</title></line><text class=\"rto-label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">RTO {}</text>",
                     y + 2.0,
                     y + lh - 2.0,
                     E(&title),
@@ -395,9 +395,9 @@ fn timeline(h: &mut String, r: &DrillReport) {
                 // Beyond the axis: an arrow at the right edge, in the label strip, says how far.
                 let ax = LABEL_W + plot_w;
                 let my = y + LANE_TOP / 2.0 + 1.0;
-                let _ = write!(
+                let _ = writeln!(
                     h,
-                    "<path class=\"rto-target beyond\" d=\"M{:.1} {:.1} L{:.1} {my:.1} L{:.1} {:.1} Z\"><title>{}</title></path><text class=\"rto-label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">RTO target {}, beyond the drill</text>\n",
+                    "<path class=\"rto-target beyond\" d=\"M{:.1} {:.1} L{:.1} {my:.1} L{:.1} {:.1} Z\"><title>{}</title></path><text class=\"rto-label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">RTO target {}, beyond the drill</text>",
                     ax - 6.0,
                     my - 5.0,
                     ax + 2.0,
@@ -420,9 +420,9 @@ fn timeline(h: &mut String, r: &DrillReport) {
                 title.push_str("\nFAILED: ");
                 title.push_str(&s.detail);
             }
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<rect class=\"step{}\" data-kind=\"{}\" x=\"{x0:.1}\" y=\"{by:.1}\" width=\"{:.1}\" height=\"{BAR_H}\" rx=\"2\" fill=\"{}\"><title>{}</title></rect>\n",
+                "<rect class=\"step{}\" data-kind=\"{}\" x=\"{x0:.1}\" y=\"{by:.1}\" width=\"{:.1}\" height=\"{BAR_H}\" rx=\"2\" fill=\"{}\"><title>{}</title></rect>",
                 if s.ok { "" } else { " failed" },
                 E(&s.kind),
                 x1 - x0,
@@ -437,11 +437,11 @@ fn timeline(h: &mut String, r: &DrillReport) {
             let hx = x(f + rto);
             let over = rto > l.rto_target_s as f64;
             let title = format!("healthy after {} (target {}){}", dur(rto), dur(l.rto_target_s as f64), if over { ": over the target" } else { "" });
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<g class=\"healthy{}\"><line x1=\"{hx:.1}\" y1=\"{:.1}\" x2=\"{hx:.1}\" y2=\"{:.1}\"/><circle cx=\"{hx:.1}\" cy=\"{:.1}\" r=\"5\"/><title>{}</title></g>\n",
+                "<g class=\"healthy{}\"><line x1=\"{hx:.1}\" y1=\"{:.1}\" x2=\"{hx:.1}\" y2=\"{:.1}\"/><circle cx=\"{hx:.1}\" cy=\"{:.1}\" r=\"5\"/><title>{}</title></g>",
                 if over { " over" } else { "" },
-                y + 3.0,
+                y + LANE_TOP - 2.0,
                 y + lh - 3.0,
                 y + lh - 6.0,
                 E(&title)
@@ -453,9 +453,9 @@ fn timeline(h: &mut String, r: &DrillReport) {
     // The failure instant, across every lane: the start of every RTO.
     if let Some(f) = fail_x {
         let fx = x(f);
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<g class=\"failure-line\"><line x1=\"{fx:.1}\" y1=\"{:.1}\" x2=\"{fx:.1}\" y2=\"{axis_y:.1}\"/><text x=\"{fx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">failure T0 · T+{}</text><title>The failure was caused at T+{}: every RTO starts here</title></g>\n",
+            "<g class=\"failure-line\"><line x1=\"{fx:.1}\" y1=\"{:.1}\" x2=\"{fx:.1}\" y2=\"{axis_y:.1}\"/><text x=\"{fx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">failure T0 · T+{}</text><title>The failure was caused at T+{}: every RTO starts here</title></g>",
             TOP - 14.0,
             TOP - 18.0,
             E(&dur(f)),
@@ -496,7 +496,7 @@ fn diffs(h: &mut String, r: &DrillReport) {
     let mut any = false;
     for l in r.layers.iter().filter(|l| !l.units.is_empty()) {
         let shown: Vec<&UnitReport> = l.units.iter().filter(|u| !u.diff.is_empty() || u.backup.is_none()).collect();
-        let _ = write!(h, "<h3>{} <span class=\"pill {}\">{}</span></h3>\n", E(l.layer.as_str()), verdict_class(l.verdict), verdict_word(l.verdict));
+        let _ = writeln!(h, "<h3>{} <span class=\"pill {}\">{}</span></h3>", E(l.layer.as_str()), verdict_class(l.verdict), verdict_word(l.verdict));
         for u in &shown {
             any = true;
             let unbacked = u.backup.is_none();
@@ -528,7 +528,7 @@ fn diffs(h: &mut String, r: &DrillReport) {
         }
         let same = l.units.len() - shown.len();
         if same > 0 {
-            let _ = write!(h, "<p class=\"same\">{same} unit(s) identical after the recovery.</p>\n");
+            let _ = writeln!(h, "<p class=\"same\">{same} unit(s) identical after the recovery.</p>");
         }
     }
     if !any && r.layers.iter().all(|l| l.units.is_empty()) {
@@ -566,10 +566,10 @@ fn units_table(h: &mut String, r: &DrillReport) {
                 Some(b) => format!("<code>{}</code>", E(b)),
                 None => "<span class=\"warn\">none: not in the plan</span>".into(),
             };
-            let _ = write!(
+            let _ = writeln!(
                 h,
                 "<tr{}><td>{}</td><td><code>{}</code></td><td>{backup}</td><td class=\"num\">{}</td><td class=\"num{}\">{}</td>\
-                 <td class=\"{}\" title=\"before {}&#10;after {}\">{}</td></tr>\n",
+                 <td class=\"{}\" title=\"before {}&#10;after {}\">{}</td></tr>",
                 if u.backup.is_none() { " class=\"unbacked\"" } else { "" },
                 E(l.layer.as_str()),
                 E(&u.name),
@@ -588,17 +588,17 @@ fn units_table(h: &mut String, r: &DrillReport) {
 
 fn steps_table(h: &mut String, r: &DrillReport) {
     let failed = r.steps.iter().filter(|s| !s.ok).count();
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<section id=\"steps\">\n<details{}><summary>All {} steps ({failed} failed)</summary>\n<table>\n<thead><tr><th>Layer</th><th>Kind</th><th>Step</th>\
-         <th class=\"num\">Start</th><th class=\"num\">Took</th><th>Result</th></tr></thead>\n<tbody>\n",
+         <th class=\"num\">Start</th><th class=\"num\">Took</th><th>Result</th></tr></thead>\n<tbody>",
         if failed > 0 { " open" } else { "" },
         r.steps.len()
     );
     for s in &r.steps {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<tr{}><td>{}</td><td><span class=\"sw\" style=\"background:{}\"></span>{}</td><td>{}</td><td class=\"num\">T+{}</td><td class=\"num\">{}</td><td>{}</td></tr>\n",
+            "<tr{}><td>{}</td><td><span class=\"sw\" style=\"background:{}\"></span>{}</td><td>{}</td><td class=\"num\">T+{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             if s.ok { "" } else { " class=\"failed\"" },
             E(s.layer.as_str()),
             kind_colour(&s.kind),

@@ -114,16 +114,16 @@ async fn up_command(g: &GlobalArgs, a: LabUpArgs) -> Result<i32> {
         return Err(super::UsageError("--tenants must be at least 1 and --keys at least 10".into()).into());
     }
     let chatty = g.chatty();
-    if let Some(s) = read_state(&a.dir.dir)? {
-        if s.processes.iter().all(|p| p.running_pid().is_some()) {
-            if g.format == Format::Json {
-                output::json(&status_json(&s));
-            } else {
-                println!("the lab in {} is already up; plan {}", s.dir.display(), s.plan.display());
-                println!("next: kmdr drill --lab{}", dir_flag(&a.dir.dir));
-            }
-            return Ok(0);
+    if let Some(s) = read_state(&a.dir.dir)?
+        && s.processes.iter().all(|p| p.running_pid().is_some())
+    {
+        if g.format == Format::Json {
+            output::json(&status_json(&s));
+        } else {
+            println!("the lab in {} is already up; plan {}", s.dir.display(), s.plan.display());
+            println!("next: kmdr drill --lab{}", dir_flag(&a.dir.dir));
         }
+        return Ok(0);
     }
     let s = up(&a.dir.dir, a.tenants, a.keys, chatty).await?;
     if g.format == Format::Json {
