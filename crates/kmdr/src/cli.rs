@@ -11,11 +11,15 @@ use std::path::PathBuf;
     version,
     about = "Disaster recovery for kMetal: back up and restore the under-cluster etcd and tenant control-plane data into an encrypted repository",
     long_about = "kmdr backs up the layers of a kMetal platform into an encrypted, deduplicated repository on a \
-local disk or S3-compatible object storage, and restores them in the right order.\n\n\
-Start here:\n  kmdr repo init --repo /srv/kmdr --key-file /root/kmdr.key\n  \
+local disk or S3-compatible object storage, restores them in the right order, and runs the runbook's DR drill.\n\n\
+Try it on a local lab (etcd on 127.0.0.1, tenants, a plan):\n  kmdr lab up && kmdr drill --lab && kmdr lab down\n\n\
+Start here on a platform:\n  kmdr repo init --repo /srv/kmdr --key-file /root/kmdr.key\n  \
 kmdr backup etcd --repo /srv/kmdr --key-file /root/kmdr.key --endpoints https://10.0.0.1:2379 \\\n      \
 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt --key /etc/kubernetes/pki/etcd/server.key\n  \
+kmdr backup tenant --datastore etcds://10.0.0.5:2379 --cacert ... --cert ... --key ... --all\n  \
 kmdr backups list\n  kmdr verify\n\n\
+Or write the runbook as a plan (docs/plan.md) and use kmdr plan check, backup --plan, restore --plan, drill, status \
+and runbook check.\n\n\
 Set KMDR_REPO and KMDR_KEY_FILE to avoid repeating --repo and --key-file.",
     after_help = crate::exit::EXIT_CODES_HELP
 )]
