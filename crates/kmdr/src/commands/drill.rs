@@ -33,10 +33,11 @@ pub async fn run(g: &GlobalArgs, mut a: DrillArgs) -> Result<i32> {
         }
     };
     let r = kmdr_plan::drill::drill(&plan, &repo, &notify).await?;
-    let base = a.report_dir.join(r.object_name().trim_end_matches(".json"));
-    let json_path = base.with_extension("json");
-    let md_path = base.with_extension("md");
-    let html_path = base.with_extension("html");
+    // `<time to the ms>-drill.{json,md,html}`: the name the repository keeps it under.
+    let stem = r.object_name().trim_end_matches(".json").to_string();
+    let json_path = a.report_dir.join(format!("{stem}.json"));
+    let md_path = a.report_dir.join(format!("{stem}.md"));
+    let html_path = a.report_dir.join(format!("{stem}.html"));
     std::fs::write(&json_path, serde_json::to_vec_pretty(&r)?).with_context(|| format!("cannot write {}", json_path.display()))?;
     std::fs::write(&md_path, report::markdown(&r)).with_context(|| format!("cannot write {}", md_path.display()))?;
     std::fs::write(&html_path, kmdr_plan::html::html(&r)).with_context(|| format!("cannot write {}", html_path.display()))?;
