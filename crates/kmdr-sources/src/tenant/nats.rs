@@ -299,6 +299,11 @@ impl NatsTenants {
             .connection_timeout(CONNECT_TIMEOUT)
             .request_timeout(Some(Duration::from_secs(10)))
             .name("kmdr")
+            // The export's ordered consumer is flow-controlled, but the
+            // client's default 65,536-message queue let it buffer ~90 MiB of
+            // values ahead of the spill: 4,096 keeps the peak RSS of a
+            // 100,000-key export at 77 MiB instead of 137 MiB (same content hash).
+            .subscription_capacity(4096)
             .require_tls(url.tls || tls.is_set());
         if let Some(ca) = &tls.cacert {
             opts = opts.add_root_certificates(ca.clone());
