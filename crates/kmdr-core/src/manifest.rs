@@ -124,6 +124,50 @@ pub struct TenantDataInfo {
     pub skipped_keys: u64,
 }
 
+/// What a platform backup recorded about its source: the Helm release of the
+/// kMetal umbrella chart (from its newest deployed release Secret
+/// `sh.helm.release.v1.<release>.v<revision>`) and which Secrets were copied
+/// with it. Never holds a secret value: those are only in the backup's files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelmReleaseInfo {
+    /// The Kubernetes API the release was read from.
+    pub cluster: String,
+    /// Its version (`/version` gitVersion), when it answered.
+    #[serde(default)]
+    pub kubernetes_version: Option<String>,
+    /// The release name (`helm install NAME ...`).
+    pub release: String,
+    /// The release namespace.
+    pub namespace: String,
+    /// The release revision (the Secret's `version` label).
+    pub revision: i64,
+    /// The revision's status (`deployed`, or `failed`/`superseded`/... when
+    /// no revision was deployed).
+    pub status: String,
+    /// `chart.metadata.name`.
+    pub chart: String,
+    /// `chart.metadata.version`: pass to `helm install --version`.
+    pub chart_version: String,
+    /// `chart.metadata.appVersion`.
+    #[serde(default)]
+    pub app_version: Option<String>,
+    /// `info.first_deployed` as Helm wrote it (RFC 3339).
+    #[serde(default)]
+    pub first_deployed: Option<String>,
+    /// `info.last_deployed` as Helm wrote it (RFC 3339).
+    #[serde(default)]
+    pub last_deployed: Option<String>,
+    /// The release Secret the data came from.
+    pub release_secret: String,
+    /// Top-level keys of the user-supplied values overlay (`helm get values`).
+    #[serde(default)]
+    pub values_keys: Vec<String>,
+    /// Secrets copied alongside, as `namespace/name` (their values are only in
+    /// the backup's `secrets/` files).
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
 /// Where a backup's data came from; one variant per backup kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -132,6 +176,8 @@ pub enum SourceInfo {
     EtcdSnapshot(EtcdSnapshotInfo),
     /// One tenant's control-plane data.
     TenantData(TenantDataInfo),
+    /// The platform layer's Helm release (values overlay) and its Secrets.
+    HelmRelease(HelmReleaseInfo),
     /// Anything else: kept as raw JSON so older readers still list newer kinds.
     #[serde(untagged)]
     Other(serde_json::Value),
@@ -204,6 +250,10 @@ impl Manifest {
                 "tenant {} {} keys {} rev {} ({})",
                 t.schema, t.driver, t.key_count, t.revision, t.datastore
             ),
+            SourceInfo::HelmRelease(h) => format!(
+                "helm release {}/{} chart {}-{} rev {} {} ({} secrets) ({})",
+                h.namespace, h.release, h.chart, h.chart_version, h.revision, h.status, h.secrets.len(), h.cluster
+            ),
             SourceInfo::Other(v) => v
                 .get("type")
                 .and_then(|t| t.as_str())
@@ -260,6 +310,36 @@ mod tests {
         assert_eq!(json["layer"], "under-cluster");
         let back: Manifest = serde_json::from_value(json).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn helm_release_source_round_trips() {
+        let mut m = sample();
+        m.layer = Layer::Platform;
+        m.source = SourceInfo::HelmRelease(HelmReleaseInfo {
+            cluster: "https://10.0.0.1:6443".into(),
+            kubernetes_version: Some("v1.33.1".into()),
+            release: "kmetal".into(),
+            namespace: "kmetal-system".into(),
+            revision: 2,
+            status: "deployed".into(),
+            chart: "kmetal".into(),
+            chart_version: "1.4.2".into(),
+            app_version: Some("v1.4.2".into()),
+            first_deployed: None,
+            last_deployed: Some("2026-01-12T09:30:00Z".into()),
+            release_secret: "kmetal-system/sh.helm.release.v1.kmetal.v2".into(),
+            values_keys: vec!["kamaji".into()],
+            secrets: vec!["kmetal-system/registry-creds".into()],
+        });
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["source"]["type"], "helm-release");
+        let back: Manifest = serde_json::from_value(json).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(
+            m.source_summary(),
+            "helm release kmetal-system/kmetal chart kmetal-1.4.2 rev 2 deployed (1 secrets) (https://10.0.0.1:6443)"
+        );
     }
 
     #[test]

@@ -5,4 +5,6 @@
 
 pub mod etcd;
 pub mod inventory;
+pub mod kube;
+pub mod platform;
 pub mod tenant;

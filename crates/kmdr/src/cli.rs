@@ -60,9 +60,9 @@ pub enum Command {
     /// Create or look after a repository
     #[command(subcommand)]
     Repo(RepoCommand),
-    /// Take a backup: of one source (etcd, tenant), or of every layer of a plan (--plan)
+    /// Take a backup: of one source (etcd, tenant, platform), or of every layer of a plan (--plan)
     Backup(BackupArgs),
-    /// Restore a backup: one source (etcd, tenant), or layers of a plan in order (--plan)
+    /// Restore a backup: one source (etcd, tenant, platform), or layers of a plan in order (--plan)
     Restore(RestoreArgs),
     /// List and inspect backups
     #[command(subcommand)]
@@ -305,6 +305,46 @@ Credentials: in the URL, or KMDR_DATASTORE_USER / KMDR_DATASTORE_PASSWORD, or --
 output, logs or backups.\n\nExamples:\n  kmdr backup tenant --datastore etcds://10.0.0.5:2379 --cacert ca.crt --cert c.crt --key c.key --all\n  \
 KMDR_DATASTORE_PASSWORD=... kmdr backup tenant --datastore postgres://kamaji@db:5432 --schema default_tenant1")]
     Tenant(BackupTenantArgs),
+    /// Back up the platform layer: the umbrella chart's Helm release (values overlay) and listed Secrets
+    #[command(long_about = "Capture what the runbook's `helm install kmetal CHART --namespace NS --values VALUES` needs, \
+from the cluster itself: the newest deployed revision of the Helm release (its release Secret \
+sh.helm.release.v1.NAME.vN), decoded to the chart name, version, appVersion, revision, status, deploy times and the \
+user-supplied values overlay (what `helm get values` prints), stored as values.yaml with the whole release as \
+release.json; and each --secret as a clean Secret manifest. When no revision is deployed the newest one is taken \
+and a warning says so. The manifest never holds a secret value.\n\n\
+The cluster is found as kubectl finds it: --kubeconfig, --context, KUBECONFIG, ~/.kube/config, or the in-cluster \
+service account. It needs get/list on Secrets in the release namespace (and get on each --secret).\n\n\
+Example:\n  kmdr backup platform --release kmetal -n kmetal-system --secret kmetal-system/registry-creds")]
+    Platform(BackupPlatformArgs),
+}
+
+/// How to reach Kubernetes, as kubectl's flags say it.
+#[derive(Debug, Args)]
+pub struct KubeArgs {
+    /// kubeconfig file (default: KUBECONFIG, ~/.kube/config, else in-cluster)
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context (default: its current context)
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupPlatformArgs {
+    /// The Helm release of the umbrella chart (`helm list -A` shows it)
+    #[arg(long, value_name = "NAME")]
+    pub release: String,
+    /// The release namespace
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: String,
+    /// Also copy this Secret (repeatable): --secret kmetal-system/registry-creds
+    #[arg(long = "secret", value_name = "NS/NAME")]
+    pub secrets: Vec<String>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Label the backup (repeatable): --tag env=prod
+    #[arg(long = "tag", value_name = "K=V", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -392,6 +432,37 @@ how many keys it wrote, and the same command with --force completes it.\n\n\
 Examples:\n  kmdr restore tenant latest --source-schema tenant1 --datastore etcd://10.0.0.5:2379 --dry-run\n  \
 kmdr restore tenant 20261127T0400 --datastore postgres://kamaji@db:5432 --schema tenant1 --force")]
     Tenant(RestoreTenantArgs),
+    /// Write a platform backup's values overlay (and Secrets) to a directory and print, or run, the helm install
+    #[command(long_about = "Write the values overlay of platform backup ID (or `latest`) to DIR/values.yaml, and each \
+captured Secret to DIR/secrets/NS/NAME.yaml (with DIR/namespaces.yaml for their namespaces), every file checked \
+against the backup and readable by its owner only. Then print the runbook's commands: `kubectl apply` of the \
+Secrets first, then\n\n  helm install RELEASE CHART --version V --namespace NS --create-namespace --values DIR/values.yaml \
+--wait --timeout 15m\n\n\
+CHART defaults to the chart's name: pass --chart with where it is published (oci://..., or REPO/NAME after \
+`helm repo add`). --execute runs the commands (helm and kubectl must be on PATH); --dry-run only prints what would \
+be written and run.\n\nExample:\n  kmdr restore platform latest --to /root/kmetal-restore --chart oci://ghcr.io/clastix/oci/kmetal --execute")]
+    Platform(RestorePlatformArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RestorePlatformArgs {
+    /// Backup id (or a unique prefix), or `latest`
+    #[arg(value_name = "ID|latest")]
+    pub id: String,
+    /// Directory to write values.yaml (and secrets/) into
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Chart reference for helm install (default: the chart's name)
+    #[arg(long, value_name = "REF")]
+    pub chart: Option<String>,
+    /// Run kubectl apply and helm install after writing the files
+    #[arg(long, conflicts_with = "dry_run")]
+    pub execute: bool,
+    /// Print what would be written and run; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 #[derive(Debug, Args)]

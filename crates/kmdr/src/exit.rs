@@ -3,6 +3,8 @@
 
 use kmdr_repo::Error as RepoError;
 use kmdr_sources::etcd::EtcdError;
+use kmdr_sources::kube::KubeError;
+use kmdr_sources::platform::PlatformError;
 use kmdr_sources::tenant::records::RecordError;
 use kmdr_sources::tenant::TenantError;
 use kmdr_store::StoreError;
@@ -28,12 +30,13 @@ Exit codes:
   2  usage error (unknown flag, missing argument)
   3  repository problem: none at --repo, already initialized, or locked
   4  key problem: no key file, unreadable, or not this repository's key
-  5  not found: unknown or ambiguous backup id, unknown or empty tenant schema
-  6  source problem: etcd or a tenant datastore unreachable, credentials refused,
+  5  not found: unknown or ambiguous backup id, unknown or empty tenant schema,
+     unknown Helm release or Secret
+  6  source problem: etcd, a tenant datastore or the Kubernetes API unreachable, credentials refused,
      TLS failure, snapshot failed its checksum, a tenant restore stopped part way
   7  damaged data: a stored object failed its checks; nothing was restored
   8  refused or local target problem: data dir or tenant not empty (use --force), file exists,
-     restore tool missing, cannot write the restore target (e.g. its disk is full)
+     restore tool (etcdutl, helm, kubectl) missing, cannot write the restore target (e.g. its disk is full)
   9  storage failure: disk full, permission denied, object store unreachable
  10  any other error";
 
@@ -80,11 +83,37 @@ fn tenant_code(e: &TenantError) -> i32 {
     }
 }
 
+fn kube_code(e: &KubeError) -> i32 {
+    match e {
+        KubeError::NotFound { .. } => NOT_FOUND,
+        // Unreachable, refused credentials, bad kubeconfig, other API errors.
+        _ => SOURCE,
+    }
+}
+
+fn platform_code(e: &PlatformError) -> i32 {
+    match e {
+        PlatformError::Kube(k) => kube_code(k),
+        PlatformError::ReleaseNotFound { .. } | PlatformError::WrongKind { .. } => NOT_FOUND,
+        PlatformError::BadSecretRef(_) => 2,
+        PlatformError::BadRelease { .. } => SOURCE,
+        PlatformError::ToolMissing { .. } | PlatformError::Local { .. } => REFUSED,
+        PlatformError::ToolFailed { .. } => OTHER,
+        PlatformError::Repo(r) => repo_code(r),
+    }
+}
+
 /// The exit code for an error: the first cause kmdr knows decides.
 pub fn code_for(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
         if let Some(x) = cause.downcast_ref::<TenantError>() {
             return tenant_code(x);
+        }
+        if let Some(x) = cause.downcast_ref::<PlatformError>() {
+            return platform_code(x);
+        }
+        if let Some(x) = cause.downcast_ref::<KubeError>() {
+            return kube_code(x);
         }
         if let Some(x) = cause.downcast_ref::<EtcdError>() {
             return etcd_code(x);

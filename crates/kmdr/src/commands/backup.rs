@@ -11,6 +11,7 @@ pub async fn run(g: &GlobalArgs, c: BackupCommand) -> Result<i32> {
     match c {
         BackupCommand::Etcd(a) => etcd(g, a).await,
         BackupCommand::Tenant(a) => tenant(g, a).await,
+        BackupCommand::Platform(a) => platform(g, a).await,
     }
 }
 
@@ -148,6 +149,35 @@ pub async fn by_plan(g: &GlobalArgs, file: &std::path::Path, layer: Option<kmdr_
     if failed > 0 {
         eprintln!("error: {failed} of {} units were not backed up; the others were. Fix the causes above and run again", all.len());
         return Ok(crate::exit::SOURCE);
+    }
+    Ok(0)
+}
+
+/// `kmdr backup platform`: the umbrella chart's Helm release and listed Secrets.
+async fn platform(g: &GlobalArgs, a: crate::cli::BackupPlatformArgs) -> Result<i32> {
+    use kmdr_sources::kube::{KubeClient, KubeTarget};
+    use kmdr_sources::platform::{backup_platform, PlatformBackupOptions, SecretRef};
+    // Bad --secret values are usage errors, found before anything is opened.
+    let secrets = a.secrets.iter().map(|s| s.parse::<SecretRef>()).collect::<Result<Vec<_>, _>>()?;
+    // Open the repository first: a wrong key must fail before the cluster is read.
+    let repo = g.open_repo().await?;
+    let log_requests = g.verbose > 0 || std::env::var_os("KMDR_LOG").is_some();
+    let kube = KubeClient::connect(&KubeTarget { kubeconfig: a.kube.kubeconfig, context: a.kube.context, log_requests }).await?;
+    let opts = PlatformBackupOptions { release: a.release, namespace: a.namespace, secrets, tags: a.tags.into_iter().collect() };
+    let m = backup_platform(&repo, &kube, &opts).await?;
+    if let kmdr_core::SourceInfo::HelmRelease(h) = &m.source
+        && h.status != "deployed"
+        && !g.quiet
+    {
+        eprintln!(
+            "warning: no revision of release {}/{} is deployed; backed up the newest, revision {} ({})",
+            h.namespace, h.release, h.revision, h.status
+        );
+    }
+    if g.format == Format::Json {
+        output::json(&m);
+    } else {
+        print_done(g, &m, &repo.location());
     }
     Ok(0)
 }

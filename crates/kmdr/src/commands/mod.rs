@@ -32,12 +32,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Backup(a) => match (a.command, a.plan) {
             (Some(c), _) => backup::run(g, c).await,
             (None, Some(plan)) => backup::by_plan(g, &plan, a.layer.map(Into::into)).await,
-            (None, None) => Err(UsageError("say what to back up: `kmdr backup etcd|tenant ...` or `kmdr backup --plan FILE` (see --help)".into()).into()),
+            (None, None) => Err(UsageError("say what to back up: `kmdr backup etcd|tenant|platform ...` or `kmdr backup --plan FILE` (see --help)".into()).into()),
         },
         Command::Restore(mut a) => match (a.command.take(), &a.plan) {
             (Some(c), _) => restore::run(g, c).await,
             (None, Some(_)) => restore::by_plan(g, a).await,
-            (None, None) => Err(UsageError("say what to restore: `kmdr restore etcd|tenant ...` or `kmdr restore --plan FILE --layer L|--all` (see --help)".into()).into()),
+            (None, None) => Err(UsageError("say what to restore: `kmdr restore etcd|tenant|platform ...` or `kmdr restore --plan FILE --layer L|--all` (see --help)".into()).into()),
         },
         Command::Backups(c) => backups::run(g, c).await,
         Command::Verify(a) => verify::run(g, a).await,

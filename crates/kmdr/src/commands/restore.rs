@@ -12,6 +12,7 @@ pub async fn run(g: &GlobalArgs, c: RestoreCommand) -> Result<i32> {
     match c {
         RestoreCommand::Etcd(a) => etcd(g, a).await,
         RestoreCommand::Tenant(a) => tenant(g, a).await,
+        RestoreCommand::Platform(a) => platform(g, a).await,
     }
 }
 
@@ -240,6 +241,65 @@ pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
     }
     if g.format == Format::Json {
         output::json(&report);
+    }
+    Ok(0)
+}
+
+/// `kmdr restore platform ID|latest --to DIR [--execute] [--dry-run]`: the
+/// values overlay and Secrets into DIR, then the runbook's commands.
+async fn platform(g: &GlobalArgs, a: crate::cli::RestorePlatformArgs) -> Result<i32> {
+    use kmdr_sources::platform::{self as p, PlatformRestoreOptions};
+    let repo = g.open_repo().await?;
+    let id = repo.resolve(&a.id, Some(p::KIND)).await?;
+    let manifest = repo.load_manifest(&id).await?;
+    let opts = PlatformRestoreOptions { to: a.to, chart: a.chart, kubeconfig: a.kube.kubeconfig, context: a.kube.context };
+    let plan = p::plan_platform_restore(&manifest, &opts)?;
+    let lines = plan.command_lines();
+    if a.dry_run {
+        if g.format == Format::Json {
+            output::json(&json!({"dry_run": true, "plan": plan, "command_lines": lines}));
+        } else {
+            println!("restore plan (dry run, nothing changed):");
+            println!(
+                "  backup  {} (release {}/{} revision {} {}, chart {} {})",
+                plan.backup, plan.namespace, plan.release, plan.revision, plan.status, plan.chart, plan.chart_version
+            );
+            for f in &plan.files {
+                println!("  would write {} ({})", f.path.display(), human_bytes(f.bytes));
+            }
+            for l in &lines {
+                println!("  would run   {l}");
+            }
+        }
+        return Ok(0);
+    }
+    p::write_restore_files(&repo, &manifest, &plan).await?;
+    if a.execute {
+        let quiet = !g.chatty();
+        let notify = move |line: &str| {
+            if !quiet {
+                eprintln!("{line}");
+            }
+        };
+        p::execute_restore(&plan, &notify).await?;
+    }
+    if g.format == Format::Json {
+        output::json(&json!({"backup": plan.backup, "plan": plan, "command_lines": lines, "executed": a.execute}));
+    } else {
+        for f in &plan.files {
+            println!("wrote {}", f.path.display());
+        }
+        if a.execute {
+            println!("installed release {}/{} (chart {} {}); check `helm status {} -n {}` and that every pod is Running or Completed", plan.namespace, plan.release, plan.chart_ref, plan.chart_version, plan.release, plan.namespace);
+        } else {
+            println!("run, in order (or pass --execute):");
+            for l in &lines {
+                println!("  {l}");
+            }
+            if plan.chart_ref == plan.chart {
+                println!("CHART is the chart's name {:?}: replace it (or pass --chart) with where it is published, e.g. oci://REGISTRY/PATH/{}", plan.chart, plan.chart);
+            }
+        }
     }
     Ok(0)
 }

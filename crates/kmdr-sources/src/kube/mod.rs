@@ -1,0 +1,187 @@
+//! A Kubernetes client that finds its cluster the way kubectl does:
+//! `--kubeconfig FILE`, `--context NAME`, the `KUBECONFIG` variable (a list of
+//! files, merged), `~/.kube/config`, and the in-cluster service account when
+//! kmdr runs in a pod. Errors say what to check.
+//!
+//! Built on kube-rs with rustls; plain `http://` cluster URLs (test fakes,
+//! `kubectl proxy`) work as well.
+
+use k8s_openapi::api::core::v1::Secret;
+use ::kube::api::{Api, ListParams};
+use ::kube::config::{KubeConfigOptions, Kubeconfig};
+use ::kube::{Client, Config};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long to wait for the API server to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request may take (Secret lists are small).
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which cluster to talk to, as kubectl's flags say it.
+#[derive(Debug, Clone, Default)]
+pub struct KubeTarget {
+    /// `--kubeconfig FILE`; else `KUBECONFIG`, `~/.kube/config` or in-cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// `--context NAME`; else the kubeconfig's current context.
+    pub context: Option<String>,
+    /// Let kube-rs log its requests. kube-rs logs every transport failure at
+    /// ERROR level before returning it; kmdr's own error already says the
+    /// same in one line, so callers turn this on only when asked for more
+    /// logging (`-v`, `KMDR_LOG`).
+    pub log_requests: bool,
+}
+
+/// What can go wrong talking to Kubernetes. Every message names the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// No usable configuration.
+    #[error("cannot load the Kubernetes configuration{}: {detail}; pass --kubeconfig FILE (or set KUBECONFIG) and --context NAME, or run kmdr inside the cluster", from.as_ref().map(|f| format!(" from {f}")).unwrap_or_default())]
+    Config { from: Option<String>, detail: String },
+    /// Nothing answered at the cluster URL (or TLS failed).
+    #[error("cannot reach the Kubernetes API at {url}: {detail}; check --kubeconfig/--context")]
+    Unreachable { url: String, detail: String },
+    /// The API server refused the credentials or the permission.
+    #[error("the Kubernetes API at {url} refused {op}: {detail}; check the user of --context and that it may get and list Secrets there")]
+    Auth { url: String, op: String, detail: String },
+    /// The object does not exist.
+    #[error("{what} not found at {url}")]
+    NotFound { what: String, url: String },
+    /// Any other API error.
+    #[error("the Kubernetes API at {url} failed {op}: {detail}")]
+    Api { url: String, op: String, detail: String },
+}
+
+/// A connected client and the URL it talks to (for messages and manifests).
+#[derive(Clone)]
+pub struct KubeClient {
+    client: Client,
+    url: String,
+    log_requests: bool,
+}
+
+impl std::fmt::Debug for KubeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeClient").field("url", &self.url).finish()
+    }
+}
+
+impl KubeClient {
+    /// Build a client for `target`. Nothing is sent yet: an unreachable
+    /// server shows up on the first request.
+    pub async fn connect(target: &KubeTarget) -> Result<KubeClient, KubeError> {
+        // kube-rs's rustls needs a process-wide crypto provider when more
+        // than one is compiled in (other dependencies bring aws-lc-rs): use
+        // ring, as the rest of kmdr does. Already installed is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let options = KubeConfigOptions { context: target.context.clone(), ..Default::default() };
+        let mut config = match (&target.kubeconfig, &target.context) {
+            // An explicit file: only that file, like `kubectl --kubeconfig`.
+            (Some(path), _) => {
+                let from = Some(path.display().to_string());
+                let kc = Kubeconfig::read_from(path).map_err(|e| KubeError::Config { from: from.clone(), detail: e.to_string() })?;
+                Config::from_custom_kubeconfig(kc, &options)
+                    .await
+                    .map_err(|e| KubeError::Config { from, detail: e.to_string() })?
+            }
+            // A context without a file: KUBECONFIG (merged) or ~/.kube/config.
+            (None, Some(_)) => {
+                let kc = Kubeconfig::read().map_err(|e| KubeError::Config { from: None, detail: e.to_string() })?;
+                Config::from_custom_kubeconfig(kc, &options)
+                    .await
+                    .map_err(|e| KubeError::Config { from: None, detail: e.to_string() })?
+            }
+            // Neither: KUBECONFIG, ~/.kube/config, else the in-cluster service account.
+            (None, None) => Config::infer().await.map_err(|e| KubeError::Config { from: None, detail: e.to_string() })?,
+        };
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
+        config.read_timeout = Some(READ_TIMEOUT);
+        let url = config.cluster_url.to_string().trim_end_matches('/').to_string();
+        let client = Client::try_from(config).map_err(|e| KubeError::Config { from: None, detail: e.to_string() })?;
+        Ok(KubeClient { client, url, log_requests: target.log_requests })
+    }
+
+    /// The API server URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The kube-rs client, for callers that need other resources.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The server's version (`/version` gitVersion): the cheapest request, so
+    /// an unreachable cluster or refused credentials show up here first.
+    pub async fn server_version(&self) -> Result<String, KubeError> {
+        let v = self.logged(self.client.apiserver_version()).await.map_err(|e| self.classify(e, "GET /version", "the version endpoint"))?;
+        Ok(v.git_version)
+    }
+
+    /// Secrets of `namespace` matching `label_selector`.
+    pub async fn list_secrets(&self, namespace: &str, label_selector: &str) -> Result<Vec<Secret>, KubeError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let list = self
+            .logged(api.list(&ListParams::default().labels(label_selector)))
+            .await
+            .map_err(|e| self.classify(e, &format!("listing Secrets in namespace {namespace}"), &format!("namespace {namespace}")))?;
+        Ok(list.items)
+    }
+
+    /// The Secret `namespace/name`.
+    pub async fn get_secret(&self, namespace: &str, name: &str) -> Result<Secret, KubeError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        self.logged(api.get(name))
+            .await
+            .map_err(|e| self.classify(e, &format!("reading Secret {namespace}/{name}"), &format!("Secret {namespace}/{name}")))
+    }
+
+    /// Run a request, without kube-rs's own logging unless `log_requests`.
+    async fn logged<F: std::future::Future>(&self, request: F) -> F::Output {
+        use tracing::instrument::WithSubscriber;
+        if self.log_requests {
+            request.await
+        } else {
+            request.with_subscriber(tracing::subscriber::NoSubscriber::default()).await
+        }
+    }
+
+    /// Turn a kube-rs error into one that says what to check. `what` names the
+    /// object for a 404.
+    fn classify(&self, e: ::kube::Error, op: &str, what: &str) -> KubeError {
+        let url = self.url.clone();
+        match e {
+            ::kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
+                KubeError::Auth { url, op: op.to_string(), detail: format!("{} {}", s.code, status_text(&s)) }
+            }
+            ::kube::Error::Api(s) if s.code == 404 => KubeError::NotFound { what: what.to_string(), url },
+            ::kube::Error::Api(s) => KubeError::Api { url, op: op.to_string(), detail: format!("{} {}", s.code, status_text(&s)) },
+            // Connection refused, DNS, TLS, timeouts: the transport failed.
+            ::kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::TlsRequired | kube::Error::RustlsTls(_) => {
+                KubeError::Unreachable { url, detail: error_chain(&e) }
+            }
+            ::kube::Error::Auth(_) => KubeError::Auth { url, op: op.to_string(), detail: error_chain(&e) },
+            other => KubeError::Api { url, op: op.to_string(), detail: error_chain(&other) },
+        }
+    }
+}
+
+/// A Status's message, else its reason.
+fn status_text(s: &::kube::core::Status) -> String {
+    if s.message.is_empty() { s.reason.clone() } else { s.message.clone() }
+}
+
+/// An error and its causes on one line, without repeats (hyper nests them).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out.replace('\n', " ")
+}
