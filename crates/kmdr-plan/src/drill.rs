@@ -91,6 +91,12 @@ impl Timeline {
     }
 }
 
+/// Whether the drill breaks and recovers this layer (etcd and tenant data);
+/// the platform's Helm release is only backed up.
+fn drilled(spec: &crate::plan::LayerSpec) -> bool {
+    matches!(spec.source, LayerSource::Etcd(_) | LayerSource::Tenants(_))
+}
+
 /// Check that every layer the plan backs up can be drilled.
 fn preflight(plan: &Plan) -> Result<(), DrillError> {
     for l in &plan.layers {
@@ -109,7 +115,7 @@ fn preflight(plan: &Plan) -> Result<(), DrillError> {
             }
         }
     }
-    if !plan.layers.iter().any(|l| !matches!(l.source, LayerSource::Targets)) {
+    if !plan.layers.iter().any(drilled) {
         return Err(DrillError::NotDrillable("no layer names something to back up (etcd: or datastores:)".into()));
     }
     Ok(())
@@ -127,7 +133,7 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
     for spec in &plan.layers {
         let mut run = LayerRun { units: Vec::new(), healthy_at: None, problems: Vec::new() };
         match &spec.source {
-            LayerSource::Targets => {}
+            LayerSource::Targets | LayerSource::Helm(_) => {}
             LayerSource::Etcd(e) => {
                 let conn = etcd_connection(e);
                 match t.step(spec.layer, "inventory", "etcd", notify, inventory::etcd_digests(&conn)).await {
@@ -168,7 +174,15 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
             match (&o.error, run.units.iter_mut().find(|u| u.name == o.unit)) {
                 (Some(e), _) => run.problems.push(format!("the backup of {} failed: {e}", o.unit)),
                 (None, Some(u)) => u.backup = o.backup.clone().zip(o.started_at),
-                (None, None) => {}
+                // The platform's release: backed up (its RPO counts), not inventoried.
+                (None, None) => run.units.push(Unit {
+                    name: o.unit.clone(),
+                    datastore: None,
+                    schema: String::new(),
+                    before: KeyDigests::default(),
+                    after: None,
+                    backup: o.backup.clone().zip(o.started_at),
+                }),
             }
         }
         runs.push(run);
@@ -177,7 +191,7 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
     // 3. The failure, top layer first.
     let failure_at = Utc::now();
     for (spec, run) in plan.layers.iter().zip(runs.iter_mut()).rev() {
-        if matches!(spec.source, LayerSource::Targets) {
+        if !drilled(spec) {
             continue;
         }
         let mut custom = false;
@@ -206,7 +220,7 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
     // 4-5. Recover in layer order, each through its health gate, then compare.
     let mut stopped = false;
     for (spec, run) in plan.layers.iter().zip(runs.iter_mut()) {
-        if matches!(spec.source, LayerSource::Targets) {
+        if !drilled(spec) {
             continue;
         }
         if stopped {
@@ -290,7 +304,7 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
     let mut layers = Vec::new();
     for (spec, run) in plan.layers.iter().zip(runs) {
         let mut problems = run.problems;
-        let targets_only = matches!(spec.source, LayerSource::Targets);
+        let targets_only = !drilled(spec);
         let rto_s = run.healthy_at.map(|h| (h - failure_at).as_seconds_f64());
         let rpo_s = run
             .units
@@ -331,7 +345,10 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
             problems.push(format!("RPO {r:.1}s is over the target of {}s", spec.rpo.as_secs()));
         }
         let verdict = if targets_only {
-            problems.push("kmdr does not back this layer up yet: only its targets are in the plan".into());
+            problems.push(match &spec.source {
+                LayerSource::Helm(_) => "backed up (its RPO is measured), but its reinstall is not drilled: kmdr restore platform prints and runs the helm commands".into(),
+                _ => "kmdr does not back this layer up yet: only its targets are in the plan".into(),
+            });
             Verdict::Skipped
         } else if problems.is_empty() && rto_s.is_some() {
             Verdict::Pass

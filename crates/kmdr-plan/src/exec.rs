@@ -4,7 +4,7 @@
 //! A layer's *units* are what it holds: the under-cluster's etcd (one unit,
 //! `etcd`), or one tenant of one datastore (`<datastore>/<schema>`).
 
-use crate::plan::{DatastoreSpec, LayerSource, LayerSpec, Phase, Plan, TenantSelector};
+use crate::plan::{DatastoreSpec, HelmSource, LayerSource, LayerSpec, Phase, Plan, TenantSelector};
 use crate::steps::{self, connect_datastore, etcd_connection};
 use kmdr_core::{Manifest, SourceInfo};
 use kmdr_repo::Repository;
@@ -73,6 +73,16 @@ pub async fn backup_layer(
     };
     match &spec.source {
         LayerSource::Targets => {}
+        LayerSource::Helm(h) => {
+            notify(&format!("{}: backup {}", spec.layer, h.unit()));
+            let r = async {
+                let kube = kmdr_sources::kube::KubeClient::connect(&kube_target(h)).await?;
+                kmdr_sources::platform::backup_platform(repo, &kube, &platform_options(h, tags)?).await
+            }
+            .await
+            .map_err(|e: kmdr_sources::platform::PlatformError| e.to_string());
+            out.push(done(h.unit(), began, r));
+        }
         LayerSource::Etcd(e) => {
             notify(&format!("{}: backup etcd", spec.layer));
             let opts = SnapshotOptions { connection: etcd_connection(e), tags: tags.clone() };
@@ -129,6 +139,15 @@ pub async fn latest_units(repo: &Repository, spec: &LayerSpec) -> Result<BTreeMa
     let ids = repo.list_backups().await?;
     match &spec.source {
         LayerSource::Targets => {}
+        LayerSource::Helm(h) => {
+            let series = format!("platform/{}/{}", h.namespace, h.release);
+            for id in ids.iter().rev().filter(|i| i.kind() == kmdr_sources::platform::KIND) {
+                if repo.load_manifest(id).await?.series == series {
+                    found.insert(h.unit(), id.to_string());
+                    break;
+                }
+            }
+        }
         LayerSource::Etcd(_) => {
             if let Some(id) = ids.iter().rev().find(|i| i.kind() == snapshotter::KIND) {
                 found.insert("etcd".into(), id.to_string());
@@ -182,7 +201,8 @@ pub async fn restore_units(
         finished: chrono::Utc::now(),
     };
     match &spec.source {
-        LayerSource::Targets => {}
+        // Reinstalling the platform is helm's job: `kmdr restore platform`.
+        LayerSource::Targets | LayerSource::Helm(_) => {}
         LayerSource::Etcd(e) => {
             let Some(id) = chosen.get("etcd") else {
                 out.push(outcome("etcd", "-", began, Err("no etcd backup in the repository: run `kmdr backup --plan` first".into())));
@@ -257,4 +277,19 @@ pub fn phase_name(p: Phase) -> &'static str {
         Phase::Failure => "failure",
         Phase::HealthCheck => "health-check",
     }
+}
+
+/// How to reach the platform's cluster.
+pub fn kube_target(h: &HelmSource) -> kmdr_sources::kube::KubeTarget {
+    kmdr_sources::kube::KubeTarget { kubeconfig: h.kubeconfig.clone(), context: h.context.clone(), ..Default::default() }
+}
+
+/// The backup options of a plan's `helm:` source.
+pub fn platform_options(h: &HelmSource, tags: &BTreeMap<String, String>) -> Result<kmdr_sources::platform::PlatformBackupOptions, kmdr_sources::platform::PlatformError> {
+    Ok(kmdr_sources::platform::PlatformBackupOptions {
+        release: h.release.clone(),
+        namespace: h.namespace.clone(),
+        secrets: h.secrets.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,
+        tags: tags.clone(),
+    })
 }

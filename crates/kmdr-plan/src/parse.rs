@@ -9,7 +9,7 @@
 //! The schema is documented key by key in `docs/plan.md`.
 
 use crate::plan::{
-    DatastoreSpec, EtcdMember, EtcdSource, LayerSource, LayerSpec, Phase, Plan, Pos,
+    DatastoreSpec, EtcdMember, EtcdSource, HelmSource, LayerSource, LayerSpec, Phase, Plan, Pos,
     RepositorySpec, Reviewed, RunStep, TenantSelector, TlsSpec, default_targets,
 };
 use chrono::NaiveDate;
@@ -105,6 +105,8 @@ const TOP_KEYS: &[&str] = &[
 ];
 const REPOSITORY_KEYS: &[&str] = &["url", "keyFile", "s3Endpoint"];
 const TARGET_KEYS: &[&str] = &["rto", "rpo"];
+const PLATFORM_KEYS: &[&str] = &["rto", "rpo", "helm"];
+const HELM_KEYS: &[&str] = &["release", "namespace", "secrets", "kubeconfig", "context"];
 const UNDER_CLUSTER_KEYS: &[&str] = &["rto", "rpo", "etcd"];
 const TENANT_LAYER_KEYS: &[&str] = &["rto", "rpo", "datastores"];
 const ETCD_KEYS: &[&str] = &["endpoints", "cacert", "cert", "key", "restore"];
@@ -425,11 +427,7 @@ impl Checker {
         let (keys, hint) = match layer {
             Layer::UnderCluster => (UNDER_CLUSTER_KEYS, ""),
             Layer::TenantControlPlanes => (TENANT_LAYER_KEYS, ""),
-            Layer::Platform => (
-                TARGET_KEYS,
-                " (kmdr does not back up the platform itself yet: its Helm source comes in a later version; \
-                 use `run:` steps to reinstall it meanwhile)",
-            ),
+            Layer::Platform => (PLATFORM_KEYS, ""),
             Layer::PersistentData | Layer::Unknown => (
                 TARGET_KEYS,
                 " (kmdr does not back up persistent data itself yet: use `run:` steps for your volume backups)",
@@ -460,6 +458,10 @@ impl Checker {
                 )
                 .and_then(|v| self.datastores(v))
                 .map(LayerSource::Tenants),
+            Layer::Platform => match m.get("helm") {
+                None => Some(LayerSource::Targets),
+                Some(v) => self.helm(v).map(LayerSource::Helm),
+            },
             _ => Some(LayerSource::Targets),
         };
         Some(LayerSpec {
@@ -469,6 +471,32 @@ impl Checker {
             source: source?,
             pos: key_pos,
         })
+    }
+
+    fn helm(&mut self, v: Val) -> Option<HelmSource> {
+        let m = self.map(v, "helm", HELM_KEYS, "")?;
+        let release = self.required(&m, "release", "release: kmetal (the name `helm list -A` shows)").and_then(|v| self.string(v, "release"));
+        let namespace = self.required(&m, "namespace", "namespace: kmetal-system").and_then(|v| self.string(v, "namespace"));
+        let secrets = match m.get("secrets") {
+            None => Some(Vec::new()),
+            Some(v) => {
+                let list = self.string_list(v, "secrets", false);
+                list.and_then(|list| {
+                    let mut ok = true;
+                    for (s, pos) in &list {
+                        let valid = s.split_once('/').is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'));
+                        if !valid {
+                            self.problem(*pos, format!("secret {s:?} is not NAMESPACE/NAME: write e.g. kmetal-system/registry-creds"));
+                            ok = false;
+                        }
+                    }
+                    ok.then(|| list.into_iter().map(|(s, _)| s).collect())
+                })
+            }
+        };
+        let kubeconfig = m.get("kubeconfig").and_then(|v| self.path(v, "kubeconfig"));
+        let context = m.get("context").and_then(|v| self.string(v, "context"));
+        Some(HelmSource { release: release?, namespace: namespace?, secrets: secrets?, kubeconfig, context })
     }
 
     fn etcd(&mut self, v: Val) -> Option<EtcdSource> {

@@ -66,8 +66,11 @@ pub enum LayerSource {
     Etcd(EtcdSource),
     /// `tenant-control-planes:` `datastores:`.
     Tenants(Vec<DatastoreSpec>),
-    /// A layer whose backup kmdr does not take yet (platform, persistent-data):
-    /// only targets and `run:` steps.
+    /// `platform:` `helm:`: the umbrella chart's Helm release. Backed up and
+    /// checked for drift; reinstalling it is `kmdr restore platform`'s job.
+    Helm(HelmSource),
+    /// A layer whose backup kmdr does not take (persistent-data, or a platform
+    /// without `helm:`): only targets and `run:` steps.
     Targets,
 }
 
@@ -95,6 +98,24 @@ pub struct EtcdMember {
     pub name: String,
     pub initial_cluster: String,
     pub initial_advertise_peer_urls: String,
+}
+
+/// The platform's Helm release.
+#[derive(Debug, Clone, Serialize)]
+pub struct HelmSource {
+    pub release: String,
+    pub namespace: String,
+    /// Secrets to keep with it, as `namespace/name`.
+    pub secrets: Vec<String>,
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+impl HelmSource {
+    /// The unit name in reports: `helm/<namespace>/<release>`.
+    pub fn unit(&self) -> String {
+        format!("helm/{}/{}", self.namespace, self.release)
+    }
 }
 
 /// One tenant datastore.

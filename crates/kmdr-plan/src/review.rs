@@ -95,7 +95,12 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
             }
         }
         if units.is_empty() {
-            units.insert(if matches!(spec.source, LayerSource::Etcd(_)) { "etcd".into() } else { "(no tenant)".into() }, None);
+            let unit = match &spec.source {
+                LayerSource::Etcd(_) => "etcd".into(),
+                LayerSource::Helm(h) => h.unit(),
+                _ => "(no tenant)".into(),
+            };
+            units.insert(unit, None);
         }
         for (unit, id) in units {
             let subject = format!("{layer} {unit}");
@@ -119,8 +124,8 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
                 let rto = l.rto_s.map(|s| human(Duration::from_secs_f64(s))).unwrap_or_else(|| "not measured".into());
                 let level = match l.verdict {
                     Verdict::Pass if a <= DRILL_PERIOD => Level::Ok,
-                    Verdict::Pass => Level::Warn,
-                    _ => Level::Fail,
+                    Verdict::Pass | Verdict::Skipped => Level::Warn,
+                    Verdict::Fail => Level::Fail,
                 };
                 out.push(finding(
                     "rto",
@@ -158,7 +163,9 @@ pub async fn runbook_check(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -
             continue;
         }
         // RTO achievable: the last measured RTO against the target.
-        if let Some(l) = drill.as_ref().and_then(|d| d.layers.iter().find(|l| l.layer == layer)) {
+        if let LayerSource::Helm(_) = &spec.source {
+            out.push(finding("rto", layer.as_str(), Level::Warn, "not measured: drills back the platform up but do not reinstall it; time a `kmdr restore platform --execute` on a lab"));
+        } else if let Some(l) = drill.as_ref().and_then(|d| d.layers.iter().find(|l| l.layer == layer)) {
             match l.rto_s {
                 Some(r) if r <= spec.rto.as_secs_f64() => out.push(finding("rto", layer.as_str(), Level::Ok, format!("measured {} against a target of {}", human(Duration::from_secs_f64(r)), human(spec.rto)))),
                 Some(r) => out.push(finding("rto", layer.as_str(), Level::Fail, format!("measured {} is over the target of {}: make the recovery faster or agree a new target", human(Duration::from_secs_f64(r)), human(spec.rto)))),
@@ -168,7 +175,11 @@ pub async fn runbook_check(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -
             out.push(finding("rto", layer.as_str(), Level::Fail, "no drill measured this layer's RTO: include it in a drill"));
         }
         // RPO achievable: the spacing of the layer's backups, per series.
-        let kind = if matches!(spec.source, LayerSource::Etcd(_)) { "etcd" } else { "tenant" };
+        let kind = match &spec.source {
+            LayerSource::Etcd(_) => "etcd",
+            LayerSource::Helm(_) => "platform",
+            _ => "tenant",
+        };
         let mut by_series: BTreeMap<String, Vec<DateTime<Utc>>> = BTreeMap::new();
         for id in ids.iter().filter(|i| i.kind() == kind).rev().take(500) {
             if let Ok(m) = repo.load_manifest(id).await {
@@ -202,7 +213,10 @@ pub async fn runbook_check(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -
             out.push(review(kind, r, today));
         }
     }
-    out.push(finding("platform-drift", Layer::Platform.as_str(), Level::Warn, "not checked: kmdr does not record the platform's Helm release yet"));
+    match plan.layer(Layer::Platform).map(|l| &l.source) {
+        Some(LayerSource::Helm(h)) => out.push(platform_drift(repo, h).await?),
+        _ => out.push(finding("platform-drift", Layer::Platform.as_str(), Level::Warn, "not checked: the plan's platform layer has no `helm:` source")),
+    }
     out.push(plan_in_git(&plan.file));
     Ok(out)
 }
@@ -232,4 +246,49 @@ fn plan_in_git(file: &std::path::Path) -> Finding {
             Err(e) => finding("plan-in-git", subject, Level::Warn, format!("cannot run git ({e})")),
         },
     }
+}
+
+/// What is deployed now against what the newest platform backup recorded:
+/// chart, chart version, revision, status and the values' top-level keys.
+async fn platform_drift(repo: &Repository, h: &crate::plan::HelmSource) -> Result<Finding, kmdr_repo::Error> {
+    use crate::exec::{kube_target, platform_options};
+    let subject = h.unit();
+    let spec = crate::plan::LayerSpec {
+        layer: Layer::Platform,
+        rto: Duration::ZERO,
+        rpo: Duration::ZERO,
+        source: LayerSource::Helm(h.clone()),
+        pos: Default::default(),
+    };
+    let Some(id) = latest_units(repo, &spec).await?.remove(&subject) else {
+        return Ok(finding("platform-drift", subject, Level::Fail, "no platform backup to compare with: run `kmdr backup --plan FILE --layer platform`"));
+    };
+    let m = repo.load_manifest(&id.parse().expect("listed ids parse")).await?;
+    let kmdr_core::SourceInfo::HelmRelease(saved) = &m.source else {
+        return Ok(finding("platform-drift", subject, Level::Warn, format!("backup {id} holds no Helm release")));
+    };
+    let live = async {
+        let kube = kmdr_sources::kube::KubeClient::connect(&kube_target(h)).await?;
+        kmdr_sources::platform::live_release(&kube, &platform_options(h, &BTreeMap::new())?).await
+    };
+    let live = match live.await {
+        Ok(l) => l,
+        Err(e) => return Ok(finding("platform-drift", subject, Level::Warn, format!("cannot read the deployed release ({e}): drift not checked"))),
+    };
+    let mut changes = Vec::new();
+    let mut diff = |what: &str, a: String, b: String| {
+        if a != b {
+            changes.push(format!("{what} {a} -> {b}"));
+        }
+    };
+    diff("chart", saved.chart.clone(), live.chart.clone());
+    diff("version", saved.chart_version.clone(), live.chart_version.clone());
+    diff("revision", saved.revision.to_string(), live.revision.to_string());
+    diff("status", saved.status.clone(), live.status.clone());
+    diff("values keys", saved.values_keys.join(","), live.values_keys.join(","));
+    Ok(if changes.is_empty() {
+        finding("platform-drift", subject, Level::Ok, format!("deployed release matches backup {id} (chart {} {}, revision {})", live.chart, live.chart_version, live.revision))
+    } else {
+        finding("platform-drift", subject, Level::Fail, format!("deployed release differs from backup {id}: {}; back the platform up again and review the runbook's values overlay", changes.join("; ")))
+    })
 }

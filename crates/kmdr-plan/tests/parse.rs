@@ -102,7 +102,7 @@ fn full_example_parses() {
     assert_eq!(member.initial_advertise_peer_urls, "https://10.0.0.1:2380");
 
     let platform = plan.layer(Layer::Platform).unwrap();
-    assert!(matches!(platform.source, LayerSource::Targets));
+    assert!(matches!(&platform.source, LayerSource::Helm(h) if h.release == "kmetal" && h.secrets.len() == 1));
     assert_eq!(platform.rpo, Duration::from_secs(15 * 60));
 
     let tcp = plan.layer(Layer::TenantControlPlanes).unwrap();
@@ -252,16 +252,26 @@ fn unknown_layer_lists_the_layers() {
 }
 
 #[test]
-fn platform_takes_targets_only_for_now() {
-    let text = format!("{BASE}  platform:\n    helm: {{release: kamaji}}\n");
-    one_problem(
-        &text,
-        10,
-        5,
-        &[
-            r#"unknown key "helm""#,
-            "Helm source comes in a later version",
-        ],
+fn platform_takes_a_helm_release() {
+    let text = format!("{BASE}  platform:\n    helm: {{release: kmetal, namespace: kmetal-system, secrets: [kmetal-system/registry-creds]}}\n");
+    let plan = parse_plan(Path::new("kmdr.yaml"), &text).expect("parses");
+    let Some(LayerSource::Helm(h)) = plan.layer(Layer::Platform).map(|l| &l.source) else { panic!("helm source") };
+    assert_eq!((h.release.as_str(), h.namespace.as_str()), ("kmetal", "kmetal-system"));
+    assert_eq!(h.secrets, ["kmetal-system/registry-creds"]);
+    assert_eq!(h.unit(), "helm/kmetal-system/kmetal");
+}
+
+#[test]
+fn platform_helm_needs_a_namespace_and_namespaced_secrets() {
+    let text = format!("{BASE}  platform:\n    helm:\n      release: kmetal\n      secrets: [registry-creds]\n");
+    let problems = parse_plan(Path::new("kmdr.yaml"), &text).unwrap_err();
+    let all: Vec<String> = problems.iter().map(|p| format!("{}:{}: {}", p.pos.line, p.pos.column, p.message)).collect();
+    assert_eq!(
+        all,
+        [
+            "11:7: helm needs `namespace:`: add e.g. `namespace: kmetal-system`",
+            "12:17: secret \"registry-creds\" is not NAMESPACE/NAME: write e.g. kmetal-system/registry-creds",
+        ]
     );
 }
 

@@ -334,6 +334,12 @@ async fn capture(kube: &KubeClient, opts: &PlatformBackupOptions) -> Result<Capt
     })
 }
 
+/// What is deployed now: the release's fields as a backup would record them
+/// (for drift checks), without storing anything.
+pub async fn live_release(kube: &KubeClient, opts: &PlatformBackupOptions) -> Result<HelmReleaseInfo, PlatformError> {
+    Ok(capture(kube, opts).await?.info)
+}
+
 /// Back up the platform's Helm release (and the listed Secrets) into a new
 /// backup and commit it. Everything is read from the cluster before the
 /// repository is touched, so a failure leaves nothing behind.

@@ -281,3 +281,33 @@ fn errors_have_their_exit_codes() {
     // Restoring from an empty repository: not found, 5.
     s.kmdr.fails(&["restore", "platform", "latest", "--to", &s.dir.join("r").display().to_string()], 5);
 }
+
+/// A plan whose platform layer names the Helm release: `backup --plan`
+/// backs it up, `status` measures its RPO, `runbook check` finds no drift.
+#[test]
+fn a_plan_with_a_helm_source() {
+    let s = setup();
+    let plan = s.dir.join("kmdr.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: platform-test\nrepository:\n  url: {repo}\n  keyFile: {key}\nlayers:\n  platform:\n    rpo: 15m\n    helm:\n      release: kmetal\n      namespace: kmetal-system\n      secrets: [kmetal-system/registry-creds]\n      kubeconfig: {kc}\n",
+            repo = s.kmdr.repo,
+            key = s.kmdr.key_file.display(),
+            kc = s.kubeconfig
+        ),
+    )
+    .unwrap();
+    let p = plan.to_str().unwrap();
+    s.kmdr.ok(&["plan", "check", p]);
+    let out = s.kmdr.ok(&["backup", "--plan", p]);
+    assert!(out.contains("helm/kmetal-system/kmetal") && out.contains("-platform-"), "{out}");
+    let status = s.kmdr.json(&["status", "--plan", p]);
+    let rpo = status.as_array().unwrap().iter().find(|f| f["check"] == "rpo").unwrap().clone();
+    assert_eq!(rpo["level"], "OK", "{status}");
+    let o = s.kmdr.run(&["runbook", "check", "--plan", p, "-o", "json"]);
+    let findings: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let drift = findings.as_array().unwrap().iter().find(|f| f["check"] == "platform-drift").unwrap().clone();
+    assert_eq!(drift["level"], "OK", "the deployed release is the one backed up: {drift}");
+    assert!(drift["message"].as_str().unwrap().contains("revision 2"), "{drift}");
+}

@@ -200,6 +200,16 @@ pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
             notify(&format!("{}: nothing kmdr restores yet (targets only); its run steps are yours", spec.layer));
             continue;
         }
+        if let LayerSource::Helm(h) = &spec.source {
+            // helm reinstalls the platform; restore --plan does not run it.
+            let latest = exec::latest_units(&repo, spec).await?.remove(&h.unit());
+            let msg = match latest {
+                Some(id) => format!("{}: reinstall it with `kmdr restore platform {id} --to DIR --execute` (prints the runbook's helm install), then continue", spec.layer),
+                None => format!("{}: no platform backup in the repository; reinstall it by the runbook", spec.layer),
+            };
+            eprintln!("{msg}");
+            continue;
+        }
         let started = std::time::Instant::now();
         if !a.dry_run {
             if let Err(e) = exec::run_phase(&plan, spec, Phase::BeforeRestore, &notify).await {
