@@ -6,6 +6,10 @@ use crate::output::{self, Format};
 use anyhow::{Context, Result};
 use kmdr_plan::report::{self, Verdict};
 
+fn human(secs: u64) -> String {
+    kmdr_core::human_duration(std::time::Duration::from_secs(secs))
+}
+
 pub async fn run(g: &GlobalArgs, mut a: DrillArgs) -> Result<i32> {
     // --lab: the lab's plan (the lab is brought up first when it is not); it is disposable, so no --yes.
     if a.lab {
@@ -47,13 +51,13 @@ pub async fn run(g: &GlobalArgs, mut a: DrillArgs) -> Result<i32> {
         for l in &r.layers {
             let f = |s: Option<f64>| s.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into());
             println!(
-                "{:<22} {:<7} RTO {:>8} (target {}s)  RPO {:>8} (target {}s)",
+                "{:<22} {:<7} RTO {:>8} (target {:>7})  RPO {:>8} (target {:>7})",
                 l.layer.as_str(),
                 format!("{:?}", l.verdict).to_uppercase(),
                 f(l.rto_s),
-                l.rto_target_s,
+                human(l.rto_target_s),
                 f(l.rpo_s),
-                l.rpo_target_s
+                human(l.rpo_target_s)
             );
             for p in &l.problems {
                 println!("    {p}");
