@@ -359,4 +359,15 @@ async fn mariadb_failures_change_nothing() {
     let closed = format!("mysql://root:x@127.0.0.1:{}", kmdr_testkit::free_port());
     let err = MysqlTenants::connect(&DatastoreUrl::parse(&closed).unwrap(), &TlsFiles::default()).await.err().unwrap();
     assert!(matches!(err, TenantError::Unreachable { .. }), "{err}");
+
+    // Keys differing only in case (fine on etcd, PostgreSQL, NATS) cannot both
+    // live in kine's case-insensitive MySQL table: refused, rolled back, explained.
+    let mut cased = Vec::new();
+    let mut w = RecordWriter::new(&mut cased);
+    w.write(b"/roles/ns/Admin", b"1", 1, 1).await.unwrap();
+    w.write(b"/roles/ns/admin", b"2", 2, 2).await.unwrap();
+    w.finish().await.unwrap();
+    let err = import(&store, "cased", &cased, false).await.unwrap_err();
+    assert!(err.to_string().contains("differ only in case") && err.to_string().contains("rolled back"), "{err}");
+    assert_eq!(store.count("cased").await.unwrap(), 0);
 }

@@ -94,6 +94,13 @@ impl MysqlTenants {
         let detail = kine_sql::one_line(&e);
         match e {
             mysql_async::Error::Server(s) if s.code == 1045 => TenantError::Auth { driver, datastore, detail },
+            // kine's name column compares case-insensitively on MySQL.
+            mysql_async::Error::Server(s) if s.code == 1062 => TenantError::Datastore {
+                driver,
+                op: op.into(),
+                datastore,
+                detail: format!("{detail}; kine's MySQL table compares key names without regard to case, so two keys that differ only in case cannot both be stored there: restore this tenant into etcd, PostgreSQL or NATS instead"),
+            },
             mysql_async::Error::Io(_) if op == "connect" => TenantError::Unreachable { driver, datastore, detail },
             _ => TenantError::Datastore { driver, op: op.into(), datastore, detail },
         }
