@@ -191,9 +191,9 @@ pub async fn restore_units(
     };
     let mut out = Vec::new();
     let mut began = chrono::Utc::now();
-    let outcome = |unit: &str, id: &str, began: chrono::DateTime<chrono::Utc>, r: Result<Option<u64>, String>| UnitOutcome {
+    let outcome = |unit: &str, id: Option<&str>, began: chrono::DateTime<chrono::Utc>, r: Result<Option<u64>, String>| UnitOutcome {
         unit: unit.into(),
-        backup: Some(id.into()),
+        backup: id.map(Into::into),
         keys: r.as_ref().ok().copied().flatten(),
         error: r.err(),
         started_at: None,
@@ -205,11 +205,11 @@ pub async fn restore_units(
         LayerSource::Targets | LayerSource::Helm(_) => {}
         LayerSource::Etcd(e) => {
             let Some(id) = chosen.get("etcd") else {
-                out.push(outcome("etcd", "-", began, Err("no etcd backup in the repository: run `kmdr backup --plan` first".into())));
+                out.push(outcome("etcd", None, began, Err("no etcd backup in the repository: run `kmdr backup --plan` first".into())));
                 return Ok(out);
             };
             let Some(member) = &e.restore else {
-                out.push(outcome("etcd", id, began, Err("the plan's under-cluster has no `restore:` (dataDir, name, initialCluster, initialAdvertisePeerUrls)".into())));
+                out.push(outcome("etcd", Some(id), began, Err("the plan's under-cluster has no `restore:` (dataDir, name, initialCluster, initialAdvertisePeerUrls)".into())));
                 return Ok(out);
             };
             notify(&format!("{}: restore etcd from {id}{}", spec.layer, if dry_run { " (dry run)" } else { "" }));
@@ -232,7 +232,7 @@ pub async fn restore_units(
             }
             .await
             .map_err(|e| e.to_string());
-            out.push(outcome("etcd", id, began, r));
+            out.push(outcome("etcd", Some(id), began, r));
         }
         LayerSource::Tenants(datastores) => {
             for (unit, id) in &chosen {
@@ -252,7 +252,7 @@ pub async fn restore_units(
                 }
                 .await
                 .map_err(|e| e.to_string());
-                out.push(outcome(unit, id, began, r));
+                out.push(outcome(unit, Some(id), began, r));
             }
         }
     }

@@ -74,13 +74,8 @@ pub enum LayerSource {
     Targets,
 }
 
-/// TLS files, as etcdctl's `--cacert --cert --key`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TlsSpec {
-    pub cacert: Option<PathBuf>,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-}
+/// TLS files, as etcdctl's `--cacert --cert --key`: the sources' own type.
+pub use kmdr_sources::etcd::TlsFiles as TlsSpec;
 
 /// The under-cluster etcd.
 #[derive(Debug, Clone, Serialize)]

@@ -46,10 +46,6 @@ fn age(now: DateTime<Utc>, t: DateTime<Utc>) -> Duration {
     (now - t).to_std().unwrap_or_default()
 }
 
-fn human(d: Duration) -> String {
-    human_duration(d)
-}
-
 /// The newest stored drill report.
 pub async fn last_drill(repo: &Repository) -> Result<Option<DrillReport>, kmdr_repo::Error> {
     let Some(name) = repo.list_reports().await?.into_iter().rev().find(|n| n.ends_with("-drill.json")) else { return Ok(None) };
@@ -109,9 +105,9 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
                 Some(id) => {
                     let a = age(now, id.time());
                     let (level, msg) = if a <= spec.rpo {
-                        (Level::Ok, format!("newest backup {id} is {} old (RPO target {})", human(a), human(spec.rpo)))
+                        (Level::Ok, format!("newest backup {id} is {} old (RPO target {})", human_duration(a), human_duration(spec.rpo)))
                     } else {
-                        (Level::Fail, format!("newest backup {id} is {} old, over the RPO target of {}: back it up now and schedule backups more often", human(a), human(spec.rpo)))
+                        (Level::Fail, format!("newest backup {id} is {} old, over the RPO target of {}: back it up now and schedule backups more often", human_duration(a), human_duration(spec.rpo)))
                     };
                     out.push(finding("rpo", subject, level, msg));
                 }
@@ -121,7 +117,7 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
             None => out.push(finding("rto", layer.as_str(), Level::Warn, format!("never drilled: run `kmdr drill --plan {}` on a lab or a platform you may break", plan.file.display()))),
             Some((d, l)) => {
                 let a = age(now, d.started_at);
-                let rto = l.rto_s.map(|s| human(Duration::from_secs_f64(s))).unwrap_or_else(|| "not measured".into());
+                let rto = l.rto_s.map(|s| human_duration(Duration::from_secs_f64(s))).unwrap_or_else(|| "not measured".into());
                 let level = match l.verdict {
                     Verdict::Pass if a <= DRILL_PERIOD => Level::Ok,
                     Verdict::Pass | Verdict::Skipped => Level::Warn,
@@ -131,7 +127,7 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
                     "rto",
                     layer.as_str(),
                     level,
-                    format!("last drill {:?} {} ago: RTO {rto} (target {}){}", l.verdict, human(a), human(spec.rto), if level == Level::Ok { String::new() } else { ": drill again and fix what the report names".into() }),
+                    format!("last drill {:?} {} ago: RTO {rto} (target {}){}", l.verdict, human_duration(a), human_duration(spec.rto), if level == Level::Ok { String::new() } else { ": drill again and fix what the report names".into() }),
                 ));
             }
         }
@@ -149,9 +145,9 @@ pub async fn runbook_check(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -
         Some(d) => {
             let a = age(now, d.started_at);
             if a > DRILL_PERIOD {
-                out.push(finding("drill", "plan", Level::Fail, format!("the last drill is {} old: the runbook asks for one every quarter; schedule it", human(a))));
+                out.push(finding("drill", "plan", Level::Fail, format!("the last drill is {} old: the runbook asks for one every quarter; schedule it", human_duration(a))));
             } else {
-                out.push(finding("drill", "plan", if d.verdict == Verdict::Pass { Level::Ok } else { Level::Fail }, format!("last drill {} ago: {:?}", human(a), d.verdict)));
+                out.push(finding("drill", "plan", if d.verdict == Verdict::Pass { Level::Ok } else { Level::Fail }, format!("last drill {} ago: {:?}", human_duration(a), d.verdict)));
             }
         }
     }
@@ -167,8 +163,8 @@ pub async fn runbook_check(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -
             out.push(finding("rto", layer.as_str(), Level::Warn, "not measured: drills back the platform up but do not reinstall it; time a `kmdr restore platform --execute` on a lab"));
         } else if let Some(l) = drill.as_ref().and_then(|d| d.layers.iter().find(|l| l.layer == layer)) {
             match l.rto_s {
-                Some(r) if r <= spec.rto.as_secs_f64() => out.push(finding("rto", layer.as_str(), Level::Ok, format!("measured {} against a target of {}", human(Duration::from_secs_f64(r)), human(spec.rto)))),
-                Some(r) => out.push(finding("rto", layer.as_str(), Level::Fail, format!("measured {} is over the target of {}: make the recovery faster or agree a new target", human(Duration::from_secs_f64(r)), human(spec.rto)))),
+                Some(r) if r <= spec.rto.as_secs_f64() => out.push(finding("rto", layer.as_str(), Level::Ok, format!("measured {} against a target of {}", human_duration(Duration::from_secs_f64(r)), human_duration(spec.rto)))),
+                Some(r) => out.push(finding("rto", layer.as_str(), Level::Fail, format!("measured {} is over the target of {}: make the recovery faster or agree a new target", human_duration(Duration::from_secs_f64(r)), human_duration(spec.rto)))),
                 None => out.push(finding("rto", layer.as_str(), Level::Fail, "the last drill did not recover this layer: fix what its report names and drill again")),
             }
         } else {
@@ -181,6 +177,7 @@ pub async fn runbook_check(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -
             _ => "tenant",
         };
         let mut by_series: BTreeMap<String, Vec<DateTime<Utc>>> = BTreeMap::new();
+        // Each layer has its own kind, so each manifest is read once.
         for id in ids.iter().filter(|i| i.kind() == kind).rev().take(500) {
             if let Ok(m) = repo.load_manifest(id).await {
                 by_series.entry(m.series.clone()).or_default().push(m.started_at);
@@ -196,13 +193,13 @@ pub async fn runbook_check(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -
             let worst_recent = gaps.iter().rev().take(10).max().copied();
             let subject = format!("{layer} {series}");
             if age(now, newest) > spec.rpo {
-                out.push(finding("rpo", subject, Level::Fail, format!("the newest backup is {} old, over the RPO target of {}: back up now and more often", human(age(now, newest)), human(spec.rpo))));
+                out.push(finding("rpo", subject, Level::Fail, format!("the newest backup is {} old, over the RPO target of {}: back up now and more often", human_duration(age(now, newest)), human_duration(spec.rpo))));
             } else if let Some(g) = worst_recent.filter(|g| *g > spec.rpo) {
-                out.push(finding("rpo", subject, Level::Fail, format!("backups came up to {} apart recently, so the RPO target of {} is not met between them: schedule them more often", human(g), human(spec.rpo))));
+                out.push(finding("rpo", subject, Level::Fail, format!("backups came up to {} apart recently, so the RPO target of {} is not met between them: schedule them more often", human_duration(g), human_duration(spec.rpo))));
             } else if times.len() < 2 {
                 out.push(finding("rpo", subject, Level::Warn, "only one backup: the interval between backups is not known yet"));
             } else {
-                out.push(finding("rpo", subject, Level::Ok, format!("backups at most {} apart recently, newest {} old (target {})", human(worst_recent.unwrap_or_default()), human(age(now, newest)), human(spec.rpo))));
+                out.push(finding("rpo", subject, Level::Ok, format!("backups at most {} apart recently, newest {} old (target {})", human_duration(worst_recent.unwrap_or_default()), human_duration(age(now, newest)), human_duration(spec.rpo))));
             }
         }
     }
@@ -225,7 +222,7 @@ fn review(kind: &str, r: &Reviewed, today: NaiveDate) -> Finding {
     let due = r.reviewed + chrono::Duration::from_std(r.review_every).unwrap_or_default();
     let subject = format!("{kind} {}", r.name);
     if today > due {
-        finding("review", subject, Level::Fail, format!("last reviewed {}, due every {} (since {due}): review it and update `reviewed:` in the plan (line {})", r.reviewed, human(r.review_every), r.pos.line))
+        finding("review", subject, Level::Fail, format!("last reviewed {}, due every {} (since {due}): review it and update `reviewed:` in the plan (line {})", r.reviewed, human_duration(r.review_every), r.pos.line))
     } else {
         finding("review", subject, Level::Ok, format!("reviewed {}, next by {due}", r.reviewed))
     }

@@ -1,8 +1,8 @@
 //! Running what the plan's `run:` steps say, and connecting to what its
 //! layers name.
 
-use crate::plan::{DatastoreSpec, EtcdSource, RunStep, TlsSpec};
-use kmdr_sources::etcd::{EtcdConnection, TlsFiles};
+use crate::plan::{DatastoreSpec, EtcdSource, RunStep};
+use kmdr_sources::etcd::EtcdConnection;
 use kmdr_sources::tenant::{self, AnyTenants, DatastoreUrl, TenantError};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -18,30 +18,16 @@ pub enum StepError {
     Failed { name: String, status: String, stderr: String },
 }
 
-impl From<&TlsSpec> for TlsFiles {
-    fn from(t: &TlsSpec) -> Self {
-        TlsFiles { cacert: t.cacert.clone(), cert: t.cert.clone(), key: t.key.clone() }
-    }
-}
-
 /// How to reach the under-cluster etcd.
 pub fn etcd_connection(e: &EtcdSource) -> EtcdConnection {
-    EtcdConnection::new(e.endpoints.clone(), (&e.tls).into())
+    EtcdConnection::new(e.endpoints.clone(), e.tls.clone())
 }
 
 /// Connect to a datastore of the plan, with its password file.
 pub async fn connect_datastore(d: &DatastoreSpec) -> Result<AnyTenants, TenantError> {
-    let password = match &d.password_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .map_err(|e| TenantError::BadUrl(format!("datastore {}: cannot read passwordFile {}: {e}", d.name, p.display())))?
-                .trim_end_matches(['\n', '\r'])
-                .to_string(),
-        ),
-        None => None,
-    };
+    let password = d.password_file.as_deref().map(tenant::read_password_file).transpose()?;
     let url = DatastoreUrl::parse(&d.url)?.with_credentials(None, password);
-    tenant::connect(&url, (&d.tls).into()).await
+    tenant::connect(&url, d.tls.clone()).await
 }
 
 /// Run a step once, within its timeout; the child is killed if it overruns.

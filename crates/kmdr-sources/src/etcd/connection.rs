@@ -8,8 +8,9 @@ use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Client certificate files, as etcdctl's `--cacert --cert --key`.
-#[derive(Debug, Clone, Default)]
+/// Client certificate files, as etcdctl's `--cacert --cert --key`; the same
+/// three flags (and plan keys) for every datastore.
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TlsFiles {
     pub cacert: Option<PathBuf>,
     pub cert: Option<PathBuf>,

@@ -204,6 +204,14 @@ impl DatastoreUrl {
     }
 }
 
+/// A datastore password kept in a file (`--password-file`, a plan's
+/// `passwordFile`): its content without the trailing newline.
+pub fn read_password_file(path: &std::path::Path) -> Result<String, TenantError> {
+    std::fs::read_to_string(path)
+        .map(|p| p.trim_end_matches(['\n', '\r']).to_string())
+        .map_err(|e| TenantError::BadUrl(format!("cannot read the password file {}: {e}", path.display())))
+}
+
 fn is_secret_param(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
     k.contains("pass") || k.contains("secret") || k.contains("token")

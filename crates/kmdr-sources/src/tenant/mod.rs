@@ -23,7 +23,7 @@ pub mod postgres;
 pub mod records;
 pub mod spill;
 
-pub use datastore::{DatastoreUrl, Driver};
+pub use datastore::{read_password_file, DatastoreUrl, Driver};
 pub use records::{Record, RecordReader, RecordSummary, RecordWriter, RECORDS_FILE};
 
 use kmdr_core::{Layer, Manifest, SourceInfo, TenantDataInfo};

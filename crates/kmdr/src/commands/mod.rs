@@ -105,12 +105,7 @@ impl DatastoreArgs {
     pub async fn connect(&self) -> Result<kmdr_sources::tenant::AnyTenants> {
         use kmdr_sources::tenant::{self, DatastoreUrl};
         let password = match &self.password_file {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .map_err(|e| UsageError(format!("cannot read --password-file {}: {e}", p.display())))?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
-            ),
+            Some(p) => Some(tenant::read_password_file(p)?),
             None => std::env::var("KMDR_DATASTORE_PASSWORD").ok().filter(|p| !p.is_empty()),
         };
         let url = DatastoreUrl::parse(&self.datastore)?.with_credentials(self.user.clone(), password);
