@@ -162,6 +162,14 @@ pub struct HelmReleaseInfo {
     /// Top-level keys of the user-supplied values overlay (`helm get values`).
     #[serde(default)]
     pub values_keys: Vec<String>,
+    /// Sub-chart toggles: every `....enabled` boolean of the chart's values
+    /// with the overlay applied, by dotted path (`kamaji.enabled`).
+    #[serde(default)]
+    pub toggles: BTreeMap<String, bool>,
+    /// Namespaces the release deploys into (its own, and those of its
+    /// rendered manifest), sorted.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
     /// Secrets copied alongside, as `namespace/name` (their values are only in
     /// the backup's `secrets/` files).
     #[serde(default)]
@@ -330,6 +338,8 @@ mod tests {
             last_deployed: Some("2026-01-12T09:30:00Z".into()),
             release_secret: "kmetal-system/sh.helm.release.v1.kmetal.v2".into(),
             values_keys: vec!["kamaji".into()],
+            toggles: BTreeMap::from([("kamaji.enabled".into(), true)]),
+            namespaces: vec!["kamaji-system".into(), "kmetal-system".into()],
             secrets: vec!["kmetal-system/registry-creds".into()],
         });
         let json = serde_json::to_value(&m).unwrap();

@@ -283,6 +283,16 @@ async fn platform_drift(repo: &Repository, h: &crate::plan::HelmSource) -> Resul
     diff("revision", saved.revision.to_string(), live.revision.to_string());
     diff("status", saved.status.clone(), live.status.clone());
     diff("values keys", saved.values_keys.join(","), live.values_keys.join(","));
+    // Backups written before toggles and namespaces were recorded hold none:
+    // compare only what the backup knows.
+    if !saved.toggles.is_empty() || !saved.namespaces.is_empty() {
+        let keys: std::collections::BTreeSet<&String> = saved.toggles.keys().chain(live.toggles.keys()).collect();
+        for k in keys {
+            let show = |t: Option<&bool>| t.map_or("unset".to_string(), |b| b.to_string());
+            diff(&format!("toggle {k}"), show(saved.toggles.get(k)), show(live.toggles.get(k)));
+        }
+        diff("namespaces", saved.namespaces.join(","), live.namespaces.join(","));
+    }
     Ok(if changes.is_empty() {
         finding("platform-drift", subject, Level::Ok, format!("deployed release matches backup {id} (chart {} {}, revision {})", live.chart, live.chart_version, live.revision))
     } else {

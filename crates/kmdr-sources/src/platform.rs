@@ -166,6 +166,48 @@ pub struct ReleaseFields {
     pub last_deployed: Option<String>,
     /// The user-supplied values overlay (`{}` when none was given).
     pub config: Value,
+    /// Every `....enabled` boolean of the chart's values with the overlay
+    /// applied: the sub-chart toggles, by dotted path (`kamaji.enabled`).
+    pub toggles: BTreeMap<String, bool>,
+    /// The namespaces the release deploys into: its own, every
+    /// `metadata.namespace` of its rendered manifest and every Namespace it
+    /// creates. Sorted.
+    pub namespaces: Vec<String>,
+}
+
+/// Collect `path.enabled = bool` entries of a values tree into `out`.
+fn collect_toggles(v: &Value, path: &str, out: &mut BTreeMap<String, bool>) {
+    let Value::Object(map) = v else { return };
+    for (k, child) in map {
+        let here = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        match child {
+            Value::Bool(b) if k == "enabled" => {
+                out.insert(here, *b);
+            }
+            Value::Object(_) => collect_toggles(child, &here, out),
+            _ => {}
+        }
+    }
+}
+
+/// The namespaces a rendered Helm manifest (multi-document YAML) touches.
+/// Reading stops at the first document that does not parse (the YAML
+/// stream cannot be resynchronised after an error): the manifest is Helm's
+/// output, and drift is a report, not a gate.
+fn manifest_namespaces(manifest: &str, release_namespace: &str) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::from([release_namespace.to_string()]);
+    for doc in serde_norway::Deserializer::from_str(manifest) {
+        let Ok(v) = <Value as serde::Deserialize>::deserialize(doc) else { break };
+        let meta = &v["metadata"];
+        if v["kind"] == "Namespace" {
+            if let Some(n) = meta["name"].as_str() {
+                out.insert(n.to_string());
+            }
+        } else if let Some(n) = meta["namespace"].as_str() {
+            out.insert(n.to_string());
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// Read the fields of a decoded release JSON.
@@ -175,9 +217,19 @@ pub fn release_fields(release: &Value) -> Result<ReleaseFields, String> {
     };
     let opt = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
     let meta = &release["chart"]["metadata"];
+    let namespace = text(&release["namespace"], "namespace")?;
+    // Helm writes `null` or leaves it out when no values were supplied.
+    let config = match &release["config"] {
+        Value::Null => json!({}),
+        v => v.clone(),
+    };
+    let mut toggles = BTreeMap::new();
+    collect_toggles(&release["chart"]["values"], "", &mut toggles);
+    collect_toggles(&config, "", &mut toggles);
     Ok(ReleaseFields {
         name: text(&release["name"], "name")?,
-        namespace: text(&release["namespace"], "namespace")?,
+        namespaces: manifest_namespaces(release["manifest"].as_str().unwrap_or(""), &namespace),
+        namespace,
         revision: release["version"].as_i64().ok_or("the release has no version (revision)")?,
         status: text(&release["info"]["status"], "info.status")?,
         chart: text(&meta["name"], "chart.metadata.name")?,
@@ -185,11 +237,8 @@ pub fn release_fields(release: &Value) -> Result<ReleaseFields, String> {
         app_version: opt(&meta["appVersion"]),
         first_deployed: opt(&release["info"]["first_deployed"]),
         last_deployed: opt(&release["info"]["last_deployed"]),
-        // Helm writes `null` or leaves it out when no values were supplied.
-        config: match &release["config"] {
-            Value::Null => json!({}),
-            v => v.clone(),
-        },
+        config,
+        toggles,
     })
 }
 
@@ -326,6 +375,8 @@ async fn capture(kube: &KubeClient, opts: &PlatformBackupOptions) -> Result<Capt
             last_deployed: fields.last_deployed,
             release_secret: secret_name,
             values_keys,
+            toggles: fields.toggles,
+            namespaces: fields.namespaces,
             secrets: secrets.iter().map(|(r, _)| r.to_string()).collect(),
         },
         values_yaml,
@@ -641,6 +692,25 @@ mod tests {
             data: Some(BTreeMap::from([("release".into(), ByteString(encoded.into_bytes()))])),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn toggles_and_namespaces_come_from_values_and_manifest() {
+        let r = json!({
+            "name": "kmetal", "namespace": "kmetal-system", "version": 3,
+            "info": {"status": "deployed"},
+            "chart": {"metadata": {"name": "kmetal", "version": "1.4.2"},
+                      "values": {"kamaji": {"enabled": true, "etcd": {"enabled": false}}, "monitoring": {"enabled": false}, "replicas": 1}},
+            "config": {"monitoring": {"enabled": true}, "extra": {"enabled": "yes"}},
+            "manifest": "---\nkind: Namespace\nmetadata:\n  name: kamaji-system\n---\nkind: Deployment\nmetadata:\n  name: x\n  namespace: monitoring\n---\nkind: ClusterRole\nmetadata:\n  name: y\n---\n: not yaml [\n",
+        });
+        let f = release_fields(&r).unwrap();
+        // The overlay wins over the chart default; non-booleans are not toggles.
+        assert_eq!(
+            f.toggles,
+            BTreeMap::from([("kamaji.enabled".into(), true), ("kamaji.etcd.enabled".into(), false), ("monitoring.enabled".into(), true)])
+        );
+        assert_eq!(f.namespaces, ["kamaji-system", "kmetal-system", "monitoring"]);
     }
 
     fn release(version: i64, status: &str) -> Value {
