@@ -8,78 +8,16 @@ mod common;
 use common::Kmdr;
 use kmdr_sources::platform::values_from_yaml;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/fake-kube-api.py");
-
-/// The fake API server, stopped when dropped.
-struct FakeKube {
-    child: Child,
-    url: String,
-}
-
-impl FakeKube {
-    fn start() -> FakeKube {
-        let mut child = Command::new("python3")
-            .arg(SCRIPT)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start python3 scripts/fake-kube-api.py");
-        // The script prints "PORT N" once it listens.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().strip_prefix("PORT ").unwrap_or_else(|| panic!("fake API said {line:?}"));
-        FakeKube { child, url: format!("http://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for FakeKube {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::kube::{FakeKube, SCRIPT};
 
 /// What the fake script says about its fixtures (`--print-values`, `--print-secret`).
 fn fixture(flag: &str) -> Value {
     let out = Command::new("python3").args([SCRIPT, flag]).output().unwrap();
     assert!(out.status.success());
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// A kubeconfig with context `fake` (current, the fake API) and `dead`
-/// (nothing listens there).
-fn kubeconfig(dir: &Path, url: &str) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1
-kind: Config
-clusters:
-- name: fake
-  cluster:
-    server: {url}
-- name: dead
-  cluster:
-    server: http://127.0.0.1:1
-contexts:
-- name: fake
-  context: {{cluster: fake, user: tester}}
-- name: dead
-  context: {{cluster: dead, user: tester}}
-current-context: fake
-users:
-- name: tester
-  user: {{token: not-a-real-token}}
-"
-        ),
-    )
-    .unwrap();
-    path
 }
 
 struct Setup {
@@ -96,7 +34,7 @@ fn setup() -> Setup {
     let kmdr = Kmdr::local(&dir);
     kmdr.init();
     let kube = FakeKube::start();
-    let kubeconfig = kubeconfig(&dir, &kube.url).display().to_string();
+    let kubeconfig = kube.kubeconfig(&dir).display().to_string();
     Setup { _tmp: tmp, dir, kmdr, kube, kubeconfig }
 }
 

@@ -4,6 +4,8 @@
 //! skipped on stderr.
 #![allow(dead_code)]
 
+pub mod kube;
+
 #[allow(unused_imports)]
 pub use kmdr_testkit::{free_port, have, make_pki, require_servers, Etcd};
 use std::path::{Path, PathBuf};
