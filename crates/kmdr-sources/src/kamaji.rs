@@ -706,6 +706,7 @@ pub async fn plan_tenants_restore(
         for f in m.files.iter().filter(|f| f.name.starts_with(&format!("{dir}/{SECRETS_DIR}/"))) {
             let s = read_yaml(repo, m, &f.name).await?;
             let (ns, n) = meta_name(&s);
+            push_namespace(&mut applies, &ns);
             applies.push(PlannedApply { kind: "Secret".into(), name: format!("{ns}/{n}"), how: "create-if-absent".into(), resource: SECRET, object: s.clone() });
             fallback.insert((ns, n), s);
         }
@@ -739,13 +740,7 @@ pub async fn plan_tenants_restore(
             tcp_exists: exists.contains(&(t.namespace.clone(), t.name.clone())),
             records_file: format!("{dir}/{RECORDS}"),
         });
-        applies.push(PlannedApply {
-            kind: "Namespace".into(),
-            name: t.namespace.clone(),
-            how: "create-if-absent".into(),
-            resource: NAMESPACE,
-            object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": t.namespace}}),
-        });
+        push_namespace(&mut applies, &t.namespace);
         for s in &t.secrets {
             let obj = read_yaml(repo, m, &format!("{dir}/{SECRETS_DIR}/{s}.yaml")).await?;
             applies.push(PlannedApply { kind: "Secret".into(), name: format!("{}/{s}", t.namespace), how: "apply".into(), resource: SECRET, object: obj });
@@ -764,6 +759,20 @@ pub async fn plan_tenants_restore(
         }
     }
     Ok((TenantsRestorePlan { backup: m.id.to_string(), cluster: kube.url().into(), tenants, applies }, PlanStores { stores }))
+}
+
+/// A Namespace created when absent, once per plan.
+fn push_namespace(applies: &mut Vec<PlannedApply>, ns: &str) {
+    if applies.iter().any(|a| a.kind == "Namespace" && a.name == ns) {
+        return;
+    }
+    applies.push(PlannedApply {
+        kind: "Namespace".into(),
+        name: ns.into(),
+        how: "create-if-absent".into(),
+        resource: NAMESPACE,
+        object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    });
 }
 
 /// What a restore did.

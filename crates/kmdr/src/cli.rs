@@ -114,8 +114,12 @@ Examples:\n  kmdr watch\n  kmdr watch --until-healthy --timeout 30m --interval 1
     Watch(WatchArgs),
 }
 
+/// `500ms`, or what plans take: `90s`, `15m`, `1h30m`.
 fn parse_human_duration(s: &str) -> Result<std::time::Duration, String> {
-    kmdr_plan::parse::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration (e.g. 90s, 15m, 1h30m)"))
+    if let Some(ms) = s.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok()) {
+        return Ok(std::time::Duration::from_millis(ms));
+    }
+    kmdr_plan::parse::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration (e.g. 500ms, 90s, 15m, 1h30m)"))
 }
 
 #[derive(Debug, Args)]

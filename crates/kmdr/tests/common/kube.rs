@@ -34,12 +34,12 @@ impl FakeKube {
         FakeKube::spawn(&[])
     }
 
-    /// The fake with the built-in Helm fixtures plus `fixtures` (a fixtures
-    /// document: objects, resources, rules, immutable).
+    /// The fake with only `fixtures` (a fixtures document: objects,
+    /// resources, rules, immutable), without the built-in Helm release.
     pub fn with_fixtures(dir: &Path, fixtures: &Value) -> FakeKube {
-        let path = dir.join(format!("fixtures-{}.json", std::process::id()));
+        let path = dir.join("fake-kube-fixtures.json");
         std::fs::write(&path, serde_json::to_vec_pretty(fixtures).unwrap()).unwrap();
-        FakeKube::spawn(&["--fixtures".into(), path.display().to_string()])
+        FakeKube::spawn(&["--bare".into(), "--fixtures".into(), path.display().to_string()])
     }
 
     fn spawn(args: &[String]) -> FakeKube {
