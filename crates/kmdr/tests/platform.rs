@@ -249,3 +249,37 @@ fn a_plan_with_a_helm_source() {
     assert_eq!(drift["level"], "OK", "the deployed release is the one backed up: {drift}");
     assert!(drift["message"].as_str().unwrap().contains("revision 2"), "{drift}");
 }
+
+/// `--execute` waits, after helm, until no pod is outside Running/Completed:
+/// it succeeds once the fake's pods start, and exits 11 when one never does.
+#[test]
+fn execute_waits_for_pods() {
+    let s = setup();
+    s.kmdr.ok(&backup_args(&s.kubeconfig, &[]));
+    let bin = s.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let p = bin.join("helm");
+    std::fs::write(&p, "#!/bin/sh\necho helm ok\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let k = Kmdr { extra_env: vec![("PATH".into(), bin.display().to_string())], ..Kmdr::local(&s.dir) };
+    s.kube.load(&serde_json::json!({"objects": [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "kamaji-0", "namespace": "kmetal-system"}, "status": {"phase": "Pending"}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "migrate-1", "namespace": "kmetal-system"}, "status": {"phase": "Succeeded"}},
+    ], "rules": [{"kind": "Pod", "on": "start", "match": {"metadata.name": "kamaji-0"}, "afterMs": 800, "set": {"status.phase": "Running"}}]}));
+    let to = s.dir.join("restore").display().to_string();
+    let args = ["restore", "platform", "latest", "--to", &to, "--execute", "--kubeconfig", &s.kubeconfig, "--interval", "100ms", "--timeout", "30s"];
+    let o = k.run(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("pods: 1 of 2 Running/Completed") && err.contains("pods: 2 of 2 Running/Completed"), "{err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("every pod is Running or Completed"));
+    // A pod that never runs: exit 11 naming it.
+    s.kube.load(&serde_json::json!({"objects": [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stuck", "namespace": "kmetal-system"}, "status": {"phase": "Pending"}}]}));
+    let err = k.fails(&["restore", "platform", "latest", "--to", &to, "--execute", "-q", "--kubeconfig", &s.kubeconfig, "--interval", "100ms", "--timeout", "1s"], 11);
+    assert!(err.contains("kmetal-system/stuck Pending"), "{err}");
+}
