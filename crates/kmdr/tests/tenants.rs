@@ -7,29 +7,14 @@
 mod common;
 
 use common::kube::FakeKube;
-use common::Kmdr;
+use common::{under, Kmdr};
 use kmdr_testkit::{Etcd, Postgres};
 use serde_json::{json, Value};
 use std::path::Path;
 
 fn b64(s: &str) -> String {
-    use std::io::Write;
-    // base64 without a dependency: the openssl-free way is fine for short strings.
-    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = s.as_bytes();
-    let mut out = Vec::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.write_all(&[table[(n >> (18 - 6 * i) & 63) as usize]]).unwrap();
-            } else {
-                out.push(b'=');
-            }
-        }
-    }
-    String::from_utf8(out).unwrap()
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 fn host_port(url: &str) -> String {
@@ -101,10 +86,6 @@ fn kubeconfig(kube: &FakeKube, dir: &Path, name: &str) -> String {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).unwrap();
     kube.kubeconfig(&d).display().to_string()
-}
-
-async fn under(e: &Etcd, prefix: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
-    e.dump().await.into_iter().filter(|(k, _)| k.starts_with(prefix.as_bytes())).collect()
 }
 
 fn writes_desc(kube: &FakeKube) -> Vec<String> {

@@ -25,6 +25,11 @@ macro_rules! need_etcd {
     };
 }
 
+/// `(key, value)` of every key under `prefix`, sorted, as etcdctl would list them.
+pub async fn under(e: &Etcd, prefix: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    e.dump().await.into_iter().filter(|(k, _)| k.starts_with(prefix.as_bytes())).collect()
+}
+
 /// A repository in a temp dir with its key file, and the kmdr binary.
 pub struct Kmdr {
     pub repo: String,
