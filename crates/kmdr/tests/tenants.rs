@@ -259,7 +259,7 @@ async fn wait_for_ready_times_out_and_watch_waits_for_health() {
     ]});
     let old = FakeKube::with_fixtures(d, &fx);
     let old_kc = kubeconfig(&old, d, "old");
-    k.ok(&["backup", "tenants", "tenants/alpha", "--kubeconfig", &old_kc]);
+    let m = k.json(&["backup", "tenants", "tenants/alpha", "--kubeconfig", &old_kc]);
     // An unknown TCP: not found, 5, naming the ones there.
     let err = k.fails(&["backup", "tenants", "tenants/nope", "--kubeconfig", &old_kc], 5);
     assert!(err.contains("tenants/alpha"), "{err}");
@@ -268,6 +268,28 @@ async fn wait_for_ready_times_out_and_watch_waits_for_health() {
     // A Kamaji that never makes the TCP Ready: exit 11 after --timeout, the data and manifests in place.
     let stuck = FakeKube::with_fixtures(d, &fresh_fixtures(false));
     let kc = kubeconfig(&stuck, d, "stuck");
+
+    // Data before manifests: the tenant's records are damaged in the
+    // repository, so writing the data fails after every check passed; no
+    // manifest may have been sent.
+    let records = m["files"].as_array().unwrap().iter().find(|f| f["name"] == "tenants/tenants/alpha/records").unwrap().clone();
+    let mut saved = Vec::new();
+    for c in records["chunks"].as_array().unwrap() {
+        let id = c["id"].as_str().unwrap();
+        let path = Path::new(&k.repo).join("data").join(&id[..2]).join(id);
+        let orig = std::fs::read(&path).unwrap();
+        let mut bad = orig.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
+        std::fs::write(&path, bad).unwrap();
+        saved.push((path, orig));
+    }
+    let err = k.fails(&["restore", "tenants", "latest", "-q", "--kubeconfig", &kc], 7);
+    assert!(err.contains("tenants_alpha") || err.contains("damaged") || err.contains("failed its checks"), "{err}");
+    assert_eq!(writes_desc(&stuck), Vec::<String>::new(), "a manifest was applied although the data was not restored");
+    for (path, orig) in saved {
+        std::fs::write(path, orig).unwrap();
+    }
     let err = k.fails(&["restore", "tenants", "latest", "-q", "--kubeconfig", &kc, "--timeout", "2s", "--interval", "200ms"], 11);
     assert!(err.contains("TenantControlPlanes not Ready after 2") && err.contains("tenants/alpha"), "{err}");
     assert_eq!(under(&etcd, "/tenants_alpha/").await.len(), 50);
