@@ -176,6 +176,70 @@ pub struct HelmReleaseInfo {
     pub secrets: Vec<String>,
 }
 
+/// What a Kamaji tenants backup recorded (`kmdr backup tenants`): for each
+/// TenantControlPlane, its datastore data and its manifests (DataStore, the
+/// TCP, its KamajiControlPlane and Cluster API Cluster, its Secrets), taken in
+/// one run. The files of tenant `NS/NAME` sit under `tenants/NS/NAME/`, those
+/// of DataStore `DS` under `datastores/DS/` (docs/design.md, "Tenants
+/// backups"). Never holds a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KamajiTenantsInfo {
+    /// The Kubernetes API the objects were read from.
+    pub cluster: String,
+    /// Its version (`/version` gitVersion).
+    #[serde(default)]
+    pub kubernetes_version: Option<String>,
+    /// The tenants, sorted by namespace and name.
+    pub tenants: Vec<KamajiTenantInfo>,
+    /// The DataStores the tenants use, sorted by name.
+    pub datastores: Vec<KamajiDataStoreInfo>,
+}
+
+/// One TenantControlPlane of a tenants backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KamajiTenantInfo {
+    pub namespace: String,
+    pub name: String,
+    /// The TCP's uid when it was backed up (a restored TCP gets a new one).
+    pub uid: String,
+    /// The DataStore (`spec.dataStore`, else `status.storage.dataStoreName`).
+    pub datastore: String,
+    /// `spec.dataStoreSchema` as written into the backed-up manifest.
+    pub schema: String,
+    /// `spec.dataStoreUsername` as written into the backed-up manifest.
+    pub username: String,
+    /// Which of the two were missing from the spec and were taken from
+    /// `status.storage.setup` (`dataStoreSchema`, `dataStoreUsername`).
+    #[serde(default)]
+    pub filled_from_status: Vec<String>,
+    /// The owning KamajiControlPlane, when there is one.
+    #[serde(default)]
+    pub kamaji_control_plane: Option<String>,
+    /// The Cluster API Cluster, when there is one.
+    #[serde(default)]
+    pub capi_cluster: Option<String>,
+    /// The tenant's Secrets (`<tcp>-*` in its namespace), by name.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// The tenant's datastore data, as a tenant data backup records it.
+    pub data: TenantDataInfo,
+}
+
+/// One DataStore of a tenants backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KamajiDataStoreInfo {
+    pub name: String,
+    /// Kamaji's `spec.driver`: `etcd`, `PostgreSQL`, `MySQL` or `NATS`.
+    pub driver: String,
+    /// `spec.endpoints`.
+    pub endpoints: Vec<String>,
+    /// The URL kmdr connected to, without credentials.
+    pub url: String,
+    /// The Secrets its credentials and certificates come from, `namespace/name`.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
 /// Where a backup's data came from; one variant per backup kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -186,6 +250,8 @@ pub enum SourceInfo {
     TenantData(TenantDataInfo),
     /// The platform layer's Helm release (values overlay) and its Secrets.
     HelmRelease(HelmReleaseInfo),
+    /// Kamaji tenants end to end: data and manifests of TenantControlPlanes.
+    KamajiTenants(KamajiTenantsInfo),
     /// Anything else: kept as raw JSON so older readers still list newer kinds.
     #[serde(untagged)]
     Other(serde_json::Value),
@@ -261,6 +327,12 @@ impl Manifest {
             SourceInfo::HelmRelease(h) => format!(
                 "helm release {}/{} chart {}-{} rev {} {} ({} secrets) ({})",
                 h.namespace, h.release, h.chart, h.chart_version, h.revision, h.status, h.secrets.len(), h.cluster
+            ),
+            SourceInfo::KamajiTenants(k) => format!(
+                "kamaji tenants {} ({} keys) ({})",
+                k.tenants.iter().map(|t| format!("{}/{}", t.namespace, t.name)).collect::<Vec<_>>().join(","),
+                k.tenants.iter().map(|t| t.data.key_count).sum::<u64>(),
+                k.cluster
             ),
             SourceInfo::Other(v) => v
                 .get("type")

@@ -100,6 +100,41 @@ fails.\n\nExample:\n  kmdr drill --plan examples/lab.yaml --report-dir drills/")
     /// The runbook's monthly review, automated
     #[command(subcommand)]
     Runbook(RunbookCommand),
+    /// Recovery monitoring on one screen: pods, TenantControlPlanes, DataStores, Clusters, Helm releases
+    #[command(long_about = "The runbook's recovery monitoring in one screen, refreshed every --interval: pods that are \
+not Running or Completed (grouped by namespace; a container waiting in CrashLoopBackOff counts as not running), every \
+TenantControlPlane and its status.kubernetesResources.version.status, the DataStores, the Cluster API Clusters and \
+their phase, and the newest revision of every Helm release (its sh.helm.release.v1 Secret).\n\n\
+Healthy means: no such pod, every TCP Ready, every Cluster Provisioned, every release's newest revision deployed. \
+On a terminal the screen is redrawn in place; otherwise a plain snapshot is printed each time it changes. -o json \
+prints one snapshot per line (JSON Lines).\n\n\
+--until-healthy exits 0 as soon as it is healthy. --timeout ends the watch: with --until-healthy and not healthy by \
+then, exit 11. A Kubernetes API that does not answer is exit 6.\n\n\
+Examples:\n  kmdr watch\n  kmdr watch --until-healthy --timeout 30m --interval 10s\n  kmdr watch --until-healthy -o json | tail -1")]
+    Watch(WatchArgs),
+}
+
+/// `500ms`, or what plans take: `90s`, `15m`, `1h30m`.
+fn parse_human_duration(s: &str) -> Result<std::time::Duration, String> {
+    if let Some(ms) = s.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok()) {
+        return Ok(std::time::Duration::from_millis(ms));
+    }
+    kmdr_plan::parse::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration (e.g. 500ms, 90s, 15m, 1h30m)"))
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Exit 0 as soon as everything is healthy
+    #[arg(long)]
+    pub until_healthy: bool,
+    /// Stop after this long (with --until-healthy: exit 11 if not healthy by then)
+    #[arg(long, value_name = "D", value_parser = parse_human_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// How often to look
+    #[arg(long, value_name = "D", value_parser = parse_human_duration, default_value = "5s")]
+    pub interval: std::time::Duration,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -316,6 +351,39 @@ The cluster is found as kubectl finds it: --kubeconfig, --context, KUBECONFIG, ~
 service account. It needs get/list on Secrets in the release namespace (and get on each --secret).\n\n\
 Example:\n  kmdr backup platform --release kmetal -n kmetal-system --secret kmetal-system/registry-creds")]
     Platform(BackupPlatformArgs),
+    /// Back up Kamaji tenants end to end: datastore data, TenantControlPlane, DataStore, KamajiControlPlane, Cluster, Secrets
+    #[command(long_about = "Back up each selected TenantControlPlane (kamaji.clastix.io/v1alpha1) end to end, in one backup:\n\n  \
+- its datastore data (the tenant's prefix, database or bucket), read through the DataStore the TCP uses: driver and \
+endpoints from the DataStore's spec, the user, password, CA and client certificate from the Secrets (or content) its \
+basicAuth and tlsConfig name, the schema from the TCP;\n  \
+- the manifests: the DataStore, the TCP, its owning KamajiControlPlane and Cluster API Cluster, and the tenant's \
+Secrets (<tcp>-* in its namespace: CAs, certificates, datastore config, kubeconfigs), cleaned of status and \
+server-set fields and of ownerReferences.\n\n\
+Every TCP manifest carries spec.dataStoreSchema and spec.dataStoreUsername, taken from status.storage.setup when \
+the spec lacks them: a TCP re-applied without them gets a new, EMPTY schema.\n\n\
+--datastore-endpoint DS=HOST:PORT reaches a DataStore at another address than its spec.endpoints (when kmdr runs \
+outside the cluster network, e.g. through a port-forward).\n\n\
+Examples:\n  kmdr backup tenants --all\n  kmdr backup tenants tenants/tenant-a tenants/tenant-b --context under-1\n  \
+kmdr backup tenants --all --datastore-endpoint default=127.0.0.1:2379")]
+    Tenants(BackupTenantsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupTenantsArgs {
+    /// TenantControlPlanes as NAMESPACE/NAME
+    #[arg(value_name = "NS/NAME", required_unless_present = "all", conflicts_with = "all")]
+    pub tenants: Vec<String>,
+    /// Every TenantControlPlane in the cluster
+    #[arg(long)]
+    pub all: bool,
+    /// Reach DataStore DS at HOST:PORT[,HOST:PORT] instead of its spec.endpoints (repeatable)
+    #[arg(long = "datastore-endpoint", value_name = "DS=HOST:PORT", value_parser = parse_tag)]
+    pub endpoints: Vec<(String, String)>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Label the backup (repeatable): --tag env=prod
+    #[arg(long = "tag", value_name = "K=V", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
 }
 
 /// How to reach Kubernetes, as kubectl's flags say it.
@@ -442,6 +510,48 @@ CHART defaults to the chart's name: pass --chart with where it is published (oci
 `helm repo add`). --execute runs the commands (helm and kubectl must be on PATH); --dry-run only prints what would \
 be written and run.\n\nExample:\n  kmdr restore platform latest --to /root/kmetal-restore --chart oci://ghcr.io/clastix/oci/kmetal --execute")]
     Platform(RestorePlatformArgs),
+    /// Restore Kamaji tenants: data first, then DataStore, Secrets, TenantControlPlane, KamajiControlPlane, Cluster; wait for Ready
+    #[command(long_about = "Restore the tenants of a `kmdr backup tenants` backup (ID or `latest`), in this order:\n\n  \
+1. check: a TenantControlPlane that exists with another dataStoreSchema (its spec, status.storage.setup.schema, \
+else its UID) is refused, exit 8, nothing written; a datastore schema that already holds keys is refused unless \
+--force;\n  \
+2. the data of every tenant into the datastore its backed-up DataStore names (only the tenant's prefix, database or \
+bucket: never another tenant's keys);\n  \
+3. by server-side apply (field manager kmdr, forced): the DataStore (its credential Secrets created only when \
+absent), the tenant's Namespace (when absent), its Secrets (the CA first of all, before the TCP), the TCP with \
+spec.dataStoreSchema/dataStoreUsername, the KamajiControlPlane, the Cluster;\n  \
+4. wait until every restored TCP reports status.kubernetesResources.version.status Ready (--timeout, exit 11).\n\n\
+kmdr never deletes anything, and never a TenantControlPlane: deleting one drops its data. --dry-run checks and \
+prints the plan and sends no write.\n\n\
+Examples:\n  kmdr restore tenants latest --dry-run\n  kmdr restore tenants latest --only tenants/tenant-a --timeout 20m")]
+    Tenants(RestoreTenantsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreTenantsArgs {
+    /// Backup id (or a unique prefix), or `latest`
+    #[arg(value_name = "ID|latest")]
+    pub id: String,
+    /// Only this tenant, NAMESPACE/NAME (repeatable)
+    #[arg(long, value_name = "NS/NAME")]
+    pub only: Vec<String>,
+    /// Replace the keys a tenant's schema holds in its datastore now
+    #[arg(long)]
+    pub force: bool,
+    /// Check and print the plan; send no write
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long to wait for the TenantControlPlanes to be Ready
+    #[arg(long, value_name = "D", value_parser = parse_human_duration, default_value = "15m")]
+    pub timeout: std::time::Duration,
+    /// How often to look while waiting
+    #[arg(long, value_name = "D", value_parser = parse_human_duration, default_value = "2s")]
+    pub interval: std::time::Duration,
+    /// Reach DataStore DS at HOST:PORT[,HOST:PORT] instead of its spec.endpoints (repeatable)
+    #[arg(long = "datastore-endpoint", value_name = "DS=HOST:PORT", value_parser = parse_tag)]
+    pub endpoints: Vec<(String, String)>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -461,6 +571,12 @@ pub struct RestorePlatformArgs {
     /// Print what would be written and run; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// With --execute: how long to wait, after helm, for every pod to be Running or Completed
+    #[arg(long, value_name = "D", value_parser = parse_human_duration, default_value = "15m")]
+    pub timeout: std::time::Duration,
+    /// How often to look while waiting
+    #[arg(long, value_name = "D", value_parser = parse_human_duration, default_value = "5s")]
+    pub interval: std::time::Duration,
     #[command(flatten)]
     pub kube: KubeArgs,
 }

@@ -3,6 +3,8 @@
 
 use kmdr_repo::Error as RepoError;
 use kmdr_sources::etcd::EtcdError;
+use kmdr_sources::health::WaitError;
+use kmdr_sources::kamaji::TenantsError;
 use kmdr_sources::kube::KubeError;
 use kmdr_sources::platform::PlatformError;
 use kmdr_sources::tenant::records::RecordError;
@@ -21,6 +23,8 @@ pub const DAMAGED: i32 = 7;
 pub const REFUSED: i32 = 8;
 pub const STORAGE: i32 = 9;
 pub const OTHER: i32 = 10;
+/// A wait ran out: TenantControlPlanes not Ready, pods not Running, not healthy.
+pub const TIMEOUT: i32 = 11;
 
 /// Shown at the end of `kmdr --help`.
 pub const EXIT_CODES_HELP: &str = "\
@@ -36,9 +40,11 @@ Exit codes:
      TLS failure, snapshot failed its checksum, a tenant restore stopped part way
   7  damaged data: a stored object failed its checks; nothing was restored
   8  refused or local target problem: data dir or tenant not empty (use --force), file exists,
-     restore tool (etcdutl, helm, kubectl) missing, cannot write the restore target (e.g. its disk is full)
+     restore tool (etcdutl, helm, kubectl) missing, cannot write the restore target (e.g. its disk is full),
+     a TenantControlPlane exists with another dataStoreSchema (restore tenants)
   9  storage failure: disk full, permission denied, object store unreachable
- 10  any other error";
+ 10  any other error
+ 11  timed out waiting: TenantControlPlanes not Ready, pods not Running/Completed, watch --until-healthy";
 
 fn repo_code(e: &RepoError) -> i32 {
     match e {
@@ -103,9 +109,35 @@ fn platform_code(e: &PlatformError) -> i32 {
     }
 }
 
+fn tenants_code(e: &TenantsError) -> i32 {
+    match e {
+        TenantsError::Kube(k) => kube_code(k),
+        TenantsError::Tenant(t) => tenant_code(t),
+        TenantsError::Repo(r) => repo_code(r),
+        TenantsError::TcpNotFound { .. } | TenantsError::NoTenants { .. } | TenantsError::NotInBackup { .. } | TenantsError::WrongKind { .. } => NOT_FOUND,
+        TenantsError::SchemaMismatch { .. } | TenantsError::Local(_) => REFUSED,
+        TenantsError::NotReady { .. } => TIMEOUT,
+        TenantsError::BadRef(_) => 2,
+        TenantsError::BadFile { .. } => DAMAGED,
+        TenantsError::NotSetUp { .. } | TenantsError::DataStore { .. } => SOURCE,
+    }
+}
+
 /// The exit code for an error: the first cause kmdr knows decides.
 pub fn code_for(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
+        if let Some(x) = cause.downcast_ref::<TenantsError>() {
+            return tenants_code(x);
+        }
+        if let Some(x) = cause.downcast_ref::<WaitError>() {
+            return match x {
+                WaitError::Kube(k) => kube_code(k),
+                WaitError::Pods(_) => TIMEOUT,
+            };
+        }
+        if cause.is::<crate::commands::NotHealthy>() {
+            return TIMEOUT;
+        }
         if let Some(x) = cause.downcast_ref::<TenantError>() {
             return tenant_code(x);
         }

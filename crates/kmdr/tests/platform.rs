@@ -8,78 +8,16 @@ mod common;
 use common::Kmdr;
 use kmdr_sources::platform::values_from_yaml;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/fake-kube-api.py");
-
-/// The fake API server, stopped when dropped.
-struct FakeKube {
-    child: Child,
-    url: String,
-}
-
-impl FakeKube {
-    fn start() -> FakeKube {
-        let mut child = Command::new("python3")
-            .arg(SCRIPT)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start python3 scripts/fake-kube-api.py");
-        // The script prints "PORT N" once it listens.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().strip_prefix("PORT ").unwrap_or_else(|| panic!("fake API said {line:?}"));
-        FakeKube { child, url: format!("http://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for FakeKube {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::kube::{FakeKube, SCRIPT};
 
 /// What the fake script says about its fixtures (`--print-values`, `--print-secret`).
 fn fixture(flag: &str) -> Value {
     let out = Command::new("python3").args([SCRIPT, flag]).output().unwrap();
     assert!(out.status.success());
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// A kubeconfig with context `fake` (current, the fake API) and `dead`
-/// (nothing listens there).
-fn kubeconfig(dir: &Path, url: &str) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1
-kind: Config
-clusters:
-- name: fake
-  cluster:
-    server: {url}
-- name: dead
-  cluster:
-    server: http://127.0.0.1:1
-contexts:
-- name: fake
-  context: {{cluster: fake, user: tester}}
-- name: dead
-  context: {{cluster: dead, user: tester}}
-current-context: fake
-users:
-- name: tester
-  user: {{token: not-a-real-token}}
-"
-        ),
-    )
-    .unwrap();
-    path
 }
 
 struct Setup {
@@ -96,7 +34,7 @@ fn setup() -> Setup {
     let kmdr = Kmdr::local(&dir);
     kmdr.init();
     let kube = FakeKube::start();
-    let kubeconfig = kubeconfig(&dir, &kube.url).display().to_string();
+    let kubeconfig = kube.kubeconfig(&dir).display().to_string();
     Setup { _tmp: tmp, dir, kmdr, kube, kubeconfig }
 }
 
@@ -310,4 +248,38 @@ fn a_plan_with_a_helm_source() {
     let drift = findings.as_array().unwrap().iter().find(|f| f["check"] == "platform-drift").unwrap().clone();
     assert_eq!(drift["level"], "OK", "the deployed release is the one backed up: {drift}");
     assert!(drift["message"].as_str().unwrap().contains("revision 2"), "{drift}");
+}
+
+/// `--execute` waits, after helm, until no pod is outside Running/Completed:
+/// it succeeds once the fake's pods start, and exits 11 when one never does.
+#[test]
+fn execute_waits_for_pods() {
+    let s = setup();
+    s.kmdr.ok(&backup_args(&s.kubeconfig, &[]));
+    let bin = s.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let p = bin.join("helm");
+    std::fs::write(&p, "#!/bin/sh\necho helm ok\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let k = Kmdr { extra_env: vec![("PATH".into(), bin.display().to_string())], ..Kmdr::local(&s.dir) };
+    s.kube.load(&serde_json::json!({"objects": [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "kamaji-0", "namespace": "kmetal-system"}, "status": {"phase": "Pending"}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "migrate-1", "namespace": "kmetal-system"}, "status": {"phase": "Succeeded"}},
+    ], "rules": [{"kind": "Pod", "on": "start", "match": {"metadata.name": "kamaji-0"}, "afterMs": 800, "set": {"status.phase": "Running"}}]}));
+    let to = s.dir.join("restore").display().to_string();
+    let args = ["restore", "platform", "latest", "--to", &to, "--execute", "--kubeconfig", &s.kubeconfig, "--interval", "100ms", "--timeout", "30s"];
+    let o = k.run(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("pods: 1 of 2 Running/Completed") && err.contains("pods: 2 of 2 Running/Completed"), "{err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("every pod is Running or Completed"));
+    // A pod that never runs: exit 11 naming it.
+    s.kube.load(&serde_json::json!({"objects": [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stuck", "namespace": "kmetal-system"}, "status": {"phase": "Pending"}}]}));
+    let err = k.fails(&["restore", "platform", "latest", "--to", &to, "--execute", "-q", "--kubeconfig", &s.kubeconfig, "--interval", "100ms", "--timeout", "1s"], 11);
+    assert!(err.contains("kmetal-system/stuck Pending"), "{err}");
 }

@@ -4,16 +4,11 @@
 
 mod common;
 
-use common::Kmdr;
+use common::{under, Kmdr};
 use kmdr_testkit::{Etcd, Postgres};
 
 fn etcd_url(e: &Etcd) -> String {
     e.client_url.replace("http://", "etcd://")
-}
-
-/// `(key, value)` of every key under `prefix`, sorted, as etcdctl would list them.
-async fn under(e: &Etcd, prefix: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
-    e.dump().await.into_iter().filter(|(k, _)| k.starts_with(prefix.as_bytes())).collect()
 }
 
 #[tokio::test]

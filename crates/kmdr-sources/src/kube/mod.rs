@@ -7,7 +7,8 @@
 //! `kubectl proxy`) work as well.
 
 use k8s_openapi::api::core::v1::Secret;
-use ::kube::api::{Api, ListParams};
+use ::kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use serde_json::Value;
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::{Client, Config};
 use std::path::PathBuf;
@@ -42,7 +43,7 @@ pub enum KubeError {
     #[error("cannot reach the Kubernetes API at {url}: {detail}; check --kubeconfig/--context")]
     Unreachable { url: String, detail: String },
     /// The API server refused the credentials or the permission.
-    #[error("the Kubernetes API at {url} refused {op}: {detail}; check the user of --context and that it may get and list Secrets there")]
+    #[error("the Kubernetes API at {url} refused {op}: {detail}; check the user of --context and that its RBAC allows it")]
     Auth { url: String, op: String, detail: String },
     /// The object does not exist.
     #[error("{what} not found at {url}")]
@@ -51,6 +52,45 @@ pub enum KubeError {
     #[error("the Kubernetes API at {url} failed {op}: {detail}")]
     Api { url: String, op: String, detail: String },
 }
+
+/// The field manager of every server-side apply kmdr sends.
+pub const FIELD_MANAGER: &str = "kmdr";
+
+/// A resource kmdr reads or writes as plain JSON (no typed struct, no
+/// discovery: the API path is built from these fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceKind {
+    /// `v1` or `GROUP/VERSION`.
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+}
+
+impl ResourceKind {
+    fn resource(&self) -> ApiResource {
+        let (group, version) = self.api_version.split_once('/').unwrap_or(("", self.api_version));
+        ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: self.api_version.into(),
+            kind: self.kind.into(),
+            plural: self.plural.into(),
+        }
+    }
+
+    /// `plural.group` as kubectl names the resource (`tenantcontrolplanes.kamaji.clastix.io`).
+    pub fn resource_name(&self) -> String {
+        match self.api_version.split_once('/') {
+            Some((group, _)) => format!("{}.{group}", self.plural),
+            None => self.plural.to_string(),
+        }
+    }
+}
+
+pub const SECRET: ResourceKind = ResourceKind { api_version: "v1", kind: "Secret", plural: "secrets", namespaced: true };
+pub const NAMESPACE: ResourceKind = ResourceKind { api_version: "v1", kind: "Namespace", plural: "namespaces", namespaced: false };
+pub const POD: ResourceKind = ResourceKind { api_version: "v1", kind: "Pod", plural: "pods", namespaced: true };
 
 /// A connected client and the URL it talks to (for messages and manifests).
 #[derive(Clone)]
@@ -136,6 +176,63 @@ impl KubeClient {
             .map_err(|e| self.classify(e, &format!("reading Secret {namespace}/{name}"), &format!("Secret {namespace}/{name}")))
     }
 
+    fn dynamic(&self, kind: &ResourceKind, namespace: Option<&str>) -> Api<DynamicObject> {
+        let ar = kind.resource();
+        match namespace.filter(|_| kind.namespaced) {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            None => Api::all_with(self.client.clone(), &ar),
+        }
+    }
+
+    /// The object `namespace/name` (cluster-scoped kinds ignore the
+    /// namespace) as JSON, `None` when it does not exist.
+    pub async fn get_object(&self, kind: &ResourceKind, namespace: &str, name: &str) -> Result<Option<Value>, KubeError> {
+        let what = object_name(kind, namespace, name);
+        match self.logged(self.dynamic(kind, Some(namespace)).get(name)).await {
+            Ok(o) => Ok(Some(serde_json::to_value(o).expect("objects serialize"))),
+            Err(::kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) => Err(self.classify(e, &format!("reading {what}"), &what)),
+        }
+    }
+
+    /// The objects of `kind` in `namespace` (every namespace when `None`)
+    /// matching `label_selector`, as JSON. A kind the server does not serve
+    /// (its CRD is not installed) is [`KubeError::NotFound`].
+    pub async fn list_objects(&self, kind: &ResourceKind, namespace: Option<&str>, label_selector: &str) -> Result<Vec<Value>, KubeError> {
+        let where_ = namespace.map(|n| format!(" in namespace {n}")).unwrap_or_default();
+        let list = self
+            .logged(self.dynamic(kind, namespace).list(&ListParams::default().labels(label_selector)))
+            .await
+            .map_err(|e| self.classify(e, &format!("listing {}{where_}", kind.resource_name()), &format!("the resource {} (is its CRD installed?)", kind.resource_name())))?;
+        Ok(list.items.into_iter().map(|o| serde_json::to_value(o).expect("objects serialize")).collect())
+    }
+
+    /// Server-side apply of `object` (field manager `kmdr`, forced: kmdr
+    /// takes over the fields it restores). Returns the object as stored.
+    pub async fn apply_object(&self, kind: &ResourceKind, object: &Value) -> Result<Value, KubeError> {
+        let (ns, name) = meta_name(object);
+        let what = object_name(kind, &ns, &name);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let o = self
+            .logged(self.dynamic(kind, Some(&ns)).patch(&name, &params, &Patch::Apply(object)))
+            .await
+            .map_err(|e| self.classify(e, &format!("applying {what}"), &what))?;
+        Ok(serde_json::to_value(o).expect("objects serialize"))
+    }
+
+    /// Create `object` unless an object of that name exists (then nothing is
+    /// changed). Returns whether it was created.
+    pub async fn create_if_absent(&self, kind: &ResourceKind, object: &Value) -> Result<bool, KubeError> {
+        let (ns, name) = meta_name(object);
+        let what = object_name(kind, &ns, &name);
+        let obj: DynamicObject = serde_json::from_value(object.clone()).map_err(|e| KubeError::Api { url: self.url.clone(), op: format!("creating {what}"), detail: e.to_string() })?;
+        match self.logged(self.dynamic(kind, Some(&ns)).create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &obj)).await {
+            Ok(_) => Ok(true),
+            Err(::kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(self.classify(e, &format!("creating {what}"), &what)),
+        }
+    }
+
     /// Run a request, without kube-rs's own logging unless `log_requests`.
     async fn logged<F: std::future::Future>(&self, request: F) -> F::Output {
         use tracing::instrument::WithSubscriber;
@@ -163,6 +260,21 @@ impl KubeClient {
             ::kube::Error::Auth(_) => KubeError::Auth { url, op: op.to_string(), detail: error_chain(&e) },
             other => KubeError::Api { url, op: op.to_string(), detail: error_chain(&other) },
         }
+    }
+}
+
+/// `metadata.namespace` (empty when cluster-scoped) and `metadata.name`.
+pub fn meta_name(object: &Value) -> (String, String) {
+    let s = |k: &str| object["metadata"][k].as_str().unwrap_or("").to_string();
+    (s("namespace"), s("name"))
+}
+
+/// `Kind ns/name`, or `Kind name` for cluster-scoped kinds.
+pub fn object_name(kind: &ResourceKind, namespace: &str, name: &str) -> String {
+    if kind.namespaced && !namespace.is_empty() {
+        format!("{} {namespace}/{name}", kind.kind)
+    } else {
+        format!("{} {name}", kind.kind)
     }
 }
 

@@ -184,32 +184,54 @@ pub async fn backup_tenant<S: TenantStore>(
     progress: Option<Progress>,
 ) -> Result<Manifest, TenantError> {
     let mut session = BackupSession::start(repo, "kmdr backup tenant").await?;
+    let info = match export_into(&mut session, store, schema, opts.at, RECORDS_FILE, progress).await {
+        Ok(info) => info,
+        Err(e) => {
+            session.abort().await;
+            return Err(e);
+        }
+    };
+    let draft = ManifestDraft {
+        kind: KIND.into(),
+        layer: Layer::TenantControlPlanes,
+        series: format!("tenant/{schema}"),
+        tags: opts.tags.clone(),
+        source: SourceInfo::TenantData(info),
+    };
+    Ok(session.commit(draft).await?)
+}
+
+/// Export tenant `schema` of `store` as file `file` of an open backup
+/// session: what [`backup_tenant`] stores, for callers that put several
+/// tenants (or other files) into one backup. An empty tenant is
+/// [`TenantError::EmptySchema`]. On error the caller aborts the session.
+pub async fn export_into<S: TenantStore>(
+    session: &mut BackupSession,
+    store: &S,
+    schema: &str,
+    at: Option<i64>,
+    file: &str,
+    progress: Option<Progress>,
+) -> Result<TenantDataInfo, TenantError> {
     let (pipe_w, pipe_r) = tokio::io::duplex(1 << 20);
     let export = async move {
         let mut writer = RecordWriter::new(pipe_w);
-        let info = store.export(schema, opts.at, &mut writer).await?;
+        let info = store.export(schema, at, &mut writer).await?;
         let summary = writer.finish().await?;
         Ok::<_, TenantError>((info, summary))
     };
     let store_file = async {
         let mut pipe_r = pipe_r;
-        session.add_file(RECORDS_FILE, &mut pipe_r, progress).await
+        session.add_file(file, &mut pipe_r, progress).await
     };
     let (exported, stored) = tokio::join!(export, store_file);
     let (info, summary) = match (exported, stored) {
         (Ok(x), Ok(_)) => x,
         // The repository failed first; the export only saw its pipe close.
-        (Ok(_), Err(e)) | (Err(TenantError::Records(records::RecordError::Io(_))), Err(e)) => {
-            session.abort().await;
-            return Err(e.into());
-        }
-        (Err(e), _) => {
-            session.abort().await;
-            return Err(e);
-        }
+        (Ok(_), Err(e)) | (Err(TenantError::Records(records::RecordError::Io(_))), Err(e)) => return Err(e.into()),
+        (Err(e), _) => return Err(e),
     };
     if summary.count == 0 {
-        session.abort().await;
         return Err(TenantError::EmptySchema { schema: schema.into(), datastore: store.datastore() });
     }
     if info.skipped_keys > 0 {
@@ -220,25 +242,18 @@ pub async fn backup_tenant<S: TenantStore>(
             info.first_skipped.as_deref().unwrap_or("?")
         );
     }
-    let draft = ManifestDraft {
-        kind: KIND.into(),
-        layer: Layer::TenantControlPlanes,
-        series: format!("tenant/{schema}"),
-        tags: opts.tags.clone(),
-        source: SourceInfo::TenantData(TenantDataInfo {
-            driver: store.driver().to_string(),
-            datastore: store.datastore(),
-            schema: schema.into(),
-            key_root: store.key_root(schema),
-            revision: info.revision,
-            key_count: summary.count,
-            bytes: summary.bytes,
-            content_sha256: summary.content_sha256,
-            leased_keys: info.leased_keys,
-            skipped_keys: info.skipped_keys,
-        }),
-    };
-    Ok(session.commit(draft).await?)
+    Ok(TenantDataInfo {
+        driver: store.driver().to_string(),
+        datastore: store.datastore(),
+        schema: schema.into(),
+        key_root: store.key_root(schema),
+        revision: info.revision,
+        key_count: summary.count,
+        bytes: summary.bytes,
+        content_sha256: summary.content_sha256,
+        leased_keys: info.leased_keys,
+        skipped_keys: info.skipped_keys,
+    })
 }
 
 /// The tenant data a backup holds.
@@ -310,6 +325,20 @@ pub async fn restore_tenant<S: TenantStore>(
         id: manifest.id.to_string(),
         kind: manifest.id.kind().to_string(),
     })?;
+    restore_records(repo, store, entry, &plan.schema, plan.replace, progress).await
+}
+
+/// Stream the records file `entry` into tenant `schema` of `store` (its
+/// current keys removed first with `replace`): the write half of
+/// [`restore_tenant`], for any backup file in the records format.
+pub async fn restore_records<S: TenantStore>(
+    repo: &Repository,
+    store: &S,
+    entry: &kmdr_core::FileEntry,
+    schema: &str,
+    replace: bool,
+    progress: Option<Progress>,
+) -> Result<ImportInfo, TenantError> {
     let (pipe_w, pipe_r) = tokio::io::duplex(1 << 20);
     let read = async move {
         let mut pipe_w = pipe_w;
@@ -317,7 +346,7 @@ pub async fn restore_tenant<S: TenantStore>(
     };
     let write = async move {
         let mut reader = RecordReader::new(pipe_r);
-        store.import(&plan.schema, &mut reader, plan.replace).await
+        store.import(schema, &mut reader, replace).await
     };
     match tokio::join!(read, write) {
         (Ok(()), written) => written,

@@ -12,6 +12,7 @@ pub async fn run(g: &GlobalArgs, c: BackupCommand) -> Result<i32> {
         BackupCommand::Etcd(a) => etcd(g, a).await,
         BackupCommand::Tenant(a) => tenant(g, a).await,
         BackupCommand::Platform(a) => platform(g, a).await,
+        BackupCommand::Tenants(a) => tenants(g, a).await,
     }
 }
 
@@ -178,6 +179,35 @@ async fn platform(g: &GlobalArgs, a: crate::cli::BackupPlatformArgs) -> Result<i
         output::json(&m);
     } else {
         print_done(g, &m, &repo.location());
+    }
+    Ok(0)
+}
+
+/// `kmdr backup tenants [--all | NS/NAME ...]`: Kamaji tenants end to end.
+async fn tenants(g: &GlobalArgs, a: crate::cli::BackupTenantsArgs) -> Result<i32> {
+    use kmdr_sources::kamaji::{backup_tenants, TcpRef, TenantsBackupOptions};
+    let tenants = a.tenants.iter().map(|t| t.parse::<TcpRef>()).collect::<Result<Vec<_>, _>>()?;
+    // Open the repository first: a wrong key must fail before the cluster is read.
+    let repo = g.open_repo().await?;
+    let kube = a.kube.connect(g).await?;
+    let opts = TenantsBackupOptions { tenants, all: a.all, tags: a.tags.into_iter().collect(), endpoints: a.endpoints.into_iter().collect() };
+    let pb = output::bar(g.format, g.quiet, None, "tenant data");
+    let notify = super::notifier(g);
+    let m = backup_tenants(&repo, &kube, &opts, output::progress(&pb), &notify).await;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    let m = m?;
+    if g.format == Format::Json {
+        output::json(&m);
+    } else {
+        print_done(g, &m, &repo.location());
+        if let kmdr_core::SourceInfo::KamajiTenants(k) = &m.source {
+            for t in &k.tenants {
+                let filled = if t.filled_from_status.is_empty() { String::new() } else { format!(" ({} filled from status)", t.filled_from_status.join(", ")) };
+                eprintln!("  {}/{}: schema {}{filled}, {} keys, {} Secrets, datastore {}", t.namespace, t.name, t.schema, t.data.key_count, t.secrets.len(), t.datastore);
+            }
+        }
     }
     Ok(0)
 }

@@ -12,6 +12,8 @@ mod repo;
 mod restore;
 mod status;
 mod verify;
+mod watch;
+pub use watch::NotHealthy;
 
 use crate::cli::{Cli, Command, DatastoreArgs, GlobalArgs};
 use anyhow::Result;
@@ -32,12 +34,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Backup(a) => match (a.command, a.plan) {
             (Some(c), _) => backup::run(g, c).await,
             (None, Some(plan)) => backup::by_plan(g, &plan, a.layer.map(Into::into)).await,
-            (None, None) => Err(UsageError("say what to back up: `kmdr backup etcd|tenant|platform ...` or `kmdr backup --plan FILE` (see --help)".into()).into()),
+            (None, None) => Err(UsageError("say what to back up: `kmdr backup etcd|tenant|tenants|platform ...` or `kmdr backup --plan FILE` (see --help)".into()).into()),
         },
         Command::Restore(mut a) => match (a.command.take(), &a.plan) {
             (Some(c), _) => restore::run(g, c).await,
             (None, Some(_)) => restore::by_plan(g, a).await,
-            (None, None) => Err(UsageError("say what to restore: `kmdr restore etcd|tenant|platform ...` or `kmdr restore --plan FILE --layer L|--all` (see --help)".into()).into()),
+            (None, None) => Err(UsageError("say what to restore: `kmdr restore etcd|tenant|tenants|platform ...` or `kmdr restore --plan FILE --layer L|--all` (see --help)".into()).into()),
         },
         Command::Backups(c) => backups::run(g, c).await,
         Command::Verify(a) => verify::run(g, a).await,
@@ -48,6 +50,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Lab(c) => lab::run(g, c).await,
         Command::Status(a) => status::status(g, a).await,
         Command::Runbook(c) => status::runbook(g, c).await,
+        Command::Watch(a) => watch::run(g, a).await,
     }
 }
 
@@ -96,6 +99,25 @@ impl GlobalArgs {
     /// Whether human summaries go to stderr.
     pub fn chatty(&self) -> bool {
         !self.quiet && self.format == crate::output::Format::Text
+    }
+}
+
+impl crate::cli::KubeArgs {
+    /// A client for --kubeconfig/--context (kube-rs logs its requests only with -v or KMDR_LOG).
+    pub async fn connect(&self, g: &GlobalArgs) -> Result<kmdr_sources::kube::KubeClient> {
+        use kmdr_sources::kube::{KubeClient, KubeTarget};
+        let log_requests = g.verbose > 0 || std::env::var_os("KMDR_LOG").is_some();
+        Ok(KubeClient::connect(&KubeTarget { kubeconfig: self.kubeconfig.clone(), context: self.context.clone(), log_requests }).await?)
+    }
+}
+
+/// A progress line on stderr unless quiet or JSON.
+pub fn notifier(g: &GlobalArgs) -> impl Fn(&str) + Sync + use<> {
+    let chatty = g.chatty();
+    move |line: &str| {
+        if chatty {
+            eprintln!("{line}");
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub async fn run(g: &GlobalArgs, c: RestoreCommand) -> Result<i32> {
         RestoreCommand::Etcd(a) => etcd(g, a).await,
         RestoreCommand::Tenant(a) => tenant(g, a).await,
         RestoreCommand::Platform(a) => platform(g, a).await,
+        RestoreCommand::Tenants(a) => tenants(g, a).await,
     }
 }
 
@@ -262,7 +263,7 @@ async fn platform(g: &GlobalArgs, a: crate::cli::RestorePlatformArgs) -> Result<
     let repo = g.open_repo().await?;
     let id = repo.resolve(&a.id, Some(p::KIND)).await?;
     let manifest = repo.load_manifest(&id).await?;
-    let opts = PlatformRestoreOptions { to: a.to, chart: a.chart, kubeconfig: a.kube.kubeconfig, context: a.kube.context };
+    let opts = PlatformRestoreOptions { to: a.to, chart: a.chart, kubeconfig: a.kube.kubeconfig.clone(), context: a.kube.context.clone() };
     let plan = p::plan_platform_restore(&manifest, &opts)?;
     let lines = plan.command_lines();
     if a.dry_run {
@@ -292,6 +293,9 @@ async fn platform(g: &GlobalArgs, a: crate::cli::RestorePlatformArgs) -> Result<
             }
         };
         p::execute_restore(&plan, &notify).await?;
+        // The runbook's next step: wait until no pod is outside Running/Completed.
+        let kube = a.kube.connect(g).await?;
+        kmdr_sources::health::wait_pods(&kube, a.timeout, a.interval, &notify).await?;
     }
     if g.format == Format::Json {
         output::json(&json!({"backup": plan.backup, "plan": plan, "command_lines": lines, "executed": a.execute}));
@@ -300,7 +304,7 @@ async fn platform(g: &GlobalArgs, a: crate::cli::RestorePlatformArgs) -> Result<
             println!("wrote {}", f.path.display());
         }
         if a.execute {
-            println!("installed release {}/{} (chart {} {}); check `helm status {} -n {}` and that every pod is Running or Completed", plan.namespace, plan.release, plan.chart_ref, plan.chart_version, plan.release, plan.namespace);
+            println!("installed release {}/{} (chart {} {}); every pod is Running or Completed. Next: `kmdr restore tenants latest`", plan.namespace, plan.release, plan.chart_ref, plan.chart_version);
         } else {
             println!("run, in order (or pass --execute):");
             for l in &lines {
@@ -309,6 +313,58 @@ async fn platform(g: &GlobalArgs, a: crate::cli::RestorePlatformArgs) -> Result<
             if plan.chart_ref == plan.chart {
                 println!("CHART is the chart's name {:?}: replace it (or pass --chart) with where it is published, e.g. oci://REGISTRY/PATH/{}", plan.chart, plan.chart);
             }
+        }
+    }
+    Ok(0)
+}
+
+/// `kmdr restore tenants ID|latest [--only NS/NAME] [--dry-run]`: data, then
+/// manifests by server-side apply, then wait for Ready.
+async fn tenants(g: &GlobalArgs, a: crate::cli::RestoreTenantsArgs) -> Result<i32> {
+    use kmdr_sources::kamaji::{self as k, TcpRef, TenantsRestoreOptions};
+    let only = a.only.iter().map(|t| t.parse::<TcpRef>()).collect::<Result<Vec<_>, _>>()?;
+    let repo = g.open_repo().await?;
+    let id = repo.resolve(&a.id, Some(k::KIND)).await?;
+    let manifest = repo.load_manifest(&id).await?;
+    let kube = a.kube.connect(g).await?;
+    let opts = TenantsRestoreOptions { only, force: a.force, timeout: a.timeout, interval: a.interval, endpoints: a.endpoints.into_iter().collect() };
+    let (plan, stores) = k::plan_tenants_restore(&repo, &kube, &manifest, &opts).await?;
+    if a.dry_run {
+        if g.format == Format::Json {
+            output::json(&json!({"dry_run": true, "plan": plan}));
+        } else {
+            println!("restore plan (dry run, nothing changed) of {} into {}:", plan.backup, plan.cluster);
+            let mut n = 1;
+            for t in &plan.tenants {
+                let replace = if t.replace { format!(", replacing the {} keys there now", t.existing_keys) } else { String::new() };
+                println!("  {n}. data of {}/{}: write {} keys into schema {} of {}{replace}", t.namespace, t.name, t.write_keys, t.schema, t.target);
+                n += 1;
+            }
+            for x in &plan.applies {
+                let how = if x.how == "apply" { "apply " } else { "create" };
+                println!("  {n}. {how} {} {}", x.kind, x.name);
+                n += 1;
+            }
+            let names: Vec<String> = plan.tenants.iter().map(|t| format!("{}/{}", t.namespace, t.name)).collect();
+            println!("  {n}. wait up to {} for TenantControlPlanes {} to be Ready", human_duration(a.timeout), names.join(", "));
+        }
+        return Ok(0);
+    }
+    let notify = super::notifier(g);
+    let pb = output::bar(g.format, g.quiet, None, "tenant data");
+    let outcome = k::restore_tenants(&repo, &kube, &manifest, &plan, &stores, &opts, output::progress(&pb), &notify).await;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    let outcome = outcome?;
+    if g.format == Format::Json {
+        output::json(&json!({"backup": plan.backup, "plan": plan, "outcome": outcome}));
+    } else {
+        for t in &plan.tenants {
+            println!(
+                "restored tenant {}/{}: {} keys into schema {} of {}, manifests applied, Ready",
+                t.namespace, t.name, outcome.written.get(&format!("{}/{}", t.namespace, t.name)).copied().unwrap_or(0), t.schema, t.target
+            );
         }
     }
     Ok(0)

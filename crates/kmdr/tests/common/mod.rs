@@ -4,6 +4,8 @@
 //! skipped on stderr.
 #![allow(dead_code)]
 
+pub mod kube;
+
 #[allow(unused_imports)]
 pub use kmdr_testkit::{free_port, have, make_pki, require_servers, Etcd};
 use std::path::{Path, PathBuf};
@@ -21,6 +23,11 @@ macro_rules! need_etcd {
             return;
         }
     };
+}
+
+/// `(key, value)` of every key under `prefix`, sorted, as etcdctl would list them.
+pub async fn under(e: &Etcd, prefix: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    e.dump().await.into_iter().filter(|(k, _)| k.starts_with(prefix.as_bytes())).collect()
 }
 
 /// A repository in a temp dir with its key file, and the kmdr binary.
