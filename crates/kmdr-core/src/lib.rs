@@ -8,7 +8,7 @@ pub mod retention;
 
 pub use id::{BackupId, IdError};
 pub use manifest::{
-    ChunkRef, EtcdSnapshotInfo, HelmReleaseInfo, TenantDataInfo, FileEntry, Layer, Manifest, SourceInfo, BackupStats, MANIFEST_FORMAT,
+    ChunkRef, EtcdSnapshotInfo, HelmReleaseInfo, TenantDataInfo, FileEntry, Layer, Manifest, SourceInfo, BackupStats, MANIFEST_FORMAT, VolumeBackupInfo, VolumeItem,
 };
 pub use retention::{KeepPolicy, RetentionDecision};
 

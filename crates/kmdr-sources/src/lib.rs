@@ -8,3 +8,4 @@ pub mod inventory;
 pub mod kube;
 pub mod platform;
 pub mod tenant;
+pub mod volumes;

@@ -21,6 +21,8 @@ pub const DAMAGED: i32 = 7;
 pub const REFUSED: i32 = 8;
 pub const STORAGE: i32 = 9;
 pub const OTHER: i32 = 10;
+/// The volume backup tool did not finish within the entry's timeout.
+pub const TIMED_OUT: i32 = 11;
 
 /// Shown at the end of `kmdr --help`.
 pub const EXIT_CODES_HELP: &str = "\
@@ -33,12 +35,16 @@ Exit codes:
   5  not found: unknown or ambiguous backup id, unknown or empty tenant schema,
      unknown Helm release or Secret
   6  source problem: etcd, a tenant datastore or the Kubernetes API unreachable, credentials refused,
-     TLS failure, snapshot failed its checksum, a tenant restore stopped part way
+     TLS failure, snapshot failed its checksum, a tenant restore stopped part way,
+     the volume backup tool reported failure (Velero PartiallyFailed/Failed, K10 Failed)
   7  damaged data: a stored object failed its checks; nothing was restored
   8  refused or local target problem: data dir or tenant not empty (use --force), file exists,
-     restore tool (etcdutl, helm, kubectl) missing, cannot write the restore target (e.g. its disk is full)
+     restore tool (etcdutl, helm, kubectl) missing, cannot write the restore target (e.g. its disk is full),
+     volume backup tool not installed (its CRD is missing), a PVC to restore already exists
   9  storage failure: disk full, permission denied, object store unreachable
- 10  any other error";
+ 10  any other error
+ 11  timed out: the volume backup tool was still in progress (or a VolumeSnapshot not ready,
+     a PVC not Bound) when the entry's timeout passed";
 
 fn repo_code(e: &RepoError) -> i32 {
     match e {
@@ -103,9 +109,23 @@ fn platform_code(e: &PlatformError) -> i32 {
     }
 }
 
+/// The exit code of a failed persistent-data unit.
+pub fn volume_code(c: kmdr_plan::exec::FailureClass) -> i32 {
+    use kmdr_plan::exec::FailureClass as F;
+    match c {
+        F::NotInstalled | F::Refused => REFUSED,
+        F::TimedOut => TIMED_OUT,
+        F::ToolFailed | F::Other => SOURCE,
+        F::NotFound => NOT_FOUND,
+    }
+}
+
 /// The exit code for an error: the first cause kmdr knows decides.
 pub fn code_for(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
+        if let Some(x) = cause.downcast_ref::<crate::commands::VolumeFailure>() {
+            return volume_code(x.0);
+        }
         if let Some(x) = cause.downcast_ref::<TenantError>() {
             return tenant_code(x);
         }

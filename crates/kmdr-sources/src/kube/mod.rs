@@ -7,7 +7,8 @@
 //! `kubectl proxy`) work as well.
 
 use k8s_openapi::api::core::v1::Secret;
-use ::kube::api::{Api, ListParams};
+use ::kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use serde_json::Value;
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::{Client, Config};
 use std::path::PathBuf;
@@ -30,6 +31,35 @@ pub struct KubeTarget {
     /// same in one line, so callers turn this on only when asked for more
     /// logging (`-v`, `KMDR_LOG`).
     pub log_requests: bool,
+}
+
+/// A resource type kmdr drives through the dynamic API (custom resources of
+/// the volume backup tools, and core kinds it only needs as JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiKind {
+    /// API group; empty for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// The REST plural (`volumesnapshots`).
+    pub plural: &'static str,
+    pub namespaced: bool,
+}
+
+impl ApiKind {
+    /// `plural.group` as `kubectl get crd` names it (`plural` for core kinds).
+    pub fn crd_name(&self) -> String {
+        if self.group.is_empty() { self.plural.to_string() } else { format!("{}.{}", self.plural, self.group) }
+    }
+
+    /// `group/version` (`v1` for the core group).
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+    }
+
+    fn resource(&self) -> ApiResource {
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(self.group, self.version, self.kind), self.plural)
+    }
 }
 
 /// What can go wrong talking to Kubernetes. Every message names the fix.
@@ -134,6 +164,53 @@ impl KubeClient {
         self.logged(api.get(name))
             .await
             .map_err(|e| self.classify(e, &format!("reading Secret {namespace}/{name}"), &format!("Secret {namespace}/{name}")))
+    }
+
+    fn dynamic(&self, kind: &ApiKind, namespace: Option<&str>) -> Api<DynamicObject> {
+        let ar = kind.resource();
+        match (kind.namespaced, namespace) {
+            (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            _ => Api::all_with(self.client.clone(), &ar),
+        }
+    }
+
+    /// Objects of `kind` (in `namespace`, or everywhere), as JSON, filtered by
+    /// `label_selector` (empty: all). A 404 means the API does not serve the
+    /// resource at all (its CRD is not installed): `NotFound` names the CRD.
+    pub async fn list_objects(&self, kind: &ApiKind, namespace: Option<&str>, label_selector: &str) -> Result<Vec<Value>, KubeError> {
+        let mut lp = ListParams::default();
+        if !label_selector.is_empty() {
+            lp = lp.labels(label_selector);
+        }
+        let where_ = namespace.map(|n| format!(" in namespace {n}")).unwrap_or_default();
+        let list = self
+            .logged(self.dynamic(kind, namespace).list(&lp))
+            .await
+            .map_err(|e| self.classify(e, &format!("listing {}{where_}", kind.crd_name()), &format!("the resource {} ({})", kind.crd_name(), kind.api_version())))?;
+        Ok(list.items.into_iter().map(|o| serde_json::to_value(o).expect("objects serialize")).collect())
+    }
+
+    /// The object `namespace/name` of `kind` as JSON, or `None` when absent.
+    pub async fn get_object(&self, kind: &ApiKind, namespace: Option<&str>, name: &str) -> Result<Option<Value>, KubeError> {
+        let what = format!("{} {}{name}", kind.kind, namespace.map(|n| format!("{n}/")).unwrap_or_default());
+        match self.logged(self.dynamic(kind, namespace).get_opt(name)).await {
+            Ok(o) => Ok(o.map(|o| serde_json::to_value(o).expect("objects serialize"))),
+            Err(e) => Err(self.classify(e, &format!("reading {what}"), &what)),
+        }
+    }
+
+    /// Create `object` (a JSON manifest with apiVersion, kind and metadata)
+    /// and return it as the API stored it.
+    pub async fn create_object(&self, kind: &ApiKind, namespace: Option<&str>, object: &Value) -> Result<Value, KubeError> {
+        let name = object["metadata"]["name"].as_str().unwrap_or("?");
+        let what = format!("{} {}{name}", kind.kind, namespace.map(|n| format!("{n}/")).unwrap_or_default());
+        let obj: DynamicObject = serde_json::from_value(object.clone())
+            .map_err(|e| KubeError::Api { url: self.url.clone(), op: format!("creating {what}"), detail: e.to_string() })?;
+        let created = self
+            .logged(self.dynamic(kind, namespace).create(&PostParams::default(), &obj))
+            .await
+            .map_err(|e| self.classify(e, &format!("creating {what}"), &format!("namespace {}", namespace.unwrap_or("-"))))?;
+        Ok(serde_json::to_value(created).expect("objects serialize"))
     }
 
     /// Run a request, without kube-rs's own logging unless `log_requests`.
