@@ -57,6 +57,11 @@ impl TapMkdir for PathBuf {
     }
 }
 
+/// A Namespace object (the tools' own namespaces exist where they are installed).
+fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+}
+
 fn pvc(ns: &str, name: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
@@ -152,6 +157,7 @@ fn csi_backup_then_restore_after_a_rebuild() {
     assert!(dry.contains("create VolumeSnapshotContent"), "{dry}");
     assert!(fresh.writes().is_empty(), "a dry run writes nothing");
     s.kmdr.ok(&["restore", "--plan", &file, "--layer", "persistent-data"]);
+    assert!(fresh.object("Namespace", "", "tenant-a").is_some(), "the missing namespace is created first");
     for (pvc_name, vs_name, handle) in handles {
         let vs = fresh.object("VolumeSnapshot", "tenant-a", &vs_name).expect("the snapshot is imported");
         let content = vs["spec"]["source"]["volumeSnapshotContentName"].as_str().unwrap();
@@ -167,7 +173,7 @@ fn csi_backup_then_restore_after_a_rebuild() {
         assert_eq!(p["status"]["phase"], "Bound");
     }
     // Restoring again refuses to touch the PVCs that now exist.
-    let err = s.kmdr.fails(&["restore", "--plan", &file, "--layer", "persistent-data"], 8);
+    let err = s.kmdr.fails(&["restore", "--plan", &file, "--layer", "persistent-data", "--quiet"], 8);
     assert!(err.contains("kubectl delete pvc"), "{err}");
 }
 
@@ -203,7 +209,7 @@ const VELERO_ENTRY: &str = "      - name: tenant-apps\n        provider: velero\
 #[test]
 fn velero_backup_then_restore_from_a_resynced_backup() {
     let s = setup();
-    let kube = FakeKube::with_fixtures(&s.dir, &json!({"rules": velero_controller("Completed", json!({"status.phase": "Completed"}))}));
+    let kube = FakeKube::with_fixtures(&s.dir, &json!({"objects": [namespace("velero")], "rules": velero_controller("Completed", json!({"status.phase": "Completed"}))}));
     let file = plan(&s, &kube, "velero", VELERO_ENTRY);
     let out = s.kmdr.json(&["backup", "--plan", &file, "--layer", "persistent-data"]);
     let id = out[0]["unit"]["backup"].as_str().unwrap().to_string();
@@ -228,7 +234,7 @@ fn velero_backup_then_restore_from_a_resynced_backup() {
     let resynced = json!({"apiVersion": "velero.io/v1", "kind": "Backup",
         "metadata": {"name": name, "namespace": "velero", "labels": {"velero.io/storage-location": "default"}},
         "spec": synced["spec"], "status": synced["status"]});
-    let fresh = FakeKube::with_fixtures(&s.dir, &json!({"objects": [resynced], "rules": velero_controller("Completed", json!({"status.phase": "Completed", "status.warnings": 1}))}));
+    let fresh = FakeKube::with_fixtures(&s.dir, &json!({"objects": [namespace("velero"), resynced], "rules": velero_controller("Completed", json!({"status.phase": "Completed", "status.warnings": 1}))}));
     let file = plan(&s, &fresh, "velero-rebuilt", VELERO_ENTRY);
     let text = s.kmdr.ok(&["restore", "--plan", &file, "--layer", "persistent-data"]);
     assert!(text.contains("restored 1 volume set(s)"), "{text}");
@@ -243,11 +249,11 @@ fn a_partially_failed_velero_restore_names_its_describe_command() {
     let s = setup();
     let kube = FakeKube::with_fixtures(
         &s.dir,
-        &json!({"rules": velero_controller("Completed", json!({"status.phase": "PartiallyFailed", "status.errors": 2, "status.warnings": 3}))}),
+        &json!({"objects": [namespace("velero")], "rules": velero_controller("Completed", json!({"status.phase": "PartiallyFailed", "status.errors": 2, "status.warnings": 3}))}),
     );
     let file = plan(&s, &kube, "velero-pf", VELERO_ENTRY);
     s.kmdr.ok(&["backup", "--plan", &file, "--layer", "persistent-data"]);
-    let err = s.kmdr.fails(&["restore", "--plan", &file, "--layer", "persistent-data"], 6);
+    let err = s.kmdr.fails(&["restore", "--plan", &file, "--layer", "persistent-data", "--quiet"], 6);
     let restore = kube.objects().into_iter().find(|o| o["kind"] == "Restore").unwrap();
     let name = restore["metadata"]["name"].as_str().unwrap();
     assert!(err.contains(&format!("Restore velero/{name} ended PartiallyFailed with 2 error(s) and 3 warning(s)")), "{err}");
@@ -258,7 +264,7 @@ fn a_partially_failed_velero_restore_names_its_describe_command() {
 fn a_stuck_velero_backup_times_out_and_a_missing_crd_says_not_installed() {
     let s = setup();
     // The backup never leaves InProgress.
-    let kube = FakeKube::with_fixtures(&s.dir, &json!({"rules": [velero_controller("Completed", json!({}))[0].clone()]}));
+    let kube = FakeKube::with_fixtures(&s.dir, &json!({"objects": [namespace("velero")], "rules": [velero_controller("Completed", json!({}))[0].clone()]}));
     let file = plan(&s, &kube, "velero-stuck", &VELERO_ENTRY.replace("timeout: 20s", "timeout: 2s"));
     let o = s.kmdr.run(&["backup", "--plan", &file, "--layer", "persistent-data"]);
     assert_eq!(o.status.code(), Some(11));
@@ -315,6 +321,7 @@ fn status_counts_the_backups_a_velero_schedule_took() {
 
 fn kasten_controller() -> Value {
     json!({
+        "objects": [namespace("kasten-io"), namespace("tenant-a")],
         "resources": [
             {"apiVersion": "apps.kio.kasten.io/v1alpha1", "kind": "RestorePoint", "plural": "restorepoints", "namespaced": true},
             {"apiVersion": "apps.kio.kasten.io/v1alpha1", "kind": "RestorePointContent", "plural": "restorepointcontents", "namespaced": false}
@@ -360,7 +367,8 @@ fn kasten_backup_then_restore_after_the_catalog_came_back() {
     let rpc = kube.object("RestorePointContent", "", item["content"].as_str().unwrap()).unwrap();
     drop(kube);
     let mut fixtures = kasten_controller();
-    fixtures["objects"] = json!([rpc]);
+    // Only K10's namespace and the content: the tenant namespace is gone too.
+    fixtures["objects"] = json!([namespace("kasten-io"), rpc]);
     let fresh = FakeKube::with_fixtures(&s.dir, &fixtures);
     let file = plan(&s, &fresh, "kasten-rebuilt", KASTEN_ENTRY);
     s.kmdr.ok(&["restore", "--plan", &file, "--layer", "persistent-data"]);
@@ -372,4 +380,32 @@ fn kasten_backup_then_restore_after_the_catalog_came_back() {
     assert_eq!(action["spec"]["subject"]["kind"], "RestorePoint");
     assert_eq!(action["spec"]["targetNamespace"], "tenant-a");
     assert_eq!(action["status"]["state"], "Complete");
+}
+
+#[test]
+fn a_drill_measures_the_persistent_data_layer() {
+    let s = setup();
+    let kube = FakeKube::with_fixtures(&s.dir, &json!({"objects": [namespace("velero")], "rules": velero_controller("Completed", json!({"status.phase": "Completed"}))}));
+    let file = plan(&s, &kube, "velero-drill", VELERO_ENTRY);
+    // Without a failure step the drill refuses: kmdr never deletes volumes.
+    let err = s.kmdr.fails(&["drill", "--plan", &file, "--yes"], 2);
+    assert!(err.contains("phase failure"), "{err}");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("run:\n  - name: lose tenant-a\n    layer: persistent-data\n    phase: failure\n    command: \"true\"\n    timeout: 1m\n");
+    std::fs::write(&file, text).unwrap();
+    let reports = s.dir.join("reports");
+    let o = s.kmdr.run(&["drill", "--plan", &file, "--yes", "--report-dir", reports.to_str().unwrap(), "-o", "json"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    let l = r["layers"].as_array().unwrap().iter().find(|l| l["layer"] == "persistent-data").unwrap().clone();
+    assert_eq!(l["verdict"], "PASS", "{l}");
+    assert!(l["rto_s"].as_f64().unwrap() > 0.0, "{l}");
+    assert!(l["rpo_s"].as_f64().is_some(), "{l}");
+    assert_eq!(l["units"][0]["name"], "tenant-apps");
+    // The drill restored from the Backup it took.
+    let backup = kube.objects().into_iter().find(|o| o["kind"] == "Backup").unwrap();
+    let restore = kube.objects().into_iter().find(|o| o["kind"] == "Restore").unwrap();
+    assert_eq!(restore["spec"]["backupName"], backup["metadata"]["name"]);
+    assert_eq!(restore["status"]["phase"], "Completed");
 }

@@ -203,6 +203,7 @@ impl VolumeProvider for Csi<'_> {
         let target = s.restore_namespace.clone().unwrap_or_else(|| s.namespace.clone());
         probe(kube, &VOLUME_SNAPSHOT, Some(&target), TOOL, entry).await?;
         let mut objects = Vec::new();
+        plan_namespace(kube, &target, &mut objects).await?;
         for item in &record.items {
             let pvc_name = item.source.clone().unwrap_or_else(|| item.name.clone());
             if kube.get_object(&PVC, Some(&target), &pvc_name).await?.is_some() {
@@ -301,6 +302,10 @@ impl VolumeProvider for Csi<'_> {
     async fn restore(&self, kube: &KubeClient, entry: &VolumeEntry, plan: &VolumeRestorePlan) -> Result<VolumeRestoreOutcome, VolumeError> {
         let mut pvcs = Vec::new();
         for o in plan.objects.iter().filter(|o| o.action == "create") {
+            if o.kind == "Namespace" {
+                create_namespace(kube, o).await?;
+                continue;
+            }
             let kind = match o.kind.as_str() {
                 "VolumeSnapshotContent" => &VOLUME_SNAPSHOT_CONTENT,
                 "VolumeSnapshot" => &VOLUME_SNAPSHOT,

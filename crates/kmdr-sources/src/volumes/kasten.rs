@@ -152,6 +152,8 @@ impl VolumeProvider for Kasten<'_> {
         };
         let rp_ns = item.namespace.clone().unwrap_or_else(|| s.app_namespace.clone());
         let mut objects = Vec::new();
+        plan_namespace(kube, &rp_ns, &mut objects).await?;
+        plan_namespace(kube, &target, &mut objects).await?;
         if kube.get_object(&RESTORE_POINT, Some(&rp_ns), &item.name).await?.is_some() {
             objects.push(PlannedObject {
                 action: "use".into(),
@@ -209,6 +211,10 @@ impl VolumeProvider for Kasten<'_> {
         let mut out = VolumeRestoreOutcome { restored: 0, objects: Vec::new(), warnings: 0 };
         for o in plan.objects.iter().filter(|o| o.action == "create") {
             let ns = o.namespace.as_deref();
+            if o.kind == "Namespace" {
+                create_namespace(kube, o).await?;
+                continue;
+            }
             if o.kind == "RestorePoint" {
                 kube.create_object(&RESTORE_POINT, ns, &o.manifest).await?;
                 continue;

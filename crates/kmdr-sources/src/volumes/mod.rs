@@ -328,6 +328,32 @@ pub(crate) async fn probe(kube: &KubeClient, kind: &ApiKind, namespace: Option<&
     }
 }
 
+/// The Namespace kind (core v1).
+pub const NAMESPACE: ApiKind = ApiKind { group: "", version: "v1", kind: "Namespace", plural: "namespaces", namespaced: false };
+
+/// Plan the creation of namespace `ns` when the (rebuilt) cluster lacks it:
+/// PVCs, RestorePoints and RestoreActions cannot be created without it.
+pub(crate) async fn plan_namespace(kube: &KubeClient, ns: &str, objects: &mut Vec<PlannedObject>) -> Result<(), VolumeError> {
+    if objects.iter().any(|o| o.kind == "Namespace" && o.name == ns) || kube.get_object(&NAMESPACE, None, ns).await?.is_some() {
+        return Ok(());
+    }
+    objects.push(PlannedObject {
+        action: "create".into(),
+        kind: "Namespace".into(),
+        namespace: None,
+        name: ns.to_string(),
+        note: "missing in this cluster".into(),
+        manifest: serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    });
+    Ok(())
+}
+
+/// Create a planned Namespace (the other kinds are each provider's).
+pub(crate) async fn create_namespace(kube: &KubeClient, o: &PlannedObject) -> Result<(), VolumeError> {
+    kube.create_object(&NAMESPACE, None, &o.manifest).await?;
+    Ok(())
+}
+
 /// A name for an object kmdr creates: `kmdr-<base>-<UTC yyyymmddhhmmss>`,
 /// cut to 63 characters (a DNS label).
 pub(crate) fn object_name(base: &str, at: DateTime<Utc>) -> String {
