@@ -62,6 +62,7 @@ Fixtures (--fixtures FILE, repeatable, and POST /_fake/objects), JSON:
        "delete": false}                        # or delete the object instead
     ],
     "immutable": [ {"kind": "TenantControlPlane", "path": "spec.dataStoreSchema"} ],
+    "unserved": ["velero.io/v1"],
     "version": {"gitVersion": "v1.33.1-fake"}
   }
 
@@ -78,7 +79,13 @@ Fixtures (--fixtures FILE, repeatable, and POST /_fake/objects), JSON:
     written afterMs later (a normal write: resourceVersion bumps; a path
     starting with "status." is a status write). Values that are strings of
     the form "$(dotted.path)" are replaced by that field of the object
-    (e.g. "$(metadata.uid)").
+    (e.g. "$(metadata.uid)"); inside a longer string the field is spliced in
+    as text ("snapcontent-$(metadata.uid)"). A rule may also "create" a list
+    of objects (templates expanded the same way against the object after
+    "set"), as a controller makes dependent objects; they fire "create" rules.
+  * unserved lists group/versions the API does not serve: every path under
+    them answers 404 "the server could not find the requested resource", as
+    a cluster without that CRD does (a tool that is not installed).
 
 By default the built-in Helm fixtures below are loaded too (--bare skips
 them): three revisions of the Helm release "kmetal" in kmetal-system, stored
@@ -281,9 +288,18 @@ def set_path(obj, dotted, value):
 
 
 def expand(value, obj):
-    """"$(dotted.path)" strings become that field of obj, recursively."""
-    if isinstance(value, str) and value.startswith("$(") and value.endswith(")"):
+    """"$(dotted.path)" strings become that field of obj, recursively; inside
+    a longer string ("snapcontent-$(metadata.uid)") the field is spliced in as text."""
+    if isinstance(value, str) and value.startswith("$(") and value.endswith(")") and value.count("$(") == 1:
         return copy.deepcopy(get_path(obj, value[2:-1]))
+    if isinstance(value, str) and "$(" in value:
+        out, rest = "", value
+        while "$(" in rest and ")" in rest.split("$(", 1)[1]:
+            head, tail = rest.split("$(", 1)
+            path, rest = tail.split(")", 1)
+            field = get_path(obj, path)
+            out += head + ("" if field is None else str(field))
+        return out + rest
     if isinstance(value, dict):
         return {k: expand(v, obj) for k, v in value.items()}
     if isinstance(value, list):
@@ -413,6 +429,7 @@ class Store:
         self.resources = dict(BUILTIN_RESOURCES)
         self.rules = []
         self.immutable = []
+        self.unserved = set()  # "group/version" the API does not serve (a CRD not installed)
         self.rv = 1000
         self.log = []
         self.down = False
@@ -468,6 +485,7 @@ class Store:
             for r in doc.get("resources", []):
                 self.resources[(r["apiVersion"], r["kind"])] = (r["plural"], r.get("namespaced", True))
             self.immutable.extend(doc.get("immutable", []))
+            self.unserved.update(doc.get("unserved", []))
             if "version" in doc:
                 self.version.update(doc["version"])
             new_rules = doc.get("rules", [])
@@ -475,14 +493,7 @@ class Store:
             loaded = []
             for obj in doc.get("objects", []):
                 obj = copy.deepcopy(obj)
-                meta = obj.setdefault("metadata", {})
-                meta.setdefault("uid", str(uuid.uuid4()))
-                meta.setdefault("resourceVersion", self.next_rv())
-                meta.setdefault("creationTimestamp", now())
-                meta.setdefault("generation", 1)
-                key = self.key_of(obj)
-                if key[3]:
-                    self.ensure_namespace(key[3])
+                key = self.place(obj)
                 self.objects[key] = obj
                 loaded.append(key)
             if run_start_rules:
@@ -491,6 +502,19 @@ class Store:
                         if self.rule_matches(rule, obj):
                             self.schedule(rule, key)
             return loaded
+
+    def place(self, obj):
+        """Server values for the metadata a fixture leaves out; its key (its
+        Namespace is created when absent)."""
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("resourceVersion", self.next_rv())
+        meta.setdefault("creationTimestamp", now())
+        meta.setdefault("generation", 1)
+        key = self.key_of(obj)
+        if key[3]:
+            self.ensure_namespace(key[3])
+        return key
 
     def ensure_namespace(self, ns):
         key = ("", "v1", "namespaces", "", ns)
@@ -536,6 +560,14 @@ class Store:
                     set_path(obj, path, expand(value, obj))
                 obj["metadata"]["resourceVersion"] = self.next_rv()
                 self.objects[key] = obj
+                # Objects the controller makes (a VolumeSnapshotContent for a
+                # VolumeSnapshot, a RestorePoint for a K10 RunAction).
+                for template in rule.get("create", []):
+                    new = expand(copy.deepcopy(template), obj)
+                    new_key = self.place(new)
+                    if new_key not in self.objects:
+                        self.objects[new_key] = new
+                        self.fire(["create"], new_key, new)
 
         t = threading.Timer(delay, run)
         t.daemon = True
@@ -788,6 +820,8 @@ class Handler(BaseHTTPRequestHandler):
         if parsed is None:
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({'/' + '/'.join(parts)})")
         group, version, ns, plural, name, sub = parsed
+        if f"{group}/{version}" in STORE.unserved:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if sub not in (None, "status"):
             raise ApiError(404, "NotFound", f"subresource {sub} is not served by this fake")
         if plural == "namespaces" and ns is None and group == "":

@@ -9,7 +9,7 @@ pub mod retention;
 pub use id::{BackupId, IdError};
 pub use manifest::{
     KamajiDataStoreInfo, KamajiTenantInfo, KamajiTenantsInfo,
-    ChunkRef, EtcdSnapshotInfo, HelmReleaseInfo, TenantDataInfo, FileEntry, Layer, Manifest, SourceInfo, BackupStats, MANIFEST_FORMAT,
+    ChunkRef, EtcdSnapshotInfo, HelmReleaseInfo, TenantDataInfo, FileEntry, Layer, Manifest, SourceInfo, BackupStats, MANIFEST_FORMAT, VolumeBackupInfo, VolumeItem,
 };
 pub use retention::{KeepPolicy, RetentionDecision};
 

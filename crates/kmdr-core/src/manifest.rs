@@ -240,6 +240,83 @@ pub struct KamajiDataStoreInfo {
     pub secrets: Vec<String>,
 }
 
+/// What a persistent-data backup recorded: one plan entry's run of the
+/// user's volume backup tool (CSI VolumeSnapshots, Velero, Kasten K10). kmdr
+/// never copies volume bytes; it records the tool's own objects (names,
+/// snapshot handles, times) so that a restore after the cluster was rebuilt
+/// knows what to ask the tool for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeBackupInfo {
+    /// The plan entry (`volumes: - name:`).
+    pub entry: String,
+    /// `csi`, `velero` or `kasten`.
+    pub provider: String,
+    /// The Kubernetes API the tool was driven through.
+    pub cluster: String,
+    /// Who took the backup: `kmdr` (created by this run) or `schedule` (the
+    /// tool's own schedule or policy took it; kmdr found and recorded it).
+    pub taken_by: String,
+    /// The Velero Schedule or Kasten Policy involved, if any.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// The point in time the backup protects (the tool's start / snapshot time).
+    pub point_in_time: DateTime<Utc>,
+    /// When the tool reported it complete.
+    #[serde(default)]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// The tool's final phase or state (`Completed`, `Complete`, `readyToUse`).
+    pub phase: String,
+    /// Warnings the tool counted (Velero `status.warnings`).
+    #[serde(default)]
+    pub warnings: u64,
+    /// The objects that make up the backup, in the tool's own terms.
+    pub items: Vec<VolumeItem>,
+}
+
+/// One object of a volume backup: a VolumeSnapshot, a Velero Backup or a
+/// Kasten RestorePoint, with what a restore needs to find or recreate it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeItem {
+    /// `VolumeSnapshot`, `Backup` or `RestorePoint`.
+    pub kind: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub name: String,
+    /// What it was taken from: the PVC name (CSI), the namespaces (Velero),
+    /// the application namespace (Kasten).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The cluster-scoped content object: VolumeSnapshotContent (CSI) or
+    /// RestorePointContent (Kasten).
+    #[serde(default)]
+    pub content: Option<String>,
+    /// The storage system's snapshot id (CSI `status.snapshotHandle`).
+    #[serde(default)]
+    pub handle: Option<String>,
+    /// The CSI driver (VolumeSnapshotContent `spec.driver`).
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// The snapshot class it was taken with.
+    #[serde(default)]
+    pub class: Option<String>,
+    /// Minimum size of a volume restored from it (a Kubernetes quantity).
+    #[serde(default)]
+    pub restore_size: Option<String>,
+    /// When the tool took it.
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    /// The source PVC's shape, to recreate it (CSI).
+    #[serde(default)]
+    pub storage_class: Option<String>,
+    #[serde(default)]
+    pub access_modes: Vec<String>,
+    #[serde(default)]
+    pub volume_mode: Option<String>,
+    /// The source PVC's requested size.
+    #[serde(default)]
+    pub request: Option<String>,
+}
+
 /// Where a backup's data came from; one variant per backup kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -252,6 +329,8 @@ pub enum SourceInfo {
     HelmRelease(HelmReleaseInfo),
     /// Kamaji tenants end to end: data and manifests of TenantControlPlanes.
     KamajiTenants(KamajiTenantsInfo),
+    /// A persistent-data entry: what the volume backup tool took.
+    VolumeBackup(VolumeBackupInfo),
     /// Anything else: kept as raw JSON so older readers still list newer kinds.
     #[serde(untagged)]
     Other(serde_json::Value),
@@ -333,6 +412,10 @@ impl Manifest {
                 k.tenants.iter().map(|t| format!("{}/{}", t.namespace, t.name)).collect::<Vec<_>>().join(","),
                 k.tenants.iter().map(|t| t.data.key_count).sum::<u64>(),
                 k.cluster
+            ),
+            SourceInfo::VolumeBackup(v) => format!(
+                "volumes {} {} {} item(s) {} by {} ({})",
+                v.entry, v.provider, v.items.len(), v.phase, v.taken_by, v.cluster
             ),
             SourceInfo::Other(v) => v
                 .get("type")

@@ -91,10 +91,10 @@ impl Timeline {
     }
 }
 
-/// Whether the drill breaks and recovers this layer (etcd and tenant data);
-/// the platform's Helm release is only backed up.
+/// Whether the drill breaks and recovers this layer (etcd, tenant data and
+/// volumes); the platform's Helm release is only backed up.
 fn drilled(spec: &crate::plan::LayerSpec) -> bool {
-    matches!(spec.source, LayerSource::Etcd(_) | LayerSource::Tenants(_))
+    matches!(spec.source, LayerSource::Etcd(_) | LayerSource::Tenants(_) | LayerSource::Volumes(_))
 }
 
 /// Check that every layer the plan backs up can be drilled.
@@ -115,6 +115,14 @@ fn preflight(plan: &Plan) -> Result<(), DrillError> {
             }
         }
     }
+    for l in plan.layers.iter().filter(|l| matches!(l.source, LayerSource::Volumes(_))) {
+        if plan.steps(l.layer, Phase::Failure).next().is_none() {
+            return Err(DrillError::NotDrillable(format!(
+                "layer persistent-data needs `run:` steps with phase failure (e.g. delete the test namespace's PVCs): kmdr never deletes volumes itself (plan line {})",
+                l.pos.line
+            )));
+        }
+    }
     if !plan.layers.iter().any(drilled) {
         return Err(DrillError::NotDrillable("no layer names something to back up (etcd: or datastores:)".into()));
     }
@@ -133,7 +141,8 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
     for spec in &plan.layers {
         let mut run = LayerRun { units: Vec::new(), healthy_at: None, problems: Vec::new() };
         match &spec.source {
-            LayerSource::Targets | LayerSource::Helm(_) => {}
+            // Volumes: the tool's own restore is the check; no key inventory.
+            LayerSource::Targets | LayerSource::Helm(_) | LayerSource::Volumes(_) => {}
             LayerSource::Etcd(e) => {
                 let conn = etcd_connection(e);
                 match t.step(spec.layer, "inventory", "etcd", notify, inventory::etcd_digests(&conn)).await {
@@ -174,7 +183,7 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
             match (&o.error, run.units.iter_mut().find(|u| u.name == o.unit)) {
                 (Some(e), _) => run.problems.push(format!("the backup of {} failed: {e}", o.unit)),
                 (None, Some(u)) => u.backup = o.backup.clone().zip(o.started_at),
-                // The platform's release: backed up (its RPO counts), not inventoried.
+                // The platform's release and volumes: backed up (their RPO counts), not inventoried.
                 (None, None) => run.units.push(Unit {
                     name: o.unit.clone(),
                     datastore: None,
@@ -283,6 +292,8 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
                     };
                     t.step(layer, "compare", &unit.name, notify, read).await
                 }
+                // The restore waited for the tool (PVCs Bound, Restore Completed).
+                (LayerSource::Volumes(_), _) => Ok(KeyDigests::default()),
                 _ => unreachable!("units match their layer"),
             };
             read_back.push(after);

@@ -4,7 +4,9 @@
 //! A layer's *units* are what it holds: the under-cluster's etcd (one unit,
 //! `etcd`), or one tenant of one datastore (`<datastore>/<schema>`).
 
-use crate::plan::{DatastoreSpec, HelmSource, LayerSource, LayerSpec, Phase, Plan, TenantSelector};
+use crate::plan::{DatastoreSpec, HelmSource, LayerSource, LayerSpec, Phase, Plan, TenantSelector, VolumeSpec};
+pub use kmdr_sources::volumes::FailureClass;
+use kmdr_sources::volumes::{self, VolumeError};
 use crate::steps::{self, connect_datastore, etcd_connection};
 use kmdr_core::{Manifest, SourceInfo};
 use kmdr_repo::Repository;
@@ -30,6 +32,12 @@ pub struct UnitOutcome {
     /// Only for backups: when the backup started (what it protects).
     #[serde(skip)]
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// How the unit failed, where the layer classes its failures (volumes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureClass>,
+    /// What a volume restore creates or created, one line per object.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
     /// When kmdr began and finished this unit, for timelines.
     #[serde(skip)]
     pub began: chrono::DateTime<chrono::Utc>,
@@ -67,12 +75,34 @@ pub async fn backup_layer(
                 SourceInfo::EtcdSnapshot(e) => Some(e.key_count.max(0) as u64),
                 _ => None,
             },
-            started_at: Some(m.started_at),
+            started_at: Some(match &m.source {
+                // A volume backup protects the tool's point in time (a
+                // schedule's backup may be older than this run).
+                SourceInfo::VolumeBackup(v) => v.point_in_time,
+                _ => m.started_at,
+            }),
+            failure: None,
+            objects: Vec::new(),
         },
-        Err(e) => UnitOutcome { unit, backup: None, error: Some(e), keys: None, started_at: None, began, finished: chrono::Utc::now() },
+        Err(e) => UnitOutcome { unit, backup: None, error: Some(e), keys: None, started_at: None, failure: None, objects: Vec::new(), began, finished: chrono::Utc::now() },
     };
     match &spec.source {
         LayerSource::Targets => {}
+        LayerSource::Volumes(entries) => {
+            for v in entries.iter().filter(|v| only.is_none_or(|o| o.contains(&v.unit()))) {
+                notify(&format!("{}: backup {} ({})", spec.layer, v.unit(), v.entry.provider.name()));
+                began = chrono::Utc::now();
+                let r = async {
+                    let kube = kmdr_sources::kube::KubeClient::connect(&volume_target(v)).await?;
+                    volumes::backup_entry(repo, &kube, &v.entry, tags).await
+                }
+                .await;
+                let class = r.as_ref().err().map(VolumeError::class);
+                let mut o = done(v.unit(), began, r.map_err(|e| e.to_string()));
+                o.failure = class;
+                out.push(o);
+            }
+        }
         LayerSource::Helm(h) => {
             notify(&format!("{}: backup {}", spec.layer, h.unit()));
             let r = async {
@@ -139,6 +169,17 @@ pub async fn latest_units(repo: &Repository, spec: &LayerSpec) -> Result<BTreeMa
     let ids = repo.list_backups().await?;
     match &spec.source {
         LayerSource::Targets => {}
+        LayerSource::Volumes(entries) => {
+            for id in ids.iter().rev().filter(|i| i.kind() == volumes::KIND) {
+                let m = repo.load_manifest(id).await?;
+                if let Some(v) = entries.iter().find(|v| m.series == volumes::series(&v.entry.name)) {
+                    found.entry(v.unit()).or_insert_with(|| id.to_string());
+                }
+                if found.len() == entries.len() {
+                    break;
+                }
+            }
+        }
         LayerSource::Helm(h) => {
             let series = format!("platform/{}/{}", h.namespace, h.release);
             for id in ids.iter().rev().filter(|i| i.kind() == kmdr_sources::platform::KIND) {
@@ -197,12 +238,32 @@ pub async fn restore_units(
         keys: r.as_ref().ok().copied().flatten(),
         error: r.err(),
         started_at: None,
+        failure: None,
+        objects: Vec::new(),
         began,
         finished: chrono::Utc::now(),
     };
     match &spec.source {
         // Reinstalling the platform is helm's job: `kmdr restore platform`.
         LayerSource::Targets | LayerSource::Helm(_) => {}
+        LayerSource::Volumes(entries) => {
+            for v in entries {
+                let unit = v.unit();
+                began = chrono::Utc::now();
+                let Some(id) = chosen.get(&unit) else {
+                    let mut o = outcome(&unit, None, began, Err(format!("no volume backup of entry {unit} in the repository: run `kmdr backup --plan FILE --layer persistent-data` first")));
+                    o.failure = Some(FailureClass::NotFound);
+                    out.push(o);
+                    continue;
+                };
+                notify(&format!("{}: restore {unit} from {id}{}", spec.layer, if dry_run { " (dry run)" } else { "" }));
+                let r = restore_volume(repo, v, id, dry_run).await;
+                let mut o = outcome(&unit, Some(id), began, r.as_ref().map(|(n, _)| Some(*n)).map_err(|e| e.to_string()));
+                o.failure = r.as_ref().err().map(VolumeError::class);
+                o.objects = r.map(|(_, lines)| lines).unwrap_or_default();
+                out.push(o);
+            }
+        }
         LayerSource::Etcd(e) => {
             let Some(id) = chosen.get("etcd") else {
                 out.push(outcome("etcd", None, began, Err("no etcd backup in the repository: run `kmdr backup --plan` first".into())));
@@ -257,6 +318,32 @@ pub async fn restore_units(
         }
     }
     Ok(out)
+}
+
+/// Restore one volumes entry from the record `id`: plan it (reading the
+/// cluster only), then, unless `dry_run`, carry it out. Returns the volumes
+/// or tool restores completed (planned, on a dry run) and one line per object.
+async fn restore_volume(repo: &Repository, v: &VolumeSpec, id: &str, dry_run: bool) -> Result<(u64, Vec<String>), VolumeError> {
+    let m = repo.load_manifest(&repo.resolve(id, Some(volumes::KIND)).await?).await?;
+    let record = volumes::record(&m, &v.entry.name)?;
+    let kube = kmdr_sources::kube::KubeClient::connect(&volume_target(v)).await?;
+    let plan = volumes::plan_restore(&kube, &v.entry, record).await?;
+    let lines: Vec<String> = plan
+        .objects
+        .iter()
+        .map(|o| format!("{} {} {}{}: {}", o.action, o.kind, o.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(), o.name, o.note))
+        .collect();
+    if dry_run {
+        let n = plan.objects.iter().filter(|o| o.action == "create" && matches!(o.kind.as_str(), "PersistentVolumeClaim" | "Restore" | "RestoreAction")).count();
+        return Ok((n as u64, lines));
+    }
+    let done = volumes::restore(&kube, &v.entry, &plan).await?;
+    Ok((done.restored, lines))
+}
+
+/// How to reach a volumes entry's cluster.
+pub fn volume_target(v: &VolumeSpec) -> kmdr_sources::kube::KubeTarget {
+    kmdr_sources::kube::KubeTarget { kubeconfig: v.kubeconfig.clone(), context: v.context.clone(), ..Default::default() }
 }
 
 /// Run a layer's steps of one phase, in file order; health checks are

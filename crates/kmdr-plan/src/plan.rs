@@ -69,8 +69,11 @@ pub enum LayerSource {
     /// `platform:` `helm:`: the umbrella chart's Helm release. Backed up and
     /// checked for drift; reinstalling it is `kmdr restore platform`'s job.
     Helm(HelmSource),
-    /// A layer whose backup kmdr does not take (persistent-data, or a platform
-    /// without `helm:`): only targets and `run:` steps.
+    /// `persistent-data:` `volumes:`: entries driven through the user's
+    /// volume backup tool (CSI snapshots, Velero, Kasten K10).
+    Volumes(Vec<VolumeSpec>),
+    /// A layer whose backup kmdr does not take (persistent-data without
+    /// `volumes:`, or a platform without `helm:`): only targets and `run:` steps.
     Targets,
 }
 
@@ -110,6 +113,22 @@ impl HelmSource {
     /// The unit name in reports: `helm/<namespace>/<release>`.
     pub fn unit(&self) -> String {
         format!("helm/{}/{}", self.namespace, self.release)
+    }
+}
+
+/// One `volumes:` entry: a provider and its settings, and the cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeSpec {
+    pub entry: kmdr_sources::volumes::VolumeEntry,
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub pos: Pos,
+}
+
+impl VolumeSpec {
+    /// The unit name in reports: the entry's name.
+    pub fn unit(&self) -> String {
+        self.entry.name.clone()
     }
 }
 

@@ -64,52 +64,56 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
             out.push(finding("rpo", layer.as_str(), Level::Warn, "kmdr does not back this layer up yet: its RPO is not measured"));
             continue;
         }
-        let latest = latest_units(repo, spec).await?;
-        let mut units: BTreeMap<String, Option<String>> = latest.iter().map(|(u, id)| (u.clone(), Some(id.clone()))).collect();
-        if let LayerSource::Tenants(datastores) = &spec.source {
-            for d in datastores {
-                let wanted: Vec<String> = match &d.tenants {
-                    TenantSelector::Only(list) => list.clone(),
-                    TenantSelector::All => {
-                        let live = async { connect_datastore(d).await?.list_tenants().await };
-                        match tokio::time::timeout(Duration::from_secs(15), live).await {
-                            Ok(Ok(l)) => l,
-                            Ok(Err(e)) => {
-                                out.push(finding("rpo", format!("{}/*", d.name), Level::Warn, format!("cannot list its tenants live ({e}): tenants never backed up are not shown")));
-                                Vec::new()
-                            }
-                            Err(_) => {
-                                out.push(finding("rpo", format!("{}/*", d.name), Level::Warn, "no answer within 15s listing its tenants: tenants never backed up are not shown"));
-                                Vec::new()
+        if let LayerSource::Volumes(entries) = &spec.source {
+            out.extend(volume_rpo(plan, repo, spec, entries, now).await?);
+        } else {
+            let latest = latest_units(repo, spec).await?;
+            let mut units: BTreeMap<String, Option<String>> = latest.iter().map(|(u, id)| (u.clone(), Some(id.clone()))).collect();
+            if let LayerSource::Tenants(datastores) = &spec.source {
+                for d in datastores {
+                    let wanted: Vec<String> = match &d.tenants {
+                        TenantSelector::Only(list) => list.clone(),
+                        TenantSelector::All => {
+                            let live = async { connect_datastore(d).await?.list_tenants().await };
+                            match tokio::time::timeout(Duration::from_secs(15), live).await {
+                                Ok(Ok(l)) => l,
+                                Ok(Err(e)) => {
+                                    out.push(finding("rpo", format!("{}/*", d.name), Level::Warn, format!("cannot list its tenants live ({e}): tenants never backed up are not shown")));
+                                    Vec::new()
+                                }
+                                Err(_) => {
+                                    out.push(finding("rpo", format!("{}/*", d.name), Level::Warn, "no answer within 15s listing its tenants: tenants never backed up are not shown"));
+                                    Vec::new()
+                                }
                             }
                         }
+                    };
+                    for s in wanted {
+                        units.entry(format!("{}/{s}", d.name)).or_insert(None);
                     }
-                };
-                for s in wanted {
-                    units.entry(format!("{}/{s}", d.name)).or_insert(None);
                 }
             }
-        }
-        if units.is_empty() {
-            let unit = match &spec.source {
-                LayerSource::Etcd(_) => "etcd".into(),
-                LayerSource::Helm(h) => h.unit(),
-                _ => "(no tenant)".into(),
-            };
-            units.insert(unit, None);
-        }
-        for (unit, id) in units {
-            let subject = format!("{layer} {unit}");
-            match id.and_then(|i| i.parse::<BackupId>().ok()) {
-                None => out.push(finding("rpo", subject, Level::Fail, format!("no backup at all: run `kmdr backup --plan {} --layer {layer}`", plan.file.display()))),
-                Some(id) => {
-                    let a = age(now, id.time());
-                    let (level, msg) = if a <= spec.rpo {
-                        (Level::Ok, format!("newest backup {id} is {} old (RPO target {})", human_duration(a), human_duration(spec.rpo)))
-                    } else {
-                        (Level::Fail, format!("newest backup {id} is {} old, over the RPO target of {}: back it up now and schedule backups more often", human_duration(a), human_duration(spec.rpo)))
-                    };
-                    out.push(finding("rpo", subject, level, msg));
+            if units.is_empty() {
+                let unit = match &spec.source {
+                    LayerSource::Etcd(_) => "etcd".into(),
+                    LayerSource::Helm(h) => h.unit(),
+                    _ => "(no tenant)".into(),
+                };
+                units.insert(unit, None);
+            }
+            for (unit, id) in units {
+                let subject = format!("{layer} {unit}");
+                match id.and_then(|i| i.parse::<BackupId>().ok()) {
+                    None => out.push(finding("rpo", subject, Level::Fail, format!("no backup at all: run `kmdr backup --plan {} --layer {layer}`", plan.file.display()))),
+                    Some(id) => {
+                        let a = age(now, id.time());
+                        let (level, msg) = if a <= spec.rpo {
+                            (Level::Ok, format!("newest backup {id} is {} old (RPO target {})", human_duration(a), human_duration(spec.rpo)))
+                        } else {
+                            (Level::Fail, format!("newest backup {id} is {} old, over the RPO target of {}: back it up now and schedule backups more often", human_duration(a), human_duration(spec.rpo)))
+                        };
+                        out.push(finding("rpo", subject, level, msg));
+                    }
                 }
             }
         }
@@ -129,6 +133,55 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
                     level,
                     format!("last drill {:?} {} ago: RTO {rto} (target {}){}", l.verdict, human_duration(a), human_duration(spec.rto), if level == Level::Ok { String::new() } else { ": drill again and fix what the report names".into() }),
                 ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Per volumes entry: the newest completed volume backup, from the
+/// repository's records and from the tool itself (its own schedules'
+/// backups count), against the layer's RPO.
+async fn volume_rpo(plan: &Plan, repo: &Repository, spec: &crate::plan::LayerSpec, entries: &[crate::plan::VolumeSpec], now: DateTime<Utc>) -> Result<Vec<Finding>, kmdr_repo::Error> {
+    let layer = spec.layer;
+    let latest = latest_units(repo, spec).await?;
+    let mut out = Vec::new();
+    for v in entries {
+        let subject = format!("{layer} {}", v.unit());
+        // (point in time, what, taken by)
+        let mut best: Option<(DateTime<Utc>, String, String)> = None;
+        if let Some(id) = latest.get(&v.unit()) {
+            let m = repo.load_manifest(&repo.resolve(id, Some(kmdr_sources::volumes::KIND)).await?).await?;
+            if let Ok(r) = kmdr_sources::volumes::record(&m, &v.entry.name) {
+                let what = r.items.first().map(|i| format!("{} {}{}", i.kind, i.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(), i.name)).unwrap_or_default();
+                best = Some((r.point_in_time, format!("{what} (recorded in {id})"), r.taken_by.clone()));
+            }
+        }
+        let live = async {
+            let kube = kmdr_sources::kube::KubeClient::connect(&crate::exec::volume_target(v)).await?;
+            kmdr_sources::volumes::newest(&kube, &v.entry).await
+        };
+        match tokio::time::timeout(Duration::from_secs(15), live).await {
+            Ok(Ok(Some(n))) => {
+                if best.as_ref().is_none_or(|(t, _, _)| n.point_in_time > *t) {
+                    best = Some((n.point_in_time, n.object, n.taken_by));
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => out.push(finding("rpo", subject.clone(), Level::Warn, format!("cannot ask {} for its backups ({e}): only kmdr's records count", v.entry.provider.name()))),
+            Err(_) => out.push(finding("rpo", subject.clone(), Level::Warn, "the Kubernetes API did not answer within 15s: only kmdr's records count")),
+        }
+        match best {
+            None => out.push(finding("rpo", subject, Level::Fail, format!("no completed volume backup at all: run `kmdr backup --plan {} --layer {layer}`", plan.file.display()))),
+            Some((t, what, by)) => {
+                let a = age(now, t);
+                let who = if by == "schedule" { "taken by the tool's own schedule" } else { "taken by kmdr" };
+                let (level, msg) = if a <= spec.rpo {
+                    (Level::Ok, format!("newest completed volume backup {what}, {who}, is {} old (RPO target {})", human_duration(a), human_duration(spec.rpo)))
+                } else {
+                    (Level::Fail, format!("newest completed volume backup {what}, {who}, is {} old, over the RPO target of {}: back it up now and schedule backups more often", human_duration(a), human_duration(spec.rpo)))
+                };
+                out.push(finding("rpo", subject, level, msg));
             }
         }
     }
@@ -174,6 +227,7 @@ pub async fn runbook_check(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -
         let kind = match &spec.source {
             LayerSource::Etcd(_) => "etcd",
             LayerSource::Helm(_) => "platform",
+            LayerSource::Volumes(_) => kmdr_sources::volumes::KIND,
             _ => "tenant",
         };
         let mut by_series: BTreeMap<String, Vec<DateTime<Utc>>> = BTreeMap::new();

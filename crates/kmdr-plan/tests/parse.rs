@@ -586,3 +586,72 @@ fn render_gives_file_line_column() {
         "plans/kmdr.yaml:3:7: bad\n"
     );
 }
+
+#[test]
+fn persistent_data_takes_volume_entries_of_each_provider() {
+    use kmdr_sources::volumes::ProviderSpec;
+    let text = format!(
+        "{BASE}  persistent-data:
+    volumes:
+      - {{name: db, provider: csi, namespace: tenant-a, selector: app=db, snapshotClass: snap, timeout: 10m}}
+      - {{name: apps, provider: velero, includedNamespaces: [tenant-b], labelSelector: 'app=db,tier=data', snapshotMoveData: true, ttl: 720h0m0s}}
+      - {{name: sched, provider: velero, schedule: daily}}
+      - {{name: k10, provider: kasten, policy: p1, appNamespace: tenant-d, context: prod}}
+"
+    );
+    let plan = parse_plan(Path::new("kmdr.yaml"), &text).unwrap();
+    let LayerSource::Volumes(v) = &plan.layer(Layer::PersistentData).unwrap().source else { panic!("volumes expected") };
+    assert_eq!(v.len(), 4);
+    assert_eq!(v[0].entry.timeout, Duration::from_secs(600));
+    let ProviderSpec::Csi(c) = &v[0].entry.provider else { panic!() };
+    assert_eq!((c.namespace.as_str(), c.selector.as_deref(), c.snapshot_class.as_str()), ("tenant-a", Some("app=db"), "snap"));
+    let ProviderSpec::Velero(b) = &v[1].entry.provider else { panic!() };
+    assert_eq!(b.namespace, "velero");
+    assert_eq!(b.label_selector.get("tier").map(String::as_str), Some("data"));
+    assert_eq!(b.snapshot_move_data, Some(true));
+    assert_eq!(v[1].entry.timeout, Duration::from_secs(H));
+    let ProviderSpec::Velero(s) = &v[2].entry.provider else { panic!() };
+    assert_eq!(s.schedule.as_deref(), Some("daily"));
+    let ProviderSpec::Kasten(k) = &v[3].entry.provider else { panic!() };
+    assert_eq!((k.namespace.as_str(), k.policy.as_str(), k.app_namespace.as_str()), ("kasten-io", "p1", "tenant-d"));
+    assert_eq!(v[3].context.as_deref(), Some("prod"));
+}
+
+#[test]
+fn volume_entry_mistakes_are_reported_where_they_are() {
+    // A key of another provider.
+    one_problem(
+        &format!("{BASE}  persistent-data:\n    volumes:\n      - name: db\n        provider: velero\n        snapshotClass: x\n"),
+        13,
+        9,
+        &["`snapshotClass:` is not a setting of provider velero", "includedNamespaces"],
+    );
+    // An unknown provider, with the close one suggested.
+    one_problem(
+        &format!("{BASE}  persistent-data:\n    volumes:\n      - {{name: db, provider: valero}}\n"),
+        11,
+        30,
+        &["unknown provider \"valero\"", "velero"],
+    );
+    // CSI without a way to pick PVCs.
+    one_problem(
+        &format!("{BASE}  persistent-data:\n    volumes:\n      - {{name: db, provider: csi, namespace: a, snapshotClass: s}}\n"),
+        11,
+        9,
+        &["selector:", "pvcs:"],
+    );
+    // A schedule entry with Backup settings.
+    one_problem(
+        &format!("{BASE}  persistent-data:\n    volumes:\n      - name: s\n        provider: velero\n        schedule: daily\n        ttl: 24h\n"),
+        14,
+        9,
+        &["`ttl:` has no effect with `schedule:`"],
+    );
+    // Two entries with one name.
+    one_problem(
+        &format!("{BASE}  persistent-data:\n    volumes:\n      - {{name: db, provider: velero}}\n      - {{name: db, provider: velero}}\n"),
+        12,
+        10,
+        &["already used at line 11"],
+    );
+}

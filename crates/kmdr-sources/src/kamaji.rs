@@ -396,7 +396,7 @@ struct CapturedTenant {
 async fn secret_source(kube: &KubeClient, refs: &[(String, String)], fallback: &SecretSource) -> Result<SecretSource, TenantsError> {
     let mut out = SecretSource::new();
     for (ns, name) in refs {
-        match kube.get_object(&SECRET, ns, name).await? {
+        match kube.get_object(&SECRET, Some(ns), name).await? {
             Some(s) => {
                 out.insert((ns.clone(), name.clone()), s);
             }
@@ -421,7 +421,7 @@ async fn capture_tenant(kube: &KubeClient, tcp: &Value) -> Result<CapturedTenant
     let mut kcp = None;
     let mut cluster_name = tcp["metadata"]["labels"][CAPI_CLUSTER_LABEL].as_str().map(str::to_string);
     if let Some(kcp_name) = owner_of(tcp, KAMAJI_CONTROL_PLANE.kind) {
-        if let Some(k) = kube.get_object(&KAMAJI_CONTROL_PLANE, &ns, &kcp_name).await? {
+        if let Some(k) = kube.get_object(&KAMAJI_CONTROL_PLANE, Some(&ns), &kcp_name).await? {
             cluster_name = owner_of(&k, CAPI_CLUSTER.kind).or(cluster_name).or_else(|| k["metadata"]["labels"][CAPI_CLUSTER_LABEL].as_str().map(str::to_string));
             files.push((KCP_FILE.to_string(), to_yaml(&clean_manifest(&k))));
             kcp = Some(kcp_name);
@@ -429,7 +429,7 @@ async fn capture_tenant(kube: &KubeClient, tcp: &Value) -> Result<CapturedTenant
     }
     let mut cluster = None;
     if let Some(c) = cluster_name {
-        if let Some(obj) = kube.get_object(&CAPI_CLUSTER, &ns, &c).await? {
+        if let Some(obj) = kube.get_object(&CAPI_CLUSTER, Some(&ns), &c).await? {
             files.push((CLUSTER_FILE.to_string(), to_yaml(&clean_manifest(&obj))));
             cluster = Some(c);
         }
@@ -479,7 +479,7 @@ pub async fn backup_tenants(
     } else {
         let mut out = Vec::new();
         for r in &opts.tenants {
-            match kube.get_object(&TENANT_CONTROL_PLANE, &r.namespace, &r.name).await? {
+            match kube.get_object(&TENANT_CONTROL_PLANE, Some(&r.namespace), &r.name).await? {
                 Some(t) => out.push(t),
                 None => {
                     let found = kube.list_objects(&TENANT_CONTROL_PLANE, None, "").await?.iter().map(|t| { let (n, m) = meta_name(t); format!("{n}/{m}") }).collect();
@@ -502,7 +502,7 @@ pub async fn backup_tenants(
             continue;
         }
         let ds = kube
-            .get_object(&DATA_STORE, "", &t.datastore)
+            .get_object(&DATA_STORE, None, &t.datastore)
             .await?
             .ok_or_else(|| TenantsError::DataStore { datastore: t.datastore.clone(), detail: format!("not found at {} (TenantControlPlane {} uses it)", kube.url(), t.r) })?;
         let refs = datastore_secret_refs(&ds);
@@ -684,7 +684,7 @@ pub async fn plan_tenants_restore(
     // 1. The schema guard, for every tenant before anything else.
     let mut exists = BTreeSet::new();
     for t in &selected {
-        if let Some(live) = kube.get_object(&TENANT_CONTROL_PLANE, &t.namespace, &t.name).await? {
+        if let Some(live) = kube.get_object(&TENANT_CONTROL_PLANE, Some(&t.namespace), &t.name).await? {
             let existing = effective_schema(&live).unwrap_or_default();
             if existing != t.schema {
                 return Err(TenantsError::SchemaMismatch { tcp: format!("{}/{}", t.namespace, t.name), existing, backup: t.schema.clone() });
@@ -710,7 +710,7 @@ pub async fn plan_tenants_restore(
             applies.push(PlannedApply { kind: "Secret".into(), name: format!("{ns}/{n}"), how: "create-if-absent".into(), resource: SECRET, object: s.clone() });
             fallback.insert((ns, n), s);
         }
-        let ds = kube.get_object(&DATA_STORE, "", name).await?.unwrap_or_else(|| backed_up.clone());
+        let ds = kube.get_object(&DATA_STORE, None, name).await?.unwrap_or_else(|| backed_up.clone());
         let refs = datastore_secret_refs(&ds);
         let secrets = secret_source(kube, &refs, &fallback).await?;
         let access = datastore_access(&ds, &secrets, opts.endpoints.get(name).map(String::as_str))?;
@@ -853,7 +853,7 @@ pub async fn wait_ready(kube: &KubeClient, tcps: &[TcpRef], timeout: Duration, i
     loop {
         let mut pending = Vec::new();
         for r in tcps {
-            let status = match kube.get_object(&TENANT_CONTROL_PLANE, &r.namespace, &r.name).await? {
+            let status = match kube.get_object(&TENANT_CONTROL_PLANE, Some(&r.namespace), &r.name).await? {
                 Some(t) => tcp_status(&t),
                 None => "absent".into(),
             };

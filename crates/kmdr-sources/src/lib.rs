@@ -11,3 +11,4 @@ pub mod kamaji;
 pub mod kube;
 pub mod platform;
 pub mod tenant;
+pub mod volumes;

@@ -23,7 +23,8 @@ pub const DAMAGED: i32 = 7;
 pub const REFUSED: i32 = 8;
 pub const STORAGE: i32 = 9;
 pub const OTHER: i32 = 10;
-/// A wait ran out: TenantControlPlanes not Ready, pods not Running, not healthy.
+/// A wait ran out: TenantControlPlanes not Ready, pods not Running, not
+/// healthy, a volume backup tool still in progress past its timeout.
 pub const TIMEOUT: i32 = 11;
 
 /// Shown at the end of `kmdr --help`.
@@ -37,14 +38,17 @@ Exit codes:
   5  not found: unknown or ambiguous backup id, unknown or empty tenant schema,
      unknown Helm release or Secret
   6  source problem: etcd, a tenant datastore or the Kubernetes API unreachable, credentials refused,
-     TLS failure, snapshot failed its checksum, a tenant restore stopped part way
+     TLS failure, snapshot failed its checksum, a tenant restore stopped part way,
+     the volume backup tool reported failure (Velero PartiallyFailed/Failed, K10 Failed)
   7  damaged data: a stored object failed its checks; nothing was restored
   8  refused or local target problem: data dir or tenant not empty (use --force), file exists,
      restore tool (etcdutl, helm, kubectl) missing, cannot write the restore target (e.g. its disk is full),
-     a TenantControlPlane exists with another dataStoreSchema (restore tenants)
+     a TenantControlPlane exists with another dataStoreSchema (restore tenants),
+     volume backup tool not installed (its CRD is missing), a PVC to restore already exists
   9  storage failure: disk full, permission denied, object store unreachable
  10  any other error
- 11  timed out waiting: TenantControlPlanes not Ready, pods not Running/Completed, watch --until-healthy";
+ 11  timed out waiting: TenantControlPlanes not Ready, pods not Running/Completed, watch --until-healthy,
+     a volume backup tool still in progress (a VolumeSnapshot not ready, a PVC not Bound) past its timeout";
 
 fn repo_code(e: &RepoError) -> i32 {
     match e {
@@ -123,6 +127,17 @@ fn tenants_code(e: &TenantsError) -> i32 {
     }
 }
 
+/// The exit code of a failed persistent-data unit.
+pub fn volume_code(c: kmdr_plan::exec::FailureClass) -> i32 {
+    use kmdr_plan::exec::FailureClass as F;
+    match c {
+        F::NotInstalled | F::Refused => REFUSED,
+        F::TimedOut => TIMEOUT,
+        F::ToolFailed | F::Other => SOURCE,
+        F::NotFound => NOT_FOUND,
+    }
+}
+
 /// The exit code for an error: the first cause kmdr knows decides.
 pub fn code_for(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
@@ -137,6 +152,9 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
         }
         if cause.is::<crate::commands::NotHealthy>() {
             return TIMEOUT;
+        }
+        if let Some(x) = cause.downcast_ref::<crate::commands::VolumeFailure>() {
+            return volume_code(x.0);
         }
         if let Some(x) = cause.downcast_ref::<TenantError>() {
             return tenant_code(x);

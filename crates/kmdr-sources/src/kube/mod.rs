@@ -79,6 +79,11 @@ impl ResourceKind {
         }
     }
 
+    /// The API group (empty for the core group).
+    pub fn group(&self) -> &'static str {
+        self.api_version.split_once('/').map_or("", |(g, _)| g)
+    }
+
     /// `plural.group` as kubectl names the resource (`tenantcontrolplanes.kamaji.clastix.io`).
     pub fn resource_name(&self) -> String {
         match self.api_version.split_once('/') {
@@ -186,11 +191,10 @@ impl KubeClient {
 
     /// The object `namespace/name` (cluster-scoped kinds ignore the
     /// namespace) as JSON, `None` when it does not exist.
-    pub async fn get_object(&self, kind: &ResourceKind, namespace: &str, name: &str) -> Result<Option<Value>, KubeError> {
-        let what = object_name(kind, namespace, name);
-        match self.logged(self.dynamic(kind, Some(namespace)).get(name)).await {
-            Ok(o) => Ok(Some(serde_json::to_value(o).expect("objects serialize"))),
-            Err(::kube::Error::Api(s)) if s.code == 404 => Ok(None),
+    pub async fn get_object(&self, kind: &ResourceKind, namespace: Option<&str>, name: &str) -> Result<Option<Value>, KubeError> {
+        let what = object_name(kind, namespace.unwrap_or(""), name);
+        match self.logged(self.dynamic(kind, namespace).get_opt(name)).await {
+            Ok(o) => Ok(o.map(|o| serde_json::to_value(o).expect("objects serialize"))),
             Err(e) => Err(self.classify(e, &format!("reading {what}"), &what)),
         }
     }
@@ -199,9 +203,13 @@ impl KubeClient {
     /// matching `label_selector`, as JSON. A kind the server does not serve
     /// (its CRD is not installed) is [`KubeError::NotFound`].
     pub async fn list_objects(&self, kind: &ResourceKind, namespace: Option<&str>, label_selector: &str) -> Result<Vec<Value>, KubeError> {
+        let mut lp = ListParams::default();
+        if !label_selector.is_empty() {
+            lp = lp.labels(label_selector);
+        }
         let where_ = namespace.map(|n| format!(" in namespace {n}")).unwrap_or_default();
         let list = self
-            .logged(self.dynamic(kind, namespace).list(&ListParams::default().labels(label_selector)))
+            .logged(self.dynamic(kind, namespace).list(&lp))
             .await
             .map_err(|e| self.classify(e, &format!("listing {}{where_}", kind.resource_name()), &format!("the resource {} (is its CRD installed?)", kind.resource_name())))?;
         Ok(list.items.into_iter().map(|o| serde_json::to_value(o).expect("objects serialize")).collect())
@@ -231,6 +239,20 @@ impl KubeClient {
             Err(::kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(self.classify(e, &format!("creating {what}"), &what)),
         }
+    }
+
+    /// Create `object` (a JSON manifest with apiVersion, kind and metadata)
+    /// and return it as the API stored it.
+    pub async fn create_object(&self, kind: &ResourceKind, namespace: Option<&str>, object: &Value) -> Result<Value, KubeError> {
+        let name = object["metadata"]["name"].as_str().unwrap_or("?");
+        let what = object_name(kind, namespace.unwrap_or(""), name);
+        let obj: DynamicObject = serde_json::from_value(object.clone())
+            .map_err(|e| KubeError::Api { url: self.url.clone(), op: format!("creating {what}"), detail: e.to_string() })?;
+        let created = self
+            .logged(self.dynamic(kind, namespace).create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &obj))
+            .await
+            .map_err(|e| self.classify(e, &format!("creating {what}"), &format!("namespace {}", namespace.unwrap_or("-"))))?;
+        Ok(serde_json::to_value(created).expect("objects serialize"))
     }
 
     /// Run a request, without kube-rs's own logging unless `log_requests`.

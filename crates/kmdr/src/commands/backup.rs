@@ -127,7 +127,7 @@ pub async fn by_plan(g: &GlobalArgs, file: &std::path::Path, layer: Option<kmdr_
     for spec in plan.layers.iter().filter(|s| layer.is_none_or(|l| s.layer == l)) {
         if matches!(spec.source, kmdr_plan::LayerSource::Targets) {
             if layer.is_some() {
-                return Err(super::UsageError(format!("kmdr does not back up layer {} yet: the plan only holds its targets", spec.layer)).into());
+                return Err(super::UsageError(format!("kmdr does not back up layer {}: the plan only holds its targets (for persistent-data, add `volumes:` entries; see docs/volumes.md)", spec.layer)).into());
             }
             continue;
         }
@@ -149,7 +149,9 @@ pub async fn by_plan(g: &GlobalArgs, file: &std::path::Path, layer: Option<kmdr_
     }
     if failed > 0 {
         eprintln!("error: {failed} of {} units were not backed up; the others were. Fix the causes above and run again", all.len());
-        return Ok(crate::exit::SOURCE);
+        // A volume unit's class decides (tool missing, timed out, ...).
+        let class = all.iter().find_map(|(_, u)| u.failure);
+        return Ok(class.map_or(crate::exit::SOURCE, crate::exit::volume_code));
     }
     Ok(0)
 }

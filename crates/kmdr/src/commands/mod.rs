@@ -26,6 +26,11 @@ use std::sync::Arc;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// A persistent-data unit failed; its class decides the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{1}")]
+pub struct VolumeFailure(pub kmdr_plan::exec::FailureClass, pub String);
+
 /// Run the parsed command; returns the exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
     let g = &cli.global;

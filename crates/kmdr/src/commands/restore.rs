@@ -228,16 +228,24 @@ pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
                     u.backup.as_deref().unwrap_or("-"),
                     match (&u.error, a.dry_run) {
                         (Some(e), _) => format!("FAILED: {e}"),
+                        (None, true) if matches!(spec.source, LayerSource::Volumes(_)) => format!("would restore {} volume set(s)", u.keys.unwrap_or(0)),
+                        (None, false) if matches!(spec.source, LayerSource::Volumes(_)) => format!("restored {} volume set(s)", u.keys.unwrap_or(0)),
                         (None, true) => format!("would write {} keys", u.keys.unwrap_or(0)),
                         (None, false) => format!("restored {} keys", u.keys.unwrap_or(0)),
                     }
                 );
+                for line in &u.objects {
+                    println!("{:<22}   {line}", "");
+                }
             }
         }
         report.push(json!({"layer": spec.layer, "units": units}));
         if !failed.is_empty() {
             if g.format == Format::Json {
                 output::json(&report);
+            }
+            if let Some(class) = units.iter().find_map(|u| u.failure) {
+                return Err(super::VolumeFailure(class, format!("layer {} did not recover ({}); later layers were not restored", spec.layer, failed.join("; "))).into());
             }
             anyhow::bail!("layer {} did not recover ({}); later layers were not restored", spec.layer, failed.join("; "));
         }
