@@ -60,9 +60,9 @@ pub enum Command {
     /// Create or look after a repository
     #[command(subcommand)]
     Repo(RepoCommand),
-    /// Take a backup: of one source (etcd, tenant, platform), or of every layer of a plan (--plan)
+    /// Take a backup: of one source (etcd, tenant, tenants, platform), or of every layer of a plan (--plan)
     Backup(BackupArgs),
-    /// Restore a backup: one source (etcd, tenant, platform), or layers of a plan in order (--plan)
+    /// Restore a backup: one source (etcd, tenant, tenants, platform), or layers of a plan in order (--plan)
     Restore(RestoreArgs),
     /// List and inspect backups
     #[command(subcommand)]
@@ -518,7 +518,7 @@ else its UID) is refused, exit 8, nothing written; a datastore schema that alrea
 2. the data of every tenant into the datastore its backed-up DataStore names (only the tenant's prefix, database or \
 bucket: never another tenant's keys);\n  \
 3. by server-side apply (field manager kmdr, forced): the DataStore (its credential Secrets created only when \
-absent), the tenant's Namespace (when absent), its Secrets (the CA first of all, before the TCP), the TCP with \
+absent), the tenant's Namespace (when absent), its Secrets (the CA <tcp>-ca among them, all before the TCP), the TCP with \
 spec.dataStoreSchema/dataStoreUsername, the KamajiControlPlane, the Cluster;\n  \
 4. wait until every restored TCP reports status.kubernetesResources.version.status Ready (--timeout, exit 11).\n\n\
 kmdr never deletes anything, and never a TenantControlPlane: deleting one drops its data. --dry-run checks and \
