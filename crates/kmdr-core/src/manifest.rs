@@ -508,6 +508,47 @@ mod tests {
     }
 
     #[test]
+    fn volume_backup_source_round_trips_and_reads_old_records() {
+        let mut m = sample();
+        m.layer = Layer::PersistentData;
+        let t = m.started_at;
+        m.source = SourceInfo::VolumeBackup(VolumeBackupInfo {
+            entry: "tenant-a-db".into(),
+            provider: "csi".into(),
+            cluster: "https://10.0.0.1:6443".into(),
+            taken_by: "kmdr".into(),
+            schedule: None,
+            point_in_time: t,
+            completed_at: Some(t),
+            phase: "readyToUse".into(),
+            warnings: 0,
+            items: vec![VolumeItem {
+                kind: "VolumeSnapshot".into(),
+                namespace: Some("tenant-a".into()),
+                name: "kmdr-data-db-0-20261127024037".into(),
+                source: Some("data-db-0".into()),
+                handle: Some("snap-1".into()),
+                driver: Some("hostpath.csi.k8s.io".into()),
+                ..Default::default()
+            }],
+        });
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["source"]["type"], "volume-backup");
+        assert_eq!(json["source"]["items"][0]["handle"], "snap-1");
+        let back: Manifest = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(m.source_summary(), "volumes tenant-a-db csi 1 item(s) readyToUse by kmdr (https://10.0.0.1:6443)");
+        // Optional fields may be absent (a record written before they existed).
+        let mut lean = json;
+        lean["source"]["items"][0] = serde_json::json!({"kind": "Backup", "name": "b1"});
+        lean["source"].as_object_mut().unwrap().remove("completed_at");
+        let back: Manifest = serde_json::from_value(lean).unwrap();
+        let SourceInfo::VolumeBackup(v) = back.source else { panic!("volume backup expected") };
+        assert_eq!(v.items[0].name, "b1");
+        assert!(v.completed_at.is_none() && v.items[0].access_modes.is_empty());
+    }
+
+    #[test]
     fn unknown_source_kinds_still_parse() {
         let mut json = serde_json::to_value(sample()).unwrap();
         json["source"] = serde_json::json!({"type": "future-kind", "x": 1});

@@ -142,7 +142,9 @@ pub struct WatchArgs {
 pub struct BackupArgs {
     #[command(subcommand)]
     pub command: Option<BackupCommand>,
-    /// Back up every layer of this plan (kmdr.yaml) that names a source
+    /// Back up every layer of this plan (kmdr.yaml) that names a source; for persistent-data `volumes:`,
+    /// run each volume backup tool (CSI snapshots, Velero, Kasten K10), wait for it and record what it
+    /// took (e.g. `kmdr backup --plan kmdr.yaml --layer persistent-data`; docs/volumes.md)
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
     /// Only this layer of the plan
@@ -167,7 +169,8 @@ pub struct RestoreArgs {
     /// Print what would be restored where; change nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Replace what the targets hold (restoring into a live datastore, or over a data dir)
+    /// Replace what the targets hold (restoring into a live datastore, or over a data dir); never
+    /// applies to volumes: an existing PVC is refused, kmdr does not delete volumes
     #[arg(long)]
     pub force: bool,
 }

@@ -101,13 +101,8 @@ impl VolumeProvider for Csi<'_> {
         for pvc in &pvcs {
             let pvc_name = text(pvc, "/metadata/name").unwrap_or_default();
             let name = object_name(&pvc_name, started);
-            let manifest = json!({
-                "apiVersion": VOLUME_SNAPSHOT.api_version,
-                "kind": "VolumeSnapshot",
-                "metadata": {"name": name, "namespace": s.namespace, "labels": {ENTRY_LABEL: entry.name}},
-                "spec": {"volumeSnapshotClassName": s.snapshot_class, "source": {"persistentVolumeClaimName": pvc_name}},
-            });
-            kube.create_object(&VOLUME_SNAPSHOT, Some(&s.namespace), &manifest).await?;
+            let spec = json!({"volumeSnapshotClassName": s.snapshot_class, "source": {"persistentVolumeClaimName": pvc_name}});
+            kube.create_object(&VOLUME_SNAPSHOT, Some(&s.namespace), &manifest(&VOLUME_SNAPSHOT, Some(&s.namespace), &name, &entry.name, spec)).await?;
             created.push((pvc.clone(), pvc_name, name));
         }
         let mut items = Vec::new();
@@ -244,32 +239,11 @@ impl VolumeProvider for Csi<'_> {
                 if let Some(c) = &item.class {
                     spec["volumeSnapshotClassName"] = json!(c);
                 }
-                objects.push(PlannedObject {
-                    action: "create".into(),
-                    kind: "VolumeSnapshotContent".into(),
-                    namespace: None,
-                    name: content.clone(),
-                    note: format!("pre-provisioned from snapshotHandle {handle} (Retain)"),
-                    manifest: json!({
-                        "apiVersion": VOLUME_SNAPSHOT_CONTENT.api_version,
-                        "kind": "VolumeSnapshotContent",
-                        "metadata": {"name": content, "labels": {ENTRY_LABEL: entry.name}},
-                        "spec": spec,
-                    }),
-                });
-                objects.push(PlannedObject {
-                    action: "create".into(),
-                    kind: "VolumeSnapshot".into(),
-                    namespace: Some(target.clone()),
-                    name: item.name.clone(),
-                    note: format!("bound to VolumeSnapshotContent {content}"),
-                    manifest: json!({
-                        "apiVersion": VOLUME_SNAPSHOT.api_version,
-                        "kind": "VolumeSnapshot",
-                        "metadata": {"name": item.name, "namespace": target, "labels": {ENTRY_LABEL: entry.name}},
-                        "spec": {"source": {"volumeSnapshotContentName": content}},
-                    }),
-                });
+                let note = format!("pre-provisioned from snapshotHandle {handle} (Retain)");
+                objects.push(PlannedObject::create(&VOLUME_SNAPSHOT_CONTENT, None, &content, &entry.name, spec, note));
+                let spec = json!({"source": {"volumeSnapshotContentName": content}});
+                let note = format!("bound to VolumeSnapshotContent {content}");
+                objects.push(PlannedObject::create(&VOLUME_SNAPSHOT, Some(&target), &item.name, &entry.name, spec, note));
             }
             let mut pvc_spec = json!({
                 "accessModes": if item.access_modes.is_empty() { vec!["ReadWriteOnce".to_string()] } else { item.access_modes.clone() },
@@ -282,19 +256,8 @@ impl VolumeProvider for Csi<'_> {
             if let Some(m) = &item.volume_mode {
                 pvc_spec["volumeMode"] = json!(m);
             }
-            objects.push(PlannedObject {
-                action: "create".into(),
-                kind: "PersistentVolumeClaim".into(),
-                namespace: Some(target.clone()),
-                name: pvc_name.clone(),
-                note: format!("from VolumeSnapshot {}, wait until Bound", item.name),
-                manifest: json!({
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolumeClaim",
-                    "metadata": {"name": pvc_name, "namespace": target, "labels": {ENTRY_LABEL: entry.name}},
-                    "spec": pvc_spec,
-                }),
-            });
+            let note = format!("from VolumeSnapshot {}, wait until Bound", item.name);
+            objects.push(PlannedObject::create(&PVC, Some(&target), &pvc_name, &entry.name, pvc_spec, note));
         }
         Ok(VolumeRestorePlan { entry: entry.name.clone(), provider: "csi".into(), objects })
     }

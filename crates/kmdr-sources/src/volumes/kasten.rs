@@ -80,13 +80,8 @@ impl VolumeProvider for Kasten<'_> {
         probe(kube, &RUN_ACTION, Some(ns), TOOL, entry).await?;
         let started = Utc::now();
         let name = object_name(&entry.name, started);
-        let manifest = json!({
-            "apiVersion": RUN_ACTION.api_version,
-            "kind": "RunAction",
-            "metadata": {"name": name, "namespace": ns, "labels": {ENTRY_LABEL: entry.name}},
-            "spec": {"subject": {"apiVersion": "config.kio.kasten.io/v1alpha1", "kind": "Policy", "name": s.policy, "namespace": ns}},
-        });
-        kube.create_object(&RUN_ACTION, Some(ns), &manifest).await?;
+        let spec = json!({"subject": {"apiVersion": "config.kio.kasten.io/v1alpha1", "kind": "Policy", "name": s.policy, "namespace": ns}});
+        kube.create_object(&RUN_ACTION, Some(ns), &manifest(&RUN_ACTION, Some(ns), &name, &entry.name, spec)).await?;
         let w = Watched { kind: &RUN_ACTION, namespace: Some(ns), name: &name, inspect: inspect("runaction", ns, &name), tool: TOOL };
         let action = wait_for(kube, entry, &w, state_look).await?;
         // The run's RestorePoint: the newest of the application namespace
@@ -173,37 +168,19 @@ impl VolumeProvider for Kasten<'_> {
                     item.name
                 )));
             }
-            objects.push(PlannedObject {
-                action: "create".into(),
-                kind: "RestorePoint".into(),
-                namespace: Some(rp_ns.clone()),
-                name: item.name.clone(),
-                note: format!("bound to RestorePointContent {content} (the cluster was rebuilt)"),
-                manifest: json!({
-                    "apiVersion": RESTORE_POINT.api_version,
-                    "kind": "RestorePoint",
-                    "metadata": {"name": item.name, "namespace": rp_ns, "labels": {APP_NAMESPACE_LABEL: s.app_namespace, ENTRY_LABEL: entry.name}},
-                    "spec": {"restorePointContentRef": {"name": content}},
-                }),
-            });
+            let spec = json!({"restorePointContentRef": {"name": content}});
+            let note = format!("bound to RestorePointContent {content} (the cluster was rebuilt)");
+            let mut o = PlannedObject::create(&RESTORE_POINT, Some(&rp_ns), &item.name, &entry.name, spec, note);
+            o.manifest["metadata"]["labels"][APP_NAMESPACE_LABEL] = json!(s.app_namespace);
+            objects.push(o);
         }
         let name = object_name(&format!("restore-{}", entry.name), Utc::now());
-        objects.push(PlannedObject {
-            action: "create".into(),
-            kind: "RestoreAction".into(),
-            namespace: Some(target.clone()),
-            name: name.clone(),
-            note: format!("from RestorePoint {rp_ns}/{} into namespace {target}, wait until Complete", item.name),
-            manifest: json!({
-                "apiVersion": RESTORE_ACTION.api_version,
-                "kind": "RestoreAction",
-                "metadata": {"name": name, "namespace": target, "labels": {ENTRY_LABEL: entry.name}},
-                "spec": {
-                    "subject": {"apiVersion": RESTORE_POINT.api_version, "kind": "RestorePoint", "name": item.name, "namespace": rp_ns},
-                    "targetNamespace": target,
-                },
-            }),
+        let spec = json!({
+            "subject": {"apiVersion": RESTORE_POINT.api_version, "kind": "RestorePoint", "name": item.name, "namespace": rp_ns},
+            "targetNamespace": target,
         });
+        let note = format!("from RestorePoint {rp_ns}/{} into namespace {target}, wait until Complete", item.name);
+        objects.push(PlannedObject::create(&RESTORE_ACTION, Some(&target), &name, &entry.name, spec, note));
         Ok(VolumeRestorePlan { entry: entry.name.clone(), provider: "kasten".into(), objects })
     }
 

@@ -153,6 +153,30 @@ pub struct PlannedObject {
     pub manifest: Value,
 }
 
+impl PlannedObject {
+    /// An object to create: its manifest is [`manifest`]'s.
+    pub(crate) fn create(kind: &ResourceKind, namespace: Option<&str>, name: &str, entry: &str, spec: Value, note: String) -> PlannedObject {
+        PlannedObject {
+            action: "create".into(),
+            kind: kind.kind.into(),
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+            note,
+            manifest: manifest(kind, namespace, name, entry, spec),
+        }
+    }
+}
+
+/// A manifest kmdr creates: apiVersion, kind, name, namespace (when
+/// namespaced), the entry label, and `spec`.
+pub(crate) fn manifest(kind: &ResourceKind, namespace: Option<&str>, name: &str, entry: &str, spec: Value) -> Value {
+    let mut metadata = serde_json::json!({"name": name, "labels": {ENTRY_LABEL: entry}});
+    if let Some(ns) = namespace {
+        metadata["namespace"] = serde_json::json!(ns);
+    }
+    serde_json::json!({"apiVersion": kind.api_version, "kind": kind.kind, "metadata": metadata, "spec": spec})
+}
+
 /// What a restore of one entry does, computed before anything is written.
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeRestorePlan {

@@ -135,13 +135,7 @@ impl VolumeProvider for Velero<'_> {
                 if let Some(l) = &s.storage_location {
                     spec["storageLocation"] = json!(l);
                 }
-                let manifest = json!({
-                    "apiVersion": BACKUP.api_version,
-                    "kind": "Backup",
-                    "metadata": {"name": name, "namespace": ns, "labels": {ENTRY_LABEL: entry.name}},
-                    "spec": spec,
-                });
-                kube.create_object(&BACKUP, Some(ns), &manifest).await?;
+                kube.create_object(&BACKUP, Some(ns), &manifest(&BACKUP, Some(ns), &name, &entry.name, spec)).await?;
                 let w = Watched { kind: &BACKUP, namespace: Some(ns), name: &name, inspect: describe("backup", ns, &name), tool: TOOL };
                 (wait_for(kube, entry, &w, phase_look).await?, "kmdr")
             }
@@ -210,19 +204,8 @@ impl VolumeProvider for Velero<'_> {
             let map: BTreeMap<&String, &String> = s.included_namespaces.iter().map(|n| (n, target)).collect();
             spec["namespaceMapping"] = json!(map);
         }
-        objects.push(PlannedObject {
-            action: "create".into(),
-            kind: "Restore".into(),
-            namespace: Some(ns.to_string()),
-            name: name.clone(),
-            note: format!("from Backup {}, wait until Completed", item.name),
-            manifest: json!({
-                "apiVersion": RESTORE.api_version,
-                "kind": "Restore",
-                "metadata": {"name": name, "namespace": ns, "labels": {ENTRY_LABEL: entry.name}},
-                "spec": spec,
-            }),
-        });
+        let note = format!("from Backup {}, wait until Completed", item.name);
+        objects.push(PlannedObject::create(&RESTORE, Some(ns), &name, &entry.name, spec, note));
         Ok(VolumeRestorePlan { entry: entry.name.clone(), provider: "velero".into(), objects })
     }
 
