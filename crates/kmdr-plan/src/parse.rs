@@ -1444,10 +1444,10 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(suggest("rpo_target", TARGET_KEYS), Some("rpo"));
+        assert_eq!(suggest("rpo_target", PERSISTENT_KEYS), Some("rpo"));
         assert_eq!(suggest("key_file", REPOSITORY_KEYS), Some("keyFile"));
         assert_eq!(suggest("passwrdFile", DATASTORE_KEYS), Some("passwordFile"));
-        assert_eq!(suggest("helm", TARGET_KEYS), None);
+        assert_eq!(suggest("helm", PERSISTENT_KEYS), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }
