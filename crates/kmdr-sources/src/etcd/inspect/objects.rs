@@ -224,7 +224,6 @@ fn meta_json(m: ObjectMeta) -> Value {
 /// `ownerReferences` name owners by UID, which a restore does not keep: the
 /// garbage collector would delete an object whose owner UID is gone.
 const SERVER_METADATA: &[&str] = &["uid", "resourceVersion", "managedFields", "creationTimestamp", "generation", "selfLink", "ownerReferences", "deletionTimestamp", "deletionGracePeriodSeconds"];
-const DROPPED_ANNOTATIONS: &[&str] = &["kubectl.kubernetes.io/last-applied-configuration"];
 
 /// Turn a stored object into a manifest `kubectl apply` recreates: no
 /// status, no server-set metadata; a TenantControlPlane keeps its
@@ -242,7 +241,7 @@ pub fn clean_for_apply(mut obj: Value) -> Value {
             meta.remove(*k);
         }
         if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
-            for k in DROPPED_ANNOTATIONS {
+            for k in crate::platform::DROPPED_ANNOTATIONS {
                 a.remove(*k);
             }
             if a.is_empty() {
