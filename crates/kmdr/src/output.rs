@@ -5,12 +5,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-/// `-o text|json`.
+/// `-o text|json|yaml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum Format {
     #[default]
     Text,
     Json,
+    /// YAML where a command prints objects (`inspect`); text elsewhere.
+    Yaml,
 }
 
 /// Print a value as pretty JSON on stdout.

@@ -1,7 +1,9 @@
 //! The under-cluster's etcd: full snapshots through Maintenance.Snapshot
 //! ([`snapshotter`]) and restores through etcd's own tool ([`restorer`]).
+//! [`inspect`] reads the Kubernetes objects out of a snapshot offline.
 
 pub mod connection;
+pub mod inspect;
 pub mod restorer;
 pub mod snapshotter;
 

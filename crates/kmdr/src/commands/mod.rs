@@ -5,6 +5,7 @@ mod backup;
 mod backups;
 mod drill;
 mod forget;
+mod inspect;
 mod lab;
 mod plan;
 pub use plan::PlanInvalid;
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             (None, None) => Err(UsageError("say what to restore: `kmdr restore etcd|tenant|tenants|platform ...` or `kmdr restore --plan FILE --layer L|--all` (see --help)".into()).into()),
         },
         Command::Backups(c) => backups::run(g, c).await,
+        Command::Inspect(a) => inspect::run(g, a).await,
         Command::Verify(a) => verify::run(g, a).await,
         Command::Forget(a) => forget::run_forget(g, a).await,
         Command::Prune(a) => forget::run_prune(g, a).await,

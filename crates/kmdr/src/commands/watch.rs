@@ -18,13 +18,13 @@ pub struct NotHealthy {
 pub async fn run(g: &GlobalArgs, a: WatchArgs) -> Result<i32> {
     let kube = a.kube.connect(g).await?;
     let started = Instant::now();
-    let live = g.format == Format::Text && std::io::stdout().is_terminal();
+    let live = g.format != Format::Json && std::io::stdout().is_terminal();
     let mut last: Option<Vec<String>> = None;
     loop {
         let snap = kmdr_sources::health::snapshot(&kube).await?;
         match g.format {
             Format::Json => println!("{}", serde_json::to_string(&snap).expect("serializable")),
-            Format::Text => {
+            Format::Text | Format::Yaml => {
                 let lines = snap.lines();
                 let mut out = std::io::stdout().lock();
                 if live {
