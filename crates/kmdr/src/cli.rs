@@ -100,6 +100,60 @@ fails.\n\nExample:\n  kmdr drill --plan examples/lab.yaml --report-dir drills/")
     /// The runbook's monthly review, automated
     #[command(subcommand)]
     Runbook(RunbookCommand),
+    /// Keep every layer within its RPO: scheduled full backups, delta capture, retention, metrics
+    #[command(long_about = "Run continuously (the under cluster's Deployment, see deploy/): for every unit of the plan (the under-cluster's etcd, each tenant of each datastore, the platform release) take a full backup whenever the newest one is older than the layer's RPO (or --full-every), retrying failures with exponential backoff. Units on etcd also get delta capture: a Watch from the newest full backup's revision writes every change into the repository within about --flush-every (1s), so a tenant restored with `kmdr restore tenant ... --at TIME|--revision R` loses at most the last seconds. With --keep-* rules, retention runs every --forget-every and removes delta segments no full backup can use.\n\nkmdr serve keeps no state outside the repository: after a restart (or kill -9) each capture resumes right after the newest delta segment, with no revision missing or repeated. SIGTERM: captures write what they hold, a full backup in flight gets --grace to finish or is abandoned uncommitted.\n\nMetrics (Prometheus text format) on --metrics-addr: /metrics (per layer and unit: kmdr_last_success_timestamp_seconds, kmdr_rpo_seconds, kmdr_rpo_target_seconds, kmdr_backup_duration_seconds, kmdr_backup_bytes, kmdr_backup_failures_total, kmdr_delta_lag_seconds, kmdr_delta_revision, ...), /healthz, /readyz (every etcd capture running).\n\nExamples:\n  kmdr serve --plan /etc/kmdr/kmdr.yaml\n  kmdr serve --plan kmdr.yaml --metrics-addr 0.0.0.0:9464 --keep-last 48 --keep-daily 14")]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The plan (kmdr.yaml): its layers, targets and repository
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// Where to serve /metrics, /healthz and /readyz
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Write captured changes at least this often (e.g. 1s, 500ms)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_arg)]
+    pub flush_every: std::time::Duration,
+    /// Or as soon as this many MiB of changes are buffered
+    #[arg(long, value_name = "MIB", default_value_t = 4)]
+    pub flush_mib: usize,
+    /// Full backups this often instead of at each layer's RPO (e.g. 1h)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub full_every: Option<std::time::Duration>,
+    /// Retention: keep the N newest full backups of each series
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_last: u32,
+    /// Retention: the newest of each of the last N hours
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_hourly: u32,
+    /// Retention: the newest of each of the last N days
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_daily: u32,
+    /// Retention: the newest of each of the last N ISO weeks
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_weekly: u32,
+    /// Retention: the newest of each of the last N months
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_monthly: u32,
+    /// How often retention runs (with a --keep-* rule)
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration_arg)]
+    pub forget_every: std::time::Duration,
+    /// On SIGTERM, how long a full backup in flight may take to finish
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration_arg)]
+    pub grace: std::time::Duration,
+    /// Print the units and schedule, then exit
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A duration like 500ms, 1s, 5m, 1h, 7d.
+pub fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse::<u64>().map(std::time::Duration::from_millis).map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 1s, 5m, 1h)"));
+    }
+    kmdr_plan::parse::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration (e.g. 500ms, 1s, 5m, 1h)"))
 }
 
 #[derive(Debug, Args)]
@@ -484,6 +538,13 @@ pub struct RestoreTenantArgs {
     /// Print what would be written and removed; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Point in time: the newest state captured at or before TIME (RFC 3339, e.g. 2026-11-27T08:15:00Z), or `now`
+    /// for the newest the repository holds. Uses the newest full backup before it plus the delta segments up to it
+    #[arg(long, value_name = "TIME|now", conflicts_with = "revision")]
+    pub at: Option<String>,
+    /// Point in time as a revision of the source etcd: the state right after revision R
+    #[arg(long, value_name = "R")]
+    pub revision: Option<i64>,
 }
 
 #[derive(Debug, Args)]

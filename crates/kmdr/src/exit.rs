@@ -21,6 +21,8 @@ pub const DAMAGED: i32 = 7;
 pub const REFUSED: i32 = 8;
 pub const STORAGE: i32 = 9;
 pub const OTHER: i32 = 10;
+/// The delta chain has a gap: a point-in-time restore cannot reach its point.
+pub const CHAIN_GAP: i32 = 11;
 
 /// Shown at the end of `kmdr --help`.
 pub const EXIT_CODES_HELP: &str = "\
@@ -38,7 +40,8 @@ Exit codes:
   8  refused or local target problem: data dir or tenant not empty (use --force), file exists,
      restore tool (etcdutl, helm, kubectl) missing, cannot write the restore target (e.g. its disk is full)
   9  storage failure: disk full, permission denied, object store unreachable
- 10  any other error";
+ 10  any other error
+ 11  the delta chain has a gap: no segment covers the revisions named; nothing was restored";
 
 fn repo_code(e: &RepoError) -> i32 {
     match e {
@@ -77,6 +80,8 @@ fn tenant_code(e: &TenantError) -> i32 {
         TenantError::BadUrl(_) => 2,
         TenantError::UnknownSchema { .. } | TenantError::EmptySchema { .. } | TenantError::WrongKind { .. } => NOT_FOUND,
         TenantError::TargetNotEmpty { .. } => REFUSED,
+        TenantError::ChainGap(_) => CHAIN_GAP,
+        TenantError::NoBackupBefore { .. } => NOT_FOUND,
         TenantError::Records(RecordError::Damaged(_)) => DAMAGED,
         TenantError::Interrupted { source, .. } | TenantError::Repo(source) => repo_code(source),
         _ => SOURCE,
@@ -108,6 +113,9 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
         if let Some(x) = cause.downcast_ref::<TenantError>() {
             return tenant_code(x);
+        }
+        if cause.is::<kmdr_repo::ChainGap>() {
+            return CHAIN_GAP;
         }
         if let Some(x) = cause.downcast_ref::<PlatformError>() {
             return platform_code(x);

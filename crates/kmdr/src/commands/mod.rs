@@ -10,6 +10,7 @@ mod plan;
 pub use plan::PlanInvalid;
 mod repo;
 mod restore;
+mod serve;
 mod status;
 mod verify;
 
@@ -48,6 +49,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Lab(c) => lab::run(g, c).await,
         Command::Status(a) => status::status(g, a).await,
         Command::Runbook(c) => status::runbook(g, c).await,
+        Command::Serve(a) => serve::run(g, a).await,
     }
 }
 
