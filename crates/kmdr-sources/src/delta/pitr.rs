@@ -111,10 +111,14 @@ pub type Overlay = BTreeMap<Vec<u8>, Option<(Vec<u8>, i64, i64)>>;
 /// Read the plan's segments (each authenticated and checked) into the net changes.
 pub async fn load_overlay(repo: &Repository, plan: &PointPlan) -> Result<Overlay, TenantError> {
     let mut overlay = Overlay::new();
+    // Revisions already applied: overlapping segments (two writers) replay nothing twice.
+    let mut applied = plan.base_revision;
     for name in &plan.segment_names {
         let raw = repo.get_segment(name).await?;
         let events = decode(&raw).map_err(|e| kmdr_repo::Error::Damaged { object: name.key(), reason: e.0 })?;
-        for e in events.into_iter().filter(|e| e.revision > plan.base_revision && e.revision <= plan.revision) {
+        let from = applied;
+        applied = applied.max(name.last);
+        for e in events.into_iter().filter(|e| e.revision > from && e.revision <= plan.revision) {
             let v = match e.op {
                 Op::Put => Some((e.value, e.create_revision, e.revision)),
                 Op::Delete => None,
