@@ -412,8 +412,19 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
                 // Where the repository is: after the newest segment, or after the newest full backup.
                 let mut base = newest_base(&ctx.repo, &target.series).await.map_err(|e| e.to_string())?;
                 if base.is_none() {
-                    let m = full_backup(&ctx, &unit, "the delta chain needs a full backup first").await.ok_or("stopped")??;
-                    base = base_revision(&m);
+                    // The scheduled task takes the first full backup at once; wait for it.
+                    let mut rx = unit.base.subscribe();
+                    let mut stop3 = stop.clone();
+                    loop {
+                        if let Some(r) = *rx.borrow_and_update() {
+                            base = Some(r);
+                            break;
+                        }
+                        tokio::select! {
+                            _ = rx.changed() => {}
+                            _ = stop3.changed() => return Err("stopped".to_string()),
+                        }
+                    }
                 }
                 let base = base.ok_or("the full backup has no revision")?;
                 let newest_segment = ctx.repo.list_segments(Some(&target.series)).await.map_err(|e| e.to_string())?.iter().map(|s| s.last).max();
