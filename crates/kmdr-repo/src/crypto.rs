@@ -42,6 +42,8 @@ pub enum ObjectKind {
     Chunk = 1,
     Manifest = 2,
     Report = 3,
+    /// A delta segment (`deltas/...`).
+    Delta = 4,
 }
 
 /// Why a sealed object cannot be opened.

@@ -10,12 +10,14 @@
 //! - [`restorer`]: reads a file back, checking every byte.
 //! - [`checker`]: `verify`.
 //! - [`pruner`]: `forget` and `prune` plans.
+//! - [`deltas`]: delta segments and their chains.
 //! - [`lock`]: shared and exclusive repository locks.
 
 pub mod backuper;
 pub mod checker;
 pub mod chunker;
 pub mod crypto;
+pub mod deltas;
 mod error;
 pub mod lock;
 pub mod pruner;
@@ -23,6 +25,7 @@ pub mod repository;
 pub mod restorer;
 
 pub use backuper::{BackupSession, Progress};
+pub use deltas::{ChainGap, SegmentName};
 pub use checker::{BackupCheck, VerifyReport};
 pub use error::Error;
 pub use pruner::{ForgetPlan, PrunePlan};

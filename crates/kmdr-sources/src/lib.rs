@@ -2,8 +2,10 @@
 //! into files of a backup (through [`kmdr_repo::BackupSession`]) and puts them
 //! back: the under-cluster's etcd ([`etcd`]) and each tenant's control-plane
 //! data in its Kamaji datastore ([`tenant`]), the platform's Helm release
-//! ([`platform`]) and Kamaji tenants end to end, data and manifests ([`kamaji`]).
+//! ([`platform`]), Kamaji tenants end to end, data and manifests ([`kamaji`]),
+//! and the changes between full backups ([`delta`]).
 
+pub mod delta;
 pub mod etcd;
 pub mod health;
 pub mod inventory;

@@ -132,15 +132,11 @@ prints one snapshot per line (JSON Lines).\n\n\
 then, exit 11. A Kubernetes API that does not answer is exit 6.\n\n\
 Examples:\n  kmdr watch\n  kmdr watch --until-healthy --timeout 30m --interval 10s\n  kmdr watch --until-healthy -o json | tail -1")]
     Watch(WatchArgs),
+    /// Keep every layer within its RPO: scheduled full backups, delta capture, retention, metrics
+    #[command(long_about = "Run continuously (the under cluster's Deployment, see deploy/): for every unit of the plan (the under-cluster's etcd, each tenant of each datastore, the platform release) take a full backup whenever the newest one is older than the layer's RPO (or --full-every), retrying failures with exponential backoff. Units on etcd also get delta capture: a Watch from the newest full backup's revision writes every change into the repository within about --flush-every (1s), so a tenant restored with `kmdr restore tenant ... --at TIME|--revision R` loses at most the last seconds. With --keep-* rules, retention runs every --forget-every and removes delta segments no full backup can use.\n\nkmdr serve keeps no state outside the repository: after a restart (or kill -9) each capture resumes right after the newest delta segment, with no revision missing or repeated. SIGTERM: captures write what they hold, a full backup in flight gets --grace to finish or is abandoned uncommitted.\n\nMetrics (Prometheus text format) on --metrics-addr: /metrics (per layer and unit: kmdr_last_success_timestamp_seconds, kmdr_rpo_seconds, kmdr_rpo_target_seconds, kmdr_backup_duration_seconds, kmdr_backup_bytes, kmdr_backup_failures_total, kmdr_delta_lag_seconds, kmdr_delta_revision, ...), /healthz, /readyz (every etcd capture running).\n\nExamples:\n  kmdr serve --plan /etc/kmdr/kmdr.yaml\n  kmdr serve --plan kmdr.yaml --metrics-addr 0.0.0.0:9464 --keep-last 48 --keep-daily 14")]
+    Serve(ServeArgs),
 }
 
-/// `500ms`, or what plans take: `90s`, `15m`, `1h30m`.
-fn parse_human_duration(s: &str) -> Result<std::time::Duration, String> {
-    if let Some(ms) = s.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok()) {
-        return Ok(std::time::Duration::from_millis(ms));
-    }
-    kmdr_plan::parse::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration (e.g. 500ms, 90s, 15m, 1h30m)"))
-}
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
@@ -148,13 +144,65 @@ pub struct WatchArgs {
     #[arg(long)]
     pub until_healthy: bool,
     /// Stop after this long (with --until-healthy: exit 11 if not healthy by then)
-    #[arg(long, value_name = "D", value_parser = parse_human_duration)]
+    #[arg(long, value_name = "D", value_parser = parse_duration_arg)]
     pub timeout: Option<std::time::Duration>,
     /// How often to look
-    #[arg(long, value_name = "D", value_parser = parse_human_duration, default_value = "5s")]
+    #[arg(long, value_name = "D", value_parser = parse_duration_arg, default_value = "5s")]
     pub interval: std::time::Duration,
     #[command(flatten)]
     pub kube: KubeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The plan (kmdr.yaml): its layers, targets and repository
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// Where to serve /metrics, /healthz and /readyz
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Write captured changes at least this often (e.g. 1s, 500ms)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_arg)]
+    pub flush_every: std::time::Duration,
+    /// Or as soon as this many MiB of changes are buffered
+    #[arg(long, value_name = "MIB", default_value_t = 4)]
+    pub flush_mib: usize,
+    /// Full backups this often instead of at each layer's RPO (e.g. 1h)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub full_every: Option<std::time::Duration>,
+    /// Retention: keep the N newest full backups of each series
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_last: u32,
+    /// Retention: the newest of each of the last N hours
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_hourly: u32,
+    /// Retention: the newest of each of the last N days
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_daily: u32,
+    /// Retention: the newest of each of the last N ISO weeks
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_weekly: u32,
+    /// Retention: the newest of each of the last N months
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_monthly: u32,
+    /// How often retention runs (with a --keep-* rule)
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration_arg)]
+    pub forget_every: std::time::Duration,
+    /// On SIGTERM, how long a full backup in flight may take to finish
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration_arg)]
+    pub grace: std::time::Duration,
+    /// Print the units and schedule, then exit
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A duration like 500ms, 1s, 5m, 1h, 7d.
+/// `500ms`, or what plans take: `90s`, `15m`, `1h30m`.
+pub fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse::<u64>().map(std::time::Duration::from_millis).map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 1s, 5m, 1h)"));
+    }
+    kmdr_plan::parse::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration (e.g. 500ms, 1s, 5m, 1h)"))
 }
 
 #[derive(Debug, Args)]
@@ -565,10 +613,10 @@ pub struct RestoreTenantsArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// How long to wait for the TenantControlPlanes to be Ready
-    #[arg(long, value_name = "D", value_parser = parse_human_duration, default_value = "15m")]
+    #[arg(long, value_name = "D", value_parser = parse_duration_arg, default_value = "15m")]
     pub timeout: std::time::Duration,
     /// How often to look while waiting
-    #[arg(long, value_name = "D", value_parser = parse_human_duration, default_value = "2s")]
+    #[arg(long, value_name = "D", value_parser = parse_duration_arg, default_value = "2s")]
     pub interval: std::time::Duration,
     /// Reach DataStore DS at HOST:PORT[,HOST:PORT] instead of its spec.endpoints (repeatable)
     #[arg(long = "datastore-endpoint", value_name = "DS=HOST:PORT", value_parser = parse_tag)]
@@ -595,10 +643,10 @@ pub struct RestorePlatformArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// With --execute: how long to wait, after helm, for every pod to be Running or Completed
-    #[arg(long, value_name = "D", value_parser = parse_human_duration, default_value = "15m")]
+    #[arg(long, value_name = "D", value_parser = parse_duration_arg, default_value = "15m")]
     pub timeout: std::time::Duration,
     /// How often to look while waiting
-    #[arg(long, value_name = "D", value_parser = parse_human_duration, default_value = "5s")]
+    #[arg(long, value_name = "D", value_parser = parse_duration_arg, default_value = "5s")]
     pub interval: std::time::Duration,
     #[command(flatten)]
     pub kube: KubeArgs,
@@ -623,6 +671,13 @@ pub struct RestoreTenantArgs {
     /// Print what would be written and removed; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Point in time: the newest state captured at or before TIME (RFC 3339, e.g. 2026-11-27T08:15:00Z), or `now`
+    /// for the newest the repository holds. Uses the newest full backup before it plus the delta segments up to it
+    #[arg(long, value_name = "TIME|now", conflicts_with = "revision")]
+    pub at: Option<String>,
+    /// Point in time as a revision of the source etcd: the state right after revision R
+    #[arg(long, value_name = "R")]
+    pub revision: Option<i64>,
 }
 
 #[derive(Debug, Args)]

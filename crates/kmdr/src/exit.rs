@@ -27,6 +27,8 @@ pub const OTHER: i32 = 10;
 /// A wait ran out: TenantControlPlanes not Ready, pods not Running, not
 /// healthy, a volume backup tool still in progress past its timeout.
 pub const TIMEOUT: i32 = 11;
+/// The delta chain has a gap: a point-in-time restore cannot reach its point.
+pub const CHAIN_GAP: i32 = 12;
 
 /// Shown at the end of `kmdr --help`.
 pub const EXIT_CODES_HELP: &str = "\
@@ -51,7 +53,8 @@ Exit codes:
   9  storage failure: disk full, permission denied, object store unreachable
  10  any other error
  11  timed out waiting: TenantControlPlanes not Ready, pods not Running/Completed, watch --until-healthy,
-     a volume backup tool still in progress (a VolumeSnapshot not ready, a PVC not Bound) past its timeout";
+     a volume backup tool still in progress (a VolumeSnapshot not ready, a PVC not Bound) past its timeout
+ 12  the delta chain has a gap: no segment covers the revisions named; nothing was restored";
 
 fn repo_code(e: &RepoError) -> i32 {
     match e {
@@ -90,6 +93,8 @@ fn tenant_code(e: &TenantError) -> i32 {
         TenantError::BadUrl(_) => 2,
         TenantError::UnknownSchema { .. } | TenantError::EmptySchema { .. } | TenantError::WrongKind { .. } => NOT_FOUND,
         TenantError::TargetNotEmpty { .. } => REFUSED,
+        TenantError::ChainGap(_) => CHAIN_GAP,
+        TenantError::NoBackupBefore { .. } => NOT_FOUND,
         TenantError::Records(RecordError::Damaged(_)) => DAMAGED,
         TenantError::Interrupted { source, .. } | TenantError::Repo(source) => repo_code(source),
         _ => SOURCE,
@@ -179,6 +184,9 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
         }
         if let Some(x) = cause.downcast_ref::<TenantError>() {
             return tenant_code(x);
+        }
+        if cause.is::<kmdr_repo::ChainGap>() {
+            return CHAIN_GAP;
         }
         if let Some(x) = cause.downcast_ref::<PlatformError>() {
             return platform_code(x);

@@ -12,6 +12,8 @@ use clap::Parser;
 fn main() {
     let cli = cli::Cli::parse();
     let filter = match cli.global.verbose {
+        // A service logs what it does: each backup, segment trouble, retention.
+        0 if matches!(cli.command, cli::Command::Serve(_)) => "warn,kmdr_serve=info",
         0 => "warn",
         1 => "info,kmdr=debug",
         _ => "debug",

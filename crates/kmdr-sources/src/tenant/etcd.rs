@@ -27,6 +27,7 @@ const IN_FLIGHT: usize = 8;
 
 /// A connected etcd holding tenants under `/<schema>/`.
 pub struct EtcdTenants {
+    client: etcd_client::Client,
     kv: KvClient,
     shown: String,
 }
@@ -47,7 +48,12 @@ impl EtcdTenants {
             EtcdError::Unreachable { detail, .. } => TenantError::Unreachable { driver: Driver::Etcd, datastore: shown.clone(), detail },
             other => TenantError::BadUrl(other.to_string()),
         })?;
-        Ok(EtcdTenants { kv: client.kv_client(), shown })
+        Ok(EtcdTenants { kv: client.kv_client(), client, shown })
+    }
+
+    /// The connected client (delta capture watches through it).
+    pub fn client(&self) -> &etcd_client::Client {
+        &self.client
     }
 
     fn rpc(&self, op: &str, e: etcd_client::Error) -> TenantError {

@@ -11,6 +11,7 @@ mod plan;
 pub use plan::PlanInvalid;
 mod repo;
 mod restore;
+mod serve;
 mod status;
 mod verify;
 mod watch;
@@ -58,6 +59,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Status(a) => status::status(g, a).await,
         Command::Runbook(c) => status::runbook(g, c).await,
         Command::Watch(a) => watch::run(g, a).await,
+        Command::Serve(a) => serve::run(g, a).await,
     }
 }
 

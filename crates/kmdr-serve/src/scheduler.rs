@@ -1,0 +1,559 @@
+//! The scheduler: every unit of the plan gets a task that takes a full
+//! backup whenever its newest one is older than the interval (the layer's
+//! RPO unless `--full-every`), retrying failures with exponential backoff.
+//! Units on etcd (the under-cluster's whole keyspace, each tenant of an etcd
+//! datastore) also get a delta capture. A retention task applies the keep
+//! policy and removes delta segments no full backup can use any more.
+//!
+//! State lives only in the repository. On start, each unit's newest full
+//! backup is found in the manifests and each capture resumes after the newest
+//! segment of its series (or after the full backup when that is newer), so a
+//! restart after `kill -9` neither repeats nor skips a revision.
+//!
+//! On stop (SIGTERM), no new backup starts, captures write what they hold,
+//! and a full backup in flight gets `grace` to finish; one that does not is
+//! abandoned without its manifest (its chunks go at the next prune).
+
+use crate::metrics::{DeltaState, Metrics};
+use chrono::{DateTime, Utc};
+use kmdr_core::{KeepPolicy, Layer, Manifest};
+use kmdr_plan::exec::{kube_target, platform_options, selected_tenants, volume_target};
+use kmdr_plan::plan::{DatastoreSpec, EtcdSource, HelmSource, LayerSource, Plan, VolumeSpec};
+use kmdr_plan::steps::{connect_datastore, etcd_connection};
+use kmdr_repo::Repository;
+use kmdr_sources::delta::capture::{CaptureEvent, CaptureOptions, DeltaCapture, DeltaTarget, Stopped};
+use kmdr_sources::delta::base_revision;
+use kmdr_sources::etcd::{snapshotter, SnapshotOptions};
+use kmdr_sources::tenant::{self, AnyTenants, TenantBackupOptions};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Mutex, Semaphore};
+
+/// How `kmdr serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub capture: CaptureOptions,
+    /// Full backups this often instead of at each layer's RPO.
+    pub full_every: Option<Duration>,
+    /// Retention; nothing is removed when empty.
+    pub policy: KeepPolicy,
+    pub forget_every: Duration,
+    pub tags: BTreeMap<String, String>,
+    /// How long a full backup in flight may take to finish after a stop.
+    pub grace: Duration,
+    /// Full backups running at once.
+    pub parallel: usize,
+    /// Longest wait between retries.
+    pub max_backoff: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            capture: CaptureOptions::default(),
+            full_every: None,
+            policy: KeepPolicy::default(),
+            forget_every: Duration::from_secs(3600),
+            tags: BTreeMap::new(),
+            grace: Duration::from_secs(20),
+            parallel: 1,
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What a unit backs up.
+#[derive(Clone)]
+enum Source {
+    Etcd(EtcdSource),
+    Tenant { datastore: DatastoreSpec, schema: String },
+    Helm(HelmSource),
+    /// A persistent-data entry: kmdr drives the user's volume backup tool.
+    Volume(VolumeSpec),
+}
+
+/// One unit and what its tasks share.
+struct Unit {
+    name: String,
+    interval: Duration,
+    source: Source,
+    /// The newest full backup's revision (the base of the delta chain).
+    base: watch::Sender<Option<i64>>,
+    /// Serialises full backups of this unit (schedule vs. compaction).
+    busy: Mutex<()>,
+}
+
+/// Shared by every task.
+struct Ctx {
+    repo: Repository,
+    opts: ServeOptions,
+    metrics: Arc<Metrics>,
+    permits: Semaphore,
+    stop: watch::Receiver<bool>,
+}
+
+/// The newest full backup of each series: (started_at, finished_at, revision).
+type Catalog = BTreeMap<String, (DateTime<Utc>, DateTime<Utc>, Option<i64>)>;
+
+async fn load_catalog(repo: &Repository) -> Result<Catalog, kmdr_repo::Error> {
+    let mut c = Catalog::new();
+    for id in repo.list_backups().await? {
+        let m = match repo.load_manifest(&id).await {
+            Ok(m) => m,
+            Err(kmdr_repo::Error::Damaged { object, reason }) => {
+                tracing::warn!("ignoring damaged manifest {object}: {reason}");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let entry = (m.started_at, m.finished_at, base_revision(&m));
+        match c.get(&m.series) {
+            Some(old) if old.0 >= m.started_at => {}
+            _ => {
+                c.insert(m.series.clone(), entry);
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// Run until `stop` turns true. Errors only when the plan gives nothing to do.
+///
+/// The tasks run on one `LocalSet` thread (the drivers' futures are not all
+/// `Send`); chunk hashing and sealing still run on the blocking pool, and
+/// the gRPC and HTTP clients on the runtime's workers.
+pub async fn serve(repo: Repository, plan: Plan, opts: ServeOptions, metrics: Arc<Metrics>, stop: watch::Receiver<bool>) -> Result<(), String> {
+    tokio::task::LocalSet::new().run_until(serve_local(repo, plan, opts, metrics, stop)).await
+}
+
+async fn serve_local(repo: Repository, plan: Plan, opts: ServeOptions, metrics: Arc<Metrics>, stop: watch::Receiver<bool>) -> Result<(), String> {
+    let catalog = Arc::new(load_catalog(&repo).await.map_err(|e| e.to_string())?);
+    let ctx = Arc::new(Ctx { repo, permits: Semaphore::new(opts.parallel.max(1)), opts, metrics: metrics.clone(), stop: stop.clone() });
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut pending_ready: Vec<String> = Vec::new();
+    for spec in &plan.layers {
+        let interval = ctx.opts.full_every.unwrap_or(spec.rpo).max(Duration::from_secs(1));
+        match &spec.source {
+            LayerSource::Targets => {}
+            LayerSource::Etcd(e) => {
+                let unit = new_unit("etcd".into(), spec.layer, interval, Source::Etcd(e.clone()));
+                metrics.update(&unit.name, |s| { s.layer = Some(spec.layer); s.rpo_target = spec.rpo; s.delta = Some(DeltaState::default()); });
+                pending_ready.push(unit.name.clone());
+                start_unit(&mut tasks, &ctx, unit, &catalog);
+            }
+            LayerSource::Helm(h) => {
+                let unit = new_unit(h.unit(), spec.layer, interval, Source::Helm(h.clone()));
+                metrics.update(&unit.name, |s| { s.layer = Some(spec.layer); s.rpo_target = spec.rpo; });
+                start_unit(&mut tasks, &ctx, unit, &catalog);
+            }
+            LayerSource::Volumes(entries) => {
+                for v in entries {
+                    let unit = new_unit(v.unit(), spec.layer, interval, Source::Volume(v.clone()));
+                    metrics.update(&unit.name, |s| { s.layer = Some(spec.layer); s.rpo_target = spec.rpo; });
+                    start_unit(&mut tasks, &ctx, unit, &catalog);
+                }
+            }
+            LayerSource::Tenants(datastores) => {
+                for d in datastores {
+                    let (ctx, d, catalog, layer, rpo) = (ctx.clone(), d.clone(), catalog.clone(), spec.layer, spec.rpo);
+                    tasks.spawn_local(async move { discover(ctx, d, layer, rpo, interval, catalog).await });
+                }
+            }
+        }
+    }
+    if tasks.is_empty() {
+        return Err(format!("the plan {} names nothing kmdr backs up (no etcd:, helm: or datastores:)", plan.file.display()));
+    }
+    if !ctx.opts.policy.is_empty() {
+        let ctx2 = ctx.clone();
+        tasks.spawn_local(async move { retention(ctx2).await });
+    }
+    // Ready once every etcd capture has started (tenants report as they are found).
+    let ready_ctx = ctx.clone();
+    tasks.spawn_local(async move {
+        let mut stop = ready_ctx.stop.clone();
+        loop {
+            let waiting: Vec<String> = pending_ready
+                .iter()
+                .filter(|u| !ready_ctx.metrics.unit(u).and_then(|s| s.delta).is_some_and(|d| d.running))
+                .cloned()
+                .collect();
+            ready_ctx.metrics.set_not_ready(if waiting.is_empty() { None } else { Some(format!("delta capture not running yet: {}", waiting.join(", "))) });
+            if sleep_or_stop(&mut stop, Duration::from_millis(500)).await {
+                return;
+            }
+        }
+    });
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+fn new_unit(name: String, _layer: Layer, interval: Duration, source: Source) -> Arc<Unit> {
+    Arc::new(Unit { name, interval, source, base: watch::channel(None).0, busy: Mutex::new(()) })
+}
+
+fn start_unit(tasks: &mut tokio::task::JoinSet<()>, ctx: &Arc<Ctx>, unit: Arc<Unit>, catalog: &Catalog) {
+    let series = unit_series(&unit);
+    let newest = series.as_ref().and_then(|s| catalog.get(s)).copied();
+    if let Some((started, finished, rev)) = newest {
+        unit.base.send_replace(rev);
+        ctx.metrics.update(&unit.name, |s| {
+            s.last_full = Some(started);
+            s.last_success = Some(finished);
+        });
+    }
+    let captures = matches!(&unit.source, Source::Etcd(_))
+        || matches!(&unit.source, Source::Tenant { datastore, .. } if datastore.url.starts_with("etcd"));
+    {
+        let (ctx, unit) = (ctx.clone(), unit.clone());
+        tasks.spawn_local(async move { full_backups(ctx, unit, newest.map(|n| n.0)).await });
+    }
+    if captures {
+        let (ctx, unit) = (ctx.clone(), unit.clone());
+        tasks.spawn_local(async move { capture(ctx, unit).await });
+    }
+}
+
+/// The series of a unit's full backups, where it is known without connecting.
+fn unit_series(unit: &Unit) -> Option<String> {
+    match &unit.source {
+        Source::Tenant { schema, .. } => Some(format!("tenant/{schema}")),
+        Source::Helm(h) => Some(format!("platform/{}/{}", h.namespace, h.release)),
+        Source::Volume(v) => Some(format!("volumes/{}", v.entry.name)),
+        // etcd/<cluster id>: found by the first capture or backup; the catalog has it.
+        Source::Etcd(_) => None,
+    }
+}
+
+/// Sleep for `d`; true when stopped meanwhile.
+async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}
+
+/// Find a datastore's tenants (again every interval, for new tenants) and start their units.
+async fn discover(ctx: Arc<Ctx>, d: DatastoreSpec, layer: Layer, rpo: Duration, interval: Duration, catalog: Arc<Catalog>) {
+    let mut stop = ctx.stop.clone();
+    let mut started: HashSet<String> = HashSet::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let found = async {
+            let store = connect_datastore(&d).await.map_err(|e| e.to_string())?;
+            selected_tenants(&d, &store).await
+        }
+        .await;
+        let wait = match found {
+            Ok(schemas) => {
+                backoff = Duration::from_secs(1);
+                let new: Vec<String> = schemas.into_iter().filter(|s| !started.contains(s)).collect();
+                for schema in new {
+                    let unit = new_unit(format!("{}/{schema}", d.name), layer, interval, Source::Tenant { datastore: d.clone(), schema: schema.clone() });
+                    ctx.metrics.update(&unit.name, |s| {
+                        s.layer = Some(layer);
+                        s.rpo_target = rpo;
+                        if d.url.starts_with("etcd") {
+                            s.delta = Some(DeltaState::default());
+                        }
+                    });
+                    start_unit(&mut tasks, &ctx, unit, &catalog);
+                    started.insert(schema);
+                }
+                interval
+            }
+            Err(e) => {
+                tracing::warn!("datastore {}: cannot list tenants, retrying in {backoff:?}: {e}", d.name);
+                backoff = (backoff * 2).min(ctx.opts.max_backoff);
+                backoff
+            }
+        };
+        if sleep_or_stop(&mut stop, wait).await {
+            break;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Full backups of one unit on schedule, retried with backoff.
+async fn full_backups(ctx: Arc<Ctx>, unit: Arc<Unit>, newest: Option<DateTime<Utc>>) {
+    let mut stop = ctx.stop.clone();
+    let mut due = match newest {
+        Some(t) => t + chrono::Duration::from_std(unit.interval).unwrap_or_default(),
+        None => Utc::now(),
+    };
+    let mut backoff = Duration::from_secs(5);
+    loop {
+        let wait = (due - Utc::now()).to_std().unwrap_or_default();
+        if sleep_or_stop(&mut stop, wait).await {
+            return;
+        }
+        match full_backup(&ctx, &unit, "scheduled").await {
+            Some(Ok(m)) => {
+                backoff = Duration::from_secs(5);
+                due = m.started_at + chrono::Duration::from_std(unit.interval).unwrap_or_default();
+            }
+            Some(Err(_)) => {
+                due = Utc::now() + chrono::Duration::from_std(backoff.min(unit.interval)).unwrap_or_default();
+                backoff = (backoff * 2).min(ctx.opts.max_backoff);
+            }
+            None => return,
+        }
+    }
+}
+
+/// Take one full backup of a unit now, recording it. `None` when stopped
+/// before it could start or abandoned after the grace period.
+async fn full_backup(ctx: &Ctx, unit: &Unit, why: &str) -> Option<Result<Manifest, String>> {
+    let _busy = unit.busy.lock().await;
+    let _permit = ctx.permits.acquire().await.ok()?;
+    if *ctx.stop.borrow() {
+        return None;
+    }
+    tracing::info!("{}: full backup ({why})", unit.name);
+    let began = std::time::Instant::now();
+    let work = backup_unit(&ctx.repo, &unit.source, &ctx.opts.tags);
+    tokio::pin!(work);
+    let mut stop = ctx.stop.clone();
+    let result = tokio::select! {
+        r = &mut work => r,
+        _ = async { while stop.changed().await.is_ok() && !*stop.borrow() {} } => {
+            match tokio::time::timeout(ctx.opts.grace, &mut work).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!("{}: full backup abandoned at shutdown after {:?}; nothing was committed", unit.name, ctx.opts.grace);
+                    return None;
+                }
+            }
+        }
+    };
+    match &result {
+        Ok(m) => {
+            tracing::info!("{}: backup {} done in {:.1}s", unit.name, m.id, began.elapsed().as_secs_f64());
+            unit.base.send_replace(base_revision(m));
+            ctx.metrics.update(&unit.name, |s| {
+                s.last_full = Some(m.started_at);
+                s.last_success = Some(m.finished_at);
+                s.last_duration = Duration::from_millis(m.duration_ms);
+                s.last_bytes = m.stats.bytes;
+                s.last_error = None;
+            });
+        }
+        Err(e) => {
+            tracing::warn!("{}: full backup failed: {e}", unit.name);
+            ctx.metrics.update(&unit.name, |s| {
+                s.failures += 1;
+                s.last_error = Some(e.clone());
+            });
+        }
+    }
+    Some(result)
+}
+
+async fn backup_unit(repo: &Repository, source: &Source, tags: &BTreeMap<String, String>) -> Result<Manifest, String> {
+    match source {
+        Source::Etcd(e) => {
+            let opts = SnapshotOptions { connection: etcd_connection(e), tags: tags.clone() };
+            snapshotter::backup_snapshot(repo, &opts, None).await.map_err(|e| e.to_string())
+        }
+        Source::Tenant { datastore, schema } => {
+            let store = connect_datastore(datastore).await.map_err(|e| e.to_string())?;
+            let opts = TenantBackupOptions { tags: tags.clone(), at: None };
+            tenant::backup_tenant(repo, &store, schema, &opts, None).await.map_err(|e| e.to_string())
+        }
+        Source::Helm(h) => async {
+            let kube = kmdr_sources::kube::KubeClient::connect(&kube_target(h)).await?;
+            kmdr_sources::platform::backup_platform(repo, &kube, &platform_options(h, tags)?).await
+        }
+        .await
+        .map_err(|e: kmdr_sources::platform::PlatformError| e.to_string()),
+        Source::Volume(v) => async {
+            let kube = kmdr_sources::kube::KubeClient::connect(&volume_target(v)).await?;
+            kmdr_sources::volumes::backup_entry(repo, &kube, &v.entry, tags).await
+        }
+        .await
+        .map_err(|e: kmdr_sources::volumes::VolumeError| e.to_string()),
+    }
+}
+
+/// Connect for watching: the client and the capture target.
+async fn watch_target(source: &Source) -> Result<(etcd_client::Client, DeltaTarget), String> {
+    match source {
+        Source::Etcd(e) => {
+            let (mut client, _) = etcd_connection(e).connect_one().await.map_err(|e| e.to_string())?;
+            let resp = client.get("", Some(etcd_client::GetOptions::new().with_all_keys().with_count_only())).await.map_err(|e| e.to_string())?;
+            let cluster = resp.header().map(|h| format!("{:x}", h.cluster_id())).unwrap_or_default();
+            Ok((client, DeltaTarget::whole(&cluster)))
+        }
+        Source::Tenant { datastore, schema } => match connect_datastore(datastore).await.map_err(|e| e.to_string())? {
+            AnyTenants::Etcd(t) => Ok((t.client().clone(), DeltaTarget::tenant(schema))),
+            other => Err(format!("delta capture needs an etcd datastore, {} is {}", datastore.name, tenant::TenantStore::driver(&other))),
+        },
+        Source::Helm(_) => Err("the platform release has no delta capture".into()),
+        Source::Volume(_) => Err("volume backups have no delta capture".into()),
+    }
+}
+
+/// The newest full backup of a series: its revision.
+async fn newest_base(repo: &Repository, series: &str) -> Result<Option<i64>, kmdr_repo::Error> {
+    let mut best: Option<(DateTime<Utc>, i64)> = None;
+    for id in repo.list_backups().await? {
+        let Ok(m) = repo.load_manifest(&id).await else { continue };
+        if m.series == series {
+            if let (Some(r), true) = (base_revision(&m), best.is_none_or(|b| m.started_at > b.0)) {
+                best = Some((m.started_at, r));
+            }
+        }
+    }
+    Ok(best.map(|b| b.1))
+}
+
+/// One unit's delta capture, resumed from the repository and restarted after errors.
+async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
+    let mut stop = ctx.stop.clone();
+    let mut backoff = Duration::from_secs(1);
+    let mut state: Option<DeltaCapture> = None;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let began = std::time::Instant::now();
+        let attempt: Result<Stopped, String> = async {
+            let (client, target) = watch_target(&unit.source).await?;
+            if state.as_ref().is_none_or(|s| s.target.series != target.series) {
+                // Where the repository is: after the newest segment, or after the newest full backup.
+                let mut base = newest_base(&ctx.repo, &target.series).await.map_err(|e| e.to_string())?;
+                if base.is_none() {
+                    // The scheduled task takes the first full backup at once; wait for it.
+                    let mut rx = unit.base.subscribe();
+                    let mut stop3 = stop.clone();
+                    loop {
+                        if let Some(r) = *rx.borrow_and_update() {
+                            base = Some(r);
+                            break;
+                        }
+                        tokio::select! {
+                            _ = rx.changed() => {}
+                            _ = stop3.changed() => return Err("stopped".to_string()),
+                        }
+                    }
+                }
+                let base = base.ok_or("the full backup has no revision")?;
+                let newest_segment = ctx.repo.list_segments(Some(&target.series)).await.map_err(|e| e.to_string())?.iter().map(|s| s.last).max();
+                let next = newest_segment.unwrap_or(base).max(base) + 1;
+                tracing::info!("{}: capturing changes of {} from revision {next}", unit.name, target.series);
+                state = Some(DeltaCapture::new(target, ctx.opts.capture, next));
+            }
+            let cap = state.as_mut().expect("set above");
+            ctx.metrics.update(&unit.name, |s| {
+                let d = s.delta.get_or_insert_with(DeltaState::default);
+                d.running = true;
+                d.revision = cap.next() - 1;
+            });
+            let metrics = ctx.metrics.clone();
+            let name = unit.name.clone();
+            let on_event = move |ev: CaptureEvent| {
+                metrics.update(&name, |s| {
+                    let d = s.delta.get_or_insert_with(DeltaState::default);
+                    match ev {
+                        CaptureEvent::Segment(w) => {
+                            d.segments += 1;
+                            d.bytes += w.bytes;
+                            d.events += w.events as u64;
+                            d.revision = w.name.last;
+                            if w.events > 0 {
+                                d.lag = w.lag;
+                            }
+                            d.protected_until = Some(d.protected_until.map_or(w.captured_until, |p| p.max(w.captured_until)));
+                        }
+                        CaptureEvent::CaughtUp { revision } => {
+                            d.revision = d.revision.max(revision);
+                            d.protected_until = Some(Utc::now());
+                        }
+                    }
+                });
+            };
+            let mut stop2 = stop.clone();
+            cap.run(&client, &ctx.repo, &mut stop2, &on_event).await.map_err(|e| e.to_string())
+        }
+        .await;
+        ctx.metrics.update(&unit.name, |s| {
+            if let Some(d) = s.delta.as_mut() {
+                d.running = false;
+            }
+        });
+        if began.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        match attempt {
+            Ok(Stopped::Shutdown) => return,
+            Ok(Stopped::Compacted { wanted, compact_revision }) => {
+                tracing::warn!(
+                    "{}: revision {wanted} was compacted away (etcd keeps revisions from {compact_revision}): taking a new full backup to restart the delta chain",
+                    unit.name
+                );
+                ctx.metrics.update(&unit.name, |s| {
+                    if let Some(d) = s.delta.as_mut() {
+                        d.compactions += 1;
+                    }
+                });
+                match full_backup(&ctx, &unit, "delta start revision compacted").await {
+                    Some(Ok(m)) => {
+                        if let (Some(cap), Some(r)) = (state.as_mut(), base_revision(&m)) {
+                            cap.restart_at(r);
+                        }
+                    }
+                    Some(Err(_)) => {
+                        if sleep_or_stop(&mut stop, backoff).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(ctx.opts.max_backoff);
+                    }
+                    None => return,
+                }
+            }
+            Err(e) => {
+                tracing::warn!("{}: delta capture stopped, retrying in {backoff:?}: {e}", unit.name);
+                ctx.metrics.update(&unit.name, |s| {
+                    if let Some(d) = s.delta.as_mut() {
+                        d.failures += 1;
+                    }
+                });
+                if sleep_or_stop(&mut stop, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(ctx.opts.max_backoff);
+            }
+        }
+    }
+}
+
+/// Apply the keep policy every `forget_every`, then remove unusable delta segments.
+async fn retention(ctx: Arc<Ctx>) {
+    let mut stop = ctx.stop.clone();
+    loop {
+        if sleep_or_stop(&mut stop, ctx.opts.forget_every).await {
+            return;
+        }
+        match apply_retention(&ctx.repo, ctx.opts.policy).await {
+            Ok((backups, segments)) => tracing::info!("retention: removed {backups} backups and {segments} delta segments"),
+            Err(e) => tracing::warn!("retention failed, trying again in {:?}: {e}", ctx.opts.forget_every),
+        }
+    }
+}
+
+/// Forget (and prune) by `policy`, then remove the delta segments no
+/// remaining full backup can use. Returns (backups removed, segments removed).
+pub async fn apply_retention(repo: &Repository, policy: KeepPolicy) -> Result<(usize, usize), kmdr_repo::Error> {
+    let (plan, _) = kmdr_repo::pruner::forget(repo, policy, None, true).await?;
+    let segments = kmdr_sources::delta::unusable_segments(repo).await?;
+    for s in &segments {
+        repo.delete_segment(s).await?;
+    }
+    Ok((plan.remove().len(), segments.len()))
+}

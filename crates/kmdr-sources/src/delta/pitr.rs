@@ -1,0 +1,206 @@
+//! Point-in-time restore of a tenant: the newest full backup at or before the
+//! point, plus the delta segments after it up to the point, checked for gaps.
+//!
+//! The state at revision R is computed as a stream, never a copy of the
+//! tenant in memory: the net effect of the segments' changes in
+//! `(base, R]` (the last change of each key wins) is held as a sorted map,
+//! and merged with the full backup's sorted records into a new record
+//! stream, which goes to the driver's ordinary import (`TenantStore::import`).
+//! Memory grows with the keys changed since the full backup, not with the
+//! tenant.
+
+use super::{decode, Op};
+use crate::tenant::records::{RecordReader, RecordWriter};
+use crate::tenant::{tenant_info, TenantError, TenantStore, KIND, RECORDS_FILE};
+use chrono::{DateTime, Utc};
+use kmdr_core::{Manifest, SourceInfo};
+use kmdr_repo::deltas::{plan_chain, SegmentName};
+use kmdr_repo::restorer::{restore_file, FileCheck};
+use kmdr_repo::Repository;
+use std::collections::BTreeMap;
+
+/// The point to restore to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    /// The newest revision the repository holds.
+    Latest,
+    /// A revision of the source.
+    Revision(i64),
+    /// The newest state captured at or before this time.
+    Time(DateTime<Utc>),
+}
+
+impl std::fmt::Display for Point {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Point::Latest => f.write_str("the latest point"),
+            Point::Revision(r) => write!(f, "revision {r}"),
+            Point::Time(t) => write!(f, "{}", t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        }
+    }
+}
+
+/// What a point-in-time restore will read.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PointPlan {
+    pub series: String,
+    /// The full backup it starts from.
+    pub base: String,
+    pub base_revision: i64,
+    /// The revision restored.
+    pub revision: i64,
+    /// Segments replayed, in order.
+    pub segments: Vec<String>,
+    #[serde(skip)]
+    pub segment_names: Vec<SegmentName>,
+}
+
+/// The full backups of a tenant series: (revision, started_at, manifest).
+async fn full_backups(repo: &Repository, series: &str) -> Result<Vec<(i64, DateTime<Utc>, Manifest)>, TenantError> {
+    let mut out = Vec::new();
+    for id in repo.list_backups().await?.into_iter().filter(|i| i.kind() == KIND) {
+        let m = repo.load_manifest(&id).await?;
+        if m.series != series {
+            continue;
+        }
+        if let SourceInfo::TenantData(t) = &m.source {
+            out.push((t.revision, m.started_at, m));
+        }
+    }
+    out.sort_by_key(|(rev, at, _)| (*rev, *at));
+    Ok(out)
+}
+
+/// Choose the full backup and the segments for `point` of tenant `schema`.
+pub async fn plan_point(repo: &Repository, schema: &str, point: Point) -> Result<(PointPlan, Manifest), TenantError> {
+    let series = format!("tenant/{schema}");
+    let bases = full_backups(repo, &series).await?;
+    let segments = repo.list_segments(Some(&series)).await?;
+    let newest_base = bases.last().map(|b| b.0);
+    let target = match point {
+        Point::Revision(r) => r,
+        Point::Latest => segments.iter().map(|s| s.last).chain(newest_base).max().unwrap_or(0),
+        Point::Time(t) => segments
+            .iter()
+            .filter(|s| s.written <= t)
+            .map(|s| s.last)
+            .chain(bases.iter().filter(|b| b.2.finished_at <= t).map(|b| b.0))
+            .max()
+            .unwrap_or(0),
+    };
+    let Some((base_rev, _, base)) = bases.into_iter().rev().find(|b| b.0 <= target) else {
+        return Err(TenantError::NoBackupBefore { schema: schema.into(), point: point.to_string(), oldest: None });
+    };
+    let chain = plan_chain(&segments, &series, base_rev, target)?;
+    Ok((
+        PointPlan {
+            series,
+            base: base.id.to_string(),
+            base_revision: base_rev,
+            revision: target,
+            segments: chain.iter().map(|s| s.key()).collect(),
+            segment_names: chain,
+        },
+        base,
+    ))
+}
+
+/// Net changes after the base: key -> new value (and revisions), or `None` for deleted.
+pub type Overlay = BTreeMap<Vec<u8>, Option<(Vec<u8>, i64, i64)>>;
+
+/// Read the plan's segments (each authenticated and checked) into the net changes.
+pub async fn load_overlay(repo: &Repository, plan: &PointPlan) -> Result<Overlay, TenantError> {
+    let mut overlay = Overlay::new();
+    // Revisions already applied: overlapping segments (two writers) replay nothing twice.
+    let mut applied = plan.base_revision;
+    for name in &plan.segment_names {
+        let raw = repo.get_segment(name).await?;
+        let events = decode(&raw).map_err(|e| kmdr_repo::Error::Damaged { object: name.key(), reason: e.0 })?;
+        let from = applied;
+        applied = applied.max(name.last);
+        for e in events.into_iter().filter(|e| e.revision > from && e.revision <= plan.revision) {
+            let v = match e.op {
+                Op::Put => Some((e.value, e.create_revision, e.revision)),
+                Op::Delete => None,
+            };
+            overlay.insert(e.key, v);
+        }
+    }
+    Ok(overlay)
+}
+
+/// Write the state at the plan's revision as a record stream: the base's
+/// records merged with the overlay. Returns the records written.
+pub async fn write_state<W: tokio::io::AsyncWrite + Unpin + Send>(
+    repo: &Repository,
+    base: &Manifest,
+    overlay: &Overlay,
+    out: W,
+) -> Result<crate::tenant::RecordSummary, TenantError> {
+    let entry = base.file(RECORDS_FILE).ok_or_else(|| TenantError::WrongKind { id: base.id.to_string(), kind: base.id.kind().to_string() })?;
+    let (pipe_w, pipe_r) = tokio::io::duplex(1 << 20);
+    let read = async move {
+        let mut pipe_w = pipe_w;
+        restore_file(repo, entry, &mut pipe_w, FileCheck::ChunksOnly, None).await
+    };
+    let merge = async move {
+        let mut base = RecordReader::new(pipe_r);
+        let mut w = RecordWriter::new(out);
+        let mut changes = overlay.iter().peekable();
+        let mut next_base = base.next().await?;
+        loop {
+            let take_change = match (&next_base, changes.peek()) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(b), Some((k, _))) => k.as_slice() <= b.key.as_slice(),
+            };
+            if take_change {
+                let (k, v) = changes.next().expect("peeked");
+                if next_base.as_ref().is_some_and(|b| &b.key == k) {
+                    next_base = base.next().await?;
+                }
+                if let Some((value, create, rev)) = v {
+                    w.write(k, value, *create, *rev).await?;
+                }
+            } else {
+                let b = next_base.take().expect("matched");
+                w.write(&b.key, &b.value, b.create_revision, b.mod_revision).await?;
+                next_base = base.next().await?;
+            }
+        }
+        Ok::<_, TenantError>(w.finish().await?)
+    };
+    match tokio::join!(read, merge) {
+        (Ok(()), r) => r,
+        (Err(kmdr_repo::Error::Destination(_)), Err(e)) => Err(e),
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+/// Restore `schema`'s state at the plan's point into `store` (as `target_schema`):
+/// the merged stream goes through the driver's ordinary import.
+pub async fn restore_point<S: TenantStore>(
+    repo: &Repository,
+    store: &S,
+    base: &Manifest,
+    plan: &PointPlan,
+    target_schema: &str,
+    replace: bool,
+) -> Result<crate::tenant::ImportInfo, TenantError> {
+    tenant_info(base)?;
+    let overlay = load_overlay(repo, plan).await?;
+    let (pipe_w, pipe_r) = tokio::io::duplex(1 << 20);
+    let produce = write_state(repo, base, &overlay, pipe_w);
+    let consume = async move {
+        let mut reader = RecordReader::new(pipe_r);
+        store.import(target_schema, &mut reader, replace).await
+    };
+    match tokio::join!(produce, consume) {
+        (Ok(_), r) => r,
+        (Err(e), Ok(_)) => Err(e),
+        // The import only saw its input end early; the producer says why.
+        (Err(e), Err(TenantError::ImportFailed { .. } | TenantError::Records(_))) => Err(e),
+        (Err(_), Err(e)) => Err(e),
+    }
+}

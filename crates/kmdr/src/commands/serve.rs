@@ -1,0 +1,98 @@
+//! `kmdr serve --plan FILE`: the scheduler service (crates/kmdr-serve) with
+//! its metrics endpoint, stopped cleanly by SIGTERM or Ctrl-C.
+
+use super::UsageError;
+use crate::cli::{GlobalArgs, ServeArgs};
+use crate::output::{self, Format};
+use anyhow::Result;
+use kmdr_core::{human_duration, KeepPolicy};
+use kmdr_plan::LayerSource;
+use kmdr_serve::{Metrics, ServeOptions};
+use kmdr_sources::delta::capture::CaptureOptions;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
+    let plan = super::plan::load(&a.plan)?;
+    let g = g.with_plan(&plan);
+    let policy = KeepPolicy { last: a.keep_last, hourly: a.keep_hourly, daily: a.keep_daily, weekly: a.keep_weekly, monthly: a.keep_monthly };
+    if a.flush_every < Duration::from_millis(50) {
+        return Err(UsageError(format!("--flush-every {:?} is too short: use 50ms or more", a.flush_every)).into());
+    }
+    let opts = ServeOptions {
+        capture: CaptureOptions { flush_every: a.flush_every, max_bytes: a.flush_mib.max(1) << 20, ..Default::default() },
+        full_every: a.full_every,
+        policy,
+        forget_every: a.forget_every,
+        tags: [("plan".to_string(), plan.name.clone()), ("by".to_string(), "serve".to_string())].into(),
+        grace: a.grace,
+        ..Default::default()
+    };
+    if a.dry_run {
+        let units: Vec<serde_json::Value> = plan
+            .layers
+            .iter()
+            .filter(|l| !matches!(l.source, LayerSource::Targets))
+            .map(|l| {
+                let what = match &l.source {
+                    LayerSource::Etcd(_) => "etcd: full snapshots and delta capture of the whole keyspace".to_string(),
+                    LayerSource::Helm(h) => format!("{}: full backups", h.unit()),
+                    LayerSource::Tenants(ds) => ds
+                        .iter()
+                        .map(|d| format!("{}: each tenant, full backups{}", d.name, if d.url.starts_with("etcd") { " and delta capture" } else { "" }))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    LayerSource::Volumes(vs) => vs
+                        .iter()
+                        .map(|v| format!("{}: {} backups through the tool", v.unit(), v.entry.provider.name()))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    LayerSource::Targets => unreachable!(),
+                };
+                json!({"layer": l.layer, "rpo_s": l.rpo.as_secs(), "full_every_s": a.full_every.unwrap_or(l.rpo).as_secs(), "units": what})
+            })
+            .collect();
+        if g.format == Format::Json {
+            output::json(&json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64}));
+        } else {
+            println!("kmdr serve would run (dry run, nothing started):");
+            for u in &units {
+                println!(
+                    "  {}: full backup every {} ({}), target RPO {}",
+                    u["layer"].as_str().unwrap_or("?"),
+                    human_duration(Duration::from_secs(u["full_every_s"].as_u64().unwrap_or(0))),
+                    u["units"].as_str().unwrap_or(""),
+                    human_duration(Duration::from_secs(u["rpo_s"].as_u64().unwrap_or(0)))
+                );
+            }
+            println!("  delta segments every {} or {} MiB", human_duration(a.flush_every), a.flush_mib);
+            match policy.is_empty() {
+                true => println!("  retention: none (no --keep-* rule)"),
+                false => println!("  retention every {}: {policy:?}", human_duration(a.forget_every)),
+            }
+        }
+        return Ok(0);
+    }
+    let repo = g.open_repo().await?;
+    let metrics = Arc::new(Metrics::new());
+    let listener = kmdr_serve::http::bind(a.metrics_addr)
+        .await
+        .map_err(|e| UsageError(format!("cannot listen on {}: {e}; pick another --metrics-addr", a.metrics_addr)))?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stopping: writing what the captures hold, letting a backup in flight finish");
+        let _ = tx.send(true);
+    });
+    tokio::spawn(kmdr_serve::http::run(listener, metrics.clone(), rx.clone()));
+    if g.chatty() {
+        eprintln!("kmdr serve: plan {} ({}), repository {}, metrics on http://{}/metrics", a.plan.display(), plan.name, repo.location(), a.metrics_addr);
+    }
+    kmdr_serve::serve(repo, plan, opts, metrics, rx).await.map_err(UsageError)?;
+    Ok(0)
+}

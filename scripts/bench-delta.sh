@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Delta lag of kmdr serve: write acknowledged -> durable in the repository,
+# p50/p99 at RATE puts/s (default 1000) into one tenant of a local etcd, on a
+# local repository and (with KMDR_BENCH_S3=1, after `source scripts/s3-server.sh`)
+# on the S3 server; and the CPU kmdr serve used meanwhile.
+#   scripts/bench-delta.sh [RATE] [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/tools-env.sh
+RATE=${1:-1000}
+SECS=${2:-30}
+PROFILE=${KMDR_BENCH_PROFILE:-debug}
+[ "$PROFILE" = release ] && cargo build --release -p kmdr --examples -q || cargo build --workspace --examples -q
+cargo build --workspace -q 2>/dev/null || true
+TARGET=${CARGO_TARGET_DIR:-target}/$PROFILE
+KMDR=$TARGET/kmdr
+LAG=$TARGET/examples/delta_lag
+W=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$W"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+CP=$(port); PP=$(port); MP=$(port)
+etcd --name b --data-dir "$W/etcd" --listen-client-urls http://127.0.0.1:$CP --advertise-client-urls http://127.0.0.1:$CP \
+  --listen-peer-urls http://127.0.0.1:$PP --initial-advertise-peer-urls http://127.0.0.1:$PP \
+  --initial-cluster b=http://127.0.0.1:$PP --log-level error >/dev/null 2>&1 &
+sleep 2
+etcdctl --endpoints 127.0.0.1:$CP put /bench/seed x >/dev/null
+run() {
+  local repo=$1
+  $KMDR repo init --repo "$repo" --key-file "$W/key" >/dev/null
+  cat > "$W/plan.yaml" <<YAML
+version: 1
+name: bench
+repository:
+  url: $repo
+  keyFile: $W/key
+layers:
+  tenant-control-planes:
+    rto: 1h
+    rpo: 1h
+    datastores:
+      - name: b
+        url: etcd://127.0.0.1:$CP
+        tenants:
+          - bench
+YAML
+  $KMDR serve --plan "$W/plan.yaml" --metrics-addr 127.0.0.1:$MP 2>"$W/serve.log" &
+  local pid=$!
+  until curl -sf localhost:$MP/readyz >/dev/null; do sleep 0.2; done
+  local t0; t0=$(awk '{print $14+$15}' /proc/$pid/stat)
+  $LAG http://127.0.0.1:$CP "$repo" "$W/key" "$RATE" "$SECS"
+  local t1; t1=$(awk '{print $14+$15}' /proc/$pid/stat)
+  echo "kmdr serve CPU: $(python3 -c "print(f'{($t1-$t0)/$(getconf CLK_TCK)/($SECS+5)*100:.1f}% of one core')") ($PROFILE build)"
+  kill -TERM $pid; wait $pid
+}
+echo "== local repository"; run "$W/repo"
+if [ "${KMDR_BENCH_S3:-0}" = 1 ]; then
+  export AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL:-$KMDR_TEST_S3_ENDPOINT}
+  echo "== S3 ($AWS_ENDPOINT_URL)"; run "s3://${KMDR_TEST_S3_BUCKET:-kmdr-test}/bench-$(date +%s)"
+fi
