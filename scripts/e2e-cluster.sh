@@ -15,6 +15,11 @@
 #                                    it rewrites that tenant's datastore schema with the
 #                                    backup just taken (writes made in between are lost)
 #                                    and re-applies its manifests. Use a scratch tenant.
+#   KMDR_E2E_PLAN=kmdr.yaml          ALSO the persistent-data layer: a plan whose
+#                                    persistent-data layer has `volumes:` entries (CSI,
+#                                    Velero, Kasten; docs/volumes.md). Its backup drives the
+#                                    tool for real (a VolumeSnapshot / Velero Backup / K10
+#                                    RunAction is created); the restore is --dry-run only.
 #
 # What it does (a throw-away repository in a temp dir, removed at the end):
 #   1. kmdr backup tenants --all (or --tenant): reads TCPs, DataStores, KCPs,
@@ -25,7 +30,9 @@
 #      exit 8, because the live datastore still holds the tenants' keys, and to
 #      change nothing; with KMDR_E2E_RESTORE=1, the real restore of one tenant;
 #   4. kmdr backup platform + restore platform --dry-run (never --execute here);
-#   5. kmdr watch --until-healthy --timeout 5m.
+#   5. with KMDR_E2E_PLAN: backup --plan --layer persistent-data, status, and
+#      restore --plan --layer persistent-data --dry-run;
+#   6. kmdr watch --until-healthy --timeout 5m.
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -97,7 +104,17 @@ step "4. backup platform, restore platform --dry-run"
 "$kmdr" backup platform --release "$release" -n "$namespace" "${kube_args[@]}"
 "$kmdr" restore platform latest --to "$work/platform" --dry-run
 
-step "5. watch --until-healthy"
+if [ -n "${KMDR_E2E_PLAN:-}" ]; then
+  step "5. persistent-data: backup, status, restore --dry-run (plan $KMDR_E2E_PLAN)"
+  # The plan names its own repository; use the throw-away one instead.
+  sed "/^repository:/,/^[a-z]/{s#^\(\s*url:\).*#\1 $work/repo#; s#^\(\s*keyFile:\).*#\1 $work/kmdr.key#}" "$KMDR_E2E_PLAN" > "$work/plan.yaml"
+  "$kmdr" plan check "$work/plan.yaml"
+  "$kmdr" backup --plan "$work/plan.yaml" --layer persistent-data
+  "$kmdr" status --plan "$work/plan.yaml" || true   # other layers have no backup here
+  "$kmdr" restore --plan "$work/plan.yaml" --layer persistent-data --dry-run
+fi
+
+step "6. watch --until-healthy"
 "$kmdr" watch --until-healthy --timeout 5m --interval 10s "${kube_args[@]}"
 
 echo
