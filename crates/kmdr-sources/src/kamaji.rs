@@ -69,7 +69,7 @@ pub const DATASTORE_FILE: &str = "datastore.yaml";
 /// Metadata a server sets, never restored.
 const SERVER_FIELDS: &[&str] =
     &["uid", "resourceVersion", "managedFields", "creationTimestamp", "generation", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences"];
-const DROPPED_ANNOTATIONS: &[&str] = &["kubectl.kubernetes.io/last-applied-configuration"];
+use crate::platform::DROPPED_ANNOTATIONS;
 
 /// What can go wrong with Kamaji tenants. Every message names the fix.
 #[derive(Debug, thiserror::Error)]

@@ -223,43 +223,21 @@ fn meta_json(m: ObjectMeta) -> Value {
 /// Server-set metadata a manifest for `kubectl apply` must not carry.
 /// `ownerReferences` name owners by UID, which a restore does not keep: the
 /// garbage collector would delete an object whose owner UID is gone.
-const SERVER_METADATA: &[&str] = &["uid", "resourceVersion", "managedFields", "creationTimestamp", "generation", "selfLink", "ownerReferences", "deletionTimestamp", "deletionGracePeriodSeconds"];
 
 /// Turn a stored object into a manifest `kubectl apply` recreates: no
 /// status, no server-set metadata; a TenantControlPlane keeps its
 /// datastore schema and user (filled from `status.storage.setup` when the
 /// spec lacks them: without them Kamaji would create a new, EMPTY control
 /// plane).
-pub fn clean_for_apply(mut obj: Value) -> Value {
-    let is_tcp = obj["kind"] == "TenantControlPlane";
-    let setup = obj["status"]["storage"]["setup"].clone();
-    if let Some(o) = obj.as_object_mut() {
-        o.remove("status");
-    }
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        for k in SERVER_METADATA {
-            meta.remove(*k);
-        }
-        if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
-            for k in crate::platform::DROPPED_ANNOTATIONS {
-                a.remove(*k);
-            }
-            if a.is_empty() {
-                meta.remove("annotations");
-            }
+pub fn clean_for_apply(obj: Value) -> Value {
+    // The same cleaning as `backup tenants` (one set of rules): a TCP that
+    // Kamaji never set up (no schema in spec or status) is cleaned as is.
+    if obj["kind"] == "TenantControlPlane" {
+        if let Ok((manifest, ..)) = crate::kamaji::tcp_manifest(&obj) {
+            return manifest;
         }
     }
-    if is_tcp {
-        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-            for (field, from) in [("dataStoreSchema", "schema"), ("dataStoreUsername", "user")] {
-                let missing = spec.get(field).and_then(Value::as_str).is_none_or(str::is_empty);
-                if let (true, Some(v)) = (missing, setup[from].as_str().filter(|s| !s.is_empty())) {
-                    spec.insert(field.into(), json!(v));
-                }
-            }
-        }
-    }
-    obj
+    crate::kamaji::clean_manifest(&obj)
 }
 
 /// One object found in the snapshot.
