@@ -115,9 +115,21 @@ async fn resolve_tenant(repo: &kmdr_repo::Repository, a: &RestoreTenantArgs) -> 
 
 /// `restore tenant ... --at TIME|now | --revision R`: the newest full backup
 /// at or before the point plus the delta segments up to it.
+/// Read back what a tenant restore left in the target: any other count than
+/// `expected` means another writer was active.
+async fn read_back(store: &impl kmdr_sources::tenant::TenantStore, schema: &str, target: &impl std::fmt::Display, expected: u64, expected_is: &str) -> Result<()> {
+    let now = store.count(schema).await?;
+    if now != expected {
+        anyhow::bail!(
+            "tenant {schema} in {target} holds {now} keys after the restore, {expected_is} {expected}: another writer may be active; stop the tenant's API server and run the restore again with --force"
+        );
+    }
+    Ok(())
+}
+
 async fn tenant_at(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
     use kmdr_sources::delta::pitr::{self, Point};
-    use kmdr_sources::tenant::{plan_tenant_restore, TenantStore};
+    use kmdr_sources::tenant::plan_tenant_restore;
     let point = match (&a.at, a.revision) {
         (_, Some(r)) if r < 1 => return Err(super::UsageError(format!("--revision {r}: revisions start at 1")).into()),
         (_, Some(r)) => Point::Revision(r),
@@ -159,13 +171,7 @@ async fn tenant_at(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
     }
     let started = std::time::Instant::now();
     let outcome = pitr::restore_point(&repo, &store, &base, &pplan, &plan.schema, plan.replace).await?;
-    let now = store.count(&plan.schema).await?;
-    if now != outcome.written {
-        anyhow::bail!(
-            "tenant {} in {} holds {} keys after the restore, {} were written: another writer may be active; stop the tenant's API server and run the restore again with --force",
-            plan.schema, plan.target, now, outcome.written
-        );
-    }
+    read_back(&store, &plan.schema, &plan.target, outcome.written, "were written").await?;
     let elapsed = started.elapsed();
     if g.format == Format::Json {
         output::json(&json!({"plan": plan, "point": pplan, "outcome": outcome, "duration_ms": elapsed.as_millis() as u64}));
@@ -185,7 +191,7 @@ async fn tenant_at(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
 }
 
 async fn tenant(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
-    use kmdr_sources::tenant::{plan_tenant_restore, restore_tenant, TenantStore};
+    use kmdr_sources::tenant::{plan_tenant_restore, restore_tenant};
     if a.at.is_some() || a.revision.is_some() {
         return tenant_at(g, a).await;
     }
@@ -219,14 +225,7 @@ async fn tenant(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    // Read back what the target now holds.
-    let now = store.count(&plan.schema).await?;
-    if now != plan.write_keys {
-        anyhow::bail!(
-            "tenant {} in {} holds {} keys after the restore, the backup has {}: another writer may be active; stop the tenant's API server and run the restore again with --force",
-            plan.schema, plan.target, now, plan.write_keys
-        );
-    }
+    read_back(&store, &plan.schema, &plan.target, plan.write_keys, "the backup has").await?;
     let elapsed = started.elapsed();
     if g.format == Format::Json {
         output::json(&json!({"backup": plan.backup, "plan": plan, "outcome": outcome, "duration_ms": elapsed.as_millis() as u64}));
