@@ -170,21 +170,8 @@ pub struct ServeArgs {
     /// Full backups this often instead of at each layer's RPO (e.g. 1h)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
     pub full_every: Option<std::time::Duration>,
-    /// Retention: keep the N newest full backups of each series
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub keep_last: u32,
-    /// Retention: the newest of each of the last N hours
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub keep_hourly: u32,
-    /// Retention: the newest of each of the last N days
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub keep_daily: u32,
-    /// Retention: the newest of each of the last N ISO weeks
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub keep_weekly: u32,
-    /// Retention: the newest of each of the last N months
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub keep_monthly: u32,
+    #[command(flatten)]
+    pub keep: KeepArgs,
     /// How often retention runs (with a --keep-* rule)
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration_arg)]
     pub forget_every: std::time::Duration,
@@ -765,8 +752,9 @@ pub struct VerifyArgs {
     pub all: bool,
 }
 
+/// Retention rules (as restic's): what `forget` and `serve` keep per series.
 #[derive(Debug, Args)]
-pub struct ForgetArgs {
+pub struct KeepArgs {
     /// Keep the N newest backups
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub keep_last: u32,
@@ -782,6 +770,18 @@ pub struct ForgetArgs {
     /// Keep the newest backup of each of the last N months that have one
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub keep_monthly: u32,
+}
+
+impl KeepArgs {
+    pub fn policy(&self) -> kmdr_core::KeepPolicy {
+        kmdr_core::KeepPolicy { last: self.keep_last, hourly: self.keep_hourly, daily: self.keep_daily, weekly: self.keep_weekly, monthly: self.keep_monthly }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub keep: KeepArgs,
     /// Only consider backups of this kind (e.g. etcd)
     #[arg(long)]
     pub kind: Option<String>,

@@ -4,7 +4,7 @@ use crate::cli::{ForgetArgs, GlobalArgs, PruneArgs};
 use crate::commands::UsageError;
 use crate::output::{self, Format};
 use anyhow::Result;
-use kmdr_core::{human_bytes, KeepPolicy};
+use kmdr_core::human_bytes;
 use kmdr_repo::{pruner, ForgetPlan, PrunePlan};
 use serde_json::json;
 
@@ -37,7 +37,7 @@ fn print_prune(p: &PrunePlan, dry: bool) {
 }
 
 pub async fn run_forget(g: &GlobalArgs, a: ForgetArgs) -> Result<i32> {
-    let policy = KeepPolicy { last: a.keep_last, hourly: a.keep_hourly, daily: a.keep_daily, weekly: a.keep_weekly, monthly: a.keep_monthly };
+    let policy = a.keep.policy();
     if policy.is_empty() {
         return Err(UsageError("no retention rule given: pass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly (forget never removes everything)".into()).into());
     }

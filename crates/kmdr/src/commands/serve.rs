@@ -5,7 +5,7 @@ use super::UsageError;
 use crate::cli::{GlobalArgs, ServeArgs};
 use crate::output::{self, Format};
 use anyhow::Result;
-use kmdr_core::{human_duration, KeepPolicy};
+use kmdr_core::human_duration;
 use kmdr_plan::LayerSource;
 use kmdr_serve::{Metrics, ServeOptions};
 use kmdr_sources::delta::capture::CaptureOptions;
@@ -16,7 +16,7 @@ use std::time::Duration;
 pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
     let plan = super::plan::load(&a.plan)?;
     let g = g.with_plan(&plan);
-    let policy = KeepPolicy { last: a.keep_last, hourly: a.keep_hourly, daily: a.keep_daily, weekly: a.keep_weekly, monthly: a.keep_monthly };
+    let policy = a.keep.policy();
     if a.flush_every < Duration::from_millis(50) {
         return Err(UsageError(format!("--flush-every {:?} is too short: use 50ms or more", a.flush_every)).into());
     }
