@@ -543,7 +543,13 @@ with etcd's own tool (`etcdutl snapshot restore`, or `etcdctl snapshot restore` 
 The flags are the ones of that tool. Then start etcd with --data-dir DIR.\n\n\
 An existing non-empty data dir is refused; with --force it is moved aside (to DIR.kmdr-old-<time>), never deleted. \
 --dry-run prints the plan and changes nothing. --to-file PATH only writes the checked plain snapshot, for your own \
-tooling.\n\nExample (the runbook's restore step):\n  systemctl stop etcd\n  kmdr restore etcd latest --data-dir /var/lib/etcd \
+tooling.\n\n\
+Point in time (--at TIME|now, --revision R): the newest full backup of the same cluster at or before the point, plus \
+the delta segments `kmdr serve` captured after it, replayed up to the point in a scratch etcd (loopback ports, a temp \
+dir next to the data dir or file; needs the `etcd` binary, --etcd) with every revision number kept; a gap in the \
+segments is an error (exit 12), never skipped. The result goes through the same restore, or to --to-file. Every \
+member of a multi-member cluster is restored from the same point: write it once with --to-file and restore each \
+member from that file with etcdutl, or run this command per member.\n\nExample (the runbook's restore step):\n  systemctl stop etcd\n  kmdr restore etcd latest --data-dir /var/lib/etcd \
 --force --name cp-1 \\\n      --initial-cluster cp-1=https://10.0.0.1:2380 --initial-advertise-peer-urls https://10.0.0.1:2380\n  \
 systemctl start etcd")]
     Etcd(RestoreEtcdArgs),
@@ -699,6 +705,16 @@ pub struct RestoreEtcdArgs {
     /// The restore tool (default: etcdutl, else etcdctl, on PATH)
     #[arg(long, env = "KMDR_ETCDUTL", value_name = "PATH")]
     pub etcdutl: Option<PathBuf>,
+    /// Point in time: the newest state captured at or before TIME (RFC 3339, e.g. 2026-11-27T08:15:00Z), or `now`
+    /// for the newest the repository holds. Uses the newest full backup of ID's cluster before it plus the delta segments up to it
+    #[arg(long, value_name = "TIME|now", conflicts_with = "revision")]
+    pub at: Option<String>,
+    /// Point in time as a revision of the source etcd: the state right after revision R
+    #[arg(long, value_name = "R")]
+    pub revision: Option<i64>,
+    /// The etcd server binary that replays the deltas of --at/--revision (default: next to the restore tool, else on PATH)
+    #[arg(long, env = "KMDR_ETCD", value_name = "PATH")]
+    pub etcd: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

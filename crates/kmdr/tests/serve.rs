@@ -273,3 +273,124 @@ fn serve_killed_and_restarted_resumes_without_gap_or_duplicate_and_restores_any_
     assert!(err.contains(&format!("no segment covers revisions {}..={}", victim.first, victim.last)), "{err}");
     assert!(rt.block_on(tenant_state(&dst, "gap", 0)).is_empty());
 }
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Every key of an etcd at `rev` (0: now) with its create and mod revisions.
+async fn full_state(url: &str, rev: i64) -> (i64, BTreeMap<Vec<u8>, (Vec<u8>, i64, i64)>) {
+    let mut c = etcd_client::Client::connect([url], None).await.unwrap();
+    let mut o = GetOptions::new().with_range(vec![0]);
+    if rev > 0 {
+        o = o.with_revision(rev);
+    }
+    let r = c.get(vec![0], Some(o)).await.unwrap();
+    let kvs = r.kvs().iter().map(|kv| (kv.key().to_vec(), (kv.value().to_vec(), kv.create_revision(), kv.mod_revision()))).collect();
+    (r.header().unwrap().revision(), kvs)
+}
+
+#[test]
+fn whole_etcd_restores_to_any_revision_with_every_revision_kept() {
+    need_etcd!();
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let src = Etcd::start(dir.path(), "src");
+    let rt = runtime();
+    rt.block_on(src.load("/registry/seed/", 200, 64, 5));
+    let plan = dir.path().join("kmdr.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: serve-etcd\nrepository:\n  url: {}\n  keyFile: {}\nlayers:\n  under-cluster:\n    rto: 1h\n    rpo: 1h\n    etcd:\n      endpoints: [{}]\n",
+            k.repo,
+            k.key_file.display(),
+            src.client_url
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let serve = Serve::start(&k, &plan.display().to_string(), &log);
+    // Puts, overwrites, deletes, multi-key transactions and prefix deletes, all over the keyspace.
+    let mut revisions = Vec::new();
+    rt.block_on(async {
+        let mut c = src.client().await;
+        for n in 0..600u32 {
+            let rev = if n % 11 == 5 {
+                let txn = etcd_client::Txn::new().and_then(vec![
+                    etcd_client::TxnOp::put(format!("/registry/pair/a{}", n % 40), format!("a{n}"), None),
+                    etcd_client::TxnOp::put(format!("/registry/pair/b{}", n % 40), format!("b{n}"), None),
+                    etcd_client::TxnOp::delete(format!("/registry/seed/{:04}", n % 200), None),
+                ]);
+                c.txn(txn).await.unwrap().header().unwrap().revision()
+            } else if n % 7 == 3 {
+                c.delete(format!("/registry/k/{:03}", n % 90), None).await.unwrap().header().unwrap().revision()
+            } else if n % 97 == 50 {
+                c.delete("/registry/pair/", Some(DeleteOptions::new().with_prefix())).await.unwrap().header().unwrap().revision()
+            } else {
+                c.put(format!("/registry/k/{:03}", n % 90), format!("v{n}"), None).await.unwrap().header().unwrap().revision()
+            };
+            revisions.push(rev);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    serve.terminate();
+    let (now_rev, now_state) = rt.block_on(full_state(&src.client_url, 0));
+
+    // A dry run names the base and the chain and creates nothing.
+    let mid = revisions[revisions.len() / 2];
+    let member = |name: &str| {
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        (dir.path().join(name), peer.clone(), format!("{name}={peer}"))
+    };
+    let (data, peer, cluster) = member("mid");
+    let args = |data: &Path, name: &str, peer: &str, cluster: &str, point: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["restore", "etcd", "latest", "--data-dir"].iter().map(|s| s.to_string()).collect();
+        a.extend([data.display().to_string(), "--name".into(), name.into(), "--initial-cluster".into(), cluster.into()]);
+        a.extend(["--initial-advertise-peer-urls".into(), peer.into()]);
+        a.extend(point.iter().map(|s| s.to_string()));
+        a
+    };
+    let out = k.ok(&refs(&args(&data, "mid", &peer, &cluster, &["--revision", &mid.to_string(), "--dry-run"])));
+    assert!(out.contains(&format!("point   revision {mid} of etcd/")) && out.contains("scratch etcd"), "{out}");
+    assert!(!data.exists());
+
+    // A revision in the middle: every key, value, create and mod revision as etcd had them at it.
+    let out = k.ok(&refs(&args(&data, "mid", &peer, &cluster, &["--revision", &mid.to_string()])));
+    assert!(out.contains("every revision kept"), "{out}");
+    let restored = Etcd::start_on(data.clone(), "mid", Some(peer.clone()));
+    let (rev, state) = rt.block_on(full_state(&restored.client_url, 0));
+    let (_, want) = rt.block_on(full_state(&src.client_url, mid));
+    assert_eq!(rev, mid, "the restored member is at the point's revision");
+    assert!(state == want, "state at revision {mid}: {} keys restored, {} expected", state.len(), want.len());
+    restored.stop();
+
+    // `--at now` to a file: the newest state captured, which is the source now.
+    let file = dir.path().join("now.db");
+    let out = k.json(&["restore", "etcd", "latest", "--at", "now", "--to-file", file.to_str().unwrap()]);
+    assert_eq!(out["point"]["revision"], now_rev, "{out}");
+    let (data, peer, cluster) = member("now");
+    let st = std::process::Command::new("etcdutl")
+        .args(["snapshot", "restore", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--name", "now"])
+        .args(["--initial-cluster", &cluster, "--initial-advertise-peer-urls", &peer])
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let restored = Etcd::start_on(data, "now", Some(peer));
+    assert!(rt.block_on(full_state(&restored.client_url, 0)) == (now_rev, now_state), "the --at now snapshot equals the source");
+    restored.stop();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("kmdr-")).map(|e| e.path()).collect();
+    assert!(leftovers.is_empty(), "scratch files left: {leftovers:?}");
+
+    // A segment gone: exit 12 naming the revisions; no data dir created.
+    let repo = open_repo(&k);
+    let segments = rt.block_on(repo.list_segments(None)).unwrap();
+    let victim = segments.iter().find(|s| s.series.starts_with("etcd/") && s.last >= mid && s.first <= mid).expect("a segment holds the mid revision");
+    std::fs::remove_file(Path::new(&k.repo).join(victim.key())).unwrap();
+    let (data, peer, cluster) = member("gap");
+    let err = k.fails(&refs(&args(&data, "gap", &peer, &cluster, &["--at", "now"])), 12);
+    assert!(err.contains(&format!("no segment covers revisions {}..={}", victim.first, victim.last)), "{err}");
+    assert!(!data.exists());
+}
