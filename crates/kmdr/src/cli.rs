@@ -93,6 +93,11 @@ and each chunk fetched, checksummed, authenticated and matched against its id. P
 objects at fault, and exits 1 when any is damaged.")]
     Verify(VerifyArgs),
     /// Remove backups by a retention policy, optionally pruning unreferenced data
+    #[command(long_about = "Remove backups by a retention policy, per series (one etcd cluster, one tenant, ...), as restic's \
+forget does: a backup is kept when any --keep-* rule keeps it. Delta segments that only continued forgotten backups \
+(every change they hold is at or before the oldest full backup left in their series) are removed with them. \
+--prune also deletes the chunks no remaining backup references. --dry-run prints every decision and changes nothing.\n\n\
+Example:\n  kmdr forget --keep-last 24 --keep-daily 14 --keep-monthly 6 --prune --dry-run")]
     Forget(ForgetArgs),
     /// Delete stored data that no backup references (left by interrupted backups or forget)
     Prune(PruneArgs),

@@ -394,3 +394,51 @@ fn whole_etcd_restores_to_any_revision_with_every_revision_kept() {
     assert!(err.contains(&format!("no segment covers revisions {}..={}", victim.first, victim.last)), "{err}");
     assert!(!data.exists());
 }
+
+#[test]
+fn forget_removes_the_delta_segments_only_forgotten_backups_could_use() {
+    need_etcd!();
+    use kmdr_repo::deltas::SegmentName;
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let src = Etcd::start(dir.path(), "src");
+    let rt = runtime();
+    let repo = open_repo(&k);
+    // Three full backups of the whole etcd, each followed by a segment of the changes after it.
+    let mut revs: Vec<i64> = Vec::new();
+    let mut segments = Vec::new();
+    for round in 0..3u64 {
+        rt.block_on(src.load(&format!("/r{round}/"), 10, 8, round));
+        let m = k.json(&["backup", "etcd", "--endpoints", &src.client_url]);
+        let rev = m["source"]["revision"].as_i64().unwrap();
+        let series = m["series"].as_str().unwrap().to_string();
+        if let Some(prev) = revs.last() {
+            // The chain from the previous segment up to this backup.
+            let s = SegmentName::new(&series, prev + 2, rev, chrono::Utc::now());
+            rt.block_on(repo.put_segment(&s, &kmdr_sources::delta::encode(&[]))).unwrap();
+            segments.push(s);
+        }
+        let s = SegmentName::new(&series, rev + 1, rev + 1, chrono::Utc::now());
+        rt.block_on(repo.put_segment(&s, &kmdr_sources::delta::encode(&[]))).unwrap();
+        segments.push(s);
+        revs.push(rev);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let usable: Vec<SegmentName> = segments.iter().filter(|s| s.last > revs[2]).cloned().collect();
+    assert_eq!(usable.len(), 1);
+    // The dry run names them and removes nothing.
+    let dry = k.json(&["forget", "--keep-last", "1", "--dry-run"]);
+    assert_eq!(dry["segments"].as_array().unwrap().len(), segments.len() - 1, "{dry}");
+    let text = k.ok(&["forget", "--keep-last", "1", "--dry-run"]);
+    assert!(text.contains("would remove 4 (revisions"), "{text}");
+    assert_eq!(rt.block_on(repo.list_segments(None)).unwrap(), segments);
+    // The real run: the two older backups go, and every segment only they could use.
+    let out = k.json(&["forget", "--keep-last", "1"]);
+    assert_eq!(out["remove"].as_array().unwrap().len(), 2);
+    assert_eq!(rt.block_on(repo.list_segments(None)).unwrap(), usable);
+    // A restore to the latest point still works from what is left.
+    let file = dir.path().join("latest.db");
+    let out = k.json(&["restore", "etcd", "latest", "--at", "now", "--to-file", file.to_str().unwrap()]);
+    assert_eq!(out["point"]["revision"], revs[2] + 1);
+}
