@@ -442,3 +442,55 @@ fn forget_removes_the_delta_segments_only_forgotten_backups_could_use() {
     let out = k.json(&["restore", "etcd", "latest", "--at", "now", "--to-file", file.to_str().unwrap()]);
     assert_eq!(out["point"]["revision"], revs[2] + 1);
 }
+
+#[test]
+fn a_compacted_start_revision_takes_a_new_full_backup_and_says_so() {
+    need_etcd!();
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let src = Etcd::start(dir.path(), "src");
+    let rt = runtime();
+    rt.block_on(src.load("/t1/seed/", 50, 16, 1));
+    let plan = write_plan(dir.path(), &k, &src);
+    let log = dir.path().join("serve.log");
+    let serve = Serve::start(&k, &plan, &log);
+    std::thread::sleep(Duration::from_secs(2));
+    serve.terminate();
+    // While serve is down: changes, then etcd compacts them away.
+    let compacted = rt.block_on(async {
+        let mut c = src.client().await;
+        let mut rev = 0;
+        for n in 0..40 {
+            rev = c.put(format!("/t1/later/{}", n % 10), format!("v{n}"), None).await.unwrap().header().unwrap().revision();
+        }
+        c.compact(rev, None).await.unwrap();
+        rev
+    });
+    let serve = Serve::start(&k, &plan, &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let backups = loop {
+        let list = k.json(&["backups", "list", "--kind", "tenant"]);
+        let n = list.as_array().unwrap().len();
+        if n >= 2 || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    rt.block_on(async { src.client().await.put("/t1/after", "x", None).await.unwrap() });
+    std::thread::sleep(Duration::from_secs(2));
+    serve.terminate();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(backups, 2, "a second full backup after the compaction; log:\n{text}");
+    assert!(text.contains("was compacted away") && text.contains("taking a new full backup"), "{text}");
+    // The new chain starts at the new full backup, which is past the compaction, and reaches the latest write.
+    let repo = open_repo(&k);
+    let (point, _) = rt.block_on(kmdr_sources::delta::pitr::plan_point(&repo, "t1", kmdr_sources::delta::pitr::Point::Latest)).unwrap();
+    assert!(point.base_revision >= compacted, "{point:?}");
+    let dst = Etcd::start(dir.path(), "dst");
+    k.ok(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--datastore", &datastore(&dst)]);
+    assert_eq!(rt.block_on(tenant_state(&dst, "t1", 0)), rt.block_on(tenant_state(&src, "t1", 0)));
+    // Restoring into the compacted range is a gap, never a silent skip.
+    let err = k.fails(&["restore", "tenant", "latest", "--source-schema", "t1", "--revision", &(compacted - 5).to_string(), "--schema", "x", "--datastore", &datastore(&dst)], 12);
+    assert!(err.contains("no segment covers revisions"), "{err}");
+}
