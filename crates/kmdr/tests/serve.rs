@@ -53,10 +53,15 @@ struct Serve {
 
 impl Serve {
     fn start(k: &Kmdr, plan: &str, log: &Path) -> Serve {
+        Serve::start_with(k, plan, log, &[])
+    }
+
+    fn start_with(k: &Kmdr, plan: &str, log: &Path, extra: &[&str]) -> Serve {
         let addr = format!("127.0.0.1:{}", free_port());
         let child = k
             .cmd()
             .args(["serve", "--plan", plan, "--metrics-addr", &addr, "--flush-every", "500ms"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
@@ -493,4 +498,74 @@ fn a_compacted_start_revision_takes_a_new_full_backup_and_says_so() {
     // Restoring into the compacted range is a gap, never a silent skip.
     let err = k.fails(&["restore", "tenant", "latest", "--source-schema", "t1", "--revision", &(compacted - 5).to_string(), "--schema", "x", "--datastore", &datastore(&dst)], 12);
     assert!(err.contains("no segment covers revisions"), "{err}");
+}
+
+#[test]
+fn two_replicas_share_one_lease_and_the_standby_takes_over_without_a_gap() {
+    need_etcd!();
+    use common::kube::FakeKube;
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let src = Etcd::start(dir.path(), "src");
+    let rt = runtime();
+    rt.block_on(src.load("/t1/seed/", 50, 16, 2));
+    let plan = write_plan(dir.path(), &k, &src);
+    let fake = FakeKube::with_fixtures(dir.path(), &serde_json::json!({"objects": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kmdr"}}]}));
+    let kubeconfig = fake.kubeconfig(dir.path()).display().to_string();
+    let holder = || fake.object("Lease", "kmdr", "kmdr-serve").map(|l| l["spec"]["holderIdentity"].as_str().unwrap_or("").to_string());
+    let replica = |id: &str| {
+        let log = dir.path().join(format!("serve-{id}.log"));
+        let s = Serve::start_with(&k, &plan, &log, &["--lease", "kmdr/kmdr-serve", "--lease-duration", "3s", "--lease-identity", id, "--kubeconfig", &kubeconfig]);
+        (s, log)
+    };
+    let (mut a, log_a) = replica("a");
+    assert_eq!(holder().as_deref(), Some("a"));
+    let (b, log_b) = replica("b");
+    assert!(http_get(&a.addr, "/metrics").unwrap().1.contains("\nkmdr_leader 1\n"));
+    assert!(http_get(&b.addr, "/metrics").unwrap().1.contains("\nkmdr_leader 0\n"), "a standby says so");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (url, stop2) = (src.client_url.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let mut c = etcd_client::Client::connect([url.as_str()], None).await.unwrap();
+            let mut n = 0u64;
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                c.put(format!("/t1/k/{:03}", n % 200), format!("v{n}"), None).await.unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(holder().as_deref(), Some("a"), "the leader keeps renewing");
+    assert!(!std::fs::read_to_string(&log_b).unwrap().contains("capturing changes"), "the standby runs nothing");
+    // The leader dies without a word: the standby takes over once the Lease stands still for its duration.
+    a.child.kill().unwrap();
+    let _ = a.child.wait();
+    let killed = Instant::now();
+    while holder().as_deref() != Some("b") {
+        assert!(killed.elapsed() < Duration::from_secs(20), "the standby did not take over; log:\n{}", std::fs::read_to_string(&log_b).unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(killed.elapsed() >= Duration::from_secs(3), "taken over before the Lease expired");
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(http_get(&b.addr, "/metrics").unwrap().1.contains("\nkmdr_leader 1\n"));
+    b.terminate();
+    assert_eq!(holder().as_deref(), Some(""), "released on SIGTERM");
+    let text_b = std::fs::read_to_string(&log_b).unwrap();
+    assert!(text_b.contains("holds Lease kmdr/kmdr-serve"), "{text_b}");
+    assert!(std::fs::read_to_string(&log_a).unwrap().contains("holds Lease kmdr/kmdr-serve"));
+
+    // One chain across both leaders, no hole; the latest point is the source now.
+    let repo = open_repo(&k);
+    let check = check_chain(&rt.block_on(repo.list_segments(Some("tenant/t1"))).unwrap());
+    assert!(check.gaps.is_empty(), "{check:?}");
+    let dst = Etcd::start(dir.path(), "dst");
+    k.ok(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--datastore", &datastore(&dst)]);
+    assert_eq!(rt.block_on(tenant_state(&dst, "t1", 0)), rt.block_on(tenant_state(&src, "t1", 0)));
 }
