@@ -55,7 +55,7 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
             })
             .collect();
         if g.format == Format::Json {
-            output::json(&json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64}));
+            output::json(&json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64, "lease": a.lease}));
         } else {
             println!("kmdr serve would run (dry run, nothing started):");
             for u in &units {
@@ -68,6 +68,9 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
                 );
             }
             println!("  delta segments every {} or {} MiB", human_duration(a.flush_every), a.flush_mib);
+            if let Some(l) = &a.lease {
+                println!("  only while holding Lease {l} (taken over after {} of silence)", human_duration(a.lease_duration));
+            }
             match policy.is_empty() {
                 true => println!("  retention: none (no --keep-* rule)"),
                 false => println!("  retention every {}: {policy:?}", human_duration(a.forget_every)),
