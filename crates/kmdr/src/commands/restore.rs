@@ -49,9 +49,9 @@ fn replay_line(r: &PointOutcome) -> String {
 }
 
 async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
+    let point = parse_point(&a.at, a.revision)?;
     let repo = g.open_repo().await?;
     let mut id = repo.resolve(&a.id, Some(KIND)).await?;
-    let point = parse_point(&a.at, a.revision)?;
     let tool = match (&a.to_file, &point) {
         (Some(_), None) => None,
         _ => Some(restorer::find_restore_tool(a.etcdutl.as_deref())?),
