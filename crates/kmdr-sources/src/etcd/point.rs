@@ -164,10 +164,10 @@ async fn start_scratch(tool: &RestoreTool, server: &EtcdServer, snapshot: &Path,
         if let Ok(Some(status)) = scratch.child.try_wait() {
             return Err(scratch_error(format!("the scratch etcd exited with {status}: {}", scratch.log_tail())));
         }
-        if let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(2), Client::connect([scratch.url.as_str()], None)).await {
-            if c.status().await.is_ok() {
-                return Ok(scratch);
-            }
+        if let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(2), Client::connect([scratch.url.as_str()], None)).await
+            && c.status().await.is_ok()
+        {
+            return Ok(scratch);
         }
         if Instant::now() > deadline {
             let tail = scratch.log_tail();
@@ -194,21 +194,26 @@ async fn apply_revision(client: &mut Client, url: &str, events: &[DeltaEvent]) -
     Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
 }
 
-/// Build the snapshot of `plan`'s point into `out`: `base_snapshot` is the
-/// plain snapshot of the plan's base backup, already written and checked.
-/// `work` is a fresh dir for the scratch member; the caller removes it.
+/// The plain snapshot of the base backup, inside the scratch dir `work`.
+pub fn base_snapshot_path(work: &Path) -> PathBuf {
+    work.join("base.db")
+}
+
+/// Build the snapshot of `plan`'s point into `out`. `work` is a fresh dir
+/// for the scratch member holding the plain snapshot of the plan's base
+/// backup, already written and checked, at [`base_snapshot_path`]; the
+/// caller removes it.
 pub async fn build_point_snapshot(
     repo: &Repository,
     plan: &PointPlan,
     tool: &RestoreTool,
     server: &EtcdServer,
-    base_snapshot: &Path,
     work: &Path,
     out: &Path,
     progress: Option<Progress>,
 ) -> Result<PointOutcome, EtcdError> {
     let started = Instant::now();
-    let mut scratch = start_scratch(tool, server, base_snapshot, work).await?;
+    let mut scratch = start_scratch(tool, server, &base_snapshot_path(work), work).await?;
     let url = scratch.url.clone();
     let result = async {
         let mut client = Client::connect([url.as_str()], None)

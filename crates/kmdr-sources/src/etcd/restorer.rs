@@ -8,7 +8,7 @@
 //! the tool writes into a staging dir; only when it succeeds is an existing
 //! data dir moved aside (`--force`) and the staging dir renamed into place.
 
-use super::point::{build_point_snapshot, EtcdServer, PointOutcome};
+use super::point::{base_snapshot_path, build_point_snapshot, EtcdServer, PointOutcome};
 use super::snapshotter::{KIND, SNAPSHOT_FILE};
 use super::EtcdError;
 use crate::delta::pitr::{plan_series_point, Point, PointPlan};
@@ -117,9 +117,8 @@ impl PointRestore {
     pub async fn build(&self, repo: &Repository, tool: &RestoreTool, out: &Path, progress: Option<Progress>) -> Result<PointOutcome, EtcdError> {
         std::fs::create_dir(&self.work_dir).map_err(local("cannot create the scratch dir", &self.work_dir))?;
         let result = async {
-            let snapshot = self.work_dir.join("base.db");
-            write_snapshot(repo, &self.base_id, &snapshot, false, false, None).await?;
-            build_point_snapshot(repo, &self.plan, tool, &self.etcd, &snapshot, &self.work_dir, out, progress).await
+            write_snapshot(repo, &self.base_id, &base_snapshot_path(&self.work_dir), false, false, None).await?;
+            build_point_snapshot(repo, &self.plan, tool, &self.etcd, &self.work_dir, out, progress).await
         }
         .await;
         let _ = std::fs::remove_dir_all(&self.work_dir);
