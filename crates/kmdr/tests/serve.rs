@@ -271,9 +271,18 @@ fn serve_killed_and_restarted_resumes_without_gap_or_duplicate_and_restores_any_
     let beyond = check.last.unwrap() + 10;
     let err = k.fails(&["restore", "tenant", "latest", "--source-schema", "t1", "--revision", &beyond.to_string(), "--schema", "x", "--datastore", &datastore(&dst)], 12);
     assert!(err.contains(&format!("no segment covers revisions {}..={beyond}", check.last.unwrap() + 1)), "{err}");
+    // `kmdr status` counts the chain: the newest point held is the newest segment, not the full backup.
+    let status = k.json(&["status", "--plan", &plan]);
+    let rpo = status.as_array().unwrap().iter().find(|f| f["check"] == "rpo" && f["subject"] == "tenant-control-planes shared/t1").unwrap().clone();
+    assert_eq!(rpo["level"], "OK", "{rpo}");
+    assert!(rpo["message"].as_str().unwrap().contains(&format!("newest point held, {} delta segments after backup", segments.len())), "{rpo}");
     // Remove one segment in the middle: a gap, exit 12, naming the revisions, nothing restored.
     let victim = &segments[segments.len() / 2];
     std::fs::remove_file(Path::new(&k.repo).join(victim.key())).unwrap();
+    let o = k.run(&["status", "--plan", &plan]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("delta-chain") && out.contains(&format!("no segment covers revisions {}..={}", victim.first, victim.last)), "{out}");
     let err = k.fails(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--schema", "gap", "--datastore", &datastore(&dst)], 12);
     assert!(err.contains(&format!("no segment covers revisions {}..={}", victim.first, victim.last)), "{err}");
     assert!(rt.block_on(tenant_state(&dst, "gap", 0)).is_empty());
