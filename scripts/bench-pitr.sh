@@ -6,22 +6,10 @@
 #   scripts/bench-pitr.sh [BASE_KEYS] [CHANGES]      (default 20000 keys of 1 KiB, 40000 changes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/tools-env.sh
 KEYS=${1:-20000}
 CHANGES=${2:-40000}
-PROFILE=${KMDR_BENCH_PROFILE:-debug}
-if [ "$PROFILE" = release ]; then cargo build --release --workspace --examples -q; else cargo build --workspace --examples -q; fi
-TARGET=${CARGO_TARGET_DIR:-target}/$PROFILE
-KMDR=$TARGET/kmdr
+source scripts/bench-common.sh
 LOAD=$TARGET/examples/etcd_load
-W=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$W"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-CP=$(port); PP=$(port); MP=$(port)
-etcd --name b --data-dir "$W/etcd" --listen-client-urls http://127.0.0.1:$CP --advertise-client-urls http://127.0.0.1:$CP \
-  --listen-peer-urls http://127.0.0.1:$PP --initial-advertise-peer-urls http://127.0.0.1:$PP \
-  --initial-cluster b=http://127.0.0.1:$PP --quota-backend-bytes 8589934592 --log-level error >/dev/null 2>&1 &
-sleep 2
 export KMDR_REPO="$W/repo" KMDR_KEY_FILE="$W/key"
 $KMDR repo init >/dev/null
 $LOAD --endpoint http://127.0.0.1:$CP --keys "$KEYS" --value-size 1024 >/dev/null

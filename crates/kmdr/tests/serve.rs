@@ -12,6 +12,17 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+/// A repository and a source etcd holding `n` keys of `size` bytes under `prefix`.
+fn setup(prefix: &str, n: usize, size: usize, seed: u64) -> (tempfile::TempDir, Kmdr, Etcd, tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let src = Etcd::start(dir.path(), "src");
+    let rt = runtime();
+    rt.block_on(src.load(prefix, n, size, seed));
+    (dir, k, src, rt)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
 }
@@ -190,12 +201,7 @@ fn every_write_acknowledged_two_seconds_before_etcd_is_killed_is_restored() {
 #[test]
 fn serve_killed_and_restarted_resumes_without_gap_or_duplicate_and_restores_any_revision() {
     need_etcd!();
-    let dir = tempfile::tempdir().unwrap();
-    let k = Kmdr::local(dir.path());
-    k.init();
-    let src = Etcd::start(dir.path(), "src");
-    let rt = runtime();
-    rt.block_on(src.load("/t1/seed/", 100, 32, 3));
+    let (dir, k, src, rt) = setup("/t1/seed/", 100, 32, 3);
     let plan = write_plan(dir.path(), &k, &src);
     let log = dir.path().join("serve.log");
 
@@ -307,12 +313,7 @@ async fn full_state(url: &str, rev: i64) -> (i64, BTreeMap<Vec<u8>, (Vec<u8>, i6
 #[test]
 fn whole_etcd_restores_to_any_revision_with_every_revision_kept() {
     need_etcd!();
-    let dir = tempfile::tempdir().unwrap();
-    let k = Kmdr::local(dir.path());
-    k.init();
-    let src = Etcd::start(dir.path(), "src");
-    let rt = runtime();
-    rt.block_on(src.load("/registry/seed/", 200, 64, 5));
+    let (dir, k, src, rt) = setup("/registry/seed/", 200, 64, 5);
     let plan = dir.path().join("kmdr.yaml");
     std::fs::write(
         &plan,
@@ -460,12 +461,7 @@ fn forget_removes_the_delta_segments_only_forgotten_backups_could_use() {
 #[test]
 fn a_compacted_start_revision_takes_a_new_full_backup_and_says_so() {
     need_etcd!();
-    let dir = tempfile::tempdir().unwrap();
-    let k = Kmdr::local(dir.path());
-    k.init();
-    let src = Etcd::start(dir.path(), "src");
-    let rt = runtime();
-    rt.block_on(src.load("/t1/seed/", 50, 16, 1));
+    let (dir, k, src, rt) = setup("/t1/seed/", 50, 16, 1);
     let plan = write_plan(dir.path(), &k, &src);
     let log = dir.path().join("serve.log");
     let serve = Serve::start(&k, &plan, &log);
@@ -513,12 +509,7 @@ fn a_compacted_start_revision_takes_a_new_full_backup_and_says_so() {
 fn two_replicas_share_one_lease_and_the_standby_takes_over_without_a_gap() {
     need_etcd!();
     use common::kube::FakeKube;
-    let dir = tempfile::tempdir().unwrap();
-    let k = Kmdr::local(dir.path());
-    k.init();
-    let src = Etcd::start(dir.path(), "src");
-    let rt = runtime();
-    rt.block_on(src.load("/t1/seed/", 50, 16, 2));
+    let (dir, k, src, rt) = setup("/t1/seed/", 50, 16, 2);
     let plan = write_plan(dir.path(), &k, &src);
     let fake = FakeKube::with_fixtures(dir.path(), &serde_json::json!({"objects": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kmdr"}}]}));
     let kubeconfig = fake.kubeconfig(dir.path()).display().to_string();
