@@ -98,6 +98,9 @@ pub enum TenantsError {
     /// The restore would apply over a TCP that uses another schema.
     #[error("refusing to restore TenantControlPlane {tcp}: the one in the cluster uses dataStoreSchema {existing:?}, the backup {backup:?}; its schema is immutable, so applying over it would leave the restored data unused. Nothing was written. Restore where no such TCP exists, or only the data with `kmdr restore tenant`; kmdr never deletes a TCP (that drops its data)")]
     SchemaMismatch { tcp: String, existing: String, backup: String },
+    /// `--manifests-only` where the datastore holds no data of the tenant.
+    #[error("refusing to restore only the manifests of TenantControlPlane {tcp}: schema {schema} holds no keys in {datastore}, so its API server would start empty (a blank cluster, its nodes orphaned). Nothing was written. Drop --manifests-only to write the backup's {keys} keys first")]
+    NoDataToKeep { tcp: String, schema: String, datastore: String, keys: u64 },
     /// A TCP did not become Ready in time.
     #[error("TenantControlPlanes not Ready after {timeout}: {pending}. The manifests and data are restored; check `kubectl describe tcp` and the Kamaji controller's log, then `kmdr watch --until-healthy`")]
     NotReady { timeout: String, pending: String },
@@ -600,6 +603,8 @@ pub struct TenantsRestoreOptions {
     pub only: Vec<TcpRef>,
     /// Replace keys the tenant's schema holds in the datastore now.
     pub force: bool,
+    /// Keep the data the datastore holds (it survived): only the manifests.
+    pub manifests_only: bool,
     /// How long to wait for the TCPs to be Ready.
     pub timeout: Duration,
     /// How often to look.
@@ -633,6 +638,8 @@ pub struct PlannedTenant {
     pub write_keys: u64,
     pub existing_keys: u64,
     pub replace: bool,
+    /// `--manifests-only`: the data the datastore holds stays as it is.
+    pub keep_data: bool,
     /// Whether a TCP of that name exists now (with the same schema).
     pub tcp_exists: bool,
     #[serde(skip)]
@@ -723,7 +730,10 @@ pub async fn plan_tenants_restore(
     for t in &selected {
         let (_, store) = &stores[&t.datastore];
         let existing = store.count(&t.schema).await?;
-        if existing > 0 && !opts.force {
+        if opts.manifests_only && existing == 0 {
+            return Err(TenantsError::NoDataToKeep { tcp: format!("{}/{}", t.namespace, t.name), schema: t.schema.clone(), datastore: store.datastore(), keys: t.data.key_count });
+        }
+        if existing > 0 && !opts.force && !opts.manifests_only {
             return Err(TenantError::TargetNotEmpty { schema: t.schema.clone(), datastore: store.datastore(), keys: existing }.into());
         }
         let dir = tenant_dir(&t.namespace, &t.name);
@@ -736,7 +746,8 @@ pub async fn plan_tenants_restore(
             username: t.username.clone(),
             write_keys: t.data.key_count,
             existing_keys: existing,
-            replace: existing > 0,
+            replace: existing > 0 && !opts.manifests_only,
+            keep_data: opts.manifests_only,
             tcp_exists: exists.contains(&(t.namespace.clone(), t.name.clone())),
             records_file: format!("{dir}/{RECORDS}"),
         });
@@ -801,7 +812,7 @@ pub async fn restore_tenants(
     notify: &(dyn Fn(&str) + Sync),
 ) -> Result<TenantsRestoreOutcome, TenantsError> {
     let mut written = BTreeMap::new();
-    for t in &plan.tenants {
+    for t in plan.tenants.iter().filter(|t| !t.keep_data) {
         let (_, store) = &stores.stores[&t.datastore];
         let entry = m.file(&t.records_file).ok_or_else(|| TenantsError::BadFile { file: t.records_file.clone(), detail: "missing from the backup".into() })?;
         notify(&format!("tenant {}/{}: writing {} keys of schema {} into {}", t.namespace, t.name, t.write_keys, t.schema, t.target));

@@ -621,6 +621,10 @@ pub struct RestoreTenantsArgs {
     /// Replace the keys a tenant's schema holds in its datastore now
     #[arg(long)]
     pub force: bool,
+    /// The datastore survived with the tenants' data: keep it, restore only the manifests
+    /// (refused for a tenant whose schema holds no keys)
+    #[arg(long, conflicts_with = "force")]
+    pub manifests_only: bool,
     /// Check and print the plan; send no write
     #[arg(long)]
     pub dry_run: bool,

@@ -149,7 +149,7 @@ fn tenants_code(e: &TenantsError) -> i32 {
         TenantsError::Tenant(t) => tenant_code(t),
         TenantsError::Repo(r) => repo_code(r),
         TenantsError::TcpNotFound { .. } | TenantsError::NoTenants { .. } | TenantsError::NotInBackup { .. } | TenantsError::WrongKind { .. } => NOT_FOUND,
-        TenantsError::SchemaMismatch { .. } | TenantsError::Local(_) => REFUSED,
+        TenantsError::SchemaMismatch { .. } | TenantsError::NoDataToKeep { .. } | TenantsError::Local(_) => REFUSED,
         TenantsError::NotReady { .. } => TIMEOUT,
         TenantsError::BadRef(_) => 2,
         TenantsError::BadFile { .. } => DAMAGED,

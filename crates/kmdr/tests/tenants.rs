@@ -239,6 +239,27 @@ async fn tenants_round_trip_with_every_guard() {
     // Restoring alpha again: its data is there now, refused without --force.
     let err = k.fails(&["restore", "tenants", "latest", "--only", "tenants/alpha", "--kubeconfig", &kc], 8);
     assert!(err.contains("--force"), "{err}");
+
+    // --- the under cluster is rebuilt but the datastore survived, with changes newer than the backup:
+    // --manifests-only keeps the data and applies the manifests.
+    etcd.client().await.put("/tenants_alpha/configmaps/default/after-backup", "newer", None).await.unwrap();
+    let alpha_now = under(&etcd, "/tenants_alpha/").await;
+    let rebuilt = FakeKube::with_fixtures(d, &fresh_fixtures(true));
+    let rkc = kubeconfig(&rebuilt, d, "rebuilt");
+    let dry = k.ok(&["restore", "tenants", "latest", "--only", "tenants/alpha", "--manifests-only", "--dry-run", "--kubeconfig", &rkc]);
+    assert!(dry.contains("data of tenants/alpha: keep the 301 keys schema tenants_alpha holds"), "{dry}");
+    let out = k.ok(&["restore", "tenants", "latest", "--only", "tenants/alpha", "--manifests-only", "--kubeconfig", &rkc, "--interval", "100ms"]);
+    assert!(out.contains("restored tenant tenants/alpha: kept the 301 keys"), "{out}");
+    assert!(under(&etcd, "/tenants_alpha/").await == alpha_now, "--manifests-only changed the data");
+    assert!(rebuilt.object("TenantControlPlane", "tenants", "alpha").is_some() && rebuilt.object("Secret", "tenants", "alpha-ca").is_some());
+    // ... and is refused where the schema holds nothing: the API server would start on an empty datastore.
+    let empty = FakeKube::with_fixtures(d, &fresh_fixtures(true));
+    let ekc = kubeconfig(&empty, d, "empty");
+    etcd.client().await.delete("/tenants_alpha/", Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
+    let err = k.fails(&["restore", "tenants", "latest", "--only", "tenants/alpha", "--manifests-only", "--kubeconfig", &ekc], 8);
+    assert!(err.contains("holds no keys") && err.contains("Drop --manifests-only"), "{err}");
+    assert_eq!(writes_desc(&empty), Vec::<String>::new());
+    assert_eq!(k.run(&["restore", "tenants", "latest", "--manifests-only", "--force", "--kubeconfig", &ekc]).status.code(), Some(2));
 }
 
 #[tokio::test]

@@ -485,7 +485,14 @@ async fn tenants(g: &GlobalArgs, a: crate::cli::RestoreTenantsArgs) -> Result<i3
     let id = repo.resolve(&a.id, Some(k::KIND)).await?;
     let manifest = repo.load_manifest(&id).await?;
     let kube = a.kube.connect(g).await?;
-    let opts = TenantsRestoreOptions { only, force: a.force, timeout: a.timeout, interval: a.interval, endpoints: a.endpoints.into_iter().collect() };
+    let opts = TenantsRestoreOptions {
+        only,
+        force: a.force,
+        manifests_only: a.manifests_only,
+        timeout: a.timeout,
+        interval: a.interval,
+        endpoints: a.endpoints.into_iter().collect(),
+    };
     let (plan, stores) = k::plan_tenants_restore(&repo, &kube, &manifest, &opts).await?;
     if a.dry_run {
         if g.format == Format::Json {
@@ -494,8 +501,12 @@ async fn tenants(g: &GlobalArgs, a: crate::cli::RestoreTenantsArgs) -> Result<i3
             println!("restore plan (dry run, nothing changed) of {} into {}:", plan.backup, plan.cluster);
             let mut n = 1;
             for t in &plan.tenants {
-                let replace = if t.replace { format!(", replacing the {} keys there now", t.existing_keys) } else { String::new() };
-                println!("  {n}. data of {}/{}: write {} keys into schema {} of {}{replace}", t.namespace, t.name, t.write_keys, t.schema, t.target);
+                if t.keep_data {
+                    println!("  {n}. data of {}/{}: keep the {} keys schema {} holds in {} (--manifests-only)", t.namespace, t.name, t.existing_keys, t.schema, t.target);
+                } else {
+                    let replace = if t.replace { format!(", replacing the {} keys there now", t.existing_keys) } else { String::new() };
+                    println!("  {n}. data of {}/{}: write {} keys into schema {} of {}{replace}", t.namespace, t.name, t.write_keys, t.schema, t.target);
+                }
                 n += 1;
             }
             for x in &plan.applies {
@@ -519,6 +530,10 @@ async fn tenants(g: &GlobalArgs, a: crate::cli::RestoreTenantsArgs) -> Result<i3
         output::json(&json!({"backup": plan.backup, "plan": plan, "outcome": outcome}));
     } else {
         for t in &plan.tenants {
+            if t.keep_data {
+                println!("restored tenant {}/{}: kept the {} keys of schema {} in {}, manifests applied, Ready", t.namespace, t.name, t.existing_keys, t.schema, t.target);
+                continue;
+            }
             println!(
                 "restored tenant {}/{}: {} keys into schema {} of {}, manifests applied, Ready",
                 t.namespace, t.name, outcome.written.get(&format!("{}/{}", t.namespace, t.name)).copied().unwrap_or(0), t.schema, t.target
