@@ -464,14 +464,20 @@ use std::collections::BTreeMap;
 /// kine's writes: create, update (create revision and prev carried), delete.
 struct KineWriter {
     db: Sql,
-    /// name -> (create revision, last id)
+    /// live name -> (create revision, last id)
     keys: BTreeMap<String, (i64, i64)>,
+    /// deleted name -> its delete row's id (a new create row points at it)
+    gone: BTreeMap<String, i64>,
 }
 
 impl KineWriter {
+    fn new(db: Sql) -> Self {
+        KineWriter { db, keys: BTreeMap::new(), gone: BTreeMap::new() }
+    }
+
     async fn put(&mut self, name: &str, value: &[u8]) -> i64 {
         let id = match self.keys.get(name).copied() {
-            None => self.db.insert(name, 1, 0, 0, 0, value).await,
+            None => self.db.insert(name, 1, 0, 0, self.gone.remove(name).unwrap_or(0), value).await,
             Some((cr, last)) => self.db.insert(name, 0, 0, cr, last, value).await,
         };
         let cr = self.keys.get(name).map_or(id, |k| k.0);
@@ -481,7 +487,9 @@ impl KineWriter {
 
     async fn delete(&mut self, name: &str) -> i64 {
         let (cr, last) = self.keys.remove(name).expect("live key");
-        self.db.insert(name, 0, 1, cr, last, b"gone").await
+        let id = self.db.insert(name, 0, 1, cr, last, b"gone").await;
+        self.gone.insert(name.into(), id);
+        id
     }
 
     /// 120 changes over 30 keys: creates, updates, deletes, re-creates.
@@ -595,7 +603,7 @@ async fn postgres_delta_capture_restores_any_revision() {
     let url = DatastoreUrl::parse(&pg.url()).unwrap();
     let store = PostgresTenants::connect(&url, &TlsFiles::default()).await.unwrap();
     let source = ChangeSource::Postgres { store: PostgresTenants::connect(&url, &TlsFiles::default()).await.unwrap(), schema: "t1".into() };
-    let w = KineWriter { db: Sql::pg(&pg, "t1").await, keys: BTreeMap::new() };
+    let w = KineWriter::new(Sql::pg(&pg, "t1").await);
     capture_round_trip(dir.path(), source, &store, w, Sql::pg(&pg, "t1").await, Some(Sql::pg(&pg, "t1").await)).await;
 }
 
@@ -616,6 +624,6 @@ async fn mariadb_delta_capture_restores_any_revision() {
     let url = DatastoreUrl::parse(&m.url()).unwrap();
     let store = MysqlTenants::connect(&url, &TlsFiles::default()).await.unwrap();
     let source = ChangeSource::Mysql { store: MysqlTenants::connect(&url, &TlsFiles::default()).await.unwrap(), schema: "t1".into() };
-    let w = KineWriter { db: Sql::my(&m, "t1").await, keys: BTreeMap::new() };
+    let w = KineWriter::new(Sql::my(&m, "t1").await);
     capture_round_trip(dir.path(), source, &store, w, Sql::my(&m, "t1").await, None).await;
 }
