@@ -354,7 +354,7 @@ type Change = (i64, Vec<u8>, Option<Vec<u8>>);
 async fn churn(b: &kv::Store, round: u32, live: &mut BTreeMap<String, i64>, log: &mut Vec<Change>) {
     for n in 0..100u32 {
         let key = format!("/registry/pods/ns/p{n:03}");
-        let rel = key["/registry".len()..].as_bytes().to_vec();
+        let rel = key.as_bytes()["/registry".len()..].to_vec();
         if (n + round) % 7 == 3 && live.contains_key(&key) {
             let k = encode_key(key.as_bytes()).unwrap();
             let seq = b.put(&k, event(&key, None, false, true, 0, 0)).await.unwrap() as i64;

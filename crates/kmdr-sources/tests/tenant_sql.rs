@@ -379,6 +379,9 @@ use common::State;
 use kmdr_sources::delta::capture::{ChangeSource, Stopped};
 use std::time::Duration;
 
+/// A kine row as the tests read it back: (id, name, deleted, value).
+type Row = (i64, String, i64, Vec<u8>);
+
 /// A connection writing rows the way kine does.
 enum Sql {
     Pg(tokio_postgres::Client),
@@ -425,8 +428,8 @@ impl Sql {
         }
     }
 
-    /// Every row: (id, name, deleted, value).
-    async fn rows(&mut self) -> Vec<(i64, String, i64, Vec<u8>)> {
+    /// Every row.
+    async fn rows(&mut self) -> Vec<Row> {
         let sql = "SELECT id, name, deleted, value FROM kine ORDER BY id";
         match self {
             Sql::Pg(c) => c
@@ -438,8 +441,10 @@ impl Sql {
                 .collect(),
             Sql::My(c) => {
                 use mysql_async::prelude::Queryable;
-                let rows: Vec<(i64, Vec<u8>, i64, Option<Vec<u8>>)> = c.query(sql).await.unwrap();
-                rows.into_iter().map(|(id, n, d, v)| (id, String::from_utf8(n).unwrap(), d, v.unwrap_or_default())).collect()
+                let rows: Vec<mysql_async::Row> = c.query(sql).await.unwrap();
+                rows.into_iter()
+                    .map(|mut r| (r.take(0).unwrap(), String::from_utf8(r.take(1).unwrap()).unwrap(), r.take(2).unwrap(), r.take::<Option<Vec<u8>>, _>(3).flatten().unwrap_or_default()))
+                    .collect()
             }
         }
     }
@@ -454,7 +459,7 @@ impl Sql {
         latest
             .into_iter()
             .filter(|(n, (d, _))| *d == 0 && n.starts_with("/registry/"))
-            .map(|(n, (_, v))| (n["/registry".len()..].as_bytes().to_vec(), v))
+            .map(|(n, (_, v))| (n.as_bytes()["/registry".len()..].to_vec(), v))
             .collect()
     }
 }

@@ -174,6 +174,8 @@ pub trait ChangeFeed {
 }
 
 /// Where a capture reads from: a connected datastore.
+// One per running capture, held for its life: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum ChangeSource {
     /// An etcd cluster (the whole keyspace, or a tenant's prefix of a shared etcd).
     Etcd(etcd_client::Client),

@@ -131,13 +131,13 @@ impl<L: KineLog> KineSqlFeed<L> {
 
 impl<L: KineLog> ChangeFeed for KineSqlFeed<L> {
     async fn next(&mut self, until: Instant) -> Result<Result<Changes, Stopped>, String> {
-        if !self.more {
-            if let Some(last) = self.last_poll {
-                let wake = (last + self.poll_every).min(until);
-                tokio::time::sleep_until(wake.into()).await;
-                if Instant::now() < last + self.poll_every {
-                    return Ok(Ok(Changes::default()));
-                }
+        if !self.more
+            && let Some(last) = self.last_poll
+        {
+            let wake = (last + self.poll_every).min(until);
+            tokio::time::sleep_until(wake.into()).await;
+            if Instant::now() < last + self.poll_every {
+                return Ok(Ok(Changes::default()));
             }
         }
         self.last_poll = Some(Instant::now());
@@ -184,8 +184,8 @@ mod tests {
             ],
             Instant::now(),
         );
-        let got: Vec<(Op, &[u8], &[u8], i64, i64)> = c.events.iter().map(|e| (e.op, &e.key[..], &e.value[..], e.revision, e.create_revision)).collect();
-        assert_eq!(got, vec![(Op::Put, &b"/a"[..], &b"v2"[..], 2, 2), (Op::Put, b"/a", b"v3", 3, 2), (Op::Delete, b"/a", b"", 5, 0)]);
+        let ev = |op, value: &str, revision, create_revision| DeltaEvent { op, key: b"/a".to_vec(), value: value.into(), revision, create_revision };
+        assert_eq!(c.events, vec![ev(Op::Put, "v2", 2, 2), ev(Op::Put, "v3", 3, 2), ev(Op::Delete, "", 5, 0)]);
         assert_eq!((c.covered, c.idle), (Some(6), true));
     }
 
