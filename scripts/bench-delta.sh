@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Delta lag of kmdr serve: write acknowledged -> durable in the repository,
-# p50/p99 at RATE puts/s (default 1000) into one tenant of a local etcd, on a
-# local repository and (with KMDR_BENCH_S3=1, after `source scripts/s3-server.sh`)
-# on the S3 server; and the CPU kmdr serve used meanwhile.
+# p50/p99 at RATE puts/s (default 1000) into one tenant of a local etcd (or,
+# with KMDR_BENCH_DATASTORE=postgres, kine rows into one tenant of a local
+# PostgreSQL), on a local repository and (with KMDR_BENCH_S3=1, after
+# `source scripts/s3-server.sh`) on the S3 server; and the CPU kmdr serve used meanwhile.
 #   scripts/bench-delta.sh [RATE] [SECONDS]
+#   KMDR_BENCH_DATASTORE=postgres scripts/bench-delta.sh 1000 20
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/tools-env.sh
@@ -16,14 +18,24 @@ TARGET=${CARGO_TARGET_DIR:-target}/$PROFILE
 KMDR=$TARGET/kmdr
 LAG=$TARGET/examples/delta_lag
 W=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$W"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; wait; rm -rf "$W"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 CP=$(port); PP=$(port); MP=$(port)
-etcd --name b --data-dir "$W/etcd" --listen-client-urls http://127.0.0.1:$CP --advertise-client-urls http://127.0.0.1:$CP \
-  --listen-peer-urls http://127.0.0.1:$PP --initial-advertise-peer-urls http://127.0.0.1:$PP \
-  --initial-cluster b=http://127.0.0.1:$PP --log-level error >/dev/null 2>&1 &
-sleep 2
-etcdctl --endpoints 127.0.0.1:$CP put /bench/seed x >/dev/null
+if [ "${KMDR_BENCH_DATASTORE:-etcd}" = postgres ]; then
+  # kmdr-testkit's server (runs as the postgres OS user); it stops on SIGTERM.
+  mkfifo "$W/pg.url"
+  $TARGET/examples/pg_server "$W" >"$W/pg.url" &
+  read -r DS <"$W/pg.url"
+  WRITE_URL=$DS
+else
+  etcd --name b --data-dir "$W/etcd" --listen-client-urls http://127.0.0.1:$CP --advertise-client-urls http://127.0.0.1:$CP \
+    --listen-peer-urls http://127.0.0.1:$PP --initial-advertise-peer-urls http://127.0.0.1:$PP \
+    --initial-cluster b=http://127.0.0.1:$PP --log-level error >/dev/null 2>&1 &
+  sleep 2
+  etcdctl --endpoints 127.0.0.1:$CP put /bench/seed x >/dev/null
+  DS=etcd://127.0.0.1:$CP
+  WRITE_URL=http://127.0.0.1:$CP
+fi
 run() {
   local repo=$1
   $KMDR repo init --repo "$repo" --key-file "$W/key" >/dev/null
@@ -39,15 +51,17 @@ layers:
     rpo: 1h
     datastores:
       - name: b
-        url: etcd://127.0.0.1:$CP
+        url: $DS
         tenants:
           - bench
 YAML
   $KMDR serve --plan "$W/plan.yaml" --metrics-addr 127.0.0.1:$MP 2>"$W/serve.log" &
   local pid=$!
   until curl -sf localhost:$MP/readyz >/dev/null; do sleep 0.2; done
+  # The tenant's capture runs once its first full backup is taken.
+  until curl -sf localhost:$MP/metrics | grep -q 'kmdr_delta_up{.*unit="b/bench"} 1'; do sleep 0.2; done
   local t0; t0=$(awk '{print $14+$15}' /proc/$pid/stat)
-  $LAG http://127.0.0.1:$CP "$repo" "$W/key" "$RATE" "$SECS"
+  $LAG "$WRITE_URL" "$repo" "$W/key" "$RATE" "$SECS"
   local t1; t1=$(awk '{print $14+$15}' /proc/$pid/stat)
   echo "kmdr serve CPU: $(python3 -c "print(f'{($t1-$t0)/$(getconf CLK_TCK)/($SECS+5)*100:.1f}% of one core')") ($PROFILE build)"
   kill -TERM $pid; wait $pid
