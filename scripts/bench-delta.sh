@@ -8,33 +8,20 @@
 #   KMDR_BENCH_DATASTORE=postgres scripts/bench-delta.sh 1000 20
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/tools-env.sh
 RATE=${1:-1000}
 SECS=${2:-30}
-PROFILE=${KMDR_BENCH_PROFILE:-debug}
-[ "$PROFILE" = release ] && cargo build --release -p kmdr --examples -q || cargo build --workspace --examples -q
-cargo build --workspace -q 2>/dev/null || true
-TARGET=${CARGO_TARGET_DIR:-target}/$PROFILE
-KMDR=$TARGET/kmdr
+source scripts/bench-common.sh
 LAG=$TARGET/examples/delta_lag
-W=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait; rm -rf "$W"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-CP=$(port); PP=$(port); MP=$(port)
+etcdctl --endpoints 127.0.0.1:$CP put /bench/seed x >/dev/null
+DS=etcd://127.0.0.1:$CP
+WRITE_URL=http://127.0.0.1:$CP
 if [ "${KMDR_BENCH_DATASTORE:-etcd}" = postgres ]; then
-  # kmdr-testkit's server (runs as the postgres OS user); it stops on SIGTERM.
+  # kmdr-testkit's server (runs as the postgres OS user); it stops on the
+  # SIGTERM the exit trap sends every background job.
   mkfifo "$W/pg.url"
   $TARGET/examples/pg_server "$W" >"$W/pg.url" &
   read -r DS <"$W/pg.url"
   WRITE_URL=$DS
-else
-  etcd --name b --data-dir "$W/etcd" --listen-client-urls http://127.0.0.1:$CP --advertise-client-urls http://127.0.0.1:$CP \
-    --listen-peer-urls http://127.0.0.1:$PP --initial-advertise-peer-urls http://127.0.0.1:$PP \
-    --initial-cluster b=http://127.0.0.1:$PP --log-level error >/dev/null 2>&1 &
-  sleep 2
-  etcdctl --endpoints 127.0.0.1:$CP put /bench/seed x >/dev/null
-  DS=etcd://127.0.0.1:$CP
-  WRITE_URL=http://127.0.0.1:$CP
 fi
 run() {
   local repo=$1

@@ -285,7 +285,7 @@ pub async fn restore_units(
                 };
                 let tool = restorer::find_restore_tool(None)?;
                 let bid = repo.resolve(id, Some(snapshotter::KIND)).await?;
-                let p = restorer::plan_restore(repo, &bid, &opts, tool).await?;
+                let p = restorer::plan_restore(repo, &bid, &opts, tool, None).await?;
                 if !dry_run {
                     restorer::execute(repo, &p, None).await?;
                 }

@@ -106,11 +106,19 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
                 match id.and_then(|i| i.parse::<BackupId>().ok()) {
                     None => out.push(finding("rpo", subject, Level::Fail, format!("no backup at all: run `kmdr backup --plan {} --layer {layer}`", plan.file.display()))),
                     Some(id) => {
-                        let a = age(now, id.time());
+                        let (point, what) = match protected_by_deltas(repo, &id).await? {
+                            Ok(Some((t, n))) => (t.max(id.time()), format!("newest point held, {n} delta segments after backup {id}, is")),
+                            Ok(None) => (id.time(), format!("newest backup {id} is")),
+                            Err(gap) => {
+                                out.push(finding("delta-chain", subject.clone(), Level::Fail, format!("{gap}; `kmdr serve` resumes the chain only from a new full backup: take one now")));
+                                (id.time(), format!("newest backup {id} is"))
+                            }
+                        };
+                        let a = age(now, point);
                         let (level, msg) = if a <= spec.rpo {
-                            (Level::Ok, format!("newest backup {id} is {} old (RPO target {})", human_duration(a), human_duration(spec.rpo)))
+                            (Level::Ok, format!("{what} {} old (RPO target {})", human_duration(a), human_duration(spec.rpo)))
                         } else {
-                            (Level::Fail, format!("newest backup {id} is {} old, over the RPO target of {}: back it up now and schedule backups more often", human_duration(a), human_duration(spec.rpo)))
+                            (Level::Fail, format!("{what} {} old, over the RPO target of {}: back it up now and schedule backups more often (or run `kmdr serve`)", human_duration(a), human_duration(spec.rpo)))
                         };
                         out.push(finding("rpo", subject, level, msg));
                     }
@@ -137,6 +145,17 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
         }
     }
     Ok(out)
+}
+
+/// The newest point the delta segments after full backup `id` hold without
+/// a gap: (when the newest segment was written, how many segments), `None`
+/// when no segment continues it, a [`ChainGap`] when they do with a hole.
+async fn protected_by_deltas(repo: &Repository, id: &BackupId) -> Result<Result<Option<(DateTime<Utc>, usize)>, kmdr_repo::ChainGap>, kmdr_repo::Error> {
+    let m = repo.load_manifest(id).await?;
+    let Some(base) = kmdr_sources::delta::base_revision(&m) else { return Ok(Ok(None)) };
+    let segments = repo.list_segments(Some(&m.series)).await?;
+    let Some(last) = segments.iter().map(|s| s.last).max().filter(|l| *l > base) else { return Ok(Ok(None)) };
+    Ok(kmdr_repo::deltas::plan_chain(&segments, &m.series, base, last).map(|chain| chain.iter().map(|s| s.written).max().map(|t| (t, chain.len()))))
 }
 
 /// Per volumes entry: the newest completed volume backup, from the

@@ -10,10 +10,80 @@
 //!   from the repository's listings.
 //! - [`metrics`]: what the tasks report, rendered in Prometheus' text format.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`lease`]: leader election with a Kubernetes Lease, for running more
+//!   than one replica; [`serve_leading`] runs the scheduler only while leading.
 
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod scheduler;
 
 pub use metrics::Metrics;
 pub use scheduler::{serve, ServeOptions};
+
+use lease::{keep_renewing, LeadEnd, LeaseLock};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// [`serve`] behind a Lease: stand by until this replica holds it, run the
+/// units while it does, stop them when it is lost (and stand by again),
+/// release it on `stop`.
+pub async fn serve_leading(
+    repo: kmdr_repo::Repository,
+    plan: kmdr_plan::Plan,
+    opts: ServeOptions,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+    mut lock: LeaseLock,
+) -> Result<(), String> {
+    loop {
+        metrics.set_leader(false);
+        // A standby is ready: it does what it should (waits), and a rollout must not wait for it.
+        metrics.set_not_ready(None);
+        tracing::info!("standing by: waiting to hold {} as {}", lock.describe(), lock.config.identity);
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            match lock.try_acquire_or_renew().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::warn!("cannot take {}: {e}", lock.describe()),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(lock.config.renew_every()) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        tracing::info!("this replica ({}) holds {}: running the units", lock.config.identity, lock.describe());
+        metrics.set_leader(true);
+        metrics.set_not_ready(Some("starting".into()));
+        let (work_tx, work_rx) = watch::channel(false);
+        let end = {
+            let mut stop2 = stop.clone();
+            let renew = async {
+                let end = keep_renewing(&mut lock, &work_tx, &mut stop2).await;
+                let _ = work_tx.send(true);
+                end
+            };
+            let work = serve(repo.clone(), plan.clone(), opts.clone(), metrics.clone(), work_rx);
+            tokio::pin!(renew, work);
+            tokio::select! {
+                end = &mut renew => {
+                    work.await?;
+                    end
+                }
+                served = &mut work => {
+                    served?;
+                    renew.await
+                }
+            }
+        };
+        if end == LeadEnd::Stopped {
+            if let Err(e) = lock.release().await {
+                tracing::warn!("releasing {} failed (a standby takes over once it expires): {e}", lock.describe());
+            }
+            return Ok(());
+        }
+    }
+}

@@ -54,11 +54,13 @@ pub struct DeltaState {
 pub struct Metrics {
     units: Mutex<BTreeMap<String, UnitState>>,
     not_ready: Mutex<Option<String>>,
+    /// With a Lease: whether this replica leads.
+    leader: Mutex<Option<bool>>,
 }
 
 impl Metrics {
     pub fn new() -> Self {
-        Metrics { units: Mutex::default(), not_ready: Mutex::new(Some("starting".into())) }
+        Metrics { units: Mutex::default(), not_ready: Mutex::new(Some("starting".into())), leader: Mutex::new(None) }
     }
 
     /// Change one unit's state.
@@ -81,6 +83,11 @@ impl Metrics {
         *self.not_ready.lock().expect("metrics lock") = why;
     }
 
+    /// With leader election: whether this replica leads (`kmdr_leader`).
+    pub fn set_leader(&self, leads: bool) {
+        *self.leader.lock().expect("metrics lock") = Some(leads);
+    }
+
     /// The newest protected point of a unit.
     pub fn protected_point(s: &UnitState) -> Option<DateTime<Utc>> {
         let delta = s.delta.as_ref().and_then(|d| d.protected_until);
@@ -94,6 +101,9 @@ impl Metrics {
     pub fn render(&self, now: DateTime<Utc>) -> String {
         let units = self.units.lock().expect("metrics lock").clone();
         let mut out = String::new();
+        if let Some(leads) = *self.leader.lock().expect("metrics lock") {
+            let _ = writeln!(out, "# HELP kmdr_leader 1 while this replica holds the Lease and runs the units\n# TYPE kmdr_leader gauge\nkmdr_leader {}", u8::from(leads));
+        }
         let secs = |t: DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;
         type Get = Box<dyn Fn(&UnitState) -> Option<f64>>;
         let families: Vec<(&str, &str, &str, Get)> = vec![

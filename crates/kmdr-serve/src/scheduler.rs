@@ -548,7 +548,7 @@ async fn retention(ctx: Arc<Ctx>) {
 /// remaining full backup can use. Returns (backups removed, segments removed).
 pub async fn apply_retention(repo: &Repository, policy: KeepPolicy) -> Result<(usize, usize), kmdr_repo::Error> {
     let (plan, _) = kmdr_repo::pruner::forget(repo, policy, None, true).await?;
-    let segments = kmdr_sources::delta::unusable_segments(repo).await?;
+    let segments = kmdr_sources::delta::unusable_segments(repo, &[]).await?;
     for s in &segments {
         repo.delete_segment(s).await?;
     }

@@ -77,6 +77,13 @@ fn every_manifest_parses_into_its_kubernetes_type_and_they_agree() {
     assert_eq!(port, 9464);
     assert_eq!(c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/readyz"));
     assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
+    // The Lease it elects a leader with is the one the Role allows, and its identity is the pod's name.
+    let lease = args.iter().find_map(|a| a.strip_prefix("--lease=")).expect("--lease");
+    let allowed = role.rules.as_ref().unwrap().iter().find_map(|r| r.resource_names.as_ref()).unwrap();
+    assert_eq!(lease, format!("{}/{}", role.metadata.namespace.as_deref().unwrap(), allowed[0]));
+    assert_eq!(role.metadata.namespace.as_deref(), Some(ns.as_str()));
+    let pod_name = c.env.as_ref().unwrap().iter().find(|e| e.name == "POD_NAME").expect("POD_NAME");
+    assert_eq!(pod_name.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "metadata.name");
     // The plan's path, the key file's path and the volumes agree.
     let plan_arg = args.iter().find_map(|a| a.strip_prefix("--plan=")).unwrap();
     let mounts = c.volume_mounts.clone().unwrap();
@@ -111,8 +118,9 @@ fn the_prometheus_rule_alerts_on_rpo_breach_and_failing_backups() {
     // The alerts use metrics kmdr serve exports.
     let exported = kmdr_serve::Metrics::new();
     exported.update("u", |s| s.delta = Some(Default::default()));
+    exported.set_leader(false);
     let text = exported.render(chrono::Utc::now());
-    for (alert, metrics) in [("KmdrRpoBreached", vec!["kmdr_rpo_seconds", "kmdr_rpo_target_seconds"]), ("KmdrBackupsFailing", vec!["kmdr_backup_failures_total"]), ("KmdrDeltaCaptureDown", vec!["kmdr_delta_up"])] {
+    for (alert, metrics) in [("KmdrRpoBreached", vec!["kmdr_rpo_seconds", "kmdr_rpo_target_seconds"]), ("KmdrBackupsFailing", vec!["kmdr_backup_failures_total"]), ("KmdrDeltaCaptureDown", vec!["kmdr_delta_up"]), ("KmdrNoLeader", vec!["kmdr_leader"])] {
         let expr = by_name(alert)["expr"].as_str().unwrap();
         for m in metrics {
             assert!(expr.contains(m), "{alert}: {expr}");

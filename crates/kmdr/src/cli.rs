@@ -93,6 +93,11 @@ and each chunk fetched, checksummed, authenticated and matched against its id. P
 objects at fault, and exits 1 when any is damaged.")]
     Verify(VerifyArgs),
     /// Remove backups by a retention policy, optionally pruning unreferenced data
+    #[command(long_about = "Remove backups by a retention policy, per series (one etcd cluster, one tenant, ...), as restic's \
+forget does: a backup is kept when any --keep-* rule keeps it. Delta segments that only continued forgotten backups \
+(every change they hold is at or before the oldest full backup left in their series) are removed with them. \
+--prune also deletes the chunks no remaining backup references. --dry-run prints every decision and changes nothing.\n\n\
+Example:\n  kmdr forget --keep-last 24 --keep-daily 14 --keep-monthly 6 --prune --dry-run")]
     Forget(ForgetArgs),
     /// Delete stored data that no backup references (left by interrupted backups or forget)
     Prune(PruneArgs),
@@ -133,7 +138,7 @@ then, exit 11. A Kubernetes API that does not answer is exit 6.\n\n\
 Examples:\n  kmdr watch\n  kmdr watch --until-healthy --timeout 30m --interval 10s\n  kmdr watch --until-healthy -o json | tail -1")]
     Watch(WatchArgs),
     /// Keep every layer within its RPO: scheduled full backups, delta capture, retention, metrics
-    #[command(long_about = "Run continuously (the under cluster's Deployment, see deploy/): for every unit of the plan (the under-cluster's etcd, each tenant of each datastore, the platform release) take a full backup whenever the newest one is older than the layer's RPO (or --full-every), retrying failures with exponential backoff. The under-cluster's etcd and every tenant, whatever its datastore (etcd, PostgreSQL, MySQL/MariaDB, NATS), also get delta capture: an etcd Watch, a read of kine's table every 200ms, or a consumer of the tenant's NATS bucket, from the newest full backup's revision, writes every change into the repository within about --flush-every (1s), so a tenant restored with `kmdr restore tenant ... --at TIME|--revision R` loses at most the last seconds. With --keep-* rules, retention runs every --forget-every and removes delta segments no full backup can use.\n\nkmdr serve keeps no state outside the repository: after a restart (or kill -9) each capture resumes right after the newest delta segment, with no revision missing or repeated. SIGTERM: captures write what they hold, a full backup in flight gets --grace to finish or is abandoned uncommitted.\n\nMetrics (Prometheus text format) on --metrics-addr: /metrics (per layer and unit: kmdr_last_success_timestamp_seconds, kmdr_rpo_seconds, kmdr_rpo_target_seconds, kmdr_backup_duration_seconds, kmdr_backup_bytes, kmdr_backup_failures_total, kmdr_delta_lag_seconds, kmdr_delta_revision, ...), /healthz, /readyz (every etcd capture running).\n\nExamples:\n  kmdr serve --plan /etc/kmdr/kmdr.yaml\n  kmdr serve --plan kmdr.yaml --metrics-addr 0.0.0.0:9464 --keep-last 48 --keep-daily 14")]
+    #[command(long_about = "Run continuously (the under cluster's Deployment, see deploy/): for every unit of the plan (the under-cluster's etcd, each tenant of each datastore, the platform release) take a full backup whenever the newest one is older than the layer's RPO (or --full-every), retrying failures with exponential backoff. The under-cluster's etcd and every tenant, whatever its datastore (etcd, PostgreSQL, MySQL/MariaDB, NATS), also get delta capture: an etcd Watch, a read of kine's table every 200ms, or a consumer of the tenant's NATS bucket, from the newest full backup's revision, writes every change into the repository within about --flush-every (1s), so a tenant restored with `kmdr restore tenant ... --at TIME|--revision R` loses at most the last seconds. With --keep-* rules, retention runs every --forget-every and removes delta segments no full backup can use.\n\nkmdr serve keeps no state outside the repository: after a restart (or kill -9) each capture resumes right after the newest delta segment, with no revision missing or repeated. SIGTERM: captures write what they hold, a full backup in flight gets --grace to finish or is abandoned uncommitted.\n\nSeveral replicas: pass --lease NAMESPACE/NAME (and the same plan) to each; the one holding the Lease runs the units, the others stand by (ready, kmdr_leader 0) and take over when it goes silent for --lease-duration, resuming from the repository like a restart. The Deployment in deploy/ runs one replica by default.\n\nMetrics (Prometheus text format) on --metrics-addr: /metrics (per layer and unit: kmdr_last_success_timestamp_seconds, kmdr_rpo_seconds, kmdr_rpo_target_seconds, kmdr_backup_duration_seconds, kmdr_backup_bytes, kmdr_backup_failures_total, kmdr_delta_lag_seconds, kmdr_delta_revision, ...), /healthz, /readyz (every etcd capture running).\n\nExamples:\n  kmdr serve --plan /etc/kmdr/kmdr.yaml\n  kmdr serve --plan kmdr.yaml --metrics-addr 0.0.0.0:9464 --keep-last 48 --keep-daily 14")]
     Serve(ServeArgs),
 }
 
@@ -178,6 +183,20 @@ pub struct ServeArgs {
     /// On SIGTERM, how long a full backup in flight may take to finish
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration_arg)]
     pub grace: std::time::Duration,
+    /// Run as one of several replicas: only the holder of this Lease (coordination.k8s.io/v1) runs the units;
+    /// the others stand by and take over when it is not renewed (e.g. --lease kmdr/kmdr-serve)
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub lease: Option<String>,
+    /// How long a standby waits for a silent leader before taking the Lease; the leader renews every third of it
+    /// and stops working after two thirds without a renewal
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration_arg, requires = "lease")]
+    pub lease_duration: std::time::Duration,
+    /// This replica's name in the Lease (default: $POD_NAME, else the host name and pid)
+    #[arg(long, value_name = "NAME", requires = "lease")]
+    pub lease_identity: Option<String>,
+    /// The cluster that holds the Lease
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// Print the units and schedule, then exit
     #[arg(long)]
     pub dry_run: bool,
@@ -543,7 +562,13 @@ with etcd's own tool (`etcdutl snapshot restore`, or `etcdctl snapshot restore` 
 The flags are the ones of that tool. Then start etcd with --data-dir DIR.\n\n\
 An existing non-empty data dir is refused; with --force it is moved aside (to DIR.kmdr-old-<time>), never deleted. \
 --dry-run prints the plan and changes nothing. --to-file PATH only writes the checked plain snapshot, for your own \
-tooling.\n\nExample (the runbook's restore step):\n  systemctl stop etcd\n  kmdr restore etcd latest --data-dir /var/lib/etcd \
+tooling.\n\n\
+Point in time (--at TIME|now, --revision R): the newest full backup of the same cluster at or before the point, plus \
+the delta segments `kmdr serve` captured after it, replayed up to the point in a scratch etcd (loopback ports, a temp \
+dir next to the data dir or file; needs the `etcd` binary, --etcd) with every revision number kept; a gap in the \
+segments is an error (exit 12), never skipped. The result goes through the same restore, or to --to-file. Every \
+member of a multi-member cluster is restored from the same point: write it once with --to-file and restore each \
+member from that file with etcdutl, or run this command per member.\n\nExample (the runbook's restore step):\n  systemctl stop etcd\n  kmdr restore etcd latest --data-dir /var/lib/etcd \
 --force --name cp-1 \\\n      --initial-cluster cp-1=https://10.0.0.1:2380 --initial-advertise-peer-urls https://10.0.0.1:2380\n  \
 systemctl start etcd")]
     Etcd(RestoreEtcdArgs),
@@ -699,6 +724,16 @@ pub struct RestoreEtcdArgs {
     /// The restore tool (default: etcdutl, else etcdctl, on PATH)
     #[arg(long, env = "KMDR_ETCDUTL", value_name = "PATH")]
     pub etcdutl: Option<PathBuf>,
+    /// Point in time: the newest state captured at or before TIME (RFC 3339, e.g. 2026-11-27T08:15:00Z), or `now`
+    /// for the newest the repository holds. Uses the newest full backup of ID's cluster before it plus the delta segments up to it
+    #[arg(long, value_name = "TIME|now", conflicts_with = "revision")]
+    pub at: Option<String>,
+    /// Point in time as a revision of the source etcd: the state right after revision R
+    #[arg(long, value_name = "R")]
+    pub revision: Option<i64>,
+    /// The etcd server binary that replays the deltas of --at/--revision (default: next to the restore tool, else on PATH)
+    #[arg(long, env = "KMDR_ETCD", value_name = "PATH")]
+    pub etcd: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 use kmdr_repo::Error as RepoError;
 use kmdr_sources::etcd::inspect::InspectError;
+use kmdr_sources::delta::pitr::PointError;
 use kmdr_sources::etcd::EtcdError;
 use kmdr_sources::health::WaitError;
 use kmdr_sources::kamaji::TenantsError;
@@ -81,10 +82,20 @@ fn store_code(e: &StoreError) -> i32 {
 fn etcd_code(e: &EtcdError) -> i32 {
     match e {
         EtcdError::Repo(r) => repo_code(r),
+        EtcdError::Point(p) => point_code(p),
+        EtcdError::NoEtcdServer { .. } => REFUSED,
         EtcdError::DataDirNotEmpty { .. } | EtcdError::NoRestoreTool { .. } | EtcdError::Local { .. } => REFUSED,
         EtcdError::WrongKind { .. } => NOT_FOUND,
         EtcdError::ToolFailed { .. } => OTHER,
         _ => SOURCE,
+    }
+}
+
+fn point_code(e: &PointError) -> i32 {
+    match e {
+        PointError::NoBackupBefore { .. } => NOT_FOUND,
+        PointError::ChainGap(_) => CHAIN_GAP,
+        PointError::Repo(r) => repo_code(r),
     }
 }
 
@@ -93,8 +104,7 @@ fn tenant_code(e: &TenantError) -> i32 {
         TenantError::BadUrl(_) => 2,
         TenantError::UnknownSchema { .. } | TenantError::EmptySchema { .. } | TenantError::WrongKind { .. } => NOT_FOUND,
         TenantError::TargetNotEmpty { .. } => REFUSED,
-        TenantError::ChainGap(_) => CHAIN_GAP,
-        TenantError::NoBackupBefore { .. } => NOT_FOUND,
+        TenantError::Point(p) => point_code(p),
         TenantError::Records(RecordError::Damaged(_)) => DAMAGED,
         TenantError::Interrupted { source, .. } | TenantError::Repo(source) => repo_code(source),
         _ => SOURCE,
@@ -184,6 +194,9 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
         }
         if let Some(x) = cause.downcast_ref::<TenantError>() {
             return tenant_code(x);
+        }
+        if let Some(x) = cause.downcast_ref::<PointError>() {
+            return point_code(x);
         }
         if cause.is::<kmdr_repo::ChainGap>() {
             return CHAIN_GAP;

@@ -21,6 +21,8 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KMDR_LOG").unwrap_or_else(|_| filter.into()))
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a pod's log or a file gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let code = match rt.block_on(commands::run(cli)) {

@@ -40,6 +40,18 @@ pub fn bar(format: Format, quiet: bool, total: Option<u64>, msg: &str) -> Option
 }
 
 /// The repository's progress callback feeding a bar.
+/// A spinner counting things (not bytes), under the same conditions as [`bar`].
+pub fn counter(format: Format, quiet: bool, msg: &str) -> Option<ProgressBar> {
+    if format == Format::Json || quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(ProgressStyle::with_template("{msg} [{elapsed_precise}] {pos} {per_sec}").expect("template"));
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(pb)
+}
+
 pub fn progress(pb: &Option<ProgressBar>) -> Option<kmdr_repo::Progress> {
     pb.clone().map(|pb| Arc::new(move |n: u64| pb.inc(n)) as kmdr_repo::Progress)
 }

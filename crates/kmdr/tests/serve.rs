@@ -14,6 +14,17 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+/// A repository and a source etcd holding `n` keys of `size` bytes under `prefix`.
+fn setup(prefix: &str, n: usize, size: usize, seed: u64) -> (tempfile::TempDir, Kmdr, Etcd, tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let src = Etcd::start(dir.path(), "src");
+    let rt = runtime();
+    rt.block_on(src.load(prefix, n, size, seed));
+    (dir, k, src, rt)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
 }
@@ -60,10 +71,15 @@ struct Serve {
 
 impl Serve {
     fn start(k: &Kmdr, plan: &str, log: &Path) -> Serve {
+        Serve::start_with(k, plan, log, &[])
+    }
+
+    fn start_with(k: &Kmdr, plan: &str, log: &Path, extra: &[&str]) -> Serve {
         let addr = format!("127.0.0.1:{}", free_port());
         let child = k
             .cmd()
             .args(["serve", "--plan", plan, "--metrics-addr", &addr, "--flush-every", "500ms"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
@@ -192,12 +208,7 @@ fn every_write_acknowledged_two_seconds_before_etcd_is_killed_is_restored() {
 #[test]
 fn serve_killed_and_restarted_resumes_without_gap_or_duplicate_and_restores_any_revision() {
     need_etcd!();
-    let dir = tempfile::tempdir().unwrap();
-    let k = Kmdr::local(dir.path());
-    k.init();
-    let src = Etcd::start(dir.path(), "src");
-    let rt = runtime();
-    rt.block_on(src.load("/t1/seed/", 100, 32, 3));
+    let (dir, k, src, rt) = setup("/t1/seed/", 100, 32, 3);
     let plan = write_plan(dir.path(), &k, &src);
     let log = dir.path().join("serve.log");
 
@@ -273,12 +284,298 @@ fn serve_killed_and_restarted_resumes_without_gap_or_duplicate_and_restores_any_
     let beyond = check.last.unwrap() + 10;
     let err = k.fails(&["restore", "tenant", "latest", "--source-schema", "t1", "--revision", &beyond.to_string(), "--schema", "x", "--datastore", &datastore(&dst)], 12);
     assert!(err.contains(&format!("no segment covers revisions {}..={beyond}", check.last.unwrap() + 1)), "{err}");
+    // `kmdr status` counts the chain: the newest point held is the newest segment, not the full backup.
+    let status = k.json(&["status", "--plan", &plan]);
+    let rpo = status.as_array().unwrap().iter().find(|f| f["check"] == "rpo" && f["subject"] == "tenant-control-planes shared/t1").unwrap().clone();
+    assert_eq!(rpo["level"], "OK", "{rpo}");
+    assert!(rpo["message"].as_str().unwrap().contains(&format!("newest point held, {} delta segments after backup", segments.len())), "{rpo}");
     // Remove one segment in the middle: a gap, exit 12, naming the revisions, nothing restored.
     let victim = &segments[segments.len() / 2];
     std::fs::remove_file(Path::new(&k.repo).join(victim.key())).unwrap();
+    let o = k.run(&["status", "--plan", &plan]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("delta-chain") && out.contains(&format!("no segment covers revisions {}..={}", victim.first, victim.last)), "{out}");
     let err = k.fails(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--schema", "gap", "--datastore", &datastore(&dst)], 12);
     assert!(err.contains(&format!("no segment covers revisions {}..={}", victim.first, victim.last)), "{err}");
     assert!(rt.block_on(tenant_state(&dst, "gap", 0)).is_empty());
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Every key of an etcd at `rev` (0: now) with its create and mod revisions.
+async fn full_state(url: &str, rev: i64) -> (i64, BTreeMap<Vec<u8>, (Vec<u8>, i64, i64)>) {
+    let mut c = etcd_client::Client::connect([url], None).await.unwrap();
+    let mut o = GetOptions::new().with_range(vec![0]);
+    if rev > 0 {
+        o = o.with_revision(rev);
+    }
+    let r = c.get(vec![0], Some(o)).await.unwrap();
+    let kvs = r.kvs().iter().map(|kv| (kv.key().to_vec(), (kv.value().to_vec(), kv.create_revision(), kv.mod_revision()))).collect();
+    (r.header().unwrap().revision(), kvs)
+}
+
+#[test]
+fn whole_etcd_restores_to_any_revision_with_every_revision_kept() {
+    need_etcd!();
+    let (dir, k, src, rt) = setup("/registry/seed/", 200, 64, 5);
+    let plan = dir.path().join("kmdr.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: serve-etcd\nrepository:\n  url: {}\n  keyFile: {}\nlayers:\n  under-cluster:\n    rto: 1h\n    rpo: 1h\n    etcd:\n      endpoints: [{}]\n",
+            k.repo,
+            k.key_file.display(),
+            src.client_url
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let serve = Serve::start(&k, &plan.display().to_string(), &log);
+    // Puts, overwrites, deletes, multi-key transactions and prefix deletes, all over the keyspace.
+    let mut revisions = Vec::new();
+    rt.block_on(async {
+        let mut c = src.client().await;
+        for n in 0..600u32 {
+            let rev = if n % 11 == 5 {
+                let txn = etcd_client::Txn::new().and_then(vec![
+                    etcd_client::TxnOp::put(format!("/registry/pair/a{}", n % 40), format!("a{n}"), None),
+                    etcd_client::TxnOp::put(format!("/registry/pair/b{}", n % 40), format!("b{n}"), None),
+                    etcd_client::TxnOp::delete(format!("/registry/seed/{:04}", n % 200), None),
+                ]);
+                c.txn(txn).await.unwrap().header().unwrap().revision()
+            } else if n % 7 == 3 {
+                c.delete(format!("/registry/k/{:03}", n % 90), None).await.unwrap().header().unwrap().revision()
+            } else if n % 97 == 50 {
+                c.delete("/registry/pair/", Some(DeleteOptions::new().with_prefix())).await.unwrap().header().unwrap().revision()
+            } else {
+                c.put(format!("/registry/k/{:03}", n % 90), format!("v{n}"), None).await.unwrap().header().unwrap().revision()
+            };
+            revisions.push(rev);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    serve.terminate();
+    let (now_rev, now_state) = rt.block_on(full_state(&src.client_url, 0));
+
+    // A dry run names the base and the chain and creates nothing.
+    let mid = revisions[revisions.len() / 2];
+    let member = |name: &str| {
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        (dir.path().join(name), peer.clone(), format!("{name}={peer}"))
+    };
+    let (data, peer, cluster) = member("mid");
+    let args = |data: &Path, name: &str, peer: &str, cluster: &str, point: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["restore", "etcd", "latest", "--data-dir"].iter().map(|s| s.to_string()).collect();
+        a.extend([data.display().to_string(), "--name".into(), name.into(), "--initial-cluster".into(), cluster.into()]);
+        a.extend(["--initial-advertise-peer-urls".into(), peer.into()]);
+        a.extend(point.iter().map(|s| s.to_string()));
+        a
+    };
+    let out = k.ok(&refs(&args(&data, "mid", &peer, &cluster, &["--revision", &mid.to_string(), "--dry-run"])));
+    assert!(out.contains(&format!("point   revision {mid} of etcd/")) && out.contains("scratch etcd"), "{out}");
+    assert!(!data.exists());
+
+    // A revision in the middle: every key, value, create and mod revision as etcd had them at it.
+    let out = k.ok(&refs(&args(&data, "mid", &peer, &cluster, &["--revision", &mid.to_string()])));
+    assert!(out.contains("every revision kept"), "{out}");
+    let restored = Etcd::start_on(data.clone(), "mid", Some(peer.clone()));
+    let (rev, state) = rt.block_on(full_state(&restored.client_url, 0));
+    let (_, want) = rt.block_on(full_state(&src.client_url, mid));
+    assert_eq!(rev, mid, "the restored member is at the point's revision");
+    assert!(state == want, "state at revision {mid}: {} keys restored, {} expected", state.len(), want.len());
+    restored.stop();
+
+    // `--at now` to a file: the newest state captured, which is the source now.
+    let file = dir.path().join("now.db");
+    let out = k.json(&["restore", "etcd", "latest", "--at", "now", "--to-file", file.to_str().unwrap()]);
+    assert_eq!(out["point"]["revision"], now_rev, "{out}");
+    let (data, peer, cluster) = member("now");
+    let st = std::process::Command::new("etcdutl")
+        .args(["snapshot", "restore", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--name", "now"])
+        .args(["--initial-cluster", &cluster, "--initial-advertise-peer-urls", &peer])
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let restored = Etcd::start_on(data, "now", Some(peer));
+    assert!(rt.block_on(full_state(&restored.client_url, 0)) == (now_rev, now_state), "the --at now snapshot equals the source");
+    restored.stop();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("kmdr-")).map(|e| e.path()).collect();
+    assert!(leftovers.is_empty(), "scratch files left: {leftovers:?}");
+
+    // A segment gone: exit 12 naming the revisions; no data dir created.
+    let repo = open_repo(&k);
+    let segments = rt.block_on(repo.list_segments(None)).unwrap();
+    let victim = segments.iter().find(|s| s.series.starts_with("etcd/") && s.last >= mid && s.first <= mid).expect("a segment holds the mid revision");
+    std::fs::remove_file(Path::new(&k.repo).join(victim.key())).unwrap();
+    let (data, peer, cluster) = member("gap");
+    let err = k.fails(&refs(&args(&data, "gap", &peer, &cluster, &["--at", "now"])), 12);
+    assert!(err.contains(&format!("no segment covers revisions {}..={}", victim.first, victim.last)), "{err}");
+    assert!(!data.exists());
+}
+
+#[test]
+fn forget_removes_the_delta_segments_only_forgotten_backups_could_use() {
+    need_etcd!();
+    use kmdr_repo::deltas::SegmentName;
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let src = Etcd::start(dir.path(), "src");
+    let rt = runtime();
+    let repo = open_repo(&k);
+    // Three full backups of the whole etcd, each followed by a segment of the changes after it.
+    let mut revs: Vec<i64> = Vec::new();
+    let mut segments = Vec::new();
+    for round in 0..3u64 {
+        rt.block_on(src.load(&format!("/r{round}/"), 10, 8, round));
+        let m = k.json(&["backup", "etcd", "--endpoints", &src.client_url]);
+        let rev = m["source"]["revision"].as_i64().unwrap();
+        let series = m["series"].as_str().unwrap().to_string();
+        if let Some(prev) = revs.last() {
+            // The chain from the previous segment up to this backup.
+            let s = SegmentName::new(&series, prev + 2, rev, chrono::Utc::now());
+            rt.block_on(repo.put_segment(&s, &kmdr_sources::delta::encode(&[]))).unwrap();
+            segments.push(s);
+        }
+        let s = SegmentName::new(&series, rev + 1, rev + 1, chrono::Utc::now());
+        rt.block_on(repo.put_segment(&s, &kmdr_sources::delta::encode(&[]))).unwrap();
+        segments.push(s);
+        revs.push(rev);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let usable: Vec<SegmentName> = segments.iter().filter(|s| s.last > revs[2]).cloned().collect();
+    assert_eq!(usable.len(), 1);
+    // The dry run names them and removes nothing.
+    let dry = k.json(&["forget", "--keep-last", "1", "--dry-run"]);
+    assert_eq!(dry["segments"].as_array().unwrap().len(), segments.len() - 1, "{dry}");
+    let text = k.ok(&["forget", "--keep-last", "1", "--dry-run"]);
+    assert!(text.contains("would remove 4 (revisions"), "{text}");
+    assert_eq!(rt.block_on(repo.list_segments(None)).unwrap(), segments);
+    // The real run: the two older backups go, and every segment only they could use.
+    let out = k.json(&["forget", "--keep-last", "1"]);
+    assert_eq!(out["remove"].as_array().unwrap().len(), 2);
+    assert_eq!(rt.block_on(repo.list_segments(None)).unwrap(), usable);
+    // A restore to the latest point still works from what is left.
+    let file = dir.path().join("latest.db");
+    let out = k.json(&["restore", "etcd", "latest", "--at", "now", "--to-file", file.to_str().unwrap()]);
+    assert_eq!(out["point"]["revision"], revs[2] + 1);
+}
+
+#[test]
+fn a_compacted_start_revision_takes_a_new_full_backup_and_says_so() {
+    need_etcd!();
+    let (dir, k, src, rt) = setup("/t1/seed/", 50, 16, 1);
+    let plan = write_plan(dir.path(), &k, &src);
+    let log = dir.path().join("serve.log");
+    let serve = Serve::start(&k, &plan, &log);
+    std::thread::sleep(Duration::from_secs(2));
+    serve.terminate();
+    // While serve is down: changes, then etcd compacts them away.
+    let compacted = rt.block_on(async {
+        let mut c = src.client().await;
+        let mut rev = 0;
+        for n in 0..40 {
+            rev = c.put(format!("/t1/later/{}", n % 10), format!("v{n}"), None).await.unwrap().header().unwrap().revision();
+        }
+        c.compact(rev, None).await.unwrap();
+        rev
+    });
+    let serve = Serve::start(&k, &plan, &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let backups = loop {
+        let list = k.json(&["backups", "list", "--kind", "tenant"]);
+        let n = list.as_array().unwrap().len();
+        if n >= 2 || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    rt.block_on(async { src.client().await.put("/t1/after", "x", None).await.unwrap() });
+    std::thread::sleep(Duration::from_secs(2));
+    serve.terminate();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(backups, 2, "a second full backup after the compaction; log:\n{text}");
+    assert!(text.contains("was compacted away") && text.contains("taking a new full backup"), "{text}");
+    // The new chain starts at the new full backup, which is past the compaction, and reaches the latest write.
+    let repo = open_repo(&k);
+    let (point, _) = rt.block_on(kmdr_sources::delta::pitr::plan_point(&repo, "t1", kmdr_sources::delta::pitr::Point::Latest)).unwrap();
+    assert!(point.base_revision >= compacted, "{point:?}");
+    let dst = Etcd::start(dir.path(), "dst");
+    k.ok(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--datastore", &datastore(&dst)]);
+    assert_eq!(rt.block_on(tenant_state(&dst, "t1", 0)), rt.block_on(tenant_state(&src, "t1", 0)));
+    // Restoring into the compacted range is a gap, never a silent skip.
+    let err = k.fails(&["restore", "tenant", "latest", "--source-schema", "t1", "--revision", &(compacted - 5).to_string(), "--schema", "x", "--datastore", &datastore(&dst)], 12);
+    assert!(err.contains("no segment covers revisions"), "{err}");
+}
+
+#[test]
+fn two_replicas_share_one_lease_and_the_standby_takes_over_without_a_gap() {
+    need_etcd!();
+    use common::kube::FakeKube;
+    let (dir, k, src, rt) = setup("/t1/seed/", 50, 16, 2);
+    let plan = write_plan(dir.path(), &k, &src);
+    let fake = FakeKube::with_fixtures(dir.path(), &serde_json::json!({"objects": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kmdr"}}]}));
+    let kubeconfig = fake.kubeconfig(dir.path()).display().to_string();
+    let holder = || fake.object("Lease", "kmdr", "kmdr-serve").map(|l| l["spec"]["holderIdentity"].as_str().unwrap_or("").to_string());
+    let replica = |id: &str| {
+        let log = dir.path().join(format!("serve-{id}.log"));
+        let s = Serve::start_with(&k, &plan, &log, &["--lease", "kmdr/kmdr-serve", "--lease-duration", "3s", "--lease-identity", id, "--kubeconfig", &kubeconfig]);
+        (s, log)
+    };
+    let (mut a, log_a) = replica("a");
+    assert_eq!(holder().as_deref(), Some("a"));
+    let (b, log_b) = replica("b");
+    assert!(http_get(&a.addr, "/metrics").unwrap().1.contains("\nkmdr_leader 1\n"));
+    assert!(http_get(&b.addr, "/metrics").unwrap().1.contains("\nkmdr_leader 0\n"), "a standby says so");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (url, stop2) = (src.client_url.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let mut c = etcd_client::Client::connect([url.as_str()], None).await.unwrap();
+            let mut n = 0u64;
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                c.put(format!("/t1/k/{:03}", n % 200), format!("v{n}"), None).await.unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(holder().as_deref(), Some("a"), "the leader keeps renewing");
+    assert!(!std::fs::read_to_string(&log_b).unwrap().contains("capturing changes"), "the standby runs nothing");
+    // The leader dies without a word: the standby takes over once the Lease stands still for its duration.
+    a.child.kill().unwrap();
+    let _ = a.child.wait();
+    let killed = Instant::now();
+    while holder().as_deref() != Some("b") {
+        assert!(killed.elapsed() < Duration::from_secs(20), "the standby did not take over; log:\n{}", std::fs::read_to_string(&log_b).unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The Lease runs 3 s from the leader's last renewal, which was at most one renewal period (1 s) before the kill.
+    assert!(killed.elapsed() >= Duration::from_secs(2), "taken over after {:?}, before the Lease expired", killed.elapsed());
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(http_get(&b.addr, "/metrics").unwrap().1.contains("\nkmdr_leader 1\n"));
+    b.terminate();
+    assert_eq!(holder().as_deref(), Some(""), "released on SIGTERM");
+    let text_b = std::fs::read_to_string(&log_b).unwrap();
+    assert!(text_b.contains("holds Lease kmdr/kmdr-serve"), "{text_b}");
+    assert!(std::fs::read_to_string(&log_a).unwrap().contains("holds Lease kmdr/kmdr-serve"));
+
+    // One chain across both leaders, no hole; the latest point is the source now.
+    let repo = open_repo(&k);
+    let check = check_chain(&rt.block_on(repo.list_segments(Some("tenant/t1"))).unwrap());
+    assert!(check.gaps.is_empty(), "{check:?}");
+    let dst = Etcd::start(dir.path(), "dst");
+    k.ok(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--datastore", &datastore(&dst)]);
+    assert_eq!(rt.block_on(tenant_state(&dst, "t1", 0)), rt.block_on(tenant_state(&src, "t1", 0)));
 }
 
 #[test]

@@ -143,16 +143,17 @@ pub fn base_revision(m: &kmdr_core::Manifest) -> Option<i64> {
     }
 }
 
-/// Segments no full backup can use any more: every change they hold is at or
-/// before the oldest full backup left in their series (or their series has
-/// no full backup left). Applied after `forget`.
-pub async fn unusable_segments(repo: &kmdr_repo::Repository) -> Result<Vec<kmdr_repo::SegmentName>, kmdr_repo::Error> {
+/// Segments no full backup can use any more once the backups `forgotten`
+/// are gone: every change they hold is at or before the oldest full backup
+/// left in their series (or their series has no full backup left). Applied
+/// after `forget` (with nothing in `forgotten`: they are gone already).
+pub async fn unusable_segments(repo: &kmdr_repo::Repository, forgotten: &[kmdr_core::BackupId]) -> Result<Vec<kmdr_repo::SegmentName>, kmdr_repo::Error> {
     let segments = repo.list_segments(None).await?;
     if segments.is_empty() {
         return Ok(Vec::new());
     }
     let mut oldest: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
-    for id in repo.list_backups().await? {
+    for id in repo.list_backups().await?.into_iter().filter(|id| !forgotten.contains(id)) {
         let m = repo.load_manifest(&id).await?;
         if let Some(r) = base_revision(&m) {
             let e = oldest.entry(m.series.clone()).or_insert(r);

@@ -1,5 +1,7 @@
-//! Point-in-time restore of a tenant: the newest full backup at or before the
-//! point, plus the delta segments after it up to the point, checked for gaps.
+//! Point-in-time restore: the newest full backup at or before the point, plus
+//! the delta segments after it up to the point, checked for gaps
+//! ([`plan_series_point`], [`replay_events`]; any series). A tenant's state is
+//! written here ([`restore_point`]); a whole etcd's in `etcd::point`.
 //!
 //! The state at revision R is computed as a stream, never a copy of the
 //! tenant in memory: the net effect of the segments' changes in
@@ -9,11 +11,11 @@
 //! Memory grows with the keys changed since the full backup, not with the
 //! tenant.
 
-use super::{decode, Op};
+use super::{decode, DeltaEvent, Op};
 use crate::tenant::records::{RecordReader, RecordWriter};
 use crate::tenant::{tenant_info, TenantError, TenantStore, KIND, RECORDS_FILE};
 use chrono::{DateTime, Utc};
-use kmdr_core::{Manifest, SourceInfo};
+use kmdr_core::Manifest;
 use kmdr_repo::deltas::{plan_chain, SegmentName};
 use kmdr_repo::restorer::{restore_file, FileCheck};
 use kmdr_repo::Repository;
@@ -55,27 +57,42 @@ pub struct PointPlan {
     pub segment_names: Vec<SegmentName>,
 }
 
-/// The full backups of a tenant series: (revision, started_at, manifest).
-async fn full_backups(repo: &Repository, series: &str) -> Result<Vec<(i64, DateTime<Utc>, Manifest)>, TenantError> {
+/// Why no chain reaches the point asked.
+#[derive(Debug, thiserror::Error)]
+pub enum PointError {
+    /// No full backup of the series is old enough.
+    #[error("no full backup of {series} at or before {point}: pick a later point, or list the backups with `kmdr backups list`")]
+    NoBackupBefore { series: String, point: String },
+    /// The delta segments do not reach the point without a hole.
+    #[error(transparent)]
+    ChainGap(#[from] kmdr_repo::ChainGap),
+    /// The repository failed.
+    #[error(transparent)]
+    Repo(#[from] kmdr_repo::Error),
+}
+
+/// The full backups of a series that a chain can start from: (revision, manifest), oldest first.
+async fn full_backups(repo: &Repository, series: &str) -> Result<Vec<(i64, Manifest)>, kmdr_repo::Error> {
     let mut out = Vec::new();
-    for id in repo.list_backups().await?.into_iter().filter(|i| i.kind() == KIND) {
+    for id in repo.list_backups().await? {
         let m = repo.load_manifest(&id).await?;
         if m.series != series {
             continue;
         }
-        if let SourceInfo::TenantData(t) = &m.source {
-            out.push((t.revision, m.started_at, m));
+        if let Some(rev) = super::base_revision(&m) {
+            out.push((rev, m));
         }
     }
-    out.sort_by_key(|(rev, at, _)| (*rev, *at));
+    out.sort_by_key(|(rev, m)| (*rev, m.started_at));
     Ok(out)
 }
 
-/// Choose the full backup and the segments for `point` of tenant `schema`.
-pub async fn plan_point(repo: &Repository, schema: &str, point: Point) -> Result<(PointPlan, Manifest), TenantError> {
-    let series = format!("tenant/{schema}");
-    let bases = full_backups(repo, &series).await?;
-    let segments = repo.list_segments(Some(&series)).await?;
+/// Choose the full backup and the segments for `point` of `series`
+/// (`tenant/<schema>`, `etcd/<cluster id>`): the newest full backup at or
+/// before the point, and the segments from it up to the point, without a gap.
+pub async fn plan_series_point(repo: &Repository, series: &str, point: Point) -> Result<(PointPlan, Manifest), PointError> {
+    let bases = full_backups(repo, series).await?;
+    let segments = repo.list_segments(Some(series)).await?;
     let newest_base = bases.last().map(|b| b.0);
     let target = match point {
         Point::Revision(r) => r,
@@ -84,17 +101,17 @@ pub async fn plan_point(repo: &Repository, schema: &str, point: Point) -> Result
             .iter()
             .filter(|s| s.written <= t)
             .map(|s| s.last)
-            .chain(bases.iter().filter(|b| b.2.finished_at <= t).map(|b| b.0))
+            .chain(bases.iter().filter(|b| b.1.finished_at <= t).map(|b| b.0))
             .max()
             .unwrap_or(0),
     };
-    let Some((base_rev, _, base)) = bases.into_iter().rev().find(|b| b.0 <= target) else {
-        return Err(TenantError::NoBackupBefore { schema: schema.into(), point: point.to_string(), oldest: None });
+    let Some((base_rev, base)) = bases.into_iter().rev().find(|b| b.0 <= target) else {
+        return Err(PointError::NoBackupBefore { series: series.into(), point: point.to_string() });
     };
-    let chain = plan_chain(&segments, &series, base_rev, target)?;
+    let chain = plan_chain(&segments, series, base_rev, target)?;
     Ok((
         PointPlan {
-            series,
+            series: series.into(),
             base: base.id.to_string(),
             base_revision: base_rev,
             revision: target,
@@ -105,27 +122,54 @@ pub async fn plan_point(repo: &Repository, schema: &str, point: Point) -> Result
     ))
 }
 
-/// Net changes after the base: key -> new value (and revisions), or `None` for deleted.
-pub type Overlay = BTreeMap<Vec<u8>, Option<(Vec<u8>, i64, i64)>>;
+/// Choose the full backup and the segments for `point` of tenant `schema`.
+pub async fn plan_point(repo: &Repository, schema: &str, point: Point) -> Result<(PointPlan, Manifest), TenantError> {
+    let (plan, base) = plan_series_point(repo, &format!("tenant/{schema}"), point).await?;
+    if base.id.kind() != KIND {
+        return Err(TenantError::WrongKind { id: base.id.to_string(), kind: base.id.kind().to_string() });
+    }
+    Ok((plan, base))
+}
 
-/// Read the plan's segments (each authenticated and checked) into the net changes.
-pub async fn load_overlay(repo: &Repository, plan: &PointPlan) -> Result<Overlay, TenantError> {
-    let mut overlay = Overlay::new();
-    // Revisions already applied: overlapping segments (two writers) replay nothing twice.
+/// Read a plan's segments one by one (each authenticated and checked) and
+/// hand `apply` the events in `(base, revision]`, in revision order, each
+/// revision once (overlapping segments, from two writers, replay nothing twice).
+pub async fn replay_events<E: From<kmdr_repo::Error>>(
+    repo: &Repository,
+    plan: &PointPlan,
+    mut apply: impl AsyncFnMut(Vec<DeltaEvent>) -> Result<(), E>,
+) -> Result<(), E> {
     let mut applied = plan.base_revision;
     for name in &plan.segment_names {
         let raw = repo.get_segment(name).await?;
         let events = decode(&raw).map_err(|e| kmdr_repo::Error::Damaged { object: name.key(), reason: e.0 })?;
         let from = applied;
         applied = applied.max(name.last);
-        for e in events.into_iter().filter(|e| e.revision > from && e.revision <= plan.revision) {
+        let events: Vec<DeltaEvent> = events.into_iter().filter(|e| e.revision > from && e.revision <= plan.revision).collect();
+        if !events.is_empty() {
+            apply(events).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Net changes after the base: key -> new value (and revisions), or `None` for deleted.
+pub type Overlay = BTreeMap<Vec<u8>, Option<(Vec<u8>, i64, i64)>>;
+
+/// Read the plan's segments into the net changes.
+pub async fn load_overlay(repo: &Repository, plan: &PointPlan) -> Result<Overlay, TenantError> {
+    let mut overlay = Overlay::new();
+    replay_events(repo, plan, async |events: Vec<DeltaEvent>| {
+        for e in events {
             let v = match e.op {
                 Op::Put => Some((e.value, e.create_revision, e.revision)),
                 Op::Delete => None,
             };
             overlay.insert(e.key, v);
         }
-    }
+        Ok::<_, TenantError>(())
+    })
+    .await?;
     Ok(overlay)
 }
 

@@ -1,9 +1,11 @@
 //! The under-cluster's etcd: full snapshots through Maintenance.Snapshot
-//! ([`snapshotter`]) and restores through etcd's own tool ([`restorer`]).
+//! ([`snapshotter`]) and restores through etcd's own tool ([`restorer`]), at
+//! a point between full backups through a scratch member ([`point`]).
 //! [`inspect`] reads the Kubernetes objects out of a snapshot offline.
 
 pub mod connection;
 pub mod inspect;
+pub mod point;
 pub mod restorer;
 pub mod snapshotter;
 
@@ -34,6 +36,15 @@ pub enum EtcdError {
     /// No restore tool was found.
     #[error("no working etcdutl or etcdctl found ({tried}): install etcd's tools (etcdutl from etcd >= 3.5, or etcdctl 3.4) or pass --etcdutl PATH")]
     NoRestoreTool { tried: String },
+    /// No `etcd` binary for a point-in-time restore.
+    #[error("no working etcd server binary found ({tried}): a point-in-time restore replays the delta segments in a scratch etcd; install etcd (the same version as the cluster's) or pass --etcd PATH")]
+    NoEtcdServer { tried: String },
+    /// The scratch etcd of a point-in-time restore failed.
+    #[error("the scratch etcd that replays the delta segments failed: {detail}; nothing was changed. Check free disk space next to the data dir, or pass --etcd with the cluster's etcd version")]
+    Scratch { detail: String },
+    /// No full backup and delta chain reach the point asked.
+    #[error(transparent)]
+    Point(#[from] crate::delta::pitr::PointError),
     /// The restore tool failed.
     #[error("{tool} snapshot restore failed ({status}): {stderr}")]
     ToolFailed { tool: String, status: String, stderr: String },

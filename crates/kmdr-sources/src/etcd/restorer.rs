@@ -8,8 +8,10 @@
 //! the tool writes into a staging dir; only when it succeeds is an existing
 //! data dir moved aside (`--force`) and the staging dir renamed into place.
 
+use super::point::{base_snapshot_path, build_point_snapshot, EtcdServer, PointOutcome};
 use super::snapshotter::{KIND, SNAPSHOT_FILE};
 use super::EtcdError;
+use crate::delta::pitr::{plan_series_point, Point, PointPlan};
 use kmdr_core::{BackupId, Manifest, SourceInfo};
 use kmdr_repo::{restorer, Progress, Repository};
 use serde::Serialize;
@@ -84,6 +86,44 @@ pub struct EtcdRestorePlan {
     pub snapshot_path: PathBuf,
     /// The restore tool's command line.
     pub command: Vec<String>,
+    /// A point-in-time restore: the base is `backup`, these segments are
+    /// replayed onto it by a scratch `etcd` before the tool runs.
+    pub point: Option<PointRestore>,
+}
+
+/// The point-in-time part of a restore plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PointRestore {
+    #[serde(flatten)]
+    pub plan: PointPlan,
+    #[serde(skip)]
+    pub base_id: BackupId,
+    pub etcd: EtcdServer,
+    /// Where the scratch member lives while it replays.
+    pub work_dir: PathBuf,
+}
+
+impl PointRestore {
+    /// Plan the point `point` of the series of backup `id` (its cluster).
+    pub async fn plan(repo: &Repository, id: &BackupId, point: Point, etcd: EtcdServer, next_to: &Path) -> Result<(Self, BackupId), EtcdError> {
+        let m = load_snapshot_manifest(repo, id).await?;
+        let (plan, base) = plan_series_point(repo, &m.series, point).await?;
+        let parent = std::path::absolute(next_to).map_err(local("bad path", next_to))?.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let work_dir = parent.join(format!(".kmdr-point-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+        Ok((PointRestore { plan, base_id: base.id.clone(), etcd, work_dir }, base.id))
+    }
+
+    /// Fetch the base snapshot and build the point's snapshot into `out`.
+    pub async fn build(&self, repo: &Repository, tool: &RestoreTool, out: &Path, progress: Option<Progress>) -> Result<PointOutcome, EtcdError> {
+        std::fs::create_dir(&self.work_dir).map_err(local("cannot create the scratch dir", &self.work_dir))?;
+        let result = async {
+            write_snapshot(repo, &self.base_id, &base_snapshot_path(&self.work_dir), false, false, None).await?;
+            build_point_snapshot(repo, &self.plan, tool, &self.etcd, &self.work_dir, out, progress).await
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+        result
+    }
 }
 
 fn local(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EtcdError + use<> {
@@ -100,6 +140,14 @@ pub async fn load_snapshot_manifest(repo: &Repository, id: &BackupId) -> Result<
     Ok(m)
 }
 
+/// The source of a manifest [`load_snapshot_manifest`] returned.
+pub fn snapshot_info(m: &Manifest) -> &kmdr_core::EtcdSnapshotInfo {
+    match &m.source {
+        SourceInfo::EtcdSnapshot(info) => info,
+        _ => unreachable!("load_snapshot_manifest checks the kind"),
+    }
+}
+
 fn dir_state(dir: &Path) -> Result<&'static str, EtcdError> {
     match std::fs::read_dir(dir) {
         Ok(mut rd) => Ok(if rd.next().is_none() { "empty" } else { "not empty" }),
@@ -108,8 +156,9 @@ fn dir_state(dir: &Path) -> Result<&'static str, EtcdError> {
     }
 }
 
-/// Work out the restore without changing anything.
-pub async fn plan_restore(repo: &Repository, id: &BackupId, opts: &EtcdRestoreOptions, tool: RestoreTool) -> Result<EtcdRestorePlan, EtcdError> {
+/// Work out the restore without changing anything. With `point`, `id` is
+/// the point's base backup.
+pub async fn plan_restore(repo: &Repository, id: &BackupId, opts: &EtcdRestoreOptions, tool: RestoreTool, point: Option<PointRestore>) -> Result<EtcdRestorePlan, EtcdError> {
     let m = load_snapshot_manifest(repo, id).await?;
     let SourceInfo::EtcdSnapshot(info) = &m.source else { unreachable!("checked above") };
     let file = m.file(SNAPSHOT_FILE).expect("checked above");
@@ -143,7 +192,7 @@ pub async fn plan_restore(repo: &Repository, id: &BackupId, opts: &EtcdRestoreOp
     }
     Ok(EtcdRestorePlan {
         backup: id.clone(),
-        revision: info.revision,
+        revision: point.as_ref().map_or(info.revision, |p| p.plan.revision),
         key_count: info.key_count,
         etcd_version: info.etcd_version.clone(),
         snapshot_bytes: file.size,
@@ -155,6 +204,7 @@ pub async fn plan_restore(repo: &Repository, id: &BackupId, opts: &EtcdRestoreOp
         staging_dir,
         snapshot_path,
         command,
+        point,
     })
 }
 
@@ -205,6 +255,29 @@ pub struct RestoreOutcome {
     pub data_dir: PathBuf,
     pub moved_aside_to: Option<PathBuf>,
     pub duration_ms: u64,
+    /// A point-in-time restore: what the replay did.
+    pub replayed: Option<PointOutcome>,
+}
+
+/// Run the restore tool with `args`; a failure carries the last lines it printed.
+pub(crate) async fn run_tool(tool: &RestoreTool, args: &[String]) -> Result<(), EtcdError> {
+    let out = tokio::process::Command::new(&tool.program)
+        .args(args)
+        .env("ETCDCTL_API", "3")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(local("cannot run", &tool.program))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        return Err(EtcdError::ToolFailed {
+            tool: tool.flavor.clone(),
+            status: out.status.to_string(),
+            stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+        });
+    }
+    Ok(())
 }
 
 /// Carry out a plan made by [`plan_restore`].
@@ -214,24 +287,13 @@ pub async fn execute(repo: &Repository, plan: &EtcdRestorePlan, progress: Option
         let _ = std::fs::remove_file(&p.snapshot_path);
         let _ = std::fs::remove_dir_all(&p.staging_dir);
     };
+    let mut replayed = None;
     let result = async {
-        write_snapshot(repo, &plan.backup, &plan.snapshot_path, false, false, progress).await?;
-        let out = tokio::process::Command::new(&plan.command[0])
-            .args(&plan.command[1..])
-            .env("ETCDCTL_API", "3")
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(local("cannot run", &plan.tool.program))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
-            return Err(EtcdError::ToolFailed {
-                tool: plan.tool.flavor.clone(),
-                status: out.status.to_string(),
-                stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
-            });
+        match &plan.point {
+            None => write_snapshot(repo, &plan.backup, &plan.snapshot_path, false, false, progress).await.map(|_| ())?,
+            Some(p) => replayed = Some(p.build(repo, &plan.tool, &plan.snapshot_path, progress).await?),
         }
+        run_tool(&plan.tool, &plan.command[1..]).await?;
         // The data dir may have changed since planning: check again.
         match dir_state(&plan.data_dir)? {
             "missing" => {}
@@ -257,5 +319,6 @@ pub async fn execute(repo: &Repository, plan: &EtcdRestorePlan, progress: Option
         data_dir: plan.data_dir.clone(),
         moved_aside_to: plan.move_aside_to.clone(),
         duration_ms: start.elapsed().as_millis() as u64,
+        replayed,
     })
 }

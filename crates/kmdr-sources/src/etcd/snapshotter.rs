@@ -93,6 +93,23 @@ pub async fn backup_snapshot(repo: &Repository, opts: &SnapshotOptions, progress
     EtcdSnapshot::open(&opts.connection).await?.backup_into(repo, opts.tags.clone(), progress).await
 }
 
+/// Stream a member's snapshot into `out` (etcd's checksum checked as the
+/// bytes pass); returns the checksum. Used for the point-in-time snapshot a
+/// scratch member builds (`etcd::point`).
+pub(crate) async fn snapshot_into<W: tokio::io::AsyncWrite + Unpin>(client: &mut Client, endpoint: &str, out: &mut W) -> Result<String, EtcdError> {
+    let stream = client.snapshot().await.map_err(|e| EtcdError::Rpc { op: "snapshot", endpoint: endpoint.into(), detail: describe(&e) })?;
+    let verdict: Arc<Mutex<Option<String>>> = Arc::default();
+    let mut reader = tokio_util::io::StreamReader::new(checked_stream(stream, endpoint.into(), verdict.clone()));
+    if let Err(e) = tokio::io::copy(&mut reader, out).await {
+        return Err(match e.get_ref().is_some_and(|r| r.is::<EtcdError>()) {
+            true => *e.into_inner().expect("checked").downcast::<EtcdError>().expect("checked"),
+            false => EtcdError::Rpc { op: "snapshot", endpoint: endpoint.into(), detail: e.to_string() },
+        });
+    }
+    let sum = verdict.lock().expect("verdict").clone();
+    sum.ok_or_else(|| EtcdError::SnapshotIntegrity { endpoint: endpoint.into(), detail: "stream ended without etcd's checksum".into() })
+}
+
 /// If a repository error carries an etcd error from the stream, surface it.
 fn unwrap_source(e: kmdr_repo::Error) -> EtcdError {
     match e {

@@ -95,6 +95,7 @@ impl ResourceKind {
 
 pub const SECRET: ResourceKind = ResourceKind { api_version: "v1", kind: "Secret", plural: "secrets", namespaced: true };
 pub const NAMESPACE: ResourceKind = ResourceKind { api_version: "v1", kind: "Namespace", plural: "namespaces", namespaced: false };
+pub const LEASE: ResourceKind = ResourceKind { api_version: "coordination.k8s.io/v1", kind: "Lease", plural: "leases", namespaced: true };
 pub const POD: ResourceKind = ResourceKind { api_version: "v1", kind: "Pod", plural: "pods", namespaced: true };
 
 /// A connected client and the URL it talks to (for messages and manifests).
@@ -238,6 +239,19 @@ impl KubeClient {
             Ok(_) => Ok(true),
             Err(::kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(self.classify(e, &format!("creating {what}"), &what)),
+        }
+    }
+
+    /// Replace `object` (PUT) if its `metadata.resourceVersion` is still the
+    /// stored one: `None` when another writer changed it first (409).
+    pub async fn replace_object(&self, kind: &ResourceKind, object: &Value) -> Result<Option<Value>, KubeError> {
+        let (ns, name) = meta_name(object);
+        let what = object_name(kind, &ns, &name);
+        let obj: DynamicObject = serde_json::from_value(object.clone()).map_err(|e| KubeError::Api { url: self.url.clone(), op: format!("replacing {what}"), detail: e.to_string() })?;
+        match self.logged(self.dynamic(kind, Some(&ns)).replace(&name, &PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &obj)).await {
+            Ok(o) => Ok(Some(serde_json::to_value(o).expect("objects serialize"))),
+            Err(::kube::Error::Api(s)) if s.code == 409 => Ok(None),
+            Err(e) => Err(self.classify(e, &format!("replacing {what}"), &what)),
         }
     }
 

@@ -78,12 +78,9 @@ pub enum TenantError {
     /// The record stream is damaged or out of order.
     #[error(transparent)]
     Records(#[from] records::RecordError),
-    /// No full backup of the tenant is old enough for the point asked.
-    #[error("no full backup of tenant {schema:?} at or before {point}: pick a later point, or list the backups with `kmdr backups list --kind tenant`")]
-    NoBackupBefore { schema: String, point: String, oldest: Option<i64> },
-    /// The delta segments do not reach the point without a hole.
+    /// No chain of a full backup and delta segments reaches the point asked.
     #[error(transparent)]
-    ChainGap(#[from] kmdr_repo::ChainGap),
+    Point(#[from] crate::delta::pitr::PointError),
     /// The repository failed.
     #[error(transparent)]
     Repo(#[from] kmdr_repo::Error),

@@ -5,7 +5,8 @@ use crate::commands::UsageError;
 use crate::output::{self, Format};
 use anyhow::Result;
 use kmdr_core::human_bytes;
-use kmdr_repo::{pruner, ForgetPlan, PrunePlan};
+use kmdr_repo::{pruner, ForgetPlan, PrunePlan, SegmentName};
+use kmdr_sources::delta::unusable_segments;
 use serde_json::json;
 
 fn print_forget(plan: &ForgetPlan, dry: bool) {
@@ -22,6 +23,17 @@ fn print_forget(plan: &ForgetPlan, dry: bool) {
     }
     for u in &plan.unreadable {
         println!("  kept (manifest unreadable) {u}");
+    }
+}
+
+fn print_segments(segments: &[SegmentName], dry: bool) {
+    let mut by_series: std::collections::BTreeMap<&str, (usize, i64, i64)> = Default::default();
+    for s in segments {
+        let e = by_series.entry(&s.series).or_insert((0, s.first, s.last));
+        *e = (e.0 + 1, e.1.min(s.first), e.2.max(s.last));
+    }
+    for (series, (n, first, last)) in by_series {
+        println!("delta segments {series}: {} {n} (revisions {first}..={last}), no remaining full backup can use them", if dry { "would remove" } else { "removed" });
     }
 }
 
@@ -42,17 +54,25 @@ pub async fn run_forget(g: &GlobalArgs, a: ForgetArgs) -> Result<i32> {
         return Err(UsageError("no retention rule given: pass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly (forget never removes everything)".into()).into());
     }
     let repo = g.open_repo().await?;
-    let (plan, prune) = if a.dry_run {
+    let (plan, prune, segments) = if a.dry_run {
         let plan = pruner::plan_forget(&repo, policy, a.kind.as_deref()).await?;
         let prune = if a.prune { Some(pruner::plan_prune(&repo, &plan.remove()).await?) } else { None };
-        (plan, prune)
+        let segments = unusable_segments(&repo, &plan.remove()).await?;
+        (plan, prune, segments)
     } else {
-        pruner::forget(&repo, policy, a.kind.as_deref(), a.prune).await?
+        let (plan, prune) = pruner::forget(&repo, policy, a.kind.as_deref(), a.prune).await?;
+        // Delta segments that only continued the forgotten backups go with them.
+        let segments = unusable_segments(&repo, &[]).await?;
+        for s in &segments {
+            repo.delete_segment(s).await?;
+        }
+        (plan, prune, segments)
     };
     if g.format == Format::Json {
-        output::json(&json!({"dry_run": a.dry_run, "forget": plan, "remove": plan.remove(), "prune": prune}));
+        output::json(&json!({"dry_run": a.dry_run, "forget": plan, "remove": plan.remove(), "prune": prune, "segments": segments}));
     } else {
         print_forget(&plan, a.dry_run);
+        print_segments(&segments, a.dry_run);
         if let Some(p) = &prune {
             print_prune(p, a.dry_run);
         }

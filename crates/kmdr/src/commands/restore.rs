@@ -4,8 +4,10 @@ use crate::cli::{GlobalArgs, RestoreArgs, RestoreCommand, RestoreEtcdArgs, Resto
 use crate::output::{self, Format};
 use anyhow::Result;
 use kmdr_core::{human_bytes, human_duration};
-use kmdr_sources::etcd::restorer::{self, EtcdRestoreOptions};
-use kmdr_sources::etcd::snapshotter::KIND;
+use kmdr_sources::delta::pitr::{Point, PointPlan};
+use kmdr_sources::etcd::point::{find_etcd_server, PointOutcome};
+use kmdr_sources::etcd::restorer::{self, EtcdRestoreOptions, PointRestore};
+use kmdr_sources::etcd::snapshotter::{KIND, SNAPSHOT_FILE};
 use serde_json::json;
 
 pub async fn run(g: &GlobalArgs, c: RestoreCommand) -> Result<i32> {
@@ -17,23 +19,92 @@ pub async fn run(g: &GlobalArgs, c: RestoreCommand) -> Result<i32> {
     }
 }
 
+/// `--at TIME|now` / `--revision R`, when given.
+fn parse_point(at: &Option<String>, revision: Option<i64>) -> Result<Option<Point>> {
+    Ok(Some(match (at, revision) {
+        (_, Some(r)) if r < 1 => return Err(super::UsageError(format!("--revision {r}: revisions start at 1")).into()),
+        (_, Some(r)) => Point::Revision(r),
+        (Some(t), _) if t == "now" => Point::Latest,
+        (Some(t), _) => Point::Time(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|e| super::UsageError(format!("--at {t:?} is not a time ({e}): write RFC 3339, e.g. 2026-11-27T08:15:00Z, or `now`")))?
+                .with_timezone(&chrono::Utc),
+        ),
+        (None, None) => return Ok(None),
+    }))
+}
+
+fn print_point(p: &PointPlan, base_keys: i64) {
+    println!("  point   revision {} of {}", p.revision, p.series);
+    println!("  base    {} (full backup at revision {}, {} keys)", p.base, p.base_revision, base_keys);
+    println!("  deltas  {} segments after it, replayed up to revision {}", p.segments.len(), p.revision);
+}
+
+fn replay_line(r: &PointOutcome) -> String {
+    let drift = match r.drift_from {
+        None => "every revision kept".to_string(),
+        Some(rev) => format!("WARNING: revisions differ from the source's from revision {rev} on (the API server's resourceVersions change)"),
+    };
+    format!("replayed {} revisions ({} changes) onto the full backup, up to revision {}: {drift}", r.revisions, r.events, r.revision)
+}
+
 async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
+    let point = parse_point(&a.at, a.revision)?;
     let repo = g.open_repo().await?;
-    let id = repo.resolve(&a.id, Some(KIND)).await?;
+    let mut id = repo.resolve(&a.id, Some(KIND)).await?;
+    let tool = match (&a.to_file, &point) {
+        (Some(_), None) => None,
+        _ => Some(restorer::find_restore_tool(a.etcdutl.as_deref())?),
+    };
+    let point = match point {
+        None => None,
+        Some(p) => {
+            let server = find_etcd_server(a.etcd.as_deref(), tool.as_ref().expect("found above"))?;
+            let next_to = a.to_file.as_deref().or(a.data_dir.as_deref()).expect("clap requires one");
+            let (pr, base) = PointRestore::plan(&repo, &id, p, server, next_to).await?;
+            id = base;
+            Some(pr)
+        }
+    };
     if let Some(path) = &a.to_file {
+        let m = restorer::load_snapshot_manifest(&repo, &id).await?;
+        let f = m.file(SNAPSHOT_FILE).expect("etcd backups hold a snapshot");
         if a.dry_run {
-            let m = restorer::load_snapshot_manifest(&repo, &id).await?;
-            let f = m.file(kmdr_sources::etcd::snapshotter::SNAPSHOT_FILE).expect("etcd backups hold a snapshot");
             if g.format == Format::Json {
-                output::json(&json!({"backup": id, "to_file": path, "bytes": f.size, "sha256": f.sha256, "dry_run": true}));
+                output::json(&json!({"backup": id, "to_file": path, "bytes": f.size, "sha256": f.sha256, "point": point, "dry_run": true}));
+            } else if let Some(p) = &point {
+                println!("point-in-time snapshot plan (dry run, nothing changed):");
+                print_point(&p.plan, restorer::snapshot_info(&m).key_count);
+                println!("  1. replay them in a scratch etcd {} under {}", p.etcd.version, p.work_dir.display());
+                println!("  2. write its snapshot to {}", path.display());
             } else {
                 println!("would write snapshot of {id} ({}, sha256 {}) to {}", human_bytes(f.size), f.sha256, path.display());
             }
             return Ok(0);
         }
-        let m = restorer::load_snapshot_manifest(&repo, &id).await?;
-        let size = m.file(kmdr_sources::etcd::snapshotter::SNAPSHOT_FILE).map(|f| f.size);
-        let pb = output::bar(g.format, g.quiet, size, "fetching snapshot");
+        if path.exists() && !a.force {
+            return Err(kmdr_sources::etcd::EtcdError::Local {
+                what: "refusing to overwrite (pass --force)",
+                path: path.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            }
+            .into());
+        }
+        if let Some(p) = &point {
+            let pb = output::counter(g.format, g.quiet, "replaying changes");
+            let r = p.build(&repo, tool.as_ref().expect("found above"), path, output::progress(&pb)).await?;
+            if let Some(pb) = pb {
+                pb.finish_and_clear();
+            }
+            if g.format == Format::Json {
+                output::json(&json!({"backup": id, "to_file": path, "point": p, "outcome": r}));
+            } else {
+                println!("{}", replay_line(&r));
+                println!("wrote the snapshot of {} at revision {} to {} ({}, etcd sha256 {})", p.plan.series, p.plan.revision, path.display(), human_bytes(r.bytes), r.sha256);
+            }
+            return Ok(0);
+        }
+        let pb = output::bar(g.format, g.quiet, Some(f.size), "fetching snapshot");
         let m = restorer::write_snapshot_file(&repo, &id, path, a.force, output::progress(&pb)).await?;
         if let Some(pb) = pb {
             pb.finish_and_clear();
@@ -54,25 +125,38 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
         initial_cluster_token: a.initial_cluster_token,
         force: a.force,
     };
-    let tool = restorer::find_restore_tool(a.etcdutl.as_deref())?;
-    let plan = restorer::plan_restore(&repo, &id, &opts, tool).await?;
+    let plan = restorer::plan_restore(&repo, &id, &opts, tool.expect("found above"), point).await?;
     if a.dry_run {
         if g.format == Format::Json {
             output::json(&json!({"dry_run": true, "plan": plan}));
         } else {
             println!("restore plan (dry run, nothing changed):");
-            println!("  backup      {} (etcd {}, revision {}, {} keys)", plan.backup, plan.etcd_version, plan.revision, plan.key_count);
-            println!("  1. fetch and check the snapshot ({}, sha256 {}) into {}", human_bytes(plan.snapshot_bytes), plan.snapshot_sha256, plan.snapshot_path.display());
-            println!("  2. run {} {}: {}", plan.tool.flavor, plan.tool.version, plan.command.join(" "));
+            let step = match &plan.point {
+                None => {
+                    println!("  backup      {} (etcd {}, revision {}, {} keys)", plan.backup, plan.etcd_version, plan.revision, plan.key_count);
+                    println!("  1. fetch and check the snapshot ({}, sha256 {}) into {}", human_bytes(plan.snapshot_bytes), plan.snapshot_sha256, plan.snapshot_path.display());
+                    2
+                }
+                Some(p) => {
+                    print_point(&p.plan, plan.key_count);
+                    println!("  1. fetch and check the base snapshot ({}) into {}", human_bytes(plan.snapshot_bytes), p.work_dir.display());
+                    println!("  2. replay the segments in a scratch etcd {} there, write its snapshot to {}", p.etcd.version, plan.snapshot_path.display());
+                    3
+                }
+            };
+            println!("  {step}. run {} {}: {}", plan.tool.flavor, plan.tool.version, plan.command.join(" "));
             match &plan.move_aside_to {
-                Some(to) => println!("  3. move the current data dir {} aside to {}", plan.data_dir.display(), to.display()),
-                None => println!("  3. data dir {} is {}: nothing to move aside", plan.data_dir.display(), plan.data_dir_state),
+                Some(to) => println!("  {}. move the current data dir {} aside to {}", step + 1, plan.data_dir.display(), to.display()),
+                None => println!("  {}. data dir {} is {}: nothing to move aside", step + 1, plan.data_dir.display(), plan.data_dir_state),
             }
-            println!("  4. rename {} to {}", plan.staging_dir.display(), plan.data_dir.display());
+            println!("  {}. rename {} to {}", step + 2, plan.staging_dir.display(), plan.data_dir.display());
         }
         return Ok(0);
     }
-    let pb = output::bar(g.format, g.quiet, Some(plan.snapshot_bytes), "fetching snapshot");
+    let pb = match &plan.point {
+        None => output::bar(g.format, g.quiet, Some(plan.snapshot_bytes), "fetching snapshot"),
+        Some(_) => output::counter(g.format, g.quiet, "replaying changes"),
+    };
     let outcome = restorer::execute(&repo, &plan, output::progress(&pb)).await?;
     if let Some(pb) = pb {
         pb.finish_and_clear();
@@ -80,6 +164,9 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
     if g.format == Format::Json {
         output::json(&json!({"backup": plan.backup, "plan": plan, "outcome": outcome}));
     } else {
+        if let Some(r) = &outcome.replayed {
+            println!("{}", replay_line(r));
+        }
         println!(
             "restored {} (revision {}, {} keys) into {} in {}",
             plan.backup,
@@ -128,19 +215,9 @@ async fn read_back(store: &impl kmdr_sources::tenant::TenantStore, schema: &str,
 }
 
 async fn tenant_at(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
-    use kmdr_sources::delta::pitr::{self, Point};
+    use kmdr_sources::delta::pitr;
     use kmdr_sources::tenant::plan_tenant_restore;
-    let point = match (&a.at, a.revision) {
-        (_, Some(r)) if r < 1 => return Err(super::UsageError(format!("--revision {r}: revisions start at 1")).into()),
-        (_, Some(r)) => Point::Revision(r),
-        (Some(t), _) if t == "now" => Point::Latest,
-        (Some(t), _) => Point::Time(
-            chrono::DateTime::parse_from_rfc3339(t)
-                .map_err(|e| super::UsageError(format!("--at {t:?} is not a time ({e}): write RFC 3339, e.g. 2026-11-27T08:15:00Z, or `now`")))?
-                .with_timezone(&chrono::Utc),
-        ),
-        (None, None) => unreachable!("checked by the caller"),
-    };
+    let point = parse_point(&a.at, a.revision)?.expect("checked by the caller");
     let repo = g.open_repo().await?;
     let source = match (&a.source_schema, a.id.as_str()) {
         (Some(s), _) => s.clone(),
@@ -158,7 +235,7 @@ async fn tenant_at(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
             output::json(&json!({"dry_run": true, "plan": plan, "point": pplan}));
         } else {
             println!("point-in-time restore plan (dry run, nothing changed):");
-            println!("  point   {point}: revision {} of tenant {}", pplan.revision, pplan.series);
+            println!("  point   {point}: revision {} of {}", pplan.revision, pplan.series);
             println!("  base    {} (full backup at revision {}, {} keys)", pplan.base, pplan.base_revision, plan.write_keys);
             println!("  deltas  {} segments after it, replayed up to revision {}", pplan.segments.len(), pplan.revision);
             println!("  target  {} tenant {} (keys under {})", plan.target, plan.schema, plan.key_root);

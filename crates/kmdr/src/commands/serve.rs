@@ -7,6 +7,7 @@ use crate::output::{self, Format};
 use anyhow::Result;
 use kmdr_core::human_duration;
 use kmdr_plan::LayerSource;
+use kmdr_serve::lease::{LeaseConfig, LeaseLock};
 use kmdr_serve::{Metrics, ServeOptions};
 use kmdr_sources::delta::capture::CaptureOptions;
 use serde_json::json;
@@ -54,7 +55,7 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
             })
             .collect();
         if g.format == Format::Json {
-            output::json(&json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64}));
+            output::json(&json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64, "lease": a.lease}));
         } else {
             println!("kmdr serve would run (dry run, nothing started):");
             for u in &units {
@@ -67,6 +68,9 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
                 );
             }
             println!("  delta segments every {} or {} MiB", human_duration(a.flush_every), a.flush_mib);
+            if let Some(l) = &a.lease {
+                println!("  only while holding Lease {l} (taken over after {} of silence)", human_duration(a.lease_duration));
+            }
             match policy.is_empty() {
                 true => println!("  retention: none (no --keep-* rule)"),
                 false => println!("  retention every {}: {policy:?}", human_duration(a.forget_every)),
@@ -74,6 +78,25 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
         }
         return Ok(0);
     }
+    let lease = match &a.lease {
+        None => None,
+        Some(l) => {
+            let Some((namespace, name)) = l.split_once('/').filter(|(n, m)| !n.is_empty() && !m.is_empty() && !m.contains('/')) else {
+                return Err(UsageError(format!("--lease {l:?}: write NAMESPACE/NAME, e.g. kmdr/kmdr-serve")).into());
+            };
+            if a.lease_duration < Duration::from_secs(3) {
+                return Err(UsageError(format!("--lease-duration {:?} is too short: use 3s or more (30s is usual)", a.lease_duration)).into());
+            }
+            let identity = a
+                .lease_identity
+                .clone()
+                .or_else(|| std::env::var("POD_NAME").ok().filter(|p| !p.is_empty()))
+                .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+            let kube = a.kube.connect(&g).await?;
+            let config = LeaseConfig { namespace: namespace.into(), name: name.into(), identity, duration: a.lease_duration };
+            Some(LeaseLock::new(kube, config))
+        }
+    };
     let repo = g.open_repo().await?;
     let metrics = Arc::new(Metrics::new());
     let listener = kmdr_serve::http::bind(a.metrics_addr)
@@ -93,6 +116,14 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
     if g.chatty() {
         eprintln!("kmdr serve: plan {} ({}), repository {}, metrics on http://{}/metrics", a.plan.display(), plan.name, repo.location(), a.metrics_addr);
     }
-    kmdr_serve::serve(repo, plan, opts, metrics, rx).await.map_err(UsageError)?;
+    match lease {
+        None => kmdr_serve::serve(repo, plan, opts, metrics, rx).await.map_err(UsageError)?,
+        Some(lock) => kmdr_serve::serve_leading(repo, plan, opts, metrics, rx, lock).await.map_err(UsageError)?,
+    }
     Ok(0)
+}
+
+/// The machine's name (the pod's, in a pod), for the Lease identity.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "kmdr".into())
 }
