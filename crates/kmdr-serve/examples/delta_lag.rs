@@ -79,7 +79,8 @@ async fn main() {
     );
 }
 
-/// One writer's connection.
+/// One writer's connection (four of them for the whole run: their size does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Writer {
     Etcd(etcd_client::Client),
     Postgres(tokio_postgres::Client),
