@@ -371,3 +371,37 @@ impl DeltaCapture {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delta::Op;
+
+    fn ev(key: &str, revision: i64) -> DeltaEvent {
+        DeltaEvent { op: Op::Put, key: key.into(), value: b"v".to_vec(), revision, create_revision: revision }
+    }
+
+    #[test]
+    fn changes_are_buffered_and_coverage_only_grows() {
+        let mut cap = DeltaCapture::new(DeltaTarget::kine("t1"), CaptureOptions::default(), 5);
+        let caught_up = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = caught_up.clone();
+        let on = move |e: CaptureEvent| {
+            if let CaptureEvent::CaughtUp { revision } = e {
+                seen.lock().unwrap().push(revision);
+            }
+        };
+        // Two events of one revision (an etcd transaction), then a later one.
+        cap.take(Changes { events: vec![ev("/a", 5), ev("/b", 5), ev("/c", 7)], covered: Some(7), idle: true }, &on);
+        assert_eq!((cap.covered, cap.pending.len(), cap.pending_bytes), (7, 3, 9));
+        // Something is buffered: not caught up, whatever the source says.
+        assert!(caught_up.lock().unwrap().is_empty());
+        // A progress proof never moves the coverage back.
+        cap.take(Changes { events: vec![], covered: Some(6), idle: false }, &on);
+        assert_eq!(cap.covered, 7);
+        cap.restart_at(20);
+        assert_eq!((cap.next(), cap.covered, cap.pending.len()), (21, 20, 0));
+        cap.take(Changes { events: vec![], covered: Some(25), idle: true }, &on);
+        assert_eq!(*caught_up.lock().unwrap(), vec![25]);
+    }
+}
