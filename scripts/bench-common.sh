@@ -4,7 +4,7 @@
 # every background job, and a fresh etcd on free loopback ports ($CP).
 source scripts/tools-env.sh
 PROFILE=${KMDR_BENCH_PROFILE:-debug}
-if [ "$PROFILE" = release ]; then cargo build --release --workspace --examples -q; else cargo build --workspace --examples -q; fi
+if [ "$PROFILE" = release ]; then cargo build --release --workspace --bins --examples -q; else cargo build --workspace --bins --examples -q; fi
 TARGET=${CARGO_TARGET_DIR:-target}/$PROFILE
 KMDR=$TARGET/kmdr
 W=$(mktemp -d)

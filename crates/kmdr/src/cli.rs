@@ -761,6 +761,12 @@ pub enum BackupsCommand {
     List(ListArgs),
     /// Show one backup's manifest
     Show(ShowArgs),
+    /// What a point-in-time restore can reach: per series, its full backups, delta segments, gaps and windows
+    #[command(long_about = "Per series (the whole etcd of a cluster, each tenant): the full backups a delta chain can \
+start from, the delta segments `kmdr serve` captured, the revision ranges no segment covers (gaps), and the windows \
+of revisions and times that `kmdr restore etcd|tenant --at TIME | --revision R` can reach without a gap. Reads the \
+repository only.\n\nExample:\n  kmdr backups points\n  kmdr backups points -o json")]
+    Points,
 }
 
 #[derive(Debug, Args)]

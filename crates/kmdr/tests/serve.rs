@@ -289,9 +289,20 @@ fn serve_killed_and_restarted_resumes_without_gap_or_duplicate_and_restores_any_
     let rpo = status.as_array().unwrap().iter().find(|f| f["check"] == "rpo" && f["subject"] == "tenant-control-planes shared/t1").unwrap().clone();
     assert_eq!(rpo["level"], "OK", "{rpo}");
     assert!(rpo["message"].as_str().unwrap().contains(&format!("newest point held, {} delta segments after backup", segments.len())), "{rpo}");
+    // `kmdr backups points`: one window from the full backup to the newest segment.
+    let points = k.json(&["backups", "points"]);
+    let t1 = points.as_array().unwrap().iter().find(|p| p["series"] == "tenant/t1").unwrap().clone();
+    assert_eq!(t1["windows"].as_array().unwrap().len(), 1, "{t1}");
+    assert_eq!((t1["windows"][0]["from_revision"].as_i64(), t1["windows"][0]["to_revision"].as_i64()), (Some(base.base_revision), check.last), "{t1}");
     // Remove one segment in the middle: a gap, exit 12, naming the revisions, nothing restored.
     let victim = &segments[segments.len() / 2];
     std::fs::remove_file(Path::new(&k.repo).join(victim.key())).unwrap();
+    let points = k.json(&["backups", "points"]);
+    let t1 = points.as_array().unwrap().iter().find(|p| p["series"] == "tenant/t1").unwrap().clone();
+    assert_eq!(t1["gaps"], serde_json::json!([[victim.first, victim.last]]), "{t1}");
+    assert_eq!(t1["windows"][0]["to_revision"].as_i64(), Some(victim.first - 1), "{t1}");
+    let text = k.ok(&["backups", "points"]);
+    assert!(text.contains(&format!("GAP: revisions {}..={}", victim.first, victim.last)), "{text}");
     let o = k.run(&["status", "--plan", &plan]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");

@@ -248,3 +248,79 @@ pub async fn restore_point<S: TenantStore>(
         (Err(_), Err(e)) => Err(e),
     }
 }
+
+/// One stretch of points a restore can reach: from a full backup to the
+/// furthest revision its delta chain covers without a gap.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Window {
+    pub base: String,
+    pub from_revision: i64,
+    pub to_revision: i64,
+    /// When the base finished: `--at` earlier than this cannot use it.
+    pub from_time: DateTime<Utc>,
+    /// When the newest segment of the stretch was written.
+    pub to_time: DateTime<Utc>,
+}
+
+/// What a series can be restored to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeriesPoints {
+    pub series: String,
+    /// Full backups a chain can start from: (id, revision).
+    pub bases: Vec<(String, i64)>,
+    pub segments: usize,
+    pub newest_segment: Option<DateTime<Utc>>,
+    /// Revision ranges between segments no segment covers.
+    pub gaps: Vec<(i64, i64)>,
+    /// Merged where they overlap, oldest first.
+    pub windows: Vec<Window>,
+}
+
+/// Every series with full backups that have a revision: what its full
+/// backups and delta segments let a point-in-time restore reach.
+pub async fn restorable_points(repo: &Repository) -> Result<Vec<SeriesPoints>, kmdr_repo::Error> {
+    let mut series: Vec<String> = Vec::new();
+    for id in repo.list_backups().await? {
+        let m = repo.load_manifest(&id).await?;
+        if super::base_revision(&m).is_some() && !series.contains(&m.series) {
+            series.push(m.series.clone());
+        }
+    }
+    series.sort();
+    let mut out = Vec::new();
+    for s in series {
+        let bases = full_backups(repo, &s).await?;
+        let segments = repo.list_segments(Some(&s)).await?;
+        let newest = segments.iter().map(|x| x.last).max();
+        let mut windows: Vec<Window> = Vec::new();
+        for (rev, m) in &bases {
+            let reach = match newest.filter(|n| n > rev) {
+                None => *rev,
+                Some(n) => match plan_chain(&segments, &s, *rev, n) {
+                    Ok(_) => n,
+                    Err(gap) => gap.from - 1,
+                },
+            };
+            let to_time = segments.iter().filter(|x| x.last > *rev && x.first <= reach).map(|x| x.written).max().unwrap_or(m.finished_at).max(m.finished_at);
+            match windows.last_mut() {
+                // A later base inside the previous stretch only extends it.
+                Some(w) if *rev <= w.to_revision => {
+                    if reach > w.to_revision {
+                        w.to_revision = reach;
+                        w.to_time = to_time;
+                    }
+                }
+                _ => windows.push(Window { base: m.id.to_string(), from_revision: *rev, to_revision: reach, from_time: m.finished_at, to_time }),
+            }
+        }
+        out.push(SeriesPoints {
+            series: s.clone(),
+            bases: bases.iter().map(|(r, m)| (m.id.to_string(), *r)).collect(),
+            segments: segments.len(),
+            newest_segment: segments.iter().map(|x| x.written).max(),
+            gaps: kmdr_repo::deltas::check_chain(&segments).gaps,
+            windows,
+        });
+    }
+    Ok(out)
+}

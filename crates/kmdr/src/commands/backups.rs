@@ -10,7 +10,39 @@ pub async fn run(g: &GlobalArgs, c: BackupsCommand) -> Result<i32> {
     match c {
         BackupsCommand::List(a) => list(g, a).await,
         BackupsCommand::Show(a) => show(g, a).await,
+        BackupsCommand::Points => points(g).await,
     }
+}
+
+async fn points(g: &GlobalArgs) -> Result<i32> {
+    let repo = g.open_repo().await?;
+    let all = kmdr_sources::delta::pitr::restorable_points(&repo).await?;
+    if g.format == Format::Json {
+        output::json(&all);
+        return Ok(0);
+    }
+    if all.is_empty() {
+        eprintln!("no etcd or tenant backups in {}: nothing to restore to a point", repo.location());
+        return Ok(0);
+    }
+    let t = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now = chrono::Utc::now();
+    for s in &all {
+        println!("{}", s.series);
+        let bases: Vec<String> = s.bases.iter().map(|(id, r)| format!("{r} ({id})")).collect();
+        println!("  full backups at revisions {}", bases.join(", "));
+        match s.newest_segment {
+            None => println!("  no delta segments: only the full backups' own points (is `kmdr serve` running?)"),
+            Some(w) => println!("  {} delta segments, newest written {} ({} ago)", s.segments, t(w), human_duration((now - w).to_std().unwrap_or_default())),
+        }
+        for w in &s.windows {
+            println!("  restorable: revisions {}..={}, --at {} .. {}", w.from_revision, w.to_revision, t(w.from_time), t(w.to_time));
+        }
+        for (a, b) in &s.gaps {
+            println!("  GAP: revisions {a}..={b} are in no segment: points in it need a full backup taken after it");
+        }
+    }
+    Ok(0)
 }
 
 async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
