@@ -8,7 +8,8 @@ if [ "$PROFILE" = release ]; then cargo build --release --workspace --bins --exa
 TARGET=${CARGO_TARGET_DIR:-target}/$PROFILE
 KMDR=$TARGET/kmdr
 W=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$W"' EXIT
+# wait: a job may still be stopping a server whose files are in $W.
+trap 'kill $(jobs -p) 2>/dev/null; wait; rm -rf "$W"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 CP=$(port); PP=$(port); MP=$(port)
 etcd --name b --data-dir "$W/etcd" --listen-client-urls http://127.0.0.1:$CP --advertise-client-urls http://127.0.0.1:$CP \

@@ -1,12 +1,14 @@
 //! Delta lag benchmark: write acknowledged -> durable in the repository.
 //!
-//! Puts keys into tenant `bench` of an etcd at a fixed rate, recording when
-//! each put was acknowledged, while polling the repository's listing of
+//! Puts keys into tenant `bench` at a fixed rate, recording when each put
+//! was acknowledged: into an etcd (`http://...`), or as kine's create rows
+//! into database `bench` of a PostgreSQL (`postgres://...`, see
+//! `pg_server`); meanwhile it polls the repository's listing of
 //! `deltas/tenant/bench/` every 50 ms and reading each new segment; a key's
 //! lag is the time its segment was first seen listed minus its ack time (the
 //! poll adds up to 50 ms). Prints p50, p99 and max. Run by scripts/bench-delta.sh.
 //!
-//! usage: delta_lag ETCD_URL REPO KEY_FILE RATE SECONDS
+//! usage: delta_lag ETCD_OR_POSTGRES_URL REPO KEY_FILE RATE SECONDS
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -25,16 +27,16 @@ async fn main() {
     for w in 0..writers {
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
-            let mut c = etcd_client::Client::connect([url.as_str()], None).await.unwrap();
+            let mut writer = Writer::connect(&url).await;
             let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 * writers / rate));
             let end = Instant::now() + Duration::from_secs(secs);
             let mut acks = Vec::new();
             let mut n = 0u64;
             while Instant::now() < end {
                 tick.tick().await;
-                let key = format!("/bench/k/{w}-{n:09}");
-                c.put(key.clone(), vec![b'x'; 256], None).await.unwrap();
-                acks.push((format!("/k/{w}-{n:09}"), Instant::now()));
+                let key = format!("/k/{w}-{n:09}");
+                writer.put(&key).await;
+                acks.push((key, Instant::now()));
                 n += 1;
             }
             acks
@@ -75,4 +77,41 @@ async fn main() {
         lags[lags.len() - 1],
         read.len()
     );
+}
+
+/// One writer's connection (four of them for the whole run: their size does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Writer {
+    Etcd(etcd_client::Client),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Writer {
+    async fn connect(url: &str) -> Writer {
+        if url.starts_with("postgres://") {
+            let (client, conn) = tokio_postgres::connect(&format!("{url}/bench"), tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            Writer::Postgres(client)
+        } else {
+            Writer::Etcd(etcd_client::Client::connect([url], None).await.unwrap())
+        }
+    }
+
+    /// Put relative key `key` (`/k/...`) with a 256-byte value, as the tenant's API server would.
+    async fn put(&mut self, key: &str) {
+        match self {
+            Writer::Etcd(c) => {
+                c.put(format!("/bench{key}"), vec![b'x'; 256], None).await.unwrap();
+            }
+            Writer::Postgres(c) => {
+                let name = format!("/registry{key}");
+                c.execute(
+                    "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value) VALUES ($1, 1, 0, 0, 0, 0, $2)",
+                    &[&name, &vec![b'x'; 256]],
+                )
+                .await
+                .unwrap();
+            }
+        }
+    }
 }

@@ -1,8 +1,8 @@
 //! The scheduler: every unit of the plan gets a task that takes a full
 //! backup whenever its newest one is older than the interval (the layer's
 //! RPO unless `--full-every`), retrying failures with exponential backoff.
-//! Units on etcd (the under-cluster's whole keyspace, each tenant of an etcd
-//! datastore) also get a delta capture. A retention task applies the keep
+//! The under-cluster's etcd and every tenant, whatever its datastore's driver
+//! (etcd, PostgreSQL, MySQL/MariaDB, NATS), also get a delta capture. A retention task applies the keep
 //! policy and removes delta segments no full backup can use any more.
 //!
 //! State lives only in the repository. On start, each unit's newest full
@@ -21,10 +21,10 @@ use kmdr_plan::exec::{kube_target, platform_options, selected_tenants, volume_ta
 use kmdr_plan::plan::{DatastoreSpec, EtcdSource, HelmSource, LayerSource, Plan, VolumeSpec};
 use kmdr_plan::steps::{connect_datastore, etcd_connection};
 use kmdr_repo::Repository;
-use kmdr_sources::delta::capture::{CaptureEvent, CaptureOptions, DeltaCapture, DeltaTarget, Stopped};
+use kmdr_sources::delta::capture::{CaptureEvent, CaptureOptions, ChangeSource, DeltaCapture, DeltaTarget, Stopped};
 use kmdr_sources::delta::base_revision;
 use kmdr_sources::etcd::{snapshotter, SnapshotOptions};
-use kmdr_sources::tenant::{self, AnyTenants, TenantBackupOptions};
+use kmdr_sources::tenant::{self, TenantBackupOptions};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,8 +203,7 @@ fn start_unit(tasks: &mut tokio::task::JoinSet<()>, ctx: &Arc<Ctx>, unit: Arc<Un
             s.last_success = Some(finished);
         });
     }
-    let captures = matches!(&unit.source, Source::Etcd(_))
-        || matches!(&unit.source, Source::Tenant { datastore, .. } if datastore.url.starts_with("etcd"));
+    let captures = matches!(&unit.source, Source::Etcd(_) | Source::Tenant { .. });
     {
         let (ctx, unit) = (ctx.clone(), unit.clone());
         tasks.spawn_local(async move { full_backups(ctx, unit, newest.map(|n| n.0)).await });
@@ -258,9 +257,7 @@ async fn discover(ctx: Arc<Ctx>, d: DatastoreSpec, layer: Layer, rpo: Duration, 
                     ctx.metrics.update(&unit.name, |s| {
                         s.layer = Some(layer);
                         s.rpo_target = rpo;
-                        if d.url.starts_with("etcd") {
-                            s.delta = Some(DeltaState::default());
-                        }
+                        s.delta = Some(DeltaState::default());
                     });
                     start_unit(&mut tasks, &ctx, unit, &catalog);
                     started.insert(schema);
@@ -381,19 +378,19 @@ async fn backup_unit(repo: &Repository, source: &Source, tags: &BTreeMap<String,
     }
 }
 
-/// Connect for watching: the client and the capture target.
-async fn watch_target(source: &Source) -> Result<(etcd_client::Client, DeltaTarget), String> {
+/// Connect for capturing: the source and the capture target.
+async fn watch_target(source: &Source) -> Result<(ChangeSource, DeltaTarget), String> {
     match source {
         Source::Etcd(e) => {
             let (mut client, _) = etcd_connection(e).connect_one().await.map_err(|e| e.to_string())?;
             let resp = client.get("", Some(etcd_client::GetOptions::new().with_all_keys().with_count_only())).await.map_err(|e| e.to_string())?;
             let cluster = resp.header().map(|h| format!("{:x}", h.cluster_id())).unwrap_or_default();
-            Ok((client, DeltaTarget::whole(&cluster)))
+            Ok((ChangeSource::Etcd(client), DeltaTarget::whole(&cluster)))
         }
-        Source::Tenant { datastore, schema } => match connect_datastore(datastore).await.map_err(|e| e.to_string())? {
-            AnyTenants::Etcd(t) => Ok((t.client().clone(), DeltaTarget::tenant(schema))),
-            other => Err(format!("delta capture needs an etcd datastore, {} is {}", datastore.name, tenant::TenantStore::driver(&other))),
-        },
+        Source::Tenant { datastore, schema } => {
+            let store = connect_datastore(datastore).await.map_err(|e| e.to_string())?;
+            Ok(ChangeSource::tenant(store, schema))
+        }
         Source::Helm(_) => Err("the platform release has no delta capture".into()),
         Source::Volume(_) => Err("volume backups have no delta capture".into()),
     }
@@ -424,7 +421,7 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
         }
         let began = std::time::Instant::now();
         let attempt: Result<Stopped, String> = async {
-            let (client, target) = watch_target(&unit.source).await?;
+            let (source, target) = watch_target(&unit.source).await?;
             if state.as_ref().is_none_or(|s| s.target.series != target.series) {
                 // Where the repository is: after the newest segment, or after the newest full backup.
                 let mut base = newest_base(&ctx.repo, &target.series).await.map_err(|e| e.to_string())?;
@@ -479,7 +476,7 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
                 });
             };
             let mut stop2 = stop.clone();
-            cap.run(&client, &ctx.repo, &mut stop2, &on_event).await.map_err(|e| e.to_string())
+            cap.run(&source, &ctx.repo, &mut stop2, &on_event).await.map_err(|e| e.to_string())
         }
         .await;
         ctx.metrics.update(&unit.name, |s| {
@@ -494,7 +491,7 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
             Ok(Stopped::Shutdown) => return,
             Ok(Stopped::Compacted { wanted, compact_revision }) => {
                 tracing::warn!(
-                    "{}: revision {wanted} was compacted away (etcd keeps revisions from {compact_revision}): taking a new full backup to restart the delta chain",
+                    "{}: revision {wanted} was compacted away (the datastore compacted its history up to revision {compact_revision}): taking a new full backup to restart the delta chain",
                     unit.name
                 );
                 ctx.metrics.update(&unit.name, |s| {

@@ -337,3 +337,123 @@ async fn many_keys_round_trip_in_key_order() {
     while r.next().await.unwrap().is_some() {}
     assert_eq!(r.summary(), summary);
 }
+
+// ---------------------------------------------------------------- delta capture
+
+mod common;
+use kmdr_sources::delta::capture::{ChangeSource, Stopped};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One change the writer made: (sequence, relative key, value or `None` for a delete).
+type Change = (i64, Vec<u8>, Option<Vec<u8>>);
+
+/// 100 kine changes over 100 keys (each key changes once per round, so no
+/// key outgrows kine's history of 10): creates, updates, and kine's deletes
+/// (a Delete:true record, then a KV delete marker).
+async fn churn(b: &kv::Store, round: u32, live: &mut BTreeMap<String, i64>, log: &mut Vec<Change>) {
+    for n in 0..100u32 {
+        let key = format!("/registry/pods/ns/p{n:03}");
+        let rel = key.as_bytes()["/registry".len()..].to_vec();
+        if (n + round) % 7 == 3 && live.contains_key(&key) {
+            let k = encode_key(key.as_bytes()).unwrap();
+            let seq = b.put(&k, event(&key, None, false, true, 0, 0)).await.unwrap() as i64;
+            b.delete(&k).await.unwrap();
+            live.remove(&key);
+            log.push((seq, rel.clone(), None));
+            log.push((seq + 1, rel, None));
+        } else {
+            let v = format!("r{round}-v{n}").into_bytes();
+            let seq = match live.get(&key) {
+                None => create(b, &key, &v).await,
+                Some(cr) => update(b, &key, &v, *cr).await,
+            } as i64;
+            live.entry(key).or_insert(seq);
+            log.push((seq, rel, Some(v)));
+        }
+        if n % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    }
+}
+
+/// The tenant at sequence `rev` from what the writer did: the seeded keys, then its changes up to `rev`.
+fn state_at(seeded: &[(Vec<u8>, Vec<u8>)], log: &[Change], rev: i64) -> common::State {
+    let mut s: common::State = seeded.iter().cloned().collect();
+    for (_, key, value) in log.iter().filter(|c| c.0 <= rev) {
+        match value {
+            Some(v) => s.insert(key.clone(), v.clone()),
+            None => s.remove(key),
+        };
+    }
+    s
+}
+
+#[tokio::test]
+async fn delta_capture_restores_any_sequence_and_stops_when_messages_are_gone() {
+    if !kmdr_testkit::need("nats-server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let n = Nats::start(dir.path());
+    let js = js(&n).await;
+    let seeded = seed(&js, "t1").await;
+    let s = store(&n).await;
+    let repo = common::new_repo(dir.path()).await;
+    let base = common::full_backup(&repo, &s, "t1").await;
+    let b = js.get_key_value("t1").await.unwrap();
+    let source = ChangeSource::Nats { store: store(&n).await, schema: "t1".into() };
+    let (mut live, mut log) = (BTreeMap::new(), Vec::new());
+
+    // Capture, stop, write meanwhile, resume.
+    let stopped = common::capture_while(
+        &repo,
+        &source,
+        "t1",
+        base + 1,
+        async {
+            churn(&b, 1, &mut live, &mut log).await;
+            churn(&b, 2, &mut live, &mut log).await;
+        },
+        Duration::from_millis(1200),
+    )
+    .await;
+    assert_eq!(stopped, Stopped::Shutdown);
+    let first_end = common::chain_end(&repo, "t1").await;
+    churn(&b, 3, &mut live, &mut log).await;
+    let from = common::resume_point(&repo, "t1", base).await;
+    assert_eq!(from, first_end + 1);
+    let stopped = common::capture_while(&repo, &source, "t1", from, churn(&b, 4, &mut live, &mut log), Duration::from_millis(1200)).await;
+    assert_eq!(stopped, Stopped::Shutdown);
+
+    // Every change exactly once, in order, across both runs; the chain reaches the last one.
+    let events = common::captured(&repo, "t1", base).await;
+    assert_eq!(events.iter().map(|e| e.revision).collect::<Vec<_>>(), log.iter().map(|c| c.0).collect::<Vec<_>>());
+    let last = log.last().unwrap().0;
+    assert_eq!(common::chain_end(&repo, "t1").await, last);
+    for r in [base, base + 1, first_end, (base + last) / 2, log[log.len() - 7].0, last] {
+        assert_eq!(common::restored_state(&repo, "t1", r).await, state_at(&seeded, &log, r), "state at sequence {r}");
+    }
+
+    // A message the capture still needs removed from the stream (a key
+    // changed past kine's history of 10 while no capture ran): what came
+    // before it is written, then Compacted.
+    for n in 0..4 {
+        create(&b, &format!("/registry/more/m{n}"), b"m").await;
+    }
+    let hot = "/registry/hot";
+    let cr = create(&b, hot, b"0").await as i64;
+    assert_eq!(cr, last + 5);
+    for n in 1..=10 {
+        update(&b, hot, format!("{n}").as_bytes(), cr).await;
+    }
+    let stream = js.get_stream("KV_t1").await.unwrap();
+    assert!(stream.get_raw_message(cr as u64).await.is_err(), "the bucket keeps 10 revisions of a key");
+    let stopped = common::capture_while(&repo, &source, "t1", last + 1, async {}, Duration::from_millis(800)).await;
+    assert_eq!(stopped, Stopped::Compacted { wanted: last + 5, compact_revision: last + 5 });
+    assert_eq!(common::chain_end(&repo, "t1").await, last + 4);
+    // Purged past the point to resume from: Compacted before reading anything.
+    stream.purge().sequence((last + 20) as u64).await.unwrap();
+    let stopped = common::capture_while(&repo, &source, "t1", last + 5, async {}, Duration::from_millis(300)).await;
+    assert_eq!(stopped, Stopped::Compacted { wanted: last + 5, compact_revision: last + 19 });
+}

@@ -371,3 +371,264 @@ async fn mariadb_failures_change_nothing() {
     assert!(err.to_string().contains("differ only in case") && err.to_string().contains("rolled back"), "{err}");
     assert_eq!(store.count("cased").await.unwrap(), 0);
 }
+
+// ---------------------------------------------------------------- delta capture
+
+mod common;
+use common::State;
+use kmdr_sources::delta::capture::{ChangeSource, Stopped};
+use std::time::Duration;
+
+/// A kine row as the tests read it back: (id, name, deleted, value).
+type Row = (i64, String, i64, Vec<u8>);
+
+/// A connection writing rows the way kine does.
+enum Sql {
+    Pg(tokio_postgres::Client),
+    My(mysql_async::Conn),
+}
+
+impl Sql {
+    async fn pg(pg: &kmdr_testkit::Postgres, db: &str) -> Sql {
+        let url = format!("host=127.0.0.1 port={} user={} password={} dbname={db}", pg.port(), kmdr_testkit::postgres::USER, kmdr_testkit::postgres::PASSWORD);
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        Sql::Pg(client)
+    }
+
+    async fn my(m: &kmdr_testkit::Mariadb, db: &str) -> Sql {
+        let opts = mysql_async::Opts::from_url(&format!("{}/{db}", m.url())).unwrap();
+        Sql::My(mysql_async::Conn::new(opts).await.unwrap())
+    }
+
+    /// Insert one kine row (`old` is kine's prev_revision); its id.
+    async fn insert(&mut self, name: &str, created: i64, deleted: i64, create_rev: i64, prev: i64, value: &[u8]) -> i64 {
+        const COLS: &str = "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value, old_value)";
+        match self {
+            Sql::Pg(c) => {
+                let (cr, d, crr, p) = (created as i32, deleted as i32, create_rev as i32, prev as i32);
+                let sql = format!("{COLS} VALUES ($1, $2, $3, $4, $5, 0, $6, NULL) RETURNING id");
+                c.query_one(&sql, &[&name, &cr, &d, &crr, &p, &value]).await.unwrap().get::<_, i32>(0) as i64
+            }
+            Sql::My(c) => {
+                use mysql_async::prelude::Queryable;
+                c.exec_drop(format!("{COLS} VALUES (?, ?, ?, ?, ?, 0, ?, NULL)"), (name, created, deleted, create_rev, prev, value)).await.unwrap();
+                c.last_insert_id().unwrap() as i64
+            }
+        }
+    }
+
+    async fn exec(&mut self, sql: &str) {
+        match self {
+            Sql::Pg(c) => c.batch_execute(sql).await.unwrap(),
+            Sql::My(c) => {
+                use mysql_async::prelude::Queryable;
+                c.query_drop(sql).await.unwrap()
+            }
+        }
+    }
+
+    /// Every row.
+    async fn rows(&mut self) -> Vec<Row> {
+        let sql = "SELECT id, name, deleted, value FROM kine ORDER BY id";
+        match self {
+            Sql::Pg(c) => c
+                .query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<_, i32>(0) as i64, r.get(1), r.get::<_, i32>(2) as i64, r.get::<_, Option<Vec<u8>>>(3).unwrap_or_default()))
+                .collect(),
+            Sql::My(c) => {
+                use mysql_async::prelude::Queryable;
+                let rows: Vec<mysql_async::Row> = c.query(sql).await.unwrap();
+                rows.into_iter()
+                    .map(|mut r| (r.take(0).unwrap(), String::from_utf8(r.take(1).unwrap()).unwrap(), r.take(2).unwrap(), r.take::<Option<Vec<u8>>, _>(3).flatten().unwrap_or_default()))
+                    .collect()
+            }
+        }
+    }
+
+    /// The tenant at revision `rev`, from kine's rows alone: the newest row
+    /// of each name with id <= rev, when it is not a delete.
+    async fn state_at(&mut self, rev: i64) -> State {
+        let mut latest: BTreeMap<String, (i64, Vec<u8>)> = BTreeMap::new();
+        for (_, name, deleted, value) in self.rows().await.into_iter().filter(|r| r.0 <= rev) {
+            latest.insert(name, (deleted, value));
+        }
+        latest
+            .into_iter()
+            .filter(|(n, (d, _))| *d == 0 && n.starts_with("/registry/"))
+            .map(|(n, (_, v))| (n.as_bytes()["/registry".len()..].to_vec(), v))
+            .collect()
+    }
+}
+
+use std::collections::BTreeMap;
+
+/// kine's writes: create, update (create revision and prev carried), delete.
+struct KineWriter {
+    db: Sql,
+    /// live name -> (create revision, last id)
+    keys: BTreeMap<String, (i64, i64)>,
+    /// deleted name -> its delete row's id (a new create row points at it)
+    gone: BTreeMap<String, i64>,
+}
+
+impl KineWriter {
+    fn new(db: Sql) -> Self {
+        KineWriter { db, keys: BTreeMap::new(), gone: BTreeMap::new() }
+    }
+
+    async fn put(&mut self, name: &str, value: &[u8]) -> i64 {
+        let id = match self.keys.get(name).copied() {
+            None => self.db.insert(name, 1, 0, 0, self.gone.remove(name).unwrap_or(0), value).await,
+            Some((cr, last)) => self.db.insert(name, 0, 0, cr, last, value).await,
+        };
+        let cr = self.keys.get(name).map_or(id, |k| k.0);
+        self.keys.insert(name.into(), (cr, id));
+        id
+    }
+
+    async fn delete(&mut self, name: &str) -> i64 {
+        let (cr, last) = self.keys.remove(name).expect("live key");
+        let id = self.db.insert(name, 0, 1, cr, last, b"gone").await;
+        self.gone.insert(name.into(), id);
+        id
+    }
+
+    /// 120 changes over 30 keys: creates, updates, deletes, re-creates.
+    async fn churn(&mut self, round: u32) {
+        for n in 0..120u32 {
+            let name = format!("/registry/pods/ns/p{:02}", n % 30);
+            if n % 7 == 3 && self.keys.contains_key(&name) {
+                self.delete(&name).await;
+            } else {
+                self.put(&name, format!("r{round}-v{n}").as_bytes()).await;
+            }
+            if n % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        }
+    }
+}
+
+/// Capture while kine's rows change, stop and resume, restore several
+/// revisions and compare them with kine's own rows; then a compaction past
+/// the resume point stops the capture with Compacted.
+async fn capture_round_trip(repo_dir: &std::path::Path, source: ChangeSource, store: &impl TenantStore, mut w: KineWriter, mut check: Sql, mut other: Option<Sql>) {
+    let repo = common::new_repo(repo_dir).await;
+    let base = common::full_backup(&repo, store, "t1").await;
+
+    // First run: churn, plus (PostgreSQL) an id that commits after a higher one
+    // and an id whose transaction rolls back.
+    let mut late_id = None;
+    let stopped = common::capture_while(
+        &repo,
+        &source,
+        "t1",
+        base + 1,
+        async {
+            w.churn(1).await;
+            if let Some(Sql::Pg(o)) = other.as_mut() {
+                let tx = o.transaction().await.unwrap();
+                let low: i32 = tx
+                    .query_one("INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value) VALUES ('/registry/late', 1, 0, 0, 0, 0, 'late') RETURNING id", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                let high = w.put("/registry/after-late", b"x").await;
+                assert!(high > low as i64);
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                tx.commit().await.unwrap();
+                late_id = Some(low as i64);
+                let tx = o.transaction().await.unwrap();
+                tx.execute("INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value) VALUES ('/registry/never', 1, 0, 0, 0, 0, 'x')", &[]).await.unwrap();
+                tx.rollback().await.unwrap();
+            }
+            w.churn(2).await;
+        },
+        Duration::from_millis(1800),
+    )
+    .await;
+    assert_eq!(stopped, Stopped::Shutdown);
+    let first_end = common::chain_end(&repo, "t1").await;
+
+    // Writes while no capture runs, then a resumed capture.
+    w.churn(3).await;
+    let from = common::resume_point(&repo, "t1", base).await;
+    assert_eq!(from, first_end + 1);
+    let stopped = common::capture_while(&repo, &source, "t1", from, w.churn(4), Duration::from_millis(1800)).await;
+    assert_eq!(stopped, Stopped::Shutdown);
+
+    // Every tenant row after the base is captured exactly once, in order, across both runs.
+    let events = common::captured(&repo, "t1", base).await;
+    let rows = check.rows().await;
+    let max = rows.last().unwrap().0;
+    let want: Vec<i64> = rows.iter().filter(|r| r.0 > base && r.1.starts_with("/registry/")).map(|r| r.0).collect();
+    assert_eq!(events.iter().map(|e| e.revision).collect::<Vec<_>>(), want);
+    assert_eq!(common::chain_end(&repo, "t1").await, max, "the chain reaches the newest row");
+    if let Some(late) = late_id {
+        assert!(events.iter().any(|e| e.revision == late && e.key == b"/late"), "the row committed late was captured");
+    }
+
+    // Points in time: the state the repository restores equals kine's rows at that id.
+    let mut points = vec![base, base + 1, first_end, (base + max) / 2, max];
+    points.extend(late_id);
+    for r in points {
+        assert_eq!(common::restored_state(&repo, "t1", r).await, check.state_at(r).await, "state at revision {r}");
+    }
+
+    // kine compacts past the resume point: Compacted, nothing written.
+    let segments = repo.list_segments(Some("tenant/t1")).await.unwrap().len();
+    w.churn(5).await;
+    let compact = max + 50;
+    check.exec(&format!("UPDATE kine SET prev_revision = {compact} WHERE name = 'compact_rev_key'")).await;
+    let stopped = common::capture_while(&repo, &source, "t1", max + 1, async {}, Duration::from_millis(500)).await;
+    assert_eq!(stopped, Stopped::Compacted { wanted: max + 1, compact_revision: compact });
+    assert_eq!(repo.list_segments(Some("tenant/t1")).await.unwrap().len(), segments);
+}
+
+/// kine's table with its compact_rev_key row and a few keys.
+const KINE_START: &str = "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value, old_value) VALUES \
+     ('compact_rev_key', 1, 0, 0, 0, 0, '', NULL), ('/registry/seed/a', 1, 0, 0, 0, 0, 'a', NULL), ('/registry/seed/b', 1, 0, 0, 0, 0, 'b', NULL)";
+
+#[tokio::test]
+async fn postgres_delta_capture_restores_any_revision() {
+    if !kmdr_testkit::need("initdb") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pg = kmdr_testkit::Postgres::start(dir.path());
+    pg.psql("postgres", "CREATE DATABASE t1");
+    for ddl in kmdr_sources::tenant::kine_sql::POSTGRES_DDL {
+        pg.psql("t1", ddl);
+    }
+    pg.psql("t1", KINE_START);
+    let url = DatastoreUrl::parse(&pg.url()).unwrap();
+    let store = PostgresTenants::connect(&url, &TlsFiles::default()).await.unwrap();
+    let source = ChangeSource::Postgres { store: PostgresTenants::connect(&url, &TlsFiles::default()).await.unwrap(), schema: "t1".into() };
+    let w = KineWriter::new(Sql::pg(&pg, "t1").await);
+    capture_round_trip(dir.path(), source, &store, w, Sql::pg(&pg, "t1").await, Some(Sql::pg(&pg, "t1").await)).await;
+}
+
+#[tokio::test]
+async fn mariadb_delta_capture_restores_any_revision() {
+    if !kmdr_testkit::need("mariadbd") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let m = kmdr_testkit::Mariadb::start(dir.path());
+    let mut sql = "CREATE DATABASE t1; USE t1; ".to_string();
+    for ddl in kmdr_sources::tenant::kine_sql::MYSQL_DDL {
+        sql.push_str(ddl);
+        sql.push_str("; ");
+    }
+    sql.push_str(KINE_START);
+    m.sql(&sql);
+    let url = DatastoreUrl::parse(&m.url()).unwrap();
+    let store = MysqlTenants::connect(&url, &TlsFiles::default()).await.unwrap();
+    let source = ChangeSource::Mysql { store: MysqlTenants::connect(&url, &TlsFiles::default()).await.unwrap(), schema: "t1".into() };
+    let w = KineWriter::new(Sql::my(&m, "t1").await);
+    capture_round_trip(dir.path(), source, &store, w, Sql::my(&m, "t1").await, None).await;
+}

@@ -1,23 +1,22 @@
-//! Capturing etcd's changes into delta segments with one Watch per series:
-//! the whole keyspace of the under-cluster's etcd, or one tenant's range
-//! `[/<schema>/, /<schema>0)`.
+//! The one capture core every source shares: where a series' capture is
+//! (`next`, `covered`), what it holds (`pending`), and writing it as delta
+//! segments. A source ([`super::etcd`], [`super::kine_sql`], [`super::nats`])
+//! is a [`ChangeFeed`]: it only reads changes, in revision order, and says how
+//! far it has proven them complete; the core decides when to write. A feed
+//! returns at the next flush time at the latest and is never cancelled
+//! in between, so a SQL query or a consumer read is never cut in half.
 //!
-//! The watch starts at the revision after the last one the repository holds
-//! (the newest segment's `last`, or the full backup's revision) and asks
-//! for progress on every tick. Events are buffered and written as one segment
-//! every `flush_every` (default 1 s) or as soon as `max_bytes` are buffered.
-//! A segment covers `[next, covered]`, where `covered` is the highest revision
-//! the watch has proven complete: the last event's revision, or the revision
-//! of a progress notification (etcd sends one only once every earlier event
-//! of the watch has been sent). etcd never splits one revision's events over
-//! two responses (no `fragment`), so a segment always ends on a whole revision.
-//! With no change at all, an empty segment is written every `idle_every` to
-//! carry the coverage forward.
+//! Changes are buffered and written as one segment every `flush_every`
+//! (default 1 s) or as soon as `max_bytes` are buffered. A segment covers
+//! `[next, covered]`, where `covered` is the highest revision the source
+//! proved complete (every change up to it was handed over). A feed hands over
+//! whole revisions only, so a segment always ends on a whole revision. With no
+//! change at all, an empty segment is written every `idle_every` to carry the
+//! coverage forward.
 
-use super::{encode, DeltaEvent, Op};
-use crate::etcd::connection::describe;
+use super::DeltaEvent;
 use crate::tenant::records::prefix_range;
-use etcd_client::{Client, EventType, WatchOptions};
+use crate::tenant::AnyTenants;
 use kmdr_repo::deltas::SegmentName;
 use kmdr_repo::Repository;
 use std::time::{Duration, Instant};
@@ -27,8 +26,9 @@ use std::time::{Duration, Instant};
 pub struct DeltaTarget {
     /// `tenant/<schema>` or `etcd/<cluster id>`: the series of the full backups it continues.
     pub series: String,
-    /// Stripped from every key (`/<schema>`; empty for a whole etcd).
+    /// Stripped from every key (`/<schema>` on etcd, `/registry` under kine; empty for a whole etcd).
     pub key_root: Vec<u8>,
+    /// The etcd key range watched (unused by the kine sources: the tenant is its database or bucket).
     pub range_start: Vec<u8>,
     pub range_end: Vec<u8>,
 }
@@ -41,12 +41,21 @@ impl DeltaTarget {
         DeltaTarget { series: format!("tenant/{schema}"), key_root: root, range_start, range_end }
     }
 
+    /// One tenant under kine (a SQL database or a NATS bucket): keys under `/registry`.
+    pub fn kine(schema: &str) -> Self {
+        let root = crate::tenant::kine_sql::KEY_ROOT.as_bytes().to_vec();
+        let (range_start, range_end) = prefix_range(&root);
+        DeltaTarget { series: format!("tenant/{schema}"), key_root: root, range_start, range_end }
+    }
+
     /// Every key of an etcd cluster.
     pub fn whole(cluster_id: &str) -> Self {
         DeltaTarget { series: format!("etcd/{cluster_id}"), key_root: Vec::new(), range_start: vec![0], range_end: vec![0] }
     }
 
-    fn relative<'k>(&self, key: &'k [u8]) -> Option<&'k [u8]> {
+    /// The key relative to the root; `None` for a key outside it (not captured,
+    /// as the full backup does not copy it either).
+    pub fn relative<'k>(&self, key: &'k [u8]) -> Option<&'k [u8]> {
         if self.key_root.is_empty() {
             return Some(key);
         }
@@ -63,11 +72,22 @@ pub struct CaptureOptions {
     pub max_bytes: usize,
     /// With no change, write an empty segment this often to carry the coverage forward.
     pub idle_every: Duration,
+    /// kine on SQL: how often the table is read for new rows.
+    pub poll_every: Duration,
+    /// kine on SQL: how long an id that is not visible (its transaction has
+    /// not committed yet) holds the coverage back before it counts as never used.
+    pub gap_wait: Duration,
 }
 
 impl Default for CaptureOptions {
     fn default() -> Self {
-        CaptureOptions { flush_every: Duration::from_secs(1), max_bytes: 4 << 20, idle_every: Duration::from_secs(60) }
+        CaptureOptions {
+            flush_every: Duration::from_secs(1),
+            max_bytes: 4 << 20,
+            idle_every: Duration::from_secs(60),
+            poll_every: Duration::from_millis(200),
+            gap_wait: Duration::from_secs(2),
+        }
     }
 }
 
@@ -89,8 +109,8 @@ pub struct SegmentWritten {
 pub enum CaptureEvent {
     /// A segment is now durable.
     Segment(SegmentWritten),
-    /// etcd proved that nothing up to `revision` is missing, and nothing is
-    /// waiting to be written: the repository is current as of now.
+    /// The source proved that nothing up to `revision` is missing, and nothing
+    /// is waiting to be written: the repository is current as of now.
     CaughtUp { revision: i64 },
 }
 
@@ -102,15 +122,17 @@ pub type OnCapture = dyn Fn(CaptureEvent) + Send + Sync;
 pub enum Stopped {
     /// Asked to stop; everything received was written.
     Shutdown,
-    /// The revision to start from was compacted away: a new full backup is needed.
+    /// Changes from the revision to start from are gone from the source (etcd
+    /// compaction, kine's compaction, messages removed from a NATS stream): a
+    /// new full backup is needed.
     Compacted { wanted: i64, compact_revision: i64 },
 }
 
 /// What can stop a capture.
 #[derive(Debug, thiserror::Error)]
 pub enum DeltaError {
-    /// The watch failed (etcd gone, connection lost); what was received is written.
-    #[error("watching {series} on etcd failed: {detail}; the capture resumes from revision {next}")]
+    /// Reading the changes failed (datastore gone, connection lost); what was received is written.
+    #[error("reading the changes of {series} failed: {detail}; the capture resumes from revision {next}")]
     Watch { series: String, detail: String, next: i64 },
     /// Writing a segment failed for good.
     #[error("writing a delta segment of {series} failed: {source}")]
@@ -127,6 +149,57 @@ impl DeltaError {
     }
 }
 
+/// What a feed hands over: changes in revision order, and how far they are complete.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Whole revisions, in order, all after the feed's previous `covered`.
+    pub events: Vec<DeltaEvent>,
+    /// Every change up to this revision has been handed over (also when
+    /// `events` is empty: a progress proof). `None`: no new proof.
+    pub covered: Option<i64>,
+    /// The source is idle: nothing it knows of is left to hand over.
+    pub idle: bool,
+}
+
+/// A source of changes for the core: an etcd Watch, a kine table poll, a
+/// NATS consumer. The core calls `next` in a loop; it is dropped only when the
+/// capture stops, so a feed may hold a query in flight across an await.
+#[allow(async_fn_in_trait)]
+pub trait ChangeFeed {
+    /// Wait for the next changes, returning at `until` at the latest (with
+    /// no changes when none came) so that the core can write a segment.
+    /// `Ok(Err(stopped))` ends the capture (compaction); `Err(detail)` is a
+    /// failure of the source.
+    async fn next(&mut self, until: Instant) -> Result<Result<Changes, Stopped>, String>;
+}
+
+/// Where a capture reads from: a connected datastore.
+// One per running capture, held for its life: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum ChangeSource {
+    /// An etcd cluster (the whole keyspace, or a tenant's prefix of a shared etcd).
+    Etcd(etcd_client::Client),
+    /// kine on PostgreSQL: tenant `schema`'s database.
+    Postgres { store: crate::tenant::postgres::PostgresTenants, schema: String },
+    /// kine on MySQL/MariaDB: tenant `schema`'s database.
+    Mysql { store: crate::tenant::mysql::MysqlTenants, schema: String },
+    /// kine on NATS: tenant `schema`'s KV bucket.
+    Nats { store: crate::tenant::nats::NatsTenants, schema: String },
+}
+
+impl ChangeSource {
+    /// The source and target of one tenant, whatever its datastore's driver.
+    pub fn tenant(store: AnyTenants, schema: &str) -> (ChangeSource, DeltaTarget) {
+        let schema_owned = schema.to_string();
+        match store {
+            AnyTenants::Etcd(t) => (ChangeSource::Etcd(t.client().clone()), DeltaTarget::tenant(schema)),
+            AnyTenants::Postgres(store) => (ChangeSource::Postgres { store, schema: schema_owned }, DeltaTarget::kine(schema)),
+            AnyTenants::Mysql(store) => (ChangeSource::Mysql { store, schema: schema_owned }, DeltaTarget::kine(schema)),
+            AnyTenants::Nats(store) => (ChangeSource::Nats { store, schema: schema_owned }, DeltaTarget::kine(schema)),
+        }
+    }
+}
+
 /// One series' capture: where it is, what is buffered.
 #[derive(Debug)]
 pub struct DeltaCapture {
@@ -134,7 +207,7 @@ pub struct DeltaCapture {
     pub options: CaptureOptions,
     /// The first revision not yet in the repository.
     next: i64,
-    /// The highest revision the watch proved complete.
+    /// The highest revision the source proved complete.
     covered: i64,
     pending: Vec<DeltaEvent>,
     pending_bytes: usize,
@@ -162,75 +235,71 @@ impl DeltaCapture {
         self.covered = revision;
     }
 
-    /// Watch and write segments until `stop` turns true (pending changes are
-    /// written first), the start revision is compacted, or the watch fails
-    /// (pending changes are written first; `next()` says where to resume).
+    /// Read `source` and write segments until `stop` turns true (pending
+    /// changes are written first), the changes from `next` are gone from the
+    /// source ([`Stopped::Compacted`]), or the source fails (pending changes
+    /// are written first; `next()` says where to resume).
     pub async fn run(
         &mut self,
-        client: &Client,
+        source: &ChangeSource,
         repo: &Repository,
         stop: &mut tokio::sync::watch::Receiver<bool>,
         on_event: &OnCapture,
     ) -> Result<Stopped, DeltaError> {
-        let opts = WatchOptions::new()
-            .with_range(self.target.range_end.clone())
-            .with_start_revision(self.next)
-            .with_progress_notify();
-        let mut watch = match client.clone().watch(self.target.range_start.clone(), Some(opts)).await {
-            Ok(w) => w,
-            Err(e) => return Err(self.watch_error(describe(&e))),
+        let from = self.covered + 1;
+        let opened = match source {
+            ChangeSource::Etcd(client) => match super::etcd::EtcdFeed::open(client, &self.target, from).await {
+                Ok(feed) => return self.run_feed(feed, repo, stop, on_event).await,
+                Err(e) => e,
+            },
+            ChangeSource::Postgres { store, schema } => match store.open_log(schema).await {
+                Ok(log) => return self.run_feed(super::kine_sql::KineSqlFeed::new(log, &self.target, self.options, from), repo, stop, on_event).await,
+                Err(e) => e.to_string(),
+            },
+            ChangeSource::Mysql { store, schema } => match store.open_log(schema).await {
+                Ok(log) => return self.run_feed(super::kine_sql::KineSqlFeed::new(log, &self.target, self.options, from), repo, stop, on_event).await,
+                Err(e) => e.to_string(),
+            },
+            ChangeSource::Nats { store, schema } => match super::nats::NatsFeed::open(store, schema, &self.target, from).await {
+                Ok(Ok(feed)) => return self.run_feed(feed, repo, stop, on_event).await,
+                Ok(Err(stopped)) => return Ok(stopped),
+                Err(e) => e,
+            },
         };
-        let mut tick = tokio::time::interval(self.options.flush_every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Err(self.watch_error(opened))
+    }
+
+    /// The loop every source shares: changes from the feed, a segment every tick.
+    pub async fn run_feed<F: ChangeFeed>(
+        &mut self,
+        mut feed: F,
+        repo: &Repository,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+        on_event: &OnCapture,
+    ) -> Result<Stopped, DeltaError> {
+        let mut due = Instant::now() + self.options.flush_every;
         loop {
             tokio::select! {
-                msg = watch.message() => {
-                    let resp = match msg {
-                        Ok(Some(r)) => r,
-                        Ok(None) => return self.fail(repo, on_event, "the watch stream ended".into()).await,
-                        Err(e) => return self.fail(repo, on_event, describe(&e)).await,
-                    };
-                    if resp.canceled() {
-                        if resp.compact_revision() > 0 {
+                got = feed.next(due) => {
+                    match got {
+                        Ok(Ok(changes)) => self.take(changes, on_event),
+                        Ok(Err(stopped)) => {
                             self.flush(repo, on_event, false).await?;
-                            return Ok(Stopped::Compacted { wanted: self.next, compact_revision: resp.compact_revision() });
+                            return Ok(stopped);
                         }
-                        return self.fail(repo, on_event, format!("etcd cancelled the watch: {}", resp.cancel_reason())).await;
-                    }
-                    if resp.created() {
-                        continue;
-                    }
-                    if resp.events().is_empty() {
-                        // A progress notification: every event up to its revision was sent.
-                        if let Some(h) = resp.header() {
-                            self.covered = self.covered.max(h.revision());
-                            if self.pending.is_empty() {
-                                on_event(CaptureEvent::CaughtUp { revision: self.covered });
-                            }
+                        Err(detail) => {
+                            // Keep what was received, then report.
+                            self.flush(repo, on_event, false).await?;
+                            return Err(self.watch_error(detail));
                         }
-                        continue;
                     }
-                    for ev in resp.events() {
-                        let Some(kv) = ev.kv() else { continue };
-                        self.covered = self.covered.max(kv.mod_revision());
-                        let Some(key) = self.target.relative(kv.key()) else { continue };
-                        let (op, value, create) = match ev.event_type() {
-                            EventType::Put => (Op::Put, kv.value().to_vec(), kv.create_revision()),
-                            EventType::Delete => (Op::Delete, Vec::new(), 0),
-                        };
-                        self.pending_bytes += key.len() + value.len();
-                        self.pending.push(DeltaEvent { op, key: key.to_vec(), value, revision: kv.mod_revision(), create_revision: create });
-                        self.oldest.get_or_insert_with(Instant::now);
-                    }
-                    if self.pending_bytes >= self.options.max_bytes {
+                    if Instant::now() >= due {
+                        let idle = self.last_write.elapsed() >= self.options.idle_every;
+                        self.flush(repo, on_event, idle).await?;
+                        due = Instant::now() + self.options.flush_every;
+                    } else if self.pending_bytes >= self.options.max_bytes {
                         self.flush(repo, on_event, false).await?;
                     }
-                }
-                _ = tick.tick() => {
-                    let idle = self.last_write.elapsed() >= self.options.idle_every;
-                    self.flush(repo, on_event, idle).await?;
-                    // Ask for progress so that the next tick can prove coverage without changes.
-                    let _ = watch.request_progress().await;
                 }
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
@@ -242,14 +311,27 @@ impl DeltaCapture {
         }
     }
 
-    fn watch_error(&self, detail: String) -> DeltaError {
-        DeltaError::Watch { series: self.target.series.clone(), detail, next: self.next }
+    /// Buffer what a feed handed over.
+    fn take(&mut self, changes: Changes, on_event: &OnCapture) {
+        // Several events may share a revision (an etcd transaction), never an earlier one.
+        let before = self.covered;
+        for e in changes.events {
+            debug_assert!(e.revision > before, "a feed handed over revision {} again", e.revision);
+            self.covered = self.covered.max(e.revision);
+            self.pending_bytes += e.key.len() + e.value.len();
+            self.pending.push(e);
+            self.oldest.get_or_insert_with(Instant::now);
+        }
+        if let Some(c) = changes.covered {
+            self.covered = self.covered.max(c);
+        }
+        if changes.idle && self.pending.is_empty() {
+            on_event(CaptureEvent::CaughtUp { revision: self.covered });
+        }
     }
 
-    /// The watch failed: keep what was received, then report.
-    async fn fail(&mut self, repo: &Repository, on_event: &OnCapture, detail: String) -> Result<Stopped, DeltaError> {
-        self.flush(repo, on_event, false).await?;
-        Err(self.watch_error(detail))
+    fn watch_error(&self, detail: String) -> DeltaError {
+        DeltaError::Watch { series: self.target.series.clone(), detail, next: self.next }
     }
 
     /// Write what is buffered as one segment `[next, covered]`; with nothing
@@ -259,7 +341,7 @@ impl DeltaCapture {
             return Ok(());
         }
         let captured_until = chrono::Utc::now();
-        let content = encode(&self.pending);
+        let content = super::encode(&self.pending);
         let name = SegmentName::new(&self.target.series, self.next, self.covered, chrono::Utc::now());
         let mut delay = Duration::from_millis(100);
         let bytes = loop {
@@ -287,5 +369,39 @@ impl DeltaCapture {
         self.last_write = Instant::now();
         on_event(CaptureEvent::Segment(written));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delta::Op;
+
+    fn ev(key: &str, revision: i64) -> DeltaEvent {
+        DeltaEvent { op: Op::Put, key: key.into(), value: b"v".to_vec(), revision, create_revision: revision }
+    }
+
+    #[test]
+    fn changes_are_buffered_and_coverage_only_grows() {
+        let mut cap = DeltaCapture::new(DeltaTarget::kine("t1"), CaptureOptions::default(), 5);
+        let caught_up = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = caught_up.clone();
+        let on = move |e: CaptureEvent| {
+            if let CaptureEvent::CaughtUp { revision } = e {
+                seen.lock().unwrap().push(revision);
+            }
+        };
+        // Two events of one revision (an etcd transaction), then a later one.
+        cap.take(Changes { events: vec![ev("/a", 5), ev("/b", 5), ev("/c", 7)], covered: Some(7), idle: true }, &on);
+        assert_eq!((cap.covered, cap.pending.len(), cap.pending_bytes), (7, 3, 9));
+        // Something is buffered: not caught up, whatever the source says.
+        assert!(caught_up.lock().unwrap().is_empty());
+        // A progress proof never moves the coverage back.
+        cap.take(Changes { events: vec![], covered: Some(6), idle: false }, &on);
+        assert_eq!(cap.covered, 7);
+        cap.restart_at(20);
+        assert_eq!((cap.next(), cap.covered, cap.pending.len()), (21, 20, 0));
+        cap.take(Changes { events: vec![], covered: Some(25), idle: true }, &on);
+        assert_eq!(*caught_up.lock().unwrap(), vec![25]);
     }
 }

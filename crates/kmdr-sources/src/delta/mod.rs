@@ -1,5 +1,7 @@
 //! Continuous protection: the changes made after a full backup, captured as
-//! they happen ([`capture`]) into delta segments (`kmdr_repo::deltas`), and
+//! they happen into delta segments (`kmdr_repo::deltas`) by one core
+//! ([`capture`]) fed by a source per datastore ([`etcd`]: a Watch,
+//! [`kine_sql`]: a poll of kine's table, [`nats`]: a consumer of the bucket), and
 //! replayed onto a full backup to restore any point in between ([`pitr`]).
 //!
 //! A segment's content is a delta stream (all integers big-endian; specified
@@ -18,6 +20,9 @@
 //! whatever driver it is restored into.
 
 pub mod capture;
+pub mod etcd;
+pub mod kine_sql;
+pub mod nats;
 pub mod pitr;
 
 use sha2::{Digest, Sha256};

@@ -162,6 +162,41 @@ impl ExportRows {
     }
 }
 
+/// One row of kine's log as the delta capture reads it (every row is an event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRow {
+    pub id: i64,
+    pub name: Vec<u8>,
+    pub created: i64,
+    pub deleted: i64,
+    pub create_revision: i64,
+    pub value: Vec<u8>,
+}
+
+/// Rows after an id and the compacted revision, read in one snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct LogPage {
+    /// kine's compact revision (`prev_revision` of `compact_rev_key`; 0 when never compacted).
+    pub compact_revision: i64,
+    /// Rows in id order.
+    pub rows: Vec<LogRow>,
+}
+
+/// Rows read per query by the delta capture.
+pub const LOG_PAGE: usize = 1000;
+
+/// kine's compact revision, as kine reads it.
+pub const COMPACT_REVISION_SQL: &str = "SELECT COALESCE(MAX(prev_revision), 0) FROM kine WHERE name = 'compact_rev_key'";
+
+/// kine's log of one tenant, read after an id (the delta capture's source).
+/// Each read is one consistent snapshot, so the compact revision and the
+/// rows agree.
+#[allow(async_fn_in_trait)]
+pub trait KineLog {
+    /// Rows with `id > after`, in id order, at most [`LOG_PAGE`], and the compact revision.
+    async fn after(&mut self, after: i64) -> Result<LogPage, TenantError>;
+}
+
 /// The one-line form of an error for messages: its lines, trimmed and joined.
 pub fn one_line(s: impl std::fmt::Display) -> String {
     s.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")

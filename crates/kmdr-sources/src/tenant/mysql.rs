@@ -244,6 +244,64 @@ impl MysqlTenants {
     }
 }
 
+/// kine's log of one tenant on MySQL/MariaDB, on its own connection.
+pub struct MysqlLog {
+    conn: Conn,
+    shown: String,
+}
+
+impl MysqlTenants {
+    /// Open tenant `schema`'s kine log for the delta capture.
+    pub async fn open_log(&self, schema: &str) -> Result<MysqlLog, TenantError> {
+        let mut conn = self.conn().await?;
+        if !self.has_kine(&mut conn, schema).await? {
+            return Err(self.unknown(schema).await);
+        }
+        conn.query_drop(format!("USE {}", quote(schema))).await.map_err(|e| self.error("use database", e))?;
+        Ok(MysqlLog { conn, shown: self.shown.clone() })
+    }
+}
+
+impl kine_sql::KineLog for MysqlLog {
+    async fn after(&mut self, after: i64) -> Result<kine_sql::LogPage, TenantError> {
+        let shown = self.shown.clone();
+        let err = move |op: &'static str| {
+            let shown = shown.clone();
+            move |e: mysql_async::Error| TenantError::Datastore { driver: Driver::Mysql, op: op.into(), datastore: shown, detail: kine_sql::one_line(&e) }
+        };
+        let mut opts = TxOpts::default();
+        opts.with_consistent_snapshot(true).with_isolation_level(IsolationLevel::RepeatableRead).with_readonly(true);
+        let mut tx = self.conn.start_transaction(opts).await.map_err(err("begin"))?;
+        let compact: Option<i64> = tx
+            .query_first("SELECT COALESCE(MAX(prev_revision), 0) FROM kine WHERE CAST(name AS BINARY) = 'compact_rev_key'")
+            .await
+            .map_err(err("read compact revision"))?;
+        let rows: Vec<Row> = tx
+            .exec(
+                "SELECT id, name, created, deleted, create_revision, value FROM kine WHERE id > ? ORDER BY id LIMIT ?",
+                (after, kine_sql::LOG_PAGE as u64),
+            )
+            .await
+            .map_err(err("read changes"))?;
+        tx.commit().await.map_err(err("end snapshot"))?;
+        let rows = rows
+            .into_iter()
+            .map(|mut row| {
+                let int = |row: &mut Row, i: usize| row.take::<Option<i64>, _>(i).flatten().unwrap_or(0);
+                kine_sql::LogRow {
+                    id: int(&mut row, 0),
+                    name: row.take::<Option<Vec<u8>>, _>(1).flatten().unwrap_or_default(),
+                    created: int(&mut row, 2),
+                    deleted: int(&mut row, 3),
+                    create_revision: int(&mut row, 4),
+                    value: row.take::<Option<Vec<u8>>, _>(5).flatten().unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok(kine_sql::LogPage { compact_revision: compact.unwrap_or(0), rows })
+    }
+}
+
 impl TenantStore for MysqlTenants {
     fn driver(&self) -> Driver {
         Driver::Mysql

@@ -214,7 +214,7 @@ pub struct NatsTenants {
 }
 
 /// What kind of message a KV subject holds last.
-fn is_removal(msg: &async_nats::Message) -> bool {
+pub(crate) fn is_removal(msg: &async_nats::Message) -> bool {
     let Some(h) = msg.headers.as_ref() else { return false };
     if let Some(op) = h.get("KV-Operation") {
         return matches!(op.as_str(), "DEL" | "PURGE");
@@ -337,12 +337,17 @@ impl NatsTenants {
         Ok(NatsTenants { js: jetstream::new(client), shown })
     }
 
-    fn err(&self, op: &str, e: impl std::fmt::Display) -> TenantError {
+    /// The JetStream context (the delta capture's consumer).
+    pub(crate) fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    pub(crate) fn err(&self, op: &str, e: impl std::fmt::Display) -> TenantError {
         TenantError::Datastore { driver: Driver::Nats, op: op.into(), datastore: self.shown.clone(), detail: e.to_string() }
     }
 
     /// The bucket's stream, `None` when it does not exist.
-    async fn stream(&self, schema: &str) -> Result<Option<Stream>, TenantError> {
+    pub(crate) async fn stream(&self, schema: &str) -> Result<Option<Stream>, TenantError> {
         if !valid_bucket(schema) {
             return Ok(None);
         }

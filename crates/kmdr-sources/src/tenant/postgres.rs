@@ -192,6 +192,69 @@ impl PostgresTenants {
     }
 }
 
+/// kine's log of one tenant on PostgreSQL, on its own connection.
+pub struct PostgresLog {
+    client: Client,
+    shown: String,
+}
+
+impl PostgresTenants {
+    /// Open tenant `schema`'s kine log for the delta capture.
+    pub async fn open_log(&self, schema: &str) -> Result<PostgresLog, TenantError> {
+        let Some(client) = self.tenant_client(schema).await? else {
+            return Err(self.unknown(schema).await);
+        };
+        if !self.has_kine(&client).await? {
+            return Err(self.unknown(schema).await);
+        }
+        Ok(PostgresLog { client, shown: self.shown.clone() })
+    }
+}
+
+impl kine_sql::KineLog for PostgresLog {
+    async fn after(&mut self, after: i64) -> Result<kine_sql::LogPage, TenantError> {
+        let err = |op: &str, e: tokio_postgres::Error| TenantError::Datastore {
+            driver: Driver::Postgres,
+            op: op.into(),
+            datastore: self.shown.clone(),
+            detail: kine_sql::one_line(error_chain(&e)),
+        };
+        let after = kine_sql::revision_i32(Driver::Postgres, after)?;
+        let tx = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(|e| err("begin", e))?;
+        let compact: i32 = tx.query_one(kine_sql::COMPACT_REVISION_SQL, &[]).await.map_err(|e| err("read compact revision", e))?.get(0);
+        let rows = tx
+            .query(
+                "SELECT id, name, created, deleted, create_revision, value FROM kine WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &(kine_sql::LOG_PAGE as i64)],
+            )
+            .await
+            .map_err(|e| err("read changes", e))?;
+        tx.commit().await.map_err(|e| err("end snapshot", e))?;
+        let rows = rows
+            .iter()
+            .map(|row| {
+                let int = |i: usize| row.get::<_, Option<i32>>(i).unwrap_or(0) as i64;
+                kine_sql::LogRow {
+                    id: int(0),
+                    name: row.get::<_, Option<&str>>(1).unwrap_or_default().as_bytes().to_vec(),
+                    created: int(2),
+                    deleted: int(3),
+                    create_revision: int(4),
+                    value: row.get::<_, Option<Vec<u8>>>(5).unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok(kine_sql::LogPage { compact_revision: compact as i64, rows })
+    }
+}
+
 /// rustls for `sslmode=verify-full`: the CA of `--cacert`, and the client
 /// certificate of `--cert`/`--key` when given.
 fn rustls_connector(files: &TlsFiles) -> Result<MakeRustlsConnect, String> {
