@@ -206,11 +206,37 @@ fn start_unit(tasks: &mut tokio::task::JoinSet<()>, ctx: &Arc<Ctx>, unit: Arc<Un
     let captures = matches!(&unit.source, Source::Etcd(_) | Source::Tenant { .. });
     {
         let (ctx, unit) = (ctx.clone(), unit.clone());
-        tasks.spawn_local(async move { full_backups(ctx, unit, newest.map(|n| n.0)).await });
+        tasks.spawn_local(supervise(unit.name.clone(), "full backups", ctx.clone(), move || full_backups(ctx.clone(), unit.clone(), newest.map(|n| n.0))));
     }
     if captures {
         let (ctx, unit) = (ctx.clone(), unit.clone());
-        tasks.spawn_local(async move { capture(ctx, unit).await });
+        tasks.spawn_local(supervise(unit.name.clone(), "delta capture", ctx.clone(), move || capture(ctx.clone(), unit.clone())));
+    }
+}
+
+/// Run a unit's task; when it panics (a bug), say so and start it again after
+/// a backoff (it resumes from the repository like after a restart) instead
+/// of leaving the unit silently unprotected.
+async fn supervise<F, Fut>(unit: String, what: &'static str, ctx: Arc<Ctx>, mut make: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let mut stop = ctx.stop.clone();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let err = match tokio::task::spawn_local(make()).await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => e.into_panic(),
+            Err(_) => return,
+        };
+        let msg = err.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| err.downcast_ref::<String>().cloned()).unwrap_or_default();
+        tracing::error!("{unit}: {what} panicked ({msg}): a bug, please report it; starting it again in {backoff:?}");
+        ctx.metrics.update(&unit, |s| s.failures += 1);
+        if sleep_or_stop(&mut stop, backoff).await {
+            return;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
     }
 }
 
