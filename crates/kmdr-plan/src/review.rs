@@ -153,8 +153,8 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
 async fn protected_by_deltas(repo: &Repository, id: &BackupId) -> Result<Result<Option<(DateTime<Utc>, usize)>, kmdr_repo::ChainGap>, kmdr_repo::Error> {
     let m = repo.load_manifest(id).await?;
     let Some(base) = kmdr_sources::delta::base_revision(&m) else { return Ok(Ok(None)) };
-    let segments = repo.list_segments(Some(&m.series)).await?;
-    let Some(last) = segments.iter().map(|s| s.last).max().filter(|l| *l > base) else { return Ok(Ok(None)) };
+    let segments = kmdr_sources::delta::pitr::continuing_segments(&m, base, &repo.list_segments(Some(&m.series)).await?);
+    let Some(last) = segments.iter().map(|s| s.last).max() else { return Ok(Ok(None)) };
     Ok(kmdr_repo::deltas::plan_chain(&segments, &m.series, base, last).map(|chain| chain.iter().map(|s| s.written).max().map(|t| (t, chain.len()))))
 }
 

@@ -446,7 +446,7 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
             return;
         }
         let began = std::time::Instant::now();
-        let attempt: Result<Stopped, String> = async {
+        let attempt: Result<Result<Stopped, Rewound>, String> = async {
             let (source, target) = watch_target(&unit.source).await?;
             if state.as_ref().is_none_or(|s| s.target.series != target.series) {
                 // Where the repository is: after the newest segment, or after the newest full backup.
@@ -473,6 +473,15 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
                 state = Some(DeltaCapture::new(target, ctx.opts.capture, next));
             }
             let cap = state.as_mut().expect("set above");
+            // A datastore restored from a snapshot (or replaced) starts below what was captured:
+            // its revisions are another history, which the chain must not continue.
+            if let ChangeSource::Etcd(client) = &source {
+                let head = client.clone().get("", Some(etcd_client::GetOptions::new().with_all_keys().with_count_only())).await.map_err(|e| e.to_string())?;
+                let now = head.header().map(|h| h.revision()).unwrap_or_default();
+                if now < cap.next() - 1 {
+                    return Ok(Err(Rewound { captured: cap.next() - 1, now }));
+                }
+            }
             ctx.metrics.update(&unit.name, |s| {
                 let d = s.delta.get_or_insert_with(DeltaState::default);
                 d.running = true;
@@ -502,7 +511,7 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
                 });
             };
             let mut stop2 = stop.clone();
-            cap.run(&source, &ctx.repo, &mut stop2, &on_event).await.map_err(|e| e.to_string())
+            cap.run(&source, &ctx.repo, &mut stop2, &on_event).await.map(Ok).map_err(|e| e.to_string())
         }
         .await;
         ctx.metrics.update(&unit.name, |s| {
@@ -513,9 +522,9 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
         if began.elapsed() > Duration::from_secs(60) {
             backoff = Duration::from_secs(1);
         }
-        match attempt {
-            Ok(Stopped::Shutdown) => return,
-            Ok(Stopped::Compacted { wanted, compact_revision }) => {
+        let why = match attempt {
+            Ok(Ok(Stopped::Shutdown)) => return,
+            Ok(Ok(Stopped::Compacted { wanted, compact_revision })) => {
                 tracing::warn!(
                     "{}: revision {wanted} was compacted away (the datastore compacted its history up to revision {compact_revision}): taking a new full backup to restart the delta chain",
                     unit.name
@@ -525,7 +534,31 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
                         d.compactions += 1;
                     }
                 });
-                match full_backup(&ctx, &unit, "delta start revision compacted").await {
+                Some("delta start revision compacted")
+            }
+            Ok(Err(Rewound { captured, now })) => {
+                tracing::warn!(
+                    "{}: the datastore is at revision {now}, below revision {captured} already captured: it was restored from a snapshot or replaced, and its revisions are another history. Taking a new full backup to start a new delta chain (points before it restore from the old chain)",
+                    unit.name
+                );
+                Some("datastore revisions went back")
+            }
+            Err(e) => {
+                tracing::warn!("{}: delta capture stopped, retrying in {backoff:?}: {e}", unit.name);
+                ctx.metrics.update(&unit.name, |s| {
+                    if let Some(d) = s.delta.as_mut() {
+                        d.failures += 1;
+                    }
+                });
+                if sleep_or_stop(&mut stop, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(ctx.opts.max_backoff);
+                None
+            }
+        };
+        if let Some(why) = why {
+                match full_backup(&ctx, &unit, why).await {
                     Some(Ok(m)) => {
                         if let (Some(cap), Some(r)) = (state.as_mut(), base_revision(&m)) {
                             cap.restart_at(r);
@@ -539,21 +572,14 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
                     }
                     None => return,
                 }
-            }
-            Err(e) => {
-                tracing::warn!("{}: delta capture stopped, retrying in {backoff:?}: {e}", unit.name);
-                ctx.metrics.update(&unit.name, |s| {
-                    if let Some(d) = s.delta.as_mut() {
-                        d.failures += 1;
-                    }
-                });
-                if sleep_or_stop(&mut stop, backoff).await {
-                    return;
-                }
-                backoff = (backoff * 2).min(ctx.opts.max_backoff);
-            }
         }
     }
+}
+
+/// The datastore's revision is below what the chain already holds.
+struct Rewound {
+    captured: i64,
+    now: i64,
 }
 
 /// Apply the keep policy every `forget_every`, then remove unusable delta segments.

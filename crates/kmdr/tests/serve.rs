@@ -666,3 +666,41 @@ fn postgres_tenant_every_write_acknowledged_two_seconds_before_serve_is_killed_i
     assert!(!segs.is_empty() && check.gaps.is_empty() && check.overlaps.is_empty(), "{check:?}");
     eprintln!("{} rows written, {} acknowledged > 2 s before the kill all restored, {} segments", acks.len(), must.len(), segs.len());
 }
+
+#[test]
+fn after_the_datastore_was_rewound_a_new_full_backup_never_continues_with_the_old_history() {
+    need_etcd!();
+    use kmdr_repo::deltas::SegmentName;
+    use kmdr_sources::delta::{encode, DeltaEvent, Op};
+    let (dir, k, src, rt) = setup("/t1/seed/", 20, 16, 4);
+    let repo = open_repo(&k);
+    let url = datastore(&src);
+    let put = |key: &str, value: &str, rev: i64| DeltaEvent { op: Op::Put, key: key.into(), value: value.into(), revision: rev, create_revision: rev };
+    let a = k.json(&["backup", "tenant", "--datastore", &url, "--schema", "t1"])[0]["source"]["revision"].as_i64().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // The old history: captured far ahead, then the datastore was restored from an older snapshot.
+    let old = SegmentName::new("tenant/t1", a + 1, a + 1000, chrono::Utc::now());
+    rt.block_on(repo.put_segment(&old, &encode(&[put("/x", "old", a + 10), put("/y", "old", a + 900)]))).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let before_restore = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    std::thread::sleep(Duration::from_millis(1500));
+    rt.block_on(async { src.client().await.put("/t1/z", "after the restore", None).await.unwrap() });
+    let b = k.json(&["backup", "tenant", "--datastore", &url, "--schema", "t1"])[0]["source"]["revision"].as_i64().unwrap();
+    assert!(b < a + 1000);
+    // The new history, after the new full backup.
+    let new = SegmentName::new("tenant/t1", b + 1, b + 2, chrono::Utc::now());
+    rt.block_on(repo.put_segment(&new, &encode(&[put("/x", "new", b + 1)]))).unwrap();
+
+    let dst = Etcd::start(dir.path(), "dst");
+    let out = k.json(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--datastore", &datastore(&dst)]);
+    assert_eq!(out["point"]["revision"], b + 2, "{out}");
+    assert_eq!(out["point"]["segments"], serde_json::json!([new.key()]), "{out}");
+    let state = rt.block_on(tenant_state(&dst, "t1", 0));
+    assert_eq!(state.get(b"/x".as_slice()).map(Vec::as_slice), Some(b"new".as_slice()));
+    assert!(!state.contains_key(b"/y".as_slice()), "a change of the old history was replayed");
+    // A time of the old history still restores from the old full backup and its chain.
+    let out = k.json(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", &before_restore, "--schema", "old", "--datastore", &datastore(&dst)]);
+    assert_eq!((out["point"]["base_revision"].as_i64(), out["point"]["revision"].as_i64()), (Some(a), Some(a + 1000)), "{out}");
+    let old_state = rt.block_on(tenant_state(&dst, "old", 0));
+    assert_eq!((old_state.get(b"/x".as_slice()).map(Vec::as_slice), old_state.get(b"/y".as_slice()).map(Vec::as_slice)), (Some(b"old".as_slice()), Some(b"old".as_slice())));
+}

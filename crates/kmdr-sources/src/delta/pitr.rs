@@ -71,7 +71,8 @@ pub enum PointError {
     Repo(#[from] kmdr_repo::Error),
 }
 
-/// The full backups of a series that a chain can start from: (revision, manifest), oldest first.
+/// The full backups of a series that a chain can start from:
+/// (revision, manifest), oldest first by start time.
 async fn full_backups(repo: &Repository, series: &str) -> Result<Vec<(i64, Manifest)>, kmdr_repo::Error> {
     let mut out = Vec::new();
     for id in repo.list_backups().await? {
@@ -83,32 +84,48 @@ async fn full_backups(repo: &Repository, series: &str) -> Result<Vec<(i64, Manif
             out.push((rev, m));
         }
     }
-    out.sort_by_key(|(rev, m)| (*rev, m.started_at));
+    out.sort_by_key(|(rev, m)| (m.started_at, *rev));
     Ok(out)
+}
+
+/// How much earlier than a full backup's start a segment continuing it may
+/// have been written (the revision is read just before the backup's clock
+/// starts; clocks of two hosts may differ a little).
+const CONTINUES_SLACK_MS: i64 = 2000;
+
+/// The segments that can continue the full backup `base` (at `base_rev`):
+/// those after its revision written after it started. A segment written
+/// before is from another history of the same series: the datastore was
+/// restored from a snapshot or replaced since, and its revision numbers
+/// mean other changes (`kmdr serve` starts a new chain then).
+pub fn continuing_segments(base: &Manifest, base_rev: i64, segments: &[SegmentName]) -> Vec<SegmentName> {
+    let from = base.started_at - chrono::Duration::milliseconds(CONTINUES_SLACK_MS);
+    segments.iter().filter(|s| s.last > base_rev && s.written >= from).cloned().collect()
 }
 
 /// Choose the full backup and the segments for `point` of `series`
 /// (`tenant/<schema>`, `etcd/<cluster id>`): the newest full backup at or
-/// before the point, and the segments from it up to the point, without a gap.
+/// before the point, and the segments that continue it up to the point,
+/// without a gap. With `--revision R` the newest full backup at a revision
+/// at or below R is taken (after a datastore was restored from a snapshot,
+/// revision numbers repeat: the newest history wins).
 pub async fn plan_series_point(repo: &Repository, series: &str, point: Point) -> Result<(PointPlan, Manifest), PointError> {
     let bases = full_backups(repo, series).await?;
     let segments = repo.list_segments(Some(series)).await?;
-    let newest_base = bases.last().map(|b| b.0);
+    let none = || PointError::NoBackupBefore { series: series.into(), point: point.to_string() };
+    let chosen = match point {
+        Point::Revision(r) => bases.iter().rev().find(|b| b.0 <= r),
+        Point::Latest => bases.last(),
+        Point::Time(t) => bases.iter().rev().find(|b| b.1.finished_at <= t),
+    };
+    let (base_rev, base) = chosen.cloned().ok_or_else(none)?;
+    let usable = continuing_segments(&base, base_rev, &segments);
     let target = match point {
         Point::Revision(r) => r,
-        Point::Latest => segments.iter().map(|s| s.last).chain(newest_base).max().unwrap_or(0),
-        Point::Time(t) => segments
-            .iter()
-            .filter(|s| s.written <= t)
-            .map(|s| s.last)
-            .chain(bases.iter().filter(|b| b.1.finished_at <= t).map(|b| b.0))
-            .max()
-            .unwrap_or(0),
+        Point::Latest => usable.iter().map(|s| s.last).max().unwrap_or(base_rev),
+        Point::Time(t) => usable.iter().filter(|s| s.written <= t).map(|s| s.last).max().unwrap_or(base_rev),
     };
-    let Some((base_rev, base)) = bases.into_iter().rev().find(|b| b.0 <= target) else {
-        return Err(PointError::NoBackupBefore { series: series.into(), point: point.to_string() });
-    };
-    let chain = plan_chain(&segments, series, base_rev, target)?;
+    let chain = plan_chain(&usable, series, base_rev, target)?;
     Ok((
         PointPlan {
             series: series.into(),
@@ -291,20 +308,20 @@ pub async fn restorable_points(repo: &Repository) -> Result<Vec<SeriesPoints>, k
     for s in series {
         let bases = full_backups(repo, &s).await?;
         let segments = repo.list_segments(Some(&s)).await?;
-        let newest = segments.iter().map(|x| x.last).max();
         let mut windows: Vec<Window> = Vec::new();
         for (rev, m) in &bases {
-            let reach = match newest.filter(|n| n > rev) {
+            let usable = continuing_segments(m, *rev, &segments);
+            let reach = match usable.iter().map(|x| x.last).max() {
                 None => *rev,
-                Some(n) => match plan_chain(&segments, &s, *rev, n) {
+                Some(n) => match plan_chain(&usable, &s, *rev, n) {
                     Ok(_) => n,
                     Err(gap) => gap.from - 1,
                 },
             };
-            let to_time = segments.iter().filter(|x| x.last > *rev && x.first <= reach).map(|x| x.written).max().unwrap_or(m.finished_at).max(m.finished_at);
+            let to_time = usable.iter().filter(|x| x.first <= reach).map(|x| x.written).max().unwrap_or(m.finished_at).max(m.finished_at);
             match windows.last_mut() {
                 // A later base inside the previous stretch only extends it.
-                Some(w) if *rev <= w.to_revision => {
+                Some(w) if *rev >= w.from_revision && *rev <= w.to_revision => {
                     if reach > w.to_revision {
                         w.to_revision = reach;
                         w.to_time = to_time;
