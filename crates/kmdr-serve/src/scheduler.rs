@@ -424,16 +424,8 @@ async fn watch_target(source: &Source) -> Result<(ChangeSource, DeltaTarget), St
 
 /// The newest full backup of a series: its revision.
 async fn newest_base(repo: &Repository, series: &str) -> Result<Option<i64>, kmdr_repo::Error> {
-    let mut best: Option<(DateTime<Utc>, i64)> = None;
-    for id in repo.list_backups().await? {
-        let Ok(m) = repo.load_manifest(&id).await else { continue };
-        if m.series == series {
-            if let (Some(r), true) = (base_revision(&m), best.is_none_or(|b| m.started_at > b.0)) {
-                best = Some((m.started_at, r));
-            }
-        }
-    }
-    Ok(best.map(|b| b.1))
+    let bases = kmdr_sources::delta::load_bases(repo, &[]).await?;
+    Ok(bases.by_series.get(series).and_then(|l| l.last()).map(|b| b.0))
 }
 
 /// One unit's delta capture, resumed from the repository and restarted after errors.

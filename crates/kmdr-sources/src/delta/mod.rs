@@ -143,24 +143,57 @@ pub fn base_revision(m: &kmdr_core::Manifest) -> Option<i64> {
     }
 }
 
+/// The full backups a delta chain can start from (those whose source has a
+/// revision), by series, each series oldest first by start time; backups in
+/// `skip` left out. Each manifest is read once. Manifests that cannot be
+/// read are returned apart: a restore can do without them, retention must not.
+pub struct Bases {
+    pub by_series: std::collections::BTreeMap<String, Vec<(i64, kmdr_core::Manifest)>>,
+    pub unreadable: Vec<kmdr_core::BackupId>,
+}
+
+/// Read every manifest once into [`Bases`].
+pub async fn load_bases(repo: &kmdr_repo::Repository, skip: &[kmdr_core::BackupId]) -> Result<Bases, kmdr_repo::Error> {
+    let mut bases = Bases { by_series: Default::default(), unreadable: Vec::new() };
+    for id in repo.list_backups().await?.into_iter().filter(|id| !skip.contains(id)) {
+        let m = match repo.load_manifest(&id).await {
+            Ok(m) => m,
+            Err(kmdr_repo::Error::Damaged { object, reason }) => {
+                tracing::warn!("ignoring damaged manifest {object}: {reason}");
+                bases.unreadable.push(id);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(rev) = base_revision(&m) {
+            bases.by_series.entry(m.series.clone()).or_default().push((rev, m));
+        }
+    }
+    for list in bases.by_series.values_mut() {
+        list.sort_by_key(|(rev, m)| (m.started_at, *rev));
+    }
+    Ok(bases)
+}
+
 /// Segments no full backup can use any more once the backups `forgotten`
 /// are gone: every change they hold is at or before the oldest full backup
 /// left in their series (or their series has no full backup left). Applied
 /// after `forget` (with nothing in `forgotten`: they are gone already).
+/// Refuses when a manifest cannot be read: it may be the base that needs them.
 pub async fn unusable_segments(repo: &kmdr_repo::Repository, forgotten: &[kmdr_core::BackupId]) -> Result<Vec<kmdr_repo::SegmentName>, kmdr_repo::Error> {
     let segments = repo.list_segments(None).await?;
     if segments.is_empty() {
         return Ok(Vec::new());
     }
-    let mut oldest: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
-    for id in repo.list_backups().await?.into_iter().filter(|id| !forgotten.contains(id)) {
-        let m = repo.load_manifest(&id).await?;
-        if let Some(r) = base_revision(&m) {
-            let e = oldest.entry(m.series.clone()).or_insert(r);
-            *e = (*e).min(r);
-        }
+    let bases = load_bases(repo, forgotten).await?;
+    if let Some(id) = bases.unreadable.first() {
+        return Err(kmdr_repo::Error::Damaged {
+            object: id.to_string(),
+            reason: "its manifest cannot be read, so the delta segments it may need are kept; run `kmdr verify` and forget it".into(),
+        });
     }
-    Ok(segments.into_iter().filter(|s| oldest.get(&s.series).is_none_or(|base| s.last <= *base)).collect())
+    let oldest = |series: &str| bases.by_series.get(series).and_then(|l| l.iter().map(|b| b.0).min());
+    Ok(segments.into_iter().filter(|s| oldest(&s.series).is_none_or(|base| s.last <= base)).collect())
 }
 
 #[cfg(test)]

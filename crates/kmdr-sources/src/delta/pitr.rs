@@ -74,18 +74,7 @@ pub enum PointError {
 /// The full backups of a series that a chain can start from:
 /// (revision, manifest), oldest first by start time.
 async fn full_backups(repo: &Repository, series: &str) -> Result<Vec<(i64, Manifest)>, kmdr_repo::Error> {
-    let mut out = Vec::new();
-    for id in repo.list_backups().await? {
-        let m = repo.load_manifest(&id).await?;
-        if m.series != series {
-            continue;
-        }
-        if let Some(rev) = super::base_revision(&m) {
-            out.push((rev, m));
-        }
-    }
-    out.sort_by_key(|(rev, m)| (m.started_at, *rev));
-    Ok(out)
+    Ok(super::load_bases(repo, &[]).await?.by_series.remove(series).unwrap_or_default())
 }
 
 /// How much earlier than a full backup's start a segment continuing it may
@@ -296,17 +285,8 @@ pub struct SeriesPoints {
 /// Every series with full backups that have a revision: what its full
 /// backups and delta segments let a point-in-time restore reach.
 pub async fn restorable_points(repo: &Repository) -> Result<Vec<SeriesPoints>, kmdr_repo::Error> {
-    let mut series: Vec<String> = Vec::new();
-    for id in repo.list_backups().await? {
-        let m = repo.load_manifest(&id).await?;
-        if super::base_revision(&m).is_some() && !series.contains(&m.series) {
-            series.push(m.series.clone());
-        }
-    }
-    series.sort();
     let mut out = Vec::new();
-    for s in series {
-        let bases = full_backups(repo, &s).await?;
+    for (s, bases) in super::load_bases(repo, &[]).await?.by_series {
         let segments = repo.list_segments(Some(&s)).await?;
         let mut windows: Vec<Window> = Vec::new();
         for (rev, m) in &bases {

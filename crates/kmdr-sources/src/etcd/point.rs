@@ -21,7 +21,7 @@
 //! not expire by themselves once restored.
 
 use super::connection::describe;
-use super::restorer::RestoreTool;
+use super::restorer::{last_lines, local, RestoreTool};
 use super::snapshotter::snapshot_into;
 use super::EtcdError;
 use crate::delta::pitr::{replay_events, PointPlan};
@@ -102,9 +102,7 @@ struct Scratch {
 impl Scratch {
     /// The last lines etcd logged, for an error message.
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().rev().take(3).collect();
-        lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        last_lines(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 }
 
@@ -118,10 +116,6 @@ fn scratch_error(detail: String) -> EtcdError {
 
 /// Restore `snapshot` into `work/data` as a single scratch member and start it.
 async fn start_scratch(tool: &RestoreTool, server: &EtcdServer, snapshot: &Path, work: &Path) -> Result<Scratch, EtcdError> {
-    let local = |what: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| EtcdError::Local { what, path, source }
-    };
     let data = work.join("data");
     let (client_port, peer_port) = (free_port().map_err(local("cannot pick a port", work))?, free_port().map_err(local("cannot pick a port", work))?);
     let peer = format!("http://127.0.0.1:{peer_port}");
@@ -250,12 +244,12 @@ pub async fn build_point_snapshot(
         })
         .await?;
         let tmp = out.with_extension("kmdr-partial");
-        let mut f = tokio::fs::File::create(&tmp).await.map_err(|source| EtcdError::Local { what: "cannot create", path: tmp.clone(), source })?;
+        let mut f = tokio::fs::File::create(&tmp).await.map_err(local("cannot create", &tmp))?;
         let written = async {
             outcome.sha256 = snapshot_into(&mut client, &url, &mut f).await?;
-            f.sync_all().await.map_err(|source| EtcdError::Local { what: "cannot sync", path: tmp.clone(), source })?;
+            f.sync_all().await.map_err(local("cannot sync", &tmp))?;
             outcome.bytes = f.metadata().await.map(|m| m.len()).unwrap_or_default();
-            tokio::fs::rename(&tmp, out).await.map_err(|source| EtcdError::Local { what: "cannot rename into place", path: out.to_path_buf(), source })
+            tokio::fs::rename(&tmp, out).await.map_err(local("cannot rename into place", out))
         }
         .await;
         if written.is_err() {

@@ -126,7 +126,7 @@ impl PointRestore {
     }
 }
 
-fn local(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EtcdError + use<> {
+pub(crate) fn local(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EtcdError + use<> {
     let path = path.to_path_buf();
     move |source| EtcdError::Local { what, path, source }
 }
@@ -259,6 +259,12 @@ pub struct RestoreOutcome {
     pub replayed: Option<PointOutcome>,
 }
 
+/// The last three lines of a tool's output, joined, for a one-line error.
+pub(crate) fn last_lines(text: &str) -> String {
+    let tail: Vec<&str> = text.lines().rev().take(3).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
 /// Run the restore tool with `args`; a failure carries the last lines it printed.
 pub(crate) async fn run_tool(tool: &RestoreTool, args: &[String]) -> Result<(), EtcdError> {
     let out = tokio::process::Command::new(&tool.program)
@@ -269,13 +275,7 @@ pub(crate) async fn run_tool(tool: &RestoreTool, args: &[String]) -> Result<(), 
         .await
         .map_err(local("cannot run", &tool.program))?;
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
-        return Err(EtcdError::ToolFailed {
-            tool: tool.flavor.clone(),
-            status: out.status.to_string(),
-            stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
-        });
+        return Err(EtcdError::ToolFailed { tool: tool.flavor.clone(), status: out.status.to_string(), stderr: last_lines(&String::from_utf8_lossy(&out.stderr)) });
     }
     Ok(())
 }

@@ -234,8 +234,8 @@ impl KubeClient {
     pub async fn create_if_absent(&self, kind: &ResourceKind, object: &Value) -> Result<bool, KubeError> {
         let (ns, name) = meta_name(object);
         let what = object_name(kind, &ns, &name);
-        let obj: DynamicObject = serde_json::from_value(object.clone()).map_err(|e| KubeError::Api { url: self.url.clone(), op: format!("creating {what}"), detail: e.to_string() })?;
-        match self.logged(self.dynamic(kind, Some(&ns)).create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &obj)).await {
+        let obj = self.typed(object, "creating", &what)?;
+        match self.logged(self.dynamic(kind, Some(&ns)).create(&write_params(), &obj)).await {
             Ok(_) => Ok(true),
             Err(::kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(self.classify(e, &format!("creating {what}"), &what)),
@@ -247,8 +247,8 @@ impl KubeClient {
     pub async fn replace_object(&self, kind: &ResourceKind, object: &Value) -> Result<Option<Value>, KubeError> {
         let (ns, name) = meta_name(object);
         let what = object_name(kind, &ns, &name);
-        let obj: DynamicObject = serde_json::from_value(object.clone()).map_err(|e| KubeError::Api { url: self.url.clone(), op: format!("replacing {what}"), detail: e.to_string() })?;
-        match self.logged(self.dynamic(kind, Some(&ns)).replace(&name, &PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &obj)).await {
+        let obj = self.typed(object, "replacing", &what)?;
+        match self.logged(self.dynamic(kind, Some(&ns)).replace(&name, &write_params(), &obj)).await {
             Ok(o) => Ok(Some(serde_json::to_value(o).expect("objects serialize"))),
             Err(::kube::Error::Api(s)) if s.code == 409 => Ok(None),
             Err(e) => Err(self.classify(e, &format!("replacing {what}"), &what)),
@@ -260,13 +260,17 @@ impl KubeClient {
     pub async fn create_object(&self, kind: &ResourceKind, namespace: Option<&str>, object: &Value) -> Result<Value, KubeError> {
         let name = object["metadata"]["name"].as_str().unwrap_or("?");
         let what = object_name(kind, namespace.unwrap_or(""), name);
-        let obj: DynamicObject = serde_json::from_value(object.clone())
-            .map_err(|e| KubeError::Api { url: self.url.clone(), op: format!("creating {what}"), detail: e.to_string() })?;
+        let obj = self.typed(object, "creating", &what)?;
         let created = self
-            .logged(self.dynamic(kind, namespace).create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &obj))
+            .logged(self.dynamic(kind, namespace).create(&write_params(), &obj))
             .await
             .map_err(|e| self.classify(e, &format!("creating {what}"), &format!("namespace {}", namespace.unwrap_or("-"))))?;
         Ok(serde_json::to_value(created).expect("objects serialize"))
+    }
+
+    /// A JSON manifest as the dynamic object kube-rs sends; `op` and `what` name it in the error.
+    fn typed(&self, object: &Value, op: &str, what: &str) -> Result<DynamicObject, KubeError> {
+        serde_json::from_value(object.clone()).map_err(|e| KubeError::Api { url: self.url.clone(), op: format!("{op} {what}"), detail: e.to_string() })
     }
 
     /// Run a request, without kube-rs's own logging unless `log_requests`.
@@ -297,6 +301,11 @@ impl KubeClient {
             other => KubeError::Api { url, op: op.to_string(), detail: error_chain(&other) },
         }
     }
+}
+
+/// POST/PUT parameters of every write kmdr sends: its field manager.
+fn write_params() -> PostParams {
+    PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
 }
 
 /// `metadata.namespace` (empty when cluster-scoped) and `metadata.name`.
