@@ -24,7 +24,9 @@ pub struct BackupId {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdError {
     /// The string does not have the `<time>-<kind>-<hex>` shape.
-    #[error("`{0}` is not a backup id (expected <YYYYMMDDTHHMMSS.mmmZ>-<kind>-<hex>, e.g. 20261127T024037.512Z-etcd-3f9a1c)")]
+    #[error(
+        "`{0}` is not a backup id (expected <YYYYMMDDTHHMMSS.mmmZ>-<kind>-<hex>, e.g. 20261127T024037.512Z-etcd-3f9a1c)"
+    )]
     Malformed(String),
 }
 
@@ -36,10 +38,8 @@ impl BackupId {
     }
 
     fn from_parts(time: DateTime<Utc>, kind: &str, nonce: &str) -> Self {
-        let time = Utc
-            .timestamp_millis_opt(time.timestamp_millis())
-            .single()
-            .expect("whole milliseconds are always valid");
+        let time =
+            Utc.timestamp_millis_opt(time.timestamp_millis()).single().expect("whole milliseconds are always valid");
         BackupId { time, kind: kind.to_string(), nonce: nonce.to_string() }
     }
 
@@ -67,8 +67,8 @@ impl FromStr for BackupId {
         let (time, rest) = s.split_once('-').ok_or_else(bad)?;
         let (kind, nonce) = rest.rsplit_once('-').ok_or_else(bad)?;
         let time = NaiveDateTime::parse_from_str(time, ID_TIME_FORMAT).map_err(|_| bad())?;
-        let kind_ok = !kind.is_empty()
-            && kind.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        let kind_ok =
+            !kind.is_empty() && kind.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         let nonce_ok = !nonce.is_empty() && nonce.chars().all(|c| c.is_ascii_hexdigit());
         if !kind_ok || !nonce_ok {
             return Err(bad());

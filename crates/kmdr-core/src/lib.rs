@@ -8,8 +8,8 @@ pub mod retention;
 
 pub use id::{BackupId, IdError};
 pub use manifest::{
-    KamajiDataStoreInfo, KamajiTenantInfo, KamajiTenantsInfo,
-    ChunkRef, EtcdSnapshotInfo, HelmReleaseInfo, TenantDataInfo, FileEntry, Layer, Manifest, SourceInfo, BackupStats, MANIFEST_FORMAT, VolumeBackupInfo, VolumeItem,
+    BackupStats, ChunkRef, EtcdSnapshotInfo, FileEntry, HelmReleaseInfo, KamajiDataStoreInfo, KamajiTenantInfo,
+    KamajiTenantsInfo, Layer, MANIFEST_FORMAT, Manifest, SourceInfo, TenantDataInfo, VolumeBackupInfo, VolumeItem,
 };
 pub use retention::{KeepPolicy, RetentionDecision};
 
@@ -22,11 +22,7 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
 /// Render a duration for humans (`1m 05s`, `2h 10m`, `850ms`).

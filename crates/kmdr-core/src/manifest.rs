@@ -395,17 +395,22 @@ impl Manifest {
     /// A one-line description of the source for listings.
     pub fn source_summary(&self) -> String {
         match &self.source {
-            SourceInfo::EtcdSnapshot(e) => format!(
-                "etcd {} rev {} keys {} ({})",
-                e.etcd_version, e.revision, e.key_count, e.endpoint
-            ),
-            SourceInfo::TenantData(t) => format!(
-                "tenant {} {} keys {} rev {} ({})",
-                t.schema, t.driver, t.key_count, t.revision, t.datastore
-            ),
+            SourceInfo::EtcdSnapshot(e) => {
+                format!("etcd {} rev {} keys {} ({})", e.etcd_version, e.revision, e.key_count, e.endpoint)
+            }
+            SourceInfo::TenantData(t) => {
+                format!("tenant {} {} keys {} rev {} ({})", t.schema, t.driver, t.key_count, t.revision, t.datastore)
+            }
             SourceInfo::HelmRelease(h) => format!(
                 "helm release {}/{} chart {}-{} rev {} {} ({} secrets) ({})",
-                h.namespace, h.release, h.chart, h.chart_version, h.revision, h.status, h.secrets.len(), h.cluster
+                h.namespace,
+                h.release,
+                h.chart,
+                h.chart_version,
+                h.revision,
+                h.status,
+                h.secrets.len(),
+                h.cluster
             ),
             SourceInfo::KamajiTenants(k) => format!(
                 "kamaji tenants {} ({} keys) ({})",
@@ -415,13 +420,14 @@ impl Manifest {
             ),
             SourceInfo::VolumeBackup(v) => format!(
                 "volumes {} {} {} item(s) {} by {} ({})",
-                v.entry, v.provider, v.items.len(), v.phase, v.taken_by, v.cluster
+                v.entry,
+                v.provider,
+                v.items.len(),
+                v.phase,
+                v.taken_by,
+                v.cluster
             ),
-            SourceInfo::Other(v) => v
-                .get("type")
-                .and_then(|t| t.as_str())
-                .unwrap_or("unknown source")
-                .to_string(),
+            SourceInfo::Other(v) => v.get("type").and_then(|t| t.as_str()).unwrap_or("unknown source").to_string(),
         }
     }
 }

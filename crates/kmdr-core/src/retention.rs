@@ -40,9 +40,7 @@ impl KeepPolicy {
         type Bucket = fn(&DateTime<Utc>) -> i64;
         let rules: [(&'static str, u32, Bucket); 5] = [
             ("last", self.last, |_| -1),
-            ("hourly", self.hourly, |t| {
-                (t.year() as i64 * 10_000 + t.ordinal() as i64) * 100 + t.hour() as i64
-            }),
+            ("hourly", self.hourly, |t| (t.year() as i64 * 10_000 + t.ordinal() as i64) * 100 + t.hour() as i64),
             ("daily", self.daily, |t| t.year() as i64 * 1000 + t.ordinal() as i64),
             ("weekly", self.weekly, |t| {
                 let w = t.iso_week();

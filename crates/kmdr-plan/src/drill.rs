@@ -18,9 +18,9 @@
 //! 6. A layer passes when it recovered, nothing is missing, extra or changed,
 //!    and both measures are within target.
 
-use crate::plan::{LayerSource, Phase, Plan, TenantSelector};
-use crate::report::{DrillReport, LayerReport, StepRecord, UnitReport, Verdict, REPORT_FORMAT};
 use crate::exec::{self, Choice};
+use crate::plan::{LayerSource, Phase, Plan, TenantSelector};
+use crate::report::{DrillReport, LayerReport, REPORT_FORMAT, StepRecord, UnitReport, Verdict};
 use crate::steps::{self, connect_datastore, etcd_connection};
 use chrono::{DateTime, Utc};
 use kmdr_core::Layer;
@@ -64,9 +64,25 @@ struct Timeline {
 
 impl Timeline {
     /// Record a step that ran elsewhere.
-    fn record(&mut self, layer: Layer, kind: &str, name: &str, started_at: DateTime<Utc>, finished_at: DateTime<Utc>, error: Option<&str>) {
+    fn record(
+        &mut self,
+        layer: Layer,
+        kind: &str,
+        name: &str,
+        started_at: DateTime<Utc>,
+        finished_at: DateTime<Utc>,
+        error: Option<&str>,
+    ) {
         let detail = error.unwrap_or_default().to_string();
-        self.steps.push(StepRecord { layer, kind: kind.into(), name: name.into(), started_at, finished_at, ok: error.is_none(), detail });
+        self.steps.push(StepRecord {
+            layer,
+            kind: kind.into(),
+            name: name.into(),
+            started_at,
+            finished_at,
+            ok: error.is_none(),
+            detail,
+        });
     }
 
     /// Time `f` as a step of the drill.
@@ -86,7 +102,15 @@ impl Timeline {
             Ok(_) => (true, String::new()),
             Err(e) => (false, e.to_string()),
         };
-        self.steps.push(StepRecord { layer, kind: kind.into(), name: name.into(), started_at, finished_at, ok, detail: detail.clone() });
+        self.steps.push(StepRecord {
+            layer,
+            kind: kind.into(),
+            name: name.into(),
+            started_at,
+            finished_at,
+            ok,
+            detail: detail.clone(),
+        });
         r.map_err(|_| detail)
     }
 }
@@ -107,7 +131,9 @@ fn preflight(plan: &Plan) -> Result<(), DrillError> {
                     l.pos.line
                 )));
             }
-            if plan.steps(l.layer, Phase::Failure).next().is_none() || plan.steps(l.layer, Phase::AfterRestore).next().is_none() {
+            if plan.steps(l.layer, Phase::Failure).next().is_none()
+                || plan.steps(l.layer, Phase::AfterRestore).next().is_none()
+            {
                 return Err(DrillError::NotDrillable(format!(
                     "layer under-cluster needs `run:` steps with phase failure (stop etcd and lose its data dir) and after-restore (start etcd again): kmdr does not run etcd itself (plan line {})",
                     l.pos.line
@@ -146,7 +172,14 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
             LayerSource::Etcd(e) => {
                 let conn = etcd_connection(e);
                 match t.step(spec.layer, "inventory", "etcd", notify, inventory::etcd_digests(&conn)).await {
-                    Ok(before) => run.units.push(Unit { name: "etcd".into(), datastore: None, schema: String::new(), before, after: None, backup: None }),
+                    Ok(before) => run.units.push(Unit {
+                        name: "etcd".into(),
+                        datastore: None,
+                        schema: String::new(),
+                        before,
+                        after: None,
+                        backup: None,
+                    }),
                     Err(e) => run.problems.push(format!("cannot read the under-cluster etcd: {e}")),
                 }
             }
@@ -170,8 +203,18 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
                     };
                     for schema in schemas {
                         let name = format!("{}/{schema}", d.name);
-                        match t.step(spec.layer, "inventory", &name, notify, inventory::tenant_digests(&store, &schema)).await {
-                            Ok(before) => run.units.push(Unit { name, datastore: Some(di), schema, before, after: None, backup: None }),
+                        match t
+                            .step(spec.layer, "inventory", &name, notify, inventory::tenant_digests(&store, &schema))
+                            .await
+                        {
+                            Ok(before) => run.units.push(Unit {
+                                name,
+                                datastore: Some(di),
+                                schema,
+                                before,
+                                after: None,
+                                backup: None,
+                            }),
                             Err(e) => run.problems.push(format!("cannot read tenant {name}: {e}")),
                         }
                     }
@@ -244,7 +287,8 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
                 ok = false;
             }
         }
-        let ours: BTreeMap<String, String> = run.units.iter().filter_map(|u| u.backup.as_ref().map(|(id, _)| (u.name.clone(), id.clone()))).collect();
+        let ours: BTreeMap<String, String> =
+            run.units.iter().filter_map(|u| u.backup.as_ref().map(|(id, _)| (u.name.clone(), id.clone()))).collect();
         match exec::restore_units(repo, spec, Choice::Exact(&ours), true, false, notify).await {
             Ok(outcomes) => {
                 for o in outcomes {
@@ -346,7 +390,11 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
                 u.diff.missing,
                 u.diff.extra,
                 u.diff.changed,
-                if u.backup.is_none() { "; the plan does not back this tenant up: add it to the datastore's `tenants:`" } else { "" }
+                if u.backup.is_none() {
+                    "; the plan does not back this tenant up: add it to the datastore's `tenants:`"
+                } else {
+                    ""
+                }
             ));
         }
         if let Some(r) = rto_s.filter(|r| *r > spec.rto.as_secs_f64()) {
@@ -397,7 +445,10 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
 }
 
 /// etcd's health gate: a status answer, retried until the layer's RTO target.
-async fn wait_for_etcd(conn: &kmdr_sources::etcd::EtcdConnection, within: std::time::Duration) -> Result<KeyDigests, String> {
+async fn wait_for_etcd(
+    conn: &kmdr_sources::etcd::EtcdConnection,
+    within: std::time::Duration,
+) -> Result<KeyDigests, String> {
     let deadline = std::time::Instant::now() + within;
     loop {
         match inventory::etcd_digests(conn).await {

@@ -5,14 +5,14 @@
 //! `etcd`), or one tenant of one datastore (`<datastore>/<schema>`).
 
 use crate::plan::{DatastoreSpec, HelmSource, LayerSource, LayerSpec, Phase, Plan, TenantSelector, VolumeSpec};
-pub use kmdr_sources::volumes::FailureClass;
-use kmdr_sources::volumes::{self, VolumeError};
 use crate::steps::{self, connect_datastore, etcd_connection};
 use kmdr_core::{Manifest, SourceInfo};
 use kmdr_repo::Repository;
 use kmdr_sources::etcd::restorer::{self, EtcdRestoreOptions};
-use kmdr_sources::etcd::{snapshotter, SnapshotOptions};
+use kmdr_sources::etcd::{SnapshotOptions, snapshotter};
 use kmdr_sources::tenant::{self, DatastoreUrl, TenantBackupOptions, TenantStore};
+pub use kmdr_sources::volumes::FailureClass;
+use kmdr_sources::volumes::{self, VolumeError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -84,7 +84,17 @@ pub async fn backup_layer(
             failure: None,
             objects: Vec::new(),
         },
-        Err(e) => UnitOutcome { unit, backup: None, error: Some(e), keys: None, started_at: None, failure: None, objects: Vec::new(), began, finished: chrono::Utc::now() },
+        Err(e) => UnitOutcome {
+            unit,
+            backup: None,
+            error: Some(e),
+            keys: None,
+            started_at: None,
+            failure: None,
+            objects: Vec::new(),
+            began,
+            finished: chrono::Utc::now(),
+        },
     };
     match &spec.source {
         LayerSource::Targets => {}
@@ -116,7 +126,11 @@ pub async fn backup_layer(
         LayerSource::Etcd(e) => {
             notify(&format!("{}: backup etcd", spec.layer));
             let opts = SnapshotOptions { connection: etcd_connection(e), tags: tags.clone() };
-            out.push(done("etcd".into(), began, snapshotter::backup_snapshot(repo, &opts, None).await.map_err(|e| e.to_string())));
+            out.push(done(
+                "etcd".into(),
+                began,
+                snapshotter::backup_snapshot(repo, &opts, None).await.map_err(|e| e.to_string()),
+            ));
         }
         LayerSource::Tenants(datastores) => {
             for d in datastores {
@@ -232,7 +246,10 @@ pub async fn restore_units(
     };
     let mut out = Vec::new();
     let mut began = chrono::Utc::now();
-    let outcome = |unit: &str, id: Option<&str>, began: chrono::DateTime<chrono::Utc>, r: Result<Option<u64>, String>| UnitOutcome {
+    let outcome = |unit: &str,
+                   id: Option<&str>,
+                   began: chrono::DateTime<chrono::Utc>,
+                   r: Result<Option<u64>, String>| UnitOutcome {
         unit: unit.into(),
         backup: id.map(Into::into),
         keys: r.as_ref().ok().copied().flatten(),
@@ -251,14 +268,22 @@ pub async fn restore_units(
                 let unit = v.unit();
                 began = chrono::Utc::now();
                 let Some(id) = chosen.get(&unit) else {
-                    let mut o = outcome(&unit, None, began, Err(format!("no volume backup of entry {unit} in the repository: run `kmdr backup --plan FILE --layer persistent-data` first")));
+                    let mut o = outcome(
+                        &unit,
+                        None,
+                        began,
+                        Err(format!(
+                            "no volume backup of entry {unit} in the repository: run `kmdr backup --plan FILE --layer persistent-data` first"
+                        )),
+                    );
                     o.failure = Some(FailureClass::NotFound);
                     out.push(o);
                     continue;
                 };
                 notify(&format!("{}: restore {unit} from {id}{}", spec.layer, if dry_run { " (dry run)" } else { "" }));
                 let r = restore_volume(repo, v, id, dry_run).await;
-                let mut o = outcome(&unit, Some(id), began, r.as_ref().map(|(n, _)| Some(*n)).map_err(|e| e.to_string()));
+                let mut o =
+                    outcome(&unit, Some(id), began, r.as_ref().map(|(n, _)| Some(*n)).map_err(|e| e.to_string()));
                 o.failure = r.as_ref().err().map(VolumeError::class);
                 o.objects = r.map(|(_, lines)| lines).unwrap_or_default();
                 out.push(o);
@@ -266,7 +291,12 @@ pub async fn restore_units(
         }
         LayerSource::Etcd(e) => {
             let Some(id) = chosen.get("etcd") else {
-                out.push(outcome("etcd", None, began, Err("no etcd backup in the repository: run `kmdr backup --plan` first".into())));
+                out.push(outcome(
+                    "etcd",
+                    None,
+                    began,
+                    Err("no etcd backup in the repository: run `kmdr backup --plan` first".into()),
+                ));
                 return Ok(out);
             };
             let Some(member) = &e.restore else {
@@ -323,7 +353,12 @@ pub async fn restore_units(
 /// Restore one volumes entry from the record `id`: plan it (reading the
 /// cluster only), then, unless `dry_run`, carry it out. Returns the volumes
 /// or tool restores completed (planned, on a dry run) and one line per object.
-async fn restore_volume(repo: &Repository, v: &VolumeSpec, id: &str, dry_run: bool) -> Result<(u64, Vec<String>), VolumeError> {
+async fn restore_volume(
+    repo: &Repository,
+    v: &VolumeSpec,
+    id: &str,
+    dry_run: bool,
+) -> Result<(u64, Vec<String>), VolumeError> {
     let m = repo.load_manifest(&repo.resolve(id, Some(volumes::KIND)).await?).await?;
     let record = volumes::record(&m, &v.entry.name)?;
     let kube = kmdr_sources::kube::KubeClient::connect(&volume_target(v)).await?;
@@ -331,10 +366,25 @@ async fn restore_volume(repo: &Repository, v: &VolumeSpec, id: &str, dry_run: bo
     let lines: Vec<String> = plan
         .objects
         .iter()
-        .map(|o| format!("{} {} {}{}: {}", o.action, o.kind, o.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(), o.name, o.note))
+        .map(|o| {
+            format!(
+                "{} {} {}{}: {}",
+                o.action,
+                o.kind,
+                o.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(),
+                o.name,
+                o.note
+            )
+        })
         .collect();
     if dry_run {
-        let n = plan.objects.iter().filter(|o| o.action == "create" && matches!(o.kind.as_str(), "PersistentVolumeClaim" | "Restore" | "RestoreAction")).count();
+        let n = plan
+            .objects
+            .iter()
+            .filter(|o| {
+                o.action == "create" && matches!(o.kind.as_str(), "PersistentVolumeClaim" | "Restore" | "RestoreAction")
+            })
+            .count();
         return Ok((n as u64, lines));
     }
     let done = volumes::restore(&kube, &v.entry, &plan).await?;
@@ -343,7 +393,11 @@ async fn restore_volume(repo: &Repository, v: &VolumeSpec, id: &str, dry_run: bo
 
 /// How to reach a volumes entry's cluster.
 pub fn volume_target(v: &VolumeSpec) -> kmdr_sources::kube::KubeTarget {
-    kmdr_sources::kube::KubeTarget { kubeconfig: v.kubeconfig.clone(), context: v.context.clone(), ..Default::default() }
+    kmdr_sources::kube::KubeTarget {
+        kubeconfig: v.kubeconfig.clone(),
+        context: v.context.clone(),
+        ..Default::default()
+    }
 }
 
 /// Run a layer's steps of one phase, in file order; health checks are
@@ -351,7 +405,11 @@ pub fn volume_target(v: &VolumeSpec) -> kmdr_sources::kube::KubeTarget {
 pub async fn run_phase(plan: &Plan, spec: &LayerSpec, phase: Phase, notify: Notify<'_>) -> Result<(), String> {
     for step in plan.steps(spec.layer, phase) {
         notify(&format!("{}: {} {}", spec.layer, phase_name(phase), step.name));
-        let r = if phase == Phase::HealthCheck { steps::run_until_healthy(step).await } else { steps::run_once(step).await };
+        let r = if phase == Phase::HealthCheck {
+            steps::run_until_healthy(step).await
+        } else {
+            steps::run_once(step).await
+        };
         r.map_err(|e| e.to_string())?;
     }
     Ok(())
@@ -368,11 +426,18 @@ pub fn phase_name(p: Phase) -> &'static str {
 
 /// How to reach the platform's cluster.
 pub fn kube_target(h: &HelmSource) -> kmdr_sources::kube::KubeTarget {
-    kmdr_sources::kube::KubeTarget { kubeconfig: h.kubeconfig.clone(), context: h.context.clone(), ..Default::default() }
+    kmdr_sources::kube::KubeTarget {
+        kubeconfig: h.kubeconfig.clone(),
+        context: h.context.clone(),
+        ..Default::default()
+    }
 }
 
 /// The backup options of a plan's `helm:` source.
-pub fn platform_options(h: &HelmSource, tags: &BTreeMap<String, String>) -> Result<kmdr_sources::platform::PlatformBackupOptions, kmdr_sources::platform::PlatformError> {
+pub fn platform_options(
+    h: &HelmSource,
+    tags: &BTreeMap<String, String>,
+) -> Result<kmdr_sources::platform::PlatformBackupOptions, kmdr_sources::platform::PlatformError> {
     Ok(kmdr_sources::platform::PlatformBackupOptions {
         release: h.release.clone(),
         namespace: h.namespace.clone(),

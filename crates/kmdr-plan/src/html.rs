@@ -10,7 +10,7 @@
 
 use crate::report::{DrillReport, LayerReport, StepRecord, UnitReport, Verdict};
 use chrono::{DateTime, Utc};
-use kmdr_core::{human_duration, Layer};
+use kmdr_core::{Layer, human_duration};
 use std::fmt::{self, Display, Write};
 use std::time::Duration;
 
@@ -159,15 +159,27 @@ fn layers_table(h: &mut String, r: &DrillReport) {
     );
     for l in &r.layers {
         let v = verdict_class(l.verdict);
-        let _ = write!(h, "<tr class=\"{v}\"><th scope=\"row\">{}</th><td><span class=\"pill {v}\">{}</span></td>", E(l.layer.as_str()), verdict_word(l.verdict));
+        let _ = write!(
+            h,
+            "<tr class=\"{v}\"><th scope=\"row\">{}</th><td><span class=\"pill {v}\">{}</span></td>",
+            E(l.layer.as_str()),
+            verdict_word(l.verdict)
+        );
         measure_cells(h, l.rto_s, l.rto_target_s);
         measure_cells(h, l.rpo_s, l.rpo_target_s);
         let (mi, ex, ch) = diff_totals(l);
         if l.verdict == Verdict::Skipped {
-            let _ = writeln!(h, "<td class=\"num none\">—</td><td class=\"note\">{}</td></tr>", E(&l.problems.join("; ")));
+            let _ =
+                writeln!(h, "<td class=\"num none\">—</td><td class=\"note\">{}</td></tr>", E(&l.problems.join("; ")));
         } else {
             let nonzero = |n: u64| if n > 0 { " class=\"bad\"" } else { "" };
-            let _ = write!(h, "<td class=\"num\"><span{}>{mi}</span> / <span{}>{ex}</span> / <span{}>{ch}</span></td>", nonzero(mi), nonzero(ex), nonzero(ch));
+            let _ = write!(
+                h,
+                "<td class=\"num\"><span{}>{mi}</span> / <span{}>{ex}</span> / <span{}>{ch}</span></td>",
+                nonzero(mi),
+                nonzero(ex),
+                nonzero(ch)
+            );
             let note = match l.problems.len() {
                 0 => format!("{} unit(s), all identical after the recovery", l.units.len()),
                 1 => "1 problem, see below".into(),
@@ -197,8 +209,8 @@ fn kind_colour(kind: &str) -> &'static str {
 /// A "nice" tick step for an axis spanning `span` seconds: about 5 to 10 ticks.
 fn tick_step(span: f64) -> f64 {
     const STEPS: [f64; 28] = [
-        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0,
-        1800.0, 3600.0, 7200.0, 10800.0, 21600.0, 43200.0, 86400.0,
+        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0,
+        300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10800.0, 21600.0, 43200.0, 86400.0,
     ];
     STEPS.iter().copied().find(|s| span / s <= 10.0).unwrap_or(86400.0 * (span / 86400.0 / 10.0).ceil())
 }
@@ -209,7 +221,11 @@ fn tick_label(s: f64, step: f64) -> String {
         return "0s".into();
     }
     if step < 1.0 {
-        return if s < 1.0 { format!("{:.0}ms", s * 1000.0) } else { format!("{:.*}s", if step < 0.1 { 2 } else { 1 }, s) };
+        return if s < 1.0 {
+            format!("{:.0}ms", s * 1000.0)
+        } else {
+            format!("{:.*}s", if step < 0.1 { 2 } else { 1 }, s)
+        };
     }
     let s = s.round() as u64;
     let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
@@ -261,7 +277,12 @@ fn timeline(h: &mut String, r: &DrillReport) {
     h.push_str("<section id=\"timeline\">\n<h2>Timeline</h2>\n");
     // The axis: the drill from its start, extended to show the RTO targets
     // that end a little after it (those far beyond are drawn as arrows).
-    let drill_end = r.steps.iter().map(|s| offset(r.started_at, s.finished_at)).fold(offset(r.started_at, r.finished_at), f64::max).max(0.001);
+    let drill_end = r
+        .steps
+        .iter()
+        .map(|s| offset(r.started_at, s.finished_at))
+        .fold(offset(r.started_at, r.finished_at), f64::max)
+        .max(0.001);
     let fail_x = r.failure_at.map(|t| offset(r.started_at, t));
     let mut end = drill_end;
     if let Some(f) = fail_x {
@@ -277,7 +298,8 @@ fn timeline(h: &mut String, r: &DrillReport) {
     let x = |s: f64| LABEL_W + (s / end).clamp(0.0, 1.0) * plot_w;
 
     // Lanes: the report's layers in order, then any layer only a step names.
-    let mut lanes: Vec<Lane> = r.layers.iter().map(|l| Lane { layer: l.layer, report: Some(l), bars: Vec::new(), rows: 0 }).collect();
+    let mut lanes: Vec<Lane> =
+        r.layers.iter().map(|l| Lane { layer: l.layer, report: Some(l), bars: Vec::new(), rows: 0 }).collect();
     for s in &r.steps {
         if !lanes.iter().any(|l| l.layer == s.layer) {
             lanes.push(Lane { layer: s.layer, report: None, bars: Vec::new(), rows: 0 });
@@ -349,7 +371,13 @@ fn timeline(h: &mut String, r: &DrillReport) {
         let _ = writeln!(
             h,
             "<rect class=\"lane{}\" x=\"0\" y=\"{y:.1}\" width=\"{SVG_W}\" height=\"{lh:.1}\"/>\n<text class=\"lane-label\" x=\"10\" y=\"{:.1}\">{}</text>",
-            if skipped { " skipped" } else if i % 2 == 1 { " odd" } else { "" },
+            if skipped {
+                " skipped"
+            } else if i % 2 == 1 {
+                " odd"
+            } else {
+                ""
+            },
             y + lh / 2.0 - 2.0,
             E(lane.layer.as_str())
         );
@@ -371,15 +399,33 @@ fn timeline(h: &mut String, r: &DrillReport) {
         }
         if skipped {
             let reason = lane.report.map(|l| l.problems.join("; ")).unwrap_or_default();
-            let _ = writeln!(on_top, "<text class=\"skip-reason\" x=\"{:.1}\" y=\"{:.1}\">skipped: {}</text>", LABEL_W + 10.0, y + lh / 2.0 + 4.0, E(&reason));
+            let _ = writeln!(
+                on_top,
+                "<text class=\"skip-reason\" x=\"{:.1}\" y=\"{:.1}\">skipped: {}</text>",
+                LABEL_W + 10.0,
+                y + lh / 2.0 + 4.0,
+                E(&reason)
+            );
         }
         // The RTO target: a band from the failure to the target, so that the
         // healthy marker shows at a glance whether it came in time.
         if let (Some(f), Some(l)) = (fail_x, lane.report.filter(|_| !skipped)) {
             let target = f + l.rto_target_s as f64;
             let (bx0, bx1) = (x(f), x(target));
-            let title = format!("RTO target {} from the failure (T+{} to T+{})", dur(l.rto_target_s as f64), dur(f), dur(target));
-            let _ = writeln!(h, "<rect class=\"rto-band\" x=\"{bx0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{}</title></rect>", y + 2.0, (bx1 - bx0).max(1.0), lh - 4.0, E(&title));
+            let title = format!(
+                "RTO target {} from the failure (T+{} to T+{})",
+                dur(l.rto_target_s as f64),
+                dur(f),
+                dur(target)
+            );
+            let _ = writeln!(
+                h,
+                "<rect class=\"rto-band\" x=\"{bx0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{}</title></rect>",
+                y + 2.0,
+                (bx1 - bx0).max(1.0),
+                lh - 4.0,
+                E(&title)
+            );
             if target <= end {
                 let _ = writeln!(
                     h,
@@ -415,7 +461,14 @@ fn timeline(h: &mut String, r: &DrillReport) {
             let rows_h = lane.rows as f64 * BAR_H + (lane.rows as f64 - 1.0) * BAR_GAP;
             let by = y + LANE_TOP + (lh - LANE_TOP - LANE_BOTTOM - rows_h) / 2.0 + *row as f64 * (BAR_H + BAR_GAP);
             let took = offset(s.started_at, s.finished_at);
-            let mut title = format!("{} · {}: {}\nT+{}, took {}", s.layer, s.kind, s.name, dur(offset(r.started_at, s.started_at)), dur(took));
+            let mut title = format!(
+                "{} · {}: {}\nT+{}, took {}",
+                s.layer,
+                s.kind,
+                s.name,
+                dur(offset(r.started_at, s.started_at)),
+                dur(took)
+            );
             if !s.ok {
                 title.push_str("\nFAILED: ");
                 title.push_str(&s.detail);
@@ -436,7 +489,12 @@ fn timeline(h: &mut String, r: &DrillReport) {
         {
             let hx = x(f + rto);
             let over = rto > l.rto_target_s as f64;
-            let title = format!("healthy after {} (target {}){}", dur(rto), dur(l.rto_target_s as f64), if over { ": over the target" } else { "" });
+            let title = format!(
+                "healthy after {} (target {}){}",
+                dur(rto),
+                dur(l.rto_target_s as f64),
+                if over { ": over the target" } else { "" }
+            );
             let _ = writeln!(
                 h,
                 "<g class=\"healthy{}\"><line x1=\"{hx:.1}\" y1=\"{:.1}\" x2=\"{hx:.1}\" y2=\"{:.1}\"/><circle cx=\"{hx:.1}\" cy=\"{:.1}\" r=\"5\"/><title>{}</title></g>",
@@ -465,7 +523,8 @@ fn timeline(h: &mut String, r: &DrillReport) {
     h.push_str(&on_top);
     h.push_str("</svg>\n<ul class=\"legend\">");
     for (kind, colour, what) in KINDS {
-        let _ = write!(h, "<li><span class=\"sw\" style=\"background:{colour}\"></span>{kind} <small>{what}</small></li>");
+        let _ =
+            write!(h, "<li><span class=\"sw\" style=\"background:{colour}\"></span>{kind} <small>{what}</small></li>");
     }
     h.push_str(
         "<li><span class=\"sw failed\"></span>failed step <small>hover for the error</small></li>\
@@ -496,7 +555,13 @@ fn diffs(h: &mut String, r: &DrillReport) {
     let mut any = false;
     for l in r.layers.iter().filter(|l| !l.units.is_empty()) {
         let shown: Vec<&UnitReport> = l.units.iter().filter(|u| !u.diff.is_empty() || u.backup.is_none()).collect();
-        let _ = writeln!(h, "<h3>{} <span class=\"pill {}\">{}</span></h3>", E(l.layer.as_str()), verdict_class(l.verdict), verdict_word(l.verdict));
+        let _ = writeln!(
+            h,
+            "<h3>{} <span class=\"pill {}\">{}</span></h3>",
+            E(l.layer.as_str()),
+            verdict_class(l.verdict),
+            verdict_word(l.verdict)
+        );
         for u in &shown {
             any = true;
             let unbacked = u.backup.is_none();
@@ -545,7 +610,12 @@ fn problems(h: &mut String, r: &DrillReport) {
     }
     for l in with {
         let v = verdict_class(l.verdict);
-        let _ = write!(h, "<div class=\"problems {v}\"><h3>{} <span class=\"pill {v}\">{}</span></h3><ul>", E(l.layer.as_str()), verdict_word(l.verdict));
+        let _ = write!(
+            h,
+            "<div class=\"problems {v}\"><h3>{} <span class=\"pill {v}\">{}</span></h3><ul>",
+            E(l.layer.as_str()),
+            verdict_word(l.verdict)
+        );
         for p in &l.problems {
             let _ = write!(h, "<li>{}</li>", E(p));
         }

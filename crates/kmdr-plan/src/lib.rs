@@ -3,13 +3,13 @@
 //! runs the runbook's DR test and [`report`] says what it measured.
 
 pub mod drill;
-pub mod html;
 pub mod exec;
+pub mod html;
 pub mod parse;
 pub mod plan;
 pub mod report;
 pub mod review;
 pub mod steps;
 
-pub use parse::{parse_plan, Problem};
+pub use parse::{Problem, parse_plan};
 pub use plan::*;

@@ -9,12 +9,12 @@
 //! The schema is documented key by key in `docs/plan.md`.
 
 use crate::plan::{
-    DatastoreSpec, EtcdMember, EtcdSource, HelmSource, LayerSource, LayerSpec, Phase, Plan, Pos,
-    RepositorySpec, Reviewed, RunStep, TenantSelector, TlsSpec, VolumeSpec, default_targets,
+    DatastoreSpec, EtcdMember, EtcdSource, HelmSource, LayerSource, LayerSpec, Phase, Plan, Pos, RepositorySpec,
+    Reviewed, RunStep, TenantSelector, TlsSpec, VolumeSpec, default_targets,
 };
-use kmdr_sources::volumes::{self, ProviderSpec, VolumeEntry};
 use chrono::NaiveDate;
 use kmdr_core::Layer;
+use kmdr_sources::volumes::{self, ProviderSpec, VolumeEntry};
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, ScanError, YamlData};
 use std::collections::HashMap;
 use std::fmt;
@@ -39,10 +39,7 @@ impl fmt::Display for Problem {
 /// The problems as `FILE:LINE:COL: message` lines (each ending in a newline),
 /// the form editors and terminals turn into links.
 pub fn render(file: &Path, problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("{}:{p}\n", file.display()))
-        .collect()
+    problems.iter().map(|p| format!("{}:{p}\n", file.display())).collect()
 }
 
 /// Parse and check a plan; every problem found (in file order), or the plan.
@@ -52,14 +49,8 @@ pub fn parse_plan(file: &Path, text: &str) -> Result<Plan, Vec<Problem>> {
         Err(e) => return Err(vec![syntax_problem(&e)]),
     };
     // No document, an empty one (`---` alone) or a bare `null`: nothing to check.
-    let Some(root) = docs
-        .first()
-        .filter(|d| !is_null(d) && !matches!(d.data, YamlData::BadValue))
-    else {
-        return Err(vec![Problem {
-            pos: Pos { line: 1, column: 1 },
-            message: EMPTY_PLAN.into(),
-        }]);
+    let Some(root) = docs.first().filter(|d| !is_null(d) && !matches!(d.data, YamlData::BadValue)) else {
+        return Err(vec![Problem { pos: Pos { line: 1, column: 1 }, message: EMPTY_PLAN.into() }]);
     };
 
     let mut ck = Checker::default();
@@ -78,9 +69,7 @@ pub fn parse_plan(file: &Path, text: &str) -> Result<Plan, Vec<Problem>> {
                 // Every path that gives up records why; this would be a bug here.
                 problems.push(Problem {
                     pos: pos_of(root),
-                    message:
-                        "the plan could not be read (a kmdr bug: please report it with the file)"
-                            .into(),
+                    message: "the plan could not be read (a kmdr bug: please report it with the file)".into(),
                 });
             }
             // Stable: problems at one position keep the order they were found in.
@@ -95,15 +84,7 @@ const EMPTY_PLAN: &str = "the plan is empty: a plan needs at least `version: 1`,
      see examples/kmdr.yaml for a complete plan";
 
 /// The top-level keys.
-const TOP_KEYS: &[&str] = &[
-    "version",
-    "name",
-    "repository",
-    "layers",
-    "run",
-    "contacts",
-    "credentials",
-];
+const TOP_KEYS: &[&str] = &["version", "name", "repository", "layers", "run", "contacts", "credentials"];
 const REPOSITORY_KEYS: &[&str] = &["url", "keyFile", "s3Endpoint"];
 const PERSISTENT_KEYS: &[&str] = &["rto", "rpo", "volumes"];
 /// Keys every `volumes:` entry may have.
@@ -130,35 +111,14 @@ const HELM_KEYS: &[&str] = &["release", "namespace", "secrets", "kubeconfig", "c
 const UNDER_CLUSTER_KEYS: &[&str] = &["rto", "rpo", "etcd"];
 const TENANT_LAYER_KEYS: &[&str] = &["rto", "rpo", "datastores"];
 const ETCD_KEYS: &[&str] = &["endpoints", "cacert", "cert", "key", "restore"];
-const RESTORE_KEYS: &[&str] = &[
-    "dataDir",
-    "name",
-    "initialCluster",
-    "initialAdvertisePeerUrls",
-];
-const DATASTORE_KEYS: &[&str] = &[
-    "name",
-    "url",
-    "cacert",
-    "cert",
-    "key",
-    "passwordFile",
-    "tenants",
-];
+const RESTORE_KEYS: &[&str] = &["dataDir", "name", "initialCluster", "initialAdvertisePeerUrls"];
+const DATASTORE_KEYS: &[&str] = &["name", "url", "cacert", "cert", "key", "passwordFile", "tenants"];
 const RUN_KEYS: &[&str] = &["name", "layer", "phase", "command", "timeout"];
 const CONTACT_KEYS: &[&str] = &["name", "role", "reviewed", "reviewEvery"];
 const CREDENTIAL_KEYS: &[&str] = &["name", "location", "reviewed", "reviewEvery"];
 
 /// The URL schemes a tenant datastore may have.
-const DATASTORE_SCHEMES: &[&str] = &[
-    "etcd",
-    "etcds",
-    "postgres",
-    "postgresql",
-    "mysql",
-    "nats",
-    "tls",
-];
+const DATASTORE_SCHEMES: &[&str] = &["etcd", "etcds", "postgres", "postgresql", "mysql", "nats", "tls"];
 
 /// The phases of a `run:` step, as written.
 const PHASES: &[(&str, Phase)] = &[
@@ -173,18 +133,12 @@ type Node<'y> = MarkedYaml<'y>;
 /// A node's start as a 1-based line and column (saphyr's columns are 0-based).
 fn pos_of(node: &Node) -> Pos {
     let m = node.span.start;
-    Pos {
-        line: m.line(),
-        column: m.col() + 1,
-    }
+    Pos { line: m.line(), column: m.col() + 1 }
 }
 
 fn syntax_problem(e: &ScanError) -> Problem {
     let m = e.marker();
-    let pos = Pos {
-        line: m.line().max(1),
-        column: m.col() + 1,
-    };
+    let pos = Pos { line: m.line().max(1), column: m.col() + 1 };
     let message = if e.info().contains("duplicated key") {
         "this key appears twice in the same mapping: keep one of the two".to_string()
     } else {
@@ -212,9 +166,7 @@ fn describe(node: &Node) -> String {
         YamlData::Mapping(_) => "a mapping".into(),
         YamlData::Tagged(tag, _) => format!("a value tagged {tag}"),
         YamlData::Representation(s, ..) => format!("{s:?}"),
-        YamlData::Alias(_) | YamlData::BadValue => {
-            "a value that is not valid YAML for its tag".into()
-        }
+        YamlData::Alias(_) | YamlData::BadValue => "a value that is not valid YAML for its tag".into(),
     }
 }
 
@@ -248,10 +200,7 @@ struct Map<'n, 'y> {
 
 impl<'n, 'y> Map<'n, 'y> {
     fn get(&self, key: &str) -> Option<Val<'n, 'y>> {
-        self.entries
-            .iter()
-            .find(|(k, ..)| *k == key)
-            .map(|(.., v)| *v)
+        self.entries.iter().find(|(k, ..)| *k == key).map(|(.., v)| *v)
     }
 }
 
@@ -264,51 +213,30 @@ struct Checker {
 
 impl Checker {
     fn problem(&mut self, pos: Pos, message: impl Into<String>) {
-        self.problems.push(Problem {
-            pos,
-            message: message.into(),
-        });
+        self.problems.push(Problem { pos, message: message.into() });
     }
 
     // ---- the plan, part by part -------------------------------------------
 
     fn plan(&mut self, file: &Path, root: &Node) -> Option<Plan> {
-        let top = self.map(
-            Val {
-                node: root,
-                pos: pos_of(root),
-            },
-            "the plan",
-            TOP_KEYS,
-            "",
-        )?;
+        let top = self.map(Val { node: root, pos: pos_of(root) }, "the plan", TOP_KEYS, "")?;
 
-        let version = self
-            .required(&top, "version", "version: 1")
-            .and_then(|v| self.version(v));
-        let name = self
-            .required(&top, "name", "name: kmetal-prod")
-            .and_then(|v| self.string(v, "name"));
+        let version = self.required(&top, "version", "version: 1").and_then(|v| self.version(v));
+        let name = self.required(&top, "name", "name: kmetal-prod").and_then(|v| self.string(v, "name"));
         let repository = self
             .required(&top, "repository", "repository: {url: s3://backups/kmetal}")
             .and_then(|v| self.repository(v));
-        let layers = self.required(
-            &top,
-            "layers",
-            "layers: {under-cluster: {etcd: {endpoints: [https://10.0.0.1:2379]}}}",
-        );
+        let layers =
+            self.required(&top, "layers", "layers: {under-cluster: {etcd: {endpoints: [https://10.0.0.1:2379]}}}");
         let layers = layers.and_then(|v| self.layers(v));
 
         // The optional lists: absent is empty.
-        let run = top
-            .get("run")
-            .map_or(Some(Vec::new()), |v| self.run_steps(v));
-        let contacts = top.get("contacts").map_or(Some(Vec::new()), |v| {
-            self.reviewed_list(v, "contacts", "role", CONTACT_KEYS)
-        });
-        let credentials = top.get("credentials").map_or(Some(Vec::new()), |v| {
-            self.reviewed_list(v, "credentials", "location", CREDENTIAL_KEYS)
-        });
+        let run = top.get("run").map_or(Some(Vec::new()), |v| self.run_steps(v));
+        let contacts =
+            top.get("contacts").map_or(Some(Vec::new()), |v| self.reviewed_list(v, "contacts", "role", CONTACT_KEYS));
+        let credentials = top
+            .get("credentials")
+            .map_or(Some(Vec::new()), |v| self.reviewed_list(v, "credentials", "location", CREDENTIAL_KEYS));
 
         // Steps may only name layers the plan covers (even when a layer's
         // body had problems of its own: its key was there).
@@ -342,20 +270,11 @@ impl Checker {
         match &v.node.data {
             YamlData::Value(Scalar::Integer(1)) => Some(1),
             YamlData::Value(Scalar::Integer(n)) => {
-                self.problem(
-                    v.pos,
-                    format!("plan version {n} is not supported: this kmdr reads `version: 1`"),
-                );
+                self.problem(v.pos, format!("plan version {n} is not supported: this kmdr reads `version: 1`"));
                 None
             }
             _ => {
-                self.problem(
-                    v.pos,
-                    format!(
-                        "expected the number 1, found {}: write `version: 1`",
-                        describe(v.node)
-                    ),
-                );
+                self.problem(v.pos, format!("expected the number 1, found {}: write `version: 1`", describe(v.node)));
                 None
             }
         }
@@ -363,18 +282,10 @@ impl Checker {
 
     fn repository(&mut self, v: Val) -> Option<RepositorySpec> {
         let m = self.map(v, "repository", REPOSITORY_KEYS, "")?;
-        let url = self
-            .required(&m, "url", "url: s3://backups/kmetal")
-            .and_then(|v| self.repository_url(v));
+        let url = self.required(&m, "url", "url: s3://backups/kmetal").and_then(|v| self.repository_url(v));
         let key_file = m.get("keyFile").and_then(|v| self.path(v, "keyFile"));
-        let s3_endpoint = m
-            .get("s3Endpoint")
-            .and_then(|v| self.string(v, "s3Endpoint"));
-        Some(RepositorySpec {
-            url: url?,
-            key_file,
-            s3_endpoint,
-        })
+        let s3_endpoint = m.get("s3Endpoint").and_then(|v| self.string(v, "s3Endpoint"));
+        Some(RepositorySpec { url: url?, key_file, s3_endpoint })
     }
 
     /// The same rules as `kmdr --repo`: a path, `file:///abs` or `s3://bucket/prefix`.
@@ -385,11 +296,8 @@ impl Checker {
                 format!("repository URL {url:?} names no bucket: write s3://BUCKET/PREFIX, e.g. s3://backups/kmetal")
             })
         } else if let Some(rest) = url.strip_prefix("file://") {
-            (!rest.starts_with('/')).then(|| {
-                format!(
-                    "repository URL {url:?} must be file:///absolute/path, e.g. file:///srv/kmdr"
-                )
-            })
+            (!rest.starts_with('/'))
+                .then(|| format!("repository URL {url:?} must be file:///absolute/path, e.g. file:///srv/kmdr"))
         } else if let Some((scheme, _)) = url.split_once("://") {
             Some(format!(
                 "repository URL scheme {scheme}:// is not supported: write a directory, file:///absolute/path or s3://bucket/prefix"
@@ -423,10 +331,7 @@ impl Checker {
         let mut ok = true;
         for &(key, key_pos, val) in &m.entries {
             let Some(layer) = Layer::ALL.iter().copied().find(|l| l.as_str() == key) else {
-                self.problem(
-                    key_pos,
-                    unknown_message("layer", key, &names, "the layers are"),
-                );
+                self.problem(key_pos, unknown_message("layer", key, &names, "the layers are"));
                 ok = false;
                 continue;
             };
@@ -452,19 +357,11 @@ impl Checker {
         };
         let m = self.map(v, &format!("layer {layer}"), keys, hint)?;
         let (default_rto, default_rpo) = default_targets(layer);
-        let rto = m
-            .get("rto")
-            .map_or(Some(default_rto), |v| self.duration(v, "rto", true));
-        let rpo = m
-            .get("rpo")
-            .map_or(Some(default_rpo), |v| self.duration(v, "rpo", true));
+        let rto = m.get("rto").map_or(Some(default_rto), |v| self.duration(v, "rto", true));
+        let rpo = m.get("rpo").map_or(Some(default_rpo), |v| self.duration(v, "rpo", true));
         let source = match layer {
             Layer::UnderCluster => self
-                .required(
-                    &m,
-                    "etcd",
-                    "etcd: {endpoints: [https://10.0.0.1:2379]} (the under-cluster's etcd)",
-                )
+                .required(&m, "etcd", "etcd: {endpoints: [https://10.0.0.1:2379]} (the under-cluster's etcd)")
                 .and_then(|v| self.etcd(v))
                 .map(LayerSource::Etcd),
             Layer::TenantControlPlanes => self
@@ -484,19 +381,16 @@ impl Checker {
                 Some(v) => self.volumes(v).map(LayerSource::Volumes),
             },
         };
-        Some(LayerSpec {
-            layer,
-            rto: rto?,
-            rpo: rpo?,
-            source: source?,
-            pos: key_pos,
-        })
+        Some(LayerSpec { layer, rto: rto?, rpo: rpo?, source: source?, pos: key_pos })
     }
 
     fn helm(&mut self, v: Val) -> Option<HelmSource> {
         let m = self.map(v, "helm", HELM_KEYS, "")?;
-        let release = self.required(&m, "release", "release: kmetal (the name `helm list -A` shows)").and_then(|v| self.string(v, "release"));
-        let namespace = self.required(&m, "namespace", "namespace: kmetal-system").and_then(|v| self.string(v, "namespace"));
+        let release = self
+            .required(&m, "release", "release: kmetal (the name `helm list -A` shows)")
+            .and_then(|v| self.string(v, "release"));
+        let namespace =
+            self.required(&m, "namespace", "namespace: kmetal-system").and_then(|v| self.string(v, "namespace"));
         let secrets = match m.get("secrets") {
             None => Some(Vec::new()),
             Some(v) => {
@@ -504,9 +398,14 @@ impl Checker {
                 list.and_then(|list| {
                     let mut ok = true;
                     for (s, pos) in &list {
-                        let valid = s.split_once('/').is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'));
+                        let valid = s
+                            .split_once('/')
+                            .is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'));
                         if !valid {
-                            self.problem(*pos, format!("secret {s:?} is not NAMESPACE/NAME: write e.g. kmetal-system/registry-creds"));
+                            self.problem(
+                                *pos,
+                                format!("secret {s:?} is not NAMESPACE/NAME: write e.g. kmetal-system/registry-creds"),
+                            );
                             ok = false;
                         }
                     }
@@ -521,19 +420,14 @@ impl Checker {
 
     fn etcd(&mut self, v: Val) -> Option<EtcdSource> {
         let m = self.map(v, "etcd", ETCD_KEYS, "")?;
-        let endpoints = self
-            .required(&m, "endpoints", "endpoints: [https://10.0.0.1:2379]")
-            .and_then(|v| self.endpoints(v));
+        let endpoints =
+            self.required(&m, "endpoints", "endpoints: [https://10.0.0.1:2379]").and_then(|v| self.endpoints(v));
         let tls = self.tls(&m);
         let restore = match m.get("restore") {
             None => Some(None),
             Some(v) => self.etcd_member(v).map(Some),
         };
-        Some(EtcdSource {
-            endpoints: endpoints?,
-            tls,
-            restore: restore?,
-        })
+        Some(EtcdSource { endpoints: endpoints?, tls, restore: restore? })
     }
 
     /// A list of etcd client URLs, or a single one.
@@ -547,7 +441,9 @@ impl Checker {
             {
                 self.problem(
                     *pos,
-                    format!("etcd endpoint {endpoint:?} has scheme {scheme}://: write http://HOST:PORT or https://HOST:PORT"),
+                    format!(
+                        "etcd endpoint {endpoint:?} has scheme {scheme}://: write http://HOST:PORT or https://HOST:PORT"
+                    ),
                 );
                 ok = false;
             }
@@ -565,25 +461,13 @@ impl Checker {
 
     fn etcd_member(&mut self, v: Val) -> Option<EtcdMember> {
         let m = self.map(v, "restore", RESTORE_KEYS, "")?;
-        let data_dir = self
-            .required(&m, "dataDir", "dataDir: /var/lib/etcd")
-            .and_then(|v| self.path(v, "dataDir"));
-        let name = self
-            .required(&m, "name", "name: cp-1")
-            .and_then(|v| self.string(v, "name"));
+        let data_dir = self.required(&m, "dataDir", "dataDir: /var/lib/etcd").and_then(|v| self.path(v, "dataDir"));
+        let name = self.required(&m, "name", "name: cp-1").and_then(|v| self.string(v, "name"));
         let initial_cluster = self
-            .required(
-                &m,
-                "initialCluster",
-                "initialCluster: cp-1=https://10.0.0.1:2380",
-            )
+            .required(&m, "initialCluster", "initialCluster: cp-1=https://10.0.0.1:2380")
             .and_then(|v| self.string(v, "initialCluster"));
         let peer_urls = self
-            .required(
-                &m,
-                "initialAdvertisePeerUrls",
-                "initialAdvertisePeerUrls: https://10.0.0.1:2380",
-            )
+            .required(&m, "initialAdvertisePeerUrls", "initialAdvertisePeerUrls: https://10.0.0.1:2380")
             .and_then(|v| self.string(v, "initialAdvertisePeerUrls"));
         Some(EtcdMember {
             data_dir: data_dir?,
@@ -643,7 +527,13 @@ impl Checker {
             };
             if let Some(first) = out.iter().find(|o| o.entry.name == spec.entry.name) {
                 let pos = self.map_key_pos(item, "name").unwrap_or(spec.pos);
-                self.problem(pos, format!("volumes entry name {:?} is already used at line {}: give each entry its own name", spec.entry.name, first.pos.line));
+                self.problem(
+                    pos,
+                    format!(
+                        "volumes entry name {:?} is already used at line {}: give each entry its own name",
+                        spec.entry.name, first.pos.line
+                    ),
+                );
                 ok = false;
                 continue;
             }
@@ -653,7 +543,8 @@ impl Checker {
     }
 
     fn volume(&mut self, v: Val, index: usize) -> Option<VolumeSpec> {
-        let all: Vec<&str> = VOLUME_COMMON_KEYS.iter().chain(CSI_KEYS).chain(VELERO_KEYS).chain(KASTEN_KEYS).copied().collect();
+        let all: Vec<&str> =
+            VOLUME_COMMON_KEYS.iter().chain(CSI_KEYS).chain(VELERO_KEYS).chain(KASTEN_KEYS).copied().collect();
         let m = self.map(v, &format!("volumes entry {index}"), &all, "")?;
         let name = self.required(&m, "name", "name: tenant-db").and_then(|v| self.dns_label(v, "name"));
         let provider_val = self.required(&m, "provider", "provider: velero (or csi, kasten)");
@@ -678,7 +569,10 @@ impl Checker {
         let mut ok = true;
         for &(key, key_pos, _) in &m.entries {
             if !VOLUME_COMMON_KEYS.contains(&key) && !own.contains(&key) {
-                self.problem(key_pos, format!("`{key}:` is not a setting of provider {provider}: its settings are {}", own.join(", ")));
+                self.problem(
+                    key_pos,
+                    format!("`{key}:` is not a setting of provider {provider}: its settings are {}", own.join(", ")),
+                );
                 ok = false;
             }
         }
@@ -686,13 +580,21 @@ impl Checker {
         let restore_namespace = m.get("restoreNamespace").and_then(|v| self.dns_label(v, "restoreNamespace"));
         let spec = match provider.as_str() {
             "csi" => {
-                let namespace = self.required(&m, "namespace", "namespace: tenant-a (the PVCs' namespace)").and_then(|v| self.dns_label(v, "namespace"));
+                let namespace = self
+                    .required(&m, "namespace", "namespace: tenant-a (the PVCs' namespace)")
+                    .and_then(|v| self.dns_label(v, "namespace"));
                 let selector = opt_string(self, "selector");
                 let pvcs = match m.get("pvcs") {
                     None => Some(Vec::new()),
                     Some(v) => self.string_list(v, "pvcs", true).map(|l| l.into_iter().map(|(s, _)| s).collect()),
                 };
-                let class = self.required(&m, "snapshotClass", "snapshotClass: csi-hostpath-snapclass (`kubectl get volumesnapshotclass`)").and_then(|v| self.string(v, "snapshotClass"));
+                let class = self
+                    .required(
+                        &m,
+                        "snapshotClass",
+                        "snapshotClass: csi-hostpath-snapclass (`kubectl get volumesnapshotclass`)",
+                    )
+                    .and_then(|v| self.string(v, "snapshotClass"));
                 if let (Some(p), Some(_)) = (&pvcs, &selector)
                     && !p.is_empty()
                 {
@@ -703,13 +605,22 @@ impl Checker {
                     self.problem(m.at, format!("{} needs `selector:` (e.g. `selector: app=db`) or `pvcs:` (e.g. `pvcs: [data-db-0]`): which PVCs to snapshot", m.what));
                     ok = false;
                 }
-                ProviderSpec::Csi(volumes::csi::CsiSpec { namespace: namespace?, selector, pvcs: pvcs?, snapshot_class: class?, restore_namespace })
+                ProviderSpec::Csi(volumes::csi::CsiSpec {
+                    namespace: namespace?,
+                    selector,
+                    pvcs: pvcs?,
+                    snapshot_class: class?,
+                    restore_namespace,
+                })
             }
             "velero" => {
-                let namespace = m.get("namespace").map_or(Some("velero".to_string()), |v| self.dns_label(v, "namespace"));
+                let namespace =
+                    m.get("namespace").map_or(Some("velero".to_string()), |v| self.dns_label(v, "namespace"));
                 let included = match m.get("includedNamespaces") {
                     None => Some(Vec::new()),
-                    Some(v) => self.string_list(v, "includedNamespaces", true).map(|l| l.into_iter().map(|(s, _)| s).collect()),
+                    Some(v) => {
+                        self.string_list(v, "includedNamespaces", true).map(|l| l.into_iter().map(|(s, _)| s).collect())
+                    }
                 };
                 let selector = match m.get("labelSelector") {
                     None => Some(Default::default()),
@@ -729,7 +640,10 @@ impl Checker {
                     }
                 }
                 if restore_namespace.is_some() && included.as_ref().is_some_and(|i| i.is_empty()) {
-                    self.problem(m.at, "`restoreNamespace:` needs `includedNamespaces:` (Velero maps each included namespace to it)");
+                    self.problem(
+                        m.at,
+                        "`restoreNamespace:` needs `includedNamespaces:` (Velero maps each included namespace to it)",
+                    );
                     ok = false;
                 }
                 ProviderSpec::Velero(volumes::velero::VeleroSpec {
@@ -744,10 +658,24 @@ impl Checker {
                 })
             }
             _ => {
-                let namespace = m.get("namespace").map_or(Some("kasten-io".to_string()), |v| self.dns_label(v, "namespace"));
-                let policy = self.required(&m, "policy", "policy: tenant-a-backup (`kubectl get policies.config.kio.kasten.io -n kasten-io`)").and_then(|v| self.string(v, "policy"));
-                let app = self.required(&m, "appNamespace", "appNamespace: tenant-a (the namespace the policy protects)").and_then(|v| self.dns_label(v, "appNamespace"));
-                ProviderSpec::Kasten(volumes::kasten::KastenSpec { namespace: namespace?, policy: policy?, app_namespace: app?, restore_namespace })
+                let namespace =
+                    m.get("namespace").map_or(Some("kasten-io".to_string()), |v| self.dns_label(v, "namespace"));
+                let policy = self
+                    .required(
+                        &m,
+                        "policy",
+                        "policy: tenant-a-backup (`kubectl get policies.config.kio.kasten.io -n kasten-io`)",
+                    )
+                    .and_then(|v| self.string(v, "policy"));
+                let app = self
+                    .required(&m, "appNamespace", "appNamespace: tenant-a (the namespace the policy protects)")
+                    .and_then(|v| self.dns_label(v, "appNamespace"));
+                ProviderSpec::Kasten(volumes::kasten::KastenSpec {
+                    namespace: namespace?,
+                    policy: policy?,
+                    app_namespace: app?,
+                    restore_namespace,
+                })
             }
         };
         if !ok {
@@ -813,27 +741,12 @@ impl Checker {
 
     fn datastore(&mut self, v: Val, index: usize) -> Option<DatastoreSpec> {
         let m = self.map(v, &format!("datastore {index}"), DATASTORE_KEYS, "")?;
-        let name = self
-            .required(&m, "name", "name: shared-etcd")
-            .and_then(|v| self.string(v, "name"));
-        let url = self
-            .required(&m, "url", "url: etcds://10.0.0.5:2379")
-            .and_then(|v| self.datastore_url(v));
+        let name = self.required(&m, "name", "name: shared-etcd").and_then(|v| self.string(v, "name"));
+        let url = self.required(&m, "url", "url: etcds://10.0.0.5:2379").and_then(|v| self.datastore_url(v));
         let tls = self.tls(&m);
-        let password_file = m
-            .get("passwordFile")
-            .and_then(|v| self.path(v, "passwordFile"));
-        let tenants = self
-            .required(&m, "tenants", "tenants: all")
-            .and_then(|v| self.tenants(v));
-        Some(DatastoreSpec {
-            name: name?,
-            url: url?,
-            tls,
-            password_file,
-            tenants: tenants?,
-            pos: v.pos,
-        })
+        let password_file = m.get("passwordFile").and_then(|v| self.path(v, "passwordFile"));
+        let tenants = self.required(&m, "tenants", "tenants: all").and_then(|v| self.tenants(v));
+        Some(DatastoreSpec { name: name?, url: url?, tls, password_file, tenants: tenants?, pos: v.pos })
     }
 
     fn datastore_url(&mut self, v: Val) -> Option<String> {
@@ -842,10 +755,11 @@ impl Checker {
         match url.split_once("://") {
             Some((scheme, _)) if DATASTORE_SCHEMES.contains(&scheme) => Some(url),
             Some((scheme, _)) => {
-                let hint = suggest(scheme, DATASTORE_SCHEMES)
-                    .map(|s| format!("write {s}://...; "))
-                    .unwrap_or_default();
-                self.problem(v.pos, format!("datastore URL scheme {scheme}:// is not supported: {hint}the schemes are {schemes}"));
+                let hint = suggest(scheme, DATASTORE_SCHEMES).map(|s| format!("write {s}://...; ")).unwrap_or_default();
+                self.problem(
+                    v.pos,
+                    format!("datastore URL scheme {scheme}:// is not supported: {hint}the schemes are {schemes}"),
+                );
                 None
             }
             None => {
@@ -863,8 +777,7 @@ impl Checker {
 
     /// `tenants: all` or a list of schema names.
     fn tenants(&mut self, v: Val) -> Option<TenantSelector> {
-        const ADVICE: &str =
-            "write `tenants: all` or a list of schema names, e.g. `tenants: [tenant_a, tenant_b]`";
+        const ADVICE: &str = "write `tenants: all` or a list of schema names, e.g. `tenants: [tenant_a, tenant_b]`";
         match &v.node.data {
             YamlData::Value(Scalar::String(s)) if s == "all" => Some(TenantSelector::All),
             YamlData::Sequence(_) => {
@@ -877,10 +790,7 @@ impl Checker {
                 let mut ok = true;
                 for (name, pos) in &names {
                     if seen.contains(&name.as_str()) {
-                        self.problem(
-                            *pos,
-                            format!("tenant {name:?} is listed twice: list each schema once"),
-                        );
+                        self.problem(*pos, format!("tenant {name:?} is listed twice: list each schema once"));
                         ok = false;
                     }
                     seen.push(name);
@@ -890,10 +800,7 @@ impl Checker {
             _ => {
                 self.problem(
                     v.pos,
-                    format!(
-                        "`tenants:` must be \"all\" or a list, found {}: {ADVICE}",
-                        describe(v.node)
-                    ),
+                    format!("`tenants:` must be \"all\" or a list, found {}: {ADVICE}", describe(v.node)),
                 );
                 None
             }
@@ -916,28 +823,15 @@ impl Checker {
 
     fn run_step(&mut self, v: Val, index: usize) -> Option<(RunStep, Pos)> {
         let m = self.map(v, &format!("run step {index}"), RUN_KEYS, "")?;
-        let name = self
-            .required(&m, "name", "name: provision nodes")
-            .and_then(|v| self.string(v, "name"));
+        let name = self.required(&m, "name", "name: provision nodes").and_then(|v| self.string(v, "name"));
         let layer_val = self.required(&m, "layer", "layer: under-cluster");
         let layer = layer_val.and_then(|v| self.layer_name(v));
-        let phase = self
-            .required(&m, "phase", "phase: before-restore")
-            .and_then(|v| self.phase(v));
-        let command = self
-            .required(&m, "command", "command: [ansible-playbook, site.yml]")
-            .and_then(|v| self.command(v));
-        let timeout = self
-            .required(&m, "timeout", "timeout: 30m")
-            .and_then(|v| self.duration(v, "timeout", true));
-        let step = RunStep {
-            name: name?,
-            layer: layer?,
-            phase: phase?,
-            command: command?,
-            timeout: timeout?,
-            pos: v.pos,
-        };
+        let phase = self.required(&m, "phase", "phase: before-restore").and_then(|v| self.phase(v));
+        let command =
+            self.required(&m, "command", "command: [ansible-playbook, site.yml]").and_then(|v| self.command(v));
+        let timeout = self.required(&m, "timeout", "timeout: 30m").and_then(|v| self.duration(v, "timeout", true));
+        let step =
+            RunStep { name: name?, layer: layer?, phase: phase?, command: command?, timeout: timeout?, pos: v.pos };
         Some((step, layer_val?.pos))
     }
 
@@ -947,10 +841,7 @@ impl Checker {
         match Layer::ALL.iter().copied().find(|l| l.as_str() == s) {
             Some(layer) => Some(layer),
             None => {
-                self.problem(
-                    v.pos,
-                    unknown_message("layer", &s, &names, "the layers are"),
-                );
+                self.problem(v.pos, unknown_message("layer", &s, &names, "the layers are"));
                 None
             }
         }
@@ -962,10 +853,7 @@ impl Checker {
             Some((_, phase)) => Some(*phase),
             None => {
                 let names: Vec<&str> = PHASES.iter().map(|(n, _)| *n).collect();
-                self.problem(
-                    v.pos,
-                    unknown_message("phase", &s, &names, "the phases are"),
-                );
+                self.problem(v.pos, unknown_message("phase", &s, &names, "the phases are"));
                 None
             }
         }
@@ -979,9 +867,7 @@ impl Checker {
                 self.problem(v.pos, format!("`command:` is empty: {ADVICE}"));
                 None
             }
-            YamlData::Value(Scalar::String(s)) => {
-                Some(vec!["sh".into(), "-c".into(), s.to_string()])
-            }
+            YamlData::Value(Scalar::String(s)) => Some(vec!["sh".into(), "-c".into(), s.to_string()]),
             YamlData::Sequence(_) => {
                 let argv = self.string_list(v, "command", false)?;
                 if argv.is_empty() {
@@ -993,10 +879,7 @@ impl Checker {
             _ => {
                 self.problem(
                     v.pos,
-                    format!(
-                        "expected a list of strings or a string, found {}: {ADVICE}",
-                        describe(v.node)
-                    ),
+                    format!("expected a list of strings or a string, found {}: {ADVICE}", describe(v.node)),
                 );
                 None
             }
@@ -1004,13 +887,7 @@ impl Checker {
     }
 
     /// `contacts:` or `credentials:`; `detail_key` is what goes to `Reviewed::detail`.
-    fn reviewed_list(
-        &mut self,
-        v: Val,
-        what: &str,
-        detail_key: &str,
-        keys: &[&str],
-    ) -> Option<Vec<Reviewed>> {
+    fn reviewed_list(&mut self, v: Val, what: &str, detail_key: &str, keys: &[&str]) -> Option<Vec<Reviewed>> {
         let items = self.list(v, what)?;
         let singular = what.trim_end_matches('s');
         let mut out = Vec::new();
@@ -1024,38 +901,15 @@ impl Checker {
         ok.then_some(out)
     }
 
-    fn reviewed(
-        &mut self,
-        v: Val,
-        what: &str,
-        detail_key: &str,
-        keys: &[&str],
-    ) -> Option<Reviewed> {
+    fn reviewed(&mut self, v: Val, what: &str, detail_key: &str, keys: &[&str]) -> Option<Reviewed> {
         let m = self.map(v, what, keys, "")?;
-        let name = self
-            .required(&m, "name", "name: Platform on-call")
-            .and_then(|v| self.string(v, "name"));
-        let example = if detail_key == "role" {
-            "role: first responder"
-        } else {
-            "location: vault://kv/kmdr"
-        };
-        let detail = self
-            .required(&m, detail_key, example)
-            .and_then(|v| self.string(v, detail_key));
-        let reviewed = self
-            .required(&m, "reviewed", "reviewed: 2026-10-01")
-            .and_then(|v| self.date(v));
-        let every = self
-            .required(&m, "reviewEvery", "reviewEvery: 90d")
-            .and_then(|v| self.duration(v, "reviewEvery", true));
-        Some(Reviewed {
-            name: name?,
-            detail: detail?,
-            reviewed: reviewed?,
-            review_every: every?,
-            pos: v.pos,
-        })
+        let name = self.required(&m, "name", "name: Platform on-call").and_then(|v| self.string(v, "name"));
+        let example = if detail_key == "role" { "role: first responder" } else { "location: vault://kv/kmdr" };
+        let detail = self.required(&m, detail_key, example).and_then(|v| self.string(v, detail_key));
+        let reviewed = self.required(&m, "reviewed", "reviewed: 2026-10-01").and_then(|v| self.date(v));
+        let every =
+            self.required(&m, "reviewEvery", "reviewEvery: 90d").and_then(|v| self.duration(v, "reviewEvery", true));
+        Some(Reviewed { name: name?, detail: detail?, reviewed: reviewed?, review_every: every?, pos: v.pos })
     }
 
     // ---- generic shapes ----------------------------------------------------
@@ -1065,19 +919,12 @@ impl Checker {
         let mapping = match &v.node.data {
             YamlData::Mapping(mapping) => mapping,
             YamlData::Value(Scalar::Null) => {
-                return Some(Map {
-                    at: v.pos,
-                    what: what.into(),
-                    entries: Vec::new(),
-                });
+                return Some(Map { at: v.pos, what: what.into(), entries: Vec::new() });
             }
             _ => {
                 self.problem(
                     v.pos,
-                    format!(
-                        "expected a mapping (indented `key: value` lines) for {what}, found {}",
-                        describe(v.node)
-                    ),
+                    format!("expected a mapping (indented `key: value` lines) for {what}, found {}", describe(v.node)),
                 );
                 return None;
             }
@@ -1086,38 +933,18 @@ impl Checker {
         for (k, value) in mapping {
             let key_pos = pos_of(k);
             let Some(key) = k.data.as_str() else {
-                self.problem(
-                    key_pos,
-                    format!(
-                        "keys in {what} are names, found {}: write a name",
-                        describe(k)
-                    ),
-                );
+                self.problem(key_pos, format!("keys in {what} are names, found {}: write a name", describe(k)));
                 continue;
             };
-            let pos = if is_null(value) {
-                key_pos
-            } else {
-                pos_of(value)
-            };
+            let pos = if is_null(value) { key_pos } else { pos_of(value) };
             entries.push((key, key_pos, Val { node: value, pos }));
         }
-        Some(Map {
-            at: v.pos,
-            what: what.into(),
-            entries,
-        })
+        Some(Map { at: v.pos, what: what.into(), entries })
     }
 
     /// A mapping with a fixed set of keys: any other key is reported, with
     /// the closest known key when one is close, and `hint` appended.
-    fn map<'n, 'y>(
-        &mut self,
-        v: Val<'n, 'y>,
-        what: &str,
-        keys: &[&str],
-        hint: &str,
-    ) -> Option<Map<'n, 'y>> {
+    fn map<'n, 'y>(&mut self, v: Val<'n, 'y>, what: &str, keys: &[&str], hint: &str) -> Option<Map<'n, 'y>> {
         let mut m = self.entries(v, what)?;
         let mut unknown = Vec::new();
         m.entries.retain(|(key, key_pos, _)| {
@@ -1130,10 +957,7 @@ impl Checker {
         for (key, pos) in unknown {
             let message = match suggest(&key, keys) {
                 Some(s) => format!("unknown key {key:?} in {what}: write {s:?}{hint}"),
-                None => format!(
-                    "unknown key {key:?} in {what}: the keys are {}{hint}",
-                    keys.join(", ")
-                ),
+                None => format!("unknown key {key:?} in {what}: the keys are {}{hint}", keys.join(", ")),
             };
             self.problem(pos, message);
         }
@@ -1141,18 +965,10 @@ impl Checker {
     }
 
     /// A required key's value, or a problem at the mapping that lacks it.
-    fn required<'n, 'y>(
-        &mut self,
-        m: &Map<'n, 'y>,
-        key: &str,
-        example: &str,
-    ) -> Option<Val<'n, 'y>> {
+    fn required<'n, 'y>(&mut self, m: &Map<'n, 'y>, key: &str, example: &str) -> Option<Val<'n, 'y>> {
         let v = m.get(key);
         if v.is_none() {
-            self.problem(
-                m.at,
-                format!("{} needs `{key}:`: add e.g. `{example}`", m.what),
-            );
+            self.problem(m.at, format!("{} needs `{key}:`: add e.g. `{example}`", m.what));
         }
         v
     }
@@ -1162,32 +978,20 @@ impl Checker {
         let YamlData::Mapping(mapping) = &v.node.data else {
             return None;
         };
-        mapping
-            .keys()
-            .find(|k| k.data.as_str() == Some(key))
-            .map(pos_of)
+        mapping.keys().find(|k| k.data.as_str() == Some(key)).map(pos_of)
     }
 
     /// A list; an empty value is an empty list.
     fn list<'n, 'y>(&mut self, v: Val<'n, 'y>, what: &str) -> Option<Vec<Val<'n, 'y>>> {
         match &v.node.data {
             YamlData::Sequence(items) => Some(
-                items
-                    .iter()
-                    .map(|node| Val {
-                        node,
-                        pos: if is_null(node) { v.pos } else { pos_of(node) },
-                    })
-                    .collect(),
+                items.iter().map(|node| Val { node, pos: if is_null(node) { v.pos } else { pos_of(node) } }).collect(),
             ),
             YamlData::Value(Scalar::Null) => Some(Vec::new()),
             _ => {
                 self.problem(
                     v.pos,
-                    format!(
-                        "expected a list (lines starting with `- `) for `{what}:`, found {}",
-                        describe(v.node)
-                    ),
+                    format!("expected a list (lines starting with `- `) for `{what}:`, found {}", describe(v.node)),
                 );
                 None
             }
@@ -1204,35 +1008,22 @@ impl Checker {
             }
             YamlData::Sequence(items) => items,
             _ => {
-                let or_string = if single_ok {
-                    " (or a single string)"
-                } else {
-                    ""
-                };
+                let or_string = if single_ok { " (or a single string)" } else { "" };
                 self.problem(
                     v.pos,
-                    format!(
-                        "expected a list of strings{or_string} for `{what}:`, found {}",
-                        describe(v.node)
-                    ),
+                    format!("expected a list of strings{or_string} for `{what}:`, found {}", describe(v.node)),
                 );
                 return None;
             }
         };
         if items.is_empty() && single_ok {
-            self.problem(
-                v.pos,
-                format!("`{what}:` is an empty list: list at least one"),
-            );
+            self.problem(v.pos, format!("`{what}:` is an empty list: list at least one"));
             return None;
         }
         let mut out = Vec::new();
         let mut ok = true;
         for node in items {
-            let item = Val {
-                node,
-                pos: pos_of(node),
-            };
+            let item = Val { node, pos: pos_of(node) };
             match self.string(item, what) {
                 Some(s) => out.push((s, item.pos)),
                 None => ok = false,
@@ -1249,23 +1040,14 @@ impl Checker {
         match &v.node.data {
             YamlData::Value(Scalar::String(s)) if !s.trim().is_empty() => Some(s.to_string()),
             YamlData::Value(Scalar::String(_)) | YamlData::Value(Scalar::Null) => {
-                self.problem(
-                    v.pos,
-                    format!("`{what}:` has no value: write one after the colon"),
-                );
+                self.problem(v.pos, format!("`{what}:` has no value: write one after the colon"));
                 None
             }
             _ => {
                 let quote = scalar_text(v.node)
                     .map(|t| format!(": quote it (\"{t}\") if it is meant as text"))
                     .unwrap_or_default();
-                self.problem(
-                    v.pos,
-                    format!(
-                        "expected a string for `{what}:`, found {}{quote}",
-                        describe(v.node)
-                    ),
-                );
+                self.problem(v.pos, format!("expected a string for `{what}:`, found {}{quote}", describe(v.node)));
                 None
             }
         }
@@ -1283,7 +1065,10 @@ impl Checker {
                 None => {
                     self.problem(
                         v.pos,
-                        format!("expected a duration for `{what}:`, found {}: write e.g. 4h, 30m, 90s or 90d", describe(v.node)),
+                        format!(
+                            "expected a duration for `{what}:`, found {}: write e.g. 4h, 30m, 90s or 90d",
+                            describe(v.node)
+                        ),
                     );
                     return None;
                 }
@@ -1291,10 +1076,7 @@ impl Checker {
         };
         match parse_duration(&text) {
             Some(d) if nonzero && d.is_zero() => {
-                self.problem(
-                    v.pos,
-                    format!("`{what}:` must be more than zero: write e.g. 4h, 30m or 90s"),
-                );
+                self.problem(v.pos, format!("`{what}:` must be more than zero: write e.g. 4h, 30m or 90s"));
                 None
             }
             Some(d) => Some(d),
@@ -1305,10 +1087,7 @@ impl Checker {
                     .ok()
                     .map(|n| format!(" ({n} what? e.g. {n}s or {n}m)"))
                     .unwrap_or_default();
-                self.problem(
-                    v.pos,
-                    format!("{text:?} is not a duration{bare}: write e.g. 4h, 30m, 90s or 90d"),
-                );
+                self.problem(v.pos, format!("{text:?} is not a duration{bare}: write e.g. 4h, 30m, 90s or 90d"));
                 None
             }
         }
@@ -1319,14 +1098,9 @@ impl Checker {
             YamlData::Value(Scalar::String(s)) => s.to_string(),
             _ => scalar_text(v.node).unwrap_or_else(|| describe(v.node)),
         };
-        let parsed = (text.len() == 10)
-            .then(|| NaiveDate::parse_from_str(&text, "%Y-%m-%d").ok())
-            .flatten();
+        let parsed = (text.len() == 10).then(|| NaiveDate::parse_from_str(&text, "%Y-%m-%d").ok()).flatten();
         if parsed.is_none() {
-            self.problem(
-                v.pos,
-                format!("{text:?} is not a date: write YYYY-MM-DD, e.g. 2026-10-01"),
-            );
+            self.problem(v.pos, format!("{text:?} is not a date: write YYYY-MM-DD, e.g. 2026-10-01"));
         }
         parsed
     }
@@ -1340,9 +1114,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     }
     let mut secs: u64 = 0;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
@@ -1365,10 +1137,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 /// "unknown layer "x": write "y"" or "...: the layers are a, b, c".
 fn unknown_message(kind: &str, got: &str, known: &[&str], list_intro: &str) -> String {
     match suggest(got, known) {
-        Some(s) => format!(
-            "unknown {kind} {got:?}: write {s:?} ({list_intro} {})",
-            known.join(", ")
-        ),
+        Some(s) => format!("unknown {kind} {got:?}: write {s:?} ({list_intro} {})", known.join(", ")),
         None => format!("unknown {kind} {got:?}: {list_intro} {}", known.join(", ")),
     }
 }
@@ -1378,12 +1147,7 @@ fn unknown_message(kind: &str, got: &str, known: &[&str], list_intro: &str) -> S
 /// (edit distance up to a third of the name, at least 1), or a known name with
 /// something appended (`rpo_target` for `rpo`).
 fn suggest<'k>(got: &str, known: &[&'k str]) -> Option<&'k str> {
-    let norm = |s: &str| {
-        s.chars()
-            .filter(|c| *c != '_' && *c != '-')
-            .flat_map(char::to_lowercase)
-            .collect::<String>()
-    };
+    let norm = |s: &str| s.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect::<String>();
     let g = norm(got);
     if let Some(k) = known.iter().find(|k| norm(k) == g) {
         return Some(k);
@@ -1396,11 +1160,7 @@ fn suggest<'k>(got: &str, known: &[&'k str]) -> Option<&'k str> {
     if let Some((_, k)) = best {
         return Some(k);
     }
-    known
-        .iter()
-        .filter(|k| k.len() >= 3 && g.starts_with(&norm(k)))
-        .max_by_key(|k| k.len())
-        .copied()
+    known.iter().filter(|k| k.len() >= 3 && g.starts_with(&norm(k))).max_by_key(|k| k.len()).copied()
 }
 
 /// Levenshtein distance, by characters.
@@ -1428,16 +1188,7 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("2w"), Some(Duration::from_secs(14 * 86_400)));
         assert_eq!(parse_duration("0m"), Some(Duration::ZERO));
-        for bad in [
-            "",
-            "4",
-            "h",
-            "4 hours",
-            "4H",
-            "1.5h",
-            "-1h",
-            "99999999999999999999w",
-        ] {
+        for bad in ["", "4", "h", "4 hours", "4H", "1.5h", "-1h", "99999999999999999999w"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }

@@ -4,7 +4,7 @@
 //! committing next to the platform's values overlay, as the runbook asks.
 
 use chrono::{DateTime, Utc};
-use kmdr_core::{human_duration, Layer};
+use kmdr_core::{Layer, human_duration};
 use kmdr_sources::inventory::KeyDiff;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
@@ -109,10 +109,14 @@ pub fn markdown(r: &DrillReport) -> String {
         r.failure_at.map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_else(|| "never".into()),
         r.finished_at.format("%H:%M:%S")
     );
-    let _ = writeln!(m, "| layer | verdict | RTO measured | RTO target | RPO measured | RPO target | keys missing / extra / changed |");
+    let _ = writeln!(
+        m,
+        "| layer | verdict | RTO measured | RTO target | RPO measured | RPO target | keys missing / extra / changed |"
+    );
     let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|");
     for l in &r.layers {
-        let (mi, ex, ch) = l.units.iter().fold((0, 0, 0), |a, u| (a.0 + u.diff.missing, a.1 + u.diff.extra, a.2 + u.diff.changed));
+        let (mi, ex, ch) =
+            l.units.iter().fold((0, 0, 0), |a, u| (a.0 + u.diff.missing, a.1 + u.diff.extra, a.2 + u.diff.changed));
         let _ = writeln!(
             m,
             "| {} | **{:?}** | {} | {} | {} | {} | {} / {} / {} |",
@@ -147,14 +151,23 @@ pub fn markdown(r: &DrillReport) -> String {
                 u.diff.changed,
                 if u.backup.is_none() { " (the plan does not back it up)" } else { "" }
             );
-            for (what, keys) in [("missing", &u.diff.missing_keys), ("extra", &u.diff.extra_keys), ("changed", &u.diff.changed_keys)] {
+            for (what, keys) in
+                [("missing", &u.diff.missing_keys), ("extra", &u.diff.extra_keys), ("changed", &u.diff.changed_keys)]
+            {
                 if !keys.is_empty() {
-                    let _ = writeln!(m, "  - {what}: {}", keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "));
+                    let _ = writeln!(
+                        m,
+                        "  - {what}: {}",
+                        keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                    );
                 }
             }
         }
     }
-    let _ = writeln!(m, "\n## Units\n\n| layer | unit | backup | keys before | keys after | content before = after |\n|---|---|---|---:|---:|---|");
+    let _ = writeln!(
+        m,
+        "\n## Units\n\n| layer | unit | backup | keys before | keys after | content before = after |\n|---|---|---|---:|---:|---|"
+    );
     for l in &r.layers {
         for u in &l.units {
             let _ = writeln!(

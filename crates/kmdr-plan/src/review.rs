@@ -10,7 +10,7 @@ use crate::plan::{LayerSource, Plan, Reviewed, TenantSelector};
 use crate::report::{DrillReport, Verdict};
 use crate::steps::connect_datastore;
 use chrono::{DateTime, NaiveDate, Utc};
-use kmdr_core::{human_duration, BackupId, Layer};
+use kmdr_core::{BackupId, Layer, human_duration};
 use kmdr_repo::Repository;
 use kmdr_sources::tenant::TenantStore;
 use serde::Serialize;
@@ -48,7 +48,9 @@ fn age(now: DateTime<Utc>, t: DateTime<Utc>) -> Duration {
 
 /// The newest stored drill report.
 pub async fn last_drill(repo: &Repository) -> Result<Option<DrillReport>, kmdr_repo::Error> {
-    let Some(name) = repo.list_reports().await?.into_iter().rev().find(|n| n.ends_with("-drill.json")) else { return Ok(None) };
+    let Some(name) = repo.list_reports().await?.into_iter().rev().find(|n| n.ends_with("-drill.json")) else {
+        return Ok(None);
+    };
     let json = repo.get_report(&name).await?;
     Ok(serde_json::from_slice(&json).ok())
 }
@@ -61,14 +63,20 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
     for spec in &plan.layers {
         let layer = spec.layer;
         if matches!(spec.source, LayerSource::Targets) {
-            out.push(finding("rpo", layer.as_str(), Level::Warn, "kmdr does not back this layer up yet: its RPO is not measured"));
+            out.push(finding(
+                "rpo",
+                layer.as_str(),
+                Level::Warn,
+                "kmdr does not back this layer up yet: its RPO is not measured",
+            ));
             continue;
         }
         if let LayerSource::Volumes(entries) = &spec.source {
             out.extend(volume_rpo(plan, repo, spec, entries, now).await?);
         } else {
             let latest = latest_units(repo, spec).await?;
-            let mut units: BTreeMap<String, Option<String>> = latest.iter().map(|(u, id)| (u.clone(), Some(id.clone()))).collect();
+            let mut units: BTreeMap<String, Option<String>> =
+                latest.iter().map(|(u, id)| (u.clone(), Some(id.clone()))).collect();
             if let LayerSource::Tenants(datastores) = &spec.source {
                 for d in datastores {
                     let wanted: Vec<String> = match &d.tenants {
@@ -78,7 +86,14 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
                             match tokio::time::timeout(Duration::from_secs(15), live).await {
                                 Ok(Ok(l)) => l,
                                 Ok(Err(e)) => {
-                                    out.push(finding("rpo", format!("{}/*", d.name), Level::Warn, format!("cannot list its tenants live ({e}): tenants never backed up are not shown")));
+                                    out.push(finding(
+                                        "rpo",
+                                        format!("{}/*", d.name),
+                                        Level::Warn,
+                                        format!(
+                                            "cannot list its tenants live ({e}): tenants never backed up are not shown"
+                                        ),
+                                    ));
                                     Vec::new()
                                 }
                                 Err(_) => {
@@ -104,10 +119,18 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
             for (unit, id) in units {
                 let subject = format!("{layer} {unit}");
                 match id.and_then(|i| i.parse::<BackupId>().ok()) {
-                    None => out.push(finding("rpo", subject, Level::Fail, format!("no backup at all: run `kmdr backup --plan {} --layer {layer}`", plan.file.display()))),
+                    None => out.push(finding(
+                        "rpo",
+                        subject,
+                        Level::Fail,
+                        format!("no backup at all: run `kmdr backup --plan {} --layer {layer}`", plan.file.display()),
+                    )),
                     Some(id) => {
                         let (point, what) = match protected_by_deltas(repo, &id).await? {
-                            Ok(Some((t, n))) => (t.max(id.time()), format!("newest point held, {n} delta segments after backup {id}, is")),
+                            Ok(Some((t, n))) => (
+                                t.max(id.time()),
+                                format!("newest point held, {n} delta segments after backup {id}, is"),
+                            ),
                             Ok(None) => (id.time(), format!("newest backup {id} is")),
                             Err(gap) => {
                                 out.push(finding("delta-chain", subject.clone(), Level::Fail, format!("{gap}; `kmdr serve` resumes the chain only from a new full backup: take one now")));
@@ -116,9 +139,19 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
                         };
                         let a = age(now, point);
                         let (level, msg) = if a <= spec.rpo {
-                            (Level::Ok, format!("{what} {} old (RPO target {})", human_duration(a), human_duration(spec.rpo)))
+                            (
+                                Level::Ok,
+                                format!("{what} {} old (RPO target {})", human_duration(a), human_duration(spec.rpo)),
+                            )
                         } else {
-                            (Level::Fail, format!("{what} {} old, over the RPO target of {}: back it up now and schedule backups more often (or run `kmdr serve`)", human_duration(a), human_duration(spec.rpo)))
+                            (
+                                Level::Fail,
+                                format!(
+                                    "{what} {} old, over the RPO target of {}: back it up now and schedule backups more often (or run `kmdr serve`)",
+                                    human_duration(a),
+                                    human_duration(spec.rpo)
+                                ),
+                            )
                         };
                         out.push(finding("rpo", subject, level, msg));
                     }
@@ -126,10 +159,21 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
             }
         }
         match drill.as_ref().and_then(|d| d.layers.iter().find(|l| l.layer == layer).map(|l| (d, l))) {
-            None => out.push(finding("rto", layer.as_str(), Level::Warn, format!("never drilled: run `kmdr drill --plan {}` on a lab or a platform you may break", plan.file.display()))),
+            None => out.push(finding(
+                "rto",
+                layer.as_str(),
+                Level::Warn,
+                format!(
+                    "never drilled: run `kmdr drill --plan {}` on a lab or a platform you may break",
+                    plan.file.display()
+                ),
+            )),
             Some((d, l)) => {
                 let a = age(now, d.started_at);
-                let rto = l.rto_s.map(|s| human_duration(Duration::from_secs_f64(s))).unwrap_or_else(|| "not measured".into());
+                let rto = l
+                    .rto_s
+                    .map(|s| human_duration(Duration::from_secs_f64(s)))
+                    .unwrap_or_else(|| "not measured".into());
                 let level = match l.verdict {
                     Verdict::Pass if a <= DRILL_PERIOD => Level::Ok,
                     Verdict::Pass | Verdict::Skipped => Level::Warn,
@@ -139,7 +183,17 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
                     "rto",
                     layer.as_str(),
                     level,
-                    format!("last drill {:?} {} ago: RTO {rto} (target {}){}", l.verdict, human_duration(a), human_duration(spec.rto), if level == Level::Ok { String::new() } else { ": drill again and fix what the report names".into() }),
+                    format!(
+                        "last drill {:?} {} ago: RTO {rto} (target {}){}",
+                        l.verdict,
+                        human_duration(a),
+                        human_duration(spec.rto),
+                        if level == Level::Ok {
+                            String::new()
+                        } else {
+                            ": drill again and fix what the report names".into()
+                        }
+                    ),
                 ));
             }
         }
@@ -150,18 +204,29 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
 /// The newest point the delta segments after full backup `id` hold without
 /// a gap: (when the newest segment was written, how many segments), `None`
 /// when no segment continues it, a [`ChainGap`] when they do with a hole.
-async fn protected_by_deltas(repo: &Repository, id: &BackupId) -> Result<Result<Option<(DateTime<Utc>, usize)>, kmdr_repo::ChainGap>, kmdr_repo::Error> {
+async fn protected_by_deltas(
+    repo: &Repository,
+    id: &BackupId,
+) -> Result<Result<Option<(DateTime<Utc>, usize)>, kmdr_repo::ChainGap>, kmdr_repo::Error> {
     let m = repo.load_manifest(id).await?;
     let Some(base) = kmdr_sources::delta::base_revision(&m) else { return Ok(Ok(None)) };
-    let segments = kmdr_sources::delta::pitr::continuing_segments(&m, base, &repo.list_segments(Some(&m.series)).await?);
+    let segments =
+        kmdr_sources::delta::pitr::continuing_segments(&m, base, &repo.list_segments(Some(&m.series)).await?);
     let Some(last) = segments.iter().map(|s| s.last).max() else { return Ok(Ok(None)) };
-    Ok(kmdr_repo::deltas::plan_chain(&segments, &m.series, base, last).map(|chain| chain.iter().map(|s| s.written).max().map(|t| (t, chain.len()))))
+    Ok(kmdr_repo::deltas::plan_chain(&segments, &m.series, base, last)
+        .map(|chain| chain.iter().map(|s| s.written).max().map(|t| (t, chain.len()))))
 }
 
 /// Per volumes entry: the newest completed volume backup, from the
 /// repository's records and from the tool itself (its own schedules'
 /// backups count), against the layer's RPO.
-async fn volume_rpo(plan: &Plan, repo: &Repository, spec: &crate::plan::LayerSpec, entries: &[crate::plan::VolumeSpec], now: DateTime<Utc>) -> Result<Vec<Finding>, kmdr_repo::Error> {
+async fn volume_rpo(
+    plan: &Plan,
+    repo: &Repository,
+    spec: &crate::plan::LayerSpec,
+    entries: &[crate::plan::VolumeSpec],
+    now: DateTime<Utc>,
+) -> Result<Vec<Finding>, kmdr_repo::Error> {
     let layer = spec.layer;
     let latest = latest_units(repo, spec).await?;
     let mut out = Vec::new();
@@ -172,7 +237,18 @@ async fn volume_rpo(plan: &Plan, repo: &Repository, spec: &crate::plan::LayerSpe
         if let Some(id) = latest.get(&v.unit()) {
             let m = repo.load_manifest(&repo.resolve(id, Some(kmdr_sources::volumes::KIND)).await?).await?;
             if let Ok(r) = kmdr_sources::volumes::record(&m, &v.entry.name) {
-                let what = r.items.first().map(|i| format!("{} {}{}", i.kind, i.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(), i.name)).unwrap_or_default();
+                let what = r
+                    .items
+                    .first()
+                    .map(|i| {
+                        format!(
+                            "{} {}{}",
+                            i.kind,
+                            i.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(),
+                            i.name
+                        )
+                    })
+                    .unwrap_or_default();
                 best = Some((r.point_in_time, format!("{what} (recorded in {id})"), r.taken_by.clone()));
             }
         }
@@ -187,18 +263,50 @@ async fn volume_rpo(plan: &Plan, repo: &Repository, spec: &crate::plan::LayerSpe
                 }
             }
             Ok(Ok(None)) => {}
-            Ok(Err(e)) => out.push(finding("rpo", subject.clone(), Level::Warn, format!("cannot ask {} for its backups ({e}): only kmdr's records count", v.entry.provider.name()))),
-            Err(_) => out.push(finding("rpo", subject.clone(), Level::Warn, "the Kubernetes API did not answer within 15s: only kmdr's records count")),
+            Ok(Err(e)) => out.push(finding(
+                "rpo",
+                subject.clone(),
+                Level::Warn,
+                format!("cannot ask {} for its backups ({e}): only kmdr's records count", v.entry.provider.name()),
+            )),
+            Err(_) => out.push(finding(
+                "rpo",
+                subject.clone(),
+                Level::Warn,
+                "the Kubernetes API did not answer within 15s: only kmdr's records count",
+            )),
         }
         match best {
-            None => out.push(finding("rpo", subject, Level::Fail, format!("no completed volume backup at all: run `kmdr backup --plan {} --layer {layer}`", plan.file.display()))),
+            None => out.push(finding(
+                "rpo",
+                subject,
+                Level::Fail,
+                format!(
+                    "no completed volume backup at all: run `kmdr backup --plan {} --layer {layer}`",
+                    plan.file.display()
+                ),
+            )),
             Some((t, what, by)) => {
                 let a = age(now, t);
                 let who = if by == "schedule" { "taken by the tool's own schedule" } else { "taken by kmdr" };
                 let (level, msg) = if a <= spec.rpo {
-                    (Level::Ok, format!("newest completed volume backup {what}, {who}, is {} old (RPO target {})", human_duration(a), human_duration(spec.rpo)))
+                    (
+                        Level::Ok,
+                        format!(
+                            "newest completed volume backup {what}, {who}, is {} old (RPO target {})",
+                            human_duration(a),
+                            human_duration(spec.rpo)
+                        ),
+                    )
                 } else {
-                    (Level::Fail, format!("newest completed volume backup {what}, {who}, is {} old, over the RPO target of {}: back it up now and schedule backups more often", human_duration(a), human_duration(spec.rpo)))
+                    (
+                        Level::Fail,
+                        format!(
+                            "newest completed volume backup {what}, {who}, is {} old, over the RPO target of {}: back it up now and schedule backups more often",
+                            human_duration(a),
+                            human_duration(spec.rpo)
+                        ),
+                    )
                 };
                 out.push(finding("rpo", subject, level, msg));
             }
@@ -208,18 +316,43 @@ async fn volume_rpo(plan: &Plan, repo: &Repository, spec: &crate::plan::LayerSpe
 }
 
 /// The runbook's monthly review.
-pub async fn runbook_check(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Result<Vec<Finding>, kmdr_repo::Error> {
+pub async fn runbook_check(
+    plan: &Plan,
+    repo: &Repository,
+    now: DateTime<Utc>,
+) -> Result<Vec<Finding>, kmdr_repo::Error> {
     let mut out = Vec::new();
     let drill = last_drill(repo).await?;
     // A drill within the last quarter.
     match &drill {
-        None => out.push(finding("drill", "plan", Level::Fail, format!("no drill on record: run `kmdr drill --plan {}` (the runbook asks for one every quarter)", plan.file.display()))),
+        None => out.push(finding(
+            "drill",
+            "plan",
+            Level::Fail,
+            format!(
+                "no drill on record: run `kmdr drill --plan {}` (the runbook asks for one every quarter)",
+                plan.file.display()
+            ),
+        )),
         Some(d) => {
             let a = age(now, d.started_at);
             if a > DRILL_PERIOD {
-                out.push(finding("drill", "plan", Level::Fail, format!("the last drill is {} old: the runbook asks for one every quarter; schedule it", human_duration(a))));
+                out.push(finding(
+                    "drill",
+                    "plan",
+                    Level::Fail,
+                    format!(
+                        "the last drill is {} old: the runbook asks for one every quarter; schedule it",
+                        human_duration(a)
+                    ),
+                ));
             } else {
-                out.push(finding("drill", "plan", if d.verdict == Verdict::Pass { Level::Ok } else { Level::Fail }, format!("last drill {} ago: {:?}", human_duration(a), d.verdict)));
+                out.push(finding(
+                    "drill",
+                    "plan",
+                    if d.verdict == Verdict::Pass { Level::Ok } else { Level::Fail },
+                    format!("last drill {} ago: {:?}", human_duration(a), d.verdict),
+                ));
             }
         }
     }
@@ -235,12 +368,40 @@ pub async fn runbook_check(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -
             out.push(finding("rto", layer.as_str(), Level::Warn, "not measured: drills back the platform up but do not reinstall it; time a `kmdr restore platform --execute` on a lab"));
         } else if let Some(l) = drill.as_ref().and_then(|d| d.layers.iter().find(|l| l.layer == layer)) {
             match l.rto_s {
-                Some(r) if r <= spec.rto.as_secs_f64() => out.push(finding("rto", layer.as_str(), Level::Ok, format!("measured {} against a target of {}", human_duration(Duration::from_secs_f64(r)), human_duration(spec.rto)))),
-                Some(r) => out.push(finding("rto", layer.as_str(), Level::Fail, format!("measured {} is over the target of {}: make the recovery faster or agree a new target", human_duration(Duration::from_secs_f64(r)), human_duration(spec.rto)))),
-                None => out.push(finding("rto", layer.as_str(), Level::Fail, "the last drill did not recover this layer: fix what its report names and drill again")),
+                Some(r) if r <= spec.rto.as_secs_f64() => out.push(finding(
+                    "rto",
+                    layer.as_str(),
+                    Level::Ok,
+                    format!(
+                        "measured {} against a target of {}",
+                        human_duration(Duration::from_secs_f64(r)),
+                        human_duration(spec.rto)
+                    ),
+                )),
+                Some(r) => out.push(finding(
+                    "rto",
+                    layer.as_str(),
+                    Level::Fail,
+                    format!(
+                        "measured {} is over the target of {}: make the recovery faster or agree a new target",
+                        human_duration(Duration::from_secs_f64(r)),
+                        human_duration(spec.rto)
+                    ),
+                )),
+                None => out.push(finding(
+                    "rto",
+                    layer.as_str(),
+                    Level::Fail,
+                    "the last drill did not recover this layer: fix what its report names and drill again",
+                )),
             }
         } else {
-            out.push(finding("rto", layer.as_str(), Level::Fail, "no drill measured this layer's RTO: include it in a drill"));
+            out.push(finding(
+                "rto",
+                layer.as_str(),
+                Level::Fail,
+                "no drill measured this layer's RTO: include it in a drill",
+            ));
         }
         // RPO achievable: the spacing of the layer's backups, per series.
         let kind = match &spec.source {
@@ -257,7 +418,12 @@ pub async fn runbook_check(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -
             }
         }
         if by_series.is_empty() {
-            out.push(finding("rpo", layer.as_str(), Level::Fail, "no backups: an RPO cannot be met without them; schedule `kmdr backup --plan`"));
+            out.push(finding(
+                "rpo",
+                layer.as_str(),
+                Level::Fail,
+                "no backups: an RPO cannot be met without them; schedule `kmdr backup --plan`",
+            ));
         }
         for (series, mut times) in by_series {
             times.sort();
@@ -266,13 +432,37 @@ pub async fn runbook_check(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -
             let worst_recent = gaps.iter().rev().take(10).max().copied();
             let subject = format!("{layer} {series}");
             if age(now, newest) > spec.rpo {
-                out.push(finding("rpo", subject, Level::Fail, format!("the newest backup is {} old, over the RPO target of {}: back up now and more often", human_duration(age(now, newest)), human_duration(spec.rpo))));
+                out.push(finding(
+                    "rpo",
+                    subject,
+                    Level::Fail,
+                    format!(
+                        "the newest backup is {} old, over the RPO target of {}: back up now and more often",
+                        human_duration(age(now, newest)),
+                        human_duration(spec.rpo)
+                    ),
+                ));
             } else if let Some(g) = worst_recent.filter(|g| *g > spec.rpo) {
                 out.push(finding("rpo", subject, Level::Fail, format!("backups came up to {} apart recently, so the RPO target of {} is not met between them: schedule them more often", human_duration(g), human_duration(spec.rpo))));
             } else if times.len() < 2 {
-                out.push(finding("rpo", subject, Level::Warn, "only one backup: the interval between backups is not known yet"));
+                out.push(finding(
+                    "rpo",
+                    subject,
+                    Level::Warn,
+                    "only one backup: the interval between backups is not known yet",
+                ));
             } else {
-                out.push(finding("rpo", subject, Level::Ok, format!("backups at most {} apart recently, newest {} old (target {})", human_duration(worst_recent.unwrap_or_default()), human_duration(age(now, newest)), human_duration(spec.rpo))));
+                out.push(finding(
+                    "rpo",
+                    subject,
+                    Level::Ok,
+                    format!(
+                        "backups at most {} apart recently, newest {} old (target {})",
+                        human_duration(worst_recent.unwrap_or_default()),
+                        human_duration(age(now, newest)),
+                        human_duration(spec.rpo)
+                    ),
+                ));
             }
         }
     }
@@ -285,7 +475,12 @@ pub async fn runbook_check(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -
     }
     match plan.layer(Layer::Platform).map(|l| &l.source) {
         Some(LayerSource::Helm(h)) => out.push(platform_drift(repo, h).await?),
-        _ => out.push(finding("platform-drift", Layer::Platform.as_str(), Level::Warn, "not checked: the plan's platform layer has no `helm:` source")),
+        _ => out.push(finding(
+            "platform-drift",
+            Layer::Platform.as_str(),
+            Level::Warn,
+            "not checked: the plan's platform layer has no `helm:` source",
+        )),
     }
     out.push(plan_in_git(&plan.file));
     Ok(out)
@@ -295,7 +490,17 @@ fn review(kind: &str, r: &Reviewed, today: NaiveDate) -> Finding {
     let due = r.reviewed + chrono::Duration::from_std(r.review_every).unwrap_or_default();
     let subject = format!("{kind} {}", r.name);
     if today > due {
-        finding("review", subject, Level::Fail, format!("last reviewed {}, due every {} (since {due}): review it and update `reviewed:` in the plan (line {})", r.reviewed, human_duration(r.review_every), r.pos.line))
+        finding(
+            "review",
+            subject,
+            Level::Fail,
+            format!(
+                "last reviewed {}, due every {} (since {due}): review it and update `reviewed:` in the plan (line {})",
+                r.reviewed,
+                human_duration(r.review_every),
+                r.pos.line
+            ),
+        )
     } else {
         finding("review", subject, Level::Ok, format!("reviewed {}, next by {due}", r.reviewed))
     }
@@ -308,11 +513,25 @@ fn plan_in_git(file: &std::path::Path) -> Finding {
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let git = |args: &[&str]| std::process::Command::new("git").arg("-C").arg(dir).args(args).output();
     match git(&["ls-files", "--error-unmatch", &name]) {
-        Err(e) => finding("plan-in-git", subject, Level::Warn, format!("cannot run git ({e}): keep the plan under version control")),
-        Ok(o) if !o.status.success() => finding("plan-in-git", subject, Level::Fail, "the plan is not tracked in git: commit it next to the platform's values overlay, as the runbook asks"),
+        Err(e) => finding(
+            "plan-in-git",
+            subject,
+            Level::Warn,
+            format!("cannot run git ({e}): keep the plan under version control"),
+        ),
+        Ok(o) if !o.status.success() => finding(
+            "plan-in-git",
+            subject,
+            Level::Fail,
+            "the plan is not tracked in git: commit it next to the platform's values overlay, as the runbook asks",
+        ),
         Ok(_) => match git(&["status", "--porcelain", "--", &name]) {
-            Ok(o) if o.stdout.is_empty() => finding("plan-in-git", subject, Level::Ok, "tracked in git, no local changes"),
-            Ok(_) => finding("plan-in-git", subject, Level::Fail, "the plan has uncommitted changes: review and commit them"),
+            Ok(o) if o.stdout.is_empty() => {
+                finding("plan-in-git", subject, Level::Ok, "tracked in git, no local changes")
+            }
+            Ok(_) => {
+                finding("plan-in-git", subject, Level::Fail, "the plan has uncommitted changes: review and commit them")
+            }
             Err(e) => finding("plan-in-git", subject, Level::Warn, format!("cannot run git ({e})")),
         },
     }
@@ -331,7 +550,12 @@ async fn platform_drift(repo: &Repository, h: &crate::plan::HelmSource) -> Resul
         pos: Default::default(),
     };
     let Some(id) = latest_units(repo, &spec).await?.remove(&subject) else {
-        return Ok(finding("platform-drift", subject, Level::Fail, "no platform backup to compare with: run `kmdr backup --plan FILE --layer platform`"));
+        return Ok(finding(
+            "platform-drift",
+            subject,
+            Level::Fail,
+            "no platform backup to compare with: run `kmdr backup --plan FILE --layer platform`",
+        ));
     };
     let m = repo.load_manifest(&id.parse().expect("listed ids parse")).await?;
     let kmdr_core::SourceInfo::HelmRelease(saved) = &m.source else {
@@ -343,7 +567,14 @@ async fn platform_drift(repo: &Repository, h: &crate::plan::HelmSource) -> Resul
     };
     let live = match live.await {
         Ok(l) => l,
-        Err(e) => return Ok(finding("platform-drift", subject, Level::Warn, format!("cannot read the deployed release ({e}): drift not checked"))),
+        Err(e) => {
+            return Ok(finding(
+                "platform-drift",
+                subject,
+                Level::Warn,
+                format!("cannot read the deployed release ({e}): drift not checked"),
+            ));
+        }
     };
     let mut changes = Vec::new();
     let mut diff = |what: &str, a: String, b: String| {
@@ -367,8 +598,24 @@ async fn platform_drift(repo: &Repository, h: &crate::plan::HelmSource) -> Resul
         diff("namespaces", saved.namespaces.join(","), live.namespaces.join(","));
     }
     Ok(if changes.is_empty() {
-        finding("platform-drift", subject, Level::Ok, format!("deployed release matches backup {id} (chart {} {}, revision {})", live.chart, live.chart_version, live.revision))
+        finding(
+            "platform-drift",
+            subject,
+            Level::Ok,
+            format!(
+                "deployed release matches backup {id} (chart {} {}, revision {})",
+                live.chart, live.chart_version, live.revision
+            ),
+        )
     } else {
-        finding("platform-drift", subject, Level::Fail, format!("deployed release differs from backup {id}: {}; back the platform up again and review the runbook's values overlay", changes.join("; ")))
+        finding(
+            "platform-drift",
+            subject,
+            Level::Fail,
+            format!(
+                "deployed release differs from backup {id}: {}; back the platform up again and review the runbook's values overlay",
+                changes.join("; ")
+            ),
+        )
     })
 }

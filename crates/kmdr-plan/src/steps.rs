@@ -11,7 +11,12 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     #[error("step {name:?} could not start {program:?}: {source}; check the command in the plan")]
-    Spawn { name: String, program: String, #[source] source: std::io::Error },
+    Spawn {
+        name: String,
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("step {name:?} did not finish within its timeout of {}s; raise `timeout:` or fix what it waits for", timeout.as_secs())]
     Timeout { name: String, timeout: Duration },
     #[error("step {name:?} failed ({status}): {stderr}")]

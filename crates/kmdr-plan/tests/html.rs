@@ -8,7 +8,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use kmdr_core::Layer;
 use kmdr_plan::html::html;
-use kmdr_plan::report::{DrillReport, LayerReport, StepRecord, UnitReport, Verdict, REPORT_FORMAT};
+use kmdr_plan::report::{DrillReport, LayerReport, REPORT_FORMAT, StepRecord, UnitReport, Verdict};
 use kmdr_sources::inventory::KeyDiff;
 
 const HOSTILE: &str = "/t2/configmaps/<script>alert(1)</script>&\"x'";
@@ -18,7 +18,15 @@ fn at(start: DateTime<Utc>, ms: i64) -> DateTime<Utc> {
 }
 
 /// A step from `from` to `to` milliseconds after `start`.
-fn step(start: DateTime<Utc>, layer: Layer, kind: &str, name: &str, from: i64, to: i64, detail: Option<&str>) -> StepRecord {
+fn step(
+    start: DateTime<Utc>,
+    layer: Layer,
+    kind: &str,
+    name: &str,
+    from: i64,
+    to: i64,
+    detail: Option<&str>,
+) -> StepRecord {
     StepRecord {
         layer,
         kind: kind.into(),
@@ -58,7 +66,15 @@ fn report(scale: i64) -> DrillReport {
         step(start, uc, "restore", "etcd snapshot", ms(900), ms(1400), None),
         step(start, uc, "run", "start etcd on the restored data dir", ms(1400), ms(1900), None),
         step(start, uc, "health", "etcd answers", ms(1900), ms(1950), None),
-        step(start, tcp, "restore", "shared-etcd/t1", ms(1950), ms(2300), Some("import into t1: connection reset by peer <eof>")),
+        step(
+            start,
+            tcp,
+            "restore",
+            "shared-etcd/t1",
+            ms(1950),
+            ms(2300),
+            Some("import into t1: connection reset by peer <eof>"),
+        ),
         step(start, tcp, "compare", "shared-etcd/t2", ms(2300), ms(2900), None),
     ];
     let failure_at = at(start, ms(600));
@@ -141,7 +157,18 @@ fn the_page_is_self_contained_escaped_and_complete() {
 
     // Self-contained: nothing is loaded from anywhere, no script at all.
     let lower = page.to_lowercase();
-    for bad in ["src=\"http", "src='http", "href=\"http", "href='http", "<script", "<link", "@import", "url(", "<iframe", "<img"] {
+    for bad in [
+        "src=\"http",
+        "src='http",
+        "href=\"http",
+        "href='http",
+        "<script",
+        "<link",
+        "@import",
+        "url(",
+        "<iframe",
+        "<img",
+    ] {
         assert!(!lower.contains(bad), "the page must not contain {bad}");
     }
     assert!(!lower.contains("http://") && !lower.contains("https://"), "no address at all");
@@ -171,7 +198,9 @@ fn the_page_is_self_contained_escaped_and_complete() {
     // The diff: counts, listed keys, "and more", the unit not backed up.
     assert!(page.contains("25 missing") && page.contains("1 changed"));
     assert!(page.contains("… and 23 more"));
-    assert!(page.contains("<div class=\"unit unbacked\"><div class=\"unit-head\"><code class=\"unit-name\">shared-etcd/t2</code>"));
+    assert!(page.contains(
+        "<div class=\"unit unbacked\"><div class=\"unit-head\"><code class=\"unit-name\">shared-etcd/t2</code>"
+    ));
     assert!(page.contains("the plan does not back this tenant up"), "problems are listed");
 
     // The chart: one bar per step, the failed one marked, the failure line,
@@ -179,7 +208,10 @@ fn the_page_is_self_contained_escaped_and_complete() {
     let chart = svg(&page);
     assert_eq!(chart.matches("<rect class=\"step").count(), r.steps.len());
     assert_eq!(chart.matches("<rect class=\"step failed\"").count(), 1);
-    assert!(chart.contains("FAILED: import into t1: connection reset by peer &lt;eof&gt;"), "the failed step's tooltip");
+    assert!(
+        chart.contains("FAILED: import into t1: connection reset by peer &lt;eof&gt;"),
+        "the failed step's tooltip"
+    );
     assert_eq!(chart.matches("class=\"failure-line\"").count(), 1);
     assert_eq!(chart.matches("class=\"rto-target").count(), 2);
     assert_eq!(chart.matches("class=\"rto-band\"").count(), 2);

@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn example(name: &str) -> (PathBuf, String) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (path, text)
 }
@@ -27,12 +25,7 @@ fn problems(text: &str) -> Vec<Problem> {
 /// every one of `says`.
 fn one_problem(text: &str, line: usize, column: usize, says: &[&str]) -> Problem {
     let all = problems(text);
-    assert_eq!(
-        all.len(),
-        1,
-        "expected one problem, got:\n{}",
-        render(Path::new("kmdr.yaml"), &all)
-    );
+    assert_eq!(all.len(), 1, "expected one problem, got:\n{}", render(Path::new("kmdr.yaml"), &all));
     let p = all.into_iter().next().unwrap();
     assert_eq!(p.pos, Pos { line, column }, "{p}");
     for s in says {
@@ -63,14 +56,8 @@ fn full_example_parses() {
     assert_eq!(plan.version, 1);
     assert_eq!(plan.name, "kmetal-prod");
     assert_eq!(plan.repository.url, "s3://backups/kmetal");
-    assert_eq!(
-        plan.repository.key_file,
-        Some(PathBuf::from("/root/kmdr.key"))
-    );
-    assert_eq!(
-        plan.repository.s3_endpoint.as_deref(),
-        Some("https://s3.example.net")
-    );
+    assert_eq!(plan.repository.key_file, Some(PathBuf::from("/root/kmdr.key")));
+    assert_eq!(plan.repository.s3_endpoint.as_deref(), Some("https://s3.example.net"));
 
     // Recovery order (see `layers_are_put_in_recovery_order` for a file in
     // another order); each layer's position is its key's.
@@ -78,23 +65,12 @@ fn full_example_parses() {
     assert_eq!(order, Layer::ALL.to_vec());
 
     let uc = plan.layer(Layer::UnderCluster).unwrap();
-    assert_eq!(
-        (uc.rto, uc.rpo),
-        (Duration::from_secs(4 * H), Duration::from_secs(H))
-    );
-    assert_eq!(
-        text.lines().nth(uc.pos.line - 1).unwrap().trim(),
-        "under-cluster:"
-    );
+    assert_eq!((uc.rto, uc.rpo), (Duration::from_secs(4 * H), Duration::from_secs(H)));
+    assert_eq!(text.lines().nth(uc.pos.line - 1).unwrap().trim(), "under-cluster:");
     assert_eq!(uc.pos.column, 3);
-    let LayerSource::Etcd(etcd) = &uc.source else {
-        panic!("{:?}", uc.source)
-    };
+    let LayerSource::Etcd(etcd) = &uc.source else { panic!("{:?}", uc.source) };
     assert_eq!(etcd.endpoints.len(), 3);
-    assert_eq!(
-        etcd.tls.cacert,
-        Some(PathBuf::from("/etc/kubernetes/pki/etcd/ca.crt"))
-    );
+    assert_eq!(etcd.tls.cacert, Some(PathBuf::from("/etc/kubernetes/pki/etcd/ca.crt")));
     let member = etcd.restore.as_ref().unwrap();
     assert_eq!(member.data_dir, PathBuf::from("/var/lib/etcd"));
     assert_eq!(member.name, "cp-1");
@@ -106,51 +82,31 @@ fn full_example_parses() {
     assert_eq!(platform.rpo, Duration::from_secs(15 * 60));
 
     let tcp = plan.layer(Layer::TenantControlPlanes).unwrap();
-    let LayerSource::Tenants(ds) = &tcp.source else {
-        panic!("{:?}", tcp.source)
-    };
+    let LayerSource::Tenants(ds) = &tcp.source else { panic!("{:?}", tcp.source) };
     assert_eq!(ds.len(), 2);
     assert_eq!(ds[0].name, "shared-etcd");
     assert_eq!(ds[0].tenants, TenantSelector::All);
     assert_eq!(ds[1].name, "tenants-pg");
     assert_eq!(ds[1].password_file, Some(PathBuf::from("/etc/kmdr/pg.pw")));
-    assert_eq!(
-        ds[1].tenants,
-        TenantSelector::Only(vec!["tenant_acme".into(), "tenant_globex".into()])
-    );
+    assert_eq!(ds[1].tenants, TenantSelector::Only(vec!["tenant_acme".into(), "tenant_globex".into()]));
 
     assert_eq!(plan.run.len(), 4);
     let provision = &plan.run[0];
     assert_eq!(provision.name, "provision nodes");
-    assert_eq!(
-        (provision.layer, provision.phase),
-        (Layer::UnderCluster, Phase::BeforeRestore)
-    );
+    assert_eq!((provision.layer, provision.phase), (Layer::UnderCluster, Phase::BeforeRestore));
     assert_eq!(provision.command[0], "ansible-playbook");
     assert_eq!(provision.timeout, Duration::from_secs(30 * 60));
     let kubeadm = &plan.run[1];
     assert_eq!(&kubeadm.command[..2], &["sh".to_string(), "-c".to_string()]);
     assert!(kubeadm.command[2].starts_with("kubeadm init"));
-    assert_eq!(
-        plan.steps(Layer::UnderCluster, Phase::HealthCheck).count(),
-        1
-    );
+    assert_eq!(plan.steps(Layer::UnderCluster, Phase::HealthCheck).count(), 1);
 
     assert_eq!(plan.contacts.len(), 2);
     assert_eq!(plan.contacts[0].detail, "first responder");
-    assert_eq!(
-        plan.contacts[0].reviewed,
-        chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap()
-    );
-    assert_eq!(
-        plan.contacts[0].review_every,
-        Duration::from_secs(90 * 24 * H)
-    );
+    assert_eq!(plan.contacts[0].reviewed, chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap());
+    assert_eq!(plan.contacts[0].review_every, Duration::from_secs(90 * 24 * H));
     assert_eq!(plan.credentials[0].detail, "vault://kv/kmdr");
-    assert_eq!(
-        plan.credentials[0].review_every,
-        Duration::from_secs(180 * 24 * H)
-    );
+    assert_eq!(plan.credentials[0].review_every, Duration::from_secs(180 * 24 * H));
 }
 
 #[test]
@@ -166,14 +122,10 @@ fn lab_example_parses_with_defaults() {
     for spec in &plan.layers {
         assert_eq!((spec.rto, spec.rpo), kmdr_plan::default_targets(spec.layer));
     }
-    let LayerSource::Etcd(etcd) = &plan.layers[0].source else {
-        panic!()
-    };
+    let LayerSource::Etcd(etcd) = &plan.layers[0].source else { panic!() };
     assert_eq!(etcd.endpoints, ["http://127.0.0.1:2379"]); // a single string is a list of one
     assert!(etcd.restore.is_none());
-    let LayerSource::Tenants(ds) = &plan.layers[1].source else {
-        panic!()
-    };
+    let LayerSource::Tenants(ds) = &plan.layers[1].source else { panic!() };
     assert_eq!(ds[0].url, "etcd://127.0.0.1:2381");
     assert_eq!(ds[0].tenants, TenantSelector::All);
     assert!(plan.run.is_empty() && plan.contacts.is_empty() && plan.credentials.is_empty());
@@ -187,55 +139,28 @@ fn layers_are_put_in_recovery_order() {
     let plan = parse_plan(Path::new("p.yaml"), &text).unwrap();
     let order: Vec<Layer> = plan.layers.iter().map(|l| l.layer).collect();
     assert_eq!(order, Layer::ALL.to_vec());
-    assert_eq!(
-        plan.layer(Layer::PersistentData).unwrap().pos,
-        Pos { line: 9, column: 3 }
-    );
-    assert_eq!(
-        plan.layer(Layer::PersistentData).unwrap().rto,
-        Duration::from_secs(3 * H)
-    );
+    assert_eq!(plan.layer(Layer::PersistentData).unwrap().pos, Pos { line: 9, column: 3 });
+    assert_eq!(plan.layer(Layer::PersistentData).unwrap().rto, Duration::from_secs(3 * H));
     // `platform:` with nothing under it: the default targets.
-    assert_eq!(
-        plan.layer(Layer::Platform).unwrap().rto,
-        Duration::from_secs(2 * H)
-    );
+    assert_eq!(plan.layer(Layer::Platform).unwrap().rto, Duration::from_secs(2 * H));
 }
 
 #[test]
 fn unknown_top_level_key_suggests_the_right_one() {
     let text = format!("{BASE}contact:\n  - name: x\n");
-    one_problem(
-        &text,
-        9,
-        1,
-        &[r#"unknown key "contact""#, r#"write "contacts""#],
-    );
+    one_problem(&text, 9, 1, &[r#"unknown key "contact""#, r#"write "contacts""#]);
 }
 
 #[test]
 fn unknown_key_with_nothing_close_lists_the_keys() {
     let text = format!("{BASE}owner: me\n");
-    one_problem(
-        &text,
-        9,
-        1,
-        &[
-            r#"unknown key "owner""#,
-            "the keys are version, name, repository",
-        ],
-    );
+    one_problem(&text, 9, 1, &[r#"unknown key "owner""#, "the keys are version, name, repository"]);
 }
 
 #[test]
 fn target_key_typo_suggests() {
     let text = BASE.replace("    etcd:", "    rpo_target: 1h\n    etcd:");
-    one_problem(
-        &text,
-        7,
-        5,
-        &[r#"unknown key "rpo_target" in layer under-cluster: write "rpo""#],
-    );
+    one_problem(&text, 7, 5, &[r#"unknown key "rpo_target" in layer under-cluster: write "rpo""#]);
 }
 
 #[test]
@@ -245,15 +170,15 @@ fn unknown_layer_lists_the_layers() {
         &text,
         9,
         3,
-        &[
-            r#"unknown layer "tenants": the layers are under-cluster, platform, tenant-control-planes, persistent-data"#,
-        ],
+        &[r#"unknown layer "tenants": the layers are under-cluster, platform, tenant-control-planes, persistent-data"#],
     );
 }
 
 #[test]
 fn platform_takes_a_helm_release() {
-    let text = format!("{BASE}  platform:\n    helm: {{release: kmetal, namespace: kmetal-system, secrets: [kmetal-system/registry-creds]}}\n");
+    let text = format!(
+        "{BASE}  platform:\n    helm: {{release: kmetal, namespace: kmetal-system, secrets: [kmetal-system/registry-creds]}}\n"
+    );
     let plan = parse_plan(Path::new("kmdr.yaml"), &text).expect("parses");
     let Some(LayerSource::Helm(h)) = plan.layer(Layer::Platform).map(|l| &l.source) else { panic!("helm source") };
     assert_eq!((h.release.as_str(), h.namespace.as_str()), ("kmetal", "kmetal-system"));
@@ -280,45 +205,25 @@ fn datastore_key_typo_suggests() {
     let text = format!(
         "{BASE}  tenant-control-planes:\n    datastores:\n      - name: pg\n        url: postgres://k@db/kamaji\n        passwrdFile: /etc/pw\n        tenants: [t1]\n"
     );
-    one_problem(
-        &text,
-        13,
-        9,
-        &[r#"unknown key "passwrdFile" in datastore 1: write "passwordFile""#],
-    );
+    one_problem(&text, 13, 9, &[r#"unknown key "passwrdFile" in datastore 1: write "passwordFile""#]);
 }
 
 #[test]
 fn number_where_a_list_is_expected() {
     let text = BASE.replace("[http://127.0.0.1:2379]", "2379");
-    one_problem(
-        &text,
-        8,
-        18,
-        &["expected a list of strings", "found the number 2379"],
-    );
+    one_problem(&text, 8, 18, &["expected a list of strings", "found the number 2379"]);
 }
 
 #[test]
 fn bad_duration() {
     let text = BASE.replace("    etcd:", "    rto: 4 hours\n    etcd:");
-    one_problem(
-        &text,
-        7,
-        10,
-        &[r#""4 hours" is not a duration: write e.g. 4h, 30m, 90s or 90d"#],
-    );
+    one_problem(&text, 7, 10, &[r#""4 hours" is not a duration: write e.g. 4h, 30m, 90s or 90d"#]);
 }
 
 #[test]
 fn bare_number_is_not_a_duration() {
     let text = BASE.replace("    etcd:", "    rpo: 30\n    etcd:");
-    one_problem(
-        &text,
-        7,
-        10,
-        &[r#""30" is not a duration (30 what? e.g. 30s or 30m)"#],
-    );
+    one_problem(&text, 7, 10, &[r#""30" is not a duration (30 what? e.g. 30s or 30m)"#]);
 }
 
 #[test]
@@ -329,16 +234,8 @@ fn zero_rto() {
 
 #[test]
 fn under_cluster_without_etcd() {
-    let text = BASE.replace(
-        "    etcd:\n      endpoints: [http://127.0.0.1:2379]\n",
-        "    rto: 4h\n",
-    );
-    one_problem(
-        &text,
-        7,
-        5,
-        &["layer under-cluster needs `etcd:`", "endpoints"],
-    );
+    let text = BASE.replace("    etcd:\n      endpoints: [http://127.0.0.1:2379]\n", "    rto: 4h\n");
+    one_problem(&text, 7, 5, &["layer under-cluster needs `etcd:`", "endpoints"]);
 }
 
 #[test]
@@ -350,15 +247,7 @@ fn empty_under_cluster_is_reported_at_its_key() {
 #[test]
 fn tenant_layer_without_datastores() {
     let text = format!("{BASE}  tenant-control-planes:\n    rto: 1h\n");
-    one_problem(
-        &text,
-        10,
-        5,
-        &[
-            "layer tenant-control-planes needs `datastores:`",
-            "tenants: all",
-        ],
-    );
+    one_problem(&text, 10, 5, &["layer tenant-control-planes needs `datastores:`", "tenants: all"]);
 }
 
 #[test]
@@ -370,10 +259,7 @@ fn tenants_neither_all_nor_a_list() {
         &text,
         13,
         18,
-        &[
-            r#"must be "all" or a list, found the string "some""#,
-            "tenants: [tenant_a, tenant_b]",
-        ],
+        &[r#"must be "all" or a list, found the string "some""#, "tenants: [tenant_a, tenant_b]"],
     );
 }
 
@@ -382,12 +268,7 @@ fn bad_datastore_scheme() {
     let text = format!(
         "{BASE}  tenant-control-planes:\n    datastores:\n      - name: e\n        url: etc://127.0.0.1:2381\n        tenants: all\n"
     );
-    one_problem(
-        &text,
-        12,
-        14,
-        &["scheme etc:// is not supported: write etcd://"],
-    );
+    one_problem(&text, 12, 14, &["scheme etc:// is not supported: write etcd://"]);
 }
 
 #[test]
@@ -395,12 +276,7 @@ fn duplicate_datastore_names() {
     let text = format!(
         "{BASE}  tenant-control-planes:\n    datastores:\n      - {{name: e, url: 'etcd://a:1', tenants: all}}\n      - {{name: e, url: 'etcd://b:1', tenants: all}}\n"
     );
-    one_problem(
-        &text,
-        12,
-        10,
-        &[r#"datastore name "e" is already used at line 11"#],
-    );
+    one_problem(&text, 12, 10, &[r#"datastore name "e" is already used at line 11"#]);
 }
 
 #[test]
@@ -408,64 +284,23 @@ fn run_step_for_a_layer_not_in_the_plan() {
     let text = format!(
         "{BASE}run:\n  - name: reinstall\n    layer: platform\n    phase: before-restore\n    command: helmfile apply\n    timeout: 30m\n"
     );
-    one_problem(
-        &text,
-        11,
-        12,
-        &[
-            "layer platform, which the plan does not cover",
-            "add `platform:` under `layers:`",
-        ],
-    );
+    one_problem(&text, 11, 12, &["layer platform, which the plan does not cover", "add `platform:` under `layers:`"]);
 }
 
 #[test]
 fn run_step_unknown_phase_and_missing_timeout() {
-    let text = format!(
-        "{BASE}run:\n  - name: check\n    layer: under-cluster\n    phase: healthcheck\n    command: [true]\n"
-    );
+    let text =
+        format!("{BASE}run:\n  - name: check\n    layer: under-cluster\n    phase: healthcheck\n    command: [true]\n");
     let all = problems(&text);
     assert_eq!(all.len(), 3, "{all:#?}");
     // The step lacks `timeout:` (reported at the step), the phase is misspelt,
     // and `true` is a boolean, not a string.
-    assert_eq!(
-        all[0].pos,
-        Pos {
-            line: 10,
-            column: 5
-        }
-    );
-    assert!(
-        all[0].message.contains("run step 1 needs `timeout:`"),
-        "{}",
-        all[0]
-    );
-    assert_eq!(
-        all[1].pos,
-        Pos {
-            line: 12,
-            column: 12
-        }
-    );
-    assert!(
-        all[1]
-            .message
-            .contains(r#"unknown phase "healthcheck": write "health-check""#),
-        "{}",
-        all[1]
-    );
-    assert_eq!(
-        all[2].pos,
-        Pos {
-            line: 13,
-            column: 15
-        }
-    );
-    assert!(
-        all[2].message.contains(r#"quote it ("true")"#),
-        "{}",
-        all[2]
-    );
+    assert_eq!(all[0].pos, Pos { line: 10, column: 5 });
+    assert!(all[0].message.contains("run step 1 needs `timeout:`"), "{}", all[0]);
+    assert_eq!(all[1].pos, Pos { line: 12, column: 12 });
+    assert!(all[1].message.contains(r#"unknown phase "healthcheck": write "health-check""#), "{}", all[1]);
+    assert_eq!(all[2].pos, Pos { line: 13, column: 15 });
+    assert!(all[2].message.contains(r#"quote it ("true")"#), "{}", all[2]);
 }
 
 #[test]
@@ -473,12 +308,7 @@ fn bad_date() {
     let text = format!(
         "{BASE}contacts:\n  - name: on-call\n    role: first responder\n    reviewed: 2026-13-01\n    reviewEvery: 90d\n"
     );
-    one_problem(
-        &text,
-        12,
-        15,
-        &[r#""2026-13-01" is not a date: write YYYY-MM-DD"#],
-    );
+    one_problem(&text, 12, 15, &[r#""2026-13-01" is not a date: write YYYY-MM-DD"#]);
 }
 
 #[test]
@@ -503,44 +333,21 @@ credentials:
     let all = problems(text);
     let rendered = render(Path::new("kmdr.yaml"), &all);
     let positions: Vec<(usize, usize)> = all.iter().map(|p| (p.pos.line, p.pos.column)).collect();
-    assert_eq!(
-        positions,
-        [(1, 10), (5, 3), (8, 10), (14, 15)],
-        "{rendered}"
-    );
-    assert!(
-        all[0].message.contains("version 2 is not supported"),
-        "{rendered}"
-    );
+    assert_eq!(positions, [(1, 10), (5, 3), (8, 10), (14, 15)], "{rendered}");
+    assert!(all[0].message.contains("version 2 is not supported"), "{rendered}");
     assert!(all[1].message.contains(r#"write "keyFile""#), "{rendered}");
-    assert!(
-        all[2].message.contains(r#""soon" is not a duration"#),
-        "{rendered}"
-    );
-    assert!(
-        all[3].message.contains(r#""yesterday" is not a date"#),
-        "{rendered}"
-    );
+    assert!(all[2].message.contains(r#""soon" is not a duration"#), "{rendered}");
+    assert!(all[3].message.contains(r#""yesterday" is not a date"#), "{rendered}");
     // docs/plan.md shows exactly this output.
-    let docs =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/plan.md"))
-            .unwrap();
-    assert!(
-        docs.contains(&rendered),
-        "docs/plan.md should show:\n{rendered}"
-    );
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/plan.md")).unwrap();
+    assert!(docs.contains(&rendered), "docs/plan.md should show:\n{rendered}");
 }
 
 #[test]
 fn docs_show_the_example_verbatim() {
     let (_, example) = example("kmdr.yaml");
-    let docs =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/plan.md"))
-            .unwrap();
-    assert!(
-        docs.contains(&format!("```yaml\n{example}```")),
-        "docs/plan.md must include examples/kmdr.yaml as is"
-    );
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/plan.md")).unwrap();
+    assert!(docs.contains(&format!("```yaml\n{example}```")), "docs/plan.md must include examples/kmdr.yaml as is");
 }
 
 #[test]
@@ -577,14 +384,8 @@ fn empty_file_says_what_a_plan_needs() {
 
 #[test]
 fn render_gives_file_line_column() {
-    let problems = vec![Problem {
-        pos: Pos { line: 3, column: 7 },
-        message: "bad".into(),
-    }];
-    assert_eq!(
-        render(Path::new("plans/kmdr.yaml"), &problems),
-        "plans/kmdr.yaml:3:7: bad\n"
-    );
+    let problems = vec![Problem { pos: Pos { line: 3, column: 7 }, message: "bad".into() }];
+    assert_eq!(render(Path::new("plans/kmdr.yaml"), &problems), "plans/kmdr.yaml:3:7: bad\n");
 }
 
 #[test]
@@ -600,11 +401,16 @@ fn persistent_data_takes_volume_entries_of_each_provider() {
 "
     );
     let plan = parse_plan(Path::new("kmdr.yaml"), &text).unwrap();
-    let LayerSource::Volumes(v) = &plan.layer(Layer::PersistentData).unwrap().source else { panic!("volumes expected") };
+    let LayerSource::Volumes(v) = &plan.layer(Layer::PersistentData).unwrap().source else {
+        panic!("volumes expected")
+    };
     assert_eq!(v.len(), 4);
     assert_eq!(v[0].entry.timeout, Duration::from_secs(600));
     let ProviderSpec::Csi(c) = &v[0].entry.provider else { panic!() };
-    assert_eq!((c.namespace.as_str(), c.selector.as_deref(), c.snapshot_class.as_str()), ("tenant-a", Some("app=db"), "snap"));
+    assert_eq!(
+        (c.namespace.as_str(), c.selector.as_deref(), c.snapshot_class.as_str()),
+        ("tenant-a", Some("app=db"), "snap")
+    );
     let ProviderSpec::Velero(b) = &v[1].entry.provider else { panic!() };
     assert_eq!(b.namespace, "velero");
     assert_eq!(b.label_selector.get("tier").map(String::as_str), Some("data"));
@@ -621,7 +427,9 @@ fn persistent_data_takes_volume_entries_of_each_provider() {
 fn volume_entry_mistakes_are_reported_where_they_are() {
     // A key of another provider.
     one_problem(
-        &format!("{BASE}  persistent-data:\n    volumes:\n      - name: db\n        provider: velero\n        snapshotClass: x\n"),
+        &format!(
+            "{BASE}  persistent-data:\n    volumes:\n      - name: db\n        provider: velero\n        snapshotClass: x\n"
+        ),
         13,
         9,
         &["`snapshotClass:` is not a setting of provider velero", "includedNamespaces"],
@@ -635,21 +443,27 @@ fn volume_entry_mistakes_are_reported_where_they_are() {
     );
     // CSI without a way to pick PVCs.
     one_problem(
-        &format!("{BASE}  persistent-data:\n    volumes:\n      - {{name: db, provider: csi, namespace: a, snapshotClass: s}}\n"),
+        &format!(
+            "{BASE}  persistent-data:\n    volumes:\n      - {{name: db, provider: csi, namespace: a, snapshotClass: s}}\n"
+        ),
         11,
         9,
         &["selector:", "pvcs:"],
     );
     // A schedule entry with Backup settings.
     one_problem(
-        &format!("{BASE}  persistent-data:\n    volumes:\n      - name: s\n        provider: velero\n        schedule: daily\n        ttl: 24h\n"),
+        &format!(
+            "{BASE}  persistent-data:\n    volumes:\n      - name: s\n        provider: velero\n        schedule: daily\n        ttl: 24h\n"
+        ),
         14,
         9,
         &["`ttl:` has no effect with `schedule:`"],
     );
     // Two entries with one name.
     one_problem(
-        &format!("{BASE}  persistent-data:\n    volumes:\n      - {{name: db, provider: velero}}\n      - {{name: db, provider: velero}}\n"),
+        &format!(
+            "{BASE}  persistent-data:\n    volumes:\n      - {{name: db, provider: velero}}\n      - {{name: db, provider: velero}}\n"
+        ),
         12,
         10,
         &["already used at line 11"],

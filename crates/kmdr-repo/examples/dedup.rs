@@ -41,5 +41,12 @@ async fn main() {
             added += z.len().min(ch.len());
         }
     }
-    println!("avg {} KiB: old {} chunks, new {} chunks, {} new, {:.2} MiB added", avg / 1024, old.len(), new.len(), added_chunks, added as f64 / 1048576.0);
+    println!(
+        "avg {} KiB: old {} chunks, new {} chunks, {} new, {:.2} MiB added",
+        avg / 1024,
+        old.len(),
+        new.len(),
+        added_chunks,
+        added as f64 / 1048576.0
+    );
 }

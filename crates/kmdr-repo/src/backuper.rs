@@ -8,12 +8,12 @@
 
 use crate::crypto::ObjectKind;
 use crate::lock::RepoLock;
-use crate::repository::{chunk_key, ZSTD_LEVEL};
+use crate::repository::{ZSTD_LEVEL, chunk_key};
 use crate::{Error, Repository, Result};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-use kmdr_core::{BackupId, BackupStats, ChunkRef, FileEntry, Layer, Manifest, SourceInfo, MANIFEST_FORMAT};
+use kmdr_core::{BackupId, BackupStats, ChunkRef, FileEntry, Layer, MANIFEST_FORMAT, Manifest, SourceInfo};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -48,7 +48,11 @@ pub async fn verify(repo: &Repository, ids: Option<Vec<BackupId>>, progress: Opt
     report
 }
 
-async fn verify_locked(repo: &Repository, ids: Option<Vec<BackupId>>, progress: Option<Progress>) -> Result<VerifyReport> {
+async fn verify_locked(
+    repo: &Repository,
+    ids: Option<Vec<BackupId>>,
+    progress: Option<Progress>,
+) -> Result<VerifyReport> {
     let all = repo.list_backups().await?;
     let selected = ids.unwrap_or_else(|| all.clone());
     // Each manifest is read once: for the selected backups' chunks and for
@@ -123,7 +127,10 @@ async fn verify_locked(repo: &Repository, ids: Option<Vec<BackupId>>, progress: 
         .filter(|o| o.key.rsplit('/').next().is_some_and(|n| !referenced.contains(n)))
         .count();
     Ok(VerifyReport {
-        backups: problems.into_iter().map(|(id, problems)| BackupCheck { id, ok: problems.is_empty(), problems }).collect(),
+        backups: problems
+            .into_iter()
+            .map(|(id, problems)| BackupCheck { id, ok: problems.is_empty(), problems })
+            .collect(),
         chunks_checked: needs.len(),
         bytes_checked: bytes,
         unreferenced_chunks: unreferenced,

@@ -8,7 +8,7 @@
 //! model in docs/design.md).
 
 use bytes::{Buf, Bytes, BytesMut};
-use fastcdc::v2020::{cut_gear, get_gear_with_seed, select_masks, Normalization};
+use fastcdc::v2020::{Normalization, cut_gear, get_gear_with_seed, select_masks};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -25,7 +25,12 @@ pub struct ChunkerParams {
 impl Default for ChunkerParams {
     /// 64 KiB / 256 KiB / 1 MiB: see "Chunk size" in docs/design.md for the measurement.
     fn default() -> Self {
-        ChunkerParams { algorithm: "fastcdc-2020".into(), min_size: 64 * 1024, avg_size: 256 * 1024, max_size: 1024 * 1024 }
+        ChunkerParams {
+            algorithm: "fastcdc-2020".into(),
+            min_size: 64 * 1024,
+            avg_size: 256 * 1024,
+            max_size: 1024 * 1024,
+        }
     }
 }
 

@@ -173,7 +173,10 @@ impl MasterKey {
         let aad = [header, name.as_bytes()].concat();
         let cipher = XChaCha20Poly1305::new((&self.enc).into());
         let body = cipher
-            .decrypt(XNonce::from_slice(&header[8..32]), Payload { msg: &data[HEADER_LEN..data.len() - SUM_LEN], aad: &aad })
+            .decrypt(
+                XNonce::from_slice(&header[8..32]),
+                Payload { msg: &data[HEADER_LEN..data.len() - SUM_LEN], aad: &aad },
+            )
             .map_err(|_| ObjectError::Auth)?;
         match header[6] {
             0 => Ok(body),
@@ -185,7 +188,11 @@ impl MasterKey {
     /// Open a chunk and check that its content matches its id. `full` also
     /// checks the trailing checksum (what `verify` wants).
     pub fn open_chunk(&self, name: &str, id: &str, data: &[u8], full: bool) -> Result<Vec<u8>, ObjectError> {
-        let plain = if full { self.open(ObjectKind::Chunk, name, data)? } else { self.open_authenticated(ObjectKind::Chunk, name, data)? };
+        let plain = if full {
+            self.open(ObjectKind::Chunk, name, data)?
+        } else {
+            self.open_authenticated(ObjectKind::Chunk, name, data)?
+        };
         if self.chunk_id(&plain) != id {
             return Err(ObjectError::IdMismatch);
         }
@@ -251,7 +258,13 @@ impl KeyObject {
         let mut salt = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut salt);
         // OWASP's recommended Argon2id minimum: 19 MiB, 2 passes.
-        let kdf = KdfParams { algorithm: "argon2id".into(), m_cost_kib: 19 * 1024, t_cost: 2, p_cost: 1, salt: hex::encode(salt) };
+        let kdf = KdfParams {
+            algorithm: "argon2id".into(),
+            m_cost_kib: 19 * 1024,
+            t_cost: 2,
+            p_cost: 1,
+            salt: hex::encode(salt),
+        };
         let kek = derive_kek(secret, &kdf).expect("valid built-in parameters");
         let mut nonce = [0u8; 24];
         rand::thread_rng().fill_bytes(&mut nonce);

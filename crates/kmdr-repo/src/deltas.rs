@@ -87,7 +87,12 @@ pub struct ChainGap {
 /// order. Overlapping segments are allowed (a replayed change is idempotent;
 /// readers skip revisions already applied); a revision no segment covers is
 /// a [`ChainGap`], never skipped.
-pub fn plan_chain(segments: &[SegmentName], series: &str, base: i64, target: i64) -> Result<Vec<SegmentName>, ChainGap> {
+pub fn plan_chain(
+    segments: &[SegmentName],
+    series: &str,
+    base: i64,
+    target: i64,
+) -> Result<Vec<SegmentName>, ChainGap> {
     let mut sorted: Vec<&SegmentName> = segments.iter().filter(|s| s.series == series && s.last > base).collect();
     sorted.sort_by_key(|s| (s.first, std::cmp::Reverse(s.last)));
     let newest = segments.iter().filter(|s| s.series == series).map(|s| s.last).max();
@@ -101,7 +106,14 @@ pub fn plan_chain(segments: &[SegmentName], series: &str, base: i64, target: i64
                 next = s.last + 1;
             }
             None => {
-                let to = sorted.iter().map(|s| s.first).filter(|f| *f > next).min().map(|f| f - 1).unwrap_or(target).min(target);
+                let to = sorted
+                    .iter()
+                    .map(|s| s.first)
+                    .filter(|f| *f > next)
+                    .min()
+                    .map(|f| f - 1)
+                    .unwrap_or(target)
+                    .min(target);
                 return Err(ChainGap { series: series.into(), base, from: next, to, newest });
             }
         }
@@ -175,11 +187,13 @@ impl Repository {
         let raw = match self.store().get(&key).await {
             Ok(b) => b,
             Err(StoreError::NotFound { .. }) => {
-                return Err(Error::Damaged { object: key, reason: "the segment was listed but is gone".into() })
+                return Err(Error::Damaged { object: key, reason: "the segment was listed but is gone".into() });
             }
             Err(e) => return Err(e.into()),
         };
-        self.key().open(ObjectKind::Delta, &key, &raw).map_err(|e| Error::Damaged { object: key, reason: e.to_string() })
+        self.key()
+            .open(ObjectKind::Delta, &key, &raw)
+            .map_err(|e| Error::Damaged { object: key, reason: e.to_string() })
     }
 
     /// Remove a segment (retention).
@@ -203,7 +217,12 @@ mod tests {
         assert_eq!(s.key(), "deltas/tenant/t1/00000000000000000011-00000000000000002000-20270115T080000.123Z");
         assert_eq!(SegmentName::parse(&s.key()), Some(s.clone()));
         assert!(seg(9, 10).key() < seg(11, 12).key());
-        for bad in ["deltas/x", "deltas/t/1-2-20270115T080000.123Z", "backups/x", "deltas/t/00000000000000000011-00000000000000002000-now"] {
+        for bad in [
+            "deltas/x",
+            "deltas/t/1-2-20270115T080000.123Z",
+            "backups/x",
+            "deltas/t/00000000000000000011-00000000000000002000-now",
+        ] {
             assert_eq!(SegmentName::parse(bad), None, "{bad}");
         }
     }

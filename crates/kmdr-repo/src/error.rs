@@ -5,7 +5,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Nothing at the location looks like a kmdr repository.
-    #[error("no kmdr repository at {location}: create one with `kmdr repo init --repo {location} --key-file KEYFILE`, or fix --repo / KMDR_REPO")]
+    #[error(
+        "no kmdr repository at {location}: create one with `kmdr repo init --repo {location} --key-file KEYFILE`, or fix --repo / KMDR_REPO"
+    )]
     NotARepository { location: String },
     /// `repo init` on a location that already holds a repository.
     #[error("a kmdr repository already exists at {location}; nothing was changed")]
@@ -15,12 +17,20 @@ pub enum Error {
     NoKey,
     /// The key file cannot be read or written.
     #[error("cannot use key file {}: {source}", path.display())]
-    KeyFile { path: PathBuf, #[source] source: std::io::Error },
+    KeyFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The key file opens none of the repository's keys.
-    #[error("the key in {key_file} does not open the repository at {location}: use the key file created by `kmdr repo init` for this repository")]
+    #[error(
+        "the key in {key_file} does not open the repository at {location}: use the key file created by `kmdr repo init` for this repository"
+    )]
     WrongKey { location: String, key_file: String },
     /// The repository was written by an incompatible kmdr.
-    #[error("repository at {location} has format version {found}; this kmdr reads version {supported}: use a kmdr release that supports it")]
+    #[error(
+        "repository at {location} has format version {found}; this kmdr reads version {supported}: use a kmdr release that supports it"
+    )]
     UnsupportedFormat { location: String, found: u32, supported: u32 },
     /// No backup matches the id given.
     #[error("no backup {query} in {location}: list them with `kmdr backups list`")]
@@ -29,7 +39,9 @@ pub enum Error {
     #[error("{query} matches {count} backups ({examples}): give more of the id")]
     AmbiguousId { query: String, count: usize, examples: String },
     /// A stored object failed its checks.
-    #[error("damaged object {object}: {reason}; run `kmdr verify --all` to see which backups are affected and restore from an older, intact one")]
+    #[error(
+        "damaged object {object}: {reason}; run `kmdr verify --all` to see which backups are affected and restore from an older, intact one"
+    )]
     Damaged { object: String, reason: String },
     /// Another process holds a conflicting lock.
     #[error("repository is locked by {holder}: wait for it to finish; if that process is gone, run `kmdr repo unlock`")]

@@ -25,11 +25,11 @@ pub mod repository;
 pub mod restorer;
 
 pub use backuper::{BackupSession, Progress};
-pub use deltas::{ChainGap, SegmentName};
 pub use checker::{BackupCheck, VerifyReport};
+pub use deltas::{ChainGap, SegmentName};
 pub use error::Error;
 pub use pruner::{ForgetPlan, PrunePlan};
-pub use repository::{RepoConfig, Repository, REPO_FORMAT};
+pub use repository::{REPO_FORMAT, RepoConfig, Repository};
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -90,7 +90,15 @@ impl RepoLock {
     /// Take a shared (`exclusive = false`) or exclusive lock for `command`.
     pub async fn acquire(store: Arc<dyn Store>, exclusive: bool, command: &str) -> Result<RepoLock> {
         let now = Utc::now();
-        let rec = LockRecord { hostname: hostname(), pid: std::process::id(), exclusive, command: command.into(), created: now, refreshed: now, pid_namespace: pid_namespace() };
+        let rec = LockRecord {
+            hostname: hostname(),
+            pid: std::process::id(),
+            exclusive,
+            command: command.into(),
+            created: now,
+            refreshed: now,
+            pid_namespace: pid_namespace(),
+        };
         let key = format!("locks/{}-{:08x}", now.timestamp_millis(), rand::random::<u32>());
         store.put(&key, Bytes::from(serde_json::to_vec(&rec).expect("json"))).await?;
         let conflict = list_locks(&store)
@@ -179,9 +187,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(LocalStore::new(dir.path()));
         let old = Utc::now() - Duration::hours(2);
-        let dead = LockRecord { hostname: "elsewhere".into(), pid: 1, exclusive: true, command: "prune".into(), created: old, refreshed: old, pid_namespace: String::new() };
+        let dead = LockRecord {
+            hostname: "elsewhere".into(),
+            pid: 1,
+            exclusive: true,
+            command: "prune".into(),
+            created: old,
+            refreshed: old,
+            pid_namespace: String::new(),
+        };
         store.put("locks/1-dead", Bytes::from(serde_json::to_vec(&dead).unwrap())).await.unwrap();
-        let gone = LockRecord { hostname: hostname(), pid: u32::MAX - 1, refreshed: Utc::now(), pid_namespace: pid_namespace(), ..dead.clone() };
+        let gone = LockRecord {
+            hostname: hostname(),
+            pid: u32::MAX - 1,
+            refreshed: Utc::now(),
+            pid_namespace: pid_namespace(),
+            ..dead.clone()
+        };
         // The same pid seen from another PID namespace (another container) is not judged dead.
         let elsewhere = LockRecord { pid_namespace: "pid:[1]".into(), ..gone.clone() };
         assert!(!elsewhere.is_stale(Utc::now()));

@@ -61,7 +61,8 @@ pub async fn plan_forget(repo: &Repository, policy: KeepPolicy, kind: Option<&st
             Err(e) => return Err(e),
         }
     }
-    let series = by_series.into_iter().map(|(series, items)| SeriesPlan { series, decisions: policy.apply(&items) }).collect();
+    let series =
+        by_series.into_iter().map(|(series, items)| SeriesPlan { series, decisions: policy.apply(&items) }).collect();
     Ok(ForgetPlan { policy, series, unreadable })
 }
 
@@ -99,7 +100,12 @@ pub async fn plan_prune(repo: &Repository, removing: &[BackupId]) -> Result<Prun
 
 /// Run forget (and prune when asked) under an exclusive lock. The plans are
 /// recomputed under the lock, so what is deleted is exactly what they list.
-pub async fn forget(repo: &Repository, policy: KeepPolicy, kind: Option<&str>, prune: bool) -> Result<(ForgetPlan, Option<PrunePlan>)> {
+pub async fn forget(
+    repo: &Repository,
+    policy: KeepPolicy,
+    kind: Option<&str>,
+    prune: bool,
+) -> Result<(ForgetPlan, Option<PrunePlan>)> {
     let lock = RepoLock::acquire(repo.store().clone(), true, "kmdr forget").await?;
     let result = async {
         let plan = plan_forget(repo, policy, kind).await?;
@@ -136,10 +142,6 @@ pub async fn prune(repo: &Repository) -> Result<PrunePlan> {
 
 async fn delete_chunks(repo: &Repository, keys: &[String]) -> Result<()> {
     use futures::{StreamExt, TryStreamExt};
-    futures::stream::iter(keys)
-        .map(|k| repo.store().delete(k))
-        .buffer_unordered(8)
-        .try_collect::<Vec<()>>()
-        .await?;
+    futures::stream::iter(keys).map(|k| repo.store().delete(k)).buffer_unordered(8).try_collect::<Vec<()>>().await?;
     Ok(())
 }

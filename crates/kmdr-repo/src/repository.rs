@@ -159,7 +159,7 @@ impl Repository {
         let raw = match self.store.get(&name).await {
             Ok(b) => b,
             Err(StoreError::NotFound { .. }) => {
-                return Err(Error::BackupNotFound { query: id.to_string(), location: self.location() })
+                return Err(Error::BackupNotFound { query: id.to_string(), location: self.location() });
             }
             Err(e) => return Err(e.into()),
         };
@@ -170,7 +170,11 @@ impl Repository {
             return Err(damaged(format!("manifest names backup {} instead", m.id)));
         }
         if m.format > kmdr_core::MANIFEST_FORMAT {
-            return Err(Error::UnsupportedFormat { location: format!("{}/{name}", self.location()), found: m.format, supported: kmdr_core::MANIFEST_FORMAT });
+            return Err(Error::UnsupportedFormat {
+                location: format!("{}/{name}", self.location()),
+                found: m.format,
+                supported: kmdr_core::MANIFEST_FORMAT,
+            });
         }
         Ok(m)
     }
@@ -195,8 +199,13 @@ impl Repository {
 
     /// Names of the stored reports, sorted (they start with their time).
     pub async fn list_reports(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> =
-            self.store.list("reports/").await?.into_iter().filter_map(|o| o.key.strip_prefix("reports/").map(str::to_string)).collect();
+        let mut names: Vec<String> = self
+            .store
+            .list("reports/")
+            .await?
+            .into_iter()
+            .filter_map(|o| o.key.strip_prefix("reports/").map(str::to_string))
+            .collect();
         names.sort();
         Ok(names)
     }

@@ -20,7 +20,9 @@ pub async fn read_chunk(repo: &Repository, id: &str, len: u64, full: bool) -> Re
     let name = chunk_key(id);
     let raw = match repo.store().get(&name).await {
         Ok(b) => b,
-        Err(StoreError::NotFound { .. }) => return Err(Error::Damaged { object: name, reason: "chunk is missing".into() }),
+        Err(StoreError::NotFound { .. }) => {
+            return Err(Error::Damaged { object: name, reason: "chunk is missing".into() });
+        }
         Err(e) => return Err(e.into()),
     };
     let key = repo.key().clone();
@@ -31,7 +33,10 @@ pub async fn read_chunk(repo: &Repository, id: &str, len: u64, full: bool) -> Re
         .expect("chunk task panicked")
         .map_err(|e| Error::Damaged { object: name.clone(), reason: e.to_string() })?;
     if plain.len() as u64 != len {
-        return Err(Error::Damaged { object: name, reason: format!("length {} where the manifest says {len}", plain.len()) });
+        return Err(Error::Damaged {
+            object: name,
+            reason: format!("length {} where the manifest says {len}", plain.len()),
+        });
     }
     Ok(plain)
 }
@@ -57,9 +62,8 @@ pub async fn restore_file<W: AsyncWrite + Unpin>(
 ) -> Result<()> {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    let mut chunks = futures::stream::iter(entry.chunks.iter())
-        .map(|c| read_chunk(repo, &c.id, c.len, false))
-        .buffered(FETCH_AHEAD);
+    let mut chunks =
+        futures::stream::iter(entry.chunks.iter()).map(|c| read_chunk(repo, &c.id, c.len, false)).buffered(FETCH_AHEAD);
     while let Some(plain) = chunks.try_next().await? {
         if check == FileCheck::Sha256 {
             hasher.update(&plain);
@@ -75,7 +79,10 @@ pub async fn restore_file<W: AsyncWrite + Unpin>(
     if size != entry.size || sum != entry.sha256 {
         return Err(Error::Damaged {
             object: format!("file {}", entry.name),
-            reason: format!("restored {size} bytes with sha256 {sum}, the manifest says {} bytes with {}", entry.size, entry.sha256),
+            reason: format!(
+                "restored {size} bytes with sha256 {sum}, the manifest says {} bytes with {}",
+                entry.size, entry.sha256
+            ),
         });
     }
     Ok(())

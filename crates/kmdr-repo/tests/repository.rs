@@ -4,7 +4,7 @@
 use kmdr_core::{KeepPolicy, Layer, SourceInfo};
 use kmdr_repo::backuper::ManifestDraft;
 use kmdr_repo::chunker::ChunkerParams;
-use kmdr_repo::{checker, pruner, restorer, BackupSession, Error, Repository};
+use kmdr_repo::{BackupSession, Error, Repository, checker, pruner, restorer};
 use kmdr_store::{Fault, FaultStore, LocalStore, Store};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -51,7 +51,10 @@ async fn new_repo() -> (tempfile::TempDir, Arc<dyn Store>, Repository) {
 #[tokio::test]
 async fn init_open_and_wrong_key() {
     let (_d, store, _) = new_repo().await;
-    assert!(matches!(Repository::init(store.clone(), b"x", small_chunks()).await, Err(Error::AlreadyInitialized { .. })));
+    assert!(matches!(
+        Repository::init(store.clone(), b"x", small_chunks()).await,
+        Err(Error::AlreadyInitialized { .. })
+    ));
     Repository::open(store.clone(), b"secret", "k").await.unwrap();
     let err = Repository::open(store.clone(), b"wrong", "k").await.unwrap_err();
     assert!(matches!(err, Error::WrongKey { .. }), "{err}");
@@ -113,7 +116,11 @@ async fn a_failing_source_commits_nothing() {
     let (_d, _s, repo) = new_repo().await;
     struct Broken(usize);
     impl tokio::io::AsyncRead for Broken {
-        fn poll_read(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
             if self.0 == 0 {
                 return std::task::Poll::Ready(Err(std::io::Error::other("connection to etcd lost")));
             }

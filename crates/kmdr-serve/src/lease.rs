@@ -24,7 +24,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use kmdr_sources::kube::{KubeClient, KubeError, LEASE};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 /// Who takes which Lease, and how long it lasts.
@@ -151,7 +151,11 @@ pub enum LeadEnd {
 
 /// While leading: renew every `renew_every`; returns when the Lease is lost
 /// (after setting `lost` to true) or when `stop` turns true.
-pub async fn keep_renewing(lock: &mut LeaseLock, lost: &tokio::sync::watch::Sender<bool>, stop: &mut tokio::sync::watch::Receiver<bool>) -> LeadEnd {
+pub async fn keep_renewing(
+    lock: &mut LeaseLock,
+    lost: &tokio::sync::watch::Sender<bool>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> LeadEnd {
     let mut last_ok = Instant::now();
     loop {
         tokio::select! {

@@ -19,9 +19,9 @@ pub mod metrics;
 pub mod scheduler;
 
 pub use metrics::Metrics;
-pub use scheduler::{serve, ServeOptions};
+pub use scheduler::{ServeOptions, serve};
 
-use lease::{keep_renewing, LeadEnd, LeaseLock};
+use lease::{LeadEnd, LeaseLock, keep_renewing};
 use std::sync::Arc;
 use tokio::sync::watch;
 

@@ -102,25 +102,101 @@ impl Metrics {
         let units = self.units.lock().expect("metrics lock").clone();
         let mut out = String::new();
         if let Some(leads) = *self.leader.lock().expect("metrics lock") {
-            let _ = writeln!(out, "# HELP kmdr_leader 1 while this replica holds the Lease and runs the units\n# TYPE kmdr_leader gauge\nkmdr_leader {}", u8::from(leads));
+            let _ = writeln!(
+                out,
+                "# HELP kmdr_leader 1 while this replica holds the Lease and runs the units\n# TYPE kmdr_leader gauge\nkmdr_leader {}",
+                u8::from(leads)
+            );
         }
         let secs = |t: DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;
         type Get = Box<dyn Fn(&UnitState) -> Option<f64>>;
         let families: Vec<(&str, &str, &str, Get)> = vec![
-            ("kmdr_last_success_timestamp_seconds", "gauge", "Unix time the newest full backup of the unit finished", Box::new(move |s| s.last_success.map(secs))),
-            ("kmdr_rpo_seconds", "gauge", "Age of the newest point the repository holds for the unit (current RPO)", Box::new(move |s| Metrics::protected_point(s).map(|p| (now - p).num_milliseconds().max(0) as f64 / 1000.0))),
-            ("kmdr_rpo_target_seconds", "gauge", "The unit's RPO target from the plan", Box::new(|s| Some(s.rpo_target.as_secs_f64()))),
-            ("kmdr_backup_duration_seconds", "gauge", "Duration of the newest full backup", Box::new(|s| s.last_success.map(|_| s.last_duration.as_secs_f64()))),
-            ("kmdr_backup_bytes", "gauge", "Plaintext bytes of the newest full backup", Box::new(|s| s.last_success.map(|_| s.last_bytes as f64))),
-            ("kmdr_backup_failures_total", "counter", "Full backups of the unit that failed", Box::new(|s| Some(s.failures as f64))),
-            ("kmdr_delta_lag_seconds", "gauge", "Change received -> durable in the repository, newest delta segment", Box::new(|s| s.delta.as_ref().map(|d| d.lag.as_secs_f64()))),
-            ("kmdr_delta_revision", "gauge", "Last revision the unit's delta chain covers", Box::new(|s| s.delta.as_ref().map(|d| d.revision as f64))),
-            ("kmdr_delta_segments_total", "counter", "Delta segments written", Box::new(|s| s.delta.as_ref().map(|d| d.segments as f64))),
-            ("kmdr_delta_events_total", "counter", "Changes captured in delta segments", Box::new(|s| s.delta.as_ref().map(|d| d.events as f64))),
-            ("kmdr_delta_bytes_total", "counter", "Sealed bytes of delta segments written", Box::new(|s| s.delta.as_ref().map(|d| d.bytes as f64))),
-            ("kmdr_delta_failures_total", "counter", "Delta captures that stopped on an error (they resume)", Box::new(|s| s.delta.as_ref().map(|d| d.failures as f64))),
-            ("kmdr_delta_compactions_total", "counter", "Full backups taken because the capture's start revision was compacted", Box::new(|s| s.delta.as_ref().map(|d| d.compactions as f64))),
-            ("kmdr_delta_up", "gauge", "1 while the unit's delta capture is watching", Box::new(|s| s.delta.as_ref().map(|d| if d.running { 1.0 } else { 0.0 }))),
+            (
+                "kmdr_last_success_timestamp_seconds",
+                "gauge",
+                "Unix time the newest full backup of the unit finished",
+                Box::new(move |s| s.last_success.map(secs)),
+            ),
+            (
+                "kmdr_rpo_seconds",
+                "gauge",
+                "Age of the newest point the repository holds for the unit (current RPO)",
+                Box::new(move |s| {
+                    Metrics::protected_point(s).map(|p| (now - p).num_milliseconds().max(0) as f64 / 1000.0)
+                }),
+            ),
+            (
+                "kmdr_rpo_target_seconds",
+                "gauge",
+                "The unit's RPO target from the plan",
+                Box::new(|s| Some(s.rpo_target.as_secs_f64())),
+            ),
+            (
+                "kmdr_backup_duration_seconds",
+                "gauge",
+                "Duration of the newest full backup",
+                Box::new(|s| s.last_success.map(|_| s.last_duration.as_secs_f64())),
+            ),
+            (
+                "kmdr_backup_bytes",
+                "gauge",
+                "Plaintext bytes of the newest full backup",
+                Box::new(|s| s.last_success.map(|_| s.last_bytes as f64)),
+            ),
+            (
+                "kmdr_backup_failures_total",
+                "counter",
+                "Full backups of the unit that failed",
+                Box::new(|s| Some(s.failures as f64)),
+            ),
+            (
+                "kmdr_delta_lag_seconds",
+                "gauge",
+                "Change received -> durable in the repository, newest delta segment",
+                Box::new(|s| s.delta.as_ref().map(|d| d.lag.as_secs_f64())),
+            ),
+            (
+                "kmdr_delta_revision",
+                "gauge",
+                "Last revision the unit's delta chain covers",
+                Box::new(|s| s.delta.as_ref().map(|d| d.revision as f64)),
+            ),
+            (
+                "kmdr_delta_segments_total",
+                "counter",
+                "Delta segments written",
+                Box::new(|s| s.delta.as_ref().map(|d| d.segments as f64)),
+            ),
+            (
+                "kmdr_delta_events_total",
+                "counter",
+                "Changes captured in delta segments",
+                Box::new(|s| s.delta.as_ref().map(|d| d.events as f64)),
+            ),
+            (
+                "kmdr_delta_bytes_total",
+                "counter",
+                "Sealed bytes of delta segments written",
+                Box::new(|s| s.delta.as_ref().map(|d| d.bytes as f64)),
+            ),
+            (
+                "kmdr_delta_failures_total",
+                "counter",
+                "Delta captures that stopped on an error (they resume)",
+                Box::new(|s| s.delta.as_ref().map(|d| d.failures as f64)),
+            ),
+            (
+                "kmdr_delta_compactions_total",
+                "counter",
+                "Full backups taken because the capture's start revision was compacted",
+                Box::new(|s| s.delta.as_ref().map(|d| d.compactions as f64)),
+            ),
+            (
+                "kmdr_delta_up",
+                "gauge",
+                "1 while the unit's delta capture is watching",
+                Box::new(|s| s.delta.as_ref().map(|d| if d.running { 1.0 } else { 0.0 })),
+            ),
         ];
         for (name, kind, help, get) in &families {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -152,7 +228,12 @@ mod tests {
             s.rpo_target = Duration::from_secs(300);
             s.last_full = Some(now - chrono::Duration::seconds(100));
             s.last_success = Some(now - chrono::Duration::seconds(90));
-            s.delta = Some(DeltaState { protected_until: Some(now - chrono::Duration::seconds(2)), lag: Duration::from_millis(250), revision: 42, ..Default::default() });
+            s.delta = Some(DeltaState {
+                protected_until: Some(now - chrono::Duration::seconds(2)),
+                lag: Duration::from_millis(250),
+                revision: 42,
+                ..Default::default()
+            });
         });
         let text = m.render(now);
         assert!(text.contains("kmdr_rpo_seconds{layer=\"tenant-control-planes\",unit=\"shared/t1\"} 2\n"), "{text}");

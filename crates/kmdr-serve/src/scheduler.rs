@@ -21,14 +21,14 @@ use kmdr_plan::exec::{kube_target, platform_options, selected_tenants, volume_ta
 use kmdr_plan::plan::{DatastoreSpec, EtcdSource, HelmSource, LayerSource, Plan, VolumeSpec};
 use kmdr_plan::steps::{connect_datastore, etcd_connection};
 use kmdr_repo::Repository;
-use kmdr_sources::delta::capture::{CaptureEvent, CaptureOptions, ChangeSource, DeltaCapture, DeltaTarget, Stopped};
 use kmdr_sources::delta::base_revision;
-use kmdr_sources::etcd::{snapshotter, SnapshotOptions};
+use kmdr_sources::delta::capture::{CaptureEvent, CaptureOptions, ChangeSource, DeltaCapture, DeltaTarget, Stopped};
+use kmdr_sources::etcd::{SnapshotOptions, snapshotter};
 use kmdr_sources::tenant::{self, TenantBackupOptions};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Mutex, Semaphore};
+use tokio::sync::{Mutex, Semaphore, watch};
 
 /// How `kmdr serve` runs.
 #[derive(Debug, Clone)]
@@ -67,7 +67,10 @@ impl Default for ServeOptions {
 #[derive(Clone)]
 enum Source {
     Etcd(EtcdSource),
-    Tenant { datastore: DatastoreSpec, schema: String },
+    Tenant {
+        datastore: DatastoreSpec,
+        schema: String,
+    },
     Helm(HelmSource),
     /// A persistent-data entry: kmdr drives the user's volume backup tool.
     Volume(VolumeSpec),
@@ -123,13 +126,31 @@ async fn load_catalog(repo: &Repository) -> Result<Catalog, kmdr_repo::Error> {
 /// The tasks run on one `LocalSet` thread (the drivers' futures are not all
 /// `Send`); chunk hashing and sealing still run on the blocking pool, and
 /// the gRPC and HTTP clients on the runtime's workers.
-pub async fn serve(repo: Repository, plan: Plan, opts: ServeOptions, metrics: Arc<Metrics>, stop: watch::Receiver<bool>) -> Result<(), String> {
+pub async fn serve(
+    repo: Repository,
+    plan: Plan,
+    opts: ServeOptions,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), String> {
     tokio::task::LocalSet::new().run_until(serve_local(repo, plan, opts, metrics, stop)).await
 }
 
-async fn serve_local(repo: Repository, plan: Plan, opts: ServeOptions, metrics: Arc<Metrics>, stop: watch::Receiver<bool>) -> Result<(), String> {
+async fn serve_local(
+    repo: Repository,
+    plan: Plan,
+    opts: ServeOptions,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), String> {
     let catalog = Arc::new(load_catalog(&repo).await.map_err(|e| e.to_string())?);
-    let ctx = Arc::new(Ctx { repo, permits: Semaphore::new(opts.parallel.max(1)), opts, metrics: metrics.clone(), stop: stop.clone() });
+    let ctx = Arc::new(Ctx {
+        repo,
+        permits: Semaphore::new(opts.parallel.max(1)),
+        opts,
+        metrics: metrics.clone(),
+        stop: stop.clone(),
+    });
     let mut tasks = tokio::task::JoinSet::new();
     let mut pending_ready: Vec<String> = Vec::new();
     for spec in &plan.layers {
@@ -138,19 +159,29 @@ async fn serve_local(repo: Repository, plan: Plan, opts: ServeOptions, metrics: 
             LayerSource::Targets => {}
             LayerSource::Etcd(e) => {
                 let unit = new_unit("etcd".into(), spec.layer, interval, Source::Etcd(e.clone()));
-                metrics.update(&unit.name, |s| { s.layer = Some(spec.layer); s.rpo_target = spec.rpo; s.delta = Some(DeltaState::default()); });
+                metrics.update(&unit.name, |s| {
+                    s.layer = Some(spec.layer);
+                    s.rpo_target = spec.rpo;
+                    s.delta = Some(DeltaState::default());
+                });
                 pending_ready.push(unit.name.clone());
                 start_unit(&mut tasks, &ctx, unit, &catalog);
             }
             LayerSource::Helm(h) => {
                 let unit = new_unit(h.unit(), spec.layer, interval, Source::Helm(h.clone()));
-                metrics.update(&unit.name, |s| { s.layer = Some(spec.layer); s.rpo_target = spec.rpo; });
+                metrics.update(&unit.name, |s| {
+                    s.layer = Some(spec.layer);
+                    s.rpo_target = spec.rpo;
+                });
                 start_unit(&mut tasks, &ctx, unit, &catalog);
             }
             LayerSource::Volumes(entries) => {
                 for v in entries {
                     let unit = new_unit(v.unit(), spec.layer, interval, Source::Volume(v.clone()));
-                    metrics.update(&unit.name, |s| { s.layer = Some(spec.layer); s.rpo_target = spec.rpo; });
+                    metrics.update(&unit.name, |s| {
+                        s.layer = Some(spec.layer);
+                        s.rpo_target = spec.rpo;
+                    });
                     start_unit(&mut tasks, &ctx, unit, &catalog);
                 }
             }
@@ -163,7 +194,10 @@ async fn serve_local(repo: Repository, plan: Plan, opts: ServeOptions, metrics: 
         }
     }
     if tasks.is_empty() {
-        return Err(format!("the plan {} names nothing kmdr backs up (no etcd:, helm: or datastores:)", plan.file.display()));
+        return Err(format!(
+            "the plan {} names nothing kmdr backs up (no etcd:, helm: or datastores:)",
+            plan.file.display()
+        ));
     }
     if !ctx.opts.policy.is_empty() {
         let ctx2 = ctx.clone();
@@ -179,7 +213,11 @@ async fn serve_local(repo: Repository, plan: Plan, opts: ServeOptions, metrics: 
                 .filter(|u| !ready_ctx.metrics.unit(u).and_then(|s| s.delta).is_some_and(|d| d.running))
                 .cloned()
                 .collect();
-            ready_ctx.metrics.set_not_ready(if waiting.is_empty() { None } else { Some(format!("delta capture not running yet: {}", waiting.join(", "))) });
+            ready_ctx.metrics.set_not_ready(if waiting.is_empty() {
+                None
+            } else {
+                Some(format!("delta capture not running yet: {}", waiting.join(", ")))
+            });
             if sleep_or_stop(&mut stop, Duration::from_millis(500)).await {
                 return;
             }
@@ -206,11 +244,15 @@ fn start_unit(tasks: &mut tokio::task::JoinSet<()>, ctx: &Arc<Ctx>, unit: Arc<Un
     let captures = matches!(&unit.source, Source::Etcd(_) | Source::Tenant { .. });
     {
         let (ctx, unit) = (ctx.clone(), unit.clone());
-        tasks.spawn_local(supervise(unit.name.clone(), "full backups", ctx.clone(), move || full_backups(ctx.clone(), unit.clone(), newest.map(|n| n.0))));
+        tasks.spawn_local(supervise(unit.name.clone(), "full backups", ctx.clone(), move || {
+            full_backups(ctx.clone(), unit.clone(), newest.map(|n| n.0))
+        }));
     }
     if captures {
         let (ctx, unit) = (ctx.clone(), unit.clone());
-        tasks.spawn_local(supervise(unit.name.clone(), "delta capture", ctx.clone(), move || capture(ctx.clone(), unit.clone())));
+        tasks.spawn_local(supervise(unit.name.clone(), "delta capture", ctx.clone(), move || {
+            capture(ctx.clone(), unit.clone())
+        }));
     }
 }
 
@@ -230,7 +272,11 @@ where
             Err(e) if e.is_panic() => e.into_panic(),
             Err(_) => return,
         };
-        let msg = err.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| err.downcast_ref::<String>().cloned()).unwrap_or_default();
+        let msg = err
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| err.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
         tracing::error!("{unit}: {what} panicked ({msg}): a bug, please report it; starting it again in {backoff:?}");
         ctx.metrics.update(&unit, |s| s.failures += 1);
         if sleep_or_stop(&mut stop, backoff).await {
@@ -263,7 +309,14 @@ async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
 }
 
 /// Find a datastore's tenants (again every interval, for new tenants) and start their units.
-async fn discover(ctx: Arc<Ctx>, d: DatastoreSpec, layer: Layer, rpo: Duration, interval: Duration, catalog: Arc<Catalog>) {
+async fn discover(
+    ctx: Arc<Ctx>,
+    d: DatastoreSpec,
+    layer: Layer,
+    rpo: Duration,
+    interval: Duration,
+    catalog: Arc<Catalog>,
+) {
     let mut stop = ctx.stop.clone();
     let mut started: HashSet<String> = HashSet::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -279,7 +332,12 @@ async fn discover(ctx: Arc<Ctx>, d: DatastoreSpec, layer: Layer, rpo: Duration, 
                 backoff = Duration::from_secs(1);
                 let new: Vec<String> = schemas.into_iter().filter(|s| !started.contains(s)).collect();
                 for schema in new {
-                    let unit = new_unit(format!("{}/{schema}", d.name), layer, interval, Source::Tenant { datastore: d.clone(), schema: schema.clone() });
+                    let unit = new_unit(
+                        format!("{}/{schema}", d.name),
+                        layer,
+                        interval,
+                        Source::Tenant { datastore: d.clone(), schema: schema.clone() },
+                    );
                     ctx.metrics.update(&unit.name, |s| {
                         s.layer = Some(layer);
                         s.rpo_target = rpo;
@@ -409,7 +467,10 @@ async fn watch_target(source: &Source) -> Result<(ChangeSource, DeltaTarget), St
     match source {
         Source::Etcd(e) => {
             let (mut client, _) = etcd_connection(e).connect_one().await.map_err(|e| e.to_string())?;
-            let resp = client.get("", Some(etcd_client::GetOptions::new().with_all_keys().with_count_only())).await.map_err(|e| e.to_string())?;
+            let resp = client
+                .get("", Some(etcd_client::GetOptions::new().with_all_keys().with_count_only()))
+                .await
+                .map_err(|e| e.to_string())?;
             let cluster = resp.header().map(|h| format!("{:x}", h.cluster_id())).unwrap_or_default();
             Ok((ChangeSource::Etcd(client), DeltaTarget::whole(&cluster)))
         }
@@ -459,7 +520,14 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
                     }
                 }
                 let base = base.ok_or("the full backup has no revision")?;
-                let newest_segment = ctx.repo.list_segments(Some(&target.series)).await.map_err(|e| e.to_string())?.iter().map(|s| s.last).max();
+                let newest_segment = ctx
+                    .repo
+                    .list_segments(Some(&target.series))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .map(|s| s.last)
+                    .max();
                 let next = newest_segment.unwrap_or(base).max(base) + 1;
                 tracing::info!("{}: capturing changes of {} from revision {next}", unit.name, target.series);
                 state = Some(DeltaCapture::new(target, ctx.opts.capture, next));
@@ -468,7 +536,11 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
             // A datastore restored from a snapshot (or replaced) starts below what was captured:
             // its revisions are another history, which the chain must not continue.
             if let ChangeSource::Etcd(client) = &source {
-                let head = client.clone().get("", Some(etcd_client::GetOptions::new().with_all_keys().with_count_only())).await.map_err(|e| e.to_string())?;
+                let head = client
+                    .clone()
+                    .get("", Some(etcd_client::GetOptions::new().with_all_keys().with_count_only()))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let now = head.header().map(|h| h.revision()).unwrap_or_default();
                 if now < cap.next() - 1 {
                     return Ok(Err(Rewound { captured: cap.next() - 1, now }));
@@ -493,7 +565,8 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
                             if w.events > 0 {
                                 d.lag = w.lag;
                             }
-                            d.protected_until = Some(d.protected_until.map_or(w.captured_until, |p| p.max(w.captured_until)));
+                            d.protected_until =
+                                Some(d.protected_until.map_or(w.captured_until, |p| p.max(w.captured_until)));
                         }
                         CaptureEvent::CaughtUp { revision } => {
                             d.revision = d.revision.max(revision);
@@ -550,20 +623,20 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
             }
         };
         if let Some(why) = why {
-                match full_backup(&ctx, &unit, why).await {
-                    Some(Ok(m)) => {
-                        if let (Some(cap), Some(r)) = (state.as_mut(), base_revision(&m)) {
-                            cap.restart_at(r);
-                        }
+            match full_backup(&ctx, &unit, why).await {
+                Some(Ok(m)) => {
+                    if let (Some(cap), Some(r)) = (state.as_mut(), base_revision(&m)) {
+                        cap.restart_at(r);
                     }
-                    Some(Err(_)) => {
-                        if sleep_or_stop(&mut stop, backoff).await {
-                            return;
-                        }
-                        backoff = (backoff * 2).min(ctx.opts.max_backoff);
-                    }
-                    None => return,
                 }
+                Some(Err(_)) => {
+                    if sleep_or_stop(&mut stop, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(ctx.opts.max_backoff);
+                }
+                None => return,
+            }
         }
     }
 }
@@ -582,7 +655,9 @@ async fn retention(ctx: Arc<Ctx>) {
             return;
         }
         match apply_retention(&ctx.repo, ctx.opts.policy).await {
-            Ok((backups, segments)) => tracing::info!("retention: removed {backups} backups and {segments} delta segments"),
+            Ok((backups, segments)) => {
+                tracing::info!("retention: removed {backups} backups and {segments} delta segments")
+            }
             Err(e) => tracing::warn!("retention failed, trying again in {:?}: {e}", ctx.opts.forget_every),
         }
     }

@@ -14,7 +14,9 @@ use std::path::PathBuf;
 fn docs(file: &str) -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes").join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_norway::Deserializer::from_str(&text).map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{file}: {e}"))).collect()
+    serde_norway::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{file}: {e}")))
+        .collect()
 }
 
 /// Parse into `T` and check that nothing was dropped (a misspelt field would be).
@@ -27,7 +29,9 @@ fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) -> T {
 
 fn strip_nulls(v: Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, strip_nulls(v))).collect()),
+        Value::Object(m) => {
+            Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, strip_nulls(v))).collect())
+        }
         Value::Array(a) => Value::Array(a.into_iter().map(strip_nulls).collect()),
         // YAML octal modes (0400) arrive as numbers already; numbers compare as f64.
         Value::Number(n) => serde_json::json!(n.as_f64()),
@@ -55,12 +59,21 @@ fn every_manifest_parses_into_its_kubernetes_type_and_they_agree() {
             assert!(["get", "list"].contains(&verb.as_str()), "ClusterRole grants {verb}");
         }
     }
-    assert!(cr.rules.as_ref().unwrap().iter().any(|r| r.resources.as_ref().unwrap().contains(&"tenantcontrolplanes".to_string())));
+    assert!(
+        cr.rules.as_ref().unwrap().iter().any(|r| r
+            .resources
+            .as_ref()
+            .unwrap()
+            .contains(&"tenantcontrolplanes".to_string()))
+    );
     assert!(role.rules.as_ref().unwrap().iter().all(|r| r.resources.as_ref().unwrap() == &vec!["leases".to_string()]));
     let sa_name = sa.metadata.name.clone().unwrap();
     let ns = sa.metadata.namespace.clone().unwrap();
     for subjects in [crb.subjects.unwrap(), rb.subjects.unwrap()] {
-        assert_eq!((subjects[0].name.as_str(), subjects[0].namespace.as_deref()), (sa_name.as_str(), Some(ns.as_str())));
+        assert_eq!(
+            (subjects[0].name.as_str(), subjects[0].namespace.as_deref()),
+            (sa_name.as_str(), Some(ns.as_str()))
+        );
     }
     assert_eq!(crb.role_ref.name, cr.metadata.name.unwrap());
     assert_eq!(rb.role_ref.name, role.metadata.name.unwrap());
@@ -90,13 +103,20 @@ fn every_manifest_parses_into_its_kubernetes_type_and_they_agree() {
     let plan_mount = mounts.iter().find(|m| m.name == "plan").unwrap();
     assert_eq!(plan_arg, format!("{}/kmdr.yaml", plan_mount.mount_path));
     let plan_text = &cm.data.as_ref().unwrap()["kmdr.yaml"];
-    let plan = kmdr_plan::parse_plan(std::path::Path::new("kmdr.yaml"), plan_text).unwrap_or_else(|p| panic!("{}", kmdr_plan::parse::render(std::path::Path::new("kmdr.yaml"), &p)));
+    let plan = kmdr_plan::parse_plan(std::path::Path::new("kmdr.yaml"), plan_text)
+        .unwrap_or_else(|p| panic!("{}", kmdr_plan::parse::render(std::path::Path::new("kmdr.yaml"), &p)));
     let secret_mount = mounts.iter().find(|m| m.name == "secret").unwrap();
     assert_eq!(plan.repository.key_file.unwrap(), PathBuf::from(&secret_mount.mount_path).join("kmdr.key"));
     assert!(secret.string_data.unwrap().contains_key("kmdr.key"));
     let vols = pod.volumes.unwrap();
-    assert_eq!(vols.iter().find(|v| v.name == "plan").unwrap().config_map.as_ref().unwrap().name, cm.metadata.name.unwrap());
-    assert_eq!(vols.iter().find(|v| v.name == "secret").unwrap().secret.as_ref().unwrap().secret_name, secret.metadata.name);
+    assert_eq!(
+        vols.iter().find(|v| v.name == "plan").unwrap().config_map.as_ref().unwrap().name,
+        cm.metadata.name.unwrap()
+    );
+    assert_eq!(
+        vols.iter().find(|v| v.name == "secret").unwrap().secret.as_ref().unwrap().secret_name,
+        secret.metadata.name
+    );
     // The Service selects the pod and reaches its metrics port.
     assert_eq!(svc.spec.as_ref().unwrap().selector.as_ref(), spec.template.metadata.unwrap().labels.as_ref());
     assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, port);
@@ -108,7 +128,8 @@ fn the_prometheus_rule_alerts_on_rpo_breach_and_failing_backups() {
     assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
     assert_eq!(rule["kind"], "PrometheusRule");
     assert!(rule["metadata"]["name"].is_string());
-    let rules: Vec<&Value> = rule["spec"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
+    let rules: Vec<&Value> =
+        rule["spec"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
     let by_name = |n: &str| *rules.iter().find(|r| r["alert"] == n).unwrap_or_else(|| panic!("no alert {n}"));
     for r in &rules {
         assert!(r["expr"].is_string() && r["for"].is_string(), "{r}");
@@ -120,7 +141,12 @@ fn the_prometheus_rule_alerts_on_rpo_breach_and_failing_backups() {
     exported.update("u", |s| s.delta = Some(Default::default()));
     exported.set_leader(false);
     let text = exported.render(chrono::Utc::now());
-    for (alert, metrics) in [("KmdrRpoBreached", vec!["kmdr_rpo_seconds", "kmdr_rpo_target_seconds"]), ("KmdrBackupsFailing", vec!["kmdr_backup_failures_total"]), ("KmdrDeltaCaptureDown", vec!["kmdr_delta_up"]), ("KmdrNoLeader", vec!["kmdr_leader"])] {
+    for (alert, metrics) in [
+        ("KmdrRpoBreached", vec!["kmdr_rpo_seconds", "kmdr_rpo_target_seconds"]),
+        ("KmdrBackupsFailing", vec!["kmdr_backup_failures_total"]),
+        ("KmdrDeltaCaptureDown", vec!["kmdr_delta_up"]),
+        ("KmdrNoLeader", vec!["kmdr_leader"]),
+    ] {
         let expr = by_name(alert)["expr"].as_str().unwrap();
         for m in metrics {
             assert!(expr.contains(m), "{alert}: {expr}");

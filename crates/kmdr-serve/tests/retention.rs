@@ -5,11 +5,11 @@
 
 use chrono::Utc;
 use kmdr_core::KeepPolicy;
+use kmdr_repo::Repository;
 use kmdr_repo::chunker::ChunkerParams;
 use kmdr_repo::deltas::SegmentName;
-use kmdr_repo::Repository;
 use kmdr_serve::scheduler::apply_retention;
-use kmdr_sources::delta::{base_revision, encode, DeltaEvent, Op};
+use kmdr_sources::delta::{DeltaEvent, Op, base_revision, encode};
 use kmdr_sources::tenant::{self, DatastoreUrl, TenantBackupOptions};
 
 #[tokio::test]
@@ -38,7 +38,13 @@ async fn retention_keeps_exactly_what_the_policy_says() {
             repo.put_segment(&s, &encode(&[])).await.unwrap();
             segments.push(s);
         }
-        let ev = DeltaEvent { op: Op::Put, key: b"/x".to_vec(), value: b"1".to_vec(), revision: rev + 1, create_revision: rev + 1 };
+        let ev = DeltaEvent {
+            op: Op::Put,
+            key: b"/x".to_vec(),
+            value: b"1".to_vec(),
+            revision: rev + 1,
+            create_revision: rev + 1,
+        };
         let s = SegmentName::new("tenant/t1", rev + 1, rev + 1, Utc::now());
         repo.put_segment(&s, &encode(&[ev])).await.unwrap();
         segments.push(s);
@@ -46,7 +52,8 @@ async fn retention_keeps_exactly_what_the_policy_says() {
         bases.push((m.id.clone(), rev));
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    let (removed, removed_segments) = apply_retention(&repo, KeepPolicy { last: 2, ..Default::default() }).await.unwrap();
+    let (removed, removed_segments) =
+        apply_retention(&repo, KeepPolicy { last: 2, ..Default::default() }).await.unwrap();
     assert_eq!(removed, 2);
     let kept: Vec<_> = repo.list_backups().await.unwrap();
     assert_eq!(kept, vec![bases[2].0.clone(), bases[3].0.clone()], "the two newest full backups stay");

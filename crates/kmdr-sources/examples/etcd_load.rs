@@ -112,7 +112,8 @@ fn key(i: u64) -> String {
 }
 
 fn value(seed: u64, pass: u64, i: u64, size: usize) -> Vec<u8> {
-    let mut rng = XorShift::new(seed ^ pass.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ i.wrapping_mul(0xA076_1D64_78BD_642F));
+    let mut rng =
+        XorShift::new(seed ^ pass.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ i.wrapping_mul(0xA076_1D64_78BD_642F));
     let mut v = vec![0u8; size];
     rng.fill(&mut v);
     v
@@ -163,7 +164,8 @@ async fn main() -> ExitCode {
         .map(|batch| {
             let mut kv = client.kv_client();
             async move {
-                let ops: Vec<TxnOp> = batch.iter().map(|&i| TxnOp::put(key(i), value(seed, pass, i, size), None)).collect();
+                let ops: Vec<TxnOp> =
+                    batch.iter().map(|&i| TxnOp::put(key(i), value(seed, pass, i, size), None)).collect();
                 let n = ops.len() as u64;
                 kv.txn(Txn::new().and_then(ops)).await.map(|r| (n, r.header().map(|h| h.revision()).unwrap_or(0)))
             }

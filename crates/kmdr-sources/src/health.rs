@@ -10,8 +10,8 @@
 //! Cluster `Provisioned` (when it reports a phase); every Helm release's
 //! newest revision `deployed`. A kind whose CRD is not installed is empty.
 
-use crate::kamaji::{tcp_status, CAPI_CLUSTER, DATA_STORE, READY, TENANT_CONTROL_PLANE};
-use crate::kube::{meta_name, KubeClient, KubeError, ResourceKind, POD, SECRET};
+use crate::kamaji::{CAPI_CLUSTER, DATA_STORE, READY, TENANT_CONTROL_PLANE, tcp_status};
+use crate::kube::{KubeClient, KubeError, POD, ResourceKind, SECRET, meta_name};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -51,8 +51,14 @@ pub struct HealthSnapshot {
 impl HealthSnapshot {
     /// What keeps it from being healthy, one short item each.
     pub fn problems(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.pods_not_ready.iter().flat_map(|(ns, ps)| ps.iter().map(move |p| format!("pod {ns}/{} {}", p.name, p.state))).collect();
-        for (what, list) in [("tcp", &self.tenant_control_planes), ("cluster", &self.clusters), ("helm release", &self.helm_releases)] {
+        let mut out: Vec<String> = self
+            .pods_not_ready
+            .iter()
+            .flat_map(|(ns, ps)| ps.iter().map(move |p| format!("pod {ns}/{} {}", p.name, p.state)))
+            .collect();
+        for (what, list) in
+            [("tcp", &self.tenant_control_planes), ("cluster", &self.clusters), ("helm release", &self.helm_releases)]
+        {
             out.extend(list.iter().filter(|o| !o.healthy).map(|o| format!("{what} {} {}", o.name, o.status)));
         }
         out
@@ -63,12 +69,19 @@ impl HealthSnapshot {
         let mut out = vec![format!(
             "{}  {}",
             self.time,
-            if self.healthy { "HEALTHY".to_string() } else { format!("NOT HEALTHY ({} problems)", self.problems().len()) }
+            if self.healthy {
+                "HEALTHY".to_string()
+            } else {
+                format!("NOT HEALTHY ({} problems)", self.problems().len())
+            }
         )];
         let bad: usize = self.pods_not_ready.values().map(Vec::len).sum();
         out.push(format!("pods: {} of {} Running/Completed", self.pods - bad, self.pods));
         for (ns, ps) in &self.pods_not_ready {
-            out.push(format!("  {ns}: {}", ps.iter().map(|p| format!("{} {}", p.name, p.state)).collect::<Vec<_>>().join(", ")));
+            out.push(format!(
+                "  {ns}: {}",
+                ps.iter().map(|p| format!("{} {}", p.name, p.state)).collect::<Vec<_>>().join(", ")
+            ));
         }
         for (title, list) in [
             ("tenant control planes", &self.tenant_control_planes),
@@ -76,7 +89,14 @@ impl HealthSnapshot {
             ("clusters", &self.clusters),
             ("helm releases", &self.helm_releases),
         ] {
-            out.push(format!("{title}: {}", if list.is_empty() { "none".to_string() } else { format!("{} of {} ok", list.iter().filter(|o| o.healthy).count(), list.len()) }));
+            out.push(format!(
+                "{title}: {}",
+                if list.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("{} of {} ok", list.iter().filter(|o| o.healthy).count(), list.len())
+                }
+            ));
             for o in list {
                 out.push(format!("  {:<40} {}{}", o.name, o.status, if o.healthy { "" } else { "  <--" }));
             }
@@ -147,7 +167,11 @@ pub async fn snapshot(kube: &KubeClient) -> Result<HealthSnapshot, KubeError> {
         .iter()
         .map(|d| {
             let used = d["status"]["usedBy"].as_array().map(Vec::len).unwrap_or(0);
-            ObjectStatus { name: name_of(d), status: format!("{} used by {used}", d["spec"]["driver"].as_str().unwrap_or("?")), healthy: true }
+            ObjectStatus {
+                name: name_of(d),
+                status: format!("{} used by {used}", d["spec"]["driver"].as_str().unwrap_or("?")),
+                healthy: true,
+            }
         })
         .collect();
     let clusters = list_or_none(kube, &CAPI_CLUSTER, "")
@@ -162,7 +186,11 @@ pub async fn snapshot(kube: &KubeClient) -> Result<HealthSnapshot, KubeError> {
     let mut newest: BTreeMap<String, (i64, String)> = BTreeMap::new();
     for s in kube.list_objects(&SECRET, None, "owner=helm").await? {
         let labels = &s["metadata"]["labels"];
-        let (Some(name), Some(version)) = (labels["name"].as_str(), labels["version"].as_str().and_then(|v| v.parse::<i64>().ok())) else { continue };
+        let (Some(name), Some(version)) =
+            (labels["name"].as_str(), labels["version"].as_str().and_then(|v| v.parse::<i64>().ok()))
+        else {
+            continue;
+        };
         let key = format!("{}/{name}", meta_name(&s).0);
         let status = labels["status"].as_str().unwrap_or("unknown").to_string();
         if newest.get(&key).is_none_or(|(v, _)| version > *v) {
@@ -171,7 +199,11 @@ pub async fn snapshot(kube: &KubeClient) -> Result<HealthSnapshot, KubeError> {
     }
     let helm_releases: Vec<ObjectStatus> = newest
         .into_iter()
-        .map(|(name, (rev, status))| ObjectStatus { name, healthy: status == "deployed", status: format!("revision {rev} {status}") })
+        .map(|(name, (rev, status))| ObjectStatus {
+            name,
+            healthy: status == "deployed",
+            status: format!("revision {rev} {status}"),
+        })
         .collect();
     let mut s = HealthSnapshot {
         time: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
@@ -189,7 +221,9 @@ pub async fn snapshot(kube: &KubeClient) -> Result<HealthSnapshot, KubeError> {
 
 /// Pods still not Running/Completed when a wait ran out.
 #[derive(Debug, thiserror::Error)]
-#[error("{count} pods are not Running or Completed after {timeout}: {list}. Check them with `kubectl get pods -A` and `kubectl describe pod`, then `kmdr watch --until-healthy`")]
+#[error(
+    "{count} pods are not Running or Completed after {timeout}: {list}. Check them with `kubectl get pods -A` and `kubectl describe pod`, then `kmdr watch --until-healthy`"
+)]
 pub struct PodsNotReady {
     pub count: usize,
     pub timeout: String,
@@ -198,7 +232,12 @@ pub struct PodsNotReady {
 
 /// Wait until no pod is outside Running/Completed; `notify` hears the count
 /// whenever it changes.
-pub async fn wait_pods(kube: &KubeClient, timeout: Duration, interval: Duration, notify: &(dyn Fn(&str) + Sync)) -> Result<(), WaitError> {
+pub async fn wait_pods(
+    kube: &KubeClient,
+    timeout: Duration,
+    interval: Duration,
+    notify: &(dyn Fn(&str) + Sync),
+) -> Result<(), WaitError> {
     let deadline = Instant::now() + timeout;
     let mut last = None;
     loop {
@@ -212,10 +251,21 @@ pub async fn wait_pods(kube: &KubeClient, timeout: Duration, interval: Duration,
             return Ok(());
         }
         if Instant::now() >= deadline {
-            let list: Vec<String> = bad.iter().flat_map(|(ns, ps)| ps.iter().map(move |p| format!("{ns}/{} {}", p.name, p.state))).take(10).collect();
-            return Err(WaitError::Pods(PodsNotReady { count: n, timeout: kmdr_core::human_duration(timeout), list: list.join(", ") }));
+            let list: Vec<String> = bad
+                .iter()
+                .flat_map(|(ns, ps)| ps.iter().map(move |p| format!("{ns}/{} {}", p.name, p.state)))
+                .take(10)
+                .collect();
+            return Err(WaitError::Pods(PodsNotReady {
+                count: n,
+                timeout: kmdr_core::human_duration(timeout),
+                list: list.join(", "),
+            }));
         }
-        tokio::time::sleep(interval.min(deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(10))).await;
+        tokio::time::sleep(
+            interval.min(deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(10)),
+        )
+        .await;
     }
 }
 

@@ -4,8 +4,8 @@
 //! values; the content hash is the one of the tenant record stream
 //! ([`crate::tenant::records`]), equal for equal content whatever the driver.
 
-use crate::etcd::connection::{describe, EtcdConnection};
 use crate::etcd::EtcdError;
+use crate::etcd::connection::{EtcdConnection, describe};
 use crate::tenant::records::ContentHasher;
 use crate::tenant::{RecordReader, RecordWriter, TenantError, TenantStore};
 use etcd_client::GetOptions;
@@ -51,7 +51,12 @@ fn digest(value: &[u8]) -> [u8; 16] {
 }
 
 impl KeyDigests {
-    fn add(&mut self, hasher: &mut ContentHasher, key: &[u8], value: &[u8]) -> Result<(), crate::tenant::records::RecordError> {
+    fn add(
+        &mut self,
+        hasher: &mut ContentHasher,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), crate::tenant::records::RecordError> {
         hasher.add(key, value)?;
         self.digests.insert(key.to_vec(), digest(value));
         Ok(())
@@ -149,7 +154,11 @@ pub async fn etcd_digests(conn: &EtcdConnection) -> Result<KeyDigests, EtcdError
             rev = resp.header().map(|h| h.revision()).unwrap_or(0);
         }
         for item in resp.kvs() {
-            out.add(&mut hasher, item.key(), item.value()).map_err(|e| EtcdError::Rpc { op: "range", endpoint: endpoint.clone(), detail: e.to_string() })?;
+            out.add(&mut hasher, item.key(), item.value()).map_err(|e| EtcdError::Rpc {
+                op: "range",
+                endpoint: endpoint.clone(),
+                detail: e.to_string(),
+            })?;
         }
         match resp.kvs().last() {
             Some(last) if resp.more() => {
@@ -184,7 +193,10 @@ mod tests {
         let after = inv(&[("/a", "1"), ("/c", "x"), ("/d", "4")]);
         let d = before.diff(&after);
         assert_eq!((d.missing, d.extra, d.changed), (1, 1, 1));
-        assert_eq!((d.missing_keys, d.extra_keys, d.changed_keys), (vec!["/b".into()], vec!["/d".into()], vec!["/c".into()]));
+        assert_eq!(
+            (d.missing_keys, d.extra_keys, d.changed_keys),
+            (vec!["/b".into()], vec!["/d".into()], vec!["/c".into()])
+        );
         assert!(before.diff(&before.clone()).is_empty());
         assert_eq!(before.keys, 3);
     }

@@ -24,25 +24,33 @@
 //! tenantcontrolplane_types.go, tenantcontrolplane_status.go).
 
 use crate::etcd::TlsFiles;
-use crate::kube::{meta_name, KubeClient, KubeError, ResourceKind, NAMESPACE, SECRET};
+use crate::kube::{KubeClient, KubeError, NAMESPACE, ResourceKind, SECRET, meta_name};
 use crate::platform::{to_yaml, values_from_yaml};
 use crate::tenant::{self, AnyTenants, DatastoreUrl, Driver, TenantError, TenantStore};
 use base64::Engine;
 use kmdr_core::{KamajiDataStoreInfo, KamajiTenantInfo, KamajiTenantsInfo, Layer, Manifest, SourceInfo};
 use kmdr_repo::backuper::ManifestDraft;
-use kmdr_repo::restorer::{restore_file, FileCheck};
+use kmdr_repo::restorer::{FileCheck, restore_file};
 use kmdr_repo::{BackupSession, Progress, Repository};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// The backup kind of tenants backups.
 pub const KIND: &str = "tenants";
 
-pub const TENANT_CONTROL_PLANE: ResourceKind =
-    ResourceKind { api_version: "kamaji.clastix.io/v1alpha1", kind: "TenantControlPlane", plural: "tenantcontrolplanes", namespaced: true };
-pub const DATA_STORE: ResourceKind =
-    ResourceKind { api_version: "kamaji.clastix.io/v1alpha1", kind: "DataStore", plural: "datastores", namespaced: false };
+pub const TENANT_CONTROL_PLANE: ResourceKind = ResourceKind {
+    api_version: "kamaji.clastix.io/v1alpha1",
+    kind: "TenantControlPlane",
+    plural: "tenantcontrolplanes",
+    namespaced: true,
+};
+pub const DATA_STORE: ResourceKind = ResourceKind {
+    api_version: "kamaji.clastix.io/v1alpha1",
+    kind: "DataStore",
+    plural: "datastores",
+    namespaced: false,
+};
 pub const KAMAJI_CONTROL_PLANE: ResourceKind = ResourceKind {
     api_version: "controlplane.cluster.x-k8s.io/v1alpha1",
     kind: "KamajiControlPlane",
@@ -67,8 +75,17 @@ pub const SECRETS_DIR: &str = "secrets";
 pub const DATASTORE_FILE: &str = "datastore.yaml";
 
 /// Metadata a server sets, never restored.
-const SERVER_FIELDS: &[&str] =
-    &["uid", "resourceVersion", "managedFields", "creationTimestamp", "generation", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences"];
+const SERVER_FIELDS: &[&str] = &[
+    "uid",
+    "resourceVersion",
+    "managedFields",
+    "creationTimestamp",
+    "generation",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "ownerReferences",
+];
 use crate::platform::DROPPED_ANNOTATIONS;
 
 /// What can go wrong with Kamaji tenants. Every message names the fix.
@@ -87,7 +104,9 @@ pub enum TenantsError {
     #[error("no TenantControlPlane {tcp} at {url}{}", listed(.found))]
     TcpNotFound { tcp: String, url: String, found: Vec<String> },
     /// `--all` found none.
-    #[error("no TenantControlPlane at {url}: nothing to back up. Check --kubeconfig/--context (`kubectl get tcp -A` lists them)")]
+    #[error(
+        "no TenantControlPlane at {url}: nothing to back up. Check --kubeconfig/--context (`kubectl get tcp -A` lists them)"
+    )]
     NoTenants { url: String },
     /// A TCP Kamaji never set up: no schema to back up.
     #[error("TenantControlPlane {tcp} has no {field} in its spec nor in status.storage.setup: Kamaji has not set it up yet; wait until `kubectl get tcp -n {ns}` shows it Ready and back up again", ns = .tcp.split('/').next().unwrap_or_default())]
@@ -96,13 +115,19 @@ pub enum TenantsError {
     #[error("DataStore {datastore}: {detail}")]
     DataStore { datastore: String, detail: String },
     /// The restore would apply over a TCP that uses another schema.
-    #[error("refusing to restore TenantControlPlane {tcp}: the one in the cluster uses dataStoreSchema {existing:?}, the backup {backup:?}; its schema is immutable, so applying over it would leave the restored data unused. Nothing was written. Restore where no such TCP exists, or only the data with `kmdr restore tenant`; kmdr never deletes a TCP (that drops its data)")]
+    #[error(
+        "refusing to restore TenantControlPlane {tcp}: the one in the cluster uses dataStoreSchema {existing:?}, the backup {backup:?}; its schema is immutable, so applying over it would leave the restored data unused. Nothing was written. Restore where no such TCP exists, or only the data with `kmdr restore tenant`; kmdr never deletes a TCP (that drops its data)"
+    )]
     SchemaMismatch { tcp: String, existing: String, backup: String },
     /// `--manifests-only` where the datastore holds no data of the tenant.
-    #[error("refusing to restore only the manifests of TenantControlPlane {tcp}: schema {schema} holds no keys in {datastore}, so its API server would start empty (a blank cluster, its nodes orphaned). Nothing was written. Drop --manifests-only to write the backup's {keys} keys first")]
+    #[error(
+        "refusing to restore only the manifests of TenantControlPlane {tcp}: schema {schema} holds no keys in {datastore}, so its API server would start empty (a blank cluster, its nodes orphaned). Nothing was written. Drop --manifests-only to write the backup's {keys} keys first"
+    )]
     NoDataToKeep { tcp: String, schema: String, datastore: String, keys: u64 },
     /// A TCP did not become Ready in time.
-    #[error("TenantControlPlanes not Ready after {timeout}: {pending}. The manifests and data are restored; check `kubectl describe tcp` and the Kamaji controller's log, then `kmdr watch --until-healthy`")]
+    #[error(
+        "TenantControlPlanes not Ready after {timeout}: {pending}. The manifests and data are restored; check `kubectl describe tcp` and the Kamaji controller's log, then `kmdr watch --until-healthy`"
+    )]
     NotReady { timeout: String, pending: String },
     /// `--only` names a tenant the backup lacks.
     #[error("backup {id} holds no tenant {only}: it holds {have}")]
@@ -145,9 +170,13 @@ impl std::fmt::Display for TcpRef {
 impl std::str::FromStr for TcpRef {
     type Err = TenantsError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        let ok = |p: &str| {
+            !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        };
         match s.split_once('/') {
-            Some((ns, name)) if ok(ns) && ok(name) && !ns.contains('.') => Ok(TcpRef { namespace: ns.into(), name: name.into() }),
+            Some((ns, name)) if ok(ns) && ok(name) && !ns.contains('.') => {
+                Ok(TcpRef { namespace: ns.into(), name: name.into() })
+            }
             _ => Err(TenantsError::BadRef(s.into())),
         }
     }
@@ -235,11 +264,18 @@ pub fn tcp_manifest(tcp: &Value) -> Result<(Value, String, String, Vec<String>),
 
 /// The DataStore a TCP uses: `spec.dataStore`, else `status.storage.dataStoreName`.
 pub fn datastore_of(tcp: &Value) -> Option<String> {
-    str_at(tcp, &["spec", "dataStore"]).or_else(|| str_at(tcp, &["status", "storage", "dataStoreName"])).map(str::to_string)
+    str_at(tcp, &["spec", "dataStore"])
+        .or_else(|| str_at(tcp, &["status", "storage", "dataStoreName"]))
+        .map(str::to_string)
 }
 
 fn owner_of(obj: &Value, kind: &str) -> Option<String> {
-    obj["metadata"]["ownerReferences"].as_array()?.iter().find(|r| r["kind"] == kind).and_then(|r| r["name"].as_str()).map(str::to_string)
+    obj["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["kind"] == kind)
+        .and_then(|r| r["name"].as_str())
+        .map(str::to_string)
 }
 
 /// Secrets (`namespace/name`) a DataStore's credentials and certificates come from.
@@ -306,7 +342,8 @@ fn content_ref(ds_name: &str, r: &Value, what: &str, secrets: &SecretSource) -> 
     let secret = secrets
         .get(&(ns.to_string(), name.to_string()))
         .ok_or_else(|| bad(format!("{what} refers to Secret {ns}/{name}, which is neither in the cluster nor in the backup; restore the platform's Secrets first")))?;
-    let value = secret["data"][key].as_str().ok_or_else(|| bad(format!("{what}: Secret {ns}/{name} has no key {key:?}")))?;
+    let value =
+        secret["data"][key].as_str().ok_or_else(|| bad(format!("{what}: Secret {ns}/{name} has no key {key:?}")))?;
     b64.decode(value).map(Some).map_err(|e| bad(format!("Secret {ns}/{name} key {key}: {e}")))
 }
 
@@ -314,15 +351,23 @@ fn content_ref(ds_name: &str, r: &Value, what: &str, secrets: &SecretSource) -> 
 /// `endpoint_override`, for a kmdr that runs outside the cluster's network),
 /// its basicAuth, and its tlsConfig's CA and client certificate written to
 /// private temporary files.
-pub fn datastore_access(ds: &Value, secrets: &SecretSource, endpoint_override: Option<&str>) -> Result<DatastoreAccess, TenantsError> {
+pub fn datastore_access(
+    ds: &Value,
+    secrets: &SecretSource,
+    endpoint_override: Option<&str>,
+) -> Result<DatastoreAccess, TenantsError> {
     let name = meta_name(ds).1;
     let bad = |detail: String| TenantsError::DataStore { datastore: name.clone(), detail };
     let spec = &ds["spec"];
     let kamaji_driver = spec["driver"].as_str().unwrap_or_default();
-    let driver = driver_of(kamaji_driver).ok_or_else(|| bad(format!("unknown spec.driver {kamaji_driver:?} (etcd, PostgreSQL, MySQL, NATS)")))?;
+    let driver = driver_of(kamaji_driver)
+        .ok_or_else(|| bad(format!("unknown spec.driver {kamaji_driver:?} (etcd, PostgreSQL, MySQL, NATS)")))?;
     let endpoints: Vec<String> = match endpoint_override {
         Some(e) => e.split(',').map(str::to_string).collect(),
-        None => spec["endpoints"].as_array().map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect()).unwrap_or_default(),
+        None => spec["endpoints"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
     };
     if endpoints.is_empty() {
         return Err(bad("spec.endpoints is empty".into()));
@@ -341,15 +386,36 @@ pub fn datastore_access(ds: &Value, secrets: &SecretSource, endpoint_override: O
     let hosts = hosts.trim_start_matches("https://").trim_start_matches("http://").to_string();
     let url = DatastoreUrl::parse(&format!("{scheme}://{hosts}")).map_err(|e| bad(e.to_string()))?;
     let text = |v: Option<Vec<u8>>, what: &str| -> Result<Option<String>, TenantsError> {
-        v.map(|b| String::from_utf8(b).map(|s| s.trim_end_matches('\n').to_string()).map_err(|_| bad(format!("{what} is not text"))))
-            .transpose()
+        v.map(|b| {
+            String::from_utf8(b)
+                .map(|s| s.trim_end_matches('\n').to_string())
+                .map_err(|_| bad(format!("{what} is not text")))
+        })
+        .transpose()
     };
-    let user = text(content_ref(&name, &spec["basicAuth"]["username"], "basicAuth.username", secrets)?, "basicAuth.username")?;
-    let password = text(content_ref(&name, &spec["basicAuth"]["password"], "basicAuth.password", secrets)?, "basicAuth.password")?;
+    let user =
+        text(content_ref(&name, &spec["basicAuth"]["username"], "basicAuth.username", secrets)?, "basicAuth.username")?;
+    let password =
+        text(content_ref(&name, &spec["basicAuth"]["password"], "basicAuth.password", secrets)?, "basicAuth.password")?;
     let url = url.with_credentials(user, password);
-    let ca = content_ref(&name, &tls_cfg["certificateAuthority"]["certificate"], "tlsConfig.certificateAuthority.certificate", secrets)?;
-    let cert = content_ref(&name, &tls_cfg["clientCertificate"]["certificate"], "tlsConfig.clientCertificate.certificate", secrets)?;
-    let key = content_ref(&name, &tls_cfg["clientCertificate"]["privateKey"], "tlsConfig.clientCertificate.privateKey", secrets)?;
+    let ca = content_ref(
+        &name,
+        &tls_cfg["certificateAuthority"]["certificate"],
+        "tlsConfig.certificateAuthority.certificate",
+        secrets,
+    )?;
+    let cert = content_ref(
+        &name,
+        &tls_cfg["clientCertificate"]["certificate"],
+        "tlsConfig.clientCertificate.certificate",
+        secrets,
+    )?;
+    let key = content_ref(
+        &name,
+        &tls_cfg["clientCertificate"]["privateKey"],
+        "tlsConfig.clientCertificate.privateKey",
+        secrets,
+    )?;
     if ca.is_none() && cert.is_none() {
         return Ok(DatastoreAccess { url, tls: TlsFiles::default(), _dir: None });
     }
@@ -365,7 +431,8 @@ pub fn datastore_access(ds: &Value, secrets: &SecretSource, endpoint_override: O
         opts.open(&path).and_then(|mut f| f.write_all(&content)).map_err(TenantsError::Local)?;
         Ok(Some(path))
     };
-    let tls = TlsFiles { cacert: write("ca.crt", ca)?, cert: write("client.crt", cert)?, key: write("client.key", key)? };
+    let tls =
+        TlsFiles { cacert: write("ca.crt", ca)?, cert: write("client.crt", cert)?, key: write("client.key", key)? };
     Ok(DatastoreAccess { url, tls, _dir: Some(dir) })
 }
 
@@ -396,7 +463,11 @@ struct CapturedTenant {
     secrets: Vec<String>,
 }
 
-async fn secret_source(kube: &KubeClient, refs: &[(String, String)], fallback: &SecretSource) -> Result<SecretSource, TenantsError> {
+async fn secret_source(
+    kube: &KubeClient,
+    refs: &[(String, String)],
+    fallback: &SecretSource,
+) -> Result<SecretSource, TenantsError> {
     let mut out = SecretSource::new();
     for (ns, name) in refs {
         match kube.get_object(&SECRET, Some(ns), name).await? {
@@ -418,14 +489,18 @@ async fn capture_tenant(kube: &KubeClient, tcp: &Value) -> Result<CapturedTenant
     let (ns, name) = meta_name(tcp);
     let r = TcpRef { namespace: ns.clone(), name: name.clone() };
     let (tcp_m, schema, username, filled) = tcp_manifest(tcp)?;
-    let datastore = datastore_of(tcp)
-        .ok_or_else(|| TenantsError::NotSetUp { tcp: r.to_string(), field: "spec.dataStore (nor status.storage.dataStoreName)".into() })?;
+    let datastore = datastore_of(tcp).ok_or_else(|| TenantsError::NotSetUp {
+        tcp: r.to_string(),
+        field: "spec.dataStore (nor status.storage.dataStoreName)".into(),
+    })?;
     let mut files = vec![(TCP_FILE.to_string(), to_yaml(&tcp_m))];
     let mut kcp = None;
     let mut cluster_name = tcp["metadata"]["labels"][CAPI_CLUSTER_LABEL].as_str().map(str::to_string);
     if let Some(kcp_name) = owner_of(tcp, KAMAJI_CONTROL_PLANE.kind) {
         if let Some(k) = kube.get_object(&KAMAJI_CONTROL_PLANE, Some(&ns), &kcp_name).await? {
-            cluster_name = owner_of(&k, CAPI_CLUSTER.kind).or(cluster_name).or_else(|| k["metadata"]["labels"][CAPI_CLUSTER_LABEL].as_str().map(str::to_string));
+            cluster_name = owner_of(&k, CAPI_CLUSTER.kind)
+                .or(cluster_name)
+                .or_else(|| k["metadata"]["labels"][CAPI_CLUSTER_LABEL].as_str().map(str::to_string));
             files.push((KCP_FILE.to_string(), to_yaml(&clean_manifest(&k))));
             kcp = Some(kcp_name);
         }
@@ -485,7 +560,15 @@ pub async fn backup_tenants(
             match kube.get_object(&TENANT_CONTROL_PLANE, Some(&r.namespace), &r.name).await? {
                 Some(t) => out.push(t),
                 None => {
-                    let found = kube.list_objects(&TENANT_CONTROL_PLANE, None, "").await?.iter().map(|t| { let (n, m) = meta_name(t); format!("{n}/{m}") }).collect();
+                    let found = kube
+                        .list_objects(&TENANT_CONTROL_PLANE, None, "")
+                        .await?
+                        .iter()
+                        .map(|t| {
+                            let (n, m) = meta_name(t);
+                            format!("{n}/{m}")
+                        })
+                        .collect();
                     return Err(TenantsError::TcpNotFound { tcp: r.to_string(), url: kube.url().into(), found });
                 }
             }
@@ -499,15 +582,16 @@ pub async fn backup_tenants(
     tenants.sort_by(|a, b| a.r.cmp(&b.r));
     tenants.dedup_by(|a, b| a.r == b.r);
     // Each DataStore once: its manifest, its Secrets, a connection.
-    let mut datastores: BTreeMap<String, (Value, Vec<(String, String)>, SecretSource, DatastoreAccess, AnyTenants)> = BTreeMap::new();
+    let mut datastores: BTreeMap<String, (Value, Vec<(String, String)>, SecretSource, DatastoreAccess, AnyTenants)> =
+        BTreeMap::new();
     for t in &tenants {
         if datastores.contains_key(&t.datastore) {
             continue;
         }
-        let ds = kube
-            .get_object(&DATA_STORE, None, &t.datastore)
-            .await?
-            .ok_or_else(|| TenantsError::DataStore { datastore: t.datastore.clone(), detail: format!("not found at {} (TenantControlPlane {} uses it)", kube.url(), t.r) })?;
+        let ds = kube.get_object(&DATA_STORE, None, &t.datastore).await?.ok_or_else(|| TenantsError::DataStore {
+            datastore: t.datastore.clone(),
+            detail: format!("not found at {} (TenantControlPlane {} uses it)", kube.url(), t.r),
+        })?;
         let refs = datastore_secret_refs(&ds);
         let secrets = secret_source(kube, &refs, &SecretSource::new()).await?;
         let access = datastore_access(&ds, &secrets, opts.endpoints.get(&t.datastore).map(String::as_str))?;
@@ -517,13 +601,22 @@ pub async fn backup_tenants(
     let mut session = BackupSession::start(repo, "kmdr backup tenants").await?;
     match write_tenants(&mut session, &tenants, &datastores, progress, notify).await {
         Ok((infos, ds_infos)) => {
-            let series = if opts.all { "tenants/all".to_string() } else { format!("tenants/{}", tenants.iter().map(|t| t.r.to_string()).collect::<Vec<_>>().join(",")) };
+            let series = if opts.all {
+                "tenants/all".to_string()
+            } else {
+                format!("tenants/{}", tenants.iter().map(|t| t.r.to_string()).collect::<Vec<_>>().join(","))
+            };
             let draft = ManifestDraft {
                 kind: KIND.into(),
                 layer: Layer::TenantControlPlanes,
                 series,
                 tags: opts.tags.clone(),
-                source: SourceInfo::KamajiTenants(KamajiTenantsInfo { cluster: kube.url().into(), kubernetes_version, tenants: infos, datastores: ds_infos }),
+                source: SourceInfo::KamajiTenants(KamajiTenantsInfo {
+                    cluster: kube.url().into(),
+                    kubernetes_version,
+                    tenants: infos,
+                    datastores: ds_infos,
+                }),
             };
             Ok(session.commit(draft).await?)
         }
@@ -557,7 +650,10 @@ async fn write_tenants(
         ds_infos.push(KamajiDataStoreInfo {
             name: name.clone(),
             driver: ds["spec"]["driver"].as_str().unwrap_or_default().into(),
-            endpoints: ds["spec"]["endpoints"].as_array().map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect()).unwrap_or_default(),
+            endpoints: ds["spec"]["endpoints"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
             url: access.url.redacted(),
             secrets: refs.iter().map(|(n, s)| format!("{n}/{s}")).collect(),
         });
@@ -567,7 +663,8 @@ async fn write_tenants(
         let dir = tenant_dir(&t.r.namespace, &t.r.name);
         let store = &datastores[&t.datastore].4;
         notify(&format!("tenant {}: data of schema {} from {}", t.r, t.schema, store.datastore()));
-        let data = tenant::export_into(session, store, &t.schema, None, &format!("{dir}/{RECORDS}"), progress.clone()).await?;
+        let data =
+            tenant::export_into(session, store, &t.schema, None, &format!("{dir}/{RECORDS}"), progress.clone()).await?;
         for (file, yaml) in &t.files {
             session.add_file(&format!("{dir}/{file}"), &mut yaml.as_bytes(), None).await?;
         }
@@ -662,10 +759,13 @@ pub struct PlanStores {
 }
 
 async fn read_yaml(repo: &Repository, m: &Manifest, name: &str) -> Result<Value, TenantsError> {
-    let entry = m.file(name).ok_or_else(|| TenantsError::BadFile { file: name.into(), detail: "missing from the backup".into() })?;
+    let entry = m
+        .file(name)
+        .ok_or_else(|| TenantsError::BadFile { file: name.into(), detail: "missing from the backup".into() })?;
     let mut buf = Vec::with_capacity(entry.size as usize);
     restore_file(repo, entry, &mut buf, FileCheck::Sha256, None).await?;
-    let text = String::from_utf8(buf).map_err(|e| TenantsError::BadFile { file: name.into(), detail: e.to_string() })?;
+    let text =
+        String::from_utf8(buf).map_err(|e| TenantsError::BadFile { file: name.into(), detail: e.to_string() })?;
     values_from_yaml(&text).map_err(|detail| TenantsError::BadFile { file: name.into(), detail })
 }
 
@@ -685,8 +785,11 @@ pub async fn plan_tenants_restore(
             return Err(TenantsError::NotInBackup { id: m.id.to_string(), only: o.to_string(), have: have.join(", ") });
         }
     }
-    let selected: Vec<&KamajiTenantInfo> =
-        info.tenants.iter().filter(|t| opts.only.is_empty() || opts.only.iter().any(|o| o.namespace == t.namespace && o.name == t.name)).collect();
+    let selected: Vec<&KamajiTenantInfo> = info
+        .tenants
+        .iter()
+        .filter(|t| opts.only.is_empty() || opts.only.iter().any(|o| o.namespace == t.namespace && o.name == t.name))
+        .collect();
     kube.server_version().await?;
     // 1. The schema guard, for every tenant before anything else.
     let mut exists = BTreeSet::new();
@@ -694,7 +797,11 @@ pub async fn plan_tenants_restore(
         if let Some(live) = kube.get_object(&TENANT_CONTROL_PLANE, Some(&t.namespace), &t.name).await? {
             let existing = effective_schema(&live).unwrap_or_default();
             if existing != t.schema {
-                return Err(TenantsError::SchemaMismatch { tcp: format!("{}/{}", t.namespace, t.name), existing, backup: t.schema.clone() });
+                return Err(TenantsError::SchemaMismatch {
+                    tcp: format!("{}/{}", t.namespace, t.name),
+                    existing,
+                    backup: t.schema.clone(),
+                });
             }
             exists.insert((t.namespace.clone(), t.name.clone()));
         }
@@ -714,7 +821,13 @@ pub async fn plan_tenants_restore(
             let s = read_yaml(repo, m, &f.name).await?;
             let (ns, n) = meta_name(&s);
             push_namespace(&mut applies, &ns);
-            applies.push(PlannedApply { kind: "Secret".into(), name: format!("{ns}/{n}"), how: "create-if-absent".into(), resource: SECRET, object: s.clone() });
+            applies.push(PlannedApply {
+                kind: "Secret".into(),
+                name: format!("{ns}/{n}"),
+                how: "create-if-absent".into(),
+                resource: SECRET,
+                object: s.clone(),
+            });
             fallback.insert((ns, n), s);
         }
         let ds = kube.get_object(&DATA_STORE, None, name).await?.unwrap_or_else(|| backed_up.clone());
@@ -722,7 +835,13 @@ pub async fn plan_tenants_restore(
         let secrets = secret_source(kube, &refs, &fallback).await?;
         let access = datastore_access(&ds, &secrets, opts.endpoints.get(name).map(String::as_str))?;
         let store = access.connect().await?;
-        applies.push(PlannedApply { kind: "DataStore".into(), name: name.into(), how: "apply".into(), resource: DATA_STORE, object: backed_up });
+        applies.push(PlannedApply {
+            kind: "DataStore".into(),
+            name: name.into(),
+            how: "apply".into(),
+            resource: DATA_STORE,
+            object: backed_up,
+        });
         stores.insert(name.to_string(), (access, store));
     }
     // 3. Per tenant: its data target, then Namespace, Secrets, TCP, KCP, Cluster.
@@ -731,10 +850,20 @@ pub async fn plan_tenants_restore(
         let (_, store) = &stores[&t.datastore];
         let existing = store.count(&t.schema).await?;
         if opts.manifests_only && existing == 0 {
-            return Err(TenantsError::NoDataToKeep { tcp: format!("{}/{}", t.namespace, t.name), schema: t.schema.clone(), datastore: store.datastore(), keys: t.data.key_count });
+            return Err(TenantsError::NoDataToKeep {
+                tcp: format!("{}/{}", t.namespace, t.name),
+                schema: t.schema.clone(),
+                datastore: store.datastore(),
+                keys: t.data.key_count,
+            });
         }
         if existing > 0 && !opts.force && !opts.manifests_only {
-            return Err(TenantError::TargetNotEmpty { schema: t.schema.clone(), datastore: store.datastore(), keys: existing }.into());
+            return Err(TenantError::TargetNotEmpty {
+                schema: t.schema.clone(),
+                datastore: store.datastore(),
+                keys: existing,
+            }
+            .into());
         }
         let dir = tenant_dir(&t.namespace, &t.name);
         tenants.push(PlannedTenant {
@@ -754,22 +883,45 @@ pub async fn plan_tenants_restore(
         push_namespace(&mut applies, &t.namespace);
         for s in &t.secrets {
             let obj = read_yaml(repo, m, &format!("{dir}/{SECRETS_DIR}/{s}.yaml")).await?;
-            applies.push(PlannedApply { kind: "Secret".into(), name: format!("{}/{s}", t.namespace), how: "apply".into(), resource: SECRET, object: obj });
+            applies.push(PlannedApply {
+                kind: "Secret".into(),
+                name: format!("{}/{s}", t.namespace),
+                how: "apply".into(),
+                resource: SECRET,
+                object: obj,
+            });
         }
         let mut tcp = read_yaml(repo, m, &format!("{dir}/{TCP_FILE}")).await?;
         // The guard of the guard: the manifest applied names the schema.
         tcp["spec"]["dataStoreSchema"] = json!(t.schema);
         tcp["spec"]["dataStoreUsername"] = json!(t.username);
-        applies.push(PlannedApply { kind: "TenantControlPlane".into(), name: format!("{}/{}", t.namespace, t.name), how: "apply".into(), resource: TENANT_CONTROL_PLANE, object: tcp });
-        for (file, kind, resource) in [(KCP_FILE, "KamajiControlPlane", KAMAJI_CONTROL_PLANE), (CLUSTER_FILE, "Cluster", CAPI_CLUSTER)] {
+        applies.push(PlannedApply {
+            kind: "TenantControlPlane".into(),
+            name: format!("{}/{}", t.namespace, t.name),
+            how: "apply".into(),
+            resource: TENANT_CONTROL_PLANE,
+            object: tcp,
+        });
+        for (file, kind, resource) in
+            [(KCP_FILE, "KamajiControlPlane", KAMAJI_CONTROL_PLANE), (CLUSTER_FILE, "Cluster", CAPI_CLUSTER)]
+        {
             if m.file(&format!("{dir}/{file}")).is_some() {
                 let obj = read_yaml(repo, m, &format!("{dir}/{file}")).await?;
                 let (ns, n) = meta_name(&obj);
-                applies.push(PlannedApply { kind: kind.into(), name: format!("{ns}/{n}"), how: "apply".into(), resource, object: obj });
+                applies.push(PlannedApply {
+                    kind: kind.into(),
+                    name: format!("{ns}/{n}"),
+                    how: "apply".into(),
+                    resource,
+                    object: obj,
+                });
             }
         }
     }
-    Ok((TenantsRestorePlan { backup: m.id.to_string(), cluster: kube.url().into(), tenants, applies }, PlanStores { stores }))
+    Ok((
+        TenantsRestorePlan { backup: m.id.to_string(), cluster: kube.url().into(), tenants, applies },
+        PlanStores { stores },
+    ))
 }
 
 /// A Namespace created when absent, once per plan.
@@ -814,8 +966,14 @@ pub async fn restore_tenants(
     let mut written = BTreeMap::new();
     for t in plan.tenants.iter().filter(|t| !t.keep_data) {
         let (_, store) = &stores.stores[&t.datastore];
-        let entry = m.file(&t.records_file).ok_or_else(|| TenantsError::BadFile { file: t.records_file.clone(), detail: "missing from the backup".into() })?;
-        notify(&format!("tenant {}/{}: writing {} keys of schema {} into {}", t.namespace, t.name, t.write_keys, t.schema, t.target));
+        let entry = m.file(&t.records_file).ok_or_else(|| TenantsError::BadFile {
+            file: t.records_file.clone(),
+            detail: "missing from the backup".into(),
+        })?;
+        notify(&format!(
+            "tenant {}/{}: writing {} keys of schema {} into {}",
+            t.namespace, t.name, t.write_keys, t.schema, t.target
+        ));
         let done = tenant::restore_records(repo, store, entry, &t.schema, t.replace, progress.clone()).await?;
         let now = store.count(&t.schema).await?;
         if now != t.write_keys {
@@ -845,7 +1003,8 @@ pub async fn restore_tenants(
         }
     }
     let started = Instant::now();
-    let refs: Vec<TcpRef> = plan.tenants.iter().map(|t| TcpRef { namespace: t.namespace.clone(), name: t.name.clone() }).collect();
+    let refs: Vec<TcpRef> =
+        plan.tenants.iter().map(|t| TcpRef { namespace: t.namespace.clone(), name: t.name.clone() }).collect();
     wait_ready(kube, &refs, opts.timeout, opts.interval, notify).await?;
     Ok(TenantsRestoreOutcome { written, applied, kept, ready_after_ms: started.elapsed().as_millis() as u64 })
 }
@@ -858,7 +1017,13 @@ pub fn tcp_status(tcp: &Value) -> String {
 
 /// Wait until every TCP in `tcps` reports Ready, telling `notify` each
 /// change of status; [`TenantsError::NotReady`] after `timeout`.
-pub async fn wait_ready(kube: &KubeClient, tcps: &[TcpRef], timeout: Duration, interval: Duration, notify: &(dyn Fn(&str) + Sync)) -> Result<(), TenantsError> {
+pub async fn wait_ready(
+    kube: &KubeClient,
+    tcps: &[TcpRef],
+    timeout: Duration,
+    interval: Duration,
+    notify: &(dyn Fn(&str) + Sync),
+) -> Result<(), TenantsError> {
     let deadline = Instant::now() + timeout;
     let mut last: BTreeMap<String, String> = BTreeMap::new();
     loop {
@@ -880,9 +1045,15 @@ pub async fn wait_ready(kube: &KubeClient, tcps: &[TcpRef], timeout: Duration, i
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(TenantsError::NotReady { timeout: kmdr_core::human_duration(timeout), pending: pending.join(", ") });
+            return Err(TenantsError::NotReady {
+                timeout: kmdr_core::human_duration(timeout),
+                pending: pending.join(", "),
+            });
         }
-        tokio::time::sleep(interval.min(deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(10))).await;
+        tokio::time::sleep(
+            interval.min(deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(10)),
+        )
+        .await;
     }
 }
 
@@ -903,7 +1074,10 @@ mod tests {
 
     #[test]
     fn fills_schema_and_username_from_status() {
-        let t = tcp(json!({"dataStore": "default"}), json!({"storage": {"setup": {"schema": "tenants_t1", "user": "tenants_t1"}}}));
+        let t = tcp(
+            json!({"dataStore": "default"}),
+            json!({"storage": {"setup": {"schema": "tenants_t1", "user": "tenants_t1"}}}),
+        );
         let (m, schema, user, filled) = tcp_manifest(&t).unwrap();
         assert_eq!((schema.as_str(), user.as_str()), ("tenants_t1", "tenants_t1"));
         assert_eq!(filled, ["dataStoreSchema", "dataStoreUsername"]);
@@ -915,7 +1089,10 @@ mod tests {
 
     #[test]
     fn the_spec_wins_and_a_tcp_never_set_up_is_refused() {
-        let t = tcp(json!({"dataStoreSchema": "s", "dataStoreUsername": "u"}), json!({"storage": {"setup": {"schema": "x", "user": "y"}}}));
+        let t = tcp(
+            json!({"dataStoreSchema": "s", "dataStoreUsername": "u"}),
+            json!({"storage": {"setup": {"schema": "x", "user": "y"}}}),
+        );
         let (_, schema, user, filled) = tcp_manifest(&t).unwrap();
         assert_eq!((schema.as_str(), user.as_str(), filled.len()), ("s", "u", 0));
         assert!(matches!(tcp_manifest(&tcp(json!({}), json!({}))), Err(TenantsError::NotSetUp { .. })));
@@ -934,7 +1111,10 @@ mod tests {
         let ds = json!({"metadata": {"name": "pg"}, "spec": {"driver": "PostgreSQL", "endpoints": ["db.kamaji:5432"],
             "basicAuth": {"username": {"content": b64("kamaji")},
                           "password": {"secretReference": {"name": "pg-creds", "namespace": "kamaji-system", "keyPath": "password"}}}}});
-        let secrets = SecretSource::from([(("kamaji-system".into(), "pg-creds".into()), json!({"data": {"password": b64("s3cret\n")}}))]);
+        let secrets = SecretSource::from([(
+            ("kamaji-system".into(), "pg-creds".into()),
+            json!({"data": {"password": b64("s3cret\n")}}),
+        )]);
         let a = datastore_access(&ds, &secrets, None).unwrap();
         assert_eq!(a.url.user.as_deref(), Some("kamaji"));
         assert_eq!(a.url.password.as_deref(), Some("s3cret"));

@@ -28,9 +28,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kmdr_core::manifest::HelmReleaseInfo;
 use kmdr_core::{Layer, Manifest, SourceInfo};
 use kmdr_repo::backuper::ManifestDraft;
-use kmdr_repo::restorer::{restore_file, FileCheck};
+use kmdr_repo::restorer::{FileCheck, restore_file};
 use kmdr_repo::{BackupSession, Repository};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -63,13 +63,17 @@ pub enum PlatformError {
     #[error("no Helm release {release:?} in namespace {namespace} at {url}: no Secret of type {HELM_RELEASE_TYPE} labelled owner=helm,name={release}{}. Check --release and -n (`helm list -A` lists releases)", found_note(.others))]
     ReleaseNotFound { release: String, namespace: String, url: String, others: Vec<String> },
     /// The release Secret cannot be decoded.
-    #[error("the Helm release Secret {secret} cannot be decoded: {detail}. Is it a Helm 3 release (`helm get values` should read it)?")]
+    #[error(
+        "the Helm release Secret {secret} cannot be decoded: {detail}. Is it a Helm 3 release (`helm get values` should read it)?"
+    )]
     BadRelease { secret: String, detail: String },
     /// A `--secret` argument is not `namespace/name`.
     #[error("--secret {0:?} is not NAMESPACE/NAME (e.g. kmetal-system/registry-creds)")]
     BadSecretRef(String),
     /// The backup is not a platform backup.
-    #[error("backup {id} is not a platform backup (kind {kind}): pick one listed by `kmdr backups list --kind platform`")]
+    #[error(
+        "backup {id} is not a platform backup (kind {kind}): pick one listed by `kmdr backups list --kind platform`"
+    )]
     WrongKind { id: String, kind: String },
     /// A tool `--execute` needs is not installed.
     #[error("{tool} is not installed (not on PATH): install it, or run the restore yourself: {commands}")]
@@ -86,11 +90,7 @@ pub enum PlatformError {
 }
 
 fn found_note(others: &[String]) -> String {
-    if others.is_empty() {
-        String::new()
-    } else {
-        format!(" (releases in that namespace: {})", others.join(", "))
-    }
+    if others.is_empty() { String::new() } else { format!(" (releases in that namespace: {})", others.join(", ")) }
 }
 
 /// A Secret named on the command line as `namespace/name`.
@@ -144,7 +144,9 @@ pub fn decode_release(data: &[u8]) -> Result<Value, String> {
         .map_err(|e| format!("data.release is not base64: {e}"))?;
     let json = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| format!("data.release is not valid gzip: {e}"))?;
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| format!("data.release is not valid gzip: {e}"))?;
         out
     } else {
         raw
@@ -265,13 +267,8 @@ pub fn clean_secret_manifest(s: &Secret) -> Value {
     if let Some(labels) = s.metadata.labels.as_ref().filter(|l| !l.is_empty()) {
         metadata.insert("labels".into(), json!(labels));
     }
-    let annotations: BTreeMap<&String, &String> = s
-        .metadata
-        .annotations
-        .iter()
-        .flatten()
-        .filter(|(k, _)| !DROPPED_ANNOTATIONS.contains(&k.as_str()))
-        .collect();
+    let annotations: BTreeMap<&String, &String> =
+        s.metadata.annotations.iter().flatten().filter(|(k, _)| !DROPPED_ANNOTATIONS.contains(&k.as_str())).collect();
     if !annotations.is_empty() {
         metadata.insert("annotations".into(), json!(annotations));
     }
@@ -284,7 +281,10 @@ pub fn clean_secret_manifest(s: &Secret) -> Value {
         out.insert("immutable".into(), json!(immutable));
     }
     // ByteString serializes as base64, as `data` must be.
-    out.insert("data".into(), serde_json::to_value(s.data.clone().unwrap_or_default()).expect("Secret data serializes"));
+    out.insert(
+        "data".into(),
+        serde_json::to_value(s.data.clone().unwrap_or_default()).expect("Secret data serializes"),
+    );
     Value::Object(out)
 }
 
@@ -344,7 +344,8 @@ async fn capture(kube: &KubeClient, opts: &PlatformBackupOptions) -> Result<Capt
     };
     let secret_name = format!("{}/{}", opts.namespace, secret.metadata.name.as_deref().unwrap_or("?"));
     let bad = |detail: String| PlatformError::BadRelease { secret: secret_name.clone(), detail };
-    let data = secret.data.as_ref().and_then(|d| d.get("release")).ok_or_else(|| bad("it has no data.release".into()))?;
+    let data =
+        secret.data.as_ref().and_then(|d| d.get("release")).ok_or_else(|| bad("it has no data.release".into()))?;
     let release = decode_release(&data.0).map_err(bad)?;
     let fields = release_fields(&release).map_err(bad)?;
     if fields.name != opts.release {
@@ -394,7 +395,11 @@ pub async fn live_release(kube: &KubeClient, opts: &PlatformBackupOptions) -> Re
 /// Back up the platform's Helm release (and the listed Secrets) into a new
 /// backup and commit it. Everything is read from the cluster before the
 /// repository is touched, so a failure leaves nothing behind.
-pub async fn backup_platform(repo: &Repository, kube: &KubeClient, opts: &PlatformBackupOptions) -> Result<Manifest, PlatformError> {
+pub async fn backup_platform(
+    repo: &Repository,
+    kube: &KubeClient,
+    opts: &PlatformBackupOptions,
+) -> Result<Manifest, PlatformError> {
     let captured = capture(kube, opts).await?;
     let mut session = BackupSession::start(repo, "kmdr backup platform").await?;
     let mut files: Vec<(String, &[u8])> = vec![
@@ -494,13 +499,19 @@ fn local_path(dir: &Path, name: &str) -> Result<PathBuf, PlatformError> {
     if rel.components().all(|c| matches!(c, Component::Normal(_))) {
         Ok(dir.join(rel))
     } else {
-        Err(PlatformError::Local { path: name.to_string(), detail: "the backup names a file outside the restore directory".into() })
+        Err(PlatformError::Local {
+            path: name.to_string(),
+            detail: "the backup names a file outside the restore directory".into(),
+        })
     }
 }
 
 /// Describe the restore of `manifest` into `opts.to`: the files and the
 /// commands (`kubectl apply` of the Secrets first, then `helm install`).
-pub fn plan_platform_restore(manifest: &Manifest, opts: &PlatformRestoreOptions) -> Result<PlatformRestorePlan, PlatformError> {
+pub fn plan_platform_restore(
+    manifest: &Manifest,
+    opts: &PlatformRestoreOptions,
+) -> Result<PlatformRestorePlan, PlatformError> {
     let info = helm_info(manifest)?;
     let mut files = Vec::new();
     for f in manifest.files.iter().filter(|f| f.name != RELEASE_FILE) {
@@ -513,7 +524,8 @@ pub fn plan_platform_restore(manifest: &Manifest, opts: &PlatformRestoreOptions)
     let namespaces_yaml = if has_secrets {
         // The Secrets' namespaces must exist before the Secrets (helm creates
         // only the release namespace, and only later).
-        let mut namespaces: Vec<&str> = info.secrets.iter().filter_map(|s| s.split_once('/').map(|(ns, _)| ns)).collect();
+        let mut namespaces: Vec<&str> =
+            info.secrets.iter().filter_map(|s| s.split_once('/').map(|(ns, _)| ns)).collect();
         namespaces.sort();
         namespaces.dedup();
         let docs: Vec<String> = namespaces
@@ -529,7 +541,12 @@ pub fn plan_platform_restore(manifest: &Manifest, opts: &PlatformRestoreOptions)
         commands.push(apply_ns);
         let mut apply = vec!["kubectl".to_string()];
         apply.extend(kubectl_flags.iter().cloned());
-        apply.extend(["apply".into(), "--recursive".into(), "-f".into(), format!("{}/", opts.to.join(SECRETS_DIR).display())]);
+        apply.extend([
+            "apply".into(),
+            "--recursive".into(),
+            "-f".into(),
+            format!("{}/", opts.to.join(SECRETS_DIR).display()),
+        ]);
         commands.push(apply);
         Some(yaml)
     } else {
@@ -582,18 +599,26 @@ fn kube_flags(opts: &PlatformRestoreOptions, context_flag: &str) -> Vec<String> 
 /// Write the plan's files: each one checked against the manifest, written to
 /// a temporary name and renamed, readable by its owner only (values and
 /// Secrets may hold credentials).
-pub async fn write_restore_files(repo: &Repository, manifest: &Manifest, plan: &PlatformRestorePlan) -> Result<(), PlatformError> {
+pub async fn write_restore_files(
+    repo: &Repository,
+    manifest: &Manifest,
+    plan: &PlatformRestorePlan,
+) -> Result<(), PlatformError> {
     for f in &plan.files {
         let content = match &f.from {
             Some(name) => {
-                let entry = manifest.file(name).ok_or_else(|| PlatformError::WrongKind { id: manifest.id.to_string(), kind: manifest.id.kind().to_string() })?;
+                let entry = manifest.file(name).ok_or_else(|| PlatformError::WrongKind {
+                    id: manifest.id.to_string(),
+                    kind: manifest.id.kind().to_string(),
+                })?;
                 let mut buf = Vec::with_capacity(entry.size as usize);
                 restore_file(repo, entry, &mut buf, FileCheck::Sha256, None).await?;
                 buf
             }
             None => plan.namespaces_yaml.clone().unwrap_or_default().into_bytes(),
         };
-        write_private(&f.path, &content).map_err(|e| PlatformError::Local { path: f.path.display().to_string(), detail: e.to_string() })?;
+        write_private(&f.path, &content)
+            .map_err(|e| PlatformError::Local { path: f.path.display().to_string(), detail: e.to_string() })?;
     }
     Ok(())
 }
@@ -708,7 +733,11 @@ mod tests {
         // The overlay wins over the chart default; non-booleans are not toggles.
         assert_eq!(
             f.toggles,
-            BTreeMap::from([("kamaji.enabled".into(), true), ("kamaji.etcd.enabled".into(), false), ("monitoring.enabled".into(), true)])
+            BTreeMap::from([
+                ("kamaji.enabled".into(), true),
+                ("kamaji.etcd.enabled".into(), false),
+                ("monitoring.enabled".into(), true)
+            ])
         );
         assert_eq!(f.namespaces, ["kamaji-system", "kmetal-system", "monitoring"]);
     }
@@ -741,7 +770,10 @@ mod tests {
         ];
         assert_eq!(pick_release_secret(&s).unwrap().metadata.name.as_deref(), Some("sh.helm.release.v1.kmetal.v2"));
         let none_deployed = vec![s[0].clone(), s[2].clone()];
-        assert_eq!(pick_release_secret(&none_deployed).unwrap().metadata.name.as_deref(), Some("sh.helm.release.v1.kmetal.v3"));
+        assert_eq!(
+            pick_release_secret(&none_deployed).unwrap().metadata.name.as_deref(),
+            Some("sh.helm.release.v1.kmetal.v3")
+        );
         assert!(pick_release_secret(&[]).is_none());
     }
 
@@ -771,7 +803,10 @@ mod tests {
             ("team".into(), "platform".into()),
         ]));
         let m = clean_secret_manifest(&s);
-        assert_eq!(m["metadata"].as_object().unwrap().keys().collect::<Vec<_>>(), ["annotations", "labels", "name", "namespace"]);
+        assert_eq!(
+            m["metadata"].as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["annotations", "labels", "name", "namespace"]
+        );
         assert_eq!(m["metadata"]["annotations"], json!({"team": "platform"}));
         assert!(m["data"]["release"].is_string());
     }

@@ -11,7 +11,9 @@
 //!   extends this one's (`tenant-a` / `tenant-ab`).
 
 use kmdr_sources::etcd::TlsFiles;
-use kmdr_sources::tenant::{self, AnyTenants, DatastoreUrl, Driver, RecordReader, RecordSummary, RecordWriter, TenantError, TenantStore};
+use kmdr_sources::tenant::{
+    self, AnyTenants, DatastoreUrl, Driver, RecordReader, RecordSummary, RecordWriter, TenantError, TenantStore,
+};
 use kmdr_testkit::data::kube_records;
 use kmdr_testkit::{Etcd, Mariadb, Nats, Postgres};
 use std::path::Path;
@@ -80,7 +82,12 @@ async fn stream_of(records: &[(Vec<u8>, Vec<u8>)]) -> (Vec<u8>, RecordSummary) {
     (buf, s)
 }
 
-async fn import(store: &AnyTenants, schema: &str, stream: &[u8], replace: bool) -> Result<tenant::ImportInfo, TenantError> {
+async fn import(
+    store: &AnyTenants,
+    schema: &str,
+    stream: &[u8],
+    replace: bool,
+) -> Result<tenant::ImportInfo, TenantError> {
     let mut r = RecordReader::new(stream);
     store.import(schema, &mut r, replace).await
 }
@@ -150,7 +157,10 @@ async fn conformance(driver: Driver) {
     let e = import(&store, "tenant-c", &bad, false).await.unwrap_err();
     assert!(matches!(e, TenantError::ImportFailed { .. }), "{driver}: {e}");
     let msg = e.to_string();
-    assert!(msg.contains("tenant-c") && (msg.contains("rolled back") || msg.contains("--force")), "{driver}: the message says what state the target is in: {msg}");
+    assert!(
+        msg.contains("tenant-c") && (msg.contains("rolled back") || msg.contains("--force")),
+        "{driver}: the message says what state the target is in: {msg}"
+    );
     assert_eq!(export(&store, "tenant-b").await.unwrap().1, b_sum, "{driver}: tenant-b changed by a failed import");
     assert_eq!(export(&store, "tenant-a").await.unwrap().1, a2_sum, "{driver}: tenant-a changed by a failed import");
     // Re-running with the good stream and replace completes it.
@@ -159,7 +169,9 @@ async fn conformance(driver: Driver) {
 
     // An unknown tenant is named, with what exists.
     match export(&store, "no-such-tenant").await {
-        Err(TenantError::UnknownSchema { found, .. }) => assert!(found.iter().any(|t| t == "tenant-b"), "{driver}: {found:?}"),
+        Err(TenantError::UnknownSchema { found, .. }) => {
+            assert!(found.iter().any(|t| t == "tenant-b"), "{driver}: {found:?}")
+        }
         other => panic!("{driver}: expected UnknownSchema, got {:?}", other.map(|x| x.1)),
     }
 }

@@ -4,14 +4,15 @@
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::StreamExt;
+use kmdr_sources::etcd::TlsFiles;
 use kmdr_sources::tenant::nats::{KineEvent, KineKv, NatsTenants, decode_key, decode_value, encode_key, s2_compress};
 use kmdr_sources::tenant::{DatastoreUrl, Driver, Record, RecordReader, RecordWriter, TenantError, TenantStore};
-use kmdr_sources::etcd::TlsFiles;
 use kmdr_testkit::Nats;
 
 /// A raw JetStream client on the test server.
 async fn js(n: &Nats) -> jetstream::Context {
-    let opts = async_nats::ConnectOptions::new().user_and_password(kmdr_testkit::nats::USER.into(), kmdr_testkit::nats::PASSWORD.into());
+    let opts = async_nats::ConnectOptions::new()
+        .user_and_password(kmdr_testkit::nats::USER.into(), kmdr_testkit::nats::PASSWORD.into());
     jetstream::new(opts.connect(format!("127.0.0.1:{}", n.port())).await.unwrap())
 }
 
@@ -21,14 +22,26 @@ async fn store(n: &Nats) -> NatsTenants {
 
 /// A bucket as kine creates it.
 async fn kine_bucket(js: &jetstream::Context, name: &str) -> kv::Store {
-    js.create_key_value(kv::Config { bucket: name.into(), description: "Holds kine key/values".into(), history: 10, num_replicas: 1, ..Default::default() })
-        .await
-        .unwrap()
+    js.create_key_value(kv::Config {
+        bucket: name.into(),
+        description: "Holds kine key/values".into(),
+        history: 10,
+        num_replicas: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
 }
 
 fn event(key: &str, value: Option<&[u8]>, create: bool, delete: bool, lease: i64, create_rev: i64) -> Bytes {
     let e = KineEvent {
-        kv: Some(KineKv { key: key.into(), create_revision: create_rev, mod_revision: 0, value: value.map(<[u8]>::to_vec), lease }),
+        kv: Some(KineKv {
+            key: key.into(),
+            create_revision: create_rev,
+            mod_revision: 0,
+            value: value.map(<[u8]>::to_vec),
+            lease,
+        }),
         prev_revision: 0,
         create,
         delete,
@@ -84,7 +97,11 @@ async fn seed(js: &jetstream::Context, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     live
 }
 
-async fn export(s: &NatsTenants, schema: &str, at: Option<i64>) -> Result<(Vec<Record>, kmdr_sources::tenant::ExportInfo, Vec<u8>), TenantError> {
+async fn export(
+    s: &NatsTenants,
+    schema: &str,
+    at: Option<i64>,
+) -> Result<(Vec<Record>, kmdr_sources::tenant::ExportInfo, Vec<u8>), TenantError> {
     let mut buf = Vec::new();
     let mut w = RecordWriter::new(&mut buf);
     let info = s.export(schema, at, &mut w).await?;
@@ -167,7 +184,10 @@ async fn export_at_an_earlier_sequence_sees_that_state() {
     // And now: the current state.
     let (now, _, _) = export(&s, "t1", None).await.unwrap();
     let keys: Vec<_> = now.iter().map(|r| String::from_utf8_lossy(&r.key).into_owned()).collect();
-    assert!(keys.contains(&"/pods/default/web-1".to_string()) && !keys.contains(&"/configmaps/ns/cm".to_string()), "{keys:?}");
+    assert!(
+        keys.contains(&"/pods/default/web-1".to_string()) && !keys.contains(&"/configmaps/ns/cm".to_string()),
+        "{keys:?}"
+    );
     // Overwritten past the history limit: the old value is gone, and said so.
     for i in 0..12 {
         update(&b, "/registry/odd/a.b.c", format!("v{i}").as_bytes(), 1).await;
@@ -204,7 +224,21 @@ async fn import_round_trips_and_writes_kines_format() {
     let raw = b.get(encode_key(b"/registry/odd/a.b.c").unwrap()).await.unwrap().unwrap();
     assert!(raw.starts_with(b"\xff\x06\x00\x00S2sTwO"));
     let e = decode_value(&raw).unwrap();
-    assert_eq!(e, KineEvent { kv: Some(KineKv { key: "/registry/odd/a.b.c".into(), create_revision: 0, mod_revision: 0, value: Some(b"dots".to_vec()), lease: 0 }), prev_revision: 0, create: true, delete: false });
+    assert_eq!(
+        e,
+        KineEvent {
+            kv: Some(KineKv {
+                key: "/registry/odd/a.b.c".into(),
+                create_revision: 0,
+                mod_revision: 0,
+                value: Some(b"dots".to_vec()),
+                lease: 0
+            }),
+            prev_revision: 0,
+            create: true,
+            delete: false
+        }
+    );
     let mut keys = b.keys().await.unwrap();
     let mut n_keys = 0;
     while let Some(k) = keys.next().await {
@@ -265,7 +299,10 @@ async fn damaged_input_fails_the_import_and_says_what_was_written() {
     match &e {
         TenantError::ImportFailed { state, detail, .. } => {
             assert!(detail.contains("content hash"), "{detail}");
-            assert!(state.contains("bucket broken") && state.contains("--force") && state.contains("no other bucket"), "{state}");
+            assert!(
+                state.contains("bucket broken") && state.contains("--force") && state.contains("no other bucket"),
+                "{state}"
+            );
         }
         other => panic!("{other}"),
     }
@@ -423,7 +460,15 @@ async fn delta_capture_restores_any_sequence_and_stops_when_messages_are_gone() 
     churn(&b, 3, &mut live, &mut log).await;
     let from = common::resume_point(&repo, "t1", base).await;
     assert_eq!(from, first_end + 1);
-    let stopped = common::capture_while(&repo, &source, "t1", from, churn(&b, 4, &mut live, &mut log), Duration::from_millis(1200)).await;
+    let stopped = common::capture_while(
+        &repo,
+        &source,
+        "t1",
+        from,
+        churn(&b, 4, &mut live, &mut log),
+        Duration::from_millis(1200),
+    )
+    .await;
     assert_eq!(stopped, Stopped::Shutdown);
 
     // Every change exactly once, in order, across both runs; the chain reaches the last one.

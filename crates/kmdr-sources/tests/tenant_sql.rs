@@ -50,7 +50,10 @@ fn seed_sql(hex: impl Fn(&str) -> String) -> String {
     )
 }
 
-async fn export<S: TenantStore>(store: &S, schema: &str) -> Result<(Vec<u8>, kmdr_sources::tenant::ExportInfo, RecordSummary), TenantError> {
+async fn export<S: TenantStore>(
+    store: &S,
+    schema: &str,
+) -> Result<(Vec<u8>, kmdr_sources::tenant::ExportInfo, RecordSummary), TenantError> {
     let mut buf = Vec::new();
     let mut w = RecordWriter::new(&mut buf);
     let info = store.export(schema, None, &mut w).await?;
@@ -78,7 +81,12 @@ fn damaged(buf: &[u8]) -> Vec<u8> {
     bad
 }
 
-async fn import<S: TenantStore>(store: &S, schema: &str, buf: &[u8], replace: bool) -> Result<kmdr_sources::tenant::ImportInfo, TenantError> {
+async fn import<S: TenantStore>(
+    store: &S,
+    schema: &str,
+    buf: &[u8],
+    replace: bool,
+) -> Result<kmdr_sources::tenant::ImportInfo, TenantError> {
     let mut r = RecordReader::new(buf);
     store.import(schema, &mut r, replace).await
 }
@@ -94,7 +102,10 @@ fn url_with_password(url: &str, pw: &str) -> DatastoreUrl {
 fn pg_seed(pg: &kmdr_testkit::Postgres, db: &str) {
     // An ICU en-US database: its default collation does not sort by bytes,
     // so the export's ORDER BY must say COLLATE "C".
-    pg.psql("postgres", &format!("CREATE DATABASE \"{db}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.utf8'"));
+    pg.psql(
+        "postgres",
+        &format!("CREATE DATABASE \"{db}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.utf8'"),
+    );
     for ddl in kmdr_sources::tenant::kine_sql::POSTGRES_DDL {
         pg.psql(db, ddl);
     }
@@ -143,7 +154,10 @@ async fn postgres_export_import_replace() {
         cols.trim(),
         "id:integer,name:character varying,created:integer,deleted:integer,create_revision:integer,prev_revision:integer,lease:integer,value:bytea,old_value:bytea"
     );
-    let indexes = pg.psql("restored", "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'kine'");
+    let indexes = pg.psql(
+        "restored",
+        "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'kine'",
+    );
     assert_eq!(
         indexes.trim(),
         "kine_id_deleted_index,kine_name_id_index,kine_name_index,kine_name_prev_revision_uindex,kine_pkey,kine_prev_revision_index"
@@ -170,10 +184,16 @@ async fn postgres_export_import_replace() {
     let got = import(&store, "tenant-a", &other, true).await.unwrap();
     assert_eq!((got.written, got.removed, got.revision), (2, 5, 13));
     assert_eq!(pg.psql("tenant-a", "SELECT prev_revision FROM kine WHERE name = 'compact_rev_key'").trim(), "11");
-    assert_eq!(pg.psql("tenant-a", "SELECT string_agg(id || name, ',' ORDER BY id) FROM kine").trim(), "1compact_rev_key,12/registry/configmaps/x,13/registry/pods/ns/a");
+    assert_eq!(
+        pg.psql("tenant-a", "SELECT string_agg(id || name, ',' ORDER BY id) FROM kine").trim(),
+        "1compact_rev_key,12/registry/configmaps/x,13/registry/pods/ns/a"
+    );
     let (now, _, _) = export(&store, "tenant-a").await.unwrap();
     let now = read_all(&now).await;
-    assert_eq!(now.iter().map(|r| (r.key.as_slice(), r.value.as_slice())).collect::<Vec<_>>(), vec![(&b"/configmaps/x"[..], &b"new"[..]), (b"/pods/ns/a", b"A")]);
+    assert_eq!(
+        now.iter().map(|r| (r.key.as_slice(), r.value.as_slice())).collect::<Vec<_>>(),
+        vec![(&b"/configmaps/x"[..], &b"new"[..]), (b"/pods/ns/a", b"A")]
+    );
     // Isolation: the other tenant was not touched.
     assert_eq!(pg_rows_hash(&pg, "tenant_b"), b_before);
 
@@ -227,12 +247,16 @@ async fn postgres_failures_change_nothing() {
     assert!(matches!(export(&store, "plain").await, Err(TenantError::UnknownSchema { .. })));
 
     // Wrong password: Auth, and the password is never shown.
-    let err = PostgresTenants::connect(&url_with_password(&pg.url(), "wrong-secret"), &TlsFiles::default()).await.err().unwrap();
+    let err = PostgresTenants::connect(&url_with_password(&pg.url(), "wrong-secret"), &TlsFiles::default())
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, TenantError::Auth { .. }), "{err}");
     assert!(!err.to_string().contains("wrong-secret"));
     // Nothing listening: Unreachable.
     let closed = format!("postgres://kmdr:x@127.0.0.1:{}", kmdr_testkit::free_port());
-    let err = PostgresTenants::connect(&DatastoreUrl::parse(&closed).unwrap(), &TlsFiles::default()).await.err().unwrap();
+    let err =
+        PostgresTenants::connect(&DatastoreUrl::parse(&closed).unwrap(), &TlsFiles::default()).await.err().unwrap();
     assert!(matches!(err, TenantError::Unreachable { .. }), "{err}");
     // TLS without checking the server is refused, with the way to do it.
     let tls = DatastoreUrl::parse(&format!("{}?sslmode=require", pg.url())).unwrap();
@@ -288,7 +312,10 @@ async fn mariadb_export_import_replace() {
         "id:int(11),name:varchar(630),created:int(11),deleted:int(11),create_revision:int(11),prev_revision:int(11),lease:int(11),value:mediumblob,old_value:mediumblob"
     );
     let idx = m.sql("SELECT GROUP_CONCAT(DISTINCT index_name ORDER BY index_name) FROM information_schema.statistics WHERE table_schema = 'restored' AND table_name = 'kine'");
-    assert_eq!(idx.trim(), "kine_id_deleted_index,kine_name_id_index,kine_name_index,kine_name_prev_revision_uindex,kine_prev_revision_index,PRIMARY");
+    assert_eq!(
+        idx.trim(),
+        "kine_id_deleted_index,kine_name_id_index,kine_name_index,kine_name_prev_revision_uindex,kine_prev_revision_index,PRIMARY"
+    );
     assert_eq!(m.sql("SELECT id, prev_revision FROM restored.kine WHERE name = 'compact_rev_key'").trim(), "1\t0");
     let (_, _, back_summary) = export(&store, "restored").await.unwrap();
     assert_eq!(back_summary.content_sha256, summary.content_sha256);
@@ -353,7 +380,8 @@ async fn mariadb_failures_change_nothing() {
         other => panic!("expected UnknownSchema, got {other}"),
     }
 
-    let err = MysqlTenants::connect(&url_with_password(&m.url(), "wrong-secret"), &TlsFiles::default()).await.err().unwrap();
+    let err =
+        MysqlTenants::connect(&url_with_password(&m.url(), "wrong-secret"), &TlsFiles::default()).await.err().unwrap();
     assert!(matches!(err, TenantError::Auth { .. }), "{err}");
     assert!(!err.to_string().contains("wrong-secret"));
     let closed = format!("mysql://root:x@127.0.0.1:{}", kmdr_testkit::free_port());
@@ -390,7 +418,12 @@ enum Sql {
 
 impl Sql {
     async fn pg(pg: &kmdr_testkit::Postgres, db: &str) -> Sql {
-        let url = format!("host=127.0.0.1 port={} user={} password={} dbname={db}", pg.port(), kmdr_testkit::postgres::USER, kmdr_testkit::postgres::PASSWORD);
+        let url = format!(
+            "host=127.0.0.1 port={} user={} password={} dbname={db}",
+            pg.port(),
+            kmdr_testkit::postgres::USER,
+            kmdr_testkit::postgres::PASSWORD
+        );
         let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         Sql::Pg(client)
@@ -402,8 +435,17 @@ impl Sql {
     }
 
     /// Insert one kine row (`old` is kine's prev_revision); its id.
-    async fn insert(&mut self, name: &str, created: i64, deleted: i64, create_rev: i64, prev: i64, value: &[u8]) -> i64 {
-        const COLS: &str = "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value, old_value)";
+    async fn insert(
+        &mut self,
+        name: &str,
+        created: i64,
+        deleted: i64,
+        create_rev: i64,
+        prev: i64,
+        value: &[u8],
+    ) -> i64 {
+        const COLS: &str =
+            "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value, old_value)";
         match self {
             Sql::Pg(c) => {
                 let (cr, d, crr, p) = (created as i32, deleted as i32, create_rev as i32, prev as i32);
@@ -412,7 +454,12 @@ impl Sql {
             }
             Sql::My(c) => {
                 use mysql_async::prelude::Queryable;
-                c.exec_drop(format!("{COLS} VALUES (?, ?, ?, ?, ?, 0, ?, NULL)"), (name, created, deleted, create_rev, prev, value)).await.unwrap();
+                c.exec_drop(
+                    format!("{COLS} VALUES (?, ?, ?, ?, ?, 0, ?, NULL)"),
+                    (name, created, deleted, create_rev, prev, value),
+                )
+                .await
+                .unwrap();
                 c.last_insert_id().unwrap() as i64
             }
         }
@@ -437,13 +484,27 @@ impl Sql {
                 .await
                 .unwrap()
                 .iter()
-                .map(|r| (r.get::<_, i32>(0) as i64, r.get(1), r.get::<_, i32>(2) as i64, r.get::<_, Option<Vec<u8>>>(3).unwrap_or_default()))
+                .map(|r| {
+                    (
+                        r.get::<_, i32>(0) as i64,
+                        r.get(1),
+                        r.get::<_, i32>(2) as i64,
+                        r.get::<_, Option<Vec<u8>>>(3).unwrap_or_default(),
+                    )
+                })
                 .collect(),
             Sql::My(c) => {
                 use mysql_async::prelude::Queryable;
                 let rows: Vec<mysql_async::Row> = c.query(sql).await.unwrap();
                 rows.into_iter()
-                    .map(|mut r| (r.take(0).unwrap(), String::from_utf8(r.take(1).unwrap()).unwrap(), r.take(2).unwrap(), r.take::<Option<Vec<u8>>, _>(3).flatten().unwrap_or_default()))
+                    .map(|mut r| {
+                        (
+                            r.take(0).unwrap(),
+                            String::from_utf8(r.take(1).unwrap()).unwrap(),
+                            r.take(2).unwrap(),
+                            r.take::<Option<Vec<u8>>, _>(3).flatten().unwrap_or_default(),
+                        )
+                    })
                     .collect()
             }
         }
@@ -516,7 +577,14 @@ impl KineWriter {
 /// Capture while kine's rows change, stop and resume, restore several
 /// revisions and compare them with kine's own rows; then a compaction past
 /// the resume point stops the capture with Compacted.
-async fn capture_round_trip(repo_dir: &std::path::Path, source: ChangeSource, store: &impl TenantStore, mut w: KineWriter, mut check: Sql, mut other: Option<Sql>) {
+async fn capture_round_trip(
+    repo_dir: &std::path::Path,
+    source: ChangeSource,
+    store: &impl TenantStore,
+    mut w: KineWriter,
+    mut check: Sql,
+    mut other: Option<Sql>,
+) {
     let repo = common::new_repo(repo_dir).await;
     let base = common::full_backup(&repo, store, "t1").await;
 
@@ -607,7 +675,10 @@ async fn postgres_delta_capture_restores_any_revision() {
     pg.psql("t1", KINE_START);
     let url = DatastoreUrl::parse(&pg.url()).unwrap();
     let store = PostgresTenants::connect(&url, &TlsFiles::default()).await.unwrap();
-    let source = ChangeSource::Postgres { store: PostgresTenants::connect(&url, &TlsFiles::default()).await.unwrap(), schema: "t1".into() };
+    let source = ChangeSource::Postgres {
+        store: PostgresTenants::connect(&url, &TlsFiles::default()).await.unwrap(),
+        schema: "t1".into(),
+    };
     let w = KineWriter::new(Sql::pg(&pg, "t1").await);
     capture_round_trip(dir.path(), source, &store, w, Sql::pg(&pg, "t1").await, Some(Sql::pg(&pg, "t1").await)).await;
 }
@@ -628,7 +699,10 @@ async fn mariadb_delta_capture_restores_any_revision() {
     m.sql(&sql);
     let url = DatastoreUrl::parse(&m.url()).unwrap();
     let store = MysqlTenants::connect(&url, &TlsFiles::default()).await.unwrap();
-    let source = ChangeSource::Mysql { store: MysqlTenants::connect(&url, &TlsFiles::default()).await.unwrap(), schema: "t1".into() };
+    let source = ChangeSource::Mysql {
+        store: MysqlTenants::connect(&url, &TlsFiles::default()).await.unwrap(),
+        schema: "t1".into(),
+    };
     let w = KineWriter::new(Sql::my(&m, "t1").await);
     capture_round_trip(dir.path(), source, &store, w, Sql::my(&m, "t1").await, None).await;
 }

@@ -61,7 +61,10 @@ pub async fn run(store: &dyn Store) {
 
     // Keys outside the grammar never reach the backend.
     for bad in ["", "../escape", "data//x", ".hidden", "a/.tmp", "sp ace"] {
-        assert!(matches!(store.put(bad, Bytes::new()).await, Err(StoreError::InvalidKey { .. })), "key {bad:?} accepted");
+        assert!(
+            matches!(store.put(bad, Bytes::new()).await, Err(StoreError::InvalidKey { .. })),
+            "key {bad:?} accepted"
+        );
     }
 }
 
@@ -73,7 +76,9 @@ pub fn s3_test_endpoint() -> Option<String> {
         Ok(e) if !e.is_empty() => Some(e),
         _ => {
             if std::env::var("KMDR_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") {
-                panic!("KMDR_TEST_S3_ENDPOINT is not set but KMDR_TEST_REQUIRE_SERVERS=1: start the S3 server (scripts/test.sh does)");
+                panic!(
+                    "KMDR_TEST_S3_ENDPOINT is not set but KMDR_TEST_REQUIRE_SERVERS=1: start the S3 server (scripts/test.sh does)"
+                );
             }
             eprintln!("SKIPPED: KMDR_TEST_S3_ENDPOINT not set (run scripts/test.sh to start an S3 server)");
             None

@@ -10,17 +10,41 @@ pub enum StoreError {
     #[error("invalid object key {key:?}")]
     InvalidKey { key: String },
     /// The local disk is full.
-    #[error("no space left on the device holding {location} while writing {key}: free space (or `kmdr forget --prune` old backups) and run the command again; nothing was committed")]
+    #[error(
+        "no space left on the device holding {location} while writing {key}: free space (or `kmdr forget --prune` old backups) and run the command again; nothing was committed"
+    )]
     NoSpace { location: String, key: String },
     /// Access was refused by the file system or the service.
-    #[error("permission denied on {location} ({op} {key}): check the credentials / file permissions for the repository")]
-    PermissionDenied { location: String, op: &'static str, key: String, #[source] source: Box<dyn std::error::Error + Send + Sync> },
+    #[error(
+        "permission denied on {location} ({op} {key}): check the credentials / file permissions for the repository"
+    )]
+    PermissionDenied {
+        location: String,
+        op: &'static str,
+        key: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The service could not be reached or timed out; worth retrying.
-    #[error("storage at {location} is unreachable ({op} {key}): check the endpoint and network, then run the command again")]
-    Unavailable { location: String, op: &'static str, key: String, #[source] source: Box<dyn std::error::Error + Send + Sync> },
+    #[error(
+        "storage at {location} is unreachable ({op} {key}): check the endpoint and network, then run the command again"
+    )]
+    Unavailable {
+        location: String,
+        op: &'static str,
+        key: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Any other I/O failure.
     #[error("storage error at {location} ({op} {key})")]
-    Io { location: String, op: &'static str, key: String, #[source] source: Box<dyn std::error::Error + Send + Sync> },
+    Io {
+        location: String,
+        op: &'static str,
+        key: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Configuration of the store is wrong (bad URL, missing bucket...).
     #[error("{0}")]
     Config(String),

@@ -5,8 +5,8 @@
 use crate::{ObjectInfo, Store, StoreError};
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Which fault to inject.
 #[derive(Debug, Clone)]

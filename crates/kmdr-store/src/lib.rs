@@ -5,8 +5,8 @@
 //! repository never knows which it talks to. [`conformance`] is the one test
 //! suite every backend must pass.
 
-mod error;
 pub mod conformance;
+mod error;
 pub mod fault;
 pub mod local;
 pub mod s3;
@@ -16,7 +16,7 @@ pub use error::StoreError;
 pub use fault::{Fault, FaultStore};
 pub use local::LocalStore;
 pub use s3::{S3Options, S3Store};
-pub use url::{open, StoreUrl};
+pub use url::{StoreUrl, open};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -80,9 +80,5 @@ pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
                 && !seg.starts_with('.')
                 && seg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         });
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidKey { key: key.to_string() })
-    }
+    if ok { Ok(()) } else { Err(StoreError::InvalidKey { key: key.to_string() }) }
 }

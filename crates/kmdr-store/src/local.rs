@@ -5,7 +5,7 @@
 //! or the whole new object. Leftover temp files of a killed writer are never
 //! listed; `sweep_temp_files` removes them.
 
-use crate::{check_key, ObjectInfo, Store, StoreError};
+use crate::{ObjectInfo, Store, StoreError, check_key};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};

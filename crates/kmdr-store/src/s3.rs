@@ -4,7 +4,7 @@
 //! backoff and jitter (4 retries within 60 s), so a brief network fault does
 //! not fail a backup; a dead endpoint fails within about a minute.
 
-use crate::{check_key, ObjectInfo, Store, StoreError};
+use crate::{ObjectInfo, Store, StoreError, check_key};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -65,11 +65,7 @@ impl S3Store {
     }
 
     fn path(&self, key: &str) -> Path {
-        if self.prefix.is_empty() {
-            Path::from(key)
-        } else {
-            Path::from(format!("{}/{key}", self.prefix))
-        }
+        if self.prefix.is_empty() { Path::from(key) } else { Path::from(format!("{}/{key}", self.prefix)) }
     }
 
     fn err(&self, op: &'static str, key: &str, e: object_store::Error) -> StoreError {
@@ -87,9 +83,10 @@ impl S3Store {
                         "no usable S3 credentials for {location}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or run where instance credentials are available)"
                     ));
                 }
-                let transient = ["connect", "timed out", "timeout", "sending request", "dns", "connection", "broken pipe", "reset"]
-                    .iter()
-                    .any(|w| text.contains(w));
+                let transient =
+                    ["connect", "timed out", "timeout", "sending request", "dns", "connection", "broken pipe", "reset"]
+                        .iter()
+                        .any(|w| text.contains(w));
                 if transient {
                     StoreError::Unavailable { location, op, key, source: Box::new(other) }
                 } else if text.contains("nosuchbucket") || text.contains("bucket does not exist") {
@@ -140,12 +137,8 @@ impl Store for S3Store {
             Some(self.path(dir))
         };
         let strip = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
-        let metas: Vec<_> = self
-            .inner
-            .list(dir_path.as_ref())
-            .try_collect()
-            .await
-            .map_err(|e| self.err("list", prefix, e))?;
+        let metas: Vec<_> =
+            self.inner.list(dir_path.as_ref()).try_collect().await.map_err(|e| self.err("list", prefix, e))?;
         Ok(metas
             .into_iter()
             .filter_map(|m| {
@@ -186,14 +179,24 @@ mod tests {
     async fn conformance() {
         let Some(endpoint) = crate::conformance::s3_test_endpoint() else { return };
         let bucket = crate::conformance::s3_test_bucket();
-        let store = S3Store::new(&bucket, &crate::conformance::unique_prefix("conformance"), &S3Options { endpoint: Some(endpoint), ..Default::default() }).unwrap();
+        let store = S3Store::new(
+            &bucket,
+            &crate::conformance::unique_prefix("conformance"),
+            &S3Options { endpoint: Some(endpoint), ..Default::default() },
+        )
+        .unwrap();
         crate::conformance::run(&store).await;
     }
 
     #[tokio::test]
     async fn dead_endpoint_is_unavailable() {
         let creds = Some(("id".to_string(), "secret".to_string()));
-        let store = S3Store::new("b", "", &S3Options { endpoint: Some("http://127.0.0.1:9".into()), credentials: creds, ..Default::default() }).unwrap();
+        let store = S3Store::new(
+            "b",
+            "",
+            &S3Options { endpoint: Some("http://127.0.0.1:9".into()), credentials: creds, ..Default::default() },
+        )
+        .unwrap();
         let err = tokio::time::timeout(Duration::from_secs(120), store.get("config")).await.unwrap().unwrap_err();
         assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
         assert!(err.is_retryable());

@@ -16,12 +16,16 @@ impl std::str::FromStr for StoreUrl {
     type Err = StoreError;
     fn from_str(s: &str) -> Result<Self, StoreError> {
         if s.is_empty() {
-            return Err(StoreError::Config("empty repository URL: pass --repo PATH or --repo s3://bucket/prefix".into()));
+            return Err(StoreError::Config(
+                "empty repository URL: pass --repo PATH or --repo s3://bucket/prefix".into(),
+            ));
         }
         if let Some(rest) = s.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(StoreError::Config(format!("repository URL {s:?} names no bucket: write s3://BUCKET/PREFIX")));
+                return Err(StoreError::Config(format!(
+                    "repository URL {s:?} names no bucket: write s3://BUCKET/PREFIX"
+                )));
             }
             return Ok(StoreUrl::S3 { bucket: bucket.into(), prefix: prefix.trim_matches('/').into() });
         }

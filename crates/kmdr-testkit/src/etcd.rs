@@ -58,7 +58,15 @@ impl Etcd {
             .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("{name}={peer_url}"), "--log-level", "error"])
-            .args(["--cert-file", &p("server.crt"), "--key-file", &p("server.key"), "--client-cert-auth", "--trusted-ca-file", &p("ca.crt")])
+            .args([
+                "--cert-file",
+                &p("server.crt"),
+                "--key-file",
+                &p("server.key"),
+                "--client-cert-auth",
+                "--trusted-ca-file",
+                &p("ca.crt"),
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -67,13 +75,28 @@ impl Etcd {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ok = Command::new("etcdctl")
-                .args(["--endpoints", &client_url, "--cacert", &p("ca.crt"), "--cert", &p("client.crt"), "--key", &p("client.key"), "endpoint", "health"])
+                .args([
+                    "--endpoints",
+                    &client_url,
+                    "--cacert",
+                    &p("ca.crt"),
+                    "--cert",
+                    &p("client.crt"),
+                    "--key",
+                    &p("client.key"),
+                    "endpoint",
+                    "health",
+                ])
                 .output()
                 .is_ok_and(|o| o.status.success());
             if ok {
                 return e;
             }
-            assert!(Instant::now() < deadline, "TLS etcd did not become ready; see {}", e.data_dir.with_extension("log").display());
+            assert!(
+                Instant::now() < deadline,
+                "TLS etcd did not become ready; see {}",
+                e.data_dir.with_extension("log").display()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -101,7 +124,11 @@ impl Etcd {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("etcd at {} did not become ready; see {}", self.client_url, self.data_dir.with_extension("log").display());
+        panic!(
+            "etcd at {} did not become ready; see {}",
+            self.client_url,
+            self.data_dir.with_extension("log").display()
+        );
     }
 
     pub async fn client(&self) -> etcd_client::Client {
@@ -147,4 +174,3 @@ impl Drop for Etcd {
         let _ = self.child.wait();
     }
 }
-

@@ -32,7 +32,6 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-
 /// `true` when `bin` can be run; otherwise skip the calling test, or panic
 /// when KMDR_TEST_REQUIRE_SERVERS=1.
 pub fn need(bin: &str) -> bool {
@@ -40,7 +39,9 @@ pub fn need(bin: &str) -> bool {
         return true;
     }
     if require_servers() {
-        panic!("{bin} is not on PATH but KMDR_TEST_REQUIRE_SERVERS=1: run scripts/test.sh, which installs and finds it");
+        panic!(
+            "{bin} is not on PATH but KMDR_TEST_REQUIRE_SERVERS=1: run scripts/test.sh, which installs and finds it"
+        );
     }
     eprintln!("SKIPPED: {bin} not on PATH (run scripts/test.sh)");
     false

@@ -41,7 +41,12 @@ impl Mariadb {
             let out = Command::new("mariadb-install-db")
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", data.display()))
-                .args(["--auth-root-authentication-method=normal", "--user=root", "--skip-test-db", "--innodb-use-native-aio=0"])
+                .args([
+                    "--auth-root-authentication-method=normal",
+                    "--user=root",
+                    "--skip-test-db",
+                    "--innodb-use-native-aio=0",
+                ])
                 .current_dir(&root)
                 .output()
                 .expect("run mariadb-install-db");
@@ -86,7 +91,11 @@ impl Mariadb {
             if self.try_sql("SELECT 1").is_ok() {
                 return;
             }
-            assert!(Instant::now() < deadline, "mariadbd did not become ready; see {}", self.dir.join("error.log").display());
+            assert!(
+                Instant::now() < deadline,
+                "mariadbd did not become ready; see {}",
+                self.dir.join("error.log").display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

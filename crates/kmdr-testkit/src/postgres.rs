@@ -83,14 +83,28 @@ impl Postgres {
         let out = Command::new(bin("initdb"))
             .arg("-D")
             .arg(&data)
-            .args(["-U", USER, "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .args([
+                "-U",
+                USER,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()))
             .current_dir(&root)
             .uid(uid)
             .gid(gid)
             .output()
             .expect("run initdb");
-        assert!(out.status.success(), "initdb failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut tls_args: Vec<String> = Vec::new();
         if let Some(pki) = pki {
             for f in ["ca.crt", "server.crt", "server.key"] {
@@ -142,7 +156,11 @@ impl Postgres {
             if ready {
                 return;
             }
-            assert!(Instant::now() < deadline, "postgres did not become ready; see {}", self.dir.join("server.log").display());
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not become ready; see {}",
+                self.dir.join("server.log").display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -68,7 +68,8 @@ pub enum Command {
     #[command(subcommand)]
     Backups(BackupsCommand),
     /// Read an under-cluster etcd backup offline: TenantControlPlanes, DataStores, Clusters, Helm releases; one object ready to apply
-    #[command(long_about = "Read the Kubernetes objects stored in an under-cluster etcd backup (taken by `kmdr backup etcd`) \
+    #[command(
+        long_about = "Read the Kubernetes objects stored in an under-cluster etcd backup (taken by `kmdr backup etcd`) \
 without any cluster: the way back when the API server is gone. The snapshot is fetched into a temporary file under TMPDIR \
 (every chunk authenticated), read read-only, and deleted.\n\n\
 Without --get it lists the TenantControlPlanes (datastore, schema, user, version, status), DataStores (driver, \
@@ -85,19 +86,24 @@ offline. A key that does not decrypt exits 4.\n\n\
 Examples:\n  kmdr inspect latest\n  kmdr inspect latest --kind tcp,datastore -o json\n  \
 kmdr inspect 20261127T0400 --get tcp tenants/tenant1 > tenant1.yaml\n  \
 kmdr inspect latest --get secret tenants/tenant1-ca --encryption-config /etc/kubernetes/enc.yaml\n  \
-kmdr inspect --snapshot-file /root/etcd.db --get datastore default")]
+kmdr inspect --snapshot-file /root/etcd.db --get datastore default"
+    )]
     Inspect(InspectArgs),
     /// Re-read every byte of backups and check it; exit 1 if any is damaged
-    #[command(long_about = "Re-read every byte of the given backups (all when none is given): each manifest is decrypted \
+    #[command(
+        long_about = "Re-read every byte of the given backups (all when none is given): each manifest is decrypted \
 and each chunk fetched, checksummed, authenticated and matched against its id. Prints each damaged backup and the \
-objects at fault, and exits 1 when any is damaged.")]
+objects at fault, and exits 1 when any is damaged."
+    )]
     Verify(VerifyArgs),
     /// Remove backups by a retention policy, optionally pruning unreferenced data
-    #[command(long_about = "Remove backups by a retention policy, per series (one etcd cluster, one tenant, ...), as restic's \
+    #[command(
+        long_about = "Remove backups by a retention policy, per series (one etcd cluster, one tenant, ...), as restic's \
 forget does: a backup is kept when any --keep-* rule keeps it. Delta segments that only continued forgotten backups \
 (every change they hold is at or before the oldest full backup left in their series) are removed with them. \
 --prune also deletes the chunks no remaining backup references. --dry-run prints every decision and changes nothing.\n\n\
-Example:\n  kmdr forget --keep-last 24 --keep-daily 14 --keep-monthly 6 --prune --dry-run")]
+Example:\n  kmdr forget --keep-last 24 --keep-daily 14 --keep-monthly 6 --prune --dry-run"
+    )]
     Forget(ForgetArgs),
     /// Delete stored data that no backup references (left by interrupted backups or forget)
     Prune(PruneArgs),
@@ -126,7 +132,8 @@ fails.\n\nExample:\n  kmdr drill --plan examples/lab.yaml --report-dir drills/")
     #[command(subcommand)]
     Runbook(RunbookCommand),
     /// Recovery monitoring on one screen: pods, TenantControlPlanes, DataStores, Clusters, Helm releases
-    #[command(long_about = "The runbook's recovery monitoring in one screen, refreshed every --interval: pods that are \
+    #[command(
+        long_about = "The runbook's recovery monitoring in one screen, refreshed every --interval: pods that are \
 not Running or Completed (grouped by namespace; a container waiting in CrashLoopBackOff counts as not running), every \
 TenantControlPlane and its status.kubernetesResources.version.status, the DataStores, the Cluster API Clusters and \
 their phase, and the newest revision of every Helm release (its sh.helm.release.v1 Secret).\n\n\
@@ -135,13 +142,15 @@ On a terminal the screen is redrawn in place; otherwise a plain snapshot is prin
 prints one snapshot per line (JSON Lines).\n\n\
 --until-healthy exits 0 as soon as it is healthy. --timeout ends the watch: with --until-healthy and not healthy by \
 then, exit 11. A Kubernetes API that does not answer is exit 6.\n\n\
-Examples:\n  kmdr watch\n  kmdr watch --until-healthy --timeout 30m --interval 10s\n  kmdr watch --until-healthy -o json | tail -1")]
+Examples:\n  kmdr watch\n  kmdr watch --until-healthy --timeout 30m --interval 10s\n  kmdr watch --until-healthy -o json | tail -1"
+    )]
     Watch(WatchArgs),
     /// Keep every layer within its RPO: scheduled full backups, delta capture, retention, metrics
-    #[command(long_about = "Run continuously (the under cluster's Deployment, see deploy/): for every unit of the plan (the under-cluster's etcd, each tenant of each datastore, the platform release) take a full backup whenever the newest one is older than the layer's RPO (or --full-every), retrying failures with exponential backoff. The under-cluster's etcd and every tenant, whatever its datastore (etcd, PostgreSQL, MySQL/MariaDB, NATS), also get delta capture: an etcd Watch, a read of kine's table every 200ms, or a consumer of the tenant's NATS bucket, from the newest full backup's revision, writes every change into the repository within about --flush-every (1s), so a tenant restored with `kmdr restore tenant ... --at TIME|--revision R` loses at most the last seconds. With --keep-* rules, retention runs every --forget-every and removes delta segments no full backup can use.\n\nkmdr serve keeps no state outside the repository: after a restart (or kill -9) each capture resumes right after the newest delta segment, with no revision missing or repeated. SIGTERM: captures write what they hold, a full backup in flight gets --grace to finish or is abandoned uncommitted.\n\nSeveral replicas: pass --lease NAMESPACE/NAME (and the same plan) to each; the one holding the Lease runs the units, the others stand by (ready, kmdr_leader 0) and take over when it goes silent for --lease-duration, resuming from the repository like a restart. The Deployment in deploy/ runs one replica by default.\n\nMetrics (Prometheus text format) on --metrics-addr: /metrics (per layer and unit: kmdr_last_success_timestamp_seconds, kmdr_rpo_seconds, kmdr_rpo_target_seconds, kmdr_backup_duration_seconds, kmdr_backup_bytes, kmdr_backup_failures_total, kmdr_delta_lag_seconds, kmdr_delta_revision, ...), /healthz, /readyz (every etcd capture running).\n\nExamples:\n  kmdr serve --plan /etc/kmdr/kmdr.yaml\n  kmdr serve --plan kmdr.yaml --metrics-addr 0.0.0.0:9464 --keep-last 48 --keep-daily 14")]
+    #[command(
+        long_about = "Run continuously (the under cluster's Deployment, see deploy/): for every unit of the plan (the under-cluster's etcd, each tenant of each datastore, the platform release) take a full backup whenever the newest one is older than the layer's RPO (or --full-every), retrying failures with exponential backoff. The under-cluster's etcd and every tenant, whatever its datastore (etcd, PostgreSQL, MySQL/MariaDB, NATS), also get delta capture: an etcd Watch, a read of kine's table every 200ms, or a consumer of the tenant's NATS bucket, from the newest full backup's revision, writes every change into the repository within about --flush-every (1s), so a tenant restored with `kmdr restore tenant ... --at TIME|--revision R` loses at most the last seconds. With --keep-* rules, retention runs every --forget-every and removes delta segments no full backup can use.\n\nkmdr serve keeps no state outside the repository: after a restart (or kill -9) each capture resumes right after the newest delta segment, with no revision missing or repeated. SIGTERM: captures write what they hold, a full backup in flight gets --grace to finish or is abandoned uncommitted.\n\nSeveral replicas: pass --lease NAMESPACE/NAME (and the same plan) to each; the one holding the Lease runs the units, the others stand by (ready, kmdr_leader 0) and take over when it goes silent for --lease-duration, resuming from the repository like a restart. The Deployment in deploy/ runs one replica by default.\n\nMetrics (Prometheus text format) on --metrics-addr: /metrics (per layer and unit: kmdr_last_success_timestamp_seconds, kmdr_rpo_seconds, kmdr_rpo_target_seconds, kmdr_backup_duration_seconds, kmdr_backup_bytes, kmdr_backup_failures_total, kmdr_delta_lag_seconds, kmdr_delta_revision, ...), /healthz, /readyz (every etcd capture running).\n\nExamples:\n  kmdr serve --plan /etc/kmdr/kmdr.yaml\n  kmdr serve --plan kmdr.yaml --metrics-addr 0.0.0.0:9464 --keep-last 48 --keep-daily 14"
+    )]
     Serve(ServeArgs),
 }
-
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
@@ -206,7 +215,10 @@ pub struct ServeArgs {
 /// `500ms`, or what plans take: `90s`, `15m`, `1h30m`.
 pub fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
     if let Some(ms) = s.strip_suffix("ms") {
-        return ms.parse::<u64>().map(std::time::Duration::from_millis).map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 1s, 5m, 1h)"));
+        return ms
+            .parse::<u64>()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 1s, 5m, 1h)"));
     }
     kmdr_plan::parse::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration (e.g. 500ms, 1s, 5m, 1h)"))
 }
@@ -279,10 +291,12 @@ pub struct StatusArgs {
 #[derive(Debug, Subcommand)]
 pub enum RunbookCommand {
     /// Check that the runbook still holds: targets achievable, a recent drill, reviews done, the plan in git
-    #[command(long_about = "The runbook's monthly review: for each layer, whether its RTO is achievable (the last drill's \
+    #[command(
+        long_about = "The runbook's monthly review: for each layer, whether its RTO is achievable (the last drill's \
 measured RTO against the target) and its RPO (the interval between successive backups and the newest backup's age); \
 whether a drill ran within the last quarter; whether every contact and credential was reviewed within its period; \
-whether the plan file is tracked in git with no local changes. Each finding says what to do. Exit 1 when any fails.")]
+whether the plan file is tracked in git with no local changes. Each finding says what to do. Exit 1 when any fails."
+    )]
     Check(RunbookCheckArgs),
 }
 
@@ -373,9 +387,11 @@ pub struct LabDownArgs {
 #[derive(Debug, Subcommand)]
 pub enum RepoCommand {
     /// Create a new repository (and a new key file if --key-file does not exist)
-    #[command(long_about = "Create a new, empty repository at --repo. If the --key-file does not exist, a new random key \
+    #[command(
+        long_about = "Create a new, empty repository at --repo. If the --key-file does not exist, a new random key \
 is written there (mode 0600): keep a copy of it somewhere safe and apart from the repository, because without it \
-no backup can be read. An existing key file is used as it is (its content is the secret).")]
+no backup can be read. An existing key file is used as it is (its content is the secret)."
+    )]
     Init(InitArgs),
     /// Show the repository's format, settings and size
     Info,
@@ -400,12 +416,15 @@ pub struct UnlockArgs {
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
     /// Snapshot the under-cluster etcd (Maintenance.Snapshot) into the repository
-    #[command(long_about = "Stream an etcd snapshot (Maintenance.Snapshot) from the first endpoint that answers straight \
+    #[command(
+        long_about = "Stream an etcd snapshot (Maintenance.Snapshot) from the first endpoint that answers straight \
 into the repository: chunked, deduplicated, compressed and encrypted, in constant memory, never written to local \
-disk. etcd's own sha256 of the snapshot is checked as it streams. Prints the backup id (-o json: the manifest).")]
+disk. etcd's own sha256 of the snapshot is checked as it streams. Prints the backup id (-o json: the manifest)."
+    )]
     Etcd(BackupEtcdArgs),
     /// Back up one tenant's control-plane data (or every tenant) from its Kamaji datastore
-    #[command(long_about = "Copy one tenant's control-plane data out of a shared Kamaji datastore, without touching any \
+    #[command(
+        long_about = "Copy one tenant's control-plane data out of a shared Kamaji datastore, without touching any \
 other tenant, into one backup per tenant. The --datastore URL picks the driver:\n\n  \
 etcd://host:port[,host:port]   etcds://... with --cacert/--cert/--key\n      the tenant is every key under /SCHEMA/\n  \
 postgres://user:pass@host:port   mysql://user:pass@host:port\n      the kine table of database SCHEMA\n  \
@@ -415,10 +434,12 @@ snapshot, one NATS stream sequence. The backup records the driver, schema, revis
 the logical key/value set, equal whatever driver it is later restored into.\n\n\
 Credentials: in the URL, or KMDR_DATASTORE_USER / KMDR_DATASTORE_PASSWORD, or --password-file. They never appear in \
 output, logs or backups.\n\nExamples:\n  kmdr backup tenant --datastore etcds://10.0.0.5:2379 --cacert ca.crt --cert c.crt --key c.key --all\n  \
-KMDR_DATASTORE_PASSWORD=... kmdr backup tenant --datastore postgres://kamaji@db:5432 --schema default_tenant1")]
+KMDR_DATASTORE_PASSWORD=... kmdr backup tenant --datastore postgres://kamaji@db:5432 --schema default_tenant1"
+    )]
     Tenant(BackupTenantArgs),
     /// Back up the platform layer: the umbrella chart's Helm release (values overlay) and listed Secrets
-    #[command(long_about = "Capture what the runbook's `helm install kmetal CHART --namespace NS --values VALUES` needs, \
+    #[command(
+        long_about = "Capture what the runbook's `helm install kmetal CHART --namespace NS --values VALUES` needs, \
 from the cluster itself: the newest deployed revision of the Helm release (its release Secret \
 sh.helm.release.v1.NAME.vN), decoded to the chart name, version, appVersion, revision, status, deploy times and the \
 user-supplied values overlay (what `helm get values` prints), stored as values.yaml with the whole release as \
@@ -426,10 +447,12 @@ release.json; and each --secret as a clean Secret manifest. When no revision is 
 and a warning says so. The manifest never holds a secret value.\n\n\
 The cluster is found as kubectl finds it: --kubeconfig, --context, KUBECONFIG, ~/.kube/config, or the in-cluster \
 service account. It needs get/list on Secrets in the release namespace (and get on each --secret).\n\n\
-Example:\n  kmdr backup platform --release kmetal -n kmetal-system --secret kmetal-system/registry-creds")]
+Example:\n  kmdr backup platform --release kmetal -n kmetal-system --secret kmetal-system/registry-creds"
+    )]
     Platform(BackupPlatformArgs),
     /// Back up Kamaji tenants end to end: datastore data, TenantControlPlane, DataStore, KamajiControlPlane, Cluster, Secrets
-    #[command(long_about = "Back up each selected TenantControlPlane (kamaji.clastix.io/v1alpha1) end to end, in one backup:\n\n  \
+    #[command(
+        long_about = "Back up each selected TenantControlPlane (kamaji.clastix.io/v1alpha1) end to end, in one backup:\n\n  \
 - its datastore data (the tenant's prefix, database or bucket), read through the DataStore the TCP uses: driver and \
 endpoints from the DataStore's spec, the user, password, CA and client certificate from the Secrets (or content) its \
 basicAuth and tlsConfig name, the schema from the TCP;\n  \
@@ -441,7 +464,8 @@ the spec lacks them: a TCP re-applied without them gets a new, EMPTY schema.\n\n
 --datastore-endpoint DS=HOST:PORT reaches a DataStore at another address than its spec.endpoints (when kmdr runs \
 outside the cluster network, e.g. through a port-forward).\n\n\
 Examples:\n  kmdr backup tenants --all\n  kmdr backup tenants tenants/tenant-a tenants/tenant-b --context under-1\n  \
-kmdr backup tenants --all --datastore-endpoint default=127.0.0.1:2379")]
+kmdr backup tenants --all --datastore-endpoint default=127.0.0.1:2379"
+    )]
     Tenants(BackupTenantsArgs),
 }
 
@@ -557,7 +581,8 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Subcommand)]
 pub enum RestoreCommand {
     /// Restore an etcd snapshot backup into a member data dir (with etcdutl/etcdctl)
-    #[command(long_about = "Fetch the snapshot of backup ID (or `latest`), check every byte, and build a member data dir \
+    #[command(
+        long_about = "Fetch the snapshot of backup ID (or `latest`), check every byte, and build a member data dir \
 with etcd's own tool (`etcdutl snapshot restore`, or `etcdctl snapshot restore` where only etcd 3.4 tools exist). \
 The flags are the ones of that tool. Then start etcd with --data-dir DIR.\n\n\
 An existing non-empty data dir is refused; with --force it is moved aside (to DIR.kmdr-old-<time>), never deleted. \
@@ -570,10 +595,12 @@ segments is an error (exit 12), never skipped. The result goes through the same 
 member of a multi-member cluster is restored from the same point: write it once with --to-file and restore each \
 member from that file with etcdutl, or run this command per member.\n\nExample (the runbook's restore step):\n  systemctl stop etcd\n  kmdr restore etcd latest --data-dir /var/lib/etcd \
 --force --name cp-1 \\\n      --initial-cluster cp-1=https://10.0.0.1:2380 --initial-advertise-peer-urls https://10.0.0.1:2380\n  \
-systemctl start etcd")]
+systemctl start etcd"
+    )]
     Etcd(RestoreEtcdArgs),
     /// Restore one tenant's control-plane data into a datastore of any driver
-    #[command(long_about = "Write the keys of a tenant backup into a Kamaji datastore: the same one or another, of the \
+    #[command(
+        long_about = "Write the keys of a tenant backup into a Kamaji datastore: the same one or another, of the \
 same driver or a different one (etcd, PostgreSQL, MySQL, NATS). Keys are mapped between /SCHEMA/... on etcd and \
 /registry/... under kine. Nothing outside the tenant's prefix, database or bucket is written.\n\n\
 A target that already holds keys of the tenant is refused; --force replaces them. --dry-run prints what would be \
@@ -581,20 +608,24 @@ written and removed. kine targets get kine's table and indexes, revisions above 
 sequence. Leases are not carried over. SQL restores are one transaction; an interrupted etcd or NATS restore says \
 how many keys it wrote, and the same command with --force completes it.\n\n\
 Examples:\n  kmdr restore tenant latest --source-schema tenant1 --datastore etcd://10.0.0.5:2379 --dry-run\n  \
-kmdr restore tenant 20261127T0400 --datastore postgres://kamaji@db:5432 --schema tenant1 --force")]
+kmdr restore tenant 20261127T0400 --datastore postgres://kamaji@db:5432 --schema tenant1 --force"
+    )]
     Tenant(RestoreTenantArgs),
     /// Write a platform backup's values overlay (and Secrets) to a directory and print, or run, the helm install
-    #[command(long_about = "Write the values overlay of platform backup ID (or `latest`) to DIR/values.yaml, and each \
+    #[command(
+        long_about = "Write the values overlay of platform backup ID (or `latest`) to DIR/values.yaml, and each \
 captured Secret to DIR/secrets/NS/NAME.yaml (with DIR/namespaces.yaml for their namespaces), every file checked \
 against the backup and readable by its owner only. Then print the runbook's commands: `kubectl apply` of the \
 Secrets first, then\n\n  helm install RELEASE CHART --version V --namespace NS --create-namespace --values DIR/values.yaml \
 --wait --timeout 15m\n\n\
 CHART defaults to the chart's name: pass --chart with where it is published (oci://..., or REPO/NAME after \
 `helm repo add`). --execute runs the commands (helm and kubectl must be on PATH); --dry-run only prints what would \
-be written and run.\n\nExample:\n  kmdr restore platform latest --to /root/kmetal-restore --chart oci://ghcr.io/clastix/oci/kmetal --execute")]
+be written and run.\n\nExample:\n  kmdr restore platform latest --to /root/kmetal-restore --chart oci://ghcr.io/clastix/oci/kmetal --execute"
+    )]
     Platform(RestorePlatformArgs),
     /// Restore Kamaji tenants: data first, then DataStore, Secrets, TenantControlPlane, KamajiControlPlane, Cluster; wait for Ready
-    #[command(long_about = "Restore the tenants of a `kmdr backup tenants` backup (ID or `latest`), in this order:\n\n  \
+    #[command(
+        long_about = "Restore the tenants of a `kmdr backup tenants` backup (ID or `latest`), in this order:\n\n  \
 1. check: a TenantControlPlane that exists with another dataStoreSchema (its spec, status.storage.setup.schema, \
 else its UID) is refused, exit 8, nothing written; a datastore schema that already holds keys is refused unless \
 --force;\n  \
@@ -606,7 +637,8 @@ spec.dataStoreSchema/dataStoreUsername, the KamajiControlPlane, the Cluster;\n  
 4. wait until every restored TCP reports status.kubernetesResources.version.status Ready (--timeout, exit 11).\n\n\
 kmdr never deletes anything, and never a TenantControlPlane: deleting one drops its data. --dry-run checks and \
 prints the plan and sends no write.\n\n\
-Examples:\n  kmdr restore tenants latest --dry-run\n  kmdr restore tenants latest --only tenants/tenant-a --timeout 20m")]
+Examples:\n  kmdr restore tenants latest --dry-run\n  kmdr restore tenants latest --only tenants/tenant-a --timeout 20m"
+    )]
     Tenants(RestoreTenantsArgs),
 }
 
@@ -766,10 +798,12 @@ pub enum BackupsCommand {
     /// Show one backup's manifest
     Show(ShowArgs),
     /// What a point-in-time restore can reach: per series, its full backups, delta segments, gaps and windows
-    #[command(long_about = "Per series (the whole etcd of a cluster, each tenant): the full backups a delta chain can \
+    #[command(
+        long_about = "Per series (the whole etcd of a cluster, each tenant): the full backups a delta chain can \
 start from, the delta segments `kmdr serve` captured, the revision ranges no segment covers (gaps), and the windows \
 of revisions and times that `kmdr restore etcd|tenant --at TIME | --revision R` can reach without a gap. Reads the \
-repository only.\n\nExample:\n  kmdr backups points\n  kmdr backups points -o json")]
+repository only.\n\nExample:\n  kmdr backups points\n  kmdr backups points -o json"
+    )]
     Points,
 }
 
@@ -819,7 +853,13 @@ pub struct KeepArgs {
 
 impl KeepArgs {
     pub fn policy(&self) -> kmdr_core::KeepPolicy {
-        kmdr_core::KeepPolicy { last: self.keep_last, hourly: self.keep_hourly, daily: self.keep_daily, weekly: self.keep_weekly, monthly: self.keep_monthly }
+        kmdr_core::KeepPolicy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+        }
     }
 }
 

@@ -2,15 +2,15 @@
 //! branch on them. Keep `EXIT_CODES_HELP`, README and docs/design.md in step.
 
 use kmdr_repo::Error as RepoError;
-use kmdr_sources::etcd::inspect::InspectError;
 use kmdr_sources::delta::pitr::PointError;
 use kmdr_sources::etcd::EtcdError;
+use kmdr_sources::etcd::inspect::InspectError;
 use kmdr_sources::health::WaitError;
 use kmdr_sources::kamaji::TenantsError;
 use kmdr_sources::kube::KubeError;
 use kmdr_sources::platform::PlatformError;
-use kmdr_sources::tenant::records::RecordError;
 use kmdr_sources::tenant::TenantError;
+use kmdr_sources::tenant::records::RecordError;
 use kmdr_store::StoreError;
 
 pub const OK: i32 = 0;
@@ -59,7 +59,10 @@ Exit codes:
 
 fn repo_code(e: &RepoError) -> i32 {
     match e {
-        RepoError::NotARepository { .. } | RepoError::AlreadyInitialized { .. } | RepoError::Locked { .. } | RepoError::UnsupportedFormat { .. } => REPOSITORY,
+        RepoError::NotARepository { .. }
+        | RepoError::AlreadyInitialized { .. }
+        | RepoError::Locked { .. }
+        | RepoError::UnsupportedFormat { .. } => REPOSITORY,
         RepoError::NoKey | RepoError::KeyFile { .. } | RepoError::WrongKey { .. } => KEY,
         RepoError::BackupNotFound { .. } | RepoError::AmbiguousId { .. } => NOT_FOUND,
         RepoError::Damaged { .. } => DAMAGED,
@@ -102,7 +105,9 @@ fn point_code(e: &PointError) -> i32 {
 fn tenant_code(e: &TenantError) -> i32 {
     match e {
         TenantError::BadUrl(_) => 2,
-        TenantError::UnknownSchema { .. } | TenantError::EmptySchema { .. } | TenantError::WrongKind { .. } => NOT_FOUND,
+        TenantError::UnknownSchema { .. } | TenantError::EmptySchema { .. } | TenantError::WrongKind { .. } => {
+            NOT_FOUND
+        }
         TenantError::TargetNotEmpty { .. } => REFUSED,
         TenantError::Point(p) => point_code(p),
         TenantError::Records(RecordError::Damaged(_)) => DAMAGED,
@@ -148,7 +153,10 @@ fn tenants_code(e: &TenantsError) -> i32 {
         TenantsError::Kube(k) => kube_code(k),
         TenantsError::Tenant(t) => tenant_code(t),
         TenantsError::Repo(r) => repo_code(r),
-        TenantsError::TcpNotFound { .. } | TenantsError::NoTenants { .. } | TenantsError::NotInBackup { .. } | TenantsError::WrongKind { .. } => NOT_FOUND,
+        TenantsError::TcpNotFound { .. }
+        | TenantsError::NoTenants { .. }
+        | TenantsError::NotInBackup { .. }
+        | TenantsError::WrongKind { .. } => NOT_FOUND,
         TenantsError::SchemaMismatch { .. } | TenantsError::NoDataToKeep { .. } | TenantsError::Local(_) => REFUSED,
         TenantsError::NotReady { .. } => TIMEOUT,
         TenantsError::BadRef(_) => 2,

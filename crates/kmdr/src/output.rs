@@ -31,9 +31,11 @@ pub fn bar(format: Format, quiet: bool, total: Option<u64>, msg: &str) -> Option
         _ => ProgressBar::new_spinner(),
     };
     pb.set_style(
-        ProgressStyle::with_template("{msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
     );
     pb.set_message(msg.to_string());
     Some(pb)

@@ -68,7 +68,11 @@ async fn disk_full_commits_nothing_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(&mnt).status().is_ok_and(|s| s.success());
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
     if !mounted {
         // Not a missing server but a missing privilege (mounting needs root).
         // The same promise is also tested without it, through injected
@@ -85,7 +89,8 @@ async fn disk_full_commits_nothing_and_loses_nothing() {
     let _guard = Umount(mnt.clone());
     let etcd = Etcd::start(dir.path(), "src");
     etcd.load("/small/", 100, 100, 1).await;
-    let k = Kmdr { repo: mnt.join("repo").display().to_string(), key_file: dir.path().join("k.key"), extra_env: vec![] };
+    let k =
+        Kmdr { repo: mnt.join("repo").display().to_string(), key_file: dir.path().join("k.key"), extra_env: vec![] };
     k.init();
     let first = k.json(&["backup", "etcd", "--endpoints", &etcd.client_url]);
     etcd.load("/big/", 5000, 1024, 2).await;
@@ -102,15 +107,31 @@ async fn disk_full_commits_nothing_and_loses_nothing() {
     }
     k.ok(&["verify"]);
     k.ok(&["prune"]);
-    assert_eq!(k.fingerprint().iter().filter(|(p, _)| p.starts_with("data/")).count(), before.iter().filter(|(p, _)| p.starts_with("data/")).count());
+    assert_eq!(
+        k.fingerprint().iter().filter(|(p, _)| p.starts_with("data/")).count(),
+        before.iter().filter(|(p, _)| p.starts_with("data/")).count()
+    );
 }
 
 #[test]
 fn every_command_has_help() {
     let k = Kmdr::local(std::path::Path::new("/nonexistent"));
     let cmds: &[&[&str]] = &[
-        &[], &["repo"], &["repo", "init"], &["repo", "info"], &["repo", "unlock"], &["backup"], &["backup", "etcd"],
-        &["restore"], &["restore", "etcd"], &["backups"], &["backups", "list"], &["backups", "show"], &["verify"], &["forget"], &["prune"],
+        &[],
+        &["repo"],
+        &["repo", "init"],
+        &["repo", "info"],
+        &["repo", "unlock"],
+        &["backup"],
+        &["backup", "etcd"],
+        &["restore"],
+        &["restore", "etcd"],
+        &["backups"],
+        &["backups", "list"],
+        &["backups", "show"],
+        &["verify"],
+        &["forget"],
+        &["prune"],
     ];
     for c in cmds {
         let mut args = c.to_vec();

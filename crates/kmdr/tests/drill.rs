@@ -22,7 +22,11 @@ impl StepEtcd {
     fn new(dir: &Path) -> StepEtcd {
         let c = common::free_port();
         let p = common::free_port();
-        StepEtcd { dir: dir.to_path_buf(), client_url: format!("http://127.0.0.1:{c}"), peer_url: format!("http://127.0.0.1:{p}") }
+        StepEtcd {
+            dir: dir.to_path_buf(),
+            client_url: format!("http://127.0.0.1:{c}"),
+            peer_url: format!("http://127.0.0.1:{p}"),
+        }
     }
     fn data_dir(&self) -> String {
         self.dir.join("uc.etcd").display().to_string()
@@ -43,7 +47,11 @@ impl StepEtcd {
         )
     }
     fn stop_line(&self) -> String {
-        format!("kill $(cat {pid}); while kill -0 $(cat {pid}) 2>/dev/null; do sleep 0.05; done; rm -rf {d}", pid = self.pid_file(), d = self.data_dir())
+        format!(
+            "kill $(cat {pid}); while kill -0 $(cat {pid}) 2>/dev/null; do sleep 0.05; done; rm -rf {d}",
+            pid = self.pid_file(),
+            d = self.data_dir()
+        )
     }
 }
 
@@ -156,7 +164,16 @@ async fn a_lab_drill_passes_and_a_forgotten_tenant_fails_it() {
     k.fails(&["drill", "--plan", good.to_str().unwrap()], 2);
 
     let reports = dir.path().join("reports");
-    let o = k.run(&["drill", "--plan", good.to_str().unwrap(), "--yes", "--report-dir", reports.to_str().unwrap(), "-o", "json"]);
+    let o = k.run(&[
+        "drill",
+        "--plan",
+        good.to_str().unwrap(),
+        "--yes",
+        "--report-dir",
+        reports.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "drill passes: {stdout}\n{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -174,17 +191,24 @@ async fn a_lab_drill_passes_and_a_forgotten_tenant_fails_it() {
         }
     }
     assert_eq!(get("platform")["verdict"], "SKIPPED");
-    let units: Vec<String> = get("tenant-control-planes")["units"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap().to_string()).collect();
+    let units: Vec<String> = get("tenant-control-planes")["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(units, ["shared-etcd/t1", "shared-etcd/t2", "shared-etcd/t3", "kine-pg/pg1"]);
     assert_eq!(get("under-cluster")["units"][0]["keys_before"], 50);
     // The reports: JSON and Markdown on disk, and kept in the repository.
-    let files: Vec<_> = std::fs::read_dir(&reports).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let files: Vec<_> =
+        std::fs::read_dir(&reports).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert!(files.iter().any(|f| f.ends_with(".md")) && files.iter().any(|f| f.ends_with(".json")), "{files:?}");
     assert_eq!(std::fs::read_dir(dir.path().join("repo/reports")).unwrap().count(), 1);
 
     // The same drill with a plan that only backs up t1 and t2: t3 is lost, the drill fails and says so.
     let forgetful = plan(dir.path(), &uc, &shared_url, &pg.url(), "[t1, t2]");
-    let o = k.run(&["drill", "--plan", forgetful.to_str().unwrap(), "--yes", "--report-dir", reports.to_str().unwrap()]);
+    let o =
+        k.run(&["drill", "--plan", forgetful.to_str().unwrap(), "--yes", "--report-dir", reports.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "a lost tenant fails the drill: {stdout}");
     assert!(stdout.contains("FAIL") && stdout.contains("shared-etcd/t3: 40 keys missing"), "{stdout}");
@@ -194,16 +218,38 @@ async fn a_lab_drill_passes_and_a_forgotten_tenant_fails_it() {
     let o = k.run(&["status", "--plan", good.to_str().unwrap(), "-o", "json"]);
     let findings: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let f = findings.as_array().unwrap();
-    assert!(f.iter().any(|x| x["check"] == "rpo" && x["subject"] == "tenant-control-planes shared-etcd/t1" && x["level"] == "OK"), "{findings}");
-    assert!(f.iter().any(|x| x["check"] == "rto" && x["subject"] == "tenant-control-planes" && x["level"] == "FAIL"), "the last drill failed: {findings}");
+    assert!(
+        f.iter().any(|x| x["check"] == "rpo"
+            && x["subject"] == "tenant-control-planes shared-etcd/t1"
+            && x["level"] == "OK"),
+        "{findings}"
+    );
+    assert!(
+        f.iter().any(|x| x["check"] == "rto" && x["subject"] == "tenant-control-planes" && x["level"] == "FAIL"),
+        "the last drill failed: {findings}"
+    );
     assert_eq!(o.status.code(), Some(1));
 
     // Restore by plan: lose t2 by hand, bring the layer back from the newest backups.
     shared.client().await.delete("/t2/", Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
-    let dry = k.ok(&["restore", "--plan", good.to_str().unwrap(), "--layer", "tenant-control-planes", "--force", "--dry-run"]);
+    let dry = k.ok(&[
+        "restore",
+        "--plan",
+        good.to_str().unwrap(),
+        "--layer",
+        "tenant-control-planes",
+        "--force",
+        "--dry-run",
+    ]);
     assert!(dry.contains("shared-etcd/t2") && dry.contains("would write 80 keys"), "{dry}");
     k.ok(&["restore", "--plan", good.to_str().unwrap(), "--layer", "tenant-control-planes", "--force"]);
-    let n = shared.client().await.get("/t2/", Some(etcd_client::GetOptions::new().with_prefix().with_count_only())).await.unwrap().count();
+    let n = shared
+        .client()
+        .await
+        .get("/t2/", Some(etcd_client::GetOptions::new().with_prefix().with_count_only()))
+        .await
+        .unwrap()
+        .count();
     assert_eq!(n, 80, "t2 restored by plan");
     // Backup by plan: one line per unit.
     let out = k.ok(&["backup", "--plan", good.to_str().unwrap(), "--layer", "tenant-control-planes"]);

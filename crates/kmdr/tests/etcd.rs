@@ -8,7 +8,19 @@ use std::process::Stdio;
 use std::time::Duration;
 
 fn restore_args<'a>(id: &'a str, dir: &'a str, peer: &'a str, cluster: &'a str) -> Vec<&'a str> {
-    vec!["restore", "etcd", id, "--data-dir", dir, "--name", "restored", "--initial-cluster", cluster, "--initial-advertise-peer-urls", peer]
+    vec![
+        "restore",
+        "etcd",
+        id,
+        "--data-dir",
+        dir,
+        "--name",
+        "restored",
+        "--initial-cluster",
+        cluster,
+        "--initial-advertise-peer-urls",
+        peer,
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -60,14 +72,21 @@ async fn backup_restore_start_and_compare_every_key() {
     k.fails(&restore_args("latest", &t, &peer, &cluster), 8);
     let out = k.ok(&[restore_args("latest", &t, &peer, &cluster), vec!["--force"]].concat());
     assert!(out.contains("moved to"), "{out}");
-    let aside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".kmdr-old-")).collect();
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".kmdr-old-"))
+        .collect();
     assert_eq!(aside.len(), 1, "the old data dir is kept");
 
     // --to-file writes the checked snapshot; etcdutl agrees on its revision.
     let snap = dir.path().join("plain.db");
     k.ok(&["restore", "etcd", &id, "--to-file", &snap.display().to_string()]);
     let bytes = std::fs::read(&snap).unwrap();
-    let sum = { use sha2::Digest; hex::encode(sha2::Sha256::digest(&bytes)) };
+    let sum = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
     assert_eq!(sum, m["files"][0]["sha256"].as_str().unwrap());
 }
 
@@ -86,7 +105,8 @@ async fn second_backup_shares_unchanged_data() {
         c.put(format!("/k/{i:06}"), vec![7u8; 1024], None).await.unwrap();
     }
     let m2 = k.json(&["backup", "etcd", "--endpoints", &etcd.client_url]);
-    let (b1, a2) = (m1["stats"]["new_stored_bytes"].as_u64().unwrap(), m2["stats"]["new_stored_bytes"].as_u64().unwrap());
+    let (b1, a2) =
+        (m1["stats"]["new_stored_bytes"].as_u64().unwrap(), m2["stats"]["new_stored_bytes"].as_u64().unwrap());
     assert!(a2 * 3 < b1, "second backup added {a2} bytes, the first {b1}");
     let list = k.json(&["backups", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 2);
@@ -113,7 +133,13 @@ async fn kill_9_during_backup_leaves_a_clean_repository() {
         if attempt >= 6 && killed_mid_way >= 1 {
             break;
         }
-        let mut child = k.cmd().args(["backup", "etcd", "--endpoints", &etcd.client_url]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = k
+            .cmd()
+            .args(["backup", "etcd", "--endpoints", &etcd.client_url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         // Somewhere between connecting and finishing.
         std::thread::sleep(Duration::from_millis(rng.gen_range(0..window)));
         let finished = child.try_wait().unwrap().is_some();
@@ -170,7 +196,11 @@ async fn a_flipped_byte_is_named_by_verify_and_refused_by_restore() {
     let err = k.fails(&restore_args(id, &target.display().to_string(), peer, "restored=http://127.0.0.1:2380"), 7);
     assert!(err.contains("damaged object") && err.contains(chunk), "{err}");
     assert!(!target.exists(), "nothing restored");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("kmdr-")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("kmdr-"))
+        .collect();
     assert!(leftovers.is_empty(), "temp files cleaned: {leftovers:?}");
     k.fails(&["restore", "etcd", id, "--to-file", &dir.path().join("x.db").display().to_string()], 7);
     assert!(!dir.path().join("x.db").exists());
@@ -186,7 +216,19 @@ async fn backup_over_mutual_tls_as_on_kubeadm() {
     let etcd = Etcd::start_tls(dir.path(), "tls", &pki);
     let p = |f: &str| pki.join(f).display().to_string();
     let st = std::process::Command::new("etcdctl")
-        .args(["--endpoints", &etcd.client_url, "--cacert", &p("ca.crt"), "--cert", &p("client.crt"), "--key", &p("client.key"), "put", "/tls/key", "secret-value"])
+        .args([
+            "--endpoints",
+            &etcd.client_url,
+            "--cacert",
+            &p("ca.crt"),
+            "--cert",
+            &p("client.crt"),
+            "--key",
+            &p("client.key"),
+            "put",
+            "/tls/key",
+            "secret-value",
+        ])
         .output()
         .unwrap();
     assert!(st.status.success());
@@ -194,7 +236,18 @@ async fn backup_over_mutual_tls_as_on_kubeadm() {
     k.init();
     // The scheme comes from the endpoint, or from the TLS flags when it has none.
     let host_port = etcd.client_url.trim_start_matches("https://").to_string();
-    let m = k.json(&["backup", "etcd", "--endpoints", &host_port, "--cacert", &p("ca.crt"), "--cert", &p("client.crt"), "--key", &p("client.key")]);
+    let m = k.json(&[
+        "backup",
+        "etcd",
+        "--endpoints",
+        &host_port,
+        "--cacert",
+        &p("ca.crt"),
+        "--cert",
+        &p("client.crt"),
+        "--key",
+        &p("client.key"),
+    ]);
     assert_eq!(m["source"]["endpoint"], etcd.client_url);
     assert!(m["source"]["key_count"].as_i64().unwrap() >= 1);
     // Without a client certificate the server refuses; with a CA that did not sign it, kmdr does.
@@ -203,6 +256,20 @@ async fn backup_over_mutual_tls_as_on_kubeadm() {
     std::fs::create_dir(&other).unwrap();
     common::make_pki(&other);
     let o = |f: &str| other.join(f).display().to_string();
-    k.fails(&["backup", "etcd", "--endpoints", &etcd.client_url, "--cacert", &o("ca.crt"), "--cert", &p("client.crt"), "--key", &p("client.key")], 6);
+    k.fails(
+        &[
+            "backup",
+            "etcd",
+            "--endpoints",
+            &etcd.client_url,
+            "--cacert",
+            &o("ca.crt"),
+            "--cert",
+            &p("client.crt"),
+            "--key",
+            &p("client.key"),
+        ],
+        6,
+    );
     assert_eq!(k.json(&["backups", "list"]).as_array().unwrap().len(), 1);
 }

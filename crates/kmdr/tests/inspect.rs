@@ -7,11 +7,11 @@
 //! that the bbolt tree has branch and overflow pages.
 
 mod common;
-use common::{Etcd, Kmdr};
 use base64::Engine;
+use common::{Etcd, Kmdr};
 use kmdr_sources::etcd::inspect::{bbolt::BoltFile, mvcc, proto};
 use prost::Message;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::Command;
 
@@ -99,8 +99,13 @@ fn helm_release(rev: i64, status: &str) -> Vec<u8> {
         "chart": {"metadata": {"name": "kmetal", "version": format!("1.{rev}.0"), "appVersion": "2.0"}},
         "config": {"kamaji": {"datastore": "default"}}, "manifest": "---\n"});
     let data = py("helm", "", "", &serde_json::to_vec(&release).unwrap());
-    secret("kmetal-system", &format!("sh.helm.release.v1.kmetal.v{rev}"), "helm.sh/release.v1", &[("release", &data)],
-        &[("owner", "helm"), ("name", "kmetal"), ("version", &rev.to_string()), ("status", status)])
+    secret(
+        "kmetal-system",
+        &format!("sh.helm.release.v1.kmetal.v{rev}"),
+        "helm.sh/release.v1",
+        &[("release", &data)],
+        &[("owner", "helm"), ("name", "kmetal"), ("version", &rev.to_string()), ("status", status)],
+    )
 }
 
 fn enc_config(cbc: &str, gcm: &str, boxk: &str) -> String {
@@ -131,7 +136,13 @@ async fn inspect_lists_and_gets_every_kind_offline() {
     // Overwritten: the older version must not be shown.
     c.put(format!("{tcps}tenant1"), serde_json::to_vec(&tcp("tenant1", "v1.29.0", None)).unwrap(), None).await.unwrap();
     c.put(format!("{tcps}tenant1"), serde_json::to_vec(&tcp("tenant1", "v1.30.2", None)).unwrap(), None).await.unwrap();
-    c.put(format!("{tcps}tenant2"), serde_json::to_vec(&tcp("tenant2", "v1.31.0", Some("custom_schema"))).unwrap(), None).await.unwrap();
+    c.put(
+        format!("{tcps}tenant2"),
+        serde_json::to_vec(&tcp("tenant2", "v1.31.0", Some("custom_schema"))).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
     // Deleted: must be absent.
     c.put(format!("{tcps}gone"), serde_json::to_vec(&tcp("gone", "v1.30.0", None)).unwrap(), None).await.unwrap();
     c.delete(format!("{tcps}gone"), None).await.unwrap();
@@ -145,18 +156,42 @@ async fn inspect_lists_and_gets_every_kind_offline() {
         "metadata": {"name": "tenant1", "namespace": "tenants", "uid": "c-uid"},
         "spec": {"controlPlaneRef": {"apiVersion": "controlplane.cluster.x-k8s.io/v1alpha1", "kind": "KamajiControlPlane", "name": "tenant1"}},
         "status": {"phase": "Provisioned"}});
-    c.put("/registry/cluster.x-k8s.io/clusters/tenants/tenant1", serde_json::to_vec(&cluster).unwrap(), None).await.unwrap();
+    c.put("/registry/cluster.x-k8s.io/clusters/tenants/tenant1", serde_json::to_vec(&cluster).unwrap(), None)
+        .await
+        .unwrap();
     let kcp = json!({"apiVersion": "controlplane.cluster.x-k8s.io/v1alpha1", "kind": "KamajiControlPlane",
         "metadata": {"name": "tenant1", "namespace": "tenants"}, "spec": {"version": "v1.30.2", "dataStoreName": "default"}, "status": {"ready": true}});
-    c.put("/registry/controlplane.cluster.x-k8s.io/kamajicontrolplanes/tenants/tenant1", serde_json::to_vec(&kcp).unwrap(), None).await.unwrap();
+    c.put(
+        "/registry/controlplane.cluster.x-k8s.io/kamajicontrolplanes/tenants/tenant1",
+        serde_json::to_vec(&kcp).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
     // Protobuf Secrets, one larger than a page (overflow pages).
     let ca_crt = b"-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n".to_vec();
-    c.put("/registry/secrets/tenants/tenant1-ca", secret("tenants", "tenant1-ca", "kubernetes.io/tls", &[("tls.crt", &ca_crt), ("tls.key", b"key-bytes")], &[]), None).await.unwrap();
+    c.put(
+        "/registry/secrets/tenants/tenant1-ca",
+        secret("tenants", "tenant1-ca", "kubernetes.io/tls", &[("tls.crt", &ca_crt), ("tls.key", b"key-bytes")], &[]),
+        None,
+    )
+    .await
+    .unwrap();
     let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
-    c.put("/registry/secrets/tenants/tenant1-big", secret("tenants", "tenant1-big", "Opaque", &[("blob", &big)], &[]), None).await.unwrap();
+    c.put(
+        "/registry/secrets/tenants/tenant1-big",
+        secret("tenants", "tenant1-big", "Opaque", &[("blob", &big)], &[]),
+        None,
+    )
+    .await
+    .unwrap();
     // A Helm release with two revisions.
-    c.put("/registry/secrets/kmetal-system/sh.helm.release.v1.kmetal.v1", helm_release(1, "superseded"), None).await.unwrap();
-    c.put("/registry/secrets/kmetal-system/sh.helm.release.v1.kmetal.v2", helm_release(2, "deployed"), None).await.unwrap();
+    c.put("/registry/secrets/kmetal-system/sh.helm.release.v1.kmetal.v1", helm_release(1, "superseded"), None)
+        .await
+        .unwrap();
+    c.put("/registry/secrets/kmetal-system/sh.helm.release.v1.kmetal.v2", helm_release(2, "deployed"), None)
+        .await
+        .unwrap();
     // Encrypted at rest.
     let plain_cbc = secret("tenants", "enc-cbc", "Opaque", &[("password", b"cbc-secret")], &[]);
     let plain_gcm = secret("tenants", "enc-gcm", "Opaque", &[("password", b"gcm-secret")], &[]);
@@ -164,9 +199,15 @@ async fn inspect_lists_and_gets_every_kind_offline() {
     let k_cbc = "/registry/secrets/tenants/enc-cbc";
     let k_gcm = "/registry/secrets/tenants/enc-gcm";
     let k_box = "/registry/secrets/tenants/enc-box";
-    c.put(k_cbc, [b"k8s:enc:aescbc:v1:key1:".to_vec(), py("aescbc", CBC_KEY, k_cbc, &plain_cbc)].concat(), None).await.unwrap();
-    c.put(k_gcm, [b"k8s:enc:aesgcm:v1:gcm1:".to_vec(), py("aesgcm", GCM_KEY, k_gcm, &plain_gcm)].concat(), None).await.unwrap();
-    c.put(k_box, [b"k8s:enc:secretbox:v1:box1:".to_vec(), py("secretbox", BOX_KEY, k_box, &plain_box)].concat(), None).await.unwrap();
+    c.put(k_cbc, [b"k8s:enc:aescbc:v1:key1:".to_vec(), py("aescbc", CBC_KEY, k_cbc, &plain_cbc)].concat(), None)
+        .await
+        .unwrap();
+    c.put(k_gcm, [b"k8s:enc:aesgcm:v1:gcm1:".to_vec(), py("aesgcm", GCM_KEY, k_gcm, &plain_gcm)].concat(), None)
+        .await
+        .unwrap();
+    c.put(k_box, [b"k8s:enc:secretbox:v1:box1:".to_vec(), py("secretbox", BOX_KEY, k_box, &plain_box)].concat(), None)
+        .await
+        .unwrap();
     let before = etcd.dump().await;
 
     let k = Kmdr::local(dir.path());
@@ -221,16 +262,33 @@ async fn inspect_lists_and_gets_every_kind_offline() {
 
     // Text: a table per kind.
     let text = k.ok(&["inspect", "latest"]);
-    for needle in ["TenantControlPlane (2)", "tenants/tenant1", "tenants_tenant1", "DataStore (1)", "10.0.0.5:2379,10.0.0.6:2379", "HelmRelease (2)", "kmetal-system/sh.helm.release.v1.kmetal.v2"] {
+    for needle in [
+        "TenantControlPlane (2)",
+        "tenants/tenant1",
+        "tenants_tenant1",
+        "DataStore (1)",
+        "10.0.0.5:2379,10.0.0.6:2379",
+        "HelmRelease (2)",
+        "kmetal-system/sh.helm.release.v1.kmetal.v2",
+    ] {
         assert!(text.contains(needle), "{needle} in:\n{text}");
     }
 
     // --kind secret: encrypted Secrets are reported as such, with provider and key name.
     let secrets = k.json(&["inspect", &id, "--kind", "secret"]);
     let sobjs = secrets["inventory"]["objects"].as_array().unwrap().clone();
-    assert_eq!(find(&sobjs, "Secret", Some("tenants"), "enc-cbc").unwrap()["encrypted"], json!({"provider": "aescbc", "key_name": "key1"}));
-    assert_eq!(find(&sobjs, "Secret", Some("tenants"), "enc-box").unwrap()["encrypted"], json!({"provider": "secretbox", "key_name": "box1"}));
-    assert_eq!(find(&sobjs, "Secret", Some("tenants"), "tenant1-ca").unwrap()["details"]["keys"], json!(["tls.crt", "tls.key"]));
+    assert_eq!(
+        find(&sobjs, "Secret", Some("tenants"), "enc-cbc").unwrap()["encrypted"],
+        json!({"provider": "aescbc", "key_name": "key1"})
+    );
+    assert_eq!(
+        find(&sobjs, "Secret", Some("tenants"), "enc-box").unwrap()["encrypted"],
+        json!({"provider": "secretbox", "key_name": "box1"})
+    );
+    assert_eq!(
+        find(&sobjs, "Secret", Some("tenants"), "tenant1-ca").unwrap()["details"]["keys"],
+        json!(["tls.crt", "tls.key"])
+    );
     assert!(sobjs.iter().all(|o| o["kind"] == "Secret"));
 
     // --get: the TCP ready to apply, its schema and user filled from status.
@@ -249,7 +307,10 @@ async fn inspect_lists_and_gets_every_kind_offline() {
     let got_ds = k.json(&["inspect", &id, "--get", "datastore", "default"]);
     assert_eq!(got_ds["spec"], ds["spec"]);
     assert!(got_ds.get("status").is_none() && got_ds["metadata"].get("uid").is_none());
-    assert_eq!(k.json(&["inspect", &id, "--get", "clusters.cluster.x-k8s.io", "tenants/tenant1"])["spec"], cluster["spec"]);
+    assert_eq!(
+        k.json(&["inspect", &id, "--get", "clusters.cluster.x-k8s.io", "tenants/tenant1"])["spec"],
+        cluster["spec"]
+    );
     assert_eq!(k.json(&["inspect", &id, "--get", "kcp", "tenants/tenant1"])["spec"], kcp["spec"]);
 
     // --get secret: the protobuf decoded, data as base64, server fields gone.
@@ -259,12 +320,20 @@ async fn inspect_lists_and_gets_every_kind_offline() {
     assert_eq!(s["type"], "kubernetes.io/tls");
     assert_eq!(s["data"]["tls.crt"], B64.encode(&ca_crt));
     assert_eq!(s["data"]["tls.key"], B64.encode(b"key-bytes"));
-    assert_eq!(s["metadata"], json!({"name": "tenant1-ca", "namespace": "tenants", "labels": {"kamaji.clastix.io/name": "tenant1"}}));
+    assert_eq!(
+        s["metadata"],
+        json!({"name": "tenant1-ca", "namespace": "tenants", "labels": {"kamaji.clastix.io/name": "tenant1"}})
+    );
     let s = k.json(&["inspect", &id, "--get", "secret", "tenants/tenant1-big"]);
     assert_eq!(B64.decode(s["data"]["blob"].as_str().unwrap()).unwrap(), big, "a value spanning overflow pages");
     // Any /registry/ resource by plural.
     let pod = k.run(&["inspect", &id, "--get", "pods", "default/web-000042"]);
-    assert_eq!(pod.status.code(), Some(7), "random bytes are neither JSON nor protobuf: {}", String::from_utf8_lossy(&pod.stderr));
+    assert_eq!(
+        pod.status.code(),
+        Some(7),
+        "random bytes are neither JSON nor protobuf: {}",
+        String::from_utf8_lossy(&pod.stderr)
+    );
 
     // Encrypted: refused without the config, decrypted with it, refused with a wrong key.
     let err = k.fails(&["inspect", &id, "--get", "secret", "tenants/enc-cbc"], 4);
@@ -280,10 +349,19 @@ async fn inspect_lists_and_gets_every_kind_offline() {
     let listed = k.json(&["inspect", &id, "--kind", "secret", "--encryption-config", &cfgs]);
     assert!(listed["inventory"]["objects"].as_array().unwrap().iter().all(|o| o["encrypted"].is_null()));
     let wrong = dir.path().join("wrong.yaml");
-    std::fs::write(&wrong, enc_config("d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktMzI=", "d3Jvbmcta2V5LTE2Ynl0ZQ==", "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktMzI=")).unwrap();
+    std::fs::write(
+        &wrong,
+        enc_config(
+            "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktMzI=",
+            "d3Jvbmcta2V5LTE2Ynl0ZQ==",
+            "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktMzI=",
+        ),
+    )
+    .unwrap();
     let wrongs = wrong.display().to_string();
     for name in ["enc-cbc", "enc-gcm", "enc-box"] {
-        let err = k.fails(&["inspect", &id, "--get", "secret", &format!("tenants/{name}"), "--encryption-config", &wrongs], 4);
+        let err = k
+            .fails(&["inspect", &id, "--get", "secret", &format!("tenants/{name}"), "--encryption-config", &wrongs], 4);
         assert!(err.contains("does not decrypt"), "{err}");
     }
     std::fs::write(&wrong, "kind: EncryptionConfiguration\nresources: []\n").unwrap();
@@ -295,7 +373,8 @@ async fn inspect_lists_and_gets_every_kind_offline() {
     k.fails(&["inspect", &id, "--get", "tcp", "tenant1"], 2);
     k.fails(&["inspect", &id, "--get", "datastore", "ns/default"], 2);
     c.put("/t1/registry/pods/a", "x", None).await.unwrap();
-    let tenant = k.json(&["backup", "tenant", "--datastore", &etcd.client_url.replace("http://", "etcd://"), "--schema", "t1"]);
+    let tenant =
+        k.json(&["backup", "tenant", "--datastore", &etcd.client_url.replace("http://", "etcd://"), "--schema", "t1"]);
     let err = k.fails(&["inspect", tenant[0]["id"].as_str().unwrap()], 5);
     assert!(err.contains("not an etcd snapshot"), "{err}");
 
@@ -307,5 +386,10 @@ async fn inspect_lists_and_gets_every_kind_offline() {
     let err = k.fails(&["inspect", "--snapshot-file", &junk.display().to_string()], 7);
     assert!(err.contains("not a bbolt database"), "{err}");
     // Nothing is left in TMPDIR.
-    assert!(std::fs::read_dir(std::env::temp_dir()).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().contains(&format!(".kmdr-inspect-{id}"))));
+    assert!(
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().contains(&format!(".kmdr-inspect-{id}")))
+    );
 }

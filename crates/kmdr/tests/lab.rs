@@ -27,16 +27,29 @@ fn lab_up_drill_down() {
     // No --repo or --key-file: the lab brings its own.
     let run = |args: &[&str]| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kmdr"));
-        c.args(args).env_remove("KMDR_REPO").env_remove("KMDR_KEY_FILE").env_remove("KMDR_LOG").stdin(std::process::Stdio::null());
+        c.args(args)
+            .env_remove("KMDR_REPO")
+            .env_remove("KMDR_KEY_FILE")
+            .env_remove("KMDR_LOG")
+            .stdin(std::process::Stdio::null());
         c.output().unwrap()
     };
 
     // Up, on few keys so the test is quick.
     let o = run(&["lab", "up", "--dir", d, "--tenants", "2", "--keys", "200"]);
-    assert!(o.status.success(), "lab up: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "lab up: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     // A second `up` changes nothing and says so.
     let o = run(&["lab", "up", "--dir", d]);
-    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("already up"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("already up"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 
     let o = run(&["lab", "status", "--dir", d, "-o", "json"]);
     assert!(o.status.success());
@@ -59,7 +72,10 @@ fn lab_up_drill_down() {
     for l in r["layers"].as_array().unwrap().iter().filter(|l| l["verdict"] != "SKIPPED") {
         drilled += 1;
         assert_eq!(l["verdict"], "PASS", "{l}");
-        assert!(l["rto_s"].as_f64().is_some_and(|s| s > 0.0) && l["rpo_s"].as_f64().is_some_and(|s| s > 0.0), "measured: {l}");
+        assert!(
+            l["rto_s"].as_f64().is_some_and(|s| s > 0.0) && l["rpo_s"].as_f64().is_some_and(|s| s > 0.0),
+            "measured: {l}"
+        );
         let units = l["units"].as_array().unwrap();
         assert!(!units.is_empty(), "{l}");
         for u in units {
@@ -72,7 +88,10 @@ fn lab_up_drill_down() {
         }
     }
     assert_eq!(drilled, 2, "under-cluster and tenant-control-planes are drilled");
-    let reports: Vec<String> = std::fs::read_dir(dir.join("reports")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let reports: Vec<String> = std::fs::read_dir(dir.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     assert!(reports.iter().any(|f| f.ends_with(".md")), "{reports:?}");
 
     // After the drill the under cluster runs under a new pid: status follows it.

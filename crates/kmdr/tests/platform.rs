@@ -152,7 +152,20 @@ fn execute_runs_kubectl_then_helm_and_needs_helm() {
 
     // helm missing: exit 8, one line that names helm and the command; nothing run.
     let only_kubectl = Kmdr { extra_env: vec![("PATH".into(), bin.display().to_string())], ..Kmdr::local(&s.dir) };
-    let args = ["restore", "platform", "latest", "--to", &to_s, "--execute", "--chart", "oci://ghcr.io/clastix/oci/kmetal", "--kubeconfig", &s.kubeconfig, "--context", "fake"];
+    let args = [
+        "restore",
+        "platform",
+        "latest",
+        "--to",
+        &to_s,
+        "--execute",
+        "--chart",
+        "oci://ghcr.io/clastix/oci/kmetal",
+        "--kubeconfig",
+        &s.kubeconfig,
+        "--context",
+        "fake",
+    ];
     let err = only_kubectl.fails(&args, 8);
     assert!(err.contains("helm is not installed"), "{err}");
     assert!(err.contains("helm install kmetal oci://ghcr.io/clastix/oci/kmetal --version 1.4.2"), "{err}");
@@ -172,7 +185,10 @@ fn execute_runs_kubectl_then_helm_and_needs_helm() {
             ),
         ]
     );
-    assert_eq!(values_from_yaml(&std::fs::read_to_string(to.join("values.yaml")).unwrap()).unwrap(), fixture("--print-values"));
+    assert_eq!(
+        values_from_yaml(&std::fs::read_to_string(to.join("values.yaml")).unwrap()).unwrap(),
+        fixture("--print-values")
+    );
 }
 
 #[test]
@@ -188,7 +204,9 @@ fn kubeconfig_from_the_environment_and_no_secrets() {
     let commands: Vec<&str> = out.lines().filter(|l| l.starts_with("  ")).map(str::trim).collect();
     assert_eq!(
         commands,
-        [format!("helm install kmetal kmetal --version 1.4.2 --namespace kmetal-system --create-namespace --values {to_s}/values.yaml --wait --timeout 15m")]
+        [format!(
+            "helm install kmetal kmetal --version 1.4.2 --namespace kmetal-system --create-namespace --values {to_s}/values.yaml --wait --timeout 15m"
+        )]
     );
     assert!(!s.dir.join("r/secrets").exists());
 }
@@ -271,7 +289,20 @@ fn execute_waits_for_pods() {
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "migrate-1", "namespace": "kmetal-system"}, "status": {"phase": "Succeeded"}},
     ], "rules": [{"kind": "Pod", "on": "start", "match": {"metadata.name": "kamaji-0"}, "afterMs": 800, "set": {"status.phase": "Running"}}]}));
     let to = s.dir.join("restore").display().to_string();
-    let args = ["restore", "platform", "latest", "--to", &to, "--execute", "--kubeconfig", &s.kubeconfig, "--interval", "100ms", "--timeout", "30s"];
+    let args = [
+        "restore",
+        "platform",
+        "latest",
+        "--to",
+        &to,
+        "--execute",
+        "--kubeconfig",
+        &s.kubeconfig,
+        "--interval",
+        "100ms",
+        "--timeout",
+        "30s",
+    ];
     let o = k.run(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -280,6 +311,23 @@ fn execute_waits_for_pods() {
     // A pod that never runs: exit 11 naming it.
     s.kube.load(&serde_json::json!({"objects": [
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stuck", "namespace": "kmetal-system"}, "status": {"phase": "Pending"}}]}));
-    let err = k.fails(&["restore", "platform", "latest", "--to", &to, "--execute", "-q", "--kubeconfig", &s.kubeconfig, "--interval", "100ms", "--timeout", "1s"], 11);
+    let err = k.fails(
+        &[
+            "restore",
+            "platform",
+            "latest",
+            "--to",
+            &to,
+            "--execute",
+            "-q",
+            "--kubeconfig",
+            &s.kubeconfig,
+            "--interval",
+            "100ms",
+            "--timeout",
+            "1s",
+        ],
+        11,
+    );
     assert!(err.contains("kmetal-system/stuck Pending"), "{err}");
 }

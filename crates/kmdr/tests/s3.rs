@@ -25,7 +25,19 @@ async fn etcd_backup_and_restore_through_s3() {
     k.ok(&["verify", "--all"]);
     let peer = format!("http://127.0.0.1:{}", common::free_port());
     let target = dir.path().join("r.etcd");
-    k.ok(&["restore", "etcd", m["id"].as_str().unwrap(), "--data-dir", &target.display().to_string(), "--name", "r", "--initial-cluster", &format!("r={peer}"), "--initial-advertise-peer-urls", &peer]);
+    k.ok(&[
+        "restore",
+        "etcd",
+        m["id"].as_str().unwrap(),
+        "--data-dir",
+        &target.display().to_string(),
+        "--name",
+        "r",
+        "--initial-cluster",
+        &format!("r={peer}"),
+        "--initial-advertise-peer-urls",
+        &peer,
+    ]);
     etcd.stop();
     let restored = Etcd::start_on(target, "r", Some(peer));
     assert!(restored.dump().await == before);

@@ -5,7 +5,7 @@
 //! acknowledged more than 2 s before it.
 
 mod common;
-use common::{free_port, Etcd, Kmdr};
+use common::{Etcd, Kmdr, free_port};
 use etcd_client::{DeleteOptions, GetOptions};
 use kmdr_repo::deltas::check_chain;
 use std::collections::BTreeMap;
@@ -189,20 +189,48 @@ fn every_write_acknowledged_two_seconds_before_etcd_is_killed_is_restored() {
     // Let serve notice the dead etcd and write what it holds, then stop it.
     std::thread::sleep(Duration::from_secs(3));
     let (_, metrics) = http_get(&serve.addr, "/metrics").expect("metrics");
-    assert!(metrics.contains("kmdr_delta_segments_total{layer=\"tenant-control-planes\",unit=\"shared/t1\"}"), "{metrics}");
-    assert!(metrics.contains("kmdr_rpo_target_seconds{layer=\"tenant-control-planes\",unit=\"shared/t1\"} 3600"), "{metrics}");
+    assert!(
+        metrics.contains("kmdr_delta_segments_total{layer=\"tenant-control-planes\",unit=\"shared/t1\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kmdr_rpo_target_seconds{layer=\"tenant-control-planes\",unit=\"shared/t1\"} 3600"),
+        "{metrics}"
+    );
     serve.terminate();
 
     let dst = Etcd::start(dir.path(), "dst");
     k.ok(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--datastore", &datastore(&dst)]);
     let restored = rt.block_on(tenant_state(&dst, "t1", 0));
     let must = acks.iter().filter(|(_, at)| *at + Duration::from_secs(2) <= killed).collect::<Vec<_>>();
-    let missing: Vec<&String> = must.iter().filter(|(key, _)| !restored.contains_key(key.strip_prefix("/t1").unwrap().as_bytes())).map(|(k, _)| k).collect();
-    assert!(missing.is_empty(), "{} of {} writes acknowledged > 2 s before the kill are missing, e.g. {:?}", missing.len(), must.len(), &missing[..missing.len().min(5)]);
-    let kept_late = acks.len() - must.len() - acks.iter().filter(|(key, at)| *at + Duration::from_secs(2) > killed && !restored.contains_key(key.strip_prefix("/t1").unwrap().as_bytes())).count();
+    let missing: Vec<&String> = must
+        .iter()
+        .filter(|(key, _)| !restored.contains_key(key.strip_prefix("/t1").unwrap().as_bytes()))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} writes acknowledged > 2 s before the kill are missing, e.g. {:?}",
+        missing.len(),
+        must.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let kept_late = acks.len()
+        - must.len()
+        - acks
+            .iter()
+            .filter(|(key, at)| {
+                *at + Duration::from_secs(2) > killed
+                    && !restored.contains_key(key.strip_prefix("/t1").unwrap().as_bytes())
+            })
+            .count();
     assert_eq!(restored.keys().filter(|k| k.starts_with(b"/seed/")).count(), 200);
     assert!(rt.block_on(tenant_state(&dst, "t2", 0)).is_empty(), "another tenant's keys were restored");
-    eprintln!("writer {rate:.0} puts/s, {} acknowledged; {} older than 2 s at the kill all restored; {kept_late} of the last 2 s kept too", acks.len(), must.len());
+    eprintln!(
+        "writer {rate:.0} puts/s, {} acknowledged; {} older than 2 s at the kill all restored; {kept_late} of the last 2 s kept too",
+        acks.len(),
+        must.len()
+    );
 }
 
 #[test]
@@ -264,7 +292,10 @@ fn serve_killed_and_restarted_resumes_without_gap_or_duplicate_and_restores_any_
             revisions.push(e.revision);
         }
     }
-    let base = rt.block_on(kmdr_sources::delta::pitr::plan_point(&repo, "t1", kmdr_sources::delta::pitr::Point::Latest)).unwrap().0;
+    let base = rt
+        .block_on(kmdr_sources::delta::pitr::plan_point(&repo, "t1", kmdr_sources::delta::pitr::Point::Latest))
+        .unwrap()
+        .0;
     assert_eq!(check.first, Some(base.base_revision + 1), "the chain starts right after the full backup");
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(log_text.matches("capturing changes of tenant/t1 from revision").count(), 2, "{log_text}");
@@ -276,24 +307,72 @@ fn serve_killed_and_restarted_resumes_without_gap_or_duplicate_and_restores_any_
     // A revision in the middle (while serve was down, too): exactly etcd's own state at it.
     revisions.sort();
     for r in [revisions[revisions.len() / 2], revisions[revisions.len() / 3] + 1] {
-        let out = k.json(&["restore", "tenant", "latest", "--source-schema", "t1", "--revision", &r.to_string(), "--schema", "mid", "--force", "--datastore", &datastore(&dst)]);
+        let out = k.json(&[
+            "restore",
+            "tenant",
+            "latest",
+            "--source-schema",
+            "t1",
+            "--revision",
+            &r.to_string(),
+            "--schema",
+            "mid",
+            "--force",
+            "--datastore",
+            &datastore(&dst),
+        ]);
         assert_eq!(out["point"]["revision"], r);
-        assert_eq!(rt.block_on(tenant_state(&dst, "mid", 0)), rt.block_on(tenant_state(&src, "t1", r)), "state at revision {r}");
+        assert_eq!(
+            rt.block_on(tenant_state(&dst, "mid", 0)),
+            rt.block_on(tenant_state(&src, "t1", r)),
+            "state at revision {r}"
+        );
     }
     // A point beyond the chain is a gap, named.
     let beyond = check.last.unwrap() + 10;
-    let err = k.fails(&["restore", "tenant", "latest", "--source-schema", "t1", "--revision", &beyond.to_string(), "--schema", "x", "--datastore", &datastore(&dst)], 12);
+    let err = k.fails(
+        &[
+            "restore",
+            "tenant",
+            "latest",
+            "--source-schema",
+            "t1",
+            "--revision",
+            &beyond.to_string(),
+            "--schema",
+            "x",
+            "--datastore",
+            &datastore(&dst),
+        ],
+        12,
+    );
     assert!(err.contains(&format!("no segment covers revisions {}..={beyond}", check.last.unwrap() + 1)), "{err}");
     // `kmdr status` counts the chain: the newest point held is the newest segment, not the full backup.
     let status = k.json(&["status", "--plan", &plan]);
-    let rpo = status.as_array().unwrap().iter().find(|f| f["check"] == "rpo" && f["subject"] == "tenant-control-planes shared/t1").unwrap().clone();
+    let rpo = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "rpo" && f["subject"] == "tenant-control-planes shared/t1")
+        .unwrap()
+        .clone();
     assert_eq!(rpo["level"], "OK", "{rpo}");
-    assert!(rpo["message"].as_str().unwrap().contains(&format!("newest point held, {} delta segments after backup", segments.len())), "{rpo}");
+    assert!(
+        rpo["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("newest point held, {} delta segments after backup", segments.len())),
+        "{rpo}"
+    );
     // `kmdr backups points`: one window from the full backup to the newest segment.
     let points = k.json(&["backups", "points"]);
     let t1 = points.as_array().unwrap().iter().find(|p| p["series"] == "tenant/t1").unwrap().clone();
     assert_eq!(t1["windows"].as_array().unwrap().len(), 1, "{t1}");
-    assert_eq!((t1["windows"][0]["from_revision"].as_i64(), t1["windows"][0]["to_revision"].as_i64()), (Some(base.base_revision), check.last), "{t1}");
+    assert_eq!(
+        (t1["windows"][0]["from_revision"].as_i64(), t1["windows"][0]["to_revision"].as_i64()),
+        (Some(base.base_revision), check.last),
+        "{t1}"
+    );
     // Remove one segment in the middle: a gap, exit 12, naming the revisions, nothing restored.
     let victim = &segments[segments.len() / 2];
     std::fs::remove_file(Path::new(&k.repo).join(victim.key())).unwrap();
@@ -306,8 +385,27 @@ fn serve_killed_and_restarted_resumes_without_gap_or_duplicate_and_restores_any_
     let o = k.run(&["status", "--plan", &plan]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("delta-chain") && out.contains(&format!("no segment covers revisions {}..={}", victim.first, victim.last)), "{out}");
-    let err = k.fails(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--schema", "gap", "--datastore", &datastore(&dst)], 12);
+    assert!(
+        out.contains("delta-chain")
+            && out.contains(&format!("no segment covers revisions {}..={}", victim.first, victim.last)),
+        "{out}"
+    );
+    let err = k.fails(
+        &[
+            "restore",
+            "tenant",
+            "latest",
+            "--source-schema",
+            "t1",
+            "--at",
+            "now",
+            "--schema",
+            "gap",
+            "--datastore",
+            &datastore(&dst),
+        ],
+        12,
+    );
     assert!(err.contains(&format!("no segment covers revisions {}..={}", victim.first, victim.last)), "{err}");
     assert!(rt.block_on(tenant_state(&dst, "gap", 0)).is_empty());
 }
@@ -324,7 +422,11 @@ async fn full_state(url: &str, rev: i64) -> (i64, BTreeMap<Vec<u8>, (Vec<u8>, i6
         o = o.with_revision(rev);
     }
     let r = c.get(vec![0], Some(o)).await.unwrap();
-    let kvs = r.kvs().iter().map(|kv| (kv.key().to_vec(), (kv.value().to_vec(), kv.create_revision(), kv.mod_revision()))).collect();
+    let kvs = r
+        .kvs()
+        .iter()
+        .map(|kv| (kv.key().to_vec(), (kv.value().to_vec(), kv.create_revision(), kv.mod_revision())))
+        .collect();
     (r.header().unwrap().revision(), kvs)
 }
 
@@ -360,9 +462,19 @@ fn whole_etcd_restores_to_any_revision_with_every_revision_kept() {
             } else if n % 7 == 3 {
                 c.delete(format!("/registry/k/{:03}", n % 90), None).await.unwrap().header().unwrap().revision()
             } else if n % 97 == 50 {
-                c.delete("/registry/pair/", Some(DeleteOptions::new().with_prefix())).await.unwrap().header().unwrap().revision()
+                c.delete("/registry/pair/", Some(DeleteOptions::new().with_prefix()))
+                    .await
+                    .unwrap()
+                    .header()
+                    .unwrap()
+                    .revision()
             } else {
-                c.put(format!("/registry/k/{:03}", n % 90), format!("v{n}"), None).await.unwrap().header().unwrap().revision()
+                c.put(format!("/registry/k/{:03}", n % 90), format!("v{n}"), None)
+                    .await
+                    .unwrap()
+                    .header()
+                    .unwrap()
+                    .revision()
             };
             revisions.push(rev);
             tokio::time::sleep(Duration::from_millis(3)).await;
@@ -381,7 +493,13 @@ fn whole_etcd_restores_to_any_revision_with_every_revision_kept() {
     let (data, peer, cluster) = member("mid");
     let args = |data: &Path, name: &str, peer: &str, cluster: &str, point: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = ["restore", "etcd", "latest", "--data-dir"].iter().map(|s| s.to_string()).collect();
-        a.extend([data.display().to_string(), "--name".into(), name.into(), "--initial-cluster".into(), cluster.into()]);
+        a.extend([
+            data.display().to_string(),
+            "--name".into(),
+            name.into(),
+            "--initial-cluster".into(),
+            cluster.into(),
+        ]);
         a.extend(["--initial-advertise-peer-urls".into(), peer.into()]);
         a.extend(point.iter().map(|s| s.to_string()));
         a
@@ -412,15 +530,26 @@ fn whole_etcd_restores_to_any_revision_with_every_revision_kept() {
         .unwrap();
     assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
     let restored = Etcd::start_on(data, "now", Some(peer));
-    assert!(rt.block_on(full_state(&restored.client_url, 0)) == (now_rev, now_state), "the --at now snapshot equals the source");
+    assert!(
+        rt.block_on(full_state(&restored.client_url, 0)) == (now_rev, now_state),
+        "the --at now snapshot equals the source"
+    );
     restored.stop();
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("kmdr-")).map(|e| e.path()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("kmdr-"))
+        .map(|e| e.path())
+        .collect();
     assert!(leftovers.is_empty(), "scratch files left: {leftovers:?}");
 
     // A segment gone: exit 12 naming the revisions; no data dir created.
     let repo = open_repo(&k);
     let segments = rt.block_on(repo.list_segments(None)).unwrap();
-    let victim = segments.iter().find(|s| s.series.starts_with("etcd/") && s.last >= mid && s.first <= mid).expect("a segment holds the mid revision");
+    let victim = segments
+        .iter()
+        .find(|s| s.series.starts_with("etcd/") && s.last >= mid && s.first <= mid)
+        .expect("a segment holds the mid revision");
     std::fs::remove_file(Path::new(&k.repo).join(victim.key())).unwrap();
     let (data, peer, cluster) = member("gap");
     let err = k.fails(&refs(&args(&data, "gap", &peer, &cluster, &["--at", "now"])), 12);
@@ -490,7 +619,13 @@ fn a_compacted_start_revision_takes_a_new_full_backup_and_says_so() {
         let mut c = src.client().await;
         let mut rev = 0;
         for n in 0..40 {
-            rev = c.put(format!("/t1/later/{}", n % 10), format!("v{n}"), None).await.unwrap().header().unwrap().revision();
+            rev = c
+                .put(format!("/t1/later/{}", n % 10), format!("v{n}"), None)
+                .await
+                .unwrap()
+                .header()
+                .unwrap()
+                .revision();
         }
         c.compact(rev, None).await.unwrap();
         rev
@@ -513,13 +648,30 @@ fn a_compacted_start_revision_takes_a_new_full_backup_and_says_so() {
     assert!(text.contains("was compacted away") && text.contains("taking a new full backup"), "{text}");
     // The new chain starts at the new full backup, which is past the compaction, and reaches the latest write.
     let repo = open_repo(&k);
-    let (point, _) = rt.block_on(kmdr_sources::delta::pitr::plan_point(&repo, "t1", kmdr_sources::delta::pitr::Point::Latest)).unwrap();
+    let (point, _) = rt
+        .block_on(kmdr_sources::delta::pitr::plan_point(&repo, "t1", kmdr_sources::delta::pitr::Point::Latest))
+        .unwrap();
     assert!(point.base_revision >= compacted, "{point:?}");
     let dst = Etcd::start(dir.path(), "dst");
     k.ok(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--datastore", &datastore(&dst)]);
     assert_eq!(rt.block_on(tenant_state(&dst, "t1", 0)), rt.block_on(tenant_state(&src, "t1", 0)));
     // Restoring into the compacted range is a gap, never a silent skip.
-    let err = k.fails(&["restore", "tenant", "latest", "--source-schema", "t1", "--revision", &(compacted - 5).to_string(), "--schema", "x", "--datastore", &datastore(&dst)], 12);
+    let err = k.fails(
+        &[
+            "restore",
+            "tenant",
+            "latest",
+            "--source-schema",
+            "t1",
+            "--revision",
+            &(compacted - 5).to_string(),
+            "--schema",
+            "x",
+            "--datastore",
+            &datastore(&dst),
+        ],
+        12,
+    );
     assert!(err.contains("no segment covers revisions"), "{err}");
 }
 
@@ -529,12 +681,32 @@ fn two_replicas_share_one_lease_and_the_standby_takes_over_without_a_gap() {
     use common::kube::FakeKube;
     let (dir, k, src, rt) = setup("/t1/seed/", 50, 16, 2);
     let plan = write_plan(dir.path(), &k, &src);
-    let fake = FakeKube::with_fixtures(dir.path(), &serde_json::json!({"objects": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kmdr"}}]}));
+    let fake = FakeKube::with_fixtures(
+        dir.path(),
+        &serde_json::json!({"objects": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kmdr"}}]}),
+    );
     let kubeconfig = fake.kubeconfig(dir.path()).display().to_string();
-    let holder = || fake.object("Lease", "kmdr", "kmdr-serve").map(|l| l["spec"]["holderIdentity"].as_str().unwrap_or("").to_string());
+    let holder = || {
+        fake.object("Lease", "kmdr", "kmdr-serve")
+            .map(|l| l["spec"]["holderIdentity"].as_str().unwrap_or("").to_string())
+    };
     let replica = |id: &str| {
         let log = dir.path().join(format!("serve-{id}.log"));
-        let s = Serve::start_with(&k, &plan, &log, &["--lease", "kmdr/kmdr-serve", "--lease-duration", "3s", "--lease-identity", id, "--kubeconfig", &kubeconfig]);
+        let s = Serve::start_with(
+            &k,
+            &plan,
+            &log,
+            &[
+                "--lease",
+                "kmdr/kmdr-serve",
+                "--lease-duration",
+                "3s",
+                "--lease-identity",
+                id,
+                "--kubeconfig",
+                &kubeconfig,
+            ],
+        );
         (s, log)
     };
     let (mut a, log_a) = replica("a");
@@ -564,11 +736,19 @@ fn two_replicas_share_one_lease_and_the_standby_takes_over_without_a_gap() {
     let _ = a.child.wait();
     let killed = Instant::now();
     while holder().as_deref() != Some("b") {
-        assert!(killed.elapsed() < Duration::from_secs(20), "the standby did not take over; log:\n{}", std::fs::read_to_string(&log_b).unwrap());
+        assert!(
+            killed.elapsed() < Duration::from_secs(20),
+            "the standby did not take over; log:\n{}",
+            std::fs::read_to_string(&log_b).unwrap()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // The Lease runs 3 s from the leader's last renewal, which was at most one renewal period (1 s) before the kill.
-    assert!(killed.elapsed() >= Duration::from_secs(2), "taken over after {:?}, before the Lease expired", killed.elapsed());
+    assert!(
+        killed.elapsed() >= Duration::from_secs(2),
+        "taken over after {:?}, before the Lease expired",
+        killed.elapsed()
+    );
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
@@ -625,7 +805,9 @@ fn postgres_tenant_every_write_acknowledged_two_seconds_before_serve_is_killed_i
                 break;
             }
             let name = format!("/registry/w/{n:06}");
-            let sql = format!("INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value) VALUES ('{name}', 1, 0, 0, 0, 0, 'v{n}')");
+            let sql = format!(
+                "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value) VALUES ('{name}', 1, 0, 0, 0, 0, 'v{n}')"
+            );
             let ok = std::process::Command::new(kmdr_testkit::postgres::bin("psql"))
                 .args(["-X", "-q", "-h"])
                 .arg(pg_dir.join("sock"))
@@ -654,29 +836,61 @@ fn postgres_tenant_every_write_acknowledged_two_seconds_before_serve_is_killed_i
     assert!(segments.parse::<f64>().unwrap() > 0.0, "{metrics}");
 
     // Restore the latest point into another database of the same server.
-    k.ok(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--schema", "restored", "--datastore", &pg.url()]);
-    let restored: std::collections::HashSet<String> = pg.psql("restored", "SELECT name FROM kine").lines().map(str::to_string).collect();
-    let must: Vec<&String> = acks.iter().filter(|(_, at)| *at + Duration::from_secs(2) <= killed).map(|(n, _)| n).collect();
+    k.ok(&[
+        "restore",
+        "tenant",
+        "latest",
+        "--source-schema",
+        "t1",
+        "--at",
+        "now",
+        "--schema",
+        "restored",
+        "--datastore",
+        &pg.url(),
+    ]);
+    let restored: std::collections::HashSet<String> =
+        pg.psql("restored", "SELECT name FROM kine").lines().map(str::to_string).collect();
+    let must: Vec<&String> =
+        acks.iter().filter(|(_, at)| *at + Duration::from_secs(2) <= killed).map(|(n, _)| n).collect();
     let missing: Vec<&&String> = must.iter().filter(|n| !restored.contains(**n)).collect();
-    assert!(missing.is_empty(), "{} of {} writes acknowledged > 2 s before the kill are missing, e.g. {:?}", missing.len(), must.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} of {} writes acknowledged > 2 s before the kill are missing, e.g. {:?}",
+        missing.len(),
+        must.len(),
+        &missing[..missing.len().min(5)]
+    );
     assert!(restored.contains("/registry/seed/a"));
     let repo = open_repo(&k);
     let segs = runtime().block_on(repo.list_segments(Some("tenant/t1"))).unwrap();
     let check = check_chain(&segs);
     assert!(!segs.is_empty() && check.gaps.is_empty() && check.overlaps.is_empty(), "{check:?}");
-    eprintln!("{} rows written, {} acknowledged > 2 s before the kill all restored, {} segments", acks.len(), must.len(), segs.len());
+    eprintln!(
+        "{} rows written, {} acknowledged > 2 s before the kill all restored, {} segments",
+        acks.len(),
+        must.len(),
+        segs.len()
+    );
 }
 
 #[test]
 fn after_the_datastore_was_rewound_a_new_full_backup_never_continues_with_the_old_history() {
     need_etcd!();
     use kmdr_repo::deltas::SegmentName;
-    use kmdr_sources::delta::{encode, DeltaEvent, Op};
+    use kmdr_sources::delta::{DeltaEvent, Op, encode};
     let (dir, k, src, rt) = setup("/t1/seed/", 20, 16, 4);
     let repo = open_repo(&k);
     let url = datastore(&src);
-    let put = |key: &str, value: &str, rev: i64| DeltaEvent { op: Op::Put, key: key.into(), value: value.into(), revision: rev, create_revision: rev };
-    let a = k.json(&["backup", "tenant", "--datastore", &url, "--schema", "t1"])[0]["source"]["revision"].as_i64().unwrap();
+    let put = |key: &str, value: &str, rev: i64| DeltaEvent {
+        op: Op::Put,
+        key: key.into(),
+        value: value.into(),
+        revision: rev,
+        create_revision: rev,
+    };
+    let a =
+        k.json(&["backup", "tenant", "--datastore", &url, "--schema", "t1"])[0]["source"]["revision"].as_i64().unwrap();
     std::thread::sleep(Duration::from_millis(50));
     // The old history: captured far ahead, then the datastore was restored from an older snapshot.
     let old = SegmentName::new("tenant/t1", a + 1, a + 1000, chrono::Utc::now());
@@ -685,22 +899,52 @@ fn after_the_datastore_was_rewound_a_new_full_backup_never_continues_with_the_ol
     let before_restore = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     std::thread::sleep(Duration::from_millis(1500));
     rt.block_on(async { src.client().await.put("/t1/z", "after the restore", None).await.unwrap() });
-    let b = k.json(&["backup", "tenant", "--datastore", &url, "--schema", "t1"])[0]["source"]["revision"].as_i64().unwrap();
+    let b =
+        k.json(&["backup", "tenant", "--datastore", &url, "--schema", "t1"])[0]["source"]["revision"].as_i64().unwrap();
     assert!(b < a + 1000);
     // The new history, after the new full backup.
     let new = SegmentName::new("tenant/t1", b + 1, b + 2, chrono::Utc::now());
     rt.block_on(repo.put_segment(&new, &encode(&[put("/x", "new", b + 1)]))).unwrap();
 
     let dst = Etcd::start(dir.path(), "dst");
-    let out = k.json(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--datastore", &datastore(&dst)]);
+    let out = k.json(&[
+        "restore",
+        "tenant",
+        "latest",
+        "--source-schema",
+        "t1",
+        "--at",
+        "now",
+        "--datastore",
+        &datastore(&dst),
+    ]);
     assert_eq!(out["point"]["revision"], b + 2, "{out}");
     assert_eq!(out["point"]["segments"], serde_json::json!([new.key()]), "{out}");
     let state = rt.block_on(tenant_state(&dst, "t1", 0));
     assert_eq!(state.get(b"/x".as_slice()).map(Vec::as_slice), Some(b"new".as_slice()));
     assert!(!state.contains_key(b"/y".as_slice()), "a change of the old history was replayed");
     // A time of the old history still restores from the old full backup and its chain.
-    let out = k.json(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", &before_restore, "--schema", "old", "--datastore", &datastore(&dst)]);
-    assert_eq!((out["point"]["base_revision"].as_i64(), out["point"]["revision"].as_i64()), (Some(a), Some(a + 1000)), "{out}");
+    let out = k.json(&[
+        "restore",
+        "tenant",
+        "latest",
+        "--source-schema",
+        "t1",
+        "--at",
+        &before_restore,
+        "--schema",
+        "old",
+        "--datastore",
+        &datastore(&dst),
+    ]);
+    assert_eq!(
+        (out["point"]["base_revision"].as_i64(), out["point"]["revision"].as_i64()),
+        (Some(a), Some(a + 1000)),
+        "{out}"
+    );
     let old_state = rt.block_on(tenant_state(&dst, "old", 0));
-    assert_eq!((old_state.get(b"/x".as_slice()).map(Vec::as_slice), old_state.get(b"/y".as_slice()).map(Vec::as_slice)), (Some(b"old".as_slice()), Some(b"old".as_slice())));
+    assert_eq!(
+        (old_state.get(b"/x".as_slice()).map(Vec::as_slice), old_state.get(b"/y".as_slice()).map(Vec::as_slice)),
+        (Some(b"old".as_slice()), Some(b"old".as_slice()))
+    );
 }

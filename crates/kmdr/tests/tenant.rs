@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{under, Kmdr};
+use common::{Kmdr, under};
 use kmdr_testkit::{Etcd, Postgres};
 
 fn etcd_url(e: &Etcd) -> String {
@@ -45,7 +45,17 @@ async fn every_tenant_of_an_etcd_then_one_moved_to_postgres_and_back() {
     assert!(err.contains("--force"), "{err}");
 
     // Dry run names what would happen and changes nothing.
-    let plan = k.ok(&["restore", "tenant", "latest", "--source-schema", "tenant1", "--datastore", &url, "--force", "--dry-run"]);
+    let plan = k.ok(&[
+        "restore",
+        "tenant",
+        "latest",
+        "--source-schema",
+        "tenant1",
+        "--datastore",
+        &url,
+        "--force",
+        "--dry-run",
+    ]);
     assert!(plan.contains("remove the 400 keys") && plan.contains("write 400 keys"), "{plan}");
 
     // Lose the tenant (as a deleted TCP would), restore it.
@@ -66,7 +76,11 @@ async fn every_tenant_of_an_etcd_then_one_moved_to_postgres_and_back() {
     assert_eq!(m[0]["source"]["content_sha256"].as_str().unwrap(), t1_hash, "same logical content from kine");
     let pg_id = m[0]["id"].as_str().unwrap().to_string();
     k.ok(&["restore", "tenant", &pg_id, "--datastore", &url, "--schema", "tenant1-copy"]);
-    let copy: Vec<_> = under(&etcd, "/tenant1-copy/").await.into_iter().map(|(k, v)| (k[b"/tenant1-copy".len()..].to_vec(), v)).collect();
+    let copy: Vec<_> = under(&etcd, "/tenant1-copy/")
+        .await
+        .into_iter()
+        .map(|(k, v)| (k[b"/tenant1-copy".len()..].to_vec(), v))
+        .collect();
     let orig: Vec<_> = before.into_iter().map(|(k, v)| (k[b"/tenant1".len()..].to_vec(), v)).collect();
     assert!(copy == orig, "etcd -> postgres -> etcd keeps every key and value");
 
@@ -89,7 +103,8 @@ async fn bad_input_gets_one_line_and_changes_nothing() {
     let e = k.fails(&["backup", "tenant", "--datastore", &url, "--schema", "nope"], 5);
     assert!(e.contains("t1"), "names the tenants that exist: {e}");
     k.fails(&["backup", "tenant", "--datastore", "etcd://127.0.0.1:1", "--schema", "t1"], 6);
-    let e = k.fails(&["backup", "tenant", "--datastore", "postgres://u:hunter2@127.0.0.1:notaport", "--schema", "t1"], 2);
+    let e =
+        k.fails(&["backup", "tenant", "--datastore", "postgres://u:hunter2@127.0.0.1:notaport", "--schema", "t1"], 2);
     assert!(!e.contains("hunter2"), "{e}");
     k.fails(&["backup", "tenant", "--datastore", "redis://127.0.0.1", "--schema", "t1"], 2);
     assert_eq!(k.fingerprint(), print, "failed backups leave the repository as it was");
@@ -114,7 +129,12 @@ async fn datastore_killed_mid_backup_and_mid_restore() {
     let good_id = good[0]["id"].as_str().unwrap().to_string();
 
     // Kill etcd 150 ms into a backup.
-    let child = k.cmd().args(["backup", "tenant", "--datastore", &url, "--schema", "big"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = k
+        .cmd()
+        .args(["backup", "tenant", "--datastore", &url, "--schema", "big"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(150));
     let data_dir = etcd.data_dir.clone();
     let name = etcd.name.clone();
@@ -134,7 +154,12 @@ async fn datastore_killed_mid_backup_and_mid_restore() {
     std::fs::create_dir_all(dir.path().join("t")).unwrap();
     let target = Etcd::start(&dir.path().join("t"), "target");
     let turl = etcd_url(&target);
-    let child = k.cmd().args(["restore", "tenant", &good_id, "--datastore", &turl]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = k
+        .cmd()
+        .args(["restore", "tenant", &good_id, "--datastore", &turl])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(150));
     let (tdir, tname, tpeer) = (target.data_dir.clone(), target.name.clone(), target.peer_url.clone());
     target.stop();
@@ -143,10 +168,19 @@ async fn datastore_killed_mid_backup_and_mid_restore() {
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(6), "{err}");
-        assert!(err.contains("keys were written under /big/") && err.contains("--force"), "says what state the target is in: {err}");
+        assert!(
+            err.contains("keys were written under /big/") && err.contains("--force"),
+            "says what state the target is in: {err}"
+        );
         k.ok(&["restore", "tenant", &good_id, "--datastore", &etcd_url(&target), "--force"]);
     }
-    let n = target.client().await.get("/big/", Some(etcd_client::GetOptions::new().with_prefix().with_count_only())).await.unwrap().count();
+    let n = target
+        .client()
+        .await
+        .get("/big/", Some(etcd_client::GetOptions::new().with_prefix().with_count_only()))
+        .await
+        .unwrap()
+        .count();
     assert_eq!(n, 60_000, "the re-run completes the tenant");
     drop(Etcd::start_on(data_dir, &name, Some(peer)));
 }
@@ -191,6 +225,22 @@ async fn postgres_over_tls_with_client_certificates() {
     assert!(e.contains("pg_hba") || e.contains("encryption") || e.contains("SSL"), "{e}");
     // A CA that did not sign the server's certificate: refused before any query.
     let oca = other.join("ca.crt").display().to_string();
-    let e = k.fails(&["backup", "tenant", "--datastore", &pg.url(), "--schema", "t1", "--cacert", &oca, "--cert", &tls[1], "--key", &tls[2]], 6);
+    let e = k.fails(
+        &[
+            "backup",
+            "tenant",
+            "--datastore",
+            &pg.url(),
+            "--schema",
+            "t1",
+            "--cacert",
+            &oca,
+            "--cert",
+            &tls[1],
+            "--key",
+            &tls[2],
+        ],
+        6,
+    );
     assert!(e.to_lowercase().contains("certificate"), "{e}");
 }

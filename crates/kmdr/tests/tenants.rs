@@ -7,9 +7,9 @@
 mod common;
 
 use common::kube::FakeKube;
-use common::{under, Kmdr};
+use common::{Kmdr, under};
 use kmdr_testkit::{Etcd, Postgres};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::Path;
 
 fn b64(s: &str) -> String {
@@ -108,7 +108,14 @@ async fn tenants_round_trip_with_every_guard() {
     let k = Kmdr::local(d);
     k.init();
     // Tenant gamma lives in PostgreSQL (kine): move its keys there.
-    let m = k.json(&["backup", "tenant", "--datastore", &etcd.client_url.replace("http://", "etcd://"), "--schema", "tenants_gamma"]);
+    let m = k.json(&[
+        "backup",
+        "tenant",
+        "--datastore",
+        &etcd.client_url.replace("http://", "etcd://"),
+        "--schema",
+        "tenants_gamma",
+    ]);
     let gamma_hash = m[0]["source"]["content_sha256"].as_str().unwrap().to_string();
     k.ok(&["restore", "tenant", m[0]["id"].as_str().unwrap(), "--datastore", &pg.url()]);
     etcd.client().await.delete("/tenants_gamma/", Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
@@ -136,7 +143,11 @@ async fn tenants_round_trip_with_every_guard() {
     assert_eq!(alpha["data"]["driver"], "etcd");
     assert_eq!(tenants[1]["filled_from_status"], json!([]));
     assert_eq!(tenants[2]["data"]["driver"], "postgres");
-    assert_eq!(tenants[2]["data"]["content_sha256"].as_str().unwrap(), gamma_hash, "gamma's data read from PostgreSQL through the DataStore's credentials");
+    assert_eq!(
+        tenants[2]["data"]["content_sha256"].as_str().unwrap(),
+        gamma_hash,
+        "gamma's data read from PostgreSQL through the DataStore's credentials"
+    );
     let files: Vec<&str> = m["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
     for f in [
         "datastores/pg/datastore.yaml",
@@ -154,7 +165,10 @@ async fn tenants_round_trip_with_every_guard() {
     // The backup only read: no write went to the cluster.
     assert_eq!(writes_desc(&old), Vec::<String>::new());
     let stored = k.ok(&["backups", "show", "latest", "-o", "json"]);
-    assert!(!stored.contains("kmdr-test-pw") && !stored.contains(&b64("kmdr-test-pw")), "a secret value in the manifest");
+    assert!(
+        !stored.contains("kmdr-test-pw") && !stored.contains(&b64("kmdr-test-pw")),
+        "a secret value in the manifest"
+    );
 
     // --- the disaster: a new, empty cluster; the tenants' data is gone
     let alpha_before = under(&etcd, "/tenants_alpha/").await;
@@ -172,7 +186,10 @@ async fn tenants_round_trip_with_every_guard() {
     fresh.load(&json!({"objects": [{"apiVersion": "kamaji.clastix.io/v1alpha1", "kind": "TenantControlPlane",
         "metadata": {"name": "alpha", "namespace": "tenants"}, "spec": {"dataStore": "shared-etcd"}}]}));
     let err = k.fails(&["restore", "tenants", "latest", "--only", "tenants/alpha", "--kubeconfig", &kc], 8);
-    assert!(err.contains("refusing to restore TenantControlPlane tenants/alpha") && err.contains("\"tenants_alpha\""), "{err}");
+    assert!(
+        err.contains("refusing to restore TenantControlPlane tenants/alpha") && err.contains("\"tenants_alpha\""),
+        "{err}"
+    );
     assert_eq!(writes_desc(&fresh), Vec::<String>::new(), "a refused restore wrote");
     assert!(under(&etcd, "/tenants_alpha/").await.is_empty(), "a refused restore wrote data");
     fresh.load(&json!({"rules": [{"kind": "TenantControlPlane", "on": "start", "match": {"metadata.name": "alpha"}, "delete": true}]}));
@@ -180,7 +197,20 @@ async fn tenants_round_trip_with_every_guard() {
     assert!(fresh.object("TenantControlPlane", "tenants", "alpha").is_none());
 
     // Data before manifests: when the data cannot be written, no manifest is applied.
-    let err = k.fails(&["restore", "tenants", "latest", "--only", "tenants/alpha", "--kubeconfig", &kc, "--datastore-endpoint", "shared-etcd=127.0.0.1:1"], 6);
+    let err = k.fails(
+        &[
+            "restore",
+            "tenants",
+            "latest",
+            "--only",
+            "tenants/alpha",
+            "--kubeconfig",
+            &kc,
+            "--datastore-endpoint",
+            "shared-etcd=127.0.0.1:1",
+        ],
+        6,
+    );
     assert!(err.contains("127.0.0.1:1"), "{err}");
     assert_eq!(writes_desc(&fresh), Vec::<String>::new());
 
@@ -188,7 +218,8 @@ async fn tenants_round_trip_with_every_guard() {
     let dry = k.ok(&["restore", "tenants", "latest", "--only", "tenants/alpha", "--dry-run", "--kubeconfig", &kc]);
     let steps: Vec<&str> = dry.lines().filter(|l| l.starts_with("  ")).map(str::trim).collect();
     assert!(steps[0].starts_with("1. data of tenants/alpha: write 300 keys into schema tenants_alpha"), "{dry}");
-    let pos = |needle: &str| steps.iter().position(|s| s.contains(needle)).unwrap_or_else(|| panic!("{needle} not in {dry}"));
+    let pos =
+        |needle: &str| steps.iter().position(|s| s.contains(needle)).unwrap_or_else(|| panic!("{needle} not in {dry}"));
     assert!(pos("apply  DataStore shared-etcd") < pos("Secret tenants/alpha-ca"));
     assert!(pos("Secret tenants/alpha-ca") < pos("TenantControlPlane tenants/alpha"));
     assert!(pos("TenantControlPlane tenants/alpha") < pos("KamajiControlPlane tenants/alpha"));
@@ -198,18 +229,25 @@ async fn tenants_round_trip_with_every_guard() {
 
     // --- restore tenants --only alpha
     fresh.clear_requests();
-    let out = k.ok(&["restore", "tenants", "latest", "--only", "tenants/alpha", "--kubeconfig", &kc, "--interval", "100ms"]);
+    let out =
+        k.ok(&["restore", "tenants", "latest", "--only", "tenants/alpha", "--kubeconfig", &kc, "--interval", "100ms"]);
     assert!(out.contains("restored tenant tenants/alpha: 300 keys"), "{out}");
     assert!(under(&etcd, "/tenants_alpha/").await == alpha_before, "alpha's keys came back one for one");
     assert!(under(&etcd, "/tenants_beta/").await == beta_now, "--only alpha touched beta's keys");
     let writes = fresh.writes();
     assert!(writes.iter().all(|w| w.method != "DELETE"), "a DELETE was sent: {:?}", writes_desc(&fresh));
-    let order: Vec<String> = writes.iter().map(|w| w.path.rsplit('/').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("/")).collect();
+    let order: Vec<String> = writes
+        .iter()
+        .map(|w| w.path.rsplit('/').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("/"))
+        .collect();
     let at = |p: &str| order.iter().position(|o| o == p).unwrap_or_else(|| panic!("{p} not applied: {order:?}"));
     // Trap 3: the tenant CA Secret is restored, before the TCP.
     assert!(at("secrets/alpha-ca") < at("tenantcontrolplanes/alpha"), "{order:?}");
     assert!(at("datastores/shared-etcd") < at("secrets/alpha-ca"));
-    assert!(at("tenantcontrolplanes/alpha") < at("kamajicontrolplanes/alpha") && at("kamajicontrolplanes/alpha") < at("clusters/alpha"));
+    assert!(
+        at("tenantcontrolplanes/alpha") < at("kamajicontrolplanes/alpha")
+            && at("kamajicontrolplanes/alpha") < at("clusters/alpha")
+    );
     let tcp_apply = writes.iter().find(|w| w.path.ends_with("tenantcontrolplanes/alpha")).unwrap();
     assert_eq!(tcp_apply.method, "PATCH");
     assert_eq!(tcp_apply.content_type, "application/apply-patch+yaml");
@@ -226,14 +264,25 @@ async fn tenants_round_trip_with_every_guard() {
     let ca = fresh.object("Secret", "tenants", "alpha-ca").expect("the CA Secret is restored");
     assert_eq!(ca["data"]["tls.crt"], b64("cert of alpha-ca"));
     assert!(fresh.object("Secret", "tenants", "beta-ca").is_none(), "--only alpha restored beta's Secret");
-    assert_eq!(fresh.object("TenantControlPlane", "tenants", "alpha").unwrap()["status"]["kubernetesResources"]["version"]["status"], "Ready");
+    assert_eq!(
+        fresh.object("TenantControlPlane", "tenants", "alpha").unwrap()["status"]["kubernetesResources"]["version"]["status"],
+        "Ready"
+    );
 
     // --- gamma (PostgreSQL): data round-trips through the backed-up DataStore and its Secret.
-    let out = k.ok(&["restore", "tenants", "latest", "--only", "tenants/gamma", "--kubeconfig", &kc, "--interval", "100ms"]);
+    let out =
+        k.ok(&["restore", "tenants", "latest", "--only", "tenants/gamma", "--kubeconfig", &kc, "--interval", "100ms"]);
     assert!(out.contains("restored tenant tenants/gamma: 80 keys"), "{out}");
     let again = k.json(&["backup", "tenant", "--datastore", &pg.url(), "--schema", "tenants_gamma"]);
-    assert_eq!(again[0]["source"]["content_sha256"].as_str().unwrap(), gamma_hash, "gamma's data round-trips through PostgreSQL");
-    assert!(fresh.object("Secret", "kamaji-system", "pg-creds").is_some(), "the DataStore's credentials Secret was created");
+    assert_eq!(
+        again[0]["source"]["content_sha256"].as_str().unwrap(),
+        gamma_hash,
+        "gamma's data round-trips through PostgreSQL"
+    );
+    assert!(
+        fresh.object("Secret", "kamaji-system", "pg-creds").is_some(),
+        "the DataStore's credentials Secret was created"
+    );
     assert!(fresh.writes().iter().all(|w| w.method != "DELETE"));
 
     // Restoring alpha again: its data is there now, refused without --force.
@@ -246,20 +295,50 @@ async fn tenants_round_trip_with_every_guard() {
     let alpha_now = under(&etcd, "/tenants_alpha/").await;
     let rebuilt = FakeKube::with_fixtures(d, &fresh_fixtures(true));
     let rkc = kubeconfig(&rebuilt, d, "rebuilt");
-    let dry = k.ok(&["restore", "tenants", "latest", "--only", "tenants/alpha", "--manifests-only", "--dry-run", "--kubeconfig", &rkc]);
+    let dry = k.ok(&[
+        "restore",
+        "tenants",
+        "latest",
+        "--only",
+        "tenants/alpha",
+        "--manifests-only",
+        "--dry-run",
+        "--kubeconfig",
+        &rkc,
+    ]);
     assert!(dry.contains("data of tenants/alpha: keep the 301 keys schema tenants_alpha holds"), "{dry}");
-    let out = k.ok(&["restore", "tenants", "latest", "--only", "tenants/alpha", "--manifests-only", "--kubeconfig", &rkc, "--interval", "100ms"]);
+    let out = k.ok(&[
+        "restore",
+        "tenants",
+        "latest",
+        "--only",
+        "tenants/alpha",
+        "--manifests-only",
+        "--kubeconfig",
+        &rkc,
+        "--interval",
+        "100ms",
+    ]);
     assert!(out.contains("restored tenant tenants/alpha: kept the 301 keys"), "{out}");
     assert!(under(&etcd, "/tenants_alpha/").await == alpha_now, "--manifests-only changed the data");
-    assert!(rebuilt.object("TenantControlPlane", "tenants", "alpha").is_some() && rebuilt.object("Secret", "tenants", "alpha-ca").is_some());
+    assert!(
+        rebuilt.object("TenantControlPlane", "tenants", "alpha").is_some()
+            && rebuilt.object("Secret", "tenants", "alpha-ca").is_some()
+    );
     // ... and is refused where the schema holds nothing: the API server would start on an empty datastore.
     let empty = FakeKube::with_fixtures(d, &fresh_fixtures(true));
     let ekc = kubeconfig(&empty, d, "empty");
     etcd.client().await.delete("/tenants_alpha/", Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
-    let err = k.fails(&["restore", "tenants", "latest", "--only", "tenants/alpha", "--manifests-only", "--kubeconfig", &ekc], 8);
+    let err = k.fails(
+        &["restore", "tenants", "latest", "--only", "tenants/alpha", "--manifests-only", "--kubeconfig", &ekc],
+        8,
+    );
     assert!(err.contains("holds no keys") && err.contains("Drop --manifests-only"), "{err}");
     assert_eq!(writes_desc(&empty), Vec::<String>::new());
-    assert_eq!(k.run(&["restore", "tenants", "latest", "--manifests-only", "--force", "--kubeconfig", &ekc]).status.code(), Some(2));
+    assert_eq!(
+        k.run(&["restore", "tenants", "latest", "--manifests-only", "--force", "--kubeconfig", &ekc]).status.code(),
+        Some(2)
+    );
 }
 
 #[tokio::test]
@@ -293,7 +372,8 @@ async fn wait_for_ready_times_out_and_watch_waits_for_health() {
     // Data before manifests: the tenant's records are damaged in the
     // repository, so writing the data fails after every check passed; no
     // manifest may have been sent.
-    let records = m["files"].as_array().unwrap().iter().find(|f| f["name"] == "tenants/tenants/alpha/records").unwrap().clone();
+    let records =
+        m["files"].as_array().unwrap().iter().find(|f| f["name"] == "tenants/tenants/alpha/records").unwrap().clone();
     let mut saved = Vec::new();
     for c in records["chunks"].as_array().unwrap() {
         let id = c["id"].as_str().unwrap();
@@ -311,7 +391,10 @@ async fn wait_for_ready_times_out_and_watch_waits_for_health() {
     for (path, orig) in saved {
         std::fs::write(path, orig).unwrap();
     }
-    let err = k.fails(&["restore", "tenants", "latest", "-q", "--kubeconfig", &kc, "--timeout", "2s", "--interval", "200ms"], 11);
+    let err = k.fails(
+        &["restore", "tenants", "latest", "-q", "--kubeconfig", &kc, "--timeout", "2s", "--interval", "200ms"],
+        11,
+    );
     assert!(err.contains("TenantControlPlanes not Ready after 2") && err.contains("tenants/alpha"), "{err}");
     assert_eq!(under(&etcd, "/tenants_alpha/").await.len(), 50);
     assert!(stuck.object("TenantControlPlane", "tenants", "alpha").is_some());
@@ -330,9 +413,21 @@ async fn wait_for_ready_times_out_and_watch_waits_for_health() {
     ]});
     let w = FakeKube::with_fixtures(d, &watch_fx);
     let wkc = kubeconfig(&w, d, "watch");
-    let o = k.run(&["watch", "--until-healthy", "--timeout", "30s", "--interval", "200ms", "--kubeconfig", &wkc, "-o", "json"]);
+    let o = k.run(&[
+        "watch",
+        "--until-healthy",
+        "--timeout",
+        "30s",
+        "--interval",
+        "200ms",
+        "--kubeconfig",
+        &wkc,
+        "-o",
+        "json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    let snaps: Vec<Value> = String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let snaps: Vec<Value> =
+        String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(snaps.len() >= 2, "one snapshot per line, several before healthy: {}", snaps.len());
     assert_eq!(snaps[0]["healthy"], false);
     assert_eq!(snaps[0]["pods_not_ready"]["kamaji-system"][0]["name"], "kamaji-0");
@@ -340,13 +435,20 @@ async fn wait_for_ready_times_out_and_watch_waits_for_health() {
     let last = snaps.last().unwrap();
     assert_eq!(last["healthy"], true);
     assert_eq!(last["tenant_control_planes"][0]["status"], "Ready");
-    assert_eq!(last["helm_releases"], json!([{"name": "kmetal-system/kmetal", "status": "revision 1 deployed", "healthy": true}]));
+    assert_eq!(
+        last["helm_releases"],
+        json!([{"name": "kmetal-system/kmetal", "status": "revision 1 deployed", "healthy": true}])
+    );
 
     // Never healthy: exit 11 at --timeout, naming what is wrong.
-    let never = FakeKube::with_fixtures(d, &json!({"objects": [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crash", "namespace": "x"},
-        "status": {"phase": "Running", "containerStatuses": [{"state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}]}));
+    let never = FakeKube::with_fixtures(
+        d,
+        &json!({"objects": [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crash", "namespace": "x"},
+        "status": {"phase": "Running", "containerStatuses": [{"state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}]}),
+    );
     let nkc = kubeconfig(&never, d, "never");
-    let err = k.fails(&["watch", "--until-healthy", "--timeout", "1s", "--interval", "200ms", "--kubeconfig", &nkc], 11);
+    let err =
+        k.fails(&["watch", "--until-healthy", "--timeout", "1s", "--interval", "200ms", "--kubeconfig", &nkc], 11);
     assert!(err.contains("pod x/crash CrashLoopBackOff"), "{err}");
     // A dead API: 6, for watch and for restore tenants.
     let err = k.fails(&["watch", "--until-healthy", "--kubeconfig", &nkc, "--context", "dead"], 6);

@@ -11,9 +11,9 @@
 
 mod common;
 
-use common::kube::FakeKube;
 use common::Kmdr;
-use serde_json::{json, Value};
+use common::kube::FakeKube;
+use serde_json::{Value, json};
 use std::path::PathBuf;
 
 const CSI_DRIVER: &str = "hostpath.csi.k8s.io";
@@ -111,7 +111,10 @@ fn stored(kmdr: &Kmdr, id: &str) -> Value {
 #[test]
 fn csi_backup_then_restore_after_a_rebuild() {
     let s = setup();
-    let kube = FakeKube::with_fixtures(&s.dir, &json!({"objects": [pvc("tenant-a", "data-db-0"), pvc("tenant-a", "data-db-1")], "rules": csi_controller()}));
+    let kube = FakeKube::with_fixtures(
+        &s.dir,
+        &json!({"objects": [pvc("tenant-a", "data-db-0"), pvc("tenant-a", "data-db-1")], "rules": csi_controller()}),
+    );
     let file = plan(&s, &kube, "csi", CSI_ENTRY);
 
     let out = s.kmdr.json(&["backup", "--plan", &file, "--layer", "persistent-data"]);
@@ -121,7 +124,8 @@ fn csi_backup_then_restore_after_a_rebuild() {
     let id = unit["backup"].as_str().unwrap().to_string();
 
     // One VolumeSnapshot per selected PVC, with the plan's class.
-    let created: Vec<_> = kube.writes().into_iter().filter(|r| r.method == "POST" && r.path.ends_with("/volumesnapshots")).collect();
+    let created: Vec<_> =
+        kube.writes().into_iter().filter(|r| r.method == "POST" && r.path.ends_with("/volumesnapshots")).collect();
     assert_eq!(created.len(), 2);
     for r in &created {
         assert_eq!(r.path, "/apis/snapshot.storage.k8s.io/v1/namespaces/tenant-a/volumesnapshots");
@@ -145,7 +149,11 @@ fn csi_backup_then_restore_after_a_rebuild() {
         assert_eq!(it["driver"], CSI_DRIVER);
         assert_eq!(it["storage_class"], "csi-hostpath-sc");
         assert_eq!(it["request"], "2Gi");
-        handles.push((it["source"].as_str().unwrap().to_string(), it["name"].as_str().unwrap().to_string(), it["handle"].as_str().unwrap().to_string()));
+        handles.push((
+            it["source"].as_str().unwrap().to_string(),
+            it["name"].as_str().unwrap().to_string(),
+            it["handle"].as_str().unwrap().to_string(),
+        ));
     }
 
     // The cluster is rebuilt: an empty API with only the snapshot controller.
@@ -209,7 +217,10 @@ const VELERO_ENTRY: &str = "      - name: tenant-apps\n        provider: velero\
 #[test]
 fn velero_backup_then_restore_from_a_resynced_backup() {
     let s = setup();
-    let kube = FakeKube::with_fixtures(&s.dir, &json!({"objects": [namespace("velero")], "rules": velero_controller("Completed", json!({"status.phase": "Completed"}))}));
+    let kube = FakeKube::with_fixtures(
+        &s.dir,
+        &json!({"objects": [namespace("velero")], "rules": velero_controller("Completed", json!({"status.phase": "Completed"}))}),
+    );
     let file = plan(&s, &kube, "velero", VELERO_ENTRY);
     let out = s.kmdr.json(&["backup", "--plan", &file, "--layer", "persistent-data"]);
     let id = out[0]["unit"]["backup"].as_str().unwrap().to_string();
@@ -234,7 +245,10 @@ fn velero_backup_then_restore_from_a_resynced_backup() {
     let resynced = json!({"apiVersion": "velero.io/v1", "kind": "Backup",
         "metadata": {"name": name, "namespace": "velero", "labels": {"velero.io/storage-location": "default"}},
         "spec": synced["spec"], "status": synced["status"]});
-    let fresh = FakeKube::with_fixtures(&s.dir, &json!({"objects": [namespace("velero"), resynced], "rules": velero_controller("Completed", json!({"status.phase": "Completed", "status.warnings": 1}))}));
+    let fresh = FakeKube::with_fixtures(
+        &s.dir,
+        &json!({"objects": [namespace("velero"), resynced], "rules": velero_controller("Completed", json!({"status.phase": "Completed", "status.warnings": 1}))}),
+    );
     let file = plan(&s, &fresh, "velero-rebuilt", VELERO_ENTRY);
     let text = s.kmdr.ok(&["restore", "--plan", &file, "--layer", "persistent-data"]);
     assert!(text.contains("restored 1 volume set(s)"), "{text}");
@@ -256,7 +270,10 @@ fn a_partially_failed_velero_restore_names_its_describe_command() {
     let err = s.kmdr.fails(&["restore", "--plan", &file, "--layer", "persistent-data", "--quiet"], 6);
     let restore = kube.objects().into_iter().find(|o| o["kind"] == "Restore").unwrap();
     let name = restore["metadata"]["name"].as_str().unwrap();
-    assert!(err.contains(&format!("Restore velero/{name} ended PartiallyFailed with 2 error(s) and 3 warning(s)")), "{err}");
+    assert!(
+        err.contains(&format!("Restore velero/{name} ended PartiallyFailed with 2 error(s) and 3 warning(s)")),
+        "{err}"
+    );
     assert!(err.contains(&format!("velero restore describe {name} -n velero --details")), "{err}");
 }
 
@@ -264,7 +281,10 @@ fn a_partially_failed_velero_restore_names_its_describe_command() {
 fn a_stuck_velero_backup_times_out_and_a_missing_crd_says_not_installed() {
     let s = setup();
     // The backup never leaves InProgress.
-    let kube = FakeKube::with_fixtures(&s.dir, &json!({"objects": [namespace("velero")], "rules": [velero_controller("Completed", json!({}))[0].clone()]}));
+    let kube = FakeKube::with_fixtures(
+        &s.dir,
+        &json!({"objects": [namespace("velero")], "rules": [velero_controller("Completed", json!({}))[0].clone()]}),
+    );
     let file = plan(&s, &kube, "velero-stuck", &VELERO_ENTRY.replace("timeout: 20s", "timeout: 2s"));
     let o = s.kmdr.run(&["backup", "--plan", &file, "--layer", "persistent-data"]);
     assert_eq!(o.status.code(), Some(11));
@@ -306,7 +326,10 @@ fn status_counts_the_backups_a_velero_schedule_took() {
     assert_eq!(rpo["subject"], "persistent-data tenant-apps");
     assert_eq!(rpo["level"], "OK", "{rpo}");
     let msg = rpo["message"].as_str().unwrap();
-    assert!(msg.contains("Backup velero/daily-20261127070000"), "the newest Completed one, not the one in progress: {msg}");
+    assert!(
+        msg.contains("Backup velero/daily-20261127070000"),
+        "the newest Completed one, not the one in progress: {msg}"
+    );
     assert!(msg.contains("taken by the tool's own schedule"), "{msg}");
     assert!(msg.contains("12m"), "{msg}");
 
@@ -355,7 +378,10 @@ fn kasten_backup_then_restore_after_the_catalog_came_back() {
     let id = out[0]["unit"]["backup"].as_str().unwrap().to_string();
     let run = kube.writes().into_iter().find(|r| r.method == "POST").unwrap();
     assert_eq!(run.path, "/apis/actions.kio.kasten.io/v1alpha1/namespaces/kasten-io/runactions");
-    assert_eq!(run.body["spec"]["subject"], json!({"apiVersion": "config.kio.kasten.io/v1alpha1", "kind": "Policy", "name": "tenant-a-backup", "namespace": "kasten-io"}));
+    assert_eq!(
+        run.body["spec"]["subject"],
+        json!({"apiVersion": "config.kio.kasten.io/v1alpha1", "kind": "Policy", "name": "tenant-a-backup", "namespace": "kasten-io"})
+    );
     let rp = kube.objects().into_iter().find(|o| o["kind"] == "RestorePoint").unwrap();
     let rp_name = rp["metadata"]["name"].as_str().unwrap().to_string();
     let item = stored(&s.kmdr, &id)["source"]["items"][0].clone();
@@ -385,7 +411,10 @@ fn kasten_backup_then_restore_after_the_catalog_came_back() {
 #[test]
 fn a_drill_measures_the_persistent_data_layer() {
     let s = setup();
-    let kube = FakeKube::with_fixtures(&s.dir, &json!({"objects": [namespace("velero")], "rules": velero_controller("Completed", json!({"status.phase": "Completed"}))}));
+    let kube = FakeKube::with_fixtures(
+        &s.dir,
+        &json!({"objects": [namespace("velero")], "rules": velero_controller("Completed", json!({"status.phase": "Completed"}))}),
+    );
     let file = plan(&s, &kube, "velero-drill", VELERO_ENTRY);
     // Without a failure step the drill refuses: kmdr never deletes volumes.
     let err = s.kmdr.fails(&["drill", "--plan", &file, "--yes"], 2);

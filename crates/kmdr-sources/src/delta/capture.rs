@@ -15,10 +15,10 @@
 //! coverage forward.
 
 use super::DeltaEvent;
-use crate::tenant::records::prefix_range;
 use crate::tenant::AnyTenants;
-use kmdr_repo::deltas::SegmentName;
+use crate::tenant::records::prefix_range;
 use kmdr_repo::Repository;
+use kmdr_repo::deltas::SegmentName;
 use std::time::{Duration, Instant};
 
 /// What a capture watches and where its segments go.
@@ -50,7 +50,12 @@ impl DeltaTarget {
 
     /// Every key of an etcd cluster.
     pub fn whole(cluster_id: &str) -> Self {
-        DeltaTarget { series: format!("etcd/{cluster_id}"), key_root: Vec::new(), range_start: vec![0], range_end: vec![0] }
+        DeltaTarget {
+            series: format!("etcd/{cluster_id}"),
+            key_root: Vec::new(),
+            range_start: vec![0],
+            range_end: vec![0],
+        }
     }
 
     /// The key relative to the root; `None` for a key outside it (not captured,
@@ -136,7 +141,11 @@ pub enum DeltaError {
     Watch { series: String, detail: String, next: i64 },
     /// Writing a segment failed for good.
     #[error("writing a delta segment of {series} failed: {source}")]
-    Repo { series: String, #[source] source: kmdr_repo::Error },
+    Repo {
+        series: String,
+        #[source]
+        source: kmdr_repo::Error,
+    },
 }
 
 impl DeltaError {
@@ -193,8 +202,12 @@ impl ChangeSource {
         let schema_owned = schema.to_string();
         match store {
             AnyTenants::Etcd(t) => (ChangeSource::Etcd(t.client().clone()), DeltaTarget::tenant(schema)),
-            AnyTenants::Postgres(store) => (ChangeSource::Postgres { store, schema: schema_owned }, DeltaTarget::kine(schema)),
-            AnyTenants::Mysql(store) => (ChangeSource::Mysql { store, schema: schema_owned }, DeltaTarget::kine(schema)),
+            AnyTenants::Postgres(store) => {
+                (ChangeSource::Postgres { store, schema: schema_owned }, DeltaTarget::kine(schema))
+            }
+            AnyTenants::Mysql(store) => {
+                (ChangeSource::Mysql { store, schema: schema_owned }, DeltaTarget::kine(schema))
+            }
             AnyTenants::Nats(store) => (ChangeSource::Nats { store, schema: schema_owned }, DeltaTarget::kine(schema)),
         }
     }
@@ -218,7 +231,16 @@ pub struct DeltaCapture {
 impl DeltaCapture {
     /// Capture from revision `next` (the one after the last already stored).
     pub fn new(target: DeltaTarget, options: CaptureOptions, next: i64) -> Self {
-        DeltaCapture { target, options, next, covered: next - 1, pending: Vec::new(), pending_bytes: 0, oldest: None, last_write: Instant::now() }
+        DeltaCapture {
+            target,
+            options,
+            next,
+            covered: next - 1,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            oldest: None,
+            last_write: Instant::now(),
+        }
     }
 
     /// The first revision not yet in the repository.
@@ -253,18 +275,38 @@ impl DeltaCapture {
                 Err(e) => e,
             },
             ChangeSource::Postgres { store, schema } => match store.open_log(schema).await {
-                Ok(log) => return self.run_feed(super::kine_sql::KineSqlFeed::new(log, &self.target, self.options, from), repo, stop, on_event).await,
+                Ok(log) => {
+                    return self
+                        .run_feed(
+                            super::kine_sql::KineSqlFeed::new(log, &self.target, self.options, from),
+                            repo,
+                            stop,
+                            on_event,
+                        )
+                        .await;
+                }
                 Err(e) => e.to_string(),
             },
             ChangeSource::Mysql { store, schema } => match store.open_log(schema).await {
-                Ok(log) => return self.run_feed(super::kine_sql::KineSqlFeed::new(log, &self.target, self.options, from), repo, stop, on_event).await,
+                Ok(log) => {
+                    return self
+                        .run_feed(
+                            super::kine_sql::KineSqlFeed::new(log, &self.target, self.options, from),
+                            repo,
+                            stop,
+                            on_event,
+                        )
+                        .await;
+                }
                 Err(e) => e.to_string(),
             },
-            ChangeSource::Nats { store, schema } => match super::nats::NatsFeed::open(store, schema, &self.target, from).await {
-                Ok(Ok(feed)) => return self.run_feed(feed, repo, stop, on_event).await,
-                Ok(Err(stopped)) => return Ok(stopped),
-                Err(e) => e,
-            },
+            ChangeSource::Nats { store, schema } => {
+                match super::nats::NatsFeed::open(store, schema, &self.target, from).await {
+                    Ok(Ok(feed)) => return self.run_feed(feed, repo, stop, on_event).await,
+                    Ok(Err(stopped)) => return Ok(stopped),
+                    Err(e) => e,
+                }
+            }
         };
         Err(self.watch_error(opened))
     }

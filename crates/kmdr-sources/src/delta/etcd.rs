@@ -26,7 +26,8 @@ pub struct EtcdFeed {
 impl EtcdFeed {
     /// Start watching `target` at revision `from`.
     pub async fn open(client: &Client, target: &DeltaTarget, from: i64) -> Result<EtcdFeed, String> {
-        let opts = WatchOptions::new().with_range(target.range_end.clone()).with_start_revision(from).with_progress_notify();
+        let opts =
+            WatchOptions::new().with_range(target.range_end.clone()).with_start_revision(from).with_progress_notify();
         let stream = client.clone().watch(target.range_start.clone(), Some(opts)).await.map_err(|e| describe(&e))?;
         Ok(EtcdFeed { target: target.clone(), stream, from })
     }
@@ -47,7 +48,13 @@ impl EtcdFeed {
                 EventType::Put => (Op::Put, kv.value().to_vec(), kv.create_revision()),
                 EventType::Delete => (Op::Delete, Vec::new(), 0),
             };
-            out.events.push(DeltaEvent { op, key: key.to_vec(), value, revision: kv.mod_revision(), create_revision: create });
+            out.events.push(DeltaEvent {
+                op,
+                key: key.to_vec(),
+                value,
+                revision: kv.mod_revision(),
+                create_revision: create,
+            });
         }
         Ok(out)
     }
@@ -70,7 +77,10 @@ impl ChangeFeed for EtcdFeed {
             };
             if resp.canceled() {
                 if resp.compact_revision() > 0 {
-                    return Ok(Err(Stopped::Compacted { wanted: self.from, compact_revision: resp.compact_revision() }));
+                    return Ok(Err(Stopped::Compacted {
+                        wanted: self.from,
+                        compact_revision: resp.compact_revision(),
+                    }));
                 }
                 return Err(format!("etcd cancelled the watch: {}", resp.cancel_reason()));
             }

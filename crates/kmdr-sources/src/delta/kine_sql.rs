@@ -27,7 +27,7 @@
 
 use super::capture::{ChangeFeed, Changes, DeltaTarget, Stopped};
 use super::{DeltaEvent, Op};
-use crate::tenant::kine_sql::{KineLog, LogRow, LOG_PAGE};
+use crate::tenant::kine_sql::{KineLog, LOG_PAGE, LogRow};
 use std::time::{Duration, Instant};
 
 /// Reads one tenant's kine table after the last id captured.
@@ -152,8 +152,8 @@ impl<L: KineLog> ChangeFeed for KineSqlFeed<L> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tenant::kine_sql::LogPage;
     use crate::tenant::TenantError;
+    use crate::tenant::kine_sql::LogPage;
 
     struct NoLog;
     impl KineLog for NoLog {
@@ -163,7 +163,14 @@ mod tests {
     }
 
     fn row(id: i64, name: &str, created: i64, deleted: i64, create_revision: i64) -> LogRow {
-        LogRow { id, name: name.as_bytes().to_vec(), created, deleted, create_revision, value: format!("v{id}").into_bytes() }
+        LogRow {
+            id,
+            name: name.as_bytes().to_vec(),
+            created,
+            deleted,
+            create_revision,
+            value: format!("v{id}").into_bytes(),
+        }
     }
 
     fn feed(from: i64) -> KineSqlFeed<NoLog> {
@@ -184,7 +191,13 @@ mod tests {
             ],
             Instant::now(),
         );
-        let ev = |op, value: &str, revision, create_revision| DeltaEvent { op, key: b"/a".to_vec(), value: value.into(), revision, create_revision };
+        let ev = |op, value: &str, revision, create_revision| DeltaEvent {
+            op,
+            key: b"/a".to_vec(),
+            value: value.into(),
+            revision,
+            create_revision,
+        };
         assert_eq!(c.events, vec![ev(Op::Put, "v2", 2, 2), ev(Op::Put, "v3", 3, 2), ev(Op::Delete, "", 5, 0)]);
         assert_eq!((c.covered, c.idle), (Some(6), true));
     }
@@ -197,7 +210,10 @@ mod tests {
         let c = f.take(vec![row(11, "/registry/b", 1, 0, 0)], t0);
         assert_eq!((c.events.len(), c.covered, c.idle), (0, Some(9), false));
         // 10 commits later: both, in order.
-        let c = f.take(vec![row(10, "/registry/a", 1, 0, 0), row(11, "/registry/b", 1, 0, 0)], t0 + Duration::from_millis(500));
+        let c = f.take(
+            vec![row(10, "/registry/a", 1, 0, 0), row(11, "/registry/b", 1, 0, 0)],
+            t0 + Duration::from_millis(500),
+        );
         assert_eq!(c.events.iter().map(|e| e.revision).collect::<Vec<_>>(), vec![10, 11]);
         assert_eq!((c.covered, c.idle), (Some(11), true));
         // 12 and 13 never show: held for gap_wait, then skipped.
@@ -205,7 +221,8 @@ mod tests {
         assert_eq!((c.events.len(), c.covered), (0, Some(11)));
         let c = f.take(vec![row(14, "/registry/c", 1, 0, 0)], t0 + Duration::from_millis(2900));
         assert_eq!((c.events.len(), c.covered), (0, Some(11)));
-        let c = f.take(vec![row(14, "/registry/c", 1, 0, 0), row(16, "/registry/d", 1, 0, 0)], t0 + Duration::from_secs(3));
+        let c =
+            f.take(vec![row(14, "/registry/c", 1, 0, 0), row(16, "/registry/d", 1, 0, 0)], t0 + Duration::from_secs(3));
         assert_eq!(c.events.iter().map(|e| e.revision).collect::<Vec<_>>(), vec![14]);
         // 15 was first seen missing only now: it waits its own gap_wait.
         assert_eq!((c.covered, c.idle), (Some(14), false));

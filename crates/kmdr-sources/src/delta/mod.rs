@@ -180,7 +180,10 @@ pub async fn load_bases(repo: &kmdr_repo::Repository, skip: &[kmdr_core::BackupI
 /// left in their series (or their series has no full backup left). Applied
 /// after `forget` (with nothing in `forgotten`: they are gone already).
 /// Refuses when a manifest cannot be read: it may be the base that needs them.
-pub async fn unusable_segments(repo: &kmdr_repo::Repository, forgotten: &[kmdr_core::BackupId]) -> Result<Vec<kmdr_repo::SegmentName>, kmdr_repo::Error> {
+pub async fn unusable_segments(
+    repo: &kmdr_repo::Repository,
+    forgotten: &[kmdr_core::BackupId],
+) -> Result<Vec<kmdr_repo::SegmentName>, kmdr_repo::Error> {
     let segments = repo.list_segments(None).await?;
     if segments.is_empty() {
         return Ok(Vec::new());
@@ -201,7 +204,13 @@ mod tests {
     use super::*;
 
     fn ev(op: Op, key: &str, value: &str, rev: i64) -> DeltaEvent {
-        DeltaEvent { op, key: key.into(), value: value.into(), revision: rev, create_revision: if op == Op::Put { rev } else { 0 } }
+        DeltaEvent {
+            op,
+            key: key.into(),
+            value: value.into(),
+            revision: rev,
+            create_revision: if op == Op::Put { rev } else { 0 },
+        }
     }
 
     #[test]

@@ -25,8 +25,8 @@
 
 use super::capture::{ChangeFeed, Changes, DeltaTarget, Stopped};
 use super::{DeltaEvent, Op};
-use crate::tenant::nats::{decode_key, decode_value, is_removal, NatsTenants};
-use async_nats::jetstream::consumer::{push, DeliverPolicy, ReplayPolicy};
+use crate::tenant::nats::{NatsTenants, decode_key, decode_value, is_removal};
+use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
 use futures::StreamExt;
 use std::time::Instant;
 
@@ -46,7 +46,12 @@ pub struct NatsFeed {
 
 impl NatsFeed {
     /// Consume bucket `schema` from sequence `from`; `Ok(Err(..))` when messages from `from` on are gone.
-    pub async fn open(store: &NatsTenants, schema: &str, target: &DeltaTarget, from: i64) -> Result<Result<NatsFeed, Stopped>, String> {
+    pub async fn open(
+        store: &NatsTenants,
+        schema: &str,
+        target: &DeltaTarget,
+        from: i64,
+    ) -> Result<Result<NatsFeed, Stopped>, String> {
         let stream = match store.stream(schema).await.map_err(|e| e.to_string())? {
             Some(s) => s,
             None => return Err(format!("there is no KV bucket {schema} (stream KV_{schema})")),
@@ -80,7 +85,8 @@ impl NatsFeed {
         if is_removal(msg) {
             return Ok(Some(DeltaEvent { op: Op::Delete, key, value: Vec::new(), revision: seq, create_revision: 0 }));
         }
-        let event = decode_value(&msg.payload).map_err(|e| format!("value of KV key {kv_key} (sequence {seq}): {e}"))?;
+        let event =
+            decode_value(&msg.payload).map_err(|e| format!("value of KV key {kv_key} (sequence {seq}): {e}"))?;
         Ok(Some(match (event.delete, event.kv) {
             (false, Some(kv)) => {
                 let create_revision = if kv.create_revision == 0 { seq } else { kv.create_revision };

@@ -11,14 +11,14 @@
 //! Memory grows with the keys changed since the full backup, not with the
 //! tenant.
 
-use super::{decode, DeltaEvent, Op};
+use super::{DeltaEvent, Op, decode};
 use crate::tenant::records::{RecordReader, RecordWriter};
-use crate::tenant::{tenant_info, TenantError, TenantStore, KIND, RECORDS_FILE};
+use crate::tenant::{KIND, RECORDS_FILE, TenantError, TenantStore, tenant_info};
 use chrono::{DateTime, Utc};
 use kmdr_core::Manifest;
-use kmdr_repo::deltas::{plan_chain, SegmentName};
-use kmdr_repo::restorer::{restore_file, FileCheck};
 use kmdr_repo::Repository;
+use kmdr_repo::deltas::{SegmentName, plan_chain};
+use kmdr_repo::restorer::{FileCheck, restore_file};
 use std::collections::BTreeMap;
 
 /// The point to restore to.
@@ -61,7 +61,9 @@ pub struct PointPlan {
 #[derive(Debug, thiserror::Error)]
 pub enum PointError {
     /// No full backup of the series is old enough.
-    #[error("no full backup of {series} at or before {point}: pick a later point, or list the backups with `kmdr backups list`")]
+    #[error(
+        "no full backup of {series} at or before {point}: pick a later point, or list the backups with `kmdr backups list`"
+    )]
     NoBackupBefore { series: String, point: String },
     /// The delta segments do not reach the point without a hole.
     #[error(transparent)]
@@ -98,7 +100,11 @@ pub fn continuing_segments(base: &Manifest, base_rev: i64, segments: &[SegmentNa
 /// without a gap. With `--revision R` the newest full backup at a revision
 /// at or below R is taken (after a datastore was restored from a snapshot,
 /// revision numbers repeat: the newest history wins).
-pub async fn plan_series_point(repo: &Repository, series: &str, point: Point) -> Result<(PointPlan, Manifest), PointError> {
+pub async fn plan_series_point(
+    repo: &Repository,
+    series: &str,
+    point: Point,
+) -> Result<(PointPlan, Manifest), PointError> {
     let bases = full_backups(repo, series).await?;
     let segments = repo.list_segments(Some(series)).await?;
     let none = || PointError::NoBackupBefore { series: series.into(), point: point.to_string() };
@@ -151,7 +157,8 @@ pub async fn replay_events<E: From<kmdr_repo::Error>>(
         let events = decode(&raw).map_err(|e| kmdr_repo::Error::Damaged { object: name.key(), reason: e.0 })?;
         let from = applied;
         applied = applied.max(name.last);
-        let events: Vec<DeltaEvent> = events.into_iter().filter(|e| e.revision > from && e.revision <= plan.revision).collect();
+        let events: Vec<DeltaEvent> =
+            events.into_iter().filter(|e| e.revision > from && e.revision <= plan.revision).collect();
         if !events.is_empty() {
             apply(events).await?;
         }
@@ -187,7 +194,9 @@ pub async fn write_state<W: tokio::io::AsyncWrite + Unpin + Send>(
     overlay: &Overlay,
     out: W,
 ) -> Result<crate::tenant::RecordSummary, TenantError> {
-    let entry = base.file(RECORDS_FILE).ok_or_else(|| TenantError::WrongKind { id: base.id.to_string(), kind: base.id.kind().to_string() })?;
+    let entry = base
+        .file(RECORDS_FILE)
+        .ok_or_else(|| TenantError::WrongKind { id: base.id.to_string(), kind: base.id.kind().to_string() })?;
     let (pipe_w, pipe_r) = tokio::io::duplex(1 << 20);
     let read = async move {
         let mut pipe_w = pipe_w;
@@ -298,7 +307,13 @@ pub async fn restorable_points(repo: &Repository) -> Result<Vec<SeriesPoints>, k
                     Err(gap) => gap.from - 1,
                 },
             };
-            let to_time = usable.iter().filter(|x| x.first <= reach).map(|x| x.written).max().unwrap_or(m.finished_at).max(m.finished_at);
+            let to_time = usable
+                .iter()
+                .filter(|x| x.first <= reach)
+                .map(|x| x.written)
+                .max()
+                .unwrap_or(m.finished_at)
+                .max(m.finished_at);
             match windows.last_mut() {
                 // A later base inside the previous stretch only extends it.
                 Some(w) if *rev >= w.from_revision && *rev <= w.to_revision => {
@@ -307,7 +322,13 @@ pub async fn restorable_points(repo: &Repository) -> Result<Vec<SeriesPoints>, k
                         w.to_time = to_time;
                     }
                 }
-                _ => windows.push(Window { base: m.id.to_string(), from_revision: *rev, to_revision: reach, from_time: m.finished_at, to_time }),
+                _ => windows.push(Window {
+                    base: m.id.to_string(),
+                    from_revision: *rev,
+                    to_revision: reach,
+                    from_time: m.finished_at,
+                    to_time,
+                }),
             }
         }
         out.push(SeriesPoints {

@@ -46,10 +46,7 @@ impl EtcdConnection {
     /// Endpoints with a scheme: `https://` when TLS files are given, else `http://`.
     pub fn urls(&self) -> Vec<String> {
         let scheme = if self.tls.is_set() { "https" } else { "http" };
-        self.endpoints
-            .iter()
-            .map(|e| if e.contains("://") { e.clone() } else { format!("{scheme}://{e}") })
-            .collect()
+        self.endpoints.iter().map(|e| if e.contains("://") { e.clone() } else { format!("{scheme}://{e}") }).collect()
     }
 
     fn options(&self) -> Result<ConnectOptions, EtcdError> {

@@ -10,8 +10,8 @@ pub mod restorer;
 pub mod snapshotter;
 
 pub use connection::{EtcdConnection, TlsFiles};
-pub use restorer::{find_restore_tool, EtcdRestoreOptions, EtcdRestorePlan, RestoreTool};
-pub use snapshotter::{backup_snapshot, SnapshotOptions};
+pub use restorer::{EtcdRestoreOptions, EtcdRestorePlan, RestoreTool, find_restore_tool};
+pub use snapshotter::{SnapshotOptions, backup_snapshot};
 
 use std::path::PathBuf;
 
@@ -19,11 +19,17 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
     /// No endpoint answered.
-    #[error("cannot reach etcd at {endpoints}: {detail}. Check --endpoints and that etcd is running; for https endpoints pass --cacert, --cert and --key")]
+    #[error(
+        "cannot reach etcd at {endpoints}: {detail}. Check --endpoints and that etcd is running; for https endpoints pass --cacert, --cert and --key"
+    )]
     Unreachable { endpoints: String, detail: String },
     /// A certificate or key file could not be read.
     #[error("cannot read TLS file {}: {source}; check --cacert/--cert/--key", path.display())]
-    TlsFile { path: PathBuf, #[source] source: std::io::Error },
+    TlsFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The TLS options are inconsistent.
     #[error("{0}")]
     TlsConfig(String),
@@ -31,16 +37,24 @@ pub enum EtcdError {
     #[error("etcd {op} failed at {endpoint}: {detail}")]
     Rpc { op: &'static str, endpoint: String, detail: String },
     /// The snapshot stream failed its own integrity check.
-    #[error("the snapshot from {endpoint} is corrupt or incomplete: {detail}; nothing was committed, run the backup again")]
+    #[error(
+        "the snapshot from {endpoint} is corrupt or incomplete: {detail}; nothing was committed, run the backup again"
+    )]
     SnapshotIntegrity { endpoint: String, detail: String },
     /// No restore tool was found.
-    #[error("no working etcdutl or etcdctl found ({tried}): install etcd's tools (etcdutl from etcd >= 3.5, or etcdctl 3.4) or pass --etcdutl PATH")]
+    #[error(
+        "no working etcdutl or etcdctl found ({tried}): install etcd's tools (etcdutl from etcd >= 3.5, or etcdctl 3.4) or pass --etcdutl PATH"
+    )]
     NoRestoreTool { tried: String },
     /// No `etcd` binary for a point-in-time restore.
-    #[error("no working etcd server binary found ({tried}): a point-in-time restore replays the delta segments in a scratch etcd; install etcd (the same version as the cluster's) or pass --etcd PATH")]
+    #[error(
+        "no working etcd server binary found ({tried}): a point-in-time restore replays the delta segments in a scratch etcd; install etcd (the same version as the cluster's) or pass --etcd PATH"
+    )]
     NoEtcdServer { tried: String },
     /// The scratch etcd of a point-in-time restore failed.
-    #[error("the scratch etcd that replays the delta segments failed: {detail}; nothing was changed. Check free disk space next to the data dir, or pass --etcd with the cluster's etcd version")]
+    #[error(
+        "the scratch etcd that replays the delta segments failed: {detail}; nothing was changed. Check free disk space next to the data dir, or pass --etcd with the cluster's etcd version"
+    )]
     Scratch { detail: String },
     /// No full backup and delta chain reach the point asked.
     #[error(transparent)]
@@ -56,7 +70,12 @@ pub enum EtcdError {
     WrongKind { id: String, kind: String },
     /// Local file handling during restore failed.
     #[error("{what} {}: {source}", path.display())]
-    Local { what: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Local {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The repository failed.
     #[error(transparent)]
     Repo(#[from] kmdr_repo::Error),

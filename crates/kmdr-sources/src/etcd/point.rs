@@ -20,11 +20,11 @@
 //! written with a lease after the base (Events, leader-election Leases) do
 //! not expire by themselves once restored.
 
-use super::connection::describe;
-use super::restorer::{last_lines, local, RestoreTool};
-use super::snapshotter::snapshot_into;
 use super::EtcdError;
-use crate::delta::pitr::{replay_events, PointPlan};
+use super::connection::describe;
+use super::restorer::{RestoreTool, last_lines, local};
+use super::snapshotter::snapshot_into;
+use crate::delta::pitr::{PointPlan, replay_events};
 use crate::delta::{DeltaEvent, Op};
 use etcd_client::{Client, GetOptions, Txn, TxnOp};
 use kmdr_repo::{Progress, Repository};
@@ -64,7 +64,12 @@ pub fn find_etcd_server(explicit: Option<&Path>, tool: &RestoreTool) -> Result<E
                     .lines()
                     .find_map(|l| l.strip_prefix("etcd Version:").map(|v| v.trim().to_string()))
                     .unwrap_or_else(|| "unknown".into());
-                let help = std::process::Command::new(&c).arg("--help").stdin(Stdio::null()).output().map(|o| o.stdout).unwrap_or_default();
+                let help = std::process::Command::new(&c)
+                    .arg("--help")
+                    .stdin(Stdio::null())
+                    .output()
+                    .map(|o| o.stdout)
+                    .unwrap_or_default();
                 let no_fsync = String::from_utf8_lossy(&help).contains("unsafe-no-fsync");
                 return Ok(EtcdServer { program: c, version, no_fsync });
             }
@@ -115,9 +120,17 @@ fn scratch_error(detail: String) -> EtcdError {
 }
 
 /// Restore `snapshot` into `work/data` as a single scratch member and start it.
-async fn start_scratch(tool: &RestoreTool, server: &EtcdServer, snapshot: &Path, work: &Path) -> Result<Scratch, EtcdError> {
+async fn start_scratch(
+    tool: &RestoreTool,
+    server: &EtcdServer,
+    snapshot: &Path,
+    work: &Path,
+) -> Result<Scratch, EtcdError> {
     let data = work.join("data");
-    let (client_port, peer_port) = (free_port().map_err(local("cannot pick a port", work))?, free_port().map_err(local("cannot pick a port", work))?);
+    let (client_port, peer_port) = (
+        free_port().map_err(local("cannot pick a port", work))?,
+        free_port().map_err(local("cannot pick a port", work))?,
+    );
     let peer = format!("http://127.0.0.1:{peer_port}");
     let url = format!("http://127.0.0.1:{client_port}");
     let cluster = format!("kmdr-point={peer}");
@@ -158,7 +171,8 @@ async fn start_scratch(tool: &RestoreTool, server: &EtcdServer, snapshot: &Path,
         if let Ok(Some(status)) = scratch.child.try_wait() {
             return Err(scratch_error(format!("the scratch etcd exited with {status}: {}", scratch.log_tail())));
         }
-        if let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(2), Client::connect([scratch.url.as_str()], None)).await
+        if let Ok(Ok(mut c)) =
+            tokio::time::timeout(Duration::from_secs(2), Client::connect([scratch.url.as_str()], None)).await
             && c.status().await.is_ok()
         {
             return Ok(scratch);
@@ -181,10 +195,11 @@ async fn apply_revision(client: &mut Client, url: &str, events: &[DeltaEvent]) -
             Op::Delete => TxnOp::delete(e.key.clone(), None),
         })
         .collect();
-    let resp = client
-        .txn(Txn::new().and_then(ops))
-        .await
-        .map_err(|e| EtcdError::Rpc { op: "txn (replaying a delta)", endpoint: url.into(), detail: describe(&e) })?;
+    let resp = client.txn(Txn::new().and_then(ops)).await.map_err(|e| EtcdError::Rpc {
+        op: "txn (replaying a delta)",
+        endpoint: url.into(),
+        detail: describe(&e),
+    })?;
     Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
 }
 
@@ -217,8 +232,10 @@ pub async fn build_point_snapshot(
             let url = url.clone();
             move |e: etcd_client::Error| EtcdError::Rpc { op, endpoint: url, detail: describe(&e) }
         };
-        let head = client.get("", Some(GetOptions::new().with_all_keys().with_count_only())).await.map_err(rpc("range"))?;
-        let mut outcome = PointOutcome { revision: head.header().map(|h| h.revision()).unwrap_or_default(), ..Default::default() };
+        let head =
+            client.get("", Some(GetOptions::new().with_all_keys().with_count_only())).await.map_err(rpc("range"))?;
+        let mut outcome =
+            PointOutcome { revision: head.header().map(|h| h.revision()).unwrap_or_default(), ..Default::default() };
         if outcome.revision != plan.base_revision {
             outcome.drift_from = Some(plan.base_revision);
         }

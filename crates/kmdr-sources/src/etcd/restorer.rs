@@ -8,12 +8,12 @@
 //! the tool writes into a staging dir; only when it succeeds is an existing
 //! data dir moved aside (`--force`) and the staging dir renamed into place.
 
-use super::point::{base_snapshot_path, build_point_snapshot, EtcdServer, PointOutcome};
-use super::snapshotter::{KIND, SNAPSHOT_FILE};
 use super::EtcdError;
-use crate::delta::pitr::{plan_series_point, Point, PointPlan};
+use super::point::{EtcdServer, PointOutcome, base_snapshot_path, build_point_snapshot};
+use super::snapshotter::{KIND, SNAPSHOT_FILE};
+use crate::delta::pitr::{Point, PointPlan, plan_series_point};
 use kmdr_core::{BackupId, Manifest, SourceInfo};
-use kmdr_repo::{restorer, Progress, Repository};
+use kmdr_repo::{Progress, Repository, restorer};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -105,16 +105,32 @@ pub struct PointRestore {
 
 impl PointRestore {
     /// Plan the point `point` of the series of backup `id` (its cluster).
-    pub async fn plan(repo: &Repository, id: &BackupId, point: Point, etcd: EtcdServer, next_to: &Path) -> Result<(Self, BackupId), EtcdError> {
+    pub async fn plan(
+        repo: &Repository,
+        id: &BackupId,
+        point: Point,
+        etcd: EtcdServer,
+        next_to: &Path,
+    ) -> Result<(Self, BackupId), EtcdError> {
         let m = load_snapshot_manifest(repo, id).await?;
         let (plan, base) = plan_series_point(repo, &m.series, point).await?;
-        let parent = std::path::absolute(next_to).map_err(local("bad path", next_to))?.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let parent = std::path::absolute(next_to)
+            .map_err(local("bad path", next_to))?
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .to_path_buf();
         let work_dir = parent.join(format!(".kmdr-point-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
         Ok((PointRestore { plan, base_id: base.id.clone(), etcd, work_dir }, base.id))
     }
 
     /// Fetch the base snapshot and build the point's snapshot into `out`.
-    pub async fn build(&self, repo: &Repository, tool: &RestoreTool, out: &Path, progress: Option<Progress>) -> Result<PointOutcome, EtcdError> {
+    pub async fn build(
+        &self,
+        repo: &Repository,
+        tool: &RestoreTool,
+        out: &Path,
+        progress: Option<Progress>,
+    ) -> Result<PointOutcome, EtcdError> {
         std::fs::create_dir(&self.work_dir).map_err(local("cannot create the scratch dir", &self.work_dir))?;
         let result = async {
             write_snapshot(repo, &self.base_id, &base_snapshot_path(&self.work_dir), false, false, None).await?;
@@ -158,7 +174,13 @@ fn dir_state(dir: &Path) -> Result<&'static str, EtcdError> {
 
 /// Work out the restore without changing anything. With `point`, `id` is
 /// the point's base backup.
-pub async fn plan_restore(repo: &Repository, id: &BackupId, opts: &EtcdRestoreOptions, tool: RestoreTool, point: Option<PointRestore>) -> Result<EtcdRestorePlan, EtcdError> {
+pub async fn plan_restore(
+    repo: &Repository,
+    id: &BackupId,
+    opts: &EtcdRestoreOptions,
+    tool: RestoreTool,
+    point: Option<PointRestore>,
+) -> Result<EtcdRestorePlan, EtcdError> {
     let m = load_snapshot_manifest(repo, id).await?;
     let SourceInfo::EtcdSnapshot(info) = &m.source else { unreachable!("checked above") };
     let file = m.file(SNAPSHOT_FILE).expect("checked above");
@@ -209,7 +231,13 @@ pub async fn plan_restore(repo: &Repository, id: &BackupId, opts: &EtcdRestoreOp
 }
 
 /// Write the plain snapshot of backup `id` to `path` (checked, then renamed into place).
-pub async fn write_snapshot_file(repo: &Repository, id: &BackupId, path: &Path, force: bool, progress: Option<Progress>) -> Result<Manifest, EtcdError> {
+pub async fn write_snapshot_file(
+    repo: &Repository,
+    id: &BackupId,
+    path: &Path,
+    force: bool,
+    progress: Option<Progress>,
+) -> Result<Manifest, EtcdError> {
     write_snapshot(repo, id, path, force, true, progress).await
 }
 
@@ -218,7 +246,14 @@ pub async fn write_snapshot_file(repo: &Repository, id: &BackupId, path: &Path, 
 /// copy skips both: the tool reads it at once, checks etcd's sha256 trailer
 /// over the whole file itself, fsyncs what it writes, and the copy is deleted
 /// afterwards. Every chunk is still authenticated and matched to its id.
-async fn write_snapshot(repo: &Repository, id: &BackupId, path: &Path, force: bool, durable: bool, progress: Option<Progress>) -> Result<Manifest, EtcdError> {
+async fn write_snapshot(
+    repo: &Repository,
+    id: &BackupId,
+    path: &Path,
+    force: bool,
+    durable: bool,
+    progress: Option<Progress>,
+) -> Result<Manifest, EtcdError> {
     let m = load_snapshot_manifest(repo, id).await?;
     if path.exists() && !force {
         return Err(EtcdError::Local {
@@ -275,13 +310,21 @@ pub(crate) async fn run_tool(tool: &RestoreTool, args: &[String]) -> Result<(), 
         .await
         .map_err(local("cannot run", &tool.program))?;
     if !out.status.success() {
-        return Err(EtcdError::ToolFailed { tool: tool.flavor.clone(), status: out.status.to_string(), stderr: last_lines(&String::from_utf8_lossy(&out.stderr)) });
+        return Err(EtcdError::ToolFailed {
+            tool: tool.flavor.clone(),
+            status: out.status.to_string(),
+            stderr: last_lines(&String::from_utf8_lossy(&out.stderr)),
+        });
     }
     Ok(())
 }
 
 /// Carry out a plan made by [`plan_restore`].
-pub async fn execute(repo: &Repository, plan: &EtcdRestorePlan, progress: Option<Progress>) -> Result<RestoreOutcome, EtcdError> {
+pub async fn execute(
+    repo: &Repository,
+    plan: &EtcdRestorePlan,
+    progress: Option<Progress>,
+) -> Result<RestoreOutcome, EtcdError> {
     let start = std::time::Instant::now();
     let cleanup = |p: &EtcdRestorePlan| {
         let _ = std::fs::remove_file(&p.snapshot_path);
@@ -290,16 +333,21 @@ pub async fn execute(repo: &Repository, plan: &EtcdRestorePlan, progress: Option
     let mut replayed = None;
     let result = async {
         match &plan.point {
-            None => write_snapshot(repo, &plan.backup, &plan.snapshot_path, false, false, progress).await.map(|_| ())?,
+            None => {
+                write_snapshot(repo, &plan.backup, &plan.snapshot_path, false, false, progress).await.map(|_| ())?
+            }
             Some(p) => replayed = Some(p.build(repo, &plan.tool, &plan.snapshot_path, progress).await?),
         }
         run_tool(&plan.tool, &plan.command[1..]).await?;
         // The data dir may have changed since planning: check again.
         match dir_state(&plan.data_dir)? {
             "missing" => {}
-            "empty" => std::fs::remove_dir(&plan.data_dir).map_err(local("cannot replace empty data dir", &plan.data_dir))?,
+            "empty" => {
+                std::fs::remove_dir(&plan.data_dir).map_err(local("cannot replace empty data dir", &plan.data_dir))?
+            }
             _ => match &plan.move_aside_to {
-                Some(to) => std::fs::rename(&plan.data_dir, to).map_err(local("cannot move the old data dir aside", &plan.data_dir))?,
+                Some(to) => std::fs::rename(&plan.data_dir, to)
+                    .map_err(local("cannot move the old data dir aside", &plan.data_dir))?,
                 None => return Err(EtcdError::DataDirNotEmpty { dir: plan.data_dir.clone() }),
             },
         }

@@ -5,8 +5,8 @@
 //! of the database to the stream; it is checked as the bytes pass, and a
 //! mismatch or a short stream fails the backup before its manifest is written.
 
-use super::connection::{describe, EtcdConnection};
 use super::EtcdError;
+use super::connection::{EtcdConnection, describe};
 use bytes::Bytes;
 use etcd_client::{Client, GetOptions};
 use futures::StreamExt;
@@ -39,13 +39,21 @@ impl EtcdSnapshot {
     /// Connect and read the member's status, revision and key count.
     pub async fn open(conn: &EtcdConnection) -> Result<Self, EtcdError> {
         let (mut client, endpoint) = conn.connect_one().await?;
-        let rpc = |op: &'static str, e: etcd_client::Error| EtcdError::Rpc { op, endpoint: endpoint.clone(), detail: describe(&e) };
+        let rpc = |op: &'static str, e: etcd_client::Error| EtcdError::Rpc {
+            op,
+            endpoint: endpoint.clone(),
+            detail: describe(&e),
+        };
         let status = client.status().await.map_err(|e| rpc("status", e))?;
         let count = client
             .get("", Some(GetOptions::new().with_all_keys().with_count_only()))
             .await
             .map_err(|e| rpc("range", e))?;
-        let header = count.header().ok_or_else(|| EtcdError::Rpc { op: "range", endpoint: endpoint.clone(), detail: "response has no header".into() })?;
+        let header = count.header().ok_or_else(|| EtcdError::Rpc {
+            op: "range",
+            endpoint: endpoint.clone(),
+            detail: "response has no header".into(),
+        })?;
         let info = EtcdSnapshotInfo {
             endpoint: endpoint.clone(),
             endpoints: conn.urls(),
@@ -61,10 +69,19 @@ impl EtcdSnapshot {
     }
 
     /// Stream the snapshot into a new backup and commit it.
-    pub async fn backup_into(mut self, repo: &Repository, tags: BTreeMap<String, String>, progress: Option<Progress>) -> Result<Manifest, EtcdError> {
+    pub async fn backup_into(
+        mut self,
+        repo: &Repository,
+        tags: BTreeMap<String, String>,
+        progress: Option<Progress>,
+    ) -> Result<Manifest, EtcdError> {
         let endpoint = self.info.endpoint.clone();
         let mut session = BackupSession::start(repo, "kmdr backup etcd").await?;
-        let stream = self.client.snapshot().await.map_err(|e| EtcdError::Rpc { op: "snapshot", endpoint: endpoint.clone(), detail: describe(&e) })?;
+        let stream = self.client.snapshot().await.map_err(|e| EtcdError::Rpc {
+            op: "snapshot",
+            endpoint: endpoint.clone(),
+            detail: describe(&e),
+        })?;
         let verdict: Arc<Mutex<Option<String>>> = Arc::default();
         let mut reader = tokio_util::io::StreamReader::new(checked_stream(stream, endpoint.clone(), verdict.clone()));
         let added = session.add_file(SNAPSHOT_FILE, &mut reader, progress).await;
@@ -74,7 +91,10 @@ impl EtcdSnapshot {
         }
         let Some(sha) = verdict.lock().expect("verdict").clone() else {
             session.abort().await;
-            return Err(EtcdError::SnapshotIntegrity { endpoint, detail: "stream ended without etcd's checksum".into() });
+            return Err(EtcdError::SnapshotIntegrity {
+                endpoint,
+                detail: "stream ended without etcd's checksum".into(),
+            });
         };
         self.info.etcd_sha256 = sha;
         let draft = ManifestDraft {
@@ -89,15 +109,27 @@ impl EtcdSnapshot {
 }
 
 /// `kmdr backup etcd` as one call.
-pub async fn backup_snapshot(repo: &Repository, opts: &SnapshotOptions, progress: Option<Progress>) -> Result<Manifest, EtcdError> {
+pub async fn backup_snapshot(
+    repo: &Repository,
+    opts: &SnapshotOptions,
+    progress: Option<Progress>,
+) -> Result<Manifest, EtcdError> {
     EtcdSnapshot::open(&opts.connection).await?.backup_into(repo, opts.tags.clone(), progress).await
 }
 
 /// Stream a member's snapshot into `out` (etcd's checksum checked as the
 /// bytes pass); returns the checksum. Used for the point-in-time snapshot a
 /// scratch member builds (`etcd::point`).
-pub(crate) async fn snapshot_into<W: tokio::io::AsyncWrite + Unpin>(client: &mut Client, endpoint: &str, out: &mut W) -> Result<String, EtcdError> {
-    let stream = client.snapshot().await.map_err(|e| EtcdError::Rpc { op: "snapshot", endpoint: endpoint.into(), detail: describe(&e) })?;
+pub(crate) async fn snapshot_into<W: tokio::io::AsyncWrite + Unpin>(
+    client: &mut Client,
+    endpoint: &str,
+    out: &mut W,
+) -> Result<String, EtcdError> {
+    let stream = client.snapshot().await.map_err(|e| EtcdError::Rpc {
+        op: "snapshot",
+        endpoint: endpoint.into(),
+        detail: describe(&e),
+    })?;
     let verdict: Arc<Mutex<Option<String>>> = Arc::default();
     let mut reader = tokio_util::io::StreamReader::new(checked_stream(stream, endpoint.into(), verdict.clone()));
     if let Err(e) = tokio::io::copy(&mut reader, out).await {
@@ -107,7 +139,10 @@ pub(crate) async fn snapshot_into<W: tokio::io::AsyncWrite + Unpin>(client: &mut
         });
     }
     let sum = verdict.lock().expect("verdict").clone();
-    sum.ok_or_else(|| EtcdError::SnapshotIntegrity { endpoint: endpoint.into(), detail: "stream ended without etcd's checksum".into() })
+    sum.ok_or_else(|| EtcdError::SnapshotIntegrity {
+        endpoint: endpoint.into(),
+        detail: "stream ended without etcd's checksum".into(),
+    })
 }
 
 /// If a repository error carries an etcd error from the stream, surface it.
@@ -156,7 +191,11 @@ impl TrailerCheck {
         }
         let sum = self.hasher.finalize();
         if sum.as_slice() != self.tail.as_slice() {
-            return Err(format!("sha256 mismatch: etcd sent {}, the data hashes to {}", hex::encode(&self.tail), hex::encode(sum)));
+            return Err(format!(
+                "sha256 mismatch: etcd sent {}, the data hashes to {}",
+                hex::encode(&self.tail),
+                hex::encode(sum)
+            ));
         }
         Ok(hex::encode(sum))
     }
@@ -171,7 +210,9 @@ fn checked_stream(
         Go(etcd_client::SnapshotStreaming, TrailerCheck),
         Done,
     }
-    let integrity = |endpoint: &str, detail: String| std::io::Error::other(EtcdError::SnapshotIntegrity { endpoint: endpoint.to_string(), detail });
+    let integrity = |endpoint: &str, detail: String| {
+        std::io::Error::other(EtcdError::SnapshotIntegrity { endpoint: endpoint.to_string(), detail })
+    };
     futures::stream::unfold(St::Go(stream, TrailerCheck::default()), move |st| {
         let endpoint = endpoint.clone();
         let verdict = verdict.clone();
@@ -190,7 +231,11 @@ fn checked_stream(
                     Err(detail) => Some((Err(integrity(&endpoint, detail)), St::Done)),
                 },
                 Err(e) => Some((
-                    Err(std::io::Error::other(EtcdError::Rpc { op: "snapshot", endpoint: endpoint.clone(), detail: describe(&e) })),
+                    Err(std::io::Error::other(EtcdError::Rpc {
+                        op: "snapshot",
+                        endpoint: endpoint.clone(),
+                        detail: describe(&e),
+                    })),
                     St::Done,
                 )),
             }

@@ -6,11 +6,11 @@
 //! Built on kube-rs with rustls; plain `http://` cluster URLs (test fakes,
 //! `kubectl proxy`) work as well.
 
-use k8s_openapi::api::core::v1::Secret;
 use ::kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use serde_json::Value;
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::{Client, Config};
+use k8s_openapi::api::core::v1::Secret;
+use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,7 +43,9 @@ pub enum KubeError {
     #[error("cannot reach the Kubernetes API at {url}: {detail}; check --kubeconfig/--context")]
     Unreachable { url: String, detail: String },
     /// The API server refused the credentials or the permission.
-    #[error("the Kubernetes API at {url} refused {op}: {detail}; check the user of --context and that its RBAC allows it")]
+    #[error(
+        "the Kubernetes API at {url} refused {op}: {detail}; check the user of --context and that its RBAC allows it"
+    )]
     Auth { url: String, op: String, detail: String },
     /// The object does not exist.
     #[error("{what} not found at {url}")]
@@ -93,9 +95,12 @@ impl ResourceKind {
     }
 }
 
-pub const SECRET: ResourceKind = ResourceKind { api_version: "v1", kind: "Secret", plural: "secrets", namespaced: true };
-pub const NAMESPACE: ResourceKind = ResourceKind { api_version: "v1", kind: "Namespace", plural: "namespaces", namespaced: false };
-pub const LEASE: ResourceKind = ResourceKind { api_version: "coordination.k8s.io/v1", kind: "Lease", plural: "leases", namespaced: true };
+pub const SECRET: ResourceKind =
+    ResourceKind { api_version: "v1", kind: "Secret", plural: "secrets", namespaced: true };
+pub const NAMESPACE: ResourceKind =
+    ResourceKind { api_version: "v1", kind: "Namespace", plural: "namespaces", namespaced: false };
+pub const LEASE: ResourceKind =
+    ResourceKind { api_version: "coordination.k8s.io/v1", kind: "Lease", plural: "leases", namespaced: true };
 pub const POD: ResourceKind = ResourceKind { api_version: "v1", kind: "Pod", plural: "pods", namespaced: true };
 
 /// A connected client and the URL it talks to (for messages and manifests).
@@ -125,7 +130,8 @@ impl KubeClient {
             // An explicit file: only that file, like `kubectl --kubeconfig`.
             (Some(path), _) => {
                 let from = Some(path.display().to_string());
-                let kc = Kubeconfig::read_from(path).map_err(|e| KubeError::Config { from: from.clone(), detail: e.to_string() })?;
+                let kc = Kubeconfig::read_from(path)
+                    .map_err(|e| KubeError::Config { from: from.clone(), detail: e.to_string() })?;
                 Config::from_custom_kubeconfig(kc, &options)
                     .await
                     .map_err(|e| KubeError::Config { from, detail: e.to_string() })?
@@ -138,7 +144,9 @@ impl KubeClient {
                     .map_err(|e| KubeError::Config { from: None, detail: e.to_string() })?
             }
             // Neither: KUBECONFIG, ~/.kube/config, else the in-cluster service account.
-            (None, None) => Config::infer().await.map_err(|e| KubeError::Config { from: None, detail: e.to_string() })?,
+            (None, None) => {
+                Config::infer().await.map_err(|e| KubeError::Config { from: None, detail: e.to_string() })?
+            }
         };
         config.connect_timeout = Some(CONNECT_TIMEOUT);
         config.read_timeout = Some(READ_TIMEOUT);
@@ -160,26 +168,28 @@ impl KubeClient {
     /// The server's version (`/version` gitVersion): the cheapest request, so
     /// an unreachable cluster or refused credentials show up here first.
     pub async fn server_version(&self) -> Result<String, KubeError> {
-        let v = self.logged(self.client.apiserver_version()).await.map_err(|e| self.classify(e, "GET /version", "the version endpoint"))?;
+        let v = self
+            .logged(self.client.apiserver_version())
+            .await
+            .map_err(|e| self.classify(e, "GET /version", "the version endpoint"))?;
         Ok(v.git_version)
     }
 
     /// Secrets of `namespace` matching `label_selector`.
     pub async fn list_secrets(&self, namespace: &str, label_selector: &str) -> Result<Vec<Secret>, KubeError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let list = self
-            .logged(api.list(&ListParams::default().labels(label_selector)))
-            .await
-            .map_err(|e| self.classify(e, &format!("listing Secrets in namespace {namespace}"), &format!("namespace {namespace}")))?;
+        let list = self.logged(api.list(&ListParams::default().labels(label_selector))).await.map_err(|e| {
+            self.classify(e, &format!("listing Secrets in namespace {namespace}"), &format!("namespace {namespace}"))
+        })?;
         Ok(list.items)
     }
 
     /// The Secret `namespace/name`.
     pub async fn get_secret(&self, namespace: &str, name: &str) -> Result<Secret, KubeError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        self.logged(api.get(name))
-            .await
-            .map_err(|e| self.classify(e, &format!("reading Secret {namespace}/{name}"), &format!("Secret {namespace}/{name}")))
+        self.logged(api.get(name)).await.map_err(|e| {
+            self.classify(e, &format!("reading Secret {namespace}/{name}"), &format!("Secret {namespace}/{name}"))
+        })
     }
 
     fn dynamic(&self, kind: &ResourceKind, namespace: Option<&str>) -> Api<DynamicObject> {
@@ -192,7 +202,12 @@ impl KubeClient {
 
     /// The object `namespace/name` (cluster-scoped kinds ignore the
     /// namespace) as JSON, `None` when it does not exist.
-    pub async fn get_object(&self, kind: &ResourceKind, namespace: Option<&str>, name: &str) -> Result<Option<Value>, KubeError> {
+    pub async fn get_object(
+        &self,
+        kind: &ResourceKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, KubeError> {
         let what = object_name(kind, namespace.unwrap_or(""), name);
         match self.logged(self.dynamic(kind, namespace).get_opt(name)).await {
             Ok(o) => Ok(o.map(|o| serde_json::to_value(o).expect("objects serialize"))),
@@ -203,16 +218,24 @@ impl KubeClient {
     /// The objects of `kind` in `namespace` (every namespace when `None`)
     /// matching `label_selector`, as JSON. A kind the server does not serve
     /// (its CRD is not installed) is [`KubeError::NotFound`].
-    pub async fn list_objects(&self, kind: &ResourceKind, namespace: Option<&str>, label_selector: &str) -> Result<Vec<Value>, KubeError> {
+    pub async fn list_objects(
+        &self,
+        kind: &ResourceKind,
+        namespace: Option<&str>,
+        label_selector: &str,
+    ) -> Result<Vec<Value>, KubeError> {
         let mut lp = ListParams::default();
         if !label_selector.is_empty() {
             lp = lp.labels(label_selector);
         }
         let where_ = namespace.map(|n| format!(" in namespace {n}")).unwrap_or_default();
-        let list = self
-            .logged(self.dynamic(kind, namespace).list(&lp))
-            .await
-            .map_err(|e| self.classify(e, &format!("listing {}{where_}", kind.resource_name()), &format!("the resource {} (is its CRD installed?)", kind.resource_name())))?;
+        let list = self.logged(self.dynamic(kind, namespace).list(&lp)).await.map_err(|e| {
+            self.classify(
+                e,
+                &format!("listing {}{where_}", kind.resource_name()),
+                &format!("the resource {} (is its CRD installed?)", kind.resource_name()),
+            )
+        })?;
         Ok(list.items.into_iter().map(|o| serde_json::to_value(o).expect("objects serialize")).collect())
     }
 
@@ -257,20 +280,28 @@ impl KubeClient {
 
     /// Create `object` (a JSON manifest with apiVersion, kind and metadata)
     /// and return it as the API stored it.
-    pub async fn create_object(&self, kind: &ResourceKind, namespace: Option<&str>, object: &Value) -> Result<Value, KubeError> {
+    pub async fn create_object(
+        &self,
+        kind: &ResourceKind,
+        namespace: Option<&str>,
+        object: &Value,
+    ) -> Result<Value, KubeError> {
         let name = object["metadata"]["name"].as_str().unwrap_or("?");
         let what = object_name(kind, namespace.unwrap_or(""), name);
         let obj = self.typed(object, "creating", &what)?;
-        let created = self
-            .logged(self.dynamic(kind, namespace).create(&write_params(), &obj))
-            .await
-            .map_err(|e| self.classify(e, &format!("creating {what}"), &format!("namespace {}", namespace.unwrap_or("-"))))?;
+        let created = self.logged(self.dynamic(kind, namespace).create(&write_params(), &obj)).await.map_err(|e| {
+            self.classify(e, &format!("creating {what}"), &format!("namespace {}", namespace.unwrap_or("-")))
+        })?;
         Ok(serde_json::to_value(created).expect("objects serialize"))
     }
 
     /// A JSON manifest as the dynamic object kube-rs sends; `op` and `what` name it in the error.
     fn typed(&self, object: &Value, op: &str, what: &str) -> Result<DynamicObject, KubeError> {
-        serde_json::from_value(object.clone()).map_err(|e| KubeError::Api { url: self.url.clone(), op: format!("{op} {what}"), detail: e.to_string() })
+        serde_json::from_value(object.clone()).map_err(|e| KubeError::Api {
+            url: self.url.clone(),
+            op: format!("{op} {what}"),
+            detail: e.to_string(),
+        })
     }
 
     /// Run a request, without kube-rs's own logging unless `log_requests`.
@@ -292,11 +323,14 @@ impl KubeClient {
                 KubeError::Auth { url, op: op.to_string(), detail: format!("{} {}", s.code, status_text(&s)) }
             }
             ::kube::Error::Api(s) if s.code == 404 => KubeError::NotFound { what: what.to_string(), url },
-            ::kube::Error::Api(s) => KubeError::Api { url, op: op.to_string(), detail: format!("{} {}", s.code, status_text(&s)) },
-            // Connection refused, DNS, TLS, timeouts: the transport failed.
-            ::kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::TlsRequired | kube::Error::RustlsTls(_) => {
-                KubeError::Unreachable { url, detail: error_chain(&e) }
+            ::kube::Error::Api(s) => {
+                KubeError::Api { url, op: op.to_string(), detail: format!("{} {}", s.code, status_text(&s)) }
             }
+            // Connection refused, DNS, TLS, timeouts: the transport failed.
+            ::kube::Error::HyperError(_)
+            | kube::Error::Service(_)
+            | kube::Error::TlsRequired
+            | kube::Error::RustlsTls(_) => KubeError::Unreachable { url, detail: error_chain(&e) },
             ::kube::Error::Auth(_) => KubeError::Auth { url, op: op.to_string(), detail: error_chain(&e) },
             other => KubeError::Api { url, op: op.to_string(), detail: error_chain(&other) },
         }

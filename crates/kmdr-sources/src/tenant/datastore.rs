@@ -76,7 +76,12 @@ impl fmt::Debug for DatastoreUrl {
 
 impl DatastoreUrl {
     pub fn parse(url: &str) -> Result<Self, TenantError> {
-        let bad = |why: String| TenantError::BadUrl(format!("{why} in {:?}; expected e.g. etcd://127.0.0.1:2379, postgres://user:pass@host:5432, mysql://user:pass@host:3306 or nats://host:4222", redact_str(url)));
+        let bad = |why: String| {
+            TenantError::BadUrl(format!(
+                "{why} in {:?}; expected e.g. etcd://127.0.0.1:2379, postgres://user:pass@host:5432, mysql://user:pass@host:3306 or nats://host:4222",
+                redact_str(url)
+            ))
+        };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme".into()))?;
         let (driver, tls) = match scheme.to_ascii_lowercase().as_str() {
             "etcd" | "http" => (Driver::Etcd, false),
@@ -99,7 +104,12 @@ impl DatastoreUrl {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
-        let decode = |s: &str| percent_decode_str(s).decode_utf8().map(|c| c.into_owned()).map_err(|_| bad("credentials are not valid UTF-8 after percent-decoding".into()));
+        let decode = |s: &str| {
+            percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| bad("credentials are not valid UTF-8 after percent-decoding".into()))
+        };
         let (user, password) = match userinfo {
             None => (None, None),
             Some(u) => match u.split_once(':') {
@@ -253,7 +263,12 @@ mod tests {
         let u = DatastoreUrl::parse("postgres://kamaji:hunter2@db:5432?password=hunter3").unwrap();
         assert_eq!(u.redacted(), "postgres://kamaji@db:5432?password=***");
         assert!(!format!("{u:?}").contains("hunter"));
-        for bad in ["postgres://kamaji:hunter2@db:notaport", "redis://kamaji:hunter2@db", "kamaji:hunter2@db", "mysql://kamaji:hunter2@a:1,b:2"] {
+        for bad in [
+            "postgres://kamaji:hunter2@db:notaport",
+            "redis://kamaji:hunter2@db",
+            "kamaji:hunter2@db",
+            "mysql://kamaji:hunter2@a:1,b:2",
+        ] {
             let e = DatastoreUrl::parse(bad).unwrap_err().to_string();
             assert!(!e.contains("hunter2"), "{e}");
             assert!(e.starts_with("invalid --datastore URL"), "{e}");

@@ -10,8 +10,8 @@
 
 use super::records::prefix_range;
 use super::{DatastoreUrl, Driver, ExportInfo, ImportInfo, RecordReader, RecordWriter, TenantError, TenantStore};
-use crate::etcd::connection::{describe, EtcdConnection, TlsFiles};
 use crate::etcd::EtcdError;
+use crate::etcd::connection::{EtcdConnection, TlsFiles, describe};
 use etcd_client::{DeleteOptions, GetOptions, GetResponse, KvClient, Txn, TxnOp};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -42,10 +42,14 @@ impl EtcdTenants {
         }
         let shown = url.redacted();
         let (client, _endpoint) = conn.connect_one().await.map_err(|e| match e {
-            EtcdError::Unreachable { detail, .. } if detail.contains("authenticat") || detail.contains("invalid auth") => {
+            EtcdError::Unreachable { detail, .. }
+                if detail.contains("authenticat") || detail.contains("invalid auth") =>
+            {
                 TenantError::Auth { driver: Driver::Etcd, datastore: shown.clone(), detail }
             }
-            EtcdError::Unreachable { detail, .. } => TenantError::Unreachable { driver: Driver::Etcd, datastore: shown.clone(), detail },
+            EtcdError::Unreachable { detail, .. } => {
+                TenantError::Unreachable { driver: Driver::Etcd, datastore: shown.clone(), detail }
+            }
             other => TenantError::BadUrl(other.to_string()),
         })?;
         Ok(EtcdTenants { kv: client.kv_client(), client, shown })
@@ -57,7 +61,12 @@ impl EtcdTenants {
     }
 
     fn rpc(&self, op: &str, e: etcd_client::Error) -> TenantError {
-        TenantError::Datastore { driver: Driver::Etcd, op: op.into(), datastore: self.shown.clone(), detail: describe(&e) }
+        TenantError::Datastore {
+            driver: Driver::Etcd,
+            op: op.into(),
+            datastore: self.shown.clone(),
+            detail: describe(&e),
+        }
     }
 
     async fn page(&self, from: Vec<u8>, end: &[u8], rev: i64) -> Result<GetResponse, TenantError> {
@@ -203,7 +212,11 @@ impl TenantStore for EtcdTenants {
             state: format!(
                 "{} keys were written under /{schema}/ before it stopped{}; no other tenant was touched. Run the same restore with --force to replace them with the complete copy",
                 info.written,
-                if info.removed > 0 { format!(" ({} keys there before were removed)", info.removed) } else { String::new() }
+                if info.removed > 0 {
+                    format!(" ({} keys there before were removed)", info.removed)
+                } else {
+                    String::new()
+                }
             ),
             detail,
         };

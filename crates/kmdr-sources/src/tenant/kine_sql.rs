@@ -96,7 +96,9 @@ pub fn kine_name(driver: Driver, relative: &[u8]) -> Result<String, TenantError>
         )));
     }
     if rel.contains('\0') {
-        return Err(TenantError::Unrepresentable(format!("key {rel:?} holds a NUL byte, which kine's name column cannot store")));
+        return Err(TenantError::Unrepresentable(format!(
+            "key {rel:?} holds a NUL byte, which kine's name column cannot store"
+        )));
     }
     name.push_str(rel);
     if name.chars().count() > 630 {
@@ -138,7 +140,11 @@ impl ExportRows {
 
     /// Write one row as a record, or count it as skipped when it is not
     /// under `/registry/` (`compact_rev_key` is skipped silently).
-    pub async fn row<W: AsyncWrite + Unpin>(&mut self, out: &mut RecordWriter<W>, row: LiveRow<'_>) -> Result<(), TenantError> {
+    pub async fn row<W: AsyncWrite + Unpin>(
+        &mut self,
+        out: &mut RecordWriter<W>,
+        row: LiveRow<'_>,
+    ) -> Result<(), TenantError> {
         let Some(key) = super::records::relative(row.name, KEY_ROOT.as_bytes()) else {
             if row.name != COMPACT_REV_KEY.as_bytes() {
                 self.info.skipped_keys += 1;
@@ -186,7 +192,8 @@ pub struct LogPage {
 pub const LOG_PAGE: usize = 1000;
 
 /// kine's compact revision, as kine reads it.
-pub const COMPACT_REVISION_SQL: &str = "SELECT COALESCE(MAX(prev_revision), 0) FROM kine WHERE name = 'compact_rev_key'";
+pub const COMPACT_REVISION_SQL: &str =
+    "SELECT COALESCE(MAX(prev_revision), 0) FROM kine WHERE name = 'compact_rev_key'";
 
 /// kine's log of one tenant, read after an id (the delta capture's source).
 /// Each read is one consistent snapshot, so the compact revision and the
@@ -231,10 +238,21 @@ mod tests {
         let mut w = RecordWriter::new(&mut buf);
         let mut rows = ExportRows::new(9);
         let v = b"v".as_slice();
-        rows.row(&mut w, LiveRow { id: 3, name: b"/registry/a", created: 1, create_revision: 0, lease: 0, value: v }).await.unwrap();
-        rows.row(&mut w, LiveRow { id: 5, name: b"/registry/b", created: 0, create_revision: 4, lease: 7, value: v }).await.unwrap();
-        rows.row(&mut w, LiveRow { id: 6, name: b"compact_rev_key", created: 1, create_revision: 0, lease: 0, value: b"" }).await.unwrap();
-        rows.row(&mut w, LiveRow { id: 7, name: b"/other/x", created: 1, create_revision: 0, lease: 0, value: v }).await.unwrap();
+        rows.row(&mut w, LiveRow { id: 3, name: b"/registry/a", created: 1, create_revision: 0, lease: 0, value: v })
+            .await
+            .unwrap();
+        rows.row(&mut w, LiveRow { id: 5, name: b"/registry/b", created: 0, create_revision: 4, lease: 7, value: v })
+            .await
+            .unwrap();
+        rows.row(
+            &mut w,
+            LiveRow { id: 6, name: b"compact_rev_key", created: 1, create_revision: 0, lease: 0, value: b"" },
+        )
+        .await
+        .unwrap();
+        rows.row(&mut w, LiveRow { id: 7, name: b"/other/x", created: 1, create_revision: 0, lease: 0, value: v })
+            .await
+            .unwrap();
         let info = rows.finish();
         w.finish().await.unwrap();
         assert_eq!((info.revision, info.leased_keys, info.skipped_keys), (9, 1, 1));

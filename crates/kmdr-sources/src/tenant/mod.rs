@@ -23,12 +23,12 @@ pub mod postgres;
 pub mod records;
 pub mod spill;
 
-pub use datastore::{read_password_file, DatastoreUrl, Driver};
-pub use records::{Record, RecordReader, RecordSummary, RecordWriter, RECORDS_FILE};
+pub use datastore::{DatastoreUrl, Driver, read_password_file};
+pub use records::{RECORDS_FILE, Record, RecordReader, RecordSummary, RecordWriter};
 
 use kmdr_core::{Layer, Manifest, SourceInfo, TenantDataInfo};
 use kmdr_repo::backuper::ManifestDraft;
-use kmdr_repo::restorer::{restore_file, FileCheck};
+use kmdr_repo::restorer::{FileCheck, restore_file};
 use kmdr_repo::{BackupSession, Progress, Repository};
 use std::collections::BTreeMap;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -43,19 +43,27 @@ pub enum TenantError {
     #[error("invalid --datastore URL: {0}")]
     BadUrl(String),
     /// Nothing answered.
-    #[error("cannot reach the {driver} datastore at {datastore}: {detail}. Check the URL and that the server is running")]
+    #[error(
+        "cannot reach the {driver} datastore at {datastore}: {detail}. Check the URL and that the server is running"
+    )]
     Unreachable { driver: Driver, datastore: String, detail: String },
     /// The server refused the credentials.
-    #[error("the {driver} datastore at {datastore} refused the credentials: {detail}. Check the user and password (URL, KMDR_DATASTORE_PASSWORD or --password-file)")]
+    #[error(
+        "the {driver} datastore at {datastore} refused the credentials: {detail}. Check the user and password (URL, KMDR_DATASTORE_PASSWORD or --password-file)"
+    )]
     Auth { driver: Driver, datastore: String, detail: String },
     /// No such tenant.
     #[error("no tenant {schema:?} on {datastore}{}", found_list(.found))]
     UnknownSchema { schema: String, datastore: String, found: Vec<String> },
     /// The tenant exists but holds nothing.
-    #[error("tenant {schema:?} on {datastore} holds no keys: nothing to back up. Check --schema; an API server that never started writes nothing")]
+    #[error(
+        "tenant {schema:?} on {datastore} holds no keys: nothing to back up. Check --schema; an API server that never started writes nothing"
+    )]
     EmptySchema { schema: String, datastore: String },
     /// The restore target already holds data.
-    #[error("{datastore} already holds {keys} keys of tenant {schema:?}: pass --force to replace them, or restore under another --schema")]
+    #[error(
+        "{datastore} already holds {keys} keys of tenant {schema:?}: pass --force to replace them, or restore under another --schema"
+    )]
     TargetNotEmpty { schema: String, datastore: String, keys: u64 },
     /// A datastore operation failed.
     #[error("{driver} {op} failed on {datastore}: {detail}")]
@@ -65,7 +73,11 @@ pub enum TenantError {
     ImportFailed { schema: String, datastore: String, state: String, detail: String },
     /// Reading the backup failed while a restore was writing.
     #[error("{source}. {state}")]
-    Interrupted { #[source] source: kmdr_repo::Error, state: String },
+    Interrupted {
+        #[source]
+        source: kmdr_repo::Error,
+        state: String,
+    },
     /// A key cannot be placed in the target.
     #[error("{0}")]
     Unrepresentable(String),
@@ -73,7 +85,9 @@ pub enum TenantError {
     #[error("backup {id} is not tenant data (kind {kind}): pick one listed by `kmdr backups list --kind tenant`")]
     WrongKind { id: String, kind: String },
     /// The temporary file that puts rows in key order failed.
-    #[error("the temporary file for sorting keys failed: {0}; check the free space in $TMPDIR (or point TMPDIR elsewhere)")]
+    #[error(
+        "the temporary file for sorting keys failed: {0}; check the free space in $TMPDIR (or point TMPDIR elsewhere)"
+    )]
     Spill(#[from] std::io::Error),
     /// The record stream is damaged or out of order.
     #[error(transparent)]
@@ -324,10 +338,9 @@ pub async fn restore_tenant<S: TenantStore>(
     plan: &TenantRestorePlan,
     progress: Option<Progress>,
 ) -> Result<ImportInfo, TenantError> {
-    let entry = manifest.file(RECORDS_FILE).ok_or_else(|| TenantError::WrongKind {
-        id: manifest.id.to_string(),
-        kind: manifest.id.kind().to_string(),
-    })?;
+    let entry = manifest
+        .file(RECORDS_FILE)
+        .ok_or_else(|| TenantError::WrongKind { id: manifest.id.to_string(), kind: manifest.id.kind().to_string() })?;
     restore_records(repo, store, entry, &plan.schema, plan.replace, progress).await
 }
 
@@ -408,13 +421,23 @@ impl TenantStore for AnyTenants {
     async fn shared_read_point(&self) -> Result<Option<i64>, TenantError> {
         each_driver!(self, s => s.shared_read_point().await)
     }
-    async fn export<W: AsyncWrite + Unpin + Send>(&self, schema: &str, at: Option<i64>, out: &mut RecordWriter<W>) -> Result<ExportInfo, TenantError> {
+    async fn export<W: AsyncWrite + Unpin + Send>(
+        &self,
+        schema: &str,
+        at: Option<i64>,
+        out: &mut RecordWriter<W>,
+    ) -> Result<ExportInfo, TenantError> {
         each_driver!(self, s => s.export(schema, at, out).await)
     }
     async fn count(&self, schema: &str) -> Result<u64, TenantError> {
         each_driver!(self, s => s.count(schema).await)
     }
-    async fn import<R: AsyncRead + Unpin + Send>(&self, schema: &str, input: &mut RecordReader<R>, replace: bool) -> Result<ImportInfo, TenantError> {
+    async fn import<R: AsyncRead + Unpin + Send>(
+        &self,
+        schema: &str,
+        input: &mut RecordReader<R>,
+        replace: bool,
+    ) -> Result<ImportInfo, TenantError> {
         each_driver!(self, s => s.import(schema, input, replace).await)
     }
 }

@@ -17,12 +17,16 @@
 //! current maximum, reads the stream to its trailer and only then commits.
 //! InnoDB's AUTO_INCREMENT follows explicit ids; it is checked afterwards.
 
-use super::kine_sql::{self, BATCH_BYTES, BATCH_ROWS, COMPACT_REV_KEY, ExportRows, LiveRow, MYSQL_DDL, MYSQL_DUP_INDEX};
+use super::kine_sql::{
+    self, BATCH_BYTES, BATCH_ROWS, COMPACT_REV_KEY, ExportRows, LiveRow, MYSQL_DDL, MYSQL_DUP_INDEX,
+};
 use super::spill::{RowMeta, Spill};
 use super::{DatastoreUrl, Driver, ExportInfo, ImportInfo, RecordReader, RecordWriter, TenantError, TenantStore};
-use mysql_async::prelude::Queryable;
 use crate::etcd::TlsFiles;
-use mysql_async::{ClientIdentity, Conn, IsolationLevel, OptsBuilder, Params, Row, SslOpts, Transaction, TxOpts, Value};
+use mysql_async::prelude::Queryable;
+use mysql_async::{
+    ClientIdentity, Conn, IsolationLevel, OptsBuilder, Params, Row, SslOpts, Transaction, TxOpts, Value,
+};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -49,19 +53,26 @@ impl MysqlTenants {
     /// With `--cacert` (and `--cert`/`--key` for a client certificate) the
     /// connection uses TLS and checks the server's certificate and name.
     pub async fn connect(url: &DatastoreUrl, tls: &TlsFiles) -> Result<Self, TenantError> {
-        let (host, port) = url.hosts.first().cloned().ok_or_else(|| TenantError::BadUrl(format!("no host in {}", url.redacted())))?;
+        let (host, port) =
+            url.hosts.first().cloned().ok_or_else(|| TenantError::BadUrl(format!("no host in {}", url.redacted())))?;
         let ssl = match (&tls.cacert, &tls.cert, &tls.key) {
             (None, None, None) => None,
             (Some(ca), cert, key) => {
                 let mut ssl = SslOpts::default().with_root_certs(vec![ca.clone().into()]);
                 match (cert, key) {
-                    (Some(c), Some(k)) => ssl = ssl.with_client_identity(Some(ClientIdentity::new(c.clone().into(), k.clone().into()))),
+                    (Some(c), Some(k)) => {
+                        ssl = ssl.with_client_identity(Some(ClientIdentity::new(c.clone().into(), k.clone().into())))
+                    }
                     (None, None) => {}
                     _ => return Err(TenantError::BadUrl("--cert and --key go together: pass both or neither".into())),
                 }
                 Some(ssl)
             }
-            _ => return Err(TenantError::BadUrl("TLS to MySQL needs --cacert (the CA that signed the server's certificate)".into())),
+            _ => {
+                return Err(TenantError::BadUrl(
+                    "TLS to MySQL needs --cacert (the CA that signed the server's certificate)".into(),
+                ));
+            }
         };
         let opts = OptsBuilder::default()
             .ssl_opts(ssl)
@@ -99,7 +110,9 @@ impl MysqlTenants {
                 driver,
                 op: op.into(),
                 datastore,
-                detail: format!("{detail}; kine's MySQL table compares key names without regard to case, so two keys that differ only in case cannot both be stored there: restore this tenant into etcd, PostgreSQL or NATS instead"),
+                detail: format!(
+                    "{detail}; kine's MySQL table compares key names without regard to case, so two keys that differ only in case cannot both be stored there: restore this tenant into etcd, PostgreSQL or NATS instead"
+                ),
             },
             mysql_async::Error::Io(_) if op == "connect" => TenantError::Unreachable { driver, datastore, detail },
             _ => TenantError::Datastore { driver, op: op.into(), datastore, detail },
@@ -170,7 +183,9 @@ impl MysqlTenants {
         if replace {
             let n: Option<i64> = tx.query_first(COUNT_LIVE).await.map_err(e("count keys"))?;
             info.removed = n.unwrap_or(0) as u64;
-            tx.query_drop("DELETE FROM kine WHERE CAST(name AS BINARY) <> 'compact_rev_key'").await.map_err(e("delete keys"))?;
+            tx.query_drop("DELETE FROM kine WHERE CAST(name AS BINARY) <> 'compact_rev_key'")
+                .await
+                .map_err(e("delete keys"))?;
             deleted_rows = tx.affected_rows();
         }
         tx.exec_drop(
@@ -186,7 +201,9 @@ impl MysqlTenants {
         // (name, prev_revision)), so those go through a staging table.
         let staged = !replace
             && tx
-                .query_first::<i64, _>("SELECT EXISTS (SELECT 1 FROM kine WHERE CAST(name AS BINARY) <> 'compact_rev_key')")
+                .query_first::<i64, _>(
+                    "SELECT EXISTS (SELECT 1 FROM kine WHERE CAST(name AS BINARY) <> 'compact_rev_key')",
+                )
                 .await
                 .map_err(e("read keys"))?
                 .unwrap_or(0)
@@ -216,7 +233,9 @@ impl MysqlTenants {
             }
             if !batch.is_empty() && (done || batch.len() >= BATCH_ROWS * 3 || batch_bytes >= BATCH_BYTES) {
                 let params = std::mem::take(&mut batch);
-                tx.exec_drop(insert_sql(params.len() / 3), Params::Positional(params)).await.map_err(e("write keys"))?;
+                tx.exec_drop(insert_sql(params.len() / 3), Params::Positional(params))
+                    .await
+                    .map_err(e("write keys"))?;
                 batch_bytes = 0;
             }
             if done {
@@ -267,13 +286,20 @@ impl kine_sql::KineLog for MysqlLog {
         let shown = self.shown.clone();
         let err = move |op: &'static str| {
             let shown = shown.clone();
-            move |e: mysql_async::Error| TenantError::Datastore { driver: Driver::Mysql, op: op.into(), datastore: shown, detail: kine_sql::one_line(&e) }
+            move |e: mysql_async::Error| TenantError::Datastore {
+                driver: Driver::Mysql,
+                op: op.into(),
+                datastore: shown,
+                detail: kine_sql::one_line(&e),
+            }
         };
         let mut opts = TxOpts::default();
         opts.with_consistent_snapshot(true).with_isolation_level(IsolationLevel::RepeatableRead).with_readonly(true);
         let mut tx = self.conn.start_transaction(opts).await.map_err(err("begin"))?;
         let compact: Option<i64> = tx
-            .query_first("SELECT COALESCE(MAX(prev_revision), 0) FROM kine WHERE CAST(name AS BINARY) = 'compact_rev_key'")
+            .query_first(
+                "SELECT COALESCE(MAX(prev_revision), 0) FROM kine WHERE CAST(name AS BINARY) = 'compact_rev_key'",
+            )
             .await
             .map_err(err("read compact revision"))?;
         let rows: Vec<Row> = tx
@@ -341,7 +367,8 @@ impl TenantStore for MysqlTenants {
         let mut opts = TxOpts::default();
         opts.with_consistent_snapshot(true).with_isolation_level(IsolationLevel::RepeatableRead).with_readonly(true);
         let mut tx = conn.start_transaction(opts).await.map_err(|e| self.error("begin", e))?;
-        let max: Option<i64> = tx.query_first("SELECT MAX(id) FROM kine").await.map_err(|e| self.error("read revision", e))?.flatten();
+        let max: Option<i64> =
+            tx.query_first("SELECT MAX(id) FROM kine").await.map_err(|e| self.error("read revision", e))?.flatten();
         // A scan in id order (the clustered index, no server-side sort); the
         // last row of a name is its current one. Spill puts the keys in byte order.
         let mut spill = Spill::new()?;
@@ -351,7 +378,8 @@ impl TenantStore for MysqlTenants {
             let int = |row: &mut Row, i: usize| row.take::<Option<i64>, _>(i).flatten().unwrap_or(0);
             let id = int(&mut row, 0);
             let name: Vec<u8> = row.take::<Option<Vec<u8>>, _>(1).flatten().unwrap_or_default();
-            let (created, deleted, create_revision, lease) = (int(&mut row, 2), int(&mut row, 3), int(&mut row, 4), int(&mut row, 5));
+            let (created, deleted, create_revision, lease) =
+                (int(&mut row, 2), int(&mut row, 3), int(&mut row, 4), int(&mut row, 5));
             if deleted != 0 {
                 spill.delete(&name);
                 continue;
@@ -365,7 +393,18 @@ impl TenantStore for MysqlTenants {
         let mut rows = ExportRows::new(max.unwrap_or(0));
         spill
             .sorted(async |name: &[u8], m: RowMeta, value: &[u8]| {
-                rows.row(out, LiveRow { id: m.id, name, created: m.created, create_revision: m.create_revision, lease: m.lease, value }).await
+                rows.row(
+                    out,
+                    LiveRow {
+                        id: m.id,
+                        name,
+                        created: m.created,
+                        create_revision: m.create_revision,
+                        lease: m.lease,
+                        value,
+                    },
+                )
+                .await
             })
             .await?;
         Ok(rows.finish())

@@ -44,8 +44,8 @@
 //! written; the error says how many and that `--force` completes it.
 
 use super::records::relative;
-use crate::etcd::TlsFiles;
 use super::{DatastoreUrl, Driver, ExportInfo, ImportInfo, RecordReader, RecordWriter, TenantError, TenantStore};
+use crate::etcd::TlsFiles;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, stream::Stream};
 use base64::engine::general_purpose::STANDARD as B64;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -90,7 +90,10 @@ pub fn encode_key(key: &[u8]) -> Result<String, String> {
     let mut out = String::with_capacity(key.len() * 2);
     for (i, seg) in rest.split(|&b| b == b'/').enumerate() {
         if seg.is_empty() {
-            return Err(format!("key {:?} has an empty path segment, which kine's NATS key encoding cannot hold", shown()));
+            return Err(format!(
+                "key {:?} has an empty path segment, which kine's NATS key encoding cannot hold",
+                shown()
+            ));
         }
         if i > 0 {
             out.push('.');
@@ -108,7 +111,9 @@ pub fn decode_key(kv_key: &str) -> Result<Vec<u8>, String> {
         if tok.is_empty() {
             return Err(format!("KV key {kv_key:?} has an empty token"));
         }
-        let seg = bs58::decode(tok).into_vec().map_err(|e| format!("KV key {kv_key:?} is not kine's base58 encoding: {e}"))?;
+        let seg = bs58::decode(tok)
+            .into_vec()
+            .map_err(|e| format!("KV key {kv_key:?} is not kine's base58 encoding: {e}"))?;
         out.push(b'/');
         out.extend_from_slice(&seg);
     }
@@ -189,7 +194,13 @@ mod go_bytes {
 /// The KV value kine writes for a new key `key` (absolute) holding `value`.
 pub fn encode_value(key: &str, value: &[u8]) -> Vec<u8> {
     let event = KineEvent {
-        kv: Some(KineKv { key: key.to_string(), create_revision: 0, mod_revision: 0, value: Some(value.to_vec()), lease: 0 }),
+        kv: Some(KineKv {
+            key: key.to_string(),
+            create_revision: 0,
+            mod_revision: 0,
+            value: Some(value.to_vec()),
+            lease: 0,
+        }),
         prev_revision: 0,
         create: true,
         delete: false,
@@ -248,7 +259,8 @@ struct Spill {
 impl Spill {
     async fn create() -> std::io::Result<Spill> {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("kmdr-nats-export-{}-{nanos}-{n}.tmp", std::process::id()));
         let file = tokio::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).await?;
@@ -321,13 +333,19 @@ impl NatsTenants {
         }
         let client = match tokio::time::timeout(CONNECT_TIMEOUT * 2, opts.connect(addr)).await {
             Err(_) => {
-                return Err(TenantError::Unreachable { driver: Driver::Nats, datastore: shown, detail: "connect timed out".into() });
+                return Err(TenantError::Unreachable {
+                    driver: Driver::Nats,
+                    datastore: shown,
+                    detail: "connect timed out".into(),
+                });
             }
             Ok(Err(e)) => {
                 use async_nats::ConnectErrorKind as K;
                 let detail = e.to_string();
                 return Err(match e.kind() {
-                    K::AuthorizationViolation | K::Authentication => TenantError::Auth { driver: Driver::Nats, datastore: shown, detail },
+                    K::AuthorizationViolation | K::Authentication => {
+                        TenantError::Auth { driver: Driver::Nats, datastore: shown, detail }
+                    }
                     K::ServerParse => TenantError::BadUrl(format!("{shown}: {detail}")),
                     _ => TenantError::Unreachable { driver: Driver::Nats, datastore: shown, detail },
                 });
@@ -343,7 +361,12 @@ impl NatsTenants {
     }
 
     pub(crate) fn err(&self, op: &str, e: impl std::fmt::Display) -> TenantError {
-        TenantError::Datastore { driver: Driver::Nats, op: op.into(), datastore: self.shown.clone(), detail: e.to_string() }
+        TenantError::Datastore {
+            driver: Driver::Nats,
+            op: op.into(),
+            datastore: self.shown.clone(),
+            detail: e.to_string(),
+        }
     }
 
     /// The bucket's stream, `None` when it does not exist.
@@ -399,7 +422,9 @@ impl NatsTenants {
             let mut messages = consumer.messages().await.map_err(|e| self.err("consume", e))?;
             loop {
                 let msg = match tokio::time::timeout(IDLE_TIMEOUT, messages.next()).await {
-                    Err(_) => return Err(self.err("consume", format!("no message for {}s", IDLE_TIMEOUT.as_secs())).into()),
+                    Err(_) => {
+                        return Err(self.err("consume", format!("no message for {}s", IDLE_TIMEOUT.as_secs())).into());
+                    }
                     Ok(None) => return Err(self.err("consume", "the consumer ended early").into()),
                     Ok(Some(Err(e))) => return Err(self.err("consume", e).into()),
                     Ok(Some(Ok(m))) => m,
@@ -442,7 +467,11 @@ impl NatsTenants {
                 }
                 // Never overwritten past the history limit nor purged: created after the bound.
                 None if !purged && (max_per_subject <= 0 || kept < max_per_subject) => {}
-                None => return Err(ScanError::Retry(format!("the value of {kv_key} at sequence {bound} is no longer kept"))),
+                None => {
+                    return Err(ScanError::Retry(format!(
+                        "the value of {kv_key} at sequence {bound} is no longer kept"
+                    )));
+                }
             }
         }
         if let Some(s) = &mut scan.spill {
@@ -452,13 +481,21 @@ impl NatsTenants {
     }
 
     /// Note the newest message of a subject.
-    async fn record(&self, scan: &mut Scan, kv_key: &str, seq: u64, removed: bool, payload: &[u8]) -> Result<(), TenantError> {
+    async fn record(
+        &self,
+        scan: &mut Scan,
+        kv_key: &str,
+        seq: u64,
+        removed: bool,
+        payload: &[u8],
+    ) -> Result<(), TenantError> {
         if scan.slots.get(kv_key).is_some_and(|s| s.seq >= seq) {
             return Ok(());
         }
         let mut slot = Slot { seq, at: None, create_revision: 0, lease: 0, fallback_key: None };
         if !removed {
-            let event = decode_value(payload).map_err(|e| self.err("decode", format!("value of KV key {kv_key} (sequence {seq}): {e}")))?;
+            let event = decode_value(payload)
+                .map_err(|e| self.err("decode", format!("value of KV key {kv_key} (sequence {seq}): {e}")))?;
             if let (false, Some(kv)) = (event.delete, event.kv) {
                 let value = kv.value.unwrap_or_default();
                 slot.create_revision = if kv.create_revision == 0 { seq as i64 } else { kv.create_revision };
@@ -474,7 +511,13 @@ impl NatsTenants {
         Ok(())
     }
 
-    async fn scan_retrying(&self, schema: &str, stream: &Stream, at: Option<i64>, spill: bool) -> Result<(u64, Scan), TenantError> {
+    async fn scan_retrying(
+        &self,
+        schema: &str,
+        stream: &Stream,
+        at: Option<i64>,
+        spill: bool,
+    ) -> Result<(u64, Scan), TenantError> {
         let mut why = String::new();
         for _ in 0..ATTEMPTS {
             let last = self.last_sequence(stream).await?;
@@ -489,7 +532,10 @@ impl NatsTenants {
                 Err(ScanError::Retry(w)) => return Err(self.err("export", w)),
             }
         }
-        Err(self.err("export", format!("bucket {schema} changed too fast to read at one sequence ({why}); retry when it is quieter")))
+        Err(self.err(
+            "export",
+            format!("bucket {schema} changed too fast to read at one sequence ({why}); retry when it is quieter"),
+        ))
     }
 }
 
@@ -596,7 +642,11 @@ impl TenantStore for NatsTenants {
             state: format!(
                 "{} keys were written into bucket {schema} before it stopped{}; no other bucket was touched. Run the same restore with --force to replace them with the complete copy",
                 info.written,
-                if info.removed > 0 { format!(" ({} keys there before were removed)", info.removed) } else { String::new() }
+                if info.removed > 0 {
+                    format!(" ({} keys there before were removed)", info.removed)
+                } else {
+                    String::new()
+                }
             ),
             detail,
         };
@@ -611,7 +661,10 @@ impl TenantStore for NatsTenants {
                 let mut config = stream.cached_info().config.clone();
                 if !config.allow_direct {
                     config.allow_direct = true;
-                    self.js.update_stream(config).await.map_err(|e| failed(&info, format!("enable direct get: {e}")))?;
+                    self.js
+                        .update_stream(config)
+                        .await
+                        .map_err(|e| failed(&info, format!("enable direct get: {e}")))?;
                 }
                 stream
             }
@@ -656,7 +709,10 @@ impl TenantStore for NatsTenants {
                     break;
                 }
                 (_, Err(e)) => {
-                    error = Some(format!("key {:?} is not UTF-8, which kine's JSON cannot hold", String::from_utf8_lossy(e.as_bytes())));
+                    error = Some(format!(
+                        "key {:?} is not UTF-8, which kine's JSON cannot hold",
+                        String::from_utf8_lossy(e.as_bytes())
+                    ));
                     break;
                 }
             };
@@ -710,7 +766,8 @@ mod tests {
     #[test]
     fn keys_round_trip_segment_by_segment() {
         let k = encode_key(b"/registry/pods/ns/x").unwrap();
-        let parts: Vec<String> = ["registry", "pods", "ns", "x"].iter().map(|s| bs58::encode(s).into_string()).collect();
+        let parts: Vec<String> =
+            ["registry", "pods", "ns", "x"].iter().map(|s| bs58::encode(s).into_string()).collect();
         assert_eq!(k, parts.join("."));
         // A dot inside a segment stays inside its base58 token.
         let k = encode_key(b"/registry/a.b/c").unwrap();
@@ -738,7 +795,12 @@ mod tests {
 
     #[test]
     fn s2_stream_round_trip() {
-        for data in [&b"x"[..], b"{\"KV\":null}", &vec![7u8; 3 << 20], &(0..200_000u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<_>>()] {
+        for data in [
+            &b"x"[..],
+            b"{\"KV\":null}",
+            &vec![7u8; 3 << 20],
+            &(0..200_000u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<_>>(),
+        ] {
             let c = s2_compress(data);
             assert!(c.starts_with(b"\xff\x06\x00\x00S2sTwO"), "S2 stream identifier");
             assert_eq!(s2_decompress(&c).unwrap(), data);
@@ -781,7 +843,10 @@ mod tests {
         let go = br#"{"KV":{"Key":"/registry/a","CreateRevision":5,"ModRevision":9,"Value":null,"Lease":60},"PrevKV":null,"PrevRevision":9,"Create":false,"Delete":true}"#;
         let e = decode_value(&s2_compress(go)).unwrap();
         assert!(e.delete && !e.create);
-        assert_eq!(e.kv, Some(KineKv { key: "/registry/a".into(), create_revision: 5, mod_revision: 9, value: None, lease: 60 }));
+        assert_eq!(
+            e.kv,
+            Some(KineKv { key: "/registry/a".into(), create_revision: 5, mod_revision: 9, value: None, lease: 60 })
+        );
         assert_eq!(serde_json::from_slice::<KineEvent>(&serde_json::to_vec(&e).unwrap()).unwrap(), e);
     }
 }

@@ -19,14 +19,14 @@
 
 use super::kine_sql::{self, COMPACT_REV_KEY, ExportRows, LiveRow, POSTGRES_DDL};
 use super::{DatastoreUrl, Driver, ExportInfo, ImportInfo, RecordReader, RecordWriter, TenantError, TenantStore};
+use crate::etcd::TlsFiles;
 use futures::{TryStreamExt, pin_mut};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{ToSql, Type};
-use crate::etcd::TlsFiles;
-use std::sync::Arc;
 use tokio_postgres::{Client, Config, IsolationLevel, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -58,7 +58,9 @@ impl PostgresTenants {
         let default_mode = if tls_files.is_set() { "verify-full" } else { "disable" };
         let tls = match url.param("sslmode").unwrap_or(default_mode) {
             "disable" | "allow" | "prefer" if !tls_files.is_set() => None,
-            "verify-full" => Some(rustls_connector(tls_files).map_err(|why| TenantError::BadUrl(format!("{}: {why}", url.redacted())))?),
+            "verify-full" => Some(
+                rustls_connector(tls_files).map_err(|why| TenantError::BadUrl(format!("{}: {why}", url.redacted())))?,
+            ),
             other => {
                 return Err(TenantError::BadUrl(format!(
                     "sslmode={other} with{} TLS files in {}: kmdr checks the server's certificate and name; use sslmode=verify-full (the default with --cacert) and pass --cacert, or sslmode=disable on a trusted network",
@@ -67,7 +69,8 @@ impl PostgresTenants {
                 )));
             }
         };
-        let (host, port) = url.hosts.first().cloned().ok_or_else(|| TenantError::BadUrl(format!("no host in {}", url.redacted())))?;
+        let (host, port) =
+            url.hosts.first().cloned().ok_or_else(|| TenantError::BadUrl(format!("no host in {}", url.redacted())))?;
         let mut config = Config::new();
         config
             .host(&host)
@@ -131,7 +134,9 @@ impl PostgresTenants {
                 "28000" if db.message().contains("no encryption") => TenantError::Auth {
                     driver,
                     datastore,
-                    detail: format!("{detail}; the server only takes TLS here: pass --cacert (and --cert/--key for a client certificate)"),
+                    detail: format!(
+                        "{detail}; the server only takes TLS here: pass --cacert (and --cert/--key for a client certificate)"
+                    ),
                 },
                 "28P01" | "28000" => TenantError::Auth { driver, datastore, detail },
                 _ => TenantError::Datastore { driver, op: op.into(), datastore, detail },
@@ -228,7 +233,11 @@ impl kine_sql::KineLog for PostgresLog {
             .start()
             .await
             .map_err(|e| err("begin", e))?;
-        let compact: i32 = tx.query_one(kine_sql::COMPACT_REVISION_SQL, &[]).await.map_err(|e| err("read compact revision", e))?.get(0);
+        let compact: i32 = tx
+            .query_one(kine_sql::COMPACT_REVISION_SQL, &[])
+            .await
+            .map_err(|e| err("read compact revision", e))?
+            .get(0);
         let rows = tx
             .query(
                 "SELECT id, name, created, deleted, create_revision, value FROM kine WHERE id > $1 ORDER BY id LIMIT $2",
@@ -260,7 +269,10 @@ impl kine_sql::KineLog for PostgresLog {
 fn rustls_connector(files: &TlsFiles) -> Result<MakeRustlsConnect, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let ca = files.cacert.as_ref().ok_or("sslmode=verify-full needs --cacert (the CA that signed the server's certificate)")?;
+    let ca = files
+        .cacert
+        .as_ref()
+        .ok_or("sslmode=verify-full needs --cacert (the CA that signed the server's certificate)")?;
     let certs = |path: &std::path::PathBuf| -> Result<Vec<CertificateDer<'static>>, String> {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(|i| i.collect::<Result<Vec<_>, _>>())
@@ -281,7 +293,8 @@ fn rustls_connector(files: &TlsFiles) -> Result<MakeRustlsConnect, String> {
         .with_root_certificates(roots);
     let config = match (&files.cert, &files.key) {
         (Some(cert), Some(key)) => {
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read the private key {}: {e}", key.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("cannot read the private key {}: {e}", key.display()))?;
             builder.with_client_auth_cert(certs(cert)?, key).map_err(|e| format!("client certificate: {e}"))?
         }
         (None, None) => builder.with_no_client_auth(),
@@ -365,11 +378,8 @@ impl TenantStore for PostgresTenants {
             .start()
             .await
             .map_err(|e| self.error("begin", &e))?;
-        let max: Option<i32> = tx
-            .query_one("SELECT MAX(id) FROM kine", &[])
-            .await
-            .map_err(|e| self.error("read revision", &e))?
-            .get(0);
+        let max: Option<i32> =
+            tx.query_one("SELECT MAX(id) FROM kine", &[]).await.map_err(|e| self.error("read revision", &e))?.get(0);
         let mut rows = ExportRows::new(max.unwrap_or(0) as i64);
         let sql = format!(
             "SELECT k.id, k.name, k.created, k.create_revision, k.lease, k.value {LIVE_FROM} ORDER BY k.name COLLATE \"C\""
@@ -399,11 +409,7 @@ impl TenantStore for PostgresTenants {
         if !self.has_kine(&client).await? {
             return Ok(0);
         }
-        let n: i64 = client
-            .query_one(COUNT_LIVE, &[])
-            .await
-            .map_err(|e| self.error("count keys", &e))?
-            .get(0);
+        let n: i64 = client.query_one(COUNT_LIVE, &[]).await.map_err(|e| self.error("count keys", &e))?.get(0);
         Ok(n as u64)
     }
 
@@ -426,7 +432,9 @@ impl TenantStore for PostgresTenants {
         let sql_err = |op: &str, e: tokio_postgres::Error| failed(self.error(op, &e).to_string());
         // kine keeps writing while the API server runs: hold its writers off
         // so the ids below stay ours.
-        tx.batch_execute("LOCK TABLE kine IN SHARE ROW EXCLUSIVE MODE").await.map_err(|e| sql_err("lock table kine", e))?;
+        tx.batch_execute("LOCK TABLE kine IN SHARE ROW EXCLUSIVE MODE")
+            .await
+            .map_err(|e| sql_err("lock table kine", e))?;
         let mut info = ImportInfo::default();
         // New ids go above every id the table ever held, removed rows included.
         let max_sql = "SELECT COALESCE(MAX(id), 0) FROM kine";
@@ -458,9 +466,11 @@ impl TenantStore for PostgresTenants {
                 .map_err(|e| sql_err("read keys", e))?
                 .get::<_, bool>(0);
         let copy_sql = if staged {
-            tx.batch_execute("CREATE TEMP TABLE kmdr_import (id integer, name varchar(630), value bytea) ON COMMIT DROP")
-                .await
-                .map_err(|e| sql_err("create staging table", e))?;
+            tx.batch_execute(
+                "CREATE TEMP TABLE kmdr_import (id integer, name varchar(630), value bytea) ON COMMIT DROP",
+            )
+            .await
+            .map_err(|e| sql_err("create staging table", e))?;
             "COPY kmdr_import (id, name, value) FROM STDIN BINARY"
         } else {
             "COPY kine (id, name, created, deleted, create_revision, prev_revision, lease, value) FROM STDIN BINARY"

@@ -120,11 +120,21 @@ pub struct RecordWriter<W: AsyncWrite + Unpin> {
 
 impl<W: AsyncWrite + Unpin> RecordWriter<W> {
     pub fn new(out: W) -> Self {
-        RecordWriter { out: BufWriter::with_capacity(256 << 10, out), content: ContentHasher::default(), started: false }
+        RecordWriter {
+            out: BufWriter::with_capacity(256 << 10, out),
+            content: ContentHasher::default(),
+            started: false,
+        }
     }
 
     /// Append one record; keys must come in strictly increasing byte order.
-    pub async fn write(&mut self, key: &[u8], value: &[u8], create_revision: i64, mod_revision: i64) -> Result<(), RecordError> {
+    pub async fn write(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        create_revision: i64,
+        mod_revision: i64,
+    ) -> Result<(), RecordError> {
         if key.len() as u64 > MAX_FIELD as u64 || value.len() as u64 > MAX_FIELD as u64 {
             return Err(RecordError::Damaged(format!("key or value over {} bytes", MAX_FIELD)));
         }
@@ -177,7 +187,11 @@ enum ReadState {
 
 impl<R: AsyncRead + Unpin> RecordReader<R> {
     pub fn new(input: R) -> Self {
-        RecordReader { input: BufReader::with_capacity(256 << 10, input), content: ContentHasher::default(), state: ReadState::Start }
+        RecordReader {
+            input: BufReader::with_capacity(256 << 10, input),
+            content: ContentHasher::default(),
+            state: ReadState::Start,
+        }
     }
 
     fn short(e: std::io::Error) -> RecordError {
@@ -207,7 +221,10 @@ impl<R: AsyncRead + Unpin> RecordReader<R> {
             let mut sum = [0u8; 32];
             self.input.read_exact(&mut sum).await.map_err(Self::short)?;
             if count != self.content.count {
-                return Err(RecordError::Damaged(format!("trailer says {count} records, the stream holds {}", self.content.count)));
+                return Err(RecordError::Damaged(format!(
+                    "trailer says {count} records, the stream holds {}",
+                    self.content.count
+                )));
             }
             if sum != self.content.digest() {
                 return Err(RecordError::Damaged("content hash in the trailer does not match the records".into()));

@@ -125,7 +125,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             seen,
-            vec![(b"/B".to_vec(), 5, vec![]), (b"/a".to_vec(), 2, b"a1".to_vec()), (b"/b".to_vec(), 4, b"b2-longer".to_vec())]
+            vec![
+                (b"/B".to_vec(), 5, vec![]),
+                (b"/a".to_vec(), 2, b"a1".to_vec()),
+                (b"/b".to_vec(), 4, b"b2-longer".to_vec())
+            ]
         );
     }
 }

@@ -17,11 +17,24 @@ use super::*;
 use kmdr_core::VolumeItem;
 use serde_json::json;
 
-pub const VOLUME_SNAPSHOT: ResourceKind =
-    ResourceKind { api_version: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshot", plural: "volumesnapshots", namespaced: true };
-pub const VOLUME_SNAPSHOT_CONTENT: ResourceKind =
-    ResourceKind { api_version: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshotContent", plural: "volumesnapshotcontents", namespaced: false };
-pub const PVC: ResourceKind = ResourceKind { api_version: "v1", kind: "PersistentVolumeClaim", plural: "persistentvolumeclaims", namespaced: true };
+pub const VOLUME_SNAPSHOT: ResourceKind = ResourceKind {
+    api_version: "snapshot.storage.k8s.io/v1",
+    kind: "VolumeSnapshot",
+    plural: "volumesnapshots",
+    namespaced: true,
+};
+pub const VOLUME_SNAPSHOT_CONTENT: ResourceKind = ResourceKind {
+    api_version: "snapshot.storage.k8s.io/v1",
+    kind: "VolumeSnapshotContent",
+    plural: "volumesnapshotcontents",
+    namespaced: false,
+};
+pub const PVC: ResourceKind = ResourceKind {
+    api_version: "v1",
+    kind: "PersistentVolumeClaim",
+    plural: "persistentvolumeclaims",
+    namespaced: true,
+};
 
 const TOOL: &str = "the CSI snapshot controller (external-snapshotter)";
 
@@ -90,7 +103,11 @@ impl Csi<'_> {
 }
 
 impl VolumeProvider for Csi<'_> {
-    async fn backup(&self, kube: &KubeClient, entry: &VolumeEntry) -> Result<(VolumeBackupInfo, Vec<Value>), VolumeError> {
+    async fn backup(
+        &self,
+        kube: &KubeClient,
+        entry: &VolumeEntry,
+    ) -> Result<(VolumeBackupInfo, Vec<Value>), VolumeError> {
         let s = self.0;
         probe(kube, &VOLUME_SNAPSHOT, Some(&s.namespace), TOOL, entry).await?;
         let pvcs = self.selected_pvcs(kube).await?;
@@ -101,14 +118,26 @@ impl VolumeProvider for Csi<'_> {
         for pvc in &pvcs {
             let pvc_name = text(pvc, "/metadata/name").unwrap_or_default();
             let name = object_name(&pvc_name, started);
-            let spec = json!({"volumeSnapshotClassName": s.snapshot_class, "source": {"persistentVolumeClaimName": pvc_name}});
-            kube.create_object(&VOLUME_SNAPSHOT, Some(&s.namespace), &manifest(&VOLUME_SNAPSHOT, Some(&s.namespace), &name, &entry.name, spec)).await?;
+            let spec =
+                json!({"volumeSnapshotClassName": s.snapshot_class, "source": {"persistentVolumeClaimName": pvc_name}});
+            kube.create_object(
+                &VOLUME_SNAPSHOT,
+                Some(&s.namespace),
+                &manifest(&VOLUME_SNAPSHOT, Some(&s.namespace), &name, &entry.name, spec),
+            )
+            .await?;
             created.push((pvc.clone(), pvc_name, name));
         }
         let mut items = Vec::new();
         let mut objects = Vec::new();
         for (pvc, pvc_name, name) in created {
-            let w = Watched { kind: &VOLUME_SNAPSHOT, namespace: Some(&s.namespace), name: &name, inspect: describe_vs(&s.namespace, &name), tool: TOOL };
+            let w = Watched {
+                kind: &VOLUME_SNAPSHOT,
+                namespace: Some(&s.namespace),
+                name: &name,
+                inspect: describe_vs(&s.namespace, &name),
+                tool: TOOL,
+            };
             let vs = wait_for(kube, entry, &w, vs_look).await?;
             let content_name = text(&vs, "/status/boundVolumeSnapshotContentName");
             let content = match &content_name {
@@ -119,7 +148,10 @@ impl VolumeProvider for Csi<'_> {
                 return Err(VolumeError::Failed {
                     what: format!("VolumeSnapshot {}/{name}", s.namespace),
                     phase: "readyToUse without a bound VolumeSnapshotContent".into(),
-                    detail: format!(" ({})", content_name.unwrap_or_else(|| "status.boundVolumeSnapshotContentName is empty".into())),
+                    detail: format!(
+                        " ({})",
+                        content_name.unwrap_or_else(|| "status.boundVolumeSnapshotContentName is empty".into())
+                    ),
                     inspect: describe_vs(&s.namespace, &name),
                 });
             };
@@ -141,10 +173,15 @@ impl VolumeProvider for Csi<'_> {
                 handle,
                 driver: text(&content, "/spec/driver"),
                 class: Some(s.snapshot_class.clone()),
-                restore_size: text(&vs, "/status/restoreSize").or_else(|| content.pointer("/status/restoreSize").and_then(Value::as_i64).map(|b| b.to_string())),
+                restore_size: text(&vs, "/status/restoreSize")
+                    .or_else(|| content.pointer("/status/restoreSize").and_then(Value::as_i64).map(|b| b.to_string())),
                 created_at: time(&vs, "/status/creationTime"),
                 storage_class: text(&pvc, "/spec/storageClassName"),
-                access_modes: pvc.pointer("/spec/accessModes").and_then(Value::as_array).map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect()).unwrap_or_default(),
+                access_modes: pvc
+                    .pointer("/spec/accessModes")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default(),
                 volume_mode: text(&pvc, "/spec/volumeMode"),
                 request: text(&pvc, "/spec/resources/requests/storage"),
             });
@@ -174,7 +211,8 @@ impl VolumeProvider for Csi<'_> {
         probe(kube, &VOLUME_SNAPSHOT, Some(&s.namespace), TOOL, entry).await?;
         // Any ready snapshot of a selected PVC counts, whoever took it; the
         // entry is as old as its stalest PVC's newest snapshot.
-        let pvcs: Vec<String> = self.selected_pvcs(kube).await?.iter().filter_map(|p| text(p, "/metadata/name")).collect();
+        let pvcs: Vec<String> =
+            self.selected_pvcs(kube).await?.iter().filter_map(|p| text(p, "/metadata/name")).collect();
         let snaps = kube.list_objects(&VOLUME_SNAPSHOT, Some(&s.namespace), "").await?;
         let mut oldest: Option<(DateTime<Utc>, String, String)> = None;
         for pvc in &pvcs {
@@ -182,18 +220,33 @@ impl VolumeProvider for Csi<'_> {
                 .iter()
                 .filter(|v| text(v, "/spec/source/persistentVolumeClaimName").as_deref() == Some(pvc.as_str()))
                 .filter(|v| v.pointer("/status/readyToUse").and_then(Value::as_bool) == Some(true))
-                .filter_map(|v| Some((time(v, "/status/creationTime").or_else(|| time(v, "/metadata/creationTimestamp"))?, v)))
+                .filter_map(|v| {
+                    Some((time(v, "/status/creationTime").or_else(|| time(v, "/metadata/creationTimestamp"))?, v))
+                })
                 .max_by_key(|(t, _)| *t);
             let Some((t, v)) = best else { return Ok(None) };
-            let by = if v.pointer(&format!("/metadata/labels/{}", ENTRY_LABEL.replace('/', "~1"))).is_some() { "kmdr" } else { "schedule" };
+            let by = if v.pointer(&format!("/metadata/labels/{}", ENTRY_LABEL.replace('/', "~1"))).is_some() {
+                "kmdr"
+            } else {
+                "schedule"
+            };
             if oldest.as_ref().is_none_or(|(o, _, _)| t < *o) {
-                oldest = Some((t, format!("VolumeSnapshot {}/{}", s.namespace, text(v, "/metadata/name").unwrap_or_default()), by.into()));
+                oldest = Some((
+                    t,
+                    format!("VolumeSnapshot {}/{}", s.namespace, text(v, "/metadata/name").unwrap_or_default()),
+                    by.into(),
+                ));
             }
         }
         Ok(oldest.map(|(t, object, taken_by)| NewestBackup { object, point_in_time: t, taken_by }))
     }
 
-    async fn plan_restore(&self, kube: &KubeClient, entry: &VolumeEntry, record: &VolumeBackupInfo) -> Result<VolumeRestorePlan, VolumeError> {
+    async fn plan_restore(
+        &self,
+        kube: &KubeClient,
+        entry: &VolumeEntry,
+        record: &VolumeBackupInfo,
+    ) -> Result<VolumeRestorePlan, VolumeError> {
         let s = self.0;
         let target = s.restore_namespace.clone().unwrap_or_else(|| s.namespace.clone());
         probe(kube, &VOLUME_SNAPSHOT, Some(&target), TOOL, entry).await?;
@@ -243,7 +296,14 @@ impl VolumeProvider for Csi<'_> {
                 objects.push(PlannedObject::create(&VOLUME_SNAPSHOT_CONTENT, None, &content, &entry.name, spec, note));
                 let spec = json!({"source": {"volumeSnapshotContentName": content}});
                 let note = format!("bound to VolumeSnapshotContent {content}");
-                objects.push(PlannedObject::create(&VOLUME_SNAPSHOT, Some(&target), &item.name, &entry.name, spec, note));
+                objects.push(PlannedObject::create(
+                    &VOLUME_SNAPSHOT,
+                    Some(&target),
+                    &item.name,
+                    &entry.name,
+                    spec,
+                    note,
+                ));
             }
             let mut pvc_spec = json!({
                 "accessModes": if item.access_modes.is_empty() { vec!["ReadWriteOnce".to_string()] } else { item.access_modes.clone() },
@@ -262,7 +322,12 @@ impl VolumeProvider for Csi<'_> {
         Ok(VolumeRestorePlan { entry: entry.name.clone(), provider: "csi".into(), objects })
     }
 
-    async fn restore(&self, kube: &KubeClient, entry: &VolumeEntry, plan: &VolumeRestorePlan) -> Result<VolumeRestoreOutcome, VolumeError> {
+    async fn restore(
+        &self,
+        kube: &KubeClient,
+        entry: &VolumeEntry,
+        plan: &VolumeRestorePlan,
+    ) -> Result<VolumeRestoreOutcome, VolumeError> {
         let mut pvcs = Vec::new();
         for o in plan.objects.iter().filter(|o| o.action == "create") {
             if o.kind == "Namespace" {
@@ -278,7 +343,13 @@ impl VolumeProvider for Csi<'_> {
             if kind == &PVC {
                 // The snapshot must be usable before a volume is made from it.
                 let vs = o.manifest.pointer("/spec/dataSource/name").and_then(Value::as_str).unwrap_or_default();
-                let w = Watched { kind: &VOLUME_SNAPSHOT, namespace: ns, name: vs, inspect: describe_vs(ns.unwrap_or_default(), vs), tool: TOOL };
+                let w = Watched {
+                    kind: &VOLUME_SNAPSHOT,
+                    namespace: ns,
+                    name: vs,
+                    inspect: describe_vs(ns.unwrap_or_default(), vs),
+                    tool: TOOL,
+                };
                 wait_for(kube, entry, &w, vs_look).await?;
             }
             kube.create_object(kind, ns, &o.manifest).await?;
@@ -297,11 +368,17 @@ impl VolumeProvider for Csi<'_> {
             wait_for(kube, entry, &w, |p| match text(p, "/status/phase").as_deref() {
                 Some("Bound") => Look::Done(()),
                 Some("Lost") => Look::Failed("Lost".into(), String::new()),
-                Some(other) => Look::Pending(format!("{other} (a WaitForFirstConsumer storage class binds only once a pod uses the claim)")),
+                Some(other) => Look::Pending(format!(
+                    "{other} (a WaitForFirstConsumer storage class binds only once a pod uses the claim)"
+                )),
                 None => Look::Pending("without a phase".into()),
             })
             .await?;
         }
-        Ok(VolumeRestoreOutcome { restored: pvcs.len() as u64, objects: pvcs.iter().map(|(ns, n)| format!("PersistentVolumeClaim {ns}/{n}")).collect(), warnings: 0 })
+        Ok(VolumeRestoreOutcome {
+            restored: pvcs.len() as u64,
+            objects: pvcs.iter().map(|(ns, n)| format!("PersistentVolumeClaim {ns}/{n}")).collect(),
+            warnings: 0,
+        })
     }
 }

@@ -18,12 +18,30 @@ use super::*;
 use kmdr_core::VolumeItem;
 use serde_json::json;
 
-pub const RUN_ACTION: ResourceKind = ResourceKind { api_version: "actions.kio.kasten.io/v1alpha1", kind: "RunAction", plural: "runactions", namespaced: true };
-pub const RESTORE_ACTION: ResourceKind =
-    ResourceKind { api_version: "actions.kio.kasten.io/v1alpha1", kind: "RestoreAction", plural: "restoreactions", namespaced: true };
-pub const RESTORE_POINT: ResourceKind = ResourceKind { api_version: "apps.kio.kasten.io/v1alpha1", kind: "RestorePoint", plural: "restorepoints", namespaced: true };
-pub const RESTORE_POINT_CONTENT: ResourceKind =
-    ResourceKind { api_version: "apps.kio.kasten.io/v1alpha1", kind: "RestorePointContent", plural: "restorepointcontents", namespaced: false };
+pub const RUN_ACTION: ResourceKind = ResourceKind {
+    api_version: "actions.kio.kasten.io/v1alpha1",
+    kind: "RunAction",
+    plural: "runactions",
+    namespaced: true,
+};
+pub const RESTORE_ACTION: ResourceKind = ResourceKind {
+    api_version: "actions.kio.kasten.io/v1alpha1",
+    kind: "RestoreAction",
+    plural: "restoreactions",
+    namespaced: true,
+};
+pub const RESTORE_POINT: ResourceKind = ResourceKind {
+    api_version: "apps.kio.kasten.io/v1alpha1",
+    kind: "RestorePoint",
+    plural: "restorepoints",
+    namespaced: true,
+};
+pub const RESTORE_POINT_CONTENT: ResourceKind = ResourceKind {
+    api_version: "apps.kio.kasten.io/v1alpha1",
+    kind: "RestorePointContent",
+    plural: "restorepointcontents",
+    namespaced: false,
+};
 /// The label K10 puts on RestorePoints: the application's namespace.
 pub const APP_NAMESPACE_LABEL: &str = "k10.kasten.io/appNamespace";
 /// The label K10 puts on RestorePoints a policy took.
@@ -56,7 +74,9 @@ fn state_look(v: &Value) -> Look<Value> {
     let state = text(v, "/status/state").unwrap_or_else(|| "Pending".into());
     match state.as_str() {
         "Complete" => Look::Done(v.clone()),
-        "Failed" | "Cancelled" => Look::Failed(state, text(v, "/status/error/message").map(|m| format!(": {m}")).unwrap_or_default()),
+        "Failed" | "Cancelled" => {
+            Look::Failed(state, text(v, "/status/error/message").map(|m| format!(": {m}")).unwrap_or_default())
+        }
         _ => Look::Pending(format!("state {state}")),
     }
 }
@@ -74,7 +94,11 @@ impl Kasten<'_> {
 }
 
 impl VolumeProvider for Kasten<'_> {
-    async fn backup(&self, kube: &KubeClient, entry: &VolumeEntry) -> Result<(VolumeBackupInfo, Vec<Value>), VolumeError> {
+    async fn backup(
+        &self,
+        kube: &KubeClient,
+        entry: &VolumeEntry,
+    ) -> Result<(VolumeBackupInfo, Vec<Value>), VolumeError> {
         let s = self.0;
         let ns = s.namespace.as_str();
         probe(kube, &RUN_ACTION, Some(ns), TOOL, entry).await?;
@@ -82,13 +106,22 @@ impl VolumeProvider for Kasten<'_> {
         let name = object_name(&entry.name, started);
         let spec = json!({"subject": {"apiVersion": "config.kio.kasten.io/v1alpha1", "kind": "Policy", "name": s.policy, "namespace": ns}});
         kube.create_object(&RUN_ACTION, Some(ns), &manifest(&RUN_ACTION, Some(ns), &name, &entry.name, spec)).await?;
-        let w = Watched { kind: &RUN_ACTION, namespace: Some(ns), name: &name, inspect: inspect("runaction", ns, &name), tool: TOOL };
+        let w = Watched {
+            kind: &RUN_ACTION,
+            namespace: Some(ns),
+            name: &name,
+            inspect: inspect("runaction", ns, &name),
+            tool: TOOL,
+        };
         let action = wait_for(kube, entry, &w, state_look).await?;
         // The run's RestorePoint: the newest of the application namespace
         // taken by this policy (K10 labels them) since the run started.
         let rps = self.restore_points(kube, entry).await?;
         let by_policy = |rp: &&Value| {
-            rp.pointer("/metadata/labels").and_then(|l| l.get(POLICY_LABEL)).and_then(Value::as_str).is_none_or(|p| p == s.policy)
+            rp.pointer("/metadata/labels")
+                .and_then(|l| l.get(POLICY_LABEL))
+                .and_then(Value::as_str)
+                .is_none_or(|p| p == s.policy)
         };
         let Some(rp) = rps.iter().filter(by_policy).max_by_key(|rp| rp_time(rp)) else {
             return Err(VolumeError::NothingFound(format!(
@@ -134,16 +167,28 @@ impl VolumeProvider for Kasten<'_> {
         Ok(rps.iter().filter_map(|rp| Some((rp_time(rp)?, rp))).max_by_key(|(t, _)| *t).map(|(t, rp)| NewestBackup {
             object: format!("RestorePoint {}/{}", self.0.app_namespace, text(rp, "/metadata/name").unwrap_or_default()),
             point_in_time: t,
-            taken_by: if rp.pointer("/metadata/labels").and_then(|l| l.get(POLICY_LABEL)).is_some() { "schedule".into() } else { "kmdr".into() },
+            taken_by: if rp.pointer("/metadata/labels").and_then(|l| l.get(POLICY_LABEL)).is_some() {
+                "schedule".into()
+            } else {
+                "kmdr".into()
+            },
         }))
     }
 
-    async fn plan_restore(&self, kube: &KubeClient, entry: &VolumeEntry, record: &VolumeBackupInfo) -> Result<VolumeRestorePlan, VolumeError> {
+    async fn plan_restore(
+        &self,
+        kube: &KubeClient,
+        entry: &VolumeEntry,
+        record: &VolumeBackupInfo,
+    ) -> Result<VolumeRestorePlan, VolumeError> {
         let s = self.0;
         let target = s.restore_namespace.clone().unwrap_or_else(|| s.app_namespace.clone());
         probe(kube, &RESTORE_ACTION, Some(&target), TOOL, entry).await?;
         let Some(item) = record.items.iter().find(|i| i.kind == "RestorePoint") else {
-            return Err(VolumeError::NothingFound(format!("the record of entry {} names no K10 RestorePoint", entry.name)));
+            return Err(VolumeError::NothingFound(format!(
+                "the record of entry {} names no K10 RestorePoint",
+                entry.name
+            )));
         };
         let rp_ns = item.namespace.clone().unwrap_or_else(|| s.app_namespace.clone());
         let mut objects = Vec::new();
@@ -160,7 +205,10 @@ impl VolumeProvider for Kasten<'_> {
             });
         } else {
             let Some(content) = &item.content else {
-                return Err(VolumeError::NothingFound(format!("RestorePoint {rp_ns}/{} is gone and the record names no RestorePointContent", item.name)));
+                return Err(VolumeError::NothingFound(format!(
+                    "RestorePoint {rp_ns}/{} is gone and the record names no RestorePointContent",
+                    item.name
+                )));
             };
             if kube.get_object(&RESTORE_POINT_CONTENT, None, content).await?.is_none() {
                 return Err(VolumeError::NothingFound(format!(
@@ -184,7 +232,12 @@ impl VolumeProvider for Kasten<'_> {
         Ok(VolumeRestorePlan { entry: entry.name.clone(), provider: "kasten".into(), objects })
     }
 
-    async fn restore(&self, kube: &KubeClient, entry: &VolumeEntry, plan: &VolumeRestorePlan) -> Result<VolumeRestoreOutcome, VolumeError> {
+    async fn restore(
+        &self,
+        kube: &KubeClient,
+        entry: &VolumeEntry,
+        plan: &VolumeRestorePlan,
+    ) -> Result<VolumeRestoreOutcome, VolumeError> {
         let mut out = VolumeRestoreOutcome { restored: 0, objects: Vec::new(), warnings: 0 };
         for o in plan.objects.iter().filter(|o| o.action == "create") {
             let ns = o.namespace.as_deref();
@@ -198,7 +251,13 @@ impl VolumeProvider for Kasten<'_> {
             }
             kube.create_object(&RESTORE_ACTION, ns, &o.manifest).await?;
             let target = ns.unwrap_or_default();
-            let w = Watched { kind: &RESTORE_ACTION, namespace: ns, name: &o.name, inspect: inspect("restoreaction", target, &o.name), tool: TOOL };
+            let w = Watched {
+                kind: &RESTORE_ACTION,
+                namespace: ns,
+                name: &o.name,
+                inspect: inspect("restoreaction", target, &o.name),
+                tool: TOOL,
+            };
             wait_for(kube, entry, &w, state_look).await?;
             out.restored += 1;
             out.objects.push(format!("RestoreAction {target}/{}", o.name));

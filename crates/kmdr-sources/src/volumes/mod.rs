@@ -17,7 +17,7 @@ pub mod csi;
 pub mod kasten;
 pub mod velero;
 
-use crate::kube::{ResourceKind, KubeClient, KubeError};
+use crate::kube::{KubeClient, KubeError, ResourceKind};
 use chrono::{DateTime, Utc};
 use kmdr_core::{Layer, Manifest, SourceInfo, VolumeBackupInfo};
 use kmdr_repo::backuper::ManifestDraft;
@@ -42,10 +42,14 @@ pub enum VolumeError {
     #[error(transparent)]
     Kube(#[from] KubeError),
     /// The API does not serve the tool's resource: the tool is not installed.
-    #[error("{tool} is not installed at {url}: the Kubernetes API has no {crd} (404). Install {tool}, or fix the provider of volumes entry {entry}; check with `kubectl get crd {crd}`")]
+    #[error(
+        "{tool} is not installed at {url}: the Kubernetes API has no {crd} (404). Install {tool}, or fix the provider of volumes entry {entry}; check with `kubectl get crd {crd}`"
+    )]
     NotInstalled { tool: String, crd: String, url: String, entry: String },
     /// The tool did not finish within the entry's timeout.
-    #[error("{what} was still {state} after {waited}: look at it with `{inspect}`; raise the entry's `timeout:` if {tool} is only slow")]
+    #[error(
+        "{what} was still {state} after {waited}: look at it with `{inspect}`; raise the entry's `timeout:` if {tool} is only slow"
+    )]
     TimedOut { what: String, state: String, waited: String, inspect: String, tool: String },
     /// The tool finished, but not successfully.
     #[error("{what} ended {phase}{detail}: look at it with `{inspect}`")]
@@ -54,10 +58,14 @@ pub enum VolumeError {
     #[error("{0}")]
     NothingFound(String),
     /// A restore would overwrite what exists; kmdr never deletes volumes.
-    #[error("{what} already exists: kmdr does not replace volumes; delete it yourself (`{delete}`) or restore elsewhere (`restoreNamespace:`)")]
+    #[error(
+        "{what} already exists: kmdr does not replace volumes; delete it yourself (`{delete}`) or restore elsewhere (`restoreNamespace:`)"
+    )]
     Exists { what: String, delete: String },
     /// The backup is not a volume backup of this entry.
-    #[error("backup {id} is not a volume backup of entry {entry}: pick one listed by `kmdr backups list --kind volumes`")]
+    #[error(
+        "backup {id} is not a volume backup of entry {entry}: pick one listed by `kmdr backups list --kind volumes`"
+    )]
     WrongKind { id: String, entry: String },
     /// The repository failed.
     #[error(transparent)]
@@ -155,7 +163,14 @@ pub struct PlannedObject {
 
 impl PlannedObject {
     /// An object to create: its manifest is [`manifest`]'s.
-    pub(crate) fn create(kind: &ResourceKind, namespace: Option<&str>, name: &str, entry: &str, spec: Value, note: String) -> PlannedObject {
+    pub(crate) fn create(
+        kind: &ResourceKind,
+        namespace: Option<&str>,
+        name: &str,
+        entry: &str,
+        spec: Value,
+        note: String,
+    ) -> PlannedObject {
         PlannedObject {
             action: "create".into(),
             kind: kind.kind.into(),
@@ -203,23 +218,46 @@ pub trait VolumeProvider {
     /// Take a backup now (or, where the entry says so, pick the newest
     /// completed one the tool's own schedule took) and wait until the tool
     /// reports it complete; return what to record.
-    fn backup(&self, kube: &KubeClient, entry: &VolumeEntry) -> impl Future<Output = Result<(VolumeBackupInfo, Vec<Value>), VolumeError>>;
+    fn backup(
+        &self,
+        kube: &KubeClient,
+        entry: &VolumeEntry,
+    ) -> impl Future<Output = Result<(VolumeBackupInfo, Vec<Value>), VolumeError>>;
 
     /// The newest completed backup the tool holds for this entry, including
     /// those its own schedules took.
-    fn newest(&self, kube: &KubeClient, entry: &VolumeEntry) -> impl Future<Output = Result<Option<NewestBackup>, VolumeError>>;
+    fn newest(
+        &self,
+        kube: &KubeClient,
+        entry: &VolumeEntry,
+    ) -> impl Future<Output = Result<Option<NewestBackup>, VolumeError>>;
 
     /// What a restore of `record` would create, reading the cluster only.
-    fn plan_restore(&self, kube: &KubeClient, entry: &VolumeEntry, record: &VolumeBackupInfo) -> impl Future<Output = Result<VolumeRestorePlan, VolumeError>>;
+    fn plan_restore(
+        &self,
+        kube: &KubeClient,
+        entry: &VolumeEntry,
+        record: &VolumeBackupInfo,
+    ) -> impl Future<Output = Result<VolumeRestorePlan, VolumeError>>;
 
     /// Carry out `plan` and wait until the tool reports the restore complete.
-    fn restore(&self, kube: &KubeClient, entry: &VolumeEntry, plan: &VolumeRestorePlan) -> impl Future<Output = Result<VolumeRestoreOutcome, VolumeError>>;
+    fn restore(
+        &self,
+        kube: &KubeClient,
+        entry: &VolumeEntry,
+        plan: &VolumeRestorePlan,
+    ) -> impl Future<Output = Result<VolumeRestoreOutcome, VolumeError>>;
 }
 
 /// Back up one entry with its provider and record it in the repository as
 /// one backup (kind `volumes`, series `volumes/<entry>`). Nothing is stored
 /// unless the tool reported success.
-pub async fn backup_entry(repo: &Repository, kube: &KubeClient, entry: &VolumeEntry, tags: &BTreeMap<String, String>) -> Result<Manifest, VolumeError> {
+pub async fn backup_entry(
+    repo: &Repository,
+    kube: &KubeClient,
+    entry: &VolumeEntry,
+    tags: &BTreeMap<String, String>,
+) -> Result<Manifest, VolumeError> {
     let (info, objects) = match &entry.provider {
         ProviderSpec::Csi(s) => csi::Csi(s).backup(kube, entry).await?,
         ProviderSpec::Velero(s) => velero::Velero(s).backup(kube, entry).await?,
@@ -264,7 +302,11 @@ pub async fn newest(kube: &KubeClient, entry: &VolumeEntry) -> Result<Option<New
 }
 
 /// What restoring `record` would do.
-pub async fn plan_restore(kube: &KubeClient, entry: &VolumeEntry, record: &VolumeBackupInfo) -> Result<VolumeRestorePlan, VolumeError> {
+pub async fn plan_restore(
+    kube: &KubeClient,
+    entry: &VolumeEntry,
+    record: &VolumeBackupInfo,
+) -> Result<VolumeRestorePlan, VolumeError> {
     match &entry.provider {
         ProviderSpec::Csi(s) => csi::Csi(s).plan_restore(kube, entry, record).await,
         ProviderSpec::Velero(s) => velero::Velero(s).plan_restore(kube, entry, record).await,
@@ -273,7 +315,11 @@ pub async fn plan_restore(kube: &KubeClient, entry: &VolumeEntry, record: &Volum
 }
 
 /// Carry out a restore plan.
-pub async fn restore(kube: &KubeClient, entry: &VolumeEntry, plan: &VolumeRestorePlan) -> Result<VolumeRestoreOutcome, VolumeError> {
+pub async fn restore(
+    kube: &KubeClient,
+    entry: &VolumeEntry,
+    plan: &VolumeRestorePlan,
+) -> Result<VolumeRestoreOutcome, VolumeError> {
     match &entry.provider {
         ProviderSpec::Csi(s) => csi::Csi(s).restore(kube, entry, plan).await,
         ProviderSpec::Velero(s) => velero::Velero(s).restore(kube, entry, plan).await,
@@ -312,7 +358,12 @@ impl Watched<'_> {
 
 /// Look at `w` every `entry.poll` until `look` says done or failed, or the
 /// entry's timeout passes. An object that is absent counts as pending.
-pub(crate) async fn wait_for<T>(kube: &KubeClient, entry: &VolumeEntry, w: &Watched<'_>, look: impl Fn(&Value) -> Look<T>) -> Result<T, VolumeError> {
+pub(crate) async fn wait_for<T>(
+    kube: &KubeClient,
+    entry: &VolumeEntry,
+    w: &Watched<'_>,
+    look: impl Fn(&Value) -> Look<T>,
+) -> Result<T, VolumeError> {
     let started = std::time::Instant::now();
     loop {
         let state = match kube.get_object(w.kind, w.namespace, w.name).await? {
@@ -339,7 +390,13 @@ pub(crate) async fn wait_for<T>(kube: &KubeClient, entry: &VolumeEntry, w: &Watc
 }
 
 /// Map a 404 on the tool's collection to "not installed".
-pub(crate) async fn probe(kube: &KubeClient, kind: &ResourceKind, namespace: Option<&str>, tool: &str, entry: &VolumeEntry) -> Result<(), VolumeError> {
+pub(crate) async fn probe(
+    kube: &KubeClient,
+    kind: &ResourceKind,
+    namespace: Option<&str>,
+    tool: &str,
+    entry: &VolumeEntry,
+) -> Result<(), VolumeError> {
     match kube.list_objects(kind, namespace, "kmdr.io/probe=1").await {
         Ok(_) => Ok(()),
         Err(KubeError::NotFound { .. }) => Err(VolumeError::NotInstalled {
@@ -353,12 +410,19 @@ pub(crate) async fn probe(kube: &KubeClient, kind: &ResourceKind, namespace: Opt
 }
 
 /// The Namespace kind (core v1).
-pub const NAMESPACE: ResourceKind = ResourceKind { api_version: "v1", kind: "Namespace", plural: "namespaces", namespaced: false };
+pub const NAMESPACE: ResourceKind =
+    ResourceKind { api_version: "v1", kind: "Namespace", plural: "namespaces", namespaced: false };
 
 /// Plan the creation of namespace `ns` when the (rebuilt) cluster lacks it:
 /// PVCs, RestorePoints and RestoreActions cannot be created without it.
-pub(crate) async fn plan_namespace(kube: &KubeClient, ns: &str, objects: &mut Vec<PlannedObject>) -> Result<(), VolumeError> {
-    if objects.iter().any(|o| o.kind == "Namespace" && o.name == ns) || kube.get_object(&NAMESPACE, None, ns).await?.is_some() {
+pub(crate) async fn plan_namespace(
+    kube: &KubeClient,
+    ns: &str,
+    objects: &mut Vec<PlannedObject>,
+) -> Result<(), VolumeError> {
+    if objects.iter().any(|o| o.kind == "Namespace" && o.name == ns)
+        || kube.get_object(&NAMESPACE, None, ns).await?.is_some()
+    {
         return Ok(());
     }
     objects.push(PlannedObject {

@@ -17,8 +17,10 @@ use super::*;
 use kmdr_core::VolumeItem;
 use serde_json::json;
 
-pub const BACKUP: ResourceKind = ResourceKind { api_version: "velero.io/v1", kind: "Backup", plural: "backups", namespaced: true };
-pub const RESTORE: ResourceKind = ResourceKind { api_version: "velero.io/v1", kind: "Restore", plural: "restores", namespaced: true };
+pub const BACKUP: ResourceKind =
+    ResourceKind { api_version: "velero.io/v1", kind: "Backup", plural: "backups", namespaced: true };
+pub const RESTORE: ResourceKind =
+    ResourceKind { api_version: "velero.io/v1", kind: "Restore", plural: "restores", namespaced: true };
 /// The label Velero puts on the Backups a Schedule creates.
 pub const SCHEDULE_LABEL: &str = "velero.io/schedule-name";
 
@@ -59,7 +61,9 @@ fn phase_look(v: &Value) -> Look<Value> {
     let count = |f: &str| v.pointer(&format!("/status/{f}")).and_then(Value::as_u64).unwrap_or(0);
     match phase.as_str() {
         "Completed" => Look::Done(v.clone()),
-        "PartiallyFailed" => Look::Failed(phase, format!(" with {} error(s) and {} warning(s)", count("errors"), count("warnings"))),
+        "PartiallyFailed" => {
+            Look::Failed(phase, format!(" with {} error(s) and {} warning(s)", count("errors"), count("warnings")))
+        }
         "Failed" => Look::Failed(phase, text(v, "/status/failureReason").map(|r| format!(": {r}")).unwrap_or_default()),
         "FailedValidation" => {
             let errs: Vec<String> = v
@@ -89,9 +93,14 @@ impl Velero<'_> {
         if label(ENTRY_LABEL).as_deref() == Some(entry.name.as_str()) {
             return true;
         }
-        let included: Vec<&str> = b.pointer("/spec/includedNamespaces").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let included: Vec<&str> = b
+            .pointer("/spec/includedNamespaces")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         let all = included.is_empty() || included.contains(&"*");
-        !self.0.included_namespaces.is_empty() && self.0.included_namespaces.iter().all(|n| all || included.contains(&n.as_str()))
+        !self.0.included_namespaces.is_empty()
+            && self.0.included_namespaces.iter().all(|n| all || included.contains(&n.as_str()))
     }
 
     fn newest_completed<'v>(&self, entry: &VolumeEntry, backups: &'v [Value]) -> Option<&'v Value> {
@@ -103,7 +112,11 @@ impl Velero<'_> {
 }
 
 impl VolumeProvider for Velero<'_> {
-    async fn backup(&self, kube: &KubeClient, entry: &VolumeEntry) -> Result<(VolumeBackupInfo, Vec<Value>), VolumeError> {
+    async fn backup(
+        &self,
+        kube: &KubeClient,
+        entry: &VolumeEntry,
+    ) -> Result<(VolumeBackupInfo, Vec<Value>), VolumeError> {
         let s = self.0;
         let ns = s.namespace.as_str();
         probe(kube, &BACKUP, Some(ns), TOOL, entry).await?;
@@ -136,12 +149,22 @@ impl VolumeProvider for Velero<'_> {
                     spec["storageLocation"] = json!(l);
                 }
                 kube.create_object(&BACKUP, Some(ns), &manifest(&BACKUP, Some(ns), &name, &entry.name, spec)).await?;
-                let w = Watched { kind: &BACKUP, namespace: Some(ns), name: &name, inspect: describe("backup", ns, &name), tool: TOOL };
+                let w = Watched {
+                    kind: &BACKUP,
+                    namespace: Some(ns),
+                    name: &name,
+                    inspect: describe("backup", ns, &name),
+                    tool: TOOL,
+                };
                 (wait_for(kube, entry, &w, phase_look).await?, "kmdr")
             }
         };
         let name = text(&backup, "/metadata/name").unwrap_or_default();
-        let included: Vec<String> = backup.pointer("/spec/includedNamespaces").and_then(Value::as_array).map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect()).unwrap_or_default();
+        let included: Vec<String> = backup
+            .pointer("/spec/includedNamespaces")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
         let info = VolumeBackupInfo {
             entry: entry.name.clone(),
             provider: "velero".into(),
@@ -170,17 +193,33 @@ impl VolumeProvider for Velero<'_> {
         probe(kube, &BACKUP, Some(ns), TOOL, entry).await?;
         let backups = kube.list_objects(&BACKUP, Some(ns), "").await?;
         Ok(self.newest_completed(entry, &backups).and_then(|b| {
-            let by = if b.pointer("/metadata/labels").and_then(|l| l.get(SCHEDULE_LABEL)).is_some() { "schedule" } else { "kmdr" };
-            Some(NewestBackup { object: format!("Backup {ns}/{}", text(b, "/metadata/name")?), point_in_time: backup_time(b)?, taken_by: by.into() })
+            let by = if b.pointer("/metadata/labels").and_then(|l| l.get(SCHEDULE_LABEL)).is_some() {
+                "schedule"
+            } else {
+                "kmdr"
+            };
+            Some(NewestBackup {
+                object: format!("Backup {ns}/{}", text(b, "/metadata/name")?),
+                point_in_time: backup_time(b)?,
+                taken_by: by.into(),
+            })
         }))
     }
 
-    async fn plan_restore(&self, kube: &KubeClient, entry: &VolumeEntry, record: &VolumeBackupInfo) -> Result<VolumeRestorePlan, VolumeError> {
+    async fn plan_restore(
+        &self,
+        kube: &KubeClient,
+        entry: &VolumeEntry,
+        record: &VolumeBackupInfo,
+    ) -> Result<VolumeRestorePlan, VolumeError> {
         let s = self.0;
         let ns = s.namespace.as_str();
         probe(kube, &RESTORE, Some(ns), TOOL, entry).await?;
         let Some(item) = record.items.iter().find(|i| i.kind == "Backup") else {
-            return Err(VolumeError::NothingFound(format!("the record of entry {} names no Velero Backup", entry.name)));
+            return Err(VolumeError::NothingFound(format!(
+                "the record of entry {} names no Velero Backup",
+                entry.name
+            )));
         };
         let present = kube.get_object(&BACKUP, Some(ns), &item.name).await?.is_some();
         let mut objects = vec![PlannedObject {
@@ -191,7 +230,8 @@ impl VolumeProvider for Velero<'_> {
             note: if present {
                 "in the cluster".into()
             } else {
-                "not in the cluster yet: Velero syncs it from its BackupStorageLocation (`velero backup-location get`)".into()
+                "not in the cluster yet: Velero syncs it from its BackupStorageLocation (`velero backup-location get`)"
+                    .into()
             },
             manifest: Value::Null,
         }];
@@ -209,7 +249,12 @@ impl VolumeProvider for Velero<'_> {
         Ok(VolumeRestorePlan { entry: entry.name.clone(), provider: "velero".into(), objects })
     }
 
-    async fn restore(&self, kube: &KubeClient, entry: &VolumeEntry, plan: &VolumeRestorePlan) -> Result<VolumeRestoreOutcome, VolumeError> {
+    async fn restore(
+        &self,
+        kube: &KubeClient,
+        entry: &VolumeEntry,
+        plan: &VolumeRestorePlan,
+    ) -> Result<VolumeRestoreOutcome, VolumeError> {
         let ns = self.0.namespace.as_str();
         let mut out = VolumeRestoreOutcome { restored: 0, objects: Vec::new(), warnings: 0 };
         for o in &plan.objects {
@@ -219,14 +264,23 @@ impl VolumeProvider for Velero<'_> {
                         kind: &BACKUP,
                         namespace: Some(ns),
                         name: &o.name,
-                        inspect: format!("velero backup get {} -n {ns}` and `velero backup-location get -n {ns}", o.name),
+                        inspect: format!(
+                            "velero backup get {} -n {ns}` and `velero backup-location get -n {ns}",
+                            o.name
+                        ),
                         tool: TOOL,
                     };
                     wait_for(kube, entry, &w, phase_look).await?;
                 }
                 "create" => {
                     kube.create_object(&RESTORE, Some(ns), &o.manifest).await?;
-                    let w = Watched { kind: &RESTORE, namespace: Some(ns), name: &o.name, inspect: describe("restore", ns, &o.name), tool: TOOL };
+                    let w = Watched {
+                        kind: &RESTORE,
+                        namespace: Some(ns),
+                        name: &o.name,
+                        inspect: describe("restore", ns, &o.name),
+                        tool: TOOL,
+                    };
                     let r = wait_for(kube, entry, &w, phase_look).await?;
                     out.warnings += r.pointer("/status/warnings").and_then(Value::as_u64).unwrap_or(0);
                     out.restored += 1;

@@ -3,12 +3,12 @@
 //! state the point-in-time path restores at a revision.
 #![allow(dead_code)]
 
-use kmdr_repo::deltas::check_chain;
 use kmdr_repo::Repository;
+use kmdr_repo::deltas::check_chain;
 use kmdr_sources::delta::capture::{CaptureOptions, ChangeSource, DeltaCapture, DeltaTarget, Stopped};
-use kmdr_sources::delta::pitr::{load_overlay, plan_point, write_state, Point};
-use kmdr_sources::delta::{decode, DeltaEvent};
-use kmdr_sources::tenant::{backup_tenant, RecordReader, TenantBackupOptions, TenantStore};
+use kmdr_sources::delta::pitr::{Point, load_overlay, plan_point, write_state};
+use kmdr_sources::delta::{DeltaEvent, decode};
+use kmdr_sources::tenant::{RecordReader, TenantBackupOptions, TenantStore, backup_tenant};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
@@ -45,7 +45,14 @@ pub async fn resume_point(repo: &Repository, schema: &str, base: i64) -> i64 {
 
 /// Capture `schema` from `from` while `writer` runs, then for `settle` more,
 /// then stop; returns how the capture ended.
-pub async fn capture_while<F: Future<Output = ()>>(repo: &Repository, source: &ChangeSource, schema: &str, from: i64, writer: F, settle: Duration) -> Stopped {
+pub async fn capture_while<F: Future<Output = ()>>(
+    repo: &Repository,
+    source: &ChangeSource,
+    schema: &str,
+    from: i64,
+    writer: F,
+    settle: Duration,
+) -> Stopped {
     let mut cap = DeltaCapture::new(DeltaTarget::kine(schema), options(), from);
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let run = cap.run(source, repo, &mut rx, &|_| {});
@@ -69,7 +76,11 @@ pub async fn captured(repo: &Repository, schema: &str, base: i64) -> Vec<DeltaEv
     for s in &segments {
         for e in decode(&repo.get_segment(s).await.unwrap()).unwrap() {
             assert!(e.revision >= s.first && e.revision <= s.last, "event at {} in segment {s}", e.revision);
-            assert!(out.last().is_none_or(|p| p.revision < e.revision), "revision {} captured twice or out of order", e.revision);
+            assert!(
+                out.last().is_none_or(|p| p.revision < e.revision),
+                "revision {} captured twice or out of order",
+                e.revision
+            );
             out.push(e);
         }
     }

@@ -52,7 +52,7 @@ fn print_done(g: &GlobalArgs, m: &kmdr_core::Manifest, location: &str) {
 }
 
 async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
-    use kmdr_sources::tenant::{backup_tenant, TenantBackupOptions, TenantStore};
+    use kmdr_sources::tenant::{TenantBackupOptions, TenantStore, backup_tenant};
     let repo = g.open_repo().await?;
     let store = a.datastore.connect().await?;
     let (schemas, at) = match &a.schema {
@@ -62,7 +62,11 @@ async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
             let at = store.shared_read_point().await?;
             let found = store.list_tenants().await?;
             if found.is_empty() {
-                anyhow::bail!(kmdr_sources::tenant::TenantError::UnknownSchema { schema: "(any)".into(), datastore: store.datastore(), found });
+                anyhow::bail!(kmdr_sources::tenant::TenantError::UnknownSchema {
+                    schema: "(any)".into(),
+                    datastore: store.datastore(),
+                    found
+                });
             }
             (found, at)
         }
@@ -100,7 +104,12 @@ async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
         None => Ok(0),
         Some(e) => {
             let code = crate::exit::code_for(&e);
-            eprintln!("error: {} of {} tenants were not backed up ({}); the others were. Fix the cause above and run again", failed.len(), schemas.len(), failed.join(", "));
+            eprintln!(
+                "error: {} of {} tenants were not backed up ({}); the others were. Fix the cause above and run again",
+                failed.len(),
+                schemas.len(),
+                failed.join(", ")
+            );
             Ok(code)
         }
     }
@@ -148,7 +157,10 @@ pub async fn by_plan(g: &GlobalArgs, file: &std::path::Path, layer: Option<kmdr_
         }
     }
     if failed > 0 {
-        eprintln!("error: {failed} of {} units were not backed up; the others were. Fix the causes above and run again", all.len());
+        eprintln!(
+            "error: {failed} of {} units were not backed up; the others were. Fix the causes above and run again",
+            all.len()
+        );
         // A volume unit's class decides (tool missing, timed out, ...).
         let class = all.iter().find_map(|(_, u)| u.failure);
         return Ok(class.map_or(crate::exit::SOURCE, crate::exit::volume_code));
@@ -159,14 +171,21 @@ pub async fn by_plan(g: &GlobalArgs, file: &std::path::Path, layer: Option<kmdr_
 /// `kmdr backup platform`: the umbrella chart's Helm release and listed Secrets.
 async fn platform(g: &GlobalArgs, a: crate::cli::BackupPlatformArgs) -> Result<i32> {
     use kmdr_sources::kube::{KubeClient, KubeTarget};
-    use kmdr_sources::platform::{backup_platform, PlatformBackupOptions, SecretRef};
+    use kmdr_sources::platform::{PlatformBackupOptions, SecretRef, backup_platform};
     // Bad --secret values are usage errors, found before anything is opened.
     let secrets = a.secrets.iter().map(|s| s.parse::<SecretRef>()).collect::<Result<Vec<_>, _>>()?;
     // Open the repository first: a wrong key must fail before the cluster is read.
     let repo = g.open_repo().await?;
     let log_requests = g.verbose > 0 || std::env::var_os("KMDR_LOG").is_some();
-    let kube = KubeClient::connect(&KubeTarget { kubeconfig: a.kube.kubeconfig, context: a.kube.context, log_requests }).await?;
-    let opts = PlatformBackupOptions { release: a.release, namespace: a.namespace, secrets, tags: a.tags.into_iter().collect() };
+    let kube =
+        KubeClient::connect(&KubeTarget { kubeconfig: a.kube.kubeconfig, context: a.kube.context, log_requests })
+            .await?;
+    let opts = PlatformBackupOptions {
+        release: a.release,
+        namespace: a.namespace,
+        secrets,
+        tags: a.tags.into_iter().collect(),
+    };
     let m = backup_platform(&repo, &kube, &opts).await?;
     if let kmdr_core::SourceInfo::HelmRelease(h) = &m.source
         && h.status != "deployed"
@@ -187,12 +206,17 @@ async fn platform(g: &GlobalArgs, a: crate::cli::BackupPlatformArgs) -> Result<i
 
 /// `kmdr backup tenants [--all | NS/NAME ...]`: Kamaji tenants end to end.
 async fn tenants(g: &GlobalArgs, a: crate::cli::BackupTenantsArgs) -> Result<i32> {
-    use kmdr_sources::kamaji::{backup_tenants, TcpRef, TenantsBackupOptions};
+    use kmdr_sources::kamaji::{TcpRef, TenantsBackupOptions, backup_tenants};
     let tenants = a.tenants.iter().map(|t| t.parse::<TcpRef>()).collect::<Result<Vec<_>, _>>()?;
     // Open the repository first: a wrong key must fail before the cluster is read.
     let repo = g.open_repo().await?;
     let kube = a.kube.connect(g).await?;
-    let opts = TenantsBackupOptions { tenants, all: a.all, tags: a.tags.into_iter().collect(), endpoints: a.endpoints.into_iter().collect() };
+    let opts = TenantsBackupOptions {
+        tenants,
+        all: a.all,
+        tags: a.tags.into_iter().collect(),
+        endpoints: a.endpoints.into_iter().collect(),
+    };
     let pb = output::bar(g.format, g.quiet, None, "tenant data");
     let notify = super::notifier(g);
     let m = backup_tenants(&repo, &kube, &opts, output::progress(&pb), &notify).await;
@@ -206,8 +230,20 @@ async fn tenants(g: &GlobalArgs, a: crate::cli::BackupTenantsArgs) -> Result<i32
         print_done(g, &m, &repo.location());
         if let kmdr_core::SourceInfo::KamajiTenants(k) = &m.source {
             for t in &k.tenants {
-                let filled = if t.filled_from_status.is_empty() { String::new() } else { format!(" ({} filled from status)", t.filled_from_status.join(", ")) };
-                eprintln!("  {}/{}: schema {}{filled}, {} keys, {} Secrets, datastore {}", t.namespace, t.name, t.schema, t.data.key_count, t.secrets.len(), t.datastore);
+                let filled = if t.filled_from_status.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} filled from status)", t.filled_from_status.join(", "))
+                };
+                eprintln!(
+                    "  {}/{}: schema {}{filled}, {} keys, {} Secrets, datastore {}",
+                    t.namespace,
+                    t.name,
+                    t.schema,
+                    t.data.key_count,
+                    t.secrets.len(),
+                    t.datastore
+                );
             }
         }
     }

@@ -33,10 +33,21 @@ async fn points(g: &GlobalArgs) -> Result<i32> {
         println!("  full backups at revisions {}", bases.join(", "));
         match s.newest_segment {
             None => println!("  no delta segments: only the full backups' own points (is `kmdr serve` running?)"),
-            Some(w) => println!("  {} delta segments, newest written {} ({} ago)", s.segments, t(w), human_duration((now - w).to_std().unwrap_or_default())),
+            Some(w) => println!(
+                "  {} delta segments, newest written {} ({} ago)",
+                s.segments,
+                t(w),
+                human_duration((now - w).to_std().unwrap_or_default())
+            ),
         }
         for w in &s.windows {
-            println!("  restorable: revisions {}..={}, --at {} .. {}", w.from_revision, w.to_revision, t(w.from_time), t(w.to_time));
+            println!(
+                "  restorable: revisions {}..={}, --at {} .. {}",
+                w.from_revision,
+                w.to_revision,
+                t(w.from_time),
+                t(w.to_time)
+            );
         }
         for (a, b) in &s.gaps {
             println!("  GAP: revisions {a}..={b} are in no segment: points in it need a full backup taken after it");
@@ -47,7 +58,8 @@ async fn points(g: &GlobalArgs) -> Result<i32> {
 
 async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
     let repo = g.open_repo().await?;
-    let ids: Vec<_> = repo.list_backups().await?.into_iter().filter(|i| a.kind.as_deref().is_none_or(|k| i.kind() == k)).collect();
+    let ids: Vec<_> =
+        repo.list_backups().await?.into_iter().filter(|i| a.kind.as_deref().is_none_or(|k| i.kind() == k)).collect();
     let mut rows = Vec::new();
     for id in &ids {
         match repo.load_manifest(id).await {
@@ -83,7 +95,11 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
                 human_bytes(m.stats.new_stored_bytes),
                 human_duration(std::time::Duration::from_millis(m.duration_ms)),
                 m.source_summary(),
-                if m.tags.is_empty() { String::new() } else { format!(" [{}]", m.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")) }
+                if m.tags.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", m.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+                }
             ),
             Err((id, reason)) => println!("{:<36} DAMAGED manifest: {reason} (run `kmdr verify {id}`)", id.to_string()),
         }
@@ -105,12 +121,24 @@ async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<i32> {
     println!("source      {}", m.source_summary());
     println!("host        {} (kmdr {})", m.hostname, m.kmdr_version);
     println!("started     {}", m.started_at.to_rfc3339());
-    println!("finished    {} ({})", m.finished_at.to_rfc3339(), human_duration(std::time::Duration::from_millis(m.duration_ms)));
+    println!(
+        "finished    {} ({})",
+        m.finished_at.to_rfc3339(),
+        human_duration(std::time::Duration::from_millis(m.duration_ms))
+    );
     for (k, v) in &m.tags {
         println!("tag         {k}={v}");
     }
     if let kmdr_core::SourceInfo::EtcdSnapshot(e) = &m.source {
-        println!("etcd        version {} cluster {} member {} revision {} keys {} db size {}", e.etcd_version, e.cluster_id, e.member_id, e.revision, e.key_count, human_bytes(e.db_size as u64));
+        println!(
+            "etcd        version {} cluster {} member {} revision {} keys {} db size {}",
+            e.etcd_version,
+            e.cluster_id,
+            e.member_id,
+            e.revision,
+            e.key_count,
+            human_bytes(e.db_size as u64)
+        );
         println!("etcd sha256 {}", e.etcd_sha256);
     }
     for f in &m.files {

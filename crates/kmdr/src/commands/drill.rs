@@ -29,7 +29,8 @@ pub async fn run(g: &GlobalArgs, mut a: DrillArgs) -> Result<i32> {
         .into());
     }
     let repo = g.with_plan(&plan).open_repo().await?;
-    std::fs::create_dir_all(&a.report_dir).with_context(|| format!("cannot create --report-dir {}", a.report_dir.display()))?;
+    std::fs::create_dir_all(&a.report_dir)
+        .with_context(|| format!("cannot create --report-dir {}", a.report_dir.display()))?;
     let quiet = g.quiet || g.format == Format::Json;
     let notify = move |line: &str| {
         if !quiet {
@@ -42,9 +43,11 @@ pub async fn run(g: &GlobalArgs, mut a: DrillArgs) -> Result<i32> {
     let json_path = a.report_dir.join(format!("{stem}.json"));
     let md_path = a.report_dir.join(format!("{stem}.md"));
     let html_path = a.report_dir.join(format!("{stem}.html"));
-    std::fs::write(&json_path, serde_json::to_vec_pretty(&r)?).with_context(|| format!("cannot write {}", json_path.display()))?;
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&r)?)
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
     std::fs::write(&md_path, report::markdown(&r)).with_context(|| format!("cannot write {}", md_path.display()))?;
-    std::fs::write(&html_path, kmdr_plan::html::html(&r)).with_context(|| format!("cannot write {}", html_path.display()))?;
+    std::fs::write(&html_path, kmdr_plan::html::html(&r))
+        .with_context(|| format!("cannot write {}", html_path.display()))?;
     if g.format == Format::Json {
         output::json(&r);
     } else {

@@ -5,7 +5,7 @@ use crate::commands::UsageError;
 use crate::output::{self, Format};
 use anyhow::Result;
 use kmdr_core::human_bytes;
-use kmdr_repo::{pruner, ForgetPlan, PrunePlan, SegmentName};
+use kmdr_repo::{ForgetPlan, PrunePlan, SegmentName, pruner};
 use kmdr_sources::delta::unusable_segments;
 use serde_json::json;
 
@@ -33,7 +33,10 @@ fn print_segments(segments: &[SegmentName], dry: bool) {
         *e = (e.0 + 1, e.1.min(s.first), e.2.max(s.last));
     }
     for (series, (n, first, last)) in by_series {
-        println!("delta segments {series}: {} {n} (revisions {first}..={last}), no remaining full backup can use them", if dry { "would remove" } else { "removed" });
+        println!(
+            "delta segments {series}: {} {n} (revisions {first}..={last}), no remaining full backup can use them",
+            if dry { "would remove" } else { "removed" }
+        );
     }
 }
 
@@ -69,7 +72,9 @@ pub async fn run_forget(g: &GlobalArgs, a: ForgetArgs) -> Result<i32> {
         (plan, prune, segments)
     };
     if g.format == Format::Json {
-        output::json(&json!({"dry_run": a.dry_run, "forget": plan, "remove": plan.remove(), "prune": prune, "segments": segments}));
+        output::json(
+            &json!({"dry_run": a.dry_run, "forget": plan, "remove": plan.remove(), "prune": prune, "segments": segments}),
+        );
     } else {
         print_forget(&plan, a.dry_run);
         print_segments(&segments, a.dry_run);

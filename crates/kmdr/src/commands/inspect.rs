@@ -3,9 +3,9 @@
 use crate::cli::{GlobalArgs, InspectArgs};
 use crate::output::{self, Format};
 use anyhow::Result;
-use kmdr_sources::etcd::inspect::{self, encryption::EncryptionKeys, objects::ResourceKind, Inventory};
+use kmdr_sources::etcd::inspect::{self, Inventory, encryption::EncryptionKeys, objects::ResourceKind};
 use kmdr_sources::etcd::snapshotter::KIND;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub async fn run(g: &GlobalArgs, a: InspectArgs) -> Result<i32> {
     // Bad input is refused before anything is fetched.
@@ -28,7 +28,9 @@ pub async fn run(g: &GlobalArgs, a: InspectArgs) -> Result<i32> {
             // Among etcd backups first; an id of another kind is then named
             // as such by load_snapshot_manifest rather than "not found".
             let id = match repo.resolve(wanted, Some(KIND)).await {
-                Err(kmdr_repo::Error::BackupNotFound { .. }) if wanted != "latest" => repo.resolve(wanted, None).await?,
+                Err(kmdr_repo::Error::BackupNotFound { .. }) if wanted != "latest" => {
+                    repo.resolve(wanted, None).await?
+                }
                 r => r?,
             };
             let m = kmdr_sources::etcd::restorer::load_snapshot_manifest(&repo, &id).await?;
@@ -75,11 +77,23 @@ fn cell(v: Option<&Value>) -> String {
 /// The columns of each kind, as (header, detail field).
 fn columns(kind: &str) -> &'static [(&'static str, &'static str)] {
     match kind {
-        "TenantControlPlane" => &[("DATASTORE", "dataStore"), ("SCHEMA", "dataStoreSchema"), ("USER", "dataStoreUsername"), ("VERSION", "version"), ("STATUS", "status")],
+        "TenantControlPlane" => &[
+            ("DATASTORE", "dataStore"),
+            ("SCHEMA", "dataStoreSchema"),
+            ("USER", "dataStoreUsername"),
+            ("VERSION", "version"),
+            ("STATUS", "status"),
+        ],
         "DataStore" => &[("DRIVER", "driver"), ("ENDPOINTS", "endpoints")],
         "Cluster" => &[("CONTROL PLANE", "controlPlane"), ("PHASE", "phase")],
         "KamajiControlPlane" => &[("VERSION", "version"), ("DATASTORE", "dataStoreName"), ("READY", "ready")],
-        "HelmRelease" => &[("RELEASE", "release"), ("REVISION", "revision"), ("STATUS", "status"), ("CHART", "chart"), ("VERSION", "version")],
+        "HelmRelease" => &[
+            ("RELEASE", "release"),
+            ("REVISION", "revision"),
+            ("STATUS", "status"),
+            ("CHART", "chart"),
+            ("VERSION", "version"),
+        ],
         "Secret" => &[("TYPE", "type"), ("KEYS", "keys")],
         _ => &[],
     }
@@ -98,14 +112,22 @@ fn print_text(label: &str, inv: &Inventory) {
     }
     for kind in kinds {
         let cols = columns(kind);
-        let mut rows = vec![std::iter::once("NAMESPACE/NAME".to_string()).chain(cols.iter().map(|(h, _)| h.to_string())).chain(["ENCRYPTED".into()]).collect::<Vec<_>>()];
+        let mut rows = vec![
+            std::iter::once("NAMESPACE/NAME".to_string())
+                .chain(cols.iter().map(|(h, _)| h.to_string()))
+                .chain(["ENCRYPTED".into()])
+                .collect::<Vec<_>>(),
+        ];
         for o in inv.objects.iter().filter(|o| o.kind == kind) {
             let name = match &o.namespace {
                 Some(ns) => format!("{ns}/{}", o.name),
                 None => o.name.clone(),
             };
-            let enc = o.encrypted.as_ref().map(|h| format!("{}:{}", h.provider, h.key_name)).unwrap_or_else(|| "-".into());
-            rows.push(std::iter::once(name).chain(cols.iter().map(|(_, f)| cell(o.details.get(*f)))).chain([enc]).collect());
+            let enc =
+                o.encrypted.as_ref().map(|h| format!("{}:{}", h.provider, h.key_name)).unwrap_or_else(|| "-".into());
+            rows.push(
+                std::iter::once(name).chain(cols.iter().map(|(_, f)| cell(o.details.get(*f)))).chain([enc]).collect(),
+            );
         }
         // Drop the ENCRYPTED column when nothing is.
         if rows[1..].iter().all(|r| r.last().is_some_and(|c| c == "-")) {
@@ -113,7 +135,8 @@ fn print_text(label: &str, inv: &Inventory) {
                 r.pop();
             });
         }
-        let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> =
+            (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
         println!("\n{kind} ({})", rows.len() - 1);
         for r in rows {
             let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
@@ -121,6 +144,8 @@ fn print_text(label: &str, inv: &Inventory) {
         }
     }
     if inv.objects.iter().any(|o| o.encrypted.is_some()) {
-        println!("\nencrypted at rest: pass --encryption-config with the API server's EncryptionConfiguration to decrypt");
+        println!(
+            "\nencrypted at rest: pass --encryption-config with the API server's EncryptionConfiguration to decrypt"
+        );
     }
 }

@@ -131,8 +131,17 @@ async fn up_command(g: &GlobalArgs, a: LabUpArgs) -> Result<i32> {
     } else {
         println!("lab up in {}:", s.dir.display());
         for p in &s.processes {
-            let what = if p.tenants.is_empty() { format!("{} keys", p.keys) } else { format!("tenants {} ({} keys)", p.tenants.join(", "), p.keys) };
-            println!("  {:<20} pid {:<8} {:<34} {what}", p.name, p.running_pid().map(|p| p.to_string()).unwrap_or("-".into()), p.url);
+            let what = if p.tenants.is_empty() {
+                format!("{} keys", p.keys)
+            } else {
+                format!("tenants {} ({} keys)", p.tenants.join(", "), p.keys)
+            };
+            println!(
+                "  {:<20} pid {:<8} {:<34} {what}",
+                p.name,
+                p.running_pid().map(|p| p.to_string()).unwrap_or("-".into()),
+                p.url
+            );
         }
         for n in &s.notes {
             println!("  note: {n}");
@@ -162,7 +171,11 @@ async fn up(dir: &Path, tenants: usize, keys: usize, chatty: bool) -> Result<Lab
     }
     // Never overwrite a plan the lab did not write (e.g. `--dir .` in a project).
     if std::fs::read_to_string(dir.join(PLAN_FILE)).is_ok_and(|t| !t.starts_with(PLAN_HEADER)) {
-        return Err(super::UsageError(format!("{} holds a {PLAN_FILE} that `kmdr lab up` did not write: pick another --dir", dir.display())).into());
+        return Err(super::UsageError(format!(
+            "{} holds a {PLAN_FILE} that `kmdr lab up` did not write: pick another --dir",
+            dir.display()
+        ))
+        .into());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the lab directory {}", dir.display()))?;
     let dir = dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))?;
@@ -198,7 +211,9 @@ async fn start_everything(state: &mut LabState, tenants: usize, keys: usize, say
     let dir = state.dir.clone();
     for bin in ["etcd", "etcdctl"] {
         if find_bin(bin).is_none() {
-            bail!("{bin} is not on PATH: the lab needs etcd's etcd and etcdctl (scripts/install-deps.sh installs them)");
+            bail!(
+                "{bin} is not on PATH: the lab needs etcd's etcd and etcdctl (scripts/install-deps.sh installs them)"
+            );
         }
     }
 
@@ -208,7 +223,13 @@ async fn start_everything(state: &mut LabState, tenants: usize, keys: usize, say
     // The under cluster, through the plan's own start line.
     let uc = UnderCluster::new(&dir);
     say(&format!("starting the under-cluster etcd on {}", uc.client_url));
-    let out = Command::new("sh").arg("-c").arg(uc.start_line()).stdin(Stdio::null()).process_group(0).output().context("cannot run sh")?;
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(uc.start_line())
+        .stdin(Stdio::null())
+        .process_group(0)
+        .output()
+        .context("cannot run sh")?;
     let mut p = LabProcess {
         name: "under-cluster-etcd".into(),
         program: "etcd".into(),
@@ -237,10 +258,22 @@ async fn start_everything(state: &mut LabState, tenants: usize, keys: usize, say
     cmd.args(["--name", "tenants", "--log-level", "error"])
         .arg("--data-dir")
         .arg(&data)
-        .args(["--listen-client-urls", &format!("http://127.0.0.1:{c}"), "--advertise-client-urls", &format!("http://127.0.0.1:{c}")])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}"), "--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args([
+            "--listen-client-urls",
+            &format!("http://127.0.0.1:{c}"),
+            "--advertise-client-urls",
+            &format!("http://127.0.0.1:{c}"),
+        ])
+        .args([
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
         .args(["--initial-cluster", &format!("tenants=http://127.0.0.1:{peer}")]);
-    let names: Vec<String> = (0..tenants).map(|i| TENANT_NAMES.get(i).map(|s| s.to_string()).unwrap_or(format!("tenant-{}", i + 1))).collect();
+    let names: Vec<String> = (0..tenants)
+        .map(|i| TENANT_NAMES.get(i).map(|s| s.to_string()).unwrap_or(format!("tenant-{}", i + 1)))
+        .collect();
     let mut p = LabProcess {
         name: "tenant-etcd".into(),
         program: "etcd".into(),
@@ -275,7 +308,10 @@ async fn start_everything(state: &mut LabState, tenants: usize, keys: usize, say
     let yaml = plan_yaml(state, &uc);
     if let Err(problems) = kmdr_plan::parse_plan(&state.plan, &yaml) {
         // A bug in this module, not the user's: say what the checker found.
-        bail!("the lab's plan does not pass its own check: {}", kmdr_plan::parse::render(&state.plan, &problems).trim_end());
+        bail!(
+            "the lab's plan does not pass its own check: {}",
+            kmdr_plan::parse::render(&state.plan, &problems).trim_end()
+        );
     }
     std::fs::write(&state.plan, yaml).with_context(|| format!("cannot write {}", state.plan.display()))?;
     save_state(state)?;
@@ -338,7 +374,13 @@ impl UnderCluster {
     fn new(dir: &Path) -> UnderCluster {
         let c = free_port().unwrap_or(23790);
         let p = free_port().unwrap_or(23800);
-        UnderCluster { dir: dir.into(), client_port: c, peer_port: p, client_url: format!("http://127.0.0.1:{c}"), peer_url: format!("http://127.0.0.1:{p}") }
+        UnderCluster {
+            dir: dir.into(),
+            client_port: c,
+            peer_port: p,
+            client_url: format!("http://127.0.0.1:{c}"),
+            peer_url: format!("http://127.0.0.1:{p}"),
+        }
     }
     fn data_dir(&self) -> PathBuf {
         self.dir.join("uc.etcd")
@@ -379,7 +421,8 @@ fn spawn(state: &mut LabState, p: &LabProcess, mut cmd: Command) -> Result<()> {
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {} for {}", p.program, p.name))?;
-    std::fs::write(&p.pid_file, format!("{}\n", child.id())).with_context(|| format!("cannot write {}", p.pid_file.display()))?;
+    std::fs::write(&p.pid_file, format!("{}\n", child.id()))
+        .with_context(|| format!("cannot write {}", p.pid_file.display()))?;
     state.processes.push(p.clone());
     save_state(state)
 }
@@ -418,7 +461,10 @@ async fn seed_with(url: &str, password: Option<&str>, schema: &str, records: &[(
     w.finish().await?;
     let url = DatastoreUrl::parse(url)?.with_credentials(None, password.map(str::to_string));
     let store = tenant::connect(&url, TlsFiles::default()).await?;
-    store.import(schema, &mut RecordReader::new(stream.as_slice()), true).await.with_context(|| format!("cannot seed tenant {schema}"))?;
+    store
+        .import(schema, &mut RecordReader::new(stream.as_slice()), true)
+        .await
+        .with_context(|| format!("cannot seed tenant {schema}"))?;
     Ok(())
 }
 
@@ -430,7 +476,8 @@ async fn start_postgres(state: &mut LabState, keys: usize, say: &dyn Fn(&str)) -
     };
     let postgres = initdb.with_file_name("postgres");
     let ids = if is_root() {
-        let ids = os_user("postgres").ok_or_else(|| Skip("running as root and there is no `postgres` OS user to run PostgreSQL as".into()))?;
+        let ids = os_user("postgres")
+            .ok_or_else(|| Skip("running as root and there is no `postgres` OS user to run PostgreSQL as".into()))?;
         // The postgres user must reach the lab directory.
         let mut up = Some(state.dir.as_path());
         while let Some(d) = up {
@@ -439,7 +486,11 @@ async fn start_postgres(state: &mut LabState, keys: usize, say: &dyn Fn(&str)) -
             if d == state.dir && mode & 0o011 != 0o011 {
                 std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o711))?;
             } else if mode & 0o001 == 0 {
-                return Err(Skip(format!("the postgres OS user cannot enter {} (mode {:o}): use a --dir it can reach", d.display(), mode & 0o777)));
+                return Err(Skip(format!(
+                    "the postgres OS user cannot enter {} (mode {:o}): use a --dir it can reach",
+                    d.display(),
+                    mode & 0o777
+                )));
             }
             up = d.parent();
         }
@@ -465,7 +516,16 @@ async fn start_postgres(state: &mut LabState, keys: usize, say: &dyn Fn(&str)) -
     let mut init = Command::new(&initdb);
     init.arg("-D")
         .arg(root.join("data"))
-        .args(["-U", PG_USER, "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"])
+        .args([
+            "-U",
+            PG_USER,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ])
         .arg(format!("--pwfile={}", init_pw.display()))
         .current_dir(&root);
     if let Some((uid, gid)) = ids {
@@ -506,7 +566,11 @@ async fn start_postgres(state: &mut LabState, keys: usize, say: &dyn Fn(&str)) -
 
 /// MariaDB with one kine tenant (`mariadbd --user=root` when root).
 async fn start_mariadb(state: &mut LabState, keys: usize, say: &dyn Fn(&str)) -> Result<(), Skip> {
-    let (Some(mariadbd), Some(install), Some(client)) = (find_bin("mariadbd").or_else(|| existing("/usr/sbin/mariadbd")), find_bin("mariadb-install-db"), find_bin("mariadb")) else {
+    let (Some(mariadbd), Some(install), Some(client)) = (
+        find_bin("mariadbd").or_else(|| existing("/usr/sbin/mariadbd")),
+        find_bin("mariadb-install-db"),
+        find_bin("mariadb"),
+    ) else {
         return Err(Skip("MariaDB (mariadbd, mariadb-install-db, mariadb) is not installed".into()));
     };
     let root = state.dir.join("mariadb");
@@ -547,10 +611,16 @@ async fn start_mariadb(state: &mut LabState, keys: usize, say: &dyn Fn(&str)) ->
     spawn(state, &p, cmd)?;
     // Root over TCP gets a password; over the unix socket it stays passwordless.
     let password = secret_word();
-    let sql = format!("ALTER USER root@'127.0.0.1' IDENTIFIED BY '{password}'; ALTER USER root@'::1' IDENTIFIED BY '{password}'; FLUSH PRIVILEGES;");
+    let sql = format!(
+        "ALTER USER root@'127.0.0.1' IDENTIFIED BY '{password}'; ALTER USER root@'::1' IDENTIFIED BY '{password}'; FLUSH PRIVILEGES;"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = Command::new(&client).arg("--no-defaults").arg(format!("--socket={}", socket.display())).args(["-u", "root", "-e", &sql]).output()?;
+        let out = Command::new(&client)
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", socket.display()))
+            .args(["-u", "root", "-e", &sql])
+            .output()?;
         if out.status.success() {
             break;
         }
@@ -572,7 +642,11 @@ fn plan_yaml(state: &LabState, uc: &UnderCluster) -> String {
     let today = Utc::now().date_naive();
     let mut datastores = String::new();
     for p in state.processes.iter().filter(|p| p.name != "under-cluster-etcd") {
-        datastores.push_str(&format!("      - name: {}\n        url: {:?}\n", p.name.trim_start_matches("kine-"), p.url));
+        datastores.push_str(&format!(
+            "      - name: {}\n        url: {:?}\n",
+            p.name.trim_start_matches("kine-"),
+            p.url
+        ));
         let pw = match p.name.as_str() {
             "kine-postgres" => Some("pg.pw"),
             "kine-mariadb" => Some("mariadb.pw"),
@@ -669,7 +743,11 @@ fn status(g: &GlobalArgs, dir: &Path) -> Result<i32> {
     if g.format == Format::Json {
         output::json(&v);
     } else {
-        println!("lab in {}: {}", s.dir.display(), if v["up"] == true { "up" } else { "partly down (run `kmdr lab up` to restart it)" });
+        println!(
+            "lab in {}: {}",
+            s.dir.display(),
+            if v["up"] == true { "up" } else { "partly down (run `kmdr lab up` to restart it)" }
+        );
         for p in &s.processes {
             let pid = p.running_pid();
             let ports: Vec<String> = p.ports.iter().map(u16::to_string).collect();
@@ -717,7 +795,11 @@ fn down(g: &GlobalArgs, a: LabDownArgs) -> Result<i32> {
         // lab's (its plan carries the header `up` writes).
         let kept = std::fs::read_to_string(dir.join(PLAN_FILE)).is_ok_and(|t| t.starts_with(PLAN_HEADER));
         if state.is_none() && !kept {
-            return Err(super::UsageError(format!("{} is not a kmdr lab (no {STATE_FILE}, no {PLAN_FILE} written by `kmdr lab up`): not removing it", dir.display())).into());
+            return Err(super::UsageError(format!(
+                "{} is not a kmdr lab (no {STATE_FILE}, no {PLAN_FILE} written by `kmdr lab up`): not removing it",
+                dir.display()
+            ))
+            .into());
         }
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     }
@@ -773,7 +855,10 @@ fn runs(pid: u32, program: &str) -> bool {
 fn read_state(dir: &Path) -> Result<Option<LabState>> {
     let path = dir.join(STATE_FILE);
     match std::fs::read(&path) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| format!("{} is damaged: remove it and stop its servers by hand", path.display()))?)),
+        Ok(b) => Ok(Some(
+            serde_json::from_slice(&b)
+                .with_context(|| format!("{} is damaged: remove it and stop its servers by hand", path.display()))?,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow!(e).context(format!("cannot read {}", path.display()))),
     }
@@ -796,7 +881,12 @@ fn find_bin(bin: &str) -> Option<PathBuf> {
 /// A PostgreSQL server tool: on PATH, else in Debian's /usr/lib/postgresql/<newest>/bin.
 fn find_pg_bin(bin: &str) -> Option<PathBuf> {
     find_bin(bin).map(|p| p.canonicalize().unwrap_or(p)).or_else(|| {
-        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").ok()?.flatten().map(|e| e.path().join("bin").join(bin)).filter(|p| is_executable(p)).collect();
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .map(|e| e.path().join("bin").join(bin))
+            .filter(|p| is_executable(p))
+            .collect();
         versions.sort();
         versions.pop()
     })
@@ -878,7 +968,8 @@ fn tenant_records(tenant: &str, n: usize, seed: u64) -> Vec<(Vec<u8>, Vec<u8>)> 
     for (k, api, kind) in fixed.iter().take(n) {
         out.push((k.to_string(), kube_value(&mut rng, api, kind, k.rsplit('/').next().unwrap_or(k))));
     }
-    let namespaces = ["default", "kube-system", &format!("{tenant}-apps"), &format!("{tenant}-jobs")].map(|s| s.to_string());
+    let namespaces =
+        ["default", "kube-system", &format!("{tenant}-apps"), &format!("{tenant}-jobs")].map(|s| s.to_string());
     const KINDS: &[(&str, &str, &str)] = &[
         ("pods", "v1", "Pod"),
         ("configmaps", "v1", "ConfigMap"),
@@ -917,11 +1008,17 @@ fn under_cluster_records(n: usize, tenants: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut rng = Rng(0x756e646572);
     let mut extra: Vec<(String, Vec<u8>)> = vec![
         ("/namespaces/kamaji-system".into(), kube_value(&mut rng, "v1", "Namespace", "kamaji-system")),
-        ("/kamaji.clastix.io/datastores/tenant-etcd".into(), kube_value(&mut rng, "kamaji.clastix.io/v1alpha1", "DataStore", "tenant-etcd")),
+        (
+            "/kamaji.clastix.io/datastores/tenant-etcd".into(),
+            kube_value(&mut rng, "kamaji.clastix.io/v1alpha1", "DataStore", "tenant-etcd"),
+        ),
     ];
     for i in 0..tenants {
         let t = TENANT_NAMES.get(i).map(|s| s.to_string()).unwrap_or(format!("tenant-{}", i + 1));
-        extra.push((format!("/kamaji.clastix.io/tenantcontrolplanes/tenants/{t}"), kube_value(&mut rng, "kamaji.clastix.io/v1alpha1", "TenantControlPlane", &t)));
+        extra.push((
+            format!("/kamaji.clastix.io/tenantcontrolplanes/tenants/{t}"),
+            kube_value(&mut rng, "kamaji.clastix.io/v1alpha1", "TenantControlPlane", &t),
+        ));
     }
     let mut rest = tenant_records("platform", n.saturating_sub(extra.len()).max(1), 0x706c6174);
     let mut all: Vec<(Vec<u8>, Vec<u8>)> = extra.into_iter().map(|(k, v)| (k.into_bytes(), v)).collect();
@@ -945,7 +1042,12 @@ mod tests {
         }
         let r = tenant_records("acme", 500, 1);
         let has = |p: &str| r.iter().any(|(k, _)| k.starts_with(p.as_bytes()));
-        assert!(has("/pods/acme-apps/") && has("/configmaps/") && has("/secrets/") && has("/apiregistration.k8s.io/apiservices/v1.apps"));
+        assert!(
+            has("/pods/acme-apps/")
+                && has("/configmaps/")
+                && has("/secrets/")
+                && has("/apiregistration.k8s.io/apiservices/v1.apps")
+        );
         assert_eq!(tenant_records("acme", 500, 1), r, "deterministic");
     }
 

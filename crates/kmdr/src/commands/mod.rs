@@ -69,7 +69,11 @@ impl GlobalArgs {
         let url = self.repo.as_deref().ok_or_else(|| {
             UsageError("no repository given: pass --repo PATH|s3://bucket/prefix or set KMDR_REPO".into())
         })?;
-        let opts = S3Options { endpoint: self.s3_endpoint.clone(), virtual_hosted_style: self.s3_virtual_hosted, credentials: None };
+        let opts = S3Options {
+            endpoint: self.s3_endpoint.clone(),
+            virtual_hosted_style: self.s3_virtual_hosted,
+            credentials: None,
+        };
         Ok(kmdr_store::open(url, &opts)?)
     }
 
@@ -116,7 +120,12 @@ impl crate::cli::KubeArgs {
     pub async fn connect(&self, g: &GlobalArgs) -> Result<kmdr_sources::kube::KubeClient> {
         use kmdr_sources::kube::{KubeClient, KubeTarget};
         let log_requests = g.verbose > 0 || std::env::var_os("KMDR_LOG").is_some();
-        Ok(KubeClient::connect(&KubeTarget { kubeconfig: self.kubeconfig.clone(), context: self.context.clone(), log_requests }).await?)
+        Ok(KubeClient::connect(&KubeTarget {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            log_requests,
+        })
+        .await?)
     }
 }
 
@@ -140,7 +149,11 @@ impl DatastoreArgs {
             None => std::env::var("KMDR_DATASTORE_PASSWORD").ok().filter(|p| !p.is_empty()),
         };
         let url = DatastoreUrl::parse(&self.datastore)?.with_credentials(self.user.clone(), password);
-        let tls = kmdr_sources::etcd::TlsFiles { cacert: self.tls.cacert.clone(), cert: self.tls.cert.clone(), key: self.tls.key.clone() };
+        let tls = kmdr_sources::etcd::TlsFiles {
+            cacert: self.tls.cacert.clone(),
+            cert: self.tls.cert.clone(),
+            key: self.tls.key.clone(),
+        };
         Ok(tenant::connect(&url, tls).await?)
     }
 }

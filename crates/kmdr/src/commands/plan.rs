@@ -26,7 +26,8 @@ pub struct PlanInvalid {
 
 /// Read and check a plan file.
 pub fn load(path: &Path) -> Result<Plan> {
-    let text = std::fs::read_to_string(path).map_err(|e| UsageError(format!("cannot read plan {}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| UsageError(format!("cannot read plan {}: {e}", path.display())))?;
     kmdr_plan::parse_plan(path, &text).map_err(|problems| {
         let first = kmdr_plan::parse::render(path, &problems[..1]).trim_end().to_string();
         PlanInvalid { file: path.display().to_string(), count: problems.len(), first }.into()
@@ -34,7 +35,8 @@ pub fn load(path: &Path) -> Result<Plan> {
 }
 
 fn check(g: &GlobalArgs, a: PlanCheckArgs) -> Result<i32> {
-    let text = std::fs::read_to_string(&a.file).map_err(|e| UsageError(format!("cannot read plan {}: {e}", a.file.display())))?;
+    let text = std::fs::read_to_string(&a.file)
+        .map_err(|e| UsageError(format!("cannot read plan {}: {e}", a.file.display())))?;
     match kmdr_plan::parse_plan(&a.file, &text) {
         Ok(plan) => {
             if g.format == Format::Json {

@@ -44,11 +44,16 @@ async fn init(g: &GlobalArgs, a: InitArgs) -> Result<i32> {
     let (secret, _) = g.secret()?;
     let repo = Repository::init(store, &secret, params).await?;
     if g.format == Format::Json {
-        output::json(&json!({"repository": repo.location(), "id": repo.config().id, "key_file": key_path, "key_file_created": created}));
+        output::json(
+            &json!({"repository": repo.location(), "id": repo.config().id, "key_file": key_path, "key_file_created": created}),
+        );
     } else {
         println!("created kmdr repository {} at {}", repo.config().id, repo.location());
         if created {
-            println!("wrote a new key to {} (mode 0600): keep a copy apart from the repository; without it no backup can be read", key_path.display());
+            println!(
+                "wrote a new key to {} (mode 0600): keep a copy apart from the repository; without it no backup can be read",
+                key_path.display()
+            );
         } else {
             println!("protected by the key in {}", key_path.display());
         }
@@ -73,12 +78,24 @@ async fn info(g: &GlobalArgs) -> Result<i32> {
         println!("id          {}", c.id);
         println!("format      {}", c.format);
         println!("created     {}", c.created.format("%Y-%m-%d %H:%M:%SZ"));
-        println!("chunker     {} min {} avg {} max {}", c.chunker.algorithm, human_bytes(c.chunker.min_size as u64), human_bytes(c.chunker.avg_size as u64), human_bytes(c.chunker.max_size as u64));
+        println!(
+            "chunker     {} min {} avg {} max {}",
+            c.chunker.algorithm,
+            human_bytes(c.chunker.min_size as u64),
+            human_bytes(c.chunker.avg_size as u64),
+            human_bytes(c.chunker.max_size as u64)
+        );
         println!("crypto      {} / {} / {}", c.cipher, c.chunk_id, c.compression);
         println!("backups     {}", backups.len());
         println!("stored      {} in {} chunks", human_bytes(stored), data.len());
         for (_, l) in &locks {
-            println!("lock        {} by pid {} on {} since {}", l.command, l.pid, l.hostname, l.created.format("%Y-%m-%d %H:%M:%SZ"));
+            println!(
+                "lock        {} by pid {} on {} since {}",
+                l.command,
+                l.pid,
+                l.hostname,
+                l.created.format("%Y-%m-%d %H:%M:%SZ")
+            );
         }
     }
     Ok(0)

@@ -5,7 +5,7 @@ use crate::output::{self, Format};
 use anyhow::Result;
 use kmdr_core::{human_bytes, human_duration};
 use kmdr_sources::delta::pitr::{Point, PointPlan};
-use kmdr_sources::etcd::point::{find_etcd_server, PointOutcome};
+use kmdr_sources::etcd::point::{PointOutcome, find_etcd_server};
 use kmdr_sources::etcd::restorer::{self, EtcdRestoreOptions, PointRestore};
 use kmdr_sources::etcd::snapshotter::{KIND, SNAPSHOT_FILE};
 use serde_json::json;
@@ -27,7 +27,11 @@ fn parse_point(at: &Option<String>, revision: Option<i64>) -> Result<Option<Poin
         (Some(t), _) if t == "now" => Point::Latest,
         (Some(t), _) => Point::Time(
             chrono::DateTime::parse_from_rfc3339(t)
-                .map_err(|e| super::UsageError(format!("--at {t:?} is not a time ({e}): write RFC 3339, e.g. 2026-11-27T08:15:00Z, or `now`")))?
+                .map_err(|e| {
+                    super::UsageError(format!(
+                        "--at {t:?} is not a time ({e}): write RFC 3339, e.g. 2026-11-27T08:15:00Z, or `now`"
+                    ))
+                })?
                 .with_timezone(&chrono::Utc),
         ),
         (None, None) => return Ok(None),
@@ -43,9 +47,14 @@ fn print_point(p: &PointPlan, base_keys: i64) {
 fn replay_line(r: &PointOutcome) -> String {
     let drift = match r.drift_from {
         None => "every revision kept".to_string(),
-        Some(rev) => format!("WARNING: revisions differ from the source's from revision {rev} on (the API server's resourceVersions change)"),
+        Some(rev) => format!(
+            "WARNING: revisions differ from the source's from revision {rev} on (the API server's resourceVersions change)"
+        ),
     };
-    format!("replayed {} revisions ({} changes) onto the full backup, up to revision {}: {drift}", r.revisions, r.events, r.revision)
+    format!(
+        "replayed {} revisions ({} changes) onto the full backup, up to revision {}: {drift}",
+        r.revisions, r.events, r.revision
+    )
 }
 
 async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
@@ -71,14 +80,21 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
         let f = m.file(SNAPSHOT_FILE).expect("etcd backups hold a snapshot");
         if a.dry_run {
             if g.format == Format::Json {
-                output::json(&json!({"backup": id, "to_file": path, "bytes": f.size, "sha256": f.sha256, "point": point, "dry_run": true}));
+                output::json(
+                    &json!({"backup": id, "to_file": path, "bytes": f.size, "sha256": f.sha256, "point": point, "dry_run": true}),
+                );
             } else if let Some(p) = &point {
                 println!("point-in-time snapshot plan (dry run, nothing changed):");
                 print_point(&p.plan, restorer::snapshot_info(&m).key_count);
                 println!("  1. replay them in a scratch etcd {} under {}", p.etcd.version, p.work_dir.display());
                 println!("  2. write its snapshot to {}", path.display());
             } else {
-                println!("would write snapshot of {id} ({}, sha256 {}) to {}", human_bytes(f.size), f.sha256, path.display());
+                println!(
+                    "would write snapshot of {id} ({}, sha256 {}) to {}",
+                    human_bytes(f.size),
+                    f.sha256,
+                    path.display()
+                );
             }
             return Ok(0);
         }
@@ -100,7 +116,14 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
                 output::json(&json!({"backup": id, "to_file": path, "point": p, "outcome": r}));
             } else {
                 println!("{}", replay_line(&r));
-                println!("wrote the snapshot of {} at revision {} to {} ({}, etcd sha256 {})", p.plan.series, p.plan.revision, path.display(), human_bytes(r.bytes), r.sha256);
+                println!(
+                    "wrote the snapshot of {} at revision {} to {} ({}, etcd sha256 {})",
+                    p.plan.series,
+                    p.plan.revision,
+                    path.display(),
+                    human_bytes(r.bytes),
+                    r.sha256
+                );
             }
             return Ok(0);
         }
@@ -113,7 +136,12 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
         if g.format == Format::Json {
             output::json(&json!({"backup": id, "to_file": path, "bytes": f.size, "sha256": f.sha256}));
         } else {
-            println!("wrote snapshot of {id} to {} ({}, sha256 {} verified)", path.display(), human_bytes(f.size), f.sha256);
+            println!(
+                "wrote snapshot of {id} to {} ({}, sha256 {} verified)",
+                path.display(),
+                human_bytes(f.size),
+                f.sha256
+            );
         }
         return Ok(0);
     }
@@ -133,21 +161,47 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
             println!("restore plan (dry run, nothing changed):");
             let step = match &plan.point {
                 None => {
-                    println!("  backup      {} (etcd {}, revision {}, {} keys)", plan.backup, plan.etcd_version, plan.revision, plan.key_count);
-                    println!("  1. fetch and check the snapshot ({}, sha256 {}) into {}", human_bytes(plan.snapshot_bytes), plan.snapshot_sha256, plan.snapshot_path.display());
+                    println!(
+                        "  backup      {} (etcd {}, revision {}, {} keys)",
+                        plan.backup, plan.etcd_version, plan.revision, plan.key_count
+                    );
+                    println!(
+                        "  1. fetch and check the snapshot ({}, sha256 {}) into {}",
+                        human_bytes(plan.snapshot_bytes),
+                        plan.snapshot_sha256,
+                        plan.snapshot_path.display()
+                    );
                     2
                 }
                 Some(p) => {
                     print_point(&p.plan, plan.key_count);
-                    println!("  1. fetch and check the base snapshot ({}) into {}", human_bytes(plan.snapshot_bytes), p.work_dir.display());
-                    println!("  2. replay the segments in a scratch etcd {} there, write its snapshot to {}", p.etcd.version, plan.snapshot_path.display());
+                    println!(
+                        "  1. fetch and check the base snapshot ({}) into {}",
+                        human_bytes(plan.snapshot_bytes),
+                        p.work_dir.display()
+                    );
+                    println!(
+                        "  2. replay the segments in a scratch etcd {} there, write its snapshot to {}",
+                        p.etcd.version,
+                        plan.snapshot_path.display()
+                    );
                     3
                 }
             };
             println!("  {step}. run {} {}: {}", plan.tool.flavor, plan.tool.version, plan.command.join(" "));
             match &plan.move_aside_to {
-                Some(to) => println!("  {}. move the current data dir {} aside to {}", step + 1, plan.data_dir.display(), to.display()),
-                None => println!("  {}. data dir {} is {}: nothing to move aside", step + 1, plan.data_dir.display(), plan.data_dir_state),
+                Some(to) => println!(
+                    "  {}. move the current data dir {} aside to {}",
+                    step + 1,
+                    plan.data_dir.display(),
+                    to.display()
+                ),
+                None => println!(
+                    "  {}. data dir {} is {}: nothing to move aside",
+                    step + 1,
+                    plan.data_dir.display(),
+                    plan.data_dir_state
+                ),
             }
             println!("  {}. rename {} to {}", step + 2, plan.staging_dir.display(), plan.data_dir.display());
         }
@@ -178,7 +232,11 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
         if let Some(old) = &outcome.moved_aside_to {
             println!("the previous data dir was moved to {}; remove it once the member is healthy", old.display());
         }
-        println!("next: start etcd with --data-dir {} --name {} and check `etcdctl endpoint health`", outcome.data_dir.display(), opts.name);
+        println!(
+            "next: start etcd with --data-dir {} --name {} and check `etcdctl endpoint health`",
+            outcome.data_dir.display(),
+            opts.name
+        );
     }
     Ok(0)
 }
@@ -197,14 +255,21 @@ async fn resolve_tenant(repo: &kmdr_repo::Repository, a: &RestoreTenantArgs) -> 
             return Ok(m);
         }
     }
-    Err(kmdr_repo::Error::BackupNotFound { query: format!("latest (of tenant {source})"), location: repo.location() }.into())
+    Err(kmdr_repo::Error::BackupNotFound { query: format!("latest (of tenant {source})"), location: repo.location() }
+        .into())
 }
 
 /// `restore tenant ... --at TIME|now | --revision R`: the newest full backup
 /// at or before the point plus the delta segments up to it.
 /// Read back what a tenant restore left in the target: any other count than
 /// `expected` means another writer was active.
-async fn read_back(store: &impl kmdr_sources::tenant::TenantStore, schema: &str, target: &impl std::fmt::Display, expected: u64, expected_is: &str) -> Result<()> {
+async fn read_back(
+    store: &impl kmdr_sources::tenant::TenantStore,
+    schema: &str,
+    target: &impl std::fmt::Display,
+    expected: u64,
+    expected_is: &str,
+) -> Result<()> {
     let now = store.count(schema).await?;
     if now != expected {
         anyhow::bail!(
@@ -221,7 +286,12 @@ async fn tenant_at(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
     let repo = g.open_repo().await?;
     let source = match (&a.source_schema, a.id.as_str()) {
         (Some(s), _) => s.clone(),
-        (None, "latest") => return Err(super::UsageError("--at/--revision with `latest` needs --source-schema SCHEMA: which tenant's history".into()).into()),
+        (None, "latest") => {
+            return Err(super::UsageError(
+                "--at/--revision with `latest` needs --source-schema SCHEMA: which tenant's history".into(),
+            )
+            .into());
+        }
         (None, id) => {
             let m = repo.load_manifest(&repo.resolve(id, Some(kmdr_sources::tenant::KIND)).await?).await?;
             kmdr_sources::tenant::tenant_info(&m)?.schema.clone()
@@ -236,8 +306,15 @@ async fn tenant_at(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
         } else {
             println!("point-in-time restore plan (dry run, nothing changed):");
             println!("  point   {point}: revision {} of {}", pplan.revision, pplan.series);
-            println!("  base    {} (full backup at revision {}, {} keys)", pplan.base, pplan.base_revision, plan.write_keys);
-            println!("  deltas  {} segments after it, replayed up to revision {}", pplan.segments.len(), pplan.revision);
+            println!(
+                "  base    {} (full backup at revision {}, {} keys)",
+                pplan.base, pplan.base_revision, plan.write_keys
+            );
+            println!(
+                "  deltas  {} segments after it, replayed up to revision {}",
+                pplan.segments.len(),
+                pplan.revision
+            );
             println!("  target  {} tenant {} (keys under {})", plan.target, plan.schema, plan.key_root);
             if plan.replace {
                 println!("  1. remove the {} keys tenant {} holds there now", plan.existing_keys, plan.schema);
@@ -251,7 +328,9 @@ async fn tenant_at(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
     read_back(&store, &plan.schema, &plan.target, outcome.written, "were written").await?;
     let elapsed = started.elapsed();
     if g.format == Format::Json {
-        output::json(&json!({"plan": plan, "point": pplan, "outcome": outcome, "duration_ms": elapsed.as_millis() as u64}));
+        output::json(
+            &json!({"plan": plan, "point": pplan, "outcome": outcome, "duration_ms": elapsed.as_millis() as u64}),
+        );
     } else {
         println!(
             "restored tenant {} ({} keys) at revision {} ({} + {} delta segments) into {} in {}",
@@ -283,7 +362,11 @@ async fn tenant(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
             println!("restore plan (dry run, nothing changed):");
             println!(
                 "  backup  {} (tenant {} from {}, {} keys, {})",
-                plan.backup, plan.source_schema, plan.source_driver, plan.write_keys, human_bytes(plan.write_bytes)
+                plan.backup,
+                plan.source_schema,
+                plan.source_driver,
+                plan.write_keys,
+                human_bytes(plan.write_bytes)
             );
             println!("  target  {} tenant {} (keys under {})", plan.target, plan.schema, plan.key_root);
             if plan.replace {
@@ -305,7 +388,9 @@ async fn tenant(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
     read_back(&store, &plan.schema, &plan.target, plan.write_keys, "the backup has").await?;
     let elapsed = started.elapsed();
     if g.format == Format::Json {
-        output::json(&json!({"backup": plan.backup, "plan": plan, "outcome": outcome, "duration_ms": elapsed.as_millis() as u64}));
+        output::json(
+            &json!({"backup": plan.backup, "plan": plan, "outcome": outcome, "duration_ms": elapsed.as_millis() as u64}),
+        );
     } else {
         println!(
             "restored tenant {} ({} keys) from {} into {} in {}",
@@ -336,7 +421,10 @@ pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
     let plan = super::plan::load(&file)?;
     let only: Option<kmdr_core::Layer> = a.layer.map(Into::into);
     if only.is_none() && !a.all {
-        return Err(super::UsageError("say which layers: --layer LAYER, or --all for every layer in recovery order".into()).into());
+        return Err(super::UsageError(
+            "say which layers: --layer LAYER, or --all for every layer in recovery order".into(),
+        )
+        .into());
     }
     let repo = g.with_plan(&plan).open_repo().await?;
     let quiet = !g.chatty();
@@ -355,7 +443,10 @@ pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
             // helm reinstalls the platform; restore --plan does not run it.
             let latest = exec::latest_units(&repo, spec).await?.remove(&h.unit());
             let msg = match latest {
-                Some(id) => format!("{}: reinstall it with `kmdr restore platform {id} --to DIR --execute` (prints the runbook's helm install), then continue", spec.layer),
+                Some(id) => format!(
+                    "{}: reinstall it with `kmdr restore platform {id} --to DIR --execute` (prints the runbook's helm install), then continue",
+                    spec.layer
+                ),
                 None => format!("{}: no platform backup in the repository; reinstall it by the runbook", spec.layer),
             };
             eprintln!("{msg}");
@@ -364,11 +455,15 @@ pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
         let started = std::time::Instant::now();
         if !a.dry_run {
             if let Err(e) = exec::run_phase(&plan, spec, Phase::BeforeRestore, &notify).await {
-                anyhow::bail!("layer {} stopped in its before-restore steps: {e}; later layers were not restored", spec.layer);
+                anyhow::bail!(
+                    "layer {} stopped in its before-restore steps: {e}; later layers were not restored",
+                    spec.layer
+                );
             }
         }
         let units = exec::restore_units(&repo, spec, Choice::Latest, a.force, a.dry_run, &notify).await?;
-        let failed: Vec<_> = units.iter().filter_map(|u| u.error.as_ref().map(|e| format!("{}: {e}", u.unit))).collect();
+        let failed: Vec<_> =
+            units.iter().filter_map(|u| u.error.as_ref().map(|e| format!("{}: {e}", u.unit))).collect();
         if g.format == Format::Text {
             for u in &units {
                 println!(
@@ -378,8 +473,10 @@ pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
                     u.backup.as_deref().unwrap_or("-"),
                     match (&u.error, a.dry_run) {
                         (Some(e), _) => format!("FAILED: {e}"),
-                        (None, true) if matches!(spec.source, LayerSource::Volumes(_)) => format!("would restore {} volume set(s)", u.keys.unwrap_or(0)),
-                        (None, false) if matches!(spec.source, LayerSource::Volumes(_)) => format!("restored {} volume set(s)", u.keys.unwrap_or(0)),
+                        (None, true) if matches!(spec.source, LayerSource::Volumes(_)) =>
+                            format!("would restore {} volume set(s)", u.keys.unwrap_or(0)),
+                        (None, false) if matches!(spec.source, LayerSource::Volumes(_)) =>
+                            format!("restored {} volume set(s)", u.keys.unwrap_or(0)),
                         (None, true) => format!("would write {} keys", u.keys.unwrap_or(0)),
                         (None, false) => format!("restored {} keys", u.keys.unwrap_or(0)),
                     }
@@ -395,14 +492,30 @@ pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
                 output::json(&report);
             }
             if let Some(class) = units.iter().find_map(|u| u.failure) {
-                return Err(super::VolumeFailure(class, format!("layer {} did not recover ({}); later layers were not restored", spec.layer, failed.join("; "))).into());
+                return Err(super::VolumeFailure(
+                    class,
+                    format!(
+                        "layer {} did not recover ({}); later layers were not restored",
+                        spec.layer,
+                        failed.join("; ")
+                    ),
+                )
+                .into());
             }
-            anyhow::bail!("layer {} did not recover ({}); later layers were not restored", spec.layer, failed.join("; "));
+            anyhow::bail!(
+                "layer {} did not recover ({}); later layers were not restored",
+                spec.layer,
+                failed.join("; ")
+            );
         }
         if !a.dry_run {
             for phase in [Phase::AfterRestore, Phase::HealthCheck] {
                 if let Err(e) = exec::run_phase(&plan, spec, phase, &notify).await {
-                    anyhow::bail!("layer {} did not pass its {} steps: {e}; later layers were not restored", spec.layer, exec::phase_name(phase));
+                    anyhow::bail!(
+                        "layer {} did not pass its {} steps: {e}; later layers were not restored",
+                        spec.layer,
+                        exec::phase_name(phase)
+                    );
                 }
             }
             notify(&format!("{}: healthy after {}", spec.layer, human_duration(started.elapsed())));
@@ -421,7 +534,12 @@ async fn platform(g: &GlobalArgs, a: crate::cli::RestorePlatformArgs) -> Result<
     let repo = g.open_repo().await?;
     let id = repo.resolve(&a.id, Some(p::KIND)).await?;
     let manifest = repo.load_manifest(&id).await?;
-    let opts = PlatformRestoreOptions { to: a.to, chart: a.chart, kubeconfig: a.kube.kubeconfig.clone(), context: a.kube.context.clone() };
+    let opts = PlatformRestoreOptions {
+        to: a.to,
+        chart: a.chart,
+        kubeconfig: a.kube.kubeconfig.clone(),
+        context: a.kube.context.clone(),
+    };
     let plan = p::plan_platform_restore(&manifest, &opts)?;
     let lines = plan.command_lines();
     if a.dry_run {
@@ -462,14 +580,20 @@ async fn platform(g: &GlobalArgs, a: crate::cli::RestorePlatformArgs) -> Result<
             println!("wrote {}", f.path.display());
         }
         if a.execute {
-            println!("installed release {}/{} (chart {} {}); every pod is Running or Completed. Next: `kmdr restore tenants latest`", plan.namespace, plan.release, plan.chart_ref, plan.chart_version);
+            println!(
+                "installed release {}/{} (chart {} {}); every pod is Running or Completed. Next: `kmdr restore tenants latest`",
+                plan.namespace, plan.release, plan.chart_ref, plan.chart_version
+            );
         } else {
             println!("run, in order (or pass --execute):");
             for l in &lines {
                 println!("  {l}");
             }
             if plan.chart_ref == plan.chart {
-                println!("CHART is the chart's name {:?}: replace it (or pass --chart) with where it is published, e.g. oci://REGISTRY/PATH/{}", plan.chart, plan.chart);
+                println!(
+                    "CHART is the chart's name {:?}: replace it (or pass --chart) with where it is published, e.g. oci://REGISTRY/PATH/{}",
+                    plan.chart, plan.chart
+                );
             }
         }
     }
@@ -502,10 +626,20 @@ async fn tenants(g: &GlobalArgs, a: crate::cli::RestoreTenantsArgs) -> Result<i3
             let mut n = 1;
             for t in &plan.tenants {
                 if t.keep_data {
-                    println!("  {n}. data of {}/{}: keep the {} keys schema {} holds in {} (--manifests-only)", t.namespace, t.name, t.existing_keys, t.schema, t.target);
+                    println!(
+                        "  {n}. data of {}/{}: keep the {} keys schema {} holds in {} (--manifests-only)",
+                        t.namespace, t.name, t.existing_keys, t.schema, t.target
+                    );
                 } else {
-                    let replace = if t.replace { format!(", replacing the {} keys there now", t.existing_keys) } else { String::new() };
-                    println!("  {n}. data of {}/{}: write {} keys into schema {} of {}{replace}", t.namespace, t.name, t.write_keys, t.schema, t.target);
+                    let replace = if t.replace {
+                        format!(", replacing the {} keys there now", t.existing_keys)
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "  {n}. data of {}/{}: write {} keys into schema {} of {}{replace}",
+                        t.namespace, t.name, t.write_keys, t.schema, t.target
+                    );
                 }
                 n += 1;
             }
@@ -515,13 +649,18 @@ async fn tenants(g: &GlobalArgs, a: crate::cli::RestoreTenantsArgs) -> Result<i3
                 n += 1;
             }
             let names: Vec<String> = plan.tenants.iter().map(|t| format!("{}/{}", t.namespace, t.name)).collect();
-            println!("  {n}. wait up to {} for TenantControlPlanes {} to be Ready", human_duration(a.timeout), names.join(", "));
+            println!(
+                "  {n}. wait up to {} for TenantControlPlanes {} to be Ready",
+                human_duration(a.timeout),
+                names.join(", ")
+            );
         }
         return Ok(0);
     }
     let notify = super::notifier(g);
     let pb = output::bar(g.format, g.quiet, None, "tenant data");
-    let outcome = k::restore_tenants(&repo, &kube, &manifest, &plan, &stores, &opts, output::progress(&pb), &notify).await;
+    let outcome =
+        k::restore_tenants(&repo, &kube, &manifest, &plan, &stores, &opts, output::progress(&pb), &notify).await;
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
@@ -531,12 +670,19 @@ async fn tenants(g: &GlobalArgs, a: crate::cli::RestoreTenantsArgs) -> Result<i3
     } else {
         for t in &plan.tenants {
             if t.keep_data {
-                println!("restored tenant {}/{}: kept the {} keys of schema {} in {}, manifests applied, Ready", t.namespace, t.name, t.existing_keys, t.schema, t.target);
+                println!(
+                    "restored tenant {}/{}: kept the {} keys of schema {} in {}, manifests applied, Ready",
+                    t.namespace, t.name, t.existing_keys, t.schema, t.target
+                );
                 continue;
             }
             println!(
                 "restored tenant {}/{}: {} keys into schema {} of {}, manifests applied, Ready",
-                t.namespace, t.name, outcome.written.get(&format!("{}/{}", t.namespace, t.name)).copied().unwrap_or(0), t.schema, t.target
+                t.namespace,
+                t.name,
+                outcome.written.get(&format!("{}/{}", t.namespace, t.name)).copied().unwrap_or(0),
+                t.schema,
+                t.target
             );
         }
     }

@@ -22,7 +22,11 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
         return Err(UsageError(format!("--flush-every {:?} is too short: use 50ms or more", a.flush_every)).into());
     }
     let opts = ServeOptions {
-        capture: CaptureOptions { flush_every: a.flush_every, max_bytes: a.flush_mib.max(1) << 20, ..Default::default() },
+        capture: CaptureOptions {
+            flush_every: a.flush_every,
+            max_bytes: a.flush_mib.max(1) << 20,
+            ..Default::default()
+        },
         full_every: a.full_every,
         policy,
         forget_every: a.forget_every,
@@ -55,7 +59,9 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
             })
             .collect();
         if g.format == Format::Json {
-            output::json(&json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64, "lease": a.lease}));
+            output::json(
+                &json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64, "lease": a.lease}),
+            );
         } else {
             println!("kmdr serve would run (dry run, nothing started):");
             for u in &units {
@@ -69,7 +75,10 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
             }
             println!("  delta segments every {} or {} MiB", human_duration(a.flush_every), a.flush_mib);
             if let Some(l) = &a.lease {
-                println!("  only while holding Lease {l} (taken over after {} of silence)", human_duration(a.lease_duration));
+                println!(
+                    "  only while holding Lease {l} (taken over after {} of silence)",
+                    human_duration(a.lease_duration)
+                );
             }
             match policy.is_empty() {
                 true => println!("  retention: none (no --keep-* rule)"),
@@ -81,11 +90,17 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
     let lease = match &a.lease {
         None => None,
         Some(l) => {
-            let Some((namespace, name)) = l.split_once('/').filter(|(n, m)| !n.is_empty() && !m.is_empty() && !m.contains('/')) else {
+            let Some((namespace, name)) =
+                l.split_once('/').filter(|(n, m)| !n.is_empty() && !m.is_empty() && !m.contains('/'))
+            else {
                 return Err(UsageError(format!("--lease {l:?}: write NAMESPACE/NAME, e.g. kmdr/kmdr-serve")).into());
             };
             if a.lease_duration < Duration::from_secs(3) {
-                return Err(UsageError(format!("--lease-duration {:?} is too short: use 3s or more (30s is usual)", a.lease_duration)).into());
+                return Err(UsageError(format!(
+                    "--lease-duration {:?} is too short: use 3s or more (30s is usual)",
+                    a.lease_duration
+                ))
+                .into());
             }
             let identity = a
                 .lease_identity
@@ -93,7 +108,8 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
                 .or_else(|| std::env::var("POD_NAME").ok().filter(|p| !p.is_empty()))
                 .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
             let kube = a.kube.connect(&g).await?;
-            let config = LeaseConfig { namespace: namespace.into(), name: name.into(), identity, duration: a.lease_duration };
+            let config =
+                LeaseConfig { namespace: namespace.into(), name: name.into(), identity, duration: a.lease_duration };
             Some(LeaseLock::new(kube, config))
         }
     };
@@ -104,7 +120,8 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
         .map_err(|e| UsageError(format!("cannot listen on {}: {e}; pick another --metrics-addr", a.metrics_addr)))?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -114,7 +131,13 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
     });
     tokio::spawn(kmdr_serve::http::run(listener, metrics.clone(), rx.clone()));
     if g.chatty() {
-        eprintln!("kmdr serve: plan {} ({}), repository {}, metrics on http://{}/metrics", a.plan.display(), plan.name, repo.location(), a.metrics_addr);
+        eprintln!(
+            "kmdr serve: plan {} ({}), repository {}, metrics on http://{}/metrics",
+            a.plan.display(),
+            plan.name,
+            repo.location(),
+            a.metrics_addr
+        );
     }
     match lease {
         None => kmdr_serve::serve(repo, plan, opts, metrics, rx).await.map_err(UsageError)?,
@@ -125,5 +148,9 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
 
 /// The machine's name (the pod's, in a pod), for the Lease identity.
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "kmdr".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "kmdr".into())
 }

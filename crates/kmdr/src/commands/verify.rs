@@ -40,7 +40,10 @@ pub async fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<i32> {
             damaged.len()
         );
         if report.unreferenced_chunks > 0 {
-            println!("{} chunks belong to no backup (left by interrupted backups); `kmdr prune` removes them", report.unreferenced_chunks);
+            println!(
+                "{} chunks belong to no backup (left by interrupted backups); `kmdr prune` removes them",
+                report.unreferenced_chunks
+            );
         }
         if !damaged.is_empty() {
             eprintln!("restore from an intact backup; `kmdr forget` the damaged ones once you no longer need them");

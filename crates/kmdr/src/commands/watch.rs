@@ -9,7 +9,9 @@ use std::time::Instant;
 
 /// `--until-healthy` ran out of time.
 #[derive(Debug, thiserror::Error)]
-#[error("not healthy after {timeout}: {problems}. Look closer with kubectl (describe, logs) and run `kmdr watch` again")]
+#[error(
+    "not healthy after {timeout}: {problems}. Look closer with kubectl (describe, logs) and run `kmdr watch` again"
+)]
 pub struct NotHealthy {
     pub timeout: String,
     pub problems: String,
@@ -29,7 +31,12 @@ pub async fn run(g: &GlobalArgs, a: WatchArgs) -> Result<i32> {
                 let mut out = std::io::stdout().lock();
                 if live {
                     // Redraw in place: home, clear, the screen.
-                    let _ = write!(out, "\x1b[H\x1b[2J{}\n(kmdr watch: every {}; Ctrl-C to stop)\n", lines.join("\n"), human_duration(a.interval));
+                    let _ = write!(
+                        out,
+                        "\x1b[H\x1b[2J{}\n(kmdr watch: every {}; Ctrl-C to stop)\n",
+                        lines.join("\n"),
+                        human_duration(a.interval)
+                    );
                 } else if last.as_ref().map(|l| &l[1..]) != Some(&lines[1..]) {
                     // Plain output: a snapshot each time it changes.
                     let _ = writeln!(out, "{}\n", lines.join("\n"));
@@ -45,7 +52,9 @@ pub async fn run(g: &GlobalArgs, a: WatchArgs) -> Result<i32> {
         if let Some(timeout) = a.timeout {
             if elapsed >= timeout {
                 if a.until_healthy {
-                    return Err(NotHealthy { timeout: human_duration(timeout), problems: snap.problems().join(", ") }.into());
+                    return Err(
+                        NotHealthy { timeout: human_duration(timeout), problems: snap.problems().join(", ") }.into()
+                    );
                 }
                 return Ok(0);
             }

@@ -53,7 +53,11 @@ impl FakeKube {
         // The script prints "PORT N" once it listens.
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port: u16 = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("fake API said {line:?}"));
+        let port: u16 = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("fake API said {line:?}"));
         FakeKube { child, url: format!("http://127.0.0.1:{port}"), port }
     }
 
@@ -110,7 +114,9 @@ impl FakeKube {
     /// One stored object by kind, namespace ("" when cluster-scoped) and name.
     pub fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         self.objects().into_iter().find(|o| {
-            o["kind"] == kind && o["metadata"]["name"] == name && o["metadata"]["namespace"].as_str().unwrap_or("") == namespace
+            o["kind"] == kind
+                && o["metadata"]["name"] == name
+                && o["metadata"]["namespace"].as_str().unwrap_or("") == namespace
         })
     }
 

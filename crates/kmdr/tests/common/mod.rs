@@ -7,7 +7,7 @@
 pub mod kube;
 
 #[allow(unused_imports)]
-pub use kmdr_testkit::{free_port, have, make_pki, require_servers, Etcd};
+pub use kmdr_testkit::{Etcd, free_port, have, make_pki, require_servers};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -59,7 +59,13 @@ impl Kmdr {
     /// Run and require success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
-        assert!(o.status.success(), "kmdr {args:?} failed ({:?}):\nstdout: {}\nstderr: {}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "kmdr {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8(o.stdout).unwrap()
     }
 
@@ -67,7 +73,12 @@ impl Kmdr {
     pub fn fails(&self, args: &[&str], code: i32) -> String {
         let o = self.run(args);
         let err = String::from_utf8_lossy(&o.stderr).to_string();
-        assert_eq!(o.status.code(), Some(code), "kmdr {args:?}: expected exit {code}\nstdout: {}\nstderr: {err}", String::from_utf8_lossy(&o.stdout));
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "kmdr {args:?}: expected exit {code}\nstdout: {}\nstderr: {err}",
+            String::from_utf8_lossy(&o.stdout)
+        );
         let lines: Vec<_> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err}");
         assert!(lines[0].starts_with("error: "), "{err}");
@@ -106,4 +117,3 @@ impl Kmdr {
         out
     }
 }
-

@@ -125,15 +125,33 @@ impl BoltFile {
             }
         }
         let meta = match (first, second) {
-            (Some(a), Some(b)) => if b.txid > a.txid { b } else { a },
+            (Some(a), Some(b)) => {
+                if b.txid > a.txid {
+                    b
+                } else {
+                    a
+                }
+            }
             (Some(a), None) => a,
             (None, Some(b)) => b,
-            (None, None) => return Err(bad(format!("{} is not a bbolt database (no valid meta page): is it an etcd snapshot?", path.display()))),
+            (None, None) => {
+                return Err(bad(format!(
+                    "{} is not a bbolt database (no valid meta page): is it an etcd snapshot?",
+                    path.display()
+                )));
+            }
         };
         if !(512..=1 << 20).contains(&meta.page_size) || !meta.page_size.is_power_of_two() {
             return Err(bad(format!("bbolt page size {} is not plausible", meta.page_size)));
         }
-        Ok(BoltFile { file, len, page_size: meta.page_size, high_water: meta.high_water, root: meta.root, txid: meta.txid })
+        Ok(BoltFile {
+            file,
+            len,
+            page_size: meta.page_size,
+            high_water: meta.high_water,
+            root: meta.root,
+            txid: meta.txid,
+        })
     }
 
     /// The transaction id of the meta page in use.
@@ -185,7 +203,11 @@ impl BoltFile {
 
     /// Call `f(key, value)` for every key of `bucket` in key order. Nested
     /// buckets are skipped.
-    pub fn for_each(&self, bucket: &Bucket, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), BoltError>) -> Result<(), BoltError> {
+    pub fn for_each(
+        &self,
+        bucket: &Bucket,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), BoltError>,
+    ) -> Result<(), BoltError> {
         let mut g = |k: &[u8], v: &[u8], is_bucket: bool| if is_bucket { Ok(()) } else { f(k, v) };
         match bucket {
             Bucket::Root(id) => self.walk_page(&self.page(*id)?, 0, &mut g),
@@ -193,7 +215,12 @@ impl BoltFile {
         }
     }
 
-    fn walk_page(&self, p: &[u8], depth: usize, f: &mut dyn FnMut(&[u8], &[u8], bool) -> Result<(), BoltError>) -> Result<(), BoltError> {
+    fn walk_page(
+        &self,
+        p: &[u8],
+        depth: usize,
+        f: &mut dyn FnMut(&[u8], &[u8], bool) -> Result<(), BoltError>,
+    ) -> Result<(), BoltError> {
         if depth > MAX_DEPTH {
             return Err(bad("the bbolt tree is deeper than 64 levels: the database is corrupt"));
         }
@@ -217,7 +244,8 @@ impl BoltFile {
         } else if flags & LEAF != 0 {
             for i in 0..count {
                 let e = PAGE_HEADER + i * ELEMENT;
-                let (eflags, pos, ksize, vsize) = (u32_at(p, e), u32_at(p, e + 4) as usize, u32_at(p, e + 8) as usize, u32_at(p, e + 12) as usize);
+                let (eflags, pos, ksize, vsize) =
+                    (u32_at(p, e), u32_at(p, e + 4) as usize, u32_at(p, e + 8) as usize, u32_at(p, e + 12) as usize);
                 let key = slice(e + pos, ksize)?;
                 let value = slice(e + pos + ksize, vsize)?;
                 f(key, value, eflags & BUCKET_LEAF_FLAG != 0)?;

@@ -14,7 +14,7 @@
 
 use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use base64::Engine;
-use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
+use cbc::cipher::{BlockDecryptMut, KeyIvInit, block_padding::Pkcs7};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -28,16 +28,24 @@ pub enum EncryptionError {
     #[error("cannot use encryption config {}: {detail}. Pass the API server's --encryption-provider-config file (apiserver.config.k8s.io/v1 EncryptionConfiguration)", path.display())]
     BadConfig { path: PathBuf, detail: String },
     /// The config has no key of that name for that provider.
-    #[error("{key} is encrypted with {provider} key {name:?}, which the encryption config does not hold: pass the EncryptionConfiguration that was in use when the backup was taken")]
+    #[error(
+        "{key} is encrypted with {provider} key {name:?}, which the encryption config does not hold: pass the EncryptionConfiguration that was in use when the backup was taken"
+    )]
     UnknownKey { key: String, provider: String, name: String },
     /// The key of that name does not decrypt the value.
-    #[error("{key}: {provider} key {name:?} from the encryption config does not decrypt it ({detail}): the config's key differs from the one the API server used")]
+    #[error(
+        "{key}: {provider} key {name:?} from the encryption config does not decrypt it ({detail}): the config's key differs from the one the API server used"
+    )]
     WrongKey { key: String, provider: String, name: String, detail: String },
     /// KMS-encrypted values need the KMS.
-    #[error("{key} is encrypted by the KMS provider {name:?}: it can only be decrypted through that KMS by an API server, not offline")]
+    #[error(
+        "{key} is encrypted by the KMS provider {name:?}: it can only be decrypted through that KMS by an API server, not offline"
+    )]
     Kms { key: String, name: String },
     /// The value is encrypted and no config was given.
-    #[error("{key} is encrypted at rest ({provider} key {name:?}): pass --encryption-config with the API server's EncryptionConfiguration to decrypt it")]
+    #[error(
+        "{key} is encrypted at rest ({provider} key {name:?}): pass --encryption-config with the API server's EncryptionConfiguration to decrypt it"
+    )]
     NoConfig { key: String, provider: String, name: String },
 }
 
@@ -124,7 +132,11 @@ impl EncryptionKeys {
                         _ => matches!(secret.len(), 16 | 24 | 32),
                     };
                     if !ok {
-                        return Err(format!("{provider} key {:?} is {} bytes, which {provider} does not accept", k.name, secret.len()));
+                        return Err(format!(
+                            "{provider} key {:?} is {} bytes, which {provider} does not accept",
+                            k.name,
+                            secret.len()
+                        ));
                     }
                     keys.push((provider.to_string(), k.name.clone(), secret));
                 }
@@ -172,9 +184,21 @@ fn aes_cbc(key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
     let (iv, ct) = data.split_at(16);
     let mut buf = ct.to_vec();
     let n = match key.len() {
-        16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(key, iv).ok()?.decrypt_padded_mut::<Pkcs7>(&mut buf).ok()?.len(),
-        24 => cbc::Decryptor::<aes::Aes192>::new_from_slices(key, iv).ok()?.decrypt_padded_mut::<Pkcs7>(&mut buf).ok()?.len(),
-        32 => cbc::Decryptor::<aes::Aes256>::new_from_slices(key, iv).ok()?.decrypt_padded_mut::<Pkcs7>(&mut buf).ok()?.len(),
+        16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(key, iv)
+            .ok()?
+            .decrypt_padded_mut::<Pkcs7>(&mut buf)
+            .ok()?
+            .len(),
+        24 => cbc::Decryptor::<aes::Aes192>::new_from_slices(key, iv)
+            .ok()?
+            .decrypt_padded_mut::<Pkcs7>(&mut buf)
+            .ok()?
+            .len(),
+        32 => cbc::Decryptor::<aes::Aes256>::new_from_slices(key, iv)
+            .ok()?
+            .decrypt_padded_mut::<Pkcs7>(&mut buf)
+            .ok()?
+            .len(),
         _ => return None,
     };
     buf.truncate(n);
@@ -190,7 +214,10 @@ fn aes_gcm(key: &[u8], data: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
     let payload = Payload { msg: ct, aad };
     match key.len() {
         16 => aes_gcm::Aes128Gcm::new_from_slice(key).ok()?.decrypt(nonce, payload).ok(),
-        24 => aes_gcm::AesGcm::<aes::Aes192, aes_gcm::aead::consts::U12>::new_from_slice(key).ok()?.decrypt(nonce, payload).ok(),
+        24 => aes_gcm::AesGcm::<aes::Aes192, aes_gcm::aead::consts::U12>::new_from_slice(key)
+            .ok()?
+            .decrypt(nonce, payload)
+            .ok(),
         32 => aes_gcm::Aes256Gcm::new_from_slice(key).ok()?.decrypt(nonce, payload).ok(),
         _ => None,
     }
@@ -206,7 +233,12 @@ fn secretbox(key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
     let cipher = crypto_secretbox::XSalsa20Poly1305::new_from_slice(key).ok()?;
     let mut buf = ct.to_vec();
     cipher
-        .decrypt_in_place_detached(crypto_secretbox::Nonce::from_slice(nonce), b"", &mut buf, crypto_secretbox::Tag::from_slice(tag))
+        .decrypt_in_place_detached(
+            crypto_secretbox::Nonce::from_slice(nonce),
+            b"",
+            &mut buf,
+            crypto_secretbox::Tag::from_slice(tag),
+        )
         .ok()?;
     Some(buf)
 }
@@ -226,16 +258,30 @@ mod tests {
 
     #[test]
     fn config_rejects_bad_keys_and_kms_is_never_guessed() {
-        assert!(EncryptionKeys::parse("kind: EncryptionConfiguration\nresources: []\n").unwrap_err().contains("no aescbc"));
+        assert!(
+            EncryptionKeys::parse("kind: EncryptionConfiguration\nresources: []\n").unwrap_err().contains("no aescbc")
+        );
         let short = "resources:\n- resources: [secrets]\n  providers:\n  - secretbox:\n      keys:\n      - name: k\n        secret: AAAA\n";
         assert!(EncryptionKeys::parse(short).unwrap_err().contains("3 bytes"));
         let ok = "resources:\n- resources: [secrets]\n  providers:\n  - aescbc:\n      keys:\n      - name: k\n        secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n  - identity: {}\n";
         let keys = EncryptionKeys::parse(ok).unwrap();
-        let e = keys.decrypt("/registry/secrets/a/b", &EncryptedHeader { provider: "kms".into(), key_name: "vault".into() }, b"x");
+        let e = keys.decrypt(
+            "/registry/secrets/a/b",
+            &EncryptedHeader { provider: "kms".into(), key_name: "vault".into() },
+            b"x",
+        );
         assert!(matches!(e, Err(EncryptionError::Kms { .. })));
-        let e = keys.decrypt("/registry/secrets/a/b", &EncryptedHeader { provider: "aescbc".into(), key_name: "other".into() }, b"x");
+        let e = keys.decrypt(
+            "/registry/secrets/a/b",
+            &EncryptedHeader { provider: "aescbc".into(), key_name: "other".into() },
+            b"x",
+        );
         assert!(matches!(e, Err(EncryptionError::UnknownKey { .. })));
-        let e = keys.decrypt("/registry/secrets/a/b", &EncryptedHeader { provider: "aescbc".into(), key_name: "k".into() }, &[0u8; 48]);
+        let e = keys.decrypt(
+            "/registry/secrets/a/b",
+            &EncryptedHeader { provider: "aescbc".into(), key_name: "k".into() },
+            &[0u8; 48],
+        );
         assert!(matches!(e, Err(EncryptionError::WrongKey { .. })), "{e:?}");
     }
 }

@@ -13,14 +13,14 @@ pub mod mvcc;
 pub mod objects;
 pub mod proto;
 
+use super::EtcdError;
 use super::restorer::load_snapshot_manifest;
 use super::snapshotter::SNAPSHOT_FILE;
-use super::EtcdError;
 use bbolt::{BoltError, BoltFile};
 use encryption::{EncryptionError, EncryptionKeys};
 use kmdr_core::{BackupId, Manifest};
-use kmdr_repo::{restorer, Progress, Repository};
-use objects::{decode_value, helm_name, summarize, summarize_helm, Listed, ResourceKind, Stored};
+use kmdr_repo::{Progress, Repository, restorer};
+use objects::{Listed, ResourceKind, Stored, decode_value, helm_name, summarize, summarize_helm};
 use serde::Serialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -35,23 +35,34 @@ pub enum InspectError {
     #[error(transparent)]
     Encryption(#[from] EncryptionError),
     /// `--kind`/`--get` names no kind kmdr can look up.
-    #[error("{0:?} is not a kind: use tcp, datastore, cluster, kamajicontrolplane, secret, configmap, a plural (pods) or PLURAL.GROUP (leases.coordination.k8s.io)")]
+    #[error(
+        "{0:?} is not a kind: use tcp, datastore, cluster, kamajicontrolplane, secret, configmap, a plural (pods) or PLURAL.GROUP (leases.coordination.k8s.io)"
+    )]
     BadKind(String),
     /// The object name has the wrong shape for the kind.
     #[error("{kind} {name:?}: give {want}")]
     BadName { kind: String, name: String, want: String },
     /// No such object in the snapshot.
-    #[error("no {kind} {name} in the snapshot (etcd key {key} is absent or deleted): `kmdr inspect ID --kind {kind}` lists what is there")]
+    #[error(
+        "no {kind} {name} in the snapshot (etcd key {key} is absent or deleted): `kmdr inspect ID --kind {kind}` lists what is there"
+    )]
     NotFound { kind: String, name: String, key: String },
     /// The value is neither JSON nor the protobuf envelope.
     #[error("{key}: cannot decode the stored value: {detail}")]
     Undecodable { key: String, detail: String },
     /// A protobuf kind kmdr does not decode.
-    #[error("{key} is stored as protobuf {kind}; kmdr decodes Secrets, ConfigMaps and every JSON custom resource, not this kind")]
+    #[error(
+        "{key} is stored as protobuf {kind}; kmdr decodes Secrets, ConfigMaps and every JSON custom resource, not this kind"
+    )]
     Unsupported { key: String, kind: String },
     /// A temp file for the snapshot cannot be written.
     #[error("{what} {}: {source}. Set TMPDIR to a directory with room for the snapshot", path.display())]
-    Local { what: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Local {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// Fetching the snapshot from the repository failed.
     #[error(transparent)]
     Etcd(#[from] EtcdError),
@@ -72,7 +83,11 @@ impl Drop for SnapshotFile {
 /// Fetch the snapshot of etcd backup `id` into a temp file (under TMPDIR),
 /// every chunk authenticated. A backup of another kind is refused with
 /// [`EtcdError::WrongKind`].
-pub async fn fetch_snapshot(repo: &Repository, id: &BackupId, progress: Option<Progress>) -> Result<SnapshotFile, InspectError> {
+pub async fn fetch_snapshot(
+    repo: &Repository,
+    id: &BackupId,
+    progress: Option<Progress>,
+) -> Result<SnapshotFile, InspectError> {
     let manifest = load_snapshot_manifest(repo, id).await?;
     let path = std::env::temp_dir().join(format!(".kmdr-inspect-{}-{}.db", id, std::process::id()));
     let local = |what| {
@@ -83,7 +98,9 @@ pub async fn fetch_snapshot(repo: &Repository, id: &BackupId, progress: Option<P
     let snap = SnapshotFile { path: path.clone(), manifest };
     let file = snap.manifest.file(SNAPSHOT_FILE).expect("load_snapshot_manifest checked it");
     // A shared lock: prune must not delete chunks while they are read.
-    let lock = kmdr_repo::lock::RepoLock::acquire(repo.store().clone(), false, "kmdr inspect").await.map_err(EtcdError::from)?;
+    let lock = kmdr_repo::lock::RepoLock::acquire(repo.store().clone(), false, "kmdr inspect")
+        .await
+        .map_err(EtcdError::from)?;
     let result = restorer::restore_file(repo, file, &mut f, restorer::FileCheck::ChunksOnly, progress).await;
     lock.release().await;
     result.map_err(EtcdError::from)?;
@@ -102,7 +119,8 @@ pub struct Inventory {
 
 /// The kinds a listing covers: the default set, or the user's `--kind`s.
 pub fn listing_kinds(filter: &[String]) -> Result<Vec<(String, ResourceKind)>, InspectError> {
-    let names: Vec<String> = if filter.is_empty() { objects::LISTED.iter().map(|s| s.to_string()).collect() } else { filter.to_vec() };
+    let names: Vec<String> =
+        if filter.is_empty() { objects::LISTED.iter().map(|s| s.to_string()).collect() } else { filter.to_vec() };
     names
         .iter()
         .map(|n| {
@@ -118,12 +136,19 @@ pub fn listing_kinds(filter: &[String]) -> Result<Vec<(String, ResourceKind)>, I
 }
 
 /// List the objects of `kinds` in the snapshot at `path`.
-pub fn list(path: &Path, kinds: &[(String, ResourceKind)], keys: Option<&EncryptionKeys>) -> Result<Inventory, InspectError> {
+pub fn list(
+    path: &Path,
+    kinds: &[(String, ResourceKind)],
+    keys: Option<&EncryptionKeys>,
+) -> Result<Inventory, InspectError> {
     let db = BoltFile::open(path)?;
-    let prefixes: Vec<(String, &str, &ResourceKind)> = kinds.iter().map(|(label, k)| (k.prefix(), label.as_str(), k)).collect();
+    let prefixes: Vec<(String, &str, &ResourceKind)> =
+        kinds.iter().map(|(label, k)| (k.prefix(), label.as_str(), k)).collect();
     let want = |key: &[u8]| {
         prefixes.iter().any(|(p, label, _)| {
-            key.starts_with(p.as_bytes()) && (*label != "HelmRelease" || key.split(|b| *b == b'/').next_back().is_some_and(|n| n.starts_with(b"sh.helm.release.v1.")))
+            key.starts_with(p.as_bytes())
+                && (*label != "HelmRelease"
+                    || key.split(|b| *b == b'/').next_back().is_some_and(|n| n.starts_with(b"sh.helm.release.v1.")))
         })
     };
     let live = mvcc::live_keys(&db, &want)?;
@@ -139,7 +164,15 @@ pub fn list(path: &Path, kinds: &[(String, ResourceKind)], keys: Option<&Encrypt
             if helm && helm_name(&name).is_none() {
                 continue;
             }
-            let mut row = Listed { kind: label.to_string(), namespace, name, etcd_key: key.clone(), mod_revision: kv.mod_revision, encrypted: None, details: Default::default() };
+            let mut row = Listed {
+                kind: label.to_string(),
+                namespace,
+                name,
+                etcd_key: key.clone(),
+                mod_revision: kv.mod_revision,
+                encrypted: None,
+                details: Default::default(),
+            };
             match decode_value(&key, &kv.value, keys)? {
                 Stored::Encrypted(h) => {
                     if let Some((release, revision)) = helm.then(|| helm_name(&row.name)).flatten() {
@@ -152,7 +185,8 @@ pub fn list(path: &Path, kinds: &[(String, ResourceKind)], keys: Option<&Encrypt
                     if obj["type"] != crate::platform::HELM_RELEASE_TYPE {
                         continue;
                     }
-                    row.details = summarize_helm(&obj).map_err(|detail| InspectError::Undecodable { key: key.clone(), detail })?;
+                    row.details = summarize_helm(&obj)
+                        .map_err(|detail| InspectError::Undecodable { key: key.clone(), detail })?;
                 }
                 Stored::Object(obj) => row.details = summarize(label, &obj),
             }
@@ -180,9 +214,15 @@ pub fn get(path: &Path, kind: &ResourceKind, name: &str, keys: Option<&Encryptio
     let key = kind.key_of(name)?;
     let db = BoltFile::open(path)?;
     let live = mvcc::live_keys(&db, &|k: &[u8]| k == key.as_bytes())?;
-    let kv = live.keys.get(key.as_bytes()).ok_or_else(|| InspectError::NotFound { kind: kind.kind.clone(), name: name.into(), key: key.clone() })?;
+    let kv = live.keys.get(key.as_bytes()).ok_or_else(|| InspectError::NotFound {
+        kind: kind.kind.clone(),
+        name: name.into(),
+        key: key.clone(),
+    })?;
     match decode_value(&key, &kv.value, keys)? {
         Stored::Encrypted(h) => Err(EncryptionError::NoConfig { key, provider: h.provider, name: h.key_name }.into()),
-        Stored::Object(obj) => Ok(Got { etcd_key: key, mod_revision: kv.mod_revision, manifest: objects::clean_for_apply(obj) }),
+        Stored::Object(obj) => {
+            Ok(Got { etcd_key: key, mod_revision: kv.mod_revision, manifest: objects::clean_for_apply(obj) })
+        }
     }
 }

@@ -59,13 +59,17 @@ pub struct LiveKeys {
 /// Scan bucket `key` and keep the newest live version of each key for
 /// which `want(key)` is true. Memory holds only the wanted keys.
 pub fn live_keys(db: &BoltFile, want: &dyn Fn(&[u8]) -> bool) -> Result<LiveKeys, BoltError> {
-    let bucket = db.bucket(b"key")?.ok_or_else(|| BoltError("the database has no `key` bucket: it is not an etcd v3 snapshot".into()))?;
+    let bucket = db
+        .bucket(b"key")?
+        .ok_or_else(|| BoltError("the database has no `key` bucket: it is not an etcd v3 snapshot".into()))?;
     let mut out = LiveKeys::default();
     db.for_each(&bucket, &mut |k, v| {
-        let rev = parse_revision(k).ok_or_else(|| BoltError(format!("bucket `key` holds {} which is not a revision", hex::encode(k))))?;
+        let rev = parse_revision(k)
+            .ok_or_else(|| BoltError(format!("bucket `key` holds {} which is not a revision", hex::encode(k))))?;
         out.entries += 1;
         out.revision = out.revision.max(rev.main);
-        let kv = <KeyValue as prost::Message>::decode(v).map_err(|e| BoltError(format!("revision {}: the value is not an mvccpb.KeyValue: {e}", rev.main)))?;
+        let kv = <KeyValue as prost::Message>::decode(v)
+            .map_err(|e| BoltError(format!("revision {}: the value is not an mvccpb.KeyValue: {e}", rev.main)))?;
         if !want(&kv.key) {
             return Ok(());
         }

@@ -4,12 +4,12 @@
 //! at rest, see [`super::encryption`]), and how an object becomes a manifest
 //! that `kubectl apply` recreates.
 
-use super::encryption::{parse_encrypted, EncryptedHeader, EncryptionError, EncryptionKeys};
-use super::proto::{self, ObjectMeta};
 use super::InspectError;
+use super::encryption::{EncryptedHeader, EncryptionError, EncryptionKeys, parse_encrypted};
+use super::proto::{self, ObjectMeta};
 use base64::Engine;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
 /// A kind of object and where etcd keeps it.
@@ -33,10 +33,34 @@ struct Known {
 }
 
 const KNOWN: &[Known] = &[
-    Known { kind: "TenantControlPlane", group: "kamaji.clastix.io", plural: "tenantcontrolplanes", namespaced: true, names: &["tcp", "tcps", "tenantcontrolplane"] },
-    Known { kind: "DataStore", group: "kamaji.clastix.io", plural: "datastores", namespaced: false, names: &["datastore", "ds"] },
-    Known { kind: "Cluster", group: "cluster.x-k8s.io", plural: "clusters", namespaced: true, names: &["cluster", "cl"] },
-    Known { kind: "KamajiControlPlane", group: "controlplane.cluster.x-k8s.io", plural: "kamajicontrolplanes", namespaced: true, names: &["kcp", "kamajicontrolplane"] },
+    Known {
+        kind: "TenantControlPlane",
+        group: "kamaji.clastix.io",
+        plural: "tenantcontrolplanes",
+        namespaced: true,
+        names: &["tcp", "tcps", "tenantcontrolplane"],
+    },
+    Known {
+        kind: "DataStore",
+        group: "kamaji.clastix.io",
+        plural: "datastores",
+        namespaced: false,
+        names: &["datastore", "ds"],
+    },
+    Known {
+        kind: "Cluster",
+        group: "cluster.x-k8s.io",
+        plural: "clusters",
+        namespaced: true,
+        names: &["cluster", "cl"],
+    },
+    Known {
+        kind: "KamajiControlPlane",
+        group: "controlplane.cluster.x-k8s.io",
+        plural: "kamajicontrolplanes",
+        namespaced: true,
+        names: &["kcp", "kamajicontrolplane"],
+    },
     Known { kind: "Secret", group: "", plural: "secrets", namespaced: true, names: &["secret"] },
     Known { kind: "ConfigMap", group: "", plural: "configmaps", namespaced: true, names: &["configmap", "cm"] },
     Known { kind: "Namespace", group: "", plural: "namespaces", namespaced: false, names: &["namespace", "ns"] },
@@ -61,9 +85,15 @@ impl ResourceKind {
                 || (!k.group.is_empty() && format!("{}.{}", k.plural, k.group) == n)
         });
         if let Some(k) = known {
-            return Ok(ResourceKind { kind: k.kind.into(), group: k.group.into(), plural: k.plural.into(), namespaced: Some(k.namespaced) });
+            return Ok(ResourceKind {
+                kind: k.kind.into(),
+                group: k.group.into(),
+                plural: k.plural.into(),
+                namespaced: Some(k.namespaced),
+            });
         }
-        let (plural, group) = n.split_once('.').map(|(p, g)| (p.to_string(), g.to_string())).unwrap_or((n.clone(), String::new()));
+        let (plural, group) =
+            n.split_once('.').map(|(p, g)| (p.to_string(), g.to_string())).unwrap_or((n.clone(), String::new()));
         Ok(ResourceKind { kind: plural.clone(), group, plural, namespaced: None })
     }
 
@@ -140,9 +170,10 @@ pub fn decode_value(key: &str, value: &[u8], keys: Option<&EncryptionKeys>) -> R
     if let Some(raw) = value.strip_prefix(proto::MAGIC) {
         return decode_protobuf(key, raw).map(Stored::Object);
     }
-    serde_json::from_slice(value)
-        .map(Stored::Object)
-        .map_err(|e| InspectError::Undecodable { key: key.into(), detail: format!("neither JSON nor the k8s protobuf envelope ({e})") })
+    serde_json::from_slice(value).map(Stored::Object).map_err(|e| InspectError::Undecodable {
+        key: key.into(),
+        detail: format!("neither JSON nor the k8s protobuf envelope ({e})"),
+    })
 }
 
 fn undecodable(key: &str, detail: impl std::fmt::Display) -> InspectError {
@@ -155,13 +186,17 @@ fn decode_protobuf(key: &str, raw: &[u8]) -> Result<Value, InspectError> {
     let tm = u.type_meta.unwrap_or_default();
     let (api_version, kind) = (tm.api_version.unwrap_or_default(), tm.kind.unwrap_or_default());
     if u.content_encoding.as_deref().is_some_and(|e| !e.is_empty()) {
-        return Err(undecodable(key, format!("content encoding {:?} is not supported", u.content_encoding.unwrap_or_default())));
+        return Err(undecodable(
+            key,
+            format!("content encoding {:?} is not supported", u.content_encoding.unwrap_or_default()),
+        ));
     }
     let body = u.raw.unwrap_or_default();
     let b64 = |v: &[u8]| Value::String(base64::engine::general_purpose::STANDARD.encode(v));
     let mut obj = match (api_version.as_str(), kind.as_str()) {
         ("v1", "Secret") => {
-            let s = proto::Secret::decode(&body[..]).map_err(|e| undecodable(key, format!("bad Secret protobuf: {e}")))?;
+            let s =
+                proto::Secret::decode(&body[..]).map_err(|e| undecodable(key, format!("bad Secret protobuf: {e}")))?;
             let mut o = Map::new();
             o.insert("metadata".into(), meta_json(s.metadata.unwrap_or_default()));
             o.insert("type".into(), json!(s.type_.unwrap_or_else(|| "Opaque".into())));
@@ -172,7 +207,8 @@ fn decode_protobuf(key: &str, raw: &[u8]) -> Result<Value, InspectError> {
             o
         }
         ("v1", "ConfigMap") => {
-            let c = proto::ConfigMap::decode(&body[..]).map_err(|e| undecodable(key, format!("bad ConfigMap protobuf: {e}")))?;
+            let c = proto::ConfigMap::decode(&body[..])
+                .map_err(|e| undecodable(key, format!("bad ConfigMap protobuf: {e}")))?;
             let mut o = Map::new();
             o.insert("metadata".into(), meta_json(c.metadata.unwrap_or_default()));
             if let Some(i) = c.immutable {
@@ -180,7 +216,10 @@ fn decode_protobuf(key: &str, raw: &[u8]) -> Result<Value, InspectError> {
             }
             o.insert("data".into(), json!(c.data));
             if !c.binary_data.is_empty() {
-                o.insert("binaryData".into(), Value::Object(c.binary_data.iter().map(|(k, v)| (k.clone(), b64(v))).collect()));
+                o.insert(
+                    "binaryData".into(),
+                    Value::Object(c.binary_data.iter().map(|(k, v)| (k.clone(), b64(v))).collect()),
+                );
             }
             o
         }
@@ -285,7 +324,10 @@ pub fn summarize(kind: &str, obj: &Value) -> BTreeMap<String, Value> {
             put("dataStoreSchema", first(&obj["spec"]["dataStoreSchema"], &st["storage"]["setup"]["schema"]));
             put("dataStoreUsername", first(&obj["spec"]["dataStoreUsername"], &st["storage"]["setup"]["user"]));
             put("schemaInSpec", json!(s(&obj["spec"]["dataStoreSchema"]) != Value::Null));
-            put("version", first(&obj["spec"]["kubernetes"]["version"], &st["kubernetesResources"]["version"]["version"]));
+            put(
+                "version",
+                first(&obj["spec"]["kubernetes"]["version"], &st["kubernetesResources"]["version"]["version"]),
+            );
             put("status", s(&st["kubernetesResources"]["version"]["status"]));
             put("endpoint", s(&st["controlPlaneEndpoint"]));
         }
@@ -295,10 +337,13 @@ pub fn summarize(kind: &str, obj: &Value) -> BTreeMap<String, Value> {
         }
         "Cluster" => {
             let cp = &obj["spec"]["controlPlaneRef"];
-            put("controlPlane", match (cp["kind"].as_str(), cp["name"].as_str()) {
-                (Some(k), Some(n)) => json!(format!("{k}/{n}")),
-                _ => Value::Null,
-            });
+            put(
+                "controlPlane",
+                match (cp["kind"].as_str(), cp["name"].as_str()) {
+                    (Some(k), Some(n)) => json!(format!("{k}/{n}")),
+                    _ => Value::Null,
+                },
+            );
             put("phase", s(&obj["status"]["phase"]));
         }
         "KamajiControlPlane" => {
@@ -308,7 +353,10 @@ pub fn summarize(kind: &str, obj: &Value) -> BTreeMap<String, Value> {
         }
         "Secret" => {
             put("type", s(&obj["type"]));
-            put("keys", json!(obj["data"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()));
+            put(
+                "keys",
+                json!(obj["data"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()),
+            );
         }
         _ => {}
     }
@@ -379,7 +427,9 @@ mod tests {
         let meta = m["metadata"].as_object().unwrap();
         assert_eq!(meta.keys().collect::<Vec<_>>(), ["labels", "name", "namespace"]);
         // A schema already in the spec wins.
-        let kept = clean_for_apply(json!({"kind": "TenantControlPlane", "spec": {"dataStoreSchema": "old"}, "status": {"storage": {"setup": {"schema": "new"}}}}));
+        let kept = clean_for_apply(
+            json!({"kind": "TenantControlPlane", "spec": {"dataStoreSchema": "old"}, "status": {"storage": {"setup": {"schema": "new"}}}}),
+        );
         assert_eq!(kept["spec"]["dataStoreSchema"], "old");
     }
 
