@@ -1,10 +1,11 @@
 //! Plain types shared by every kmdr crate: backup ids, layers, manifests and
-//! retention math. No I/O lives here, so everything can be unit tested and
+//! retention math, TLS file paths. No I/O lives here, so everything can be unit tested and
 //! reused by the repository, the sources and the command line alike.
 
 pub mod id;
 pub mod manifest;
 pub mod retention;
+pub mod tls;
 
 pub use id::{BackupId, IdError};
 pub use manifest::{
@@ -12,6 +13,7 @@ pub use manifest::{
     KamajiTenantsInfo, Layer, MANIFEST_FORMAT, Manifest, SourceInfo, TenantDataInfo, VolumeBackupInfo, VolumeItem,
 };
 pub use retention::{KeepPolicy, RetentionDecision};
+pub use tls::TlsFiles;
 
 /// Render a byte count for humans (`1.5 MiB`).
 pub fn human_bytes(n: u64) -> String {

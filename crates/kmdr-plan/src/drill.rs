@@ -24,9 +24,9 @@ use crate::report::{DrillReport, LayerReport, REPORT_FORMAT, StepRecord, UnitRep
 use crate::steps::{self, connect_datastore, etcd_connection};
 use chrono::{DateTime, Utc};
 use kmdr_core::Layer;
+use kmdr_datastore::inventory::{self, KeyDigests};
+use kmdr_datastore::{RecordReader, RecordWriter, TenantStore};
 use kmdr_repo::Repository;
-use kmdr_sources::inventory::{self, KeyDigests};
-use kmdr_sources::tenant::{RecordReader, RecordWriter, TenantStore};
 use std::collections::BTreeMap;
 
 /// Why a drill could not run at all (a drill that runs and finds problems
@@ -445,10 +445,7 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
 }
 
 /// etcd's health gate: a status answer, retried until the layer's RTO target.
-async fn wait_for_etcd(
-    conn: &kmdr_sources::etcd::EtcdConnection,
-    within: std::time::Duration,
-) -> Result<KeyDigests, String> {
+async fn wait_for_etcd(conn: &kmdr_etcd::EtcdConnection, within: std::time::Duration) -> Result<KeyDigests, String> {
     let deadline = std::time::Instant::now() + within;
     loop {
         match inventory::etcd_digests(conn).await {

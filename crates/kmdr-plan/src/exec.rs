@@ -7,12 +7,12 @@
 use crate::plan::{DatastoreSpec, HelmSource, LayerSource, LayerSpec, Phase, Plan, TenantSelector, VolumeSpec};
 use crate::steps::{self, connect_datastore, etcd_connection};
 use kmdr_core::{Manifest, SourceInfo};
+use kmdr_datastore::{self as tenant, DatastoreUrl, TenantBackupOptions, TenantStore};
+use kmdr_etcd::restorer::{self, EtcdRestoreOptions};
+use kmdr_etcd::{SnapshotOptions, snapshotter};
+pub use kmdr_kube::volumes::FailureClass;
+use kmdr_kube::volumes::{self, VolumeError};
 use kmdr_repo::Repository;
-use kmdr_sources::etcd::restorer::{self, EtcdRestoreOptions};
-use kmdr_sources::etcd::{SnapshotOptions, snapshotter};
-use kmdr_sources::tenant::{self, DatastoreUrl, TenantBackupOptions, TenantStore};
-pub use kmdr_sources::volumes::FailureClass;
-use kmdr_sources::volumes::{self, VolumeError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -103,7 +103,7 @@ pub async fn backup_layer(
                 notify(&format!("{}: backup {} ({})", spec.layer, v.unit(), v.entry.provider.name()));
                 began = chrono::Utc::now();
                 let r = async {
-                    let kube = kmdr_sources::kube::KubeClient::connect(&volume_target(v)).await?;
+                    let kube = kmdr_kube::client::KubeClient::connect(&volume_target(v)).await?;
                     volumes::backup_entry(repo, &kube, &v.entry, tags).await
                 }
                 .await;
@@ -116,11 +116,11 @@ pub async fn backup_layer(
         LayerSource::Helm(h) => {
             notify(&format!("{}: backup {}", spec.layer, h.unit()));
             let r = async {
-                let kube = kmdr_sources::kube::KubeClient::connect(&kube_target(h)).await?;
-                kmdr_sources::platform::backup_platform(repo, &kube, &platform_options(h, tags)?).await
+                let kube = kmdr_kube::client::KubeClient::connect(&kube_target(h)).await?;
+                kmdr_kube::platform::backup_platform(repo, &kube, &platform_options(h, tags)?).await
             }
             .await
-            .map_err(|e: kmdr_sources::platform::PlatformError| e.to_string());
+            .map_err(|e: kmdr_kube::platform::PlatformError| e.to_string());
             out.push(done(h.unit(), began, r));
         }
         LayerSource::Etcd(e) => {
@@ -196,7 +196,7 @@ pub async fn latest_units(repo: &Repository, spec: &LayerSpec) -> Result<BTreeMa
         }
         LayerSource::Helm(h) => {
             let series = format!("platform/{}/{}", h.namespace, h.release);
-            for id in ids.iter().rev().filter(|i| i.kind() == kmdr_sources::platform::KIND) {
+            for id in ids.iter().rev().filter(|i| i.kind() == kmdr_kube::platform::KIND) {
                 if repo.load_manifest(id).await?.series == series {
                     found.insert(h.unit(), id.to_string());
                     break;
@@ -313,13 +313,13 @@ pub async fn restore_units(
                     initial_cluster_token: None,
                     force,
                 };
-                let tool = restorer::find_restore_tool(None)?;
+                let tool = kmdr_etcd::find_restore_tool(None)?;
                 let bid = repo.resolve(id, Some(snapshotter::KIND)).await?;
                 let p = restorer::plan_restore(repo, &bid, &opts, tool, None).await?;
                 if !dry_run {
                     restorer::execute(repo, &p, None).await?;
                 }
-                Ok::<_, kmdr_sources::etcd::EtcdError>(Some(p.key_count.max(0) as u64))
+                Ok::<_, kmdr_etcd::EtcdError>(Some(p.key_count.max(0) as u64))
             }
             .await
             .map_err(|e| e.to_string());
@@ -361,7 +361,7 @@ async fn restore_volume(
 ) -> Result<(u64, Vec<String>), VolumeError> {
     let m = repo.load_manifest(&repo.resolve(id, Some(volumes::KIND)).await?).await?;
     let record = volumes::record(&m, &v.entry.name)?;
-    let kube = kmdr_sources::kube::KubeClient::connect(&volume_target(v)).await?;
+    let kube = kmdr_kube::client::KubeClient::connect(&volume_target(v)).await?;
     let plan = volumes::plan_restore(&kube, &v.entry, record).await?;
     let lines: Vec<String> = plan
         .objects
@@ -392,12 +392,8 @@ async fn restore_volume(
 }
 
 /// How to reach a volumes entry's cluster.
-pub fn volume_target(v: &VolumeSpec) -> kmdr_sources::kube::KubeTarget {
-    kmdr_sources::kube::KubeTarget {
-        kubeconfig: v.kubeconfig.clone(),
-        context: v.context.clone(),
-        ..Default::default()
-    }
+pub fn volume_target(v: &VolumeSpec) -> kmdr_kube::client::KubeTarget {
+    kmdr_kube::client::KubeTarget { kubeconfig: v.kubeconfig.clone(), context: v.context.clone(), ..Default::default() }
 }
 
 /// Run a layer's steps of one phase, in file order; health checks are
@@ -425,20 +421,16 @@ pub fn phase_name(p: Phase) -> &'static str {
 }
 
 /// How to reach the platform's cluster.
-pub fn kube_target(h: &HelmSource) -> kmdr_sources::kube::KubeTarget {
-    kmdr_sources::kube::KubeTarget {
-        kubeconfig: h.kubeconfig.clone(),
-        context: h.context.clone(),
-        ..Default::default()
-    }
+pub fn kube_target(h: &HelmSource) -> kmdr_kube::client::KubeTarget {
+    kmdr_kube::client::KubeTarget { kubeconfig: h.kubeconfig.clone(), context: h.context.clone(), ..Default::default() }
 }
 
 /// The backup options of a plan's `helm:` source.
 pub fn platform_options(
     h: &HelmSource,
     tags: &BTreeMap<String, String>,
-) -> Result<kmdr_sources::platform::PlatformBackupOptions, kmdr_sources::platform::PlatformError> {
-    Ok(kmdr_sources::platform::PlatformBackupOptions {
+) -> Result<kmdr_kube::platform::PlatformBackupOptions, kmdr_kube::platform::PlatformError> {
+    Ok(kmdr_kube::platform::PlatformBackupOptions {
         release: h.release.clone(),
         namespace: h.namespace.clone(),
         secrets: h.secrets.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,

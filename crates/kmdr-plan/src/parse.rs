@@ -14,7 +14,7 @@ use crate::plan::{
 };
 use chrono::NaiveDate;
 use kmdr_core::Layer;
-use kmdr_sources::volumes::{self, ProviderSpec, VolumeEntry};
+use kmdr_kube::volumes::{self, ProviderSpec, VolumeEntry};
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, ScanError, YamlData};
 use std::collections::HashMap;
 use std::fmt;

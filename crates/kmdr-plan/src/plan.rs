@@ -78,7 +78,7 @@ pub enum LayerSource {
 }
 
 /// TLS files, as etcdctl's `--cacert --cert --key`: the sources' own type.
-pub use kmdr_sources::etcd::TlsFiles as TlsSpec;
+pub use kmdr_core::TlsFiles as TlsSpec;
 
 /// The under-cluster etcd.
 #[derive(Debug, Clone, Serialize)]
@@ -119,7 +119,7 @@ impl HelmSource {
 /// One `volumes:` entry: a provider and its settings, and the cluster.
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeSpec {
-    pub entry: kmdr_sources::volumes::VolumeEntry,
+    pub entry: kmdr_kube::volumes::VolumeEntry,
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
     pub pos: Pos,

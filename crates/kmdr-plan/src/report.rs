@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use kmdr_core::{Layer, human_duration};
-use kmdr_sources::inventory::KeyDiff;
+use kmdr_datastore::inventory::KeyDiff;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::time::Duration;

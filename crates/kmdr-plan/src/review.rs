@@ -11,8 +11,8 @@ use crate::report::{DrillReport, Verdict};
 use crate::steps::connect_datastore;
 use chrono::{DateTime, NaiveDate, Utc};
 use kmdr_core::{BackupId, Layer, human_duration};
+use kmdr_datastore::TenantStore;
 use kmdr_repo::Repository;
-use kmdr_sources::tenant::TenantStore;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -209,9 +209,8 @@ async fn protected_by_deltas(
     id: &BackupId,
 ) -> Result<Result<Option<(DateTime<Utc>, usize)>, kmdr_repo::ChainGap>, kmdr_repo::Error> {
     let m = repo.load_manifest(id).await?;
-    let Some(base) = kmdr_sources::delta::base_revision(&m) else { return Ok(Ok(None)) };
-    let segments =
-        kmdr_sources::delta::pitr::continuing_segments(&m, base, &repo.list_segments(Some(&m.series)).await?);
+    let Some(base) = kmdr_repo::point::base_revision(&m) else { return Ok(Ok(None)) };
+    let segments = kmdr_repo::point::continuing_segments(&m, base, &repo.list_segments(Some(&m.series)).await?);
     let Some(last) = segments.iter().map(|s| s.last).max() else { return Ok(Ok(None)) };
     Ok(kmdr_repo::deltas::plan_chain(&segments, &m.series, base, last)
         .map(|chain| chain.iter().map(|s| s.written).max().map(|t| (t, chain.len()))))
@@ -235,8 +234,8 @@ async fn volume_rpo(
         // (point in time, what, taken by)
         let mut best: Option<(DateTime<Utc>, String, String)> = None;
         if let Some(id) = latest.get(&v.unit()) {
-            let m = repo.load_manifest(&repo.resolve(id, Some(kmdr_sources::volumes::KIND)).await?).await?;
-            if let Ok(r) = kmdr_sources::volumes::record(&m, &v.entry.name) {
+            let m = repo.load_manifest(&repo.resolve(id, Some(kmdr_kube::volumes::KIND)).await?).await?;
+            if let Ok(r) = kmdr_kube::volumes::record(&m, &v.entry.name) {
                 let what = r
                     .items
                     .first()
@@ -253,8 +252,8 @@ async fn volume_rpo(
             }
         }
         let live = async {
-            let kube = kmdr_sources::kube::KubeClient::connect(&crate::exec::volume_target(v)).await?;
-            kmdr_sources::volumes::newest(&kube, &v.entry).await
+            let kube = kmdr_kube::client::KubeClient::connect(&crate::exec::volume_target(v)).await?;
+            kmdr_kube::volumes::newest(&kube, &v.entry).await
         };
         match tokio::time::timeout(Duration::from_secs(15), live).await {
             Ok(Ok(Some(n))) => {
@@ -407,7 +406,7 @@ pub async fn runbook_check(
         let kind = match &spec.source {
             LayerSource::Etcd(_) => "etcd",
             LayerSource::Helm(_) => "platform",
-            LayerSource::Volumes(_) => kmdr_sources::volumes::KIND,
+            LayerSource::Volumes(_) => kmdr_kube::volumes::KIND,
             _ => "tenant",
         };
         let mut by_series: BTreeMap<String, Vec<DateTime<Utc>>> = BTreeMap::new();
@@ -562,8 +561,8 @@ async fn platform_drift(repo: &Repository, h: &crate::plan::HelmSource) -> Resul
         return Ok(finding("platform-drift", subject, Level::Warn, format!("backup {id} holds no Helm release")));
     };
     let live = async {
-        let kube = kmdr_sources::kube::KubeClient::connect(&kube_target(h)).await?;
-        kmdr_sources::platform::live_release(&kube, &platform_options(h, &BTreeMap::new())?).await
+        let kube = kmdr_kube::client::KubeClient::connect(&kube_target(h)).await?;
+        kmdr_kube::platform::live_release(&kube, &platform_options(h, &BTreeMap::new())?).await
     };
     let live = match live.await {
         Ok(l) => l,

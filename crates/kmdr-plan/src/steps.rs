@@ -2,8 +2,8 @@
 //! layers name.
 
 use crate::plan::{DatastoreSpec, EtcdSource, RunStep};
-use kmdr_sources::etcd::EtcdConnection;
-use kmdr_sources::tenant::{self, AnyTenants, DatastoreUrl, TenantError};
+use kmdr_datastore::{self as tenant, AnyTenants, DatastoreUrl, TenantError};
+use kmdr_etcd::EtcdConnection;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

@@ -7,9 +7,9 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use kmdr_core::Layer;
+use kmdr_datastore::inventory::KeyDiff;
 use kmdr_plan::html::html;
 use kmdr_plan::report::{DrillReport, LayerReport, REPORT_FORMAT, StepRecord, UnitReport, Verdict};
-use kmdr_sources::inventory::KeyDiff;
 
 const HOSTILE: &str = "/t2/configmaps/<script>alert(1)</script>&\"x'";
 

@@ -390,7 +390,7 @@ fn render_gives_file_line_column() {
 
 #[test]
 fn persistent_data_takes_volume_entries_of_each_provider() {
-    use kmdr_sources::volumes::ProviderSpec;
+    use kmdr_kube::volumes::ProviderSpec;
     let text = format!(
         "{BASE}  persistent-data:
     volumes:

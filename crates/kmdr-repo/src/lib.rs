@@ -10,7 +10,8 @@
 //! - [`restorer`]: reads a file back, checking every byte.
 //! - [`checker`]: `verify`.
 //! - [`pruner`]: `forget` and `prune` plans.
-//! - [`deltas`]: delta segments and their chains.
+//! - [`deltas`]: delta segments, their chains and their content (the delta stream).
+//! - [`point`]: point-in-time planning over full backups and delta chains.
 //! - [`lock`]: shared and exclusive repository locks.
 
 pub mod backuper;
@@ -20,6 +21,7 @@ pub mod crypto;
 pub mod deltas;
 mod error;
 pub mod lock;
+pub mod point;
 pub mod pruner;
 pub mod repository;
 pub mod restorer;

@@ -49,7 +49,7 @@ async fn main() {
         let t = Instant::now();
         for s in repo.list_segments(Some("tenant/bench")).await.unwrap() {
             if read.insert(s.key()) {
-                for e in kmdr_sources::delta::decode(&repo.get_segment(&s).await.unwrap()).unwrap() {
+                for e in kmdr_repo::deltas::decode(&repo.get_segment(&s).await.unwrap()).unwrap() {
                     seen.entry(String::from_utf8_lossy(&e.key).into_owned()).or_insert(t);
                 }
             }

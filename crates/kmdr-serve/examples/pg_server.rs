@@ -11,7 +11,7 @@ async fn main() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
     let pg = kmdr_testkit::Postgres::start(std::path::Path::new(&dir));
     pg.psql("postgres", "CREATE DATABASE bench");
-    for ddl in kmdr_sources::tenant::kine_sql::POSTGRES_DDL {
+    for ddl in kmdr_datastore::kine_sql::POSTGRES_DDL {
         pg.psql("bench", ddl);
     }
     pg.psql("bench", "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value) VALUES ('compact_rev_key', 1, 0, 0, 0, 0, ''), ('/registry/seed', 1, 0, 0, 0, 0, 'x')");

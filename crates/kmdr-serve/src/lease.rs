@@ -23,7 +23,7 @@
 //! restarted replica does: from the newest full backups and segments.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use kmdr_sources::kube::{KubeClient, KubeError, LEASE};
+use kmdr_kube::client::{KubeClient, KubeError, LEASE};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 

@@ -17,14 +17,14 @@
 use crate::metrics::{DeltaState, Metrics};
 use chrono::{DateTime, Utc};
 use kmdr_core::{KeepPolicy, Layer, Manifest};
+use kmdr_datastore::capture::{CaptureEvent, CaptureOptions, ChangeSource, DeltaCapture, DeltaTarget, Stopped};
+use kmdr_datastore::{self as tenant, TenantBackupOptions};
+use kmdr_etcd::{SnapshotOptions, snapshotter};
 use kmdr_plan::exec::{kube_target, platform_options, selected_tenants, volume_target};
 use kmdr_plan::plan::{DatastoreSpec, EtcdSource, HelmSource, LayerSource, Plan, VolumeSpec};
 use kmdr_plan::steps::{connect_datastore, etcd_connection};
 use kmdr_repo::Repository;
-use kmdr_sources::delta::base_revision;
-use kmdr_sources::delta::capture::{CaptureEvent, CaptureOptions, ChangeSource, DeltaCapture, DeltaTarget, Stopped};
-use kmdr_sources::etcd::{SnapshotOptions, snapshotter};
-use kmdr_sources::tenant::{self, TenantBackupOptions};
+use kmdr_repo::point::base_revision;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -448,17 +448,17 @@ async fn backup_unit(repo: &Repository, source: &Source, tags: &BTreeMap<String,
             tenant::backup_tenant(repo, &store, schema, &opts, None).await.map_err(|e| e.to_string())
         }
         Source::Helm(h) => async {
-            let kube = kmdr_sources::kube::KubeClient::connect(&kube_target(h)).await?;
-            kmdr_sources::platform::backup_platform(repo, &kube, &platform_options(h, tags)?).await
+            let kube = kmdr_kube::client::KubeClient::connect(&kube_target(h)).await?;
+            kmdr_kube::platform::backup_platform(repo, &kube, &platform_options(h, tags)?).await
         }
         .await
-        .map_err(|e: kmdr_sources::platform::PlatformError| e.to_string()),
+        .map_err(|e: kmdr_kube::platform::PlatformError| e.to_string()),
         Source::Volume(v) => async {
-            let kube = kmdr_sources::kube::KubeClient::connect(&volume_target(v)).await?;
-            kmdr_sources::volumes::backup_entry(repo, &kube, &v.entry, tags).await
+            let kube = kmdr_kube::client::KubeClient::connect(&volume_target(v)).await?;
+            kmdr_kube::volumes::backup_entry(repo, &kube, &v.entry, tags).await
         }
         .await
-        .map_err(|e: kmdr_sources::volumes::VolumeError| e.to_string()),
+        .map_err(|e: kmdr_kube::volumes::VolumeError| e.to_string()),
     }
 }
 
@@ -485,7 +485,7 @@ async fn watch_target(source: &Source) -> Result<(ChangeSource, DeltaTarget), St
 
 /// The newest full backup of a series: its revision.
 async fn newest_base(repo: &Repository, series: &str) -> Result<Option<i64>, kmdr_repo::Error> {
-    let bases = kmdr_sources::delta::load_bases(repo, &[]).await?;
+    let bases = kmdr_repo::point::load_bases(repo, &[]).await?;
     Ok(bases.by_series.get(series).and_then(|l| l.last()).map(|b| b.0))
 }
 
@@ -667,7 +667,7 @@ async fn retention(ctx: Arc<Ctx>) {
 /// remaining full backup can use. Returns (backups removed, segments removed).
 pub async fn apply_retention(repo: &Repository, policy: KeepPolicy) -> Result<(usize, usize), kmdr_repo::Error> {
     let (plan, _) = kmdr_repo::pruner::forget(repo, policy, None, true).await?;
-    let segments = kmdr_sources::delta::unusable_segments(repo, &[]).await?;
+    let segments = kmdr_repo::point::unusable_segments(repo, &[]).await?;
     for s in &segments {
         repo.delete_segment(s).await?;
     }

@@ -5,12 +5,13 @@
 
 use chrono::Utc;
 use kmdr_core::KeepPolicy;
+use kmdr_datastore::{self as tenant, DatastoreUrl, TenantBackupOptions};
 use kmdr_repo::Repository;
 use kmdr_repo::chunker::ChunkerParams;
 use kmdr_repo::deltas::SegmentName;
+use kmdr_repo::deltas::{DeltaEvent, Op, encode};
+use kmdr_repo::point::base_revision;
 use kmdr_serve::scheduler::apply_retention;
-use kmdr_sources::delta::{DeltaEvent, Op, base_revision, encode};
-use kmdr_sources::tenant::{self, DatastoreUrl, TenantBackupOptions};
 
 #[tokio::test]
 async fn retention_keeps_exactly_what_the_policy_says() {

@@ -1,16 +1,16 @@
 //! Exit codes. They are part of the interface: scripts and the drill runner
 //! branch on them. Keep `EXIT_CODES_HELP`, README and docs/design.md in step.
 
+use kmdr_datastore::TenantError;
+use kmdr_datastore::records::RecordError;
+use kmdr_etcd::EtcdError;
+use kmdr_kube::client::KubeError;
+use kmdr_kube::health::WaitError;
+use kmdr_kube::inspect::InspectError;
+use kmdr_kube::kamaji::TenantsError;
+use kmdr_kube::platform::PlatformError;
 use kmdr_repo::Error as RepoError;
-use kmdr_sources::delta::pitr::PointError;
-use kmdr_sources::etcd::EtcdError;
-use kmdr_sources::etcd::inspect::InspectError;
-use kmdr_sources::health::WaitError;
-use kmdr_sources::kamaji::TenantsError;
-use kmdr_sources::kube::KubeError;
-use kmdr_sources::platform::PlatformError;
-use kmdr_sources::tenant::TenantError;
-use kmdr_sources::tenant::records::RecordError;
+use kmdr_repo::point::PointError;
 use kmdr_store::StoreError;
 
 pub const OK: i32 = 0;
@@ -197,7 +197,7 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
         if let Some(x) = cause.downcast_ref::<InspectError>() {
             return inspect_code(x);
         }
-        if cause.is::<kmdr_sources::etcd::inspect::encryption::EncryptionError>() {
+        if cause.is::<kmdr_kube::inspect::encryption::EncryptionError>() {
             return KEY;
         }
         if let Some(x) = cause.downcast_ref::<TenantError>() {

@@ -9,7 +9,8 @@
 mod common;
 use base64::Engine;
 use common::{Etcd, Kmdr};
-use kmdr_sources::etcd::inspect::{bbolt::BoltFile, mvcc, proto};
+use kmdr_etcd::{bbolt::BoltFile, mvcc};
+use kmdr_kube::inspect::proto;
 use prost::Message;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

@@ -6,7 +6,7 @@
 mod common;
 
 use common::Kmdr;
-use kmdr_sources::platform::values_from_yaml;
+use kmdr_kube::platform::values_from_yaml;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;

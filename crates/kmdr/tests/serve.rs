@@ -285,17 +285,14 @@ fn serve_killed_and_restarted_resumes_without_gap_or_duplicate_and_restores_any_
     let mut seen = std::collections::HashSet::new();
     let mut revisions = Vec::new();
     for s in &segments {
-        let events = kmdr_sources::delta::decode(&rt.block_on(repo.get_segment(s)).unwrap()).unwrap();
+        let events = kmdr_repo::deltas::decode(&rt.block_on(repo.get_segment(s)).unwrap()).unwrap();
         for e in events {
             assert!(e.revision >= s.first && e.revision <= s.last, "event at {} in segment {s}", e.revision);
             assert!(seen.insert((e.revision, e.key.clone())), "revision {} captured twice", e.revision);
             revisions.push(e.revision);
         }
     }
-    let base = rt
-        .block_on(kmdr_sources::delta::pitr::plan_point(&repo, "t1", kmdr_sources::delta::pitr::Point::Latest))
-        .unwrap()
-        .0;
+    let base = rt.block_on(kmdr_datastore::point::plan_point(&repo, "t1", kmdr_repo::point::Point::Latest)).unwrap().0;
     assert_eq!(check.first, Some(base.base_revision + 1), "the chain starts right after the full backup");
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(log_text.matches("capturing changes of tenant/t1 from revision").count(), 2, "{log_text}");
@@ -578,11 +575,11 @@ fn forget_removes_the_delta_segments_only_forgotten_backups_could_use() {
         if let Some(prev) = revs.last() {
             // The chain from the previous segment up to this backup.
             let s = SegmentName::new(&series, prev + 2, rev, chrono::Utc::now());
-            rt.block_on(repo.put_segment(&s, &kmdr_sources::delta::encode(&[]))).unwrap();
+            rt.block_on(repo.put_segment(&s, &kmdr_repo::deltas::encode(&[]))).unwrap();
             segments.push(s);
         }
         let s = SegmentName::new(&series, rev + 1, rev + 1, chrono::Utc::now());
-        rt.block_on(repo.put_segment(&s, &kmdr_sources::delta::encode(&[]))).unwrap();
+        rt.block_on(repo.put_segment(&s, &kmdr_repo::deltas::encode(&[]))).unwrap();
         segments.push(s);
         revs.push(rev);
         std::thread::sleep(Duration::from_millis(1100));
@@ -648,9 +645,8 @@ fn a_compacted_start_revision_takes_a_new_full_backup_and_says_so() {
     assert!(text.contains("was compacted away") && text.contains("taking a new full backup"), "{text}");
     // The new chain starts at the new full backup, which is past the compaction, and reaches the latest write.
     let repo = open_repo(&k);
-    let (point, _) = rt
-        .block_on(kmdr_sources::delta::pitr::plan_point(&repo, "t1", kmdr_sources::delta::pitr::Point::Latest))
-        .unwrap();
+    let (point, _) =
+        rt.block_on(kmdr_datastore::point::plan_point(&repo, "t1", kmdr_repo::point::Point::Latest)).unwrap();
     assert!(point.base_revision >= compacted, "{point:?}");
     let dst = Etcd::start(dir.path(), "dst");
     k.ok(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--datastore", &datastore(&dst)]);
@@ -779,7 +775,7 @@ fn postgres_tenant_every_write_acknowledged_two_seconds_before_serve_is_killed_i
     k.init();
     let pg = kmdr_testkit::Postgres::start(dir.path());
     pg.psql("postgres", "CREATE DATABASE t1");
-    for ddl in kmdr_sources::tenant::kine_sql::POSTGRES_DDL {
+    for ddl in kmdr_datastore::kine_sql::POSTGRES_DDL {
         pg.psql("t1", ddl);
     }
     pg.psql("t1", "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value) VALUES ('compact_rev_key', 1, 0, 0, 0, 0, ''), ('/registry/seed/a', 1, 0, 0, 0, 0, 'a')");
@@ -878,7 +874,7 @@ fn postgres_tenant_every_write_acknowledged_two_seconds_before_serve_is_killed_i
 fn after_the_datastore_was_rewound_a_new_full_backup_never_continues_with_the_old_history() {
     need_etcd!();
     use kmdr_repo::deltas::SegmentName;
-    use kmdr_sources::delta::{DeltaEvent, Op, encode};
+    use kmdr_repo::deltas::{DeltaEvent, Op, encode};
     let (dir, k, src, rt) = setup("/t1/seed/", 20, 16, 4);
     let repo = open_repo(&k);
     let url = datastore(&src);

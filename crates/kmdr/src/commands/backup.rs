@@ -4,8 +4,8 @@ use crate::cli::{BackupCommand, BackupEtcdArgs, BackupTenantArgs, GlobalArgs};
 use crate::output::{self, Format};
 use anyhow::Result;
 use kmdr_core::{human_bytes, human_duration};
-use kmdr_sources::etcd::snapshotter::EtcdSnapshot;
-use kmdr_sources::etcd::{EtcdConnection, TlsFiles};
+use kmdr_etcd::snapshotter::EtcdSnapshot;
+use kmdr_etcd::{EtcdConnection, TlsFiles};
 
 pub async fn run(g: &GlobalArgs, c: BackupCommand) -> Result<i32> {
     match c {
@@ -52,7 +52,7 @@ fn print_done(g: &GlobalArgs, m: &kmdr_core::Manifest, location: &str) {
 }
 
 async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
-    use kmdr_sources::tenant::{TenantBackupOptions, TenantStore, backup_tenant};
+    use kmdr_datastore::{TenantBackupOptions, TenantStore, backup_tenant};
     let repo = g.open_repo().await?;
     let store = a.datastore.connect().await?;
     let (schemas, at) = match &a.schema {
@@ -62,7 +62,7 @@ async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
             let at = store.shared_read_point().await?;
             let found = store.list_tenants().await?;
             if found.is_empty() {
-                anyhow::bail!(kmdr_sources::tenant::TenantError::UnknownSchema {
+                anyhow::bail!(kmdr_datastore::TenantError::UnknownSchema {
                     schema: "(any)".into(),
                     datastore: store.datastore(),
                     found
@@ -170,8 +170,8 @@ pub async fn by_plan(g: &GlobalArgs, file: &std::path::Path, layer: Option<kmdr_
 
 /// `kmdr backup platform`: the umbrella chart's Helm release and listed Secrets.
 async fn platform(g: &GlobalArgs, a: crate::cli::BackupPlatformArgs) -> Result<i32> {
-    use kmdr_sources::kube::{KubeClient, KubeTarget};
-    use kmdr_sources::platform::{PlatformBackupOptions, SecretRef, backup_platform};
+    use kmdr_kube::client::{KubeClient, KubeTarget};
+    use kmdr_kube::platform::{PlatformBackupOptions, SecretRef, backup_platform};
     // Bad --secret values are usage errors, found before anything is opened.
     let secrets = a.secrets.iter().map(|s| s.parse::<SecretRef>()).collect::<Result<Vec<_>, _>>()?;
     // Open the repository first: a wrong key must fail before the cluster is read.
@@ -206,7 +206,7 @@ async fn platform(g: &GlobalArgs, a: crate::cli::BackupPlatformArgs) -> Result<i
 
 /// `kmdr backup tenants [--all | NS/NAME ...]`: Kamaji tenants end to end.
 async fn tenants(g: &GlobalArgs, a: crate::cli::BackupTenantsArgs) -> Result<i32> {
-    use kmdr_sources::kamaji::{TcpRef, TenantsBackupOptions, backup_tenants};
+    use kmdr_kube::kamaji::{TcpRef, TenantsBackupOptions, backup_tenants};
     let tenants = a.tenants.iter().map(|t| t.parse::<TcpRef>()).collect::<Result<Vec<_>, _>>()?;
     // Open the repository first: a wrong key must fail before the cluster is read.
     let repo = g.open_repo().await?;

@@ -16,7 +16,7 @@ pub async fn run(g: &GlobalArgs, c: BackupsCommand) -> Result<i32> {
 
 async fn points(g: &GlobalArgs) -> Result<i32> {
     let repo = g.open_repo().await?;
-    let all = kmdr_sources::delta::pitr::restorable_points(&repo).await?;
+    let all = kmdr_repo::point::restorable_points(&repo).await?;
     if g.format == Format::Json {
         output::json(&all);
         return Ok(0);

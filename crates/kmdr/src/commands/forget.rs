@@ -5,8 +5,8 @@ use crate::commands::UsageError;
 use crate::output::{self, Format};
 use anyhow::Result;
 use kmdr_core::human_bytes;
+use kmdr_repo::point::unusable_segments;
 use kmdr_repo::{ForgetPlan, PrunePlan, SegmentName, pruner};
-use kmdr_sources::delta::unusable_segments;
 use serde_json::json;
 
 fn print_forget(plan: &ForgetPlan, dry: bool) {

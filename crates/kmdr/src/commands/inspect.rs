@@ -3,8 +3,8 @@
 use crate::cli::{GlobalArgs, InspectArgs};
 use crate::output::{self, Format};
 use anyhow::Result;
-use kmdr_sources::etcd::inspect::{self, Inventory, encryption::EncryptionKeys, objects::ResourceKind};
-use kmdr_sources::etcd::snapshotter::KIND;
+use kmdr_etcd::snapshotter::KIND;
+use kmdr_kube::inspect::{self, Inventory, encryption::EncryptionKeys, objects::ResourceKind};
 use serde_json::{Value, json};
 
 pub async fn run(g: &GlobalArgs, a: InspectArgs) -> Result<i32> {
@@ -33,8 +33,8 @@ pub async fn run(g: &GlobalArgs, a: InspectArgs) -> Result<i32> {
                 }
                 r => r?,
             };
-            let m = kmdr_sources::etcd::restorer::load_snapshot_manifest(&repo, &id).await?;
-            let size = m.file(kmdr_sources::etcd::snapshotter::SNAPSHOT_FILE).map(|f| f.size);
+            let m = kmdr_etcd::restorer::load_snapshot_manifest(&repo, &id).await?;
+            let size = m.file(kmdr_etcd::snapshotter::SNAPSHOT_FILE).map(|f| f.size);
             let pb = output::bar(g.format, g.quiet, size, "fetching snapshot");
             let snap = inspect::fetch_snapshot(&repo, &id, output::progress(&pb)).await?;
             if let Some(pb) = pb {
@@ -51,7 +51,7 @@ pub async fn run(g: &GlobalArgs, a: InspectArgs) -> Result<i32> {
         drop(fetched);
         match g.format {
             Format::Json => output::json(&got.manifest),
-            _ => print!("{}", kmdr_sources::platform::to_yaml(&got.manifest)),
+            _ => print!("{}", kmdr_kube::platform::to_yaml(&got.manifest)),
         }
         return Ok(0);
     }
@@ -59,7 +59,7 @@ pub async fn run(g: &GlobalArgs, a: InspectArgs) -> Result<i32> {
     drop(fetched);
     match g.format {
         Format::Json => output::json(&json!({"backup": label, "inventory": inv})),
-        Format::Yaml => print!("{}", kmdr_sources::platform::to_yaml(&json!({"backup": label, "inventory": inv}))),
+        Format::Yaml => print!("{}", kmdr_kube::platform::to_yaml(&json!({"backup": label, "inventory": inv}))),
         Format::Text => print_text(&label, &inv),
     }
     Ok(0)

@@ -117,8 +117,8 @@ impl GlobalArgs {
 
 impl crate::cli::KubeArgs {
     /// A client for --kubeconfig/--context (kube-rs logs its requests only with -v or KMDR_LOG).
-    pub async fn connect(&self, g: &GlobalArgs) -> Result<kmdr_sources::kube::KubeClient> {
-        use kmdr_sources::kube::{KubeClient, KubeTarget};
+    pub async fn connect(&self, g: &GlobalArgs) -> Result<kmdr_kube::client::KubeClient> {
+        use kmdr_kube::client::{KubeClient, KubeTarget};
         let log_requests = g.verbose > 0 || std::env::var_os("KMDR_LOG").is_some();
         Ok(KubeClient::connect(&KubeTarget {
             kubeconfig: self.kubeconfig.clone(),
@@ -142,14 +142,14 @@ pub fn notifier(g: &GlobalArgs) -> impl Fn(&str) + Sync + use<> {
 impl DatastoreArgs {
     /// Connect to the --datastore, with credentials from the URL, the
     /// environment or --password-file (never echoed).
-    pub async fn connect(&self) -> Result<kmdr_sources::tenant::AnyTenants> {
-        use kmdr_sources::tenant::{self, DatastoreUrl};
+    pub async fn connect(&self) -> Result<kmdr_datastore::AnyTenants> {
+        use kmdr_datastore::{self as tenant, DatastoreUrl};
         let password = match &self.password_file {
             Some(p) => Some(tenant::read_password_file(p)?),
             None => std::env::var("KMDR_DATASTORE_PASSWORD").ok().filter(|p| !p.is_empty()),
         };
         let url = DatastoreUrl::parse(&self.datastore)?.with_credentials(self.user.clone(), password);
-        let tls = kmdr_sources::etcd::TlsFiles {
+        let tls = kmdr_core::TlsFiles {
             cacert: self.tls.cacert.clone(),
             cert: self.tls.cert.clone(),
             key: self.tls.key.clone(),

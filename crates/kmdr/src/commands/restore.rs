@@ -4,10 +4,10 @@ use crate::cli::{GlobalArgs, RestoreArgs, RestoreCommand, RestoreEtcdArgs, Resto
 use crate::output::{self, Format};
 use anyhow::Result;
 use kmdr_core::{human_bytes, human_duration};
-use kmdr_sources::delta::pitr::{Point, PointPlan};
-use kmdr_sources::etcd::point::{PointOutcome, find_etcd_server};
-use kmdr_sources::etcd::restorer::{self, EtcdRestoreOptions, PointRestore};
-use kmdr_sources::etcd::snapshotter::{KIND, SNAPSHOT_FILE};
+use kmdr_etcd::point::{PointOutcome, find_etcd_server};
+use kmdr_etcd::restorer::{self, EtcdRestoreOptions, PointRestore};
+use kmdr_etcd::snapshotter::{KIND, SNAPSHOT_FILE};
+use kmdr_repo::point::{Point, PointPlan};
 use serde_json::json;
 
 pub async fn run(g: &GlobalArgs, c: RestoreCommand) -> Result<i32> {
@@ -63,7 +63,7 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
     let mut id = repo.resolve(&a.id, Some(KIND)).await?;
     let tool = match (&a.to_file, &point) {
         (Some(_), None) => None,
-        _ => Some(restorer::find_restore_tool(a.etcdutl.as_deref())?),
+        _ => Some(kmdr_etcd::find_restore_tool(a.etcdutl.as_deref())?),
     };
     let point = match point {
         None => None,
@@ -99,7 +99,7 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
             return Ok(0);
         }
         if path.exists() && !a.force {
-            return Err(kmdr_sources::etcd::EtcdError::Local {
+            return Err(kmdr_etcd::EtcdError::Local {
                 what: "refusing to overwrite (pass --force)",
                 path: path.clone(),
                 source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
@@ -243,7 +243,7 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
 
 /// The tenant backup `a.id` names; `latest` with --source-schema is that tenant's newest.
 async fn resolve_tenant(repo: &kmdr_repo::Repository, a: &RestoreTenantArgs) -> Result<kmdr_core::Manifest> {
-    use kmdr_sources::tenant::KIND;
+    use kmdr_datastore::KIND;
     let Some(source) = a.source_schema.as_deref().filter(|_| a.id == "latest") else {
         let id = repo.resolve(&a.id, Some(KIND)).await?;
         return Ok(repo.load_manifest(&id).await?);
@@ -264,7 +264,7 @@ async fn resolve_tenant(repo: &kmdr_repo::Repository, a: &RestoreTenantArgs) -> 
 /// Read back what a tenant restore left in the target: any other count than
 /// `expected` means another writer was active.
 async fn read_back(
-    store: &impl kmdr_sources::tenant::TenantStore,
+    store: &impl kmdr_datastore::TenantStore,
     schema: &str,
     target: &impl std::fmt::Display,
     expected: u64,
@@ -280,8 +280,8 @@ async fn read_back(
 }
 
 async fn tenant_at(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
-    use kmdr_sources::delta::pitr;
-    use kmdr_sources::tenant::plan_tenant_restore;
+    use kmdr_datastore::plan_tenant_restore;
+    use kmdr_datastore::point as pitr;
     let point = parse_point(&a.at, a.revision)?.expect("checked by the caller");
     let repo = g.open_repo().await?;
     let source = match (&a.source_schema, a.id.as_str()) {
@@ -293,8 +293,8 @@ async fn tenant_at(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
             .into());
         }
         (None, id) => {
-            let m = repo.load_manifest(&repo.resolve(id, Some(kmdr_sources::tenant::KIND)).await?).await?;
-            kmdr_sources::tenant::tenant_info(&m)?.schema.clone()
+            let m = repo.load_manifest(&repo.resolve(id, Some(kmdr_datastore::KIND)).await?).await?;
+            kmdr_datastore::tenant_info(&m)?.schema.clone()
         }
     };
     let (pplan, base) = pitr::plan_point(&repo, &source, point).await?;
@@ -347,7 +347,7 @@ async fn tenant_at(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
 }
 
 async fn tenant(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
-    use kmdr_sources::tenant::{plan_tenant_restore, restore_tenant};
+    use kmdr_datastore::{plan_tenant_restore, restore_tenant};
     if a.at.is_some() || a.revision.is_some() {
         return tenant_at(g, a).await;
     }
@@ -379,7 +379,7 @@ async fn tenant(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
         return Ok(0);
     }
     let started = std::time::Instant::now();
-    let size = manifest.file(kmdr_sources::tenant::RECORDS_FILE).map(|f| f.size);
+    let size = manifest.file(kmdr_datastore::RECORDS_FILE).map(|f| f.size);
     let pb = output::bar(g.format, g.quiet, size, &format!("tenant {}", plan.schema));
     let outcome = restore_tenant(&repo, &store, &manifest, &plan, output::progress(&pb)).await?;
     if let Some(pb) = pb {
@@ -530,7 +530,7 @@ pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
 /// `kmdr restore platform ID|latest --to DIR [--execute] [--dry-run]`: the
 /// values overlay and Secrets into DIR, then the runbook's commands.
 async fn platform(g: &GlobalArgs, a: crate::cli::RestorePlatformArgs) -> Result<i32> {
-    use kmdr_sources::platform::{self as p, PlatformRestoreOptions};
+    use kmdr_kube::platform::{self as p, PlatformRestoreOptions};
     let repo = g.open_repo().await?;
     let id = repo.resolve(&a.id, Some(p::KIND)).await?;
     let manifest = repo.load_manifest(&id).await?;
@@ -571,7 +571,7 @@ async fn platform(g: &GlobalArgs, a: crate::cli::RestorePlatformArgs) -> Result<
         p::execute_restore(&plan, &notify).await?;
         // The runbook's next step: wait until no pod is outside Running/Completed.
         let kube = a.kube.connect(g).await?;
-        kmdr_sources::health::wait_pods(&kube, a.timeout, a.interval, &notify).await?;
+        kmdr_kube::health::wait_pods(&kube, a.timeout, a.interval, &notify).await?;
     }
     if g.format == Format::Json {
         output::json(&json!({"backup": plan.backup, "plan": plan, "command_lines": lines, "executed": a.execute}));
@@ -603,7 +603,7 @@ async fn platform(g: &GlobalArgs, a: crate::cli::RestorePlatformArgs) -> Result<
 /// `kmdr restore tenants ID|latest [--only NS/NAME] [--dry-run]`: data, then
 /// manifests by server-side apply, then wait for Ready.
 async fn tenants(g: &GlobalArgs, a: crate::cli::RestoreTenantsArgs) -> Result<i32> {
-    use kmdr_sources::kamaji::{self as k, TcpRef, TenantsRestoreOptions};
+    use kmdr_kube::kamaji::{self as k, TcpRef, TenantsRestoreOptions};
     let only = a.only.iter().map(|t| t.parse::<TcpRef>()).collect::<Result<Vec<_>, _>>()?;
     let repo = g.open_repo().await?;
     let id = repo.resolve(&a.id, Some(k::KIND)).await?;

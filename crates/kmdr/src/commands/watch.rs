@@ -23,7 +23,7 @@ pub async fn run(g: &GlobalArgs, a: WatchArgs) -> Result<i32> {
     let live = g.format != Format::Json && std::io::stdout().is_terminal();
     let mut last: Option<Vec<String>> = None;
     loop {
-        let snap = kmdr_sources::health::snapshot(&kube).await?;
+        let snap = kmdr_kube::health::snapshot(&kube).await?;
         match g.format {
             Format::Json => println!("{}", serde_json::to_string(&snap).expect("serializable")),
             Format::Text | Format::Yaml => {
