@@ -6,6 +6,7 @@ pub mod id;
 pub mod manifest;
 pub mod retention;
 pub mod tls;
+pub mod volume;
 
 pub use id::{BackupId, IdError};
 pub use manifest::{

@@ -14,7 +14,7 @@ use crate::plan::{
 };
 use chrono::NaiveDate;
 use kmdr_core::Layer;
-use kmdr_kube::volumes::{self, ProviderSpec, VolumeEntry};
+use kmdr_core::volume::{self as volumes, ProviderSpec, VolumeEntry};
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, ScanError, YamlData};
 use std::collections::HashMap;
 use std::fmt;
@@ -605,7 +605,7 @@ impl Checker {
                     self.problem(m.at, format!("{} needs `selector:` (e.g. `selector: app=db`) or `pvcs:` (e.g. `pvcs: [data-db-0]`): which PVCs to snapshot", m.what));
                     ok = false;
                 }
-                ProviderSpec::Csi(volumes::csi::CsiSpec {
+                ProviderSpec::Csi(volumes::CsiSpec {
                     namespace: namespace?,
                     selector,
                     pvcs: pvcs?,
@@ -646,7 +646,7 @@ impl Checker {
                     );
                     ok = false;
                 }
-                ProviderSpec::Velero(volumes::velero::VeleroSpec {
+                ProviderSpec::Velero(volumes::VeleroSpec {
                     namespace: namespace?,
                     included_namespaces: included?,
                     label_selector: selector?,
@@ -670,7 +670,7 @@ impl Checker {
                 let app = self
                     .required(&m, "appNamespace", "appNamespace: tenant-a (the namespace the policy protects)")
                     .and_then(|v| self.dns_label(v, "appNamespace"));
-                ProviderSpec::Kasten(volumes::kasten::KastenSpec {
+                ProviderSpec::Kasten(volumes::KastenSpec {
                     namespace: namespace?,
                     policy: policy?,
                     app_namespace: app?,

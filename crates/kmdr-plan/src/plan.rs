@@ -119,7 +119,7 @@ impl HelmSource {
 /// One `volumes:` entry: a provider and its settings, and the cluster.
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeSpec {
-    pub entry: kmdr_kube::volumes::VolumeEntry,
+    pub entry: kmdr_core::volume::VolumeEntry,
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
     pub pos: Pos,

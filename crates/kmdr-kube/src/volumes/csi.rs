@@ -15,6 +15,7 @@
 
 use super::*;
 use kmdr_core::VolumeItem;
+pub use kmdr_core::volume::CsiSpec;
 use serde_json::json;
 
 pub const VOLUME_SNAPSHOT: ResourceKind = ResourceKind {
@@ -37,21 +38,6 @@ pub const PVC: ResourceKind = ResourceKind {
 };
 
 const TOOL: &str = "the CSI snapshot controller (external-snapshotter)";
-
-/// `provider: csi` settings.
-#[derive(Debug, Clone, Serialize)]
-pub struct CsiSpec {
-    /// The PVCs' namespace.
-    pub namespace: String,
-    /// Label selector of the PVCs (`app=db`); or `pvcs`.
-    pub selector: Option<String>,
-    /// PVC names; or `selector`.
-    pub pvcs: Vec<String>,
-    /// The `VolumeSnapshotClass` to snapshot with.
-    pub snapshot_class: String,
-    /// Restore the PVCs into this namespace instead of their own.
-    pub restore_namespace: Option<String>,
-}
 
 /// The CSI snapshot provider.
 pub struct Csi<'a>(pub &'a CsiSpec);

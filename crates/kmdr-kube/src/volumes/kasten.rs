@@ -16,6 +16,7 @@
 
 use super::*;
 use kmdr_core::VolumeItem;
+pub use kmdr_core::volume::KastenSpec;
 use serde_json::json;
 
 pub const RUN_ACTION: ResourceKind = ResourceKind {
@@ -48,19 +49,6 @@ pub const APP_NAMESPACE_LABEL: &str = "k10.kasten.io/appNamespace";
 pub const POLICY_LABEL: &str = "k10.kasten.io/policyName";
 
 const TOOL: &str = "Kasten K10";
-
-/// `provider: kasten` settings.
-#[derive(Debug, Clone, Serialize)]
-pub struct KastenSpec {
-    /// K10's namespace (default `kasten-io`), where its policies live.
-    pub namespace: String,
-    /// The K10 Policy to run.
-    pub policy: String,
-    /// The application namespace the policy protects (where its RestorePoints are).
-    pub app_namespace: String,
-    /// Restore into this namespace instead of the application's.
-    pub restore_namespace: Option<String>,
-}
 
 /// The Kasten K10 provider.
 pub struct Kasten<'a>(pub &'a KastenSpec);

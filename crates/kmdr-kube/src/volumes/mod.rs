@@ -17,6 +17,8 @@ pub mod csi;
 pub mod kasten;
 pub mod velero;
 
+pub use kmdr_core::volume::{ProviderSpec, VolumeEntry};
+
 use crate::client::{KubeClient, KubeError, ResourceKind};
 use chrono::{DateTime, Utc};
 use kmdr_core::{Layer, Manifest, SourceInfo, VolumeBackupInfo};
@@ -25,7 +27,6 @@ use kmdr_repo::{BackupSession, Repository};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// The backup kind of persistent-data records.
 pub const KIND: &str = "volumes";
@@ -99,39 +100,6 @@ impl VolumeError {
             VolumeError::Exists { .. } => FailureClass::Refused,
             VolumeError::NothingFound(_) | VolumeError::WrongKind { .. } => FailureClass::NotFound,
             VolumeError::Kube(_) | VolumeError::Repo(_) => FailureClass::Other,
-        }
-    }
-}
-
-/// One `volumes:` entry of a plan.
-#[derive(Debug, Clone, Serialize)]
-pub struct VolumeEntry {
-    /// A DNS label: names the unit, the series and the objects kmdr creates.
-    pub name: String,
-    pub provider: ProviderSpec,
-    /// How long a backup or restore may take before kmdr gives up waiting.
-    #[serde(with = "secs")]
-    pub timeout: Duration,
-    /// How often kmdr looks at the tool's objects while waiting.
-    #[serde(skip)]
-    pub poll: Duration,
-}
-
-/// Which tool, and its settings.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "provider", rename_all = "kebab-case")]
-pub enum ProviderSpec {
-    Csi(csi::CsiSpec),
-    Velero(velero::VeleroSpec),
-    Kasten(kasten::KastenSpec),
-}
-
-impl ProviderSpec {
-    pub fn name(&self) -> &'static str {
-        match self {
-            ProviderSpec::Csi(_) => "csi",
-            ProviderSpec::Velero(_) => "velero",
-            ProviderSpec::Kasten(_) => "kasten",
         }
     }
 }
@@ -468,15 +436,6 @@ pub(crate) fn clean(v: &Value) -> Value {
         m.remove("managedFields");
     }
     v
-}
-
-/// Durations as seconds in JSON.
-mod secs {
-    use serde::Serializer;
-    use std::time::Duration;
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_secs())
-    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 
 use super::*;
 use kmdr_core::VolumeItem;
+pub use kmdr_core::volume::VeleroSpec;
 use serde_json::json;
 
 pub const BACKUP: ResourceKind =
@@ -25,28 +26,6 @@ pub const RESTORE: ResourceKind =
 pub const SCHEDULE_LABEL: &str = "velero.io/schedule-name";
 
 const TOOL: &str = "Velero";
-
-/// `provider: velero` settings.
-#[derive(Debug, Clone, Serialize)]
-pub struct VeleroSpec {
-    /// Velero's namespace (default `velero`).
-    pub namespace: String,
-    /// `spec.includedNamespaces`.
-    pub included_namespaces: Vec<String>,
-    /// `spec.labelSelector.matchLabels`.
-    pub label_selector: BTreeMap<String, String>,
-    /// `spec.snapshotMoveData`.
-    pub snapshot_move_data: Option<bool>,
-    /// `spec.ttl` (a Go duration, e.g. `720h0m0s`).
-    pub ttl: Option<String>,
-    /// `spec.storageLocation`.
-    pub storage_location: Option<String>,
-    /// Use the newest Completed Backup of this Schedule instead of creating one.
-    pub schedule: Option<String>,
-    /// `spec.namespaceMapping` of the Restore: restore every included
-    /// namespace into this one.
-    pub restore_namespace: Option<String>,
-}
 
 /// The Velero provider.
 pub struct Velero<'a>(pub &'a VeleroSpec);
