@@ -94,7 +94,7 @@ done
 
 # ------------------------------------------------------------------ build ---
 log "building kmdr and tenant_seed (release)"
-(cd "$ROOT" && cargo build --release -p kmdr >&2 && cargo build --release -p kmdr-sources --example tenant_seed >&2)
+(cd "$ROOT" && cargo build --release -p kmdr >&2 && cargo build --release -p kmdr-datastore --example tenant_seed >&2)
 TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 KMDR=$TARGET_DIR/release/kmdr
 SEED=$TARGET_DIR/release/examples/tenant_seed

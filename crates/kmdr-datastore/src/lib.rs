@@ -23,6 +23,7 @@
 
 pub mod any;
 pub mod capture;
+pub mod driver;
 pub mod etcd;
 pub mod feed;
 pub mod inventory;

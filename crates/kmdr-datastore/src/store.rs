@@ -1,8 +1,8 @@
 //! The contract every tenant datastore driver keeps ([`TenantStore`]), what
 //! an export and an import report, and what can go wrong ([`TenantError`]).
 
+use crate::driver::Driver;
 use crate::records::{RecordReader, RecordWriter};
-use crate::url::Driver;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The backup kind of tenant data backups.
