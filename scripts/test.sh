@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+scripts/check-layout.py  # no module cycles; design.md sections 16 and 17 match the tree
 source scripts/tools-env.sh
 source scripts/s3-server.sh
 export KMDR_TEST_REQUIRE_SERVERS=1

@@ -36,7 +36,7 @@ impl KeepPolicy {
     /// decisions come back newest first.
     pub fn apply<T: Clone>(&self, items: &[(T, DateTime<Utc>)]) -> Vec<RetentionDecision<T>> {
         let mut sorted: Vec<&(T, DateTime<Utc>)> = items.iter().collect();
-        sorted.sort_by(|a, b| b.1.cmp(&a.1));
+        sorted.sort_by_key(|b| std::cmp::Reverse(b.1));
         type Bucket = fn(&DateTime<Utc>) -> i64;
         let rules: [(&'static str, u32, Bucket); 5] = [
             ("last", self.last, |_| -1),

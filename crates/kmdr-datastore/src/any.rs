@@ -8,6 +8,8 @@ use kmdr_core::TlsFiles;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Any driver, chosen by the `--datastore` URL's scheme.
+// One per connected datastore, held for its life: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum AnyTenants {
     Etcd(etcd::EtcdTenants),
     Postgres(postgres::PostgresTenants),

@@ -74,13 +74,13 @@ impl ContentHasher {
         if key.is_empty() {
             return Err(RecordError::Damaged("empty key".into()));
         }
-        if let Some(prev) = &self.last {
-            if key <= prev.as_slice() {
-                return Err(RecordError::Unsorted {
-                    prev: String::from_utf8_lossy(prev).into(),
-                    next: String::from_utf8_lossy(key).into(),
-                });
-            }
+        if let Some(prev) = &self.last
+            && key <= prev.as_slice()
+        {
+            return Err(RecordError::Unsorted {
+                prev: String::from_utf8_lossy(prev).into(),
+                next: String::from_utf8_lossy(key).into(),
+            });
         }
         self.hasher.update((key.len() as u32).to_be_bytes());
         self.hasher.update(key);

@@ -64,10 +64,10 @@ fn parse_args() -> Result<Args, String> {
     if a.batch == 0 || a.concurrency == 0 {
         return Err("--batch and --concurrency must be at least 1".into());
     }
-    if let Some(p) = a.rewrite_percent {
-        if !(p > 0.0 && p <= 100.0) {
-            return Err("--rewrite-percent must be in (0, 100]".into());
-        }
+    if let Some(p) = a.rewrite_percent
+        && !(p > 0.0 && p <= 100.0)
+    {
+        return Err("--rewrite-percent must be in (0, 100]".into());
     }
     Ok(a)
 }

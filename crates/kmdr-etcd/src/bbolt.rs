@@ -28,6 +28,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+/// Called with each key and value of a bucket.
+pub type KeyVisitor<'f> = dyn FnMut(&[u8], &[u8]) -> Result<(), BoltError> + 'f;
+/// Called with each key and value of a page, and whether the value is a nested bucket.
+type EntryVisitor<'f> = dyn FnMut(&[u8], &[u8], bool) -> Result<(), BoltError> + 'f;
+
 const MAGIC: u32 = 0xED0C_DAED;
 const VERSION: u32 = 2;
 const PAGE_HEADER: usize = 16;
@@ -117,11 +122,12 @@ impl BoltFile {
         let mut second = None;
         for ps in sizes {
             let mut b = vec![0u8; PAGE_HEADER + 64];
-            if ps + b.len() as u64 <= len && file.read_exact_at(&mut b, ps).is_ok() {
-                if let Some(m) = parse_meta(&b).filter(|m| m.page_size == ps) {
-                    second = Some(m);
-                    break;
-                }
+            if ps + b.len() as u64 <= len
+                && file.read_exact_at(&mut b, ps).is_ok()
+                && let Some(m) = parse_meta(&b).filter(|m| m.page_size == ps)
+            {
+                second = Some(m);
+                break;
             }
         }
         let meta = match (first, second) {
@@ -203,11 +209,7 @@ impl BoltFile {
 
     /// Call `f(key, value)` for every key of `bucket` in key order. Nested
     /// buckets are skipped.
-    pub fn for_each(
-        &self,
-        bucket: &Bucket,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), BoltError>,
-    ) -> Result<(), BoltError> {
+    pub fn for_each(&self, bucket: &Bucket, f: &mut KeyVisitor<'_>) -> Result<(), BoltError> {
         let mut g = |k: &[u8], v: &[u8], is_bucket: bool| if is_bucket { Ok(()) } else { f(k, v) };
         match bucket {
             Bucket::Root(id) => self.walk_page(&self.page(*id)?, 0, &mut g),
@@ -215,12 +217,7 @@ impl BoltFile {
         }
     }
 
-    fn walk_page(
-        &self,
-        p: &[u8],
-        depth: usize,
-        f: &mut dyn FnMut(&[u8], &[u8], bool) -> Result<(), BoltError>,
-    ) -> Result<(), BoltError> {
+    fn walk_page(&self, p: &[u8], depth: usize, f: &mut EntryVisitor<'_>) -> Result<(), BoltError> {
         if depth > MAX_DEPTH {
             return Err(bad("the bbolt tree is deeper than 64 levels: the database is corrupt"));
         }

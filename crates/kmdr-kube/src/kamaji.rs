@@ -496,21 +496,21 @@ async fn capture_tenant(kube: &KubeClient, tcp: &Value) -> Result<CapturedTenant
     let mut files = vec![(TCP_FILE.to_string(), to_yaml(&tcp_m))];
     let mut kcp = None;
     let mut cluster_name = tcp["metadata"]["labels"][CAPI_CLUSTER_LABEL].as_str().map(str::to_string);
-    if let Some(kcp_name) = owner_of(tcp, KAMAJI_CONTROL_PLANE.kind) {
-        if let Some(k) = kube.get_object(&KAMAJI_CONTROL_PLANE, Some(&ns), &kcp_name).await? {
-            cluster_name = owner_of(&k, CAPI_CLUSTER.kind)
-                .or(cluster_name)
-                .or_else(|| k["metadata"]["labels"][CAPI_CLUSTER_LABEL].as_str().map(str::to_string));
-            files.push((KCP_FILE.to_string(), to_yaml(&clean_manifest(&k))));
-            kcp = Some(kcp_name);
-        }
+    if let Some(kcp_name) = owner_of(tcp, KAMAJI_CONTROL_PLANE.kind)
+        && let Some(k) = kube.get_object(&KAMAJI_CONTROL_PLANE, Some(&ns), &kcp_name).await?
+    {
+        cluster_name = owner_of(&k, CAPI_CLUSTER.kind)
+            .or(cluster_name)
+            .or_else(|| k["metadata"]["labels"][CAPI_CLUSTER_LABEL].as_str().map(str::to_string));
+        files.push((KCP_FILE.to_string(), to_yaml(&clean_manifest(&k))));
+        kcp = Some(kcp_name);
     }
     let mut cluster = None;
-    if let Some(c) = cluster_name {
-        if let Some(obj) = kube.get_object(&CAPI_CLUSTER, Some(&ns), &c).await? {
-            files.push((CLUSTER_FILE.to_string(), to_yaml(&clean_manifest(&obj))));
-            cluster = Some(c);
-        }
+    if let Some(c) = cluster_name
+        && let Some(obj) = kube.get_object(&CAPI_CLUSTER, Some(&ns), &c).await?
+    {
+        files.push((CLUSTER_FILE.to_string(), to_yaml(&clean_manifest(&obj))));
+        cluster = Some(c);
     }
     let prefix = format!("{name}-");
     let mut secrets = Vec::new();
@@ -540,6 +540,9 @@ async fn capture_tenant(kube: &KubeClient, tcp: &Value) -> Result<CapturedTenant
 /// backup. Everything is read from the cluster and every datastore is
 /// connected before the repository is written; a failure leaves nothing.
 /// `notify` hears what is being copied.
+/// One DataStore of a restore plan: its manifest, its Secrets, where its credentials come from, how to reach it, a connection.
+type PlannedDatastore = (Value, Vec<(String, String)>, SecretSource, DatastoreAccess, AnyTenants);
+
 pub async fn backup_tenants(
     repo: &Repository,
     kube: &KubeClient,
@@ -582,8 +585,7 @@ pub async fn backup_tenants(
     tenants.sort_by(|a, b| a.r.cmp(&b.r));
     tenants.dedup_by(|a, b| a.r == b.r);
     // Each DataStore once: its manifest, its Secrets, a connection.
-    let mut datastores: BTreeMap<String, (Value, Vec<(String, String)>, SecretSource, DatastoreAccess, AnyTenants)> =
-        BTreeMap::new();
+    let mut datastores: BTreeMap<String, PlannedDatastore> = BTreeMap::new();
     for t in &tenants {
         if datastores.contains_key(&t.datastore) {
             continue;
@@ -951,6 +953,7 @@ pub struct TenantsRestoreOutcome {
     pub ready_after_ms: u64,
 }
 
+#[allow(clippy::too_many_arguments)] // each is one input of the restore; a struct would only rename them
 /// Carry out a plan: the data of every tenant, then the manifests in plan
 /// order, then wait for every TCP to be Ready. Never deletes anything.
 pub async fn restore_tenants(

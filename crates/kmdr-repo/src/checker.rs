@@ -70,10 +70,10 @@ async fn verify_locked(
             None => repo.load_manifest(id).await,
         };
         // Damage is reported per backup; anything else (storage down) stops verify.
-        if let Err(e) = &loaded {
-            if !matches!(e, Error::Damaged { .. }) {
-                return Err(loaded.err().expect("checked"));
-            }
+        if let Err(e) = &loaded
+            && !matches!(e, Error::Damaged { .. })
+        {
+            return Err(loaded.expect_err("checked"));
         }
         match &loaded {
             Ok(m) => {

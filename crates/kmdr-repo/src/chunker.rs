@@ -42,12 +42,13 @@ impl ChunkerParams {
         if self.algorithm != "fastcdc-2020" {
             return Err(format!("unknown chunker {}", self.algorithm));
         }
-        if !(MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
-            || !(AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
-            || !(MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
-            || !(min <= avg && avg <= max)
-            || min % 2 + avg % 2 + max % 2 != 0
-        {
+        let valid = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
+            && min <= avg
+            && avg <= max
+            && min % 2 + avg % 2 + max % 2 == 0;
+        if !valid {
             return Err(format!("invalid chunk sizes min {min} avg {avg} max {max}"));
         }
         Ok(())

@@ -122,14 +122,13 @@ impl MasterKey {
         let mut comp = 0u8;
         let compressed;
         let mut body: &[u8] = plaintext;
-        if zstd_level != 0 {
-            if let Ok(c) = zstd::bulk::compress(plaintext, zstd_level) {
-                if c.len() < plaintext.len() {
-                    compressed = c;
-                    body = &compressed;
-                    comp = 1;
-                }
-            }
+        if zstd_level != 0
+            && let Ok(c) = zstd::bulk::compress(plaintext, zstd_level)
+            && c.len() < plaintext.len()
+        {
+            compressed = c;
+            body = &compressed;
+            comp = 1;
         }
         let mut header = [0u8; HEADER_LEN];
         header[..4].copy_from_slice(MAGIC);

@@ -8,7 +8,7 @@
 //! - [`repository`]: init/open, the catalog of backups.
 //! - [`backuper`]: writes one backup (chunks first, manifest last).
 //! - [`restorer`]: reads a file back, checking every byte.
-//! - [`checker`]: `verify`.
+//! - [`checker`]: verifies backups (`kmdr verify`).
 //! - [`pruner`]: `forget` and `prune` plans.
 //! - [`deltas`]: delta segments, their chains and their content (the delta stream).
 //! - [`point`]: point-in-time planning over full backups and delta chains.

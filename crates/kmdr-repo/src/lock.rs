@@ -77,10 +77,10 @@ pub struct RepoLock {
 pub async fn list_locks(store: &Arc<dyn Store>) -> Result<Vec<(String, LockRecord)>> {
     let mut out = Vec::new();
     for o in store.list("locks/").await? {
-        if let Ok(raw) = store.get(&o.key).await {
-            if let Ok(rec) = serde_json::from_slice::<LockRecord>(&raw) {
-                out.push((o.key, rec));
-            }
+        if let Ok(raw) = store.get(&o.key).await
+            && let Ok(rec) = serde_json::from_slice::<LockRecord>(&raw)
+        {
+            out.push((o.key, rec));
         }
     }
     Ok(out)

@@ -45,10 +45,10 @@ impl S3Store {
         }
         if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
             b = b.with_region("us-east-1");
-        } else if let Ok(r) = std::env::var("AWS_DEFAULT_REGION") {
-            if std::env::var("AWS_REGION").is_err() {
-                b = b.with_region(r);
-            }
+        } else if let Ok(r) = std::env::var("AWS_DEFAULT_REGION")
+            && std::env::var("AWS_REGION").is_err()
+        {
+            b = b.with_region(r);
         }
         let client = ClientOptions::new()
             .with_allow_http(endpoint.as_deref().is_some_and(|e| e.starts_with("http://")))

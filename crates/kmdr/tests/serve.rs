@@ -88,10 +88,10 @@ impl Serve {
         let s = Serve { child, addr };
         let deadline = Instant::now() + Duration::from_secs(90);
         while Instant::now() < deadline {
-            if let Some((status, _)) = http_get(&s.addr, "/readyz") {
-                if status.contains("200") {
-                    return s;
-                }
+            if let Some((status, _)) = http_get(&s.addr, "/readyz")
+                && status.contains("200")
+            {
+                return s;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -255,7 +255,7 @@ fn serve_killed_and_restarted_resumes_without_gap_or_duplicate_and_restores_any_
                 } else {
                     c.put(key, format!("v{n}"), None).await.unwrap();
                 }
-                if n % 50 == 0 {
+                if n.is_multiple_of(50) {
                     c.delete("/t1/seed/0000", Some(DeleteOptions::new().with_prefix())).await.unwrap();
                 }
                 n += 1;

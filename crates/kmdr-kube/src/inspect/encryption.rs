@@ -178,7 +178,7 @@ impl EncryptionKeys {
 }
 
 fn aes_cbc(key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
-    if data.len() < 32 || data.len() % 16 != 0 {
+    if data.len() < 32 || !data.len().is_multiple_of(16) {
         return None;
     }
     let (iv, ct) = data.split_at(16);

@@ -259,10 +259,6 @@ fn meta_json(m: ObjectMeta) -> Value {
     Value::Object(o)
 }
 
-/// Server-set metadata a manifest for `kubectl apply` must not carry.
-/// `ownerReferences` name owners by UID, which a restore does not keep: the
-/// garbage collector would delete an object whose owner UID is gone.
-
 /// Turn a stored object into a manifest `kubectl apply` recreates: no
 /// status, no server-set metadata; a TenantControlPlane keeps its
 /// datastore schema and user (filled from `status.storage.setup` when the
@@ -271,10 +267,10 @@ fn meta_json(m: ObjectMeta) -> Value {
 pub fn clean_for_apply(obj: Value) -> Value {
     // The same cleaning as `backup tenants` (one set of rules): a TCP that
     // Kamaji never set up (no schema in spec or status) is cleaned as is.
-    if obj["kind"] == "TenantControlPlane" {
-        if let Ok((manifest, ..)) = crate::kamaji::tcp_manifest(&obj) {
-            return manifest;
-        }
+    if obj["kind"] == "TenantControlPlane"
+        && let Ok((manifest, ..)) = crate::kamaji::tcp_manifest(&obj)
+    {
+        return manifest;
     }
     crate::kamaji::clean_manifest(&obj)
 }

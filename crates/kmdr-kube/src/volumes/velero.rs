@@ -214,7 +214,7 @@ impl VolumeProvider for Velero<'_> {
             },
             manifest: Value::Null,
         }];
-        let name = object_name(&item.name.trim_start_matches("kmdr-").to_string(), Utc::now());
+        let name = object_name(item.name.trim_start_matches("kmdr-"), Utc::now());
         let mut spec = json!({"backupName": item.name, "restorePVs": true});
         if !s.included_namespaces.is_empty() {
             spec["includedNamespaces"] = json!(s.included_namespaces);

@@ -120,10 +120,10 @@ async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
 pub async fn by_plan(g: &GlobalArgs, file: &std::path::Path, layer: Option<kmdr_core::Layer>) -> Result<i32> {
     let plan = super::plan::load(file)?;
     let repo = g.with_plan(&plan).open_repo().await?;
-    if let Some(l) = layer {
-        if plan.layer(l).is_none() {
-            return Err(super::UsageError(format!("the plan {} has no layer {l}", file.display())).into());
-        }
+    if let Some(l) = layer
+        && plan.layer(l).is_none()
+    {
+        return Err(super::UsageError(format!("the plan {} has no layer {l}", file.display())).into());
     }
     let quiet = !g.chatty();
     let notify = move |line: &str| {

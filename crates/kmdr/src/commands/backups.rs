@@ -84,7 +84,7 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
         eprintln!("no backups in {}{}", repo.location(), a.kind.map(|k| format!(" of kind {k}")).unwrap_or_default());
         return Ok(0);
     }
-    println!("{:<36} {:<21} {:>10} {:>10} {:>8}  {}", "ID", "LAYER", "SIZE", "ADDED", "TOOK", "SOURCE");
+    println!("{:<36} {:<21} {:>10} {:>10} {:>8}  SOURCE", "ID", "LAYER", "SIZE", "ADDED", "TOOK");
     for r in rows {
         match r {
             Ok(m) => println!(

@@ -453,13 +453,13 @@ pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
             continue;
         }
         let started = std::time::Instant::now();
-        if !a.dry_run {
-            if let Err(e) = exec::run_phase(&plan, spec, Phase::BeforeRestore, &notify).await {
-                anyhow::bail!(
-                    "layer {} stopped in its before-restore steps: {e}; later layers were not restored",
-                    spec.layer
-                );
-            }
+        if !a.dry_run
+            && let Err(e) = exec::run_phase(&plan, spec, Phase::BeforeRestore, &notify).await
+        {
+            anyhow::bail!(
+                "layer {} stopped in its before-restore steps: {e}; later layers were not restored",
+                spec.layer
+            );
         }
         let units = exec::restore_units(&repo, spec, Choice::Latest, a.force, a.dry_run, &notify).await?;
         let failed: Vec<_> =

@@ -49,15 +49,15 @@ pub async fn run(g: &GlobalArgs, a: WatchArgs) -> Result<i32> {
             return Ok(0);
         }
         let elapsed = started.elapsed();
-        if let Some(timeout) = a.timeout {
-            if elapsed >= timeout {
-                if a.until_healthy {
-                    return Err(
-                        NotHealthy { timeout: human_duration(timeout), problems: snap.problems().join(", ") }.into()
-                    );
-                }
-                return Ok(0);
+        if let Some(timeout) = a.timeout
+            && elapsed >= timeout
+        {
+            if a.until_healthy {
+                return Err(
+                    NotHealthy { timeout: human_duration(timeout), problems: snap.problems().join(", ") }.into()
+                );
             }
+            return Ok(0);
         }
         let wait = match a.timeout {
             Some(t) => a.interval.min(t.saturating_sub(elapsed)),
