@@ -147,7 +147,25 @@ Examples:\n  kmdr watch\n  kmdr watch --until-healthy --timeout 30m --interval 1
     Watch(WatchArgs),
     /// Keep every layer within its RPO: scheduled full backups, delta capture, retention, metrics
     #[command(
-        long_about = "Run continuously (the under cluster's Deployment, see deploy/): for every unit of the plan (the under-cluster's etcd, each tenant of each datastore, the platform release) take a full backup whenever the newest one is older than the layer's RPO (or --full-every), retrying failures with exponential backoff. The under-cluster's etcd and every tenant, whatever its datastore (etcd, PostgreSQL, MySQL/MariaDB, NATS), also get delta capture: an etcd Watch, a read of kine's table every 200ms, or a consumer of the tenant's NATS bucket, from the newest full backup's revision, writes every change into the repository within about --flush-every (1s), so a tenant restored with `kmdr restore tenant ... --at TIME|--revision R` loses at most the last seconds. With --keep-* rules, retention runs every --forget-every and removes delta segments no full backup can use.\n\nkmdr serve keeps no state outside the repository: after a restart (or kill -9) each capture resumes right after the newest delta segment, with no revision missing or repeated. SIGTERM: captures write what they hold, a full backup in flight gets --grace to finish or is abandoned uncommitted.\n\nSeveral replicas: pass --lease NAMESPACE/NAME (and the same plan) to each; the one holding the Lease runs the units, the others stand by (ready, kmdr_leader 0) and take over when it goes silent for --lease-duration, resuming from the repository like a restart. The Deployment in deploy/ runs one replica by default.\n\nMetrics (Prometheus text format) on --metrics-addr: /metrics (per layer and unit: kmdr_last_success_timestamp_seconds, kmdr_rpo_seconds, kmdr_rpo_target_seconds, kmdr_backup_duration_seconds, kmdr_backup_bytes, kmdr_backup_failures_total, kmdr_delta_lag_seconds, kmdr_delta_revision, ...), /healthz, /readyz (every etcd capture running).\n\nExamples:\n  kmdr serve --plan /etc/kmdr/kmdr.yaml\n  kmdr serve --plan kmdr.yaml --metrics-addr 0.0.0.0:9464 --keep-last 48 --keep-daily 14"
+        long_about = "Run continuously (the under cluster's Deployment, see deploy/): for every unit of the plan (the \
+under-cluster's etcd, each tenant of each datastore, the platform release) take a full backup whenever the \
+newest one is older than the layer's RPO (or --full-every), retrying failures with exponential backoff. The \
+under-cluster's etcd and every tenant, whatever its datastore (etcd, PostgreSQL, MySQL/MariaDB, NATS), also \
+get delta capture: an etcd Watch, a read of kine's table every 200ms, or a consumer of the tenant's NATS \
+bucket, from the newest full backup's revision, writes every change into the repository within about \
+--flush-every (1s), so a tenant restored with `kmdr restore tenant ... --at TIME|--revision R` loses at most \
+the last seconds. With --keep-* rules, retention runs every --forget-every and removes delta segments no full \
+backup can use.\n\nkmdr serve keeps no state outside the repository: after a restart (or kill -9) each \
+capture resumes right after the newest delta segment, with no revision missing or repeated. SIGTERM: captures \
+write what they hold, a full backup in flight gets --grace to finish or is abandoned uncommitted.\n\nSeveral \
+replicas: pass --lease NAMESPACE/NAME (and the same plan) to each; the one holding the Lease runs the units, \
+the others stand by (ready, kmdr_leader 0) and take over when it goes silent for --lease-duration, resuming \
+from the repository like a restart. The Deployment in deploy/ runs one replica by default.\n\nMetrics \
+(Prometheus text format) on --metrics-addr: /metrics (per layer and unit: \
+kmdr_last_success_timestamp_seconds, kmdr_rpo_seconds, kmdr_rpo_target_seconds, kmdr_backup_duration_seconds, \
+kmdr_backup_bytes, kmdr_backup_failures_total, kmdr_delta_lag_seconds, kmdr_delta_revision, ...), /healthz, \
+/readyz (every etcd capture running).\n\nExamples:\n  kmdr serve --plan /etc/kmdr/kmdr.yaml\n  kmdr serve \
+--plan kmdr.yaml --metrics-addr 0.0.0.0:9464 --keep-last 48 --keep-daily 14"
     )]
     Serve(ServeArgs),
 }
