@@ -1,7 +1,7 @@
 //! The same job on an S3-compatible server (scripts/test.sh starts one and
 //! sets KMDR_TEST_S3_ENDPOINT): init, backup, list, verify, restore, forget.
 
-mod common;
+use crate::common;
 use common::{Etcd, Kmdr};
 
 #[tokio::test(flavor = "multi_thread")]

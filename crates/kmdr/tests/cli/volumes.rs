@@ -9,7 +9,7 @@
 //! (`status.state` Running/Complete; RestorePoint
 //! `spec.restorePointContentRef`).
 
-mod common;
+use crate::common;
 
 use common::Kmdr;
 use common::kube::FakeKube;

@@ -4,7 +4,7 @@
 //! gamma, kine). Each trap of the runbook's `kubectl apply` has a test here
 //! that fails without its guard.
 
-mod common;
+use crate::common;
 
 use common::kube::FakeKube;
 use common::{Kmdr, under};

@@ -2,7 +2,7 @@
 //! dir, start etcd on it and compare every key and value; a second backup
 //! that shares data; kill -9 during backups; damaged objects.
 
-mod common;
+use crate::common;
 use common::{Etcd, Kmdr};
 use std::process::Stdio;
 use std::time::Duration;

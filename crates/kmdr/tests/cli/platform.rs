@@ -3,7 +3,7 @@
 //! release `kmetal` (v1 superseded, v2 deployed, v3 failed) stored exactly as
 //! Helm stores them, and an ordinary Secret `kmetal-system/registry-creds`.
 
-mod common;
+use crate::common;
 
 use common::Kmdr;
 use kmdr_kube::platform::values_from_yaml;

@@ -6,7 +6,7 @@
 //! deleted key, an overwritten key, and enough keys (plus a value > 4 KiB)
 //! that the bbolt tree has branch and overflow pages.
 
-mod common;
+use crate::common;
 use base64::Engine;
 use common::{Etcd, Kmdr};
 use kmdr_etcd::{bbolt::BoltFile, mvcc};

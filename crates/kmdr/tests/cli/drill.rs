@@ -3,7 +3,7 @@
 //! kine PostgreSQL, recovered and compared key by key; then a plan that
 //! forgets a tenant, which must FAIL and name it.
 
-mod common;
+use crate::common;
 
 use common::Kmdr;
 use kmdr_testkit::{Etcd, Postgres};

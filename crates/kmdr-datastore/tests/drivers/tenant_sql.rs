@@ -402,7 +402,7 @@ async fn mariadb_failures_change_nothing() {
 
 // ---------------------------------------------------------------- delta capture
 
-mod common;
+use crate::common;
 use common::State;
 use kmdr_datastore::capture::{ChangeSource, Stopped};
 use std::time::Duration;

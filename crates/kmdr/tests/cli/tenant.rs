@@ -2,7 +2,7 @@
 //! real servers: every tenant of an etcd, a move to PostgreSQL and back, the
 //! refusals and errors, and a datastore killed in the middle.
 
-mod common;
+use crate::common;
 
 use common::{Kmdr, under};
 use kmdr_testkit::{Etcd, Postgres};

@@ -4,7 +4,7 @@
 //! real PostgreSQL running kine's table: a serve kill -9 loses no write
 //! acknowledged more than 2 s before it.
 
-mod common;
+use crate::common;
 use common::{Etcd, Kmdr, free_port};
 use etcd_client::{DeleteOptions, GetOptions};
 use kmdr_repo::deltas::check_chain;

@@ -1,7 +1,7 @@
 //! Bad input: each failure is one line on stderr naming the problem and the
 //! fix, a documented exit code, and an unchanged repository.
 
-mod common;
+use crate::common;
 use common::{Etcd, Kmdr};
 
 #[tokio::test(flavor = "multi_thread")]

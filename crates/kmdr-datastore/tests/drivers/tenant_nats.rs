@@ -377,7 +377,7 @@ async fn many_keys_round_trip_in_key_order() {
 
 // ---------------------------------------------------------------- delta capture
 
-mod common;
+use crate::common;
 use kmdr_datastore::capture::{ChangeSource, Stopped};
 use std::collections::BTreeMap;
 use std::time::Duration;

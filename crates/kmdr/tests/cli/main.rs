@@ -1,0 +1,16 @@
+//! kmdr's command line end to end, against real servers.
+//! One test binary (each links the whole crate graph once, not once per file).
+
+#[macro_use]
+mod common;
+mod bad_input;
+mod drill;
+mod etcd;
+mod inspect;
+mod lab;
+mod platform;
+mod s3;
+mod serve;
+mod tenant;
+mod tenants;
+mod volumes;
