@@ -2,12 +2,14 @@
 //! retention math, TLS file paths. No I/O lives here, so everything can be unit tested and
 //! reused by the repository, the sources and the command line alike.
 
+pub mod error;
 pub mod id;
 pub mod manifest;
 pub mod retention;
 pub mod tls;
 pub mod volume;
 
+pub use error::{Classify, ErrorClass};
 pub use id::{BackupId, IdError};
 pub use manifest::{
     BackupStats, ChunkRef, EtcdSnapshotInfo, FileEntry, HelmReleaseInfo, KamajiDataStoreInfo, KamajiTenantInfo,

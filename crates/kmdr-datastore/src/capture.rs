@@ -16,6 +16,7 @@
 
 use crate::any::AnyTenants;
 pub use crate::feed::{CaptureOptions, ChangeFeed, Changes, DeltaTarget, Stopped};
+use kmdr_core::{Classify, ErrorClass};
 use kmdr_repo::Repository;
 use kmdr_repo::deltas::DeltaEvent;
 use kmdr_repo::deltas::SegmentName;
@@ -87,6 +88,20 @@ pub enum ChangeSource {
 }
 
 impl ChangeSource {
+    /// The source and target of a whole etcd cluster (the under-cluster's):
+    /// its series is named by the cluster id.
+    pub async fn whole_etcd(
+        conn: &kmdr_etcd::EtcdConnection,
+    ) -> Result<(ChangeSource, DeltaTarget), kmdr_etcd::EtcdError> {
+        let (mut client, endpoint) = conn.connect_one().await?;
+        let resp = client
+            .get("", Some(etcd_client::GetOptions::new().with_all_keys().with_count_only()))
+            .await
+            .map_err(|e| kmdr_etcd::EtcdError::Rpc { op: "count keys", endpoint, detail: e.to_string() })?;
+        let cluster = resp.header().map(|h| format!("{:x}", h.cluster_id())).unwrap_or_default();
+        Ok((ChangeSource::Etcd(client), DeltaTarget::whole(&cluster)))
+    }
+
     /// The source and target of one tenant, whatever its datastore's driver.
     pub fn tenant(store: AnyTenants, schema: &str) -> (ChangeSource, DeltaTarget) {
         let schema_owned = schema.to_string();
@@ -301,6 +316,15 @@ impl DeltaCapture {
         self.last_write = Instant::now();
         on_event(CaptureEvent::Segment(written));
         Ok(())
+    }
+}
+
+impl Classify for DeltaError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            DeltaError::Watch { .. } => ErrorClass::Source,
+            DeltaError::Repo { source, .. } => source.class(),
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 //! so two copies of a tenant hash alike whatever drivers wrote and read them;
 //! revisions are kept for the record but are not content.
 
+use kmdr_core::{Classify, ErrorClass};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 
@@ -270,6 +271,16 @@ pub fn prefix_range(root: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let mut end = root.to_vec();
     end.push(b'/' + 1);
     (start, end)
+}
+
+impl Classify for RecordError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            RecordError::Damaged(_) => ErrorClass::Damaged,
+            // A tenant's record stream that fails to read or is out of order comes from the source side.
+            RecordError::Io(_) | RecordError::Unsorted { .. } => ErrorClass::Source,
+        }
+    }
 }
 
 #[cfg(test)]

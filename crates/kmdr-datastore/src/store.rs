@@ -3,6 +3,7 @@
 
 use crate::driver::Driver;
 use crate::records::{RecordReader, RecordWriter};
+use kmdr_core::{Classify, ErrorClass};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The backup kind of tenant data backups.
@@ -153,4 +154,25 @@ pub trait TenantStore {
         input: &mut RecordReader<R>,
         replace: bool,
     ) -> Result<ImportInfo, TenantError>;
+}
+
+impl Classify for TenantError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            TenantError::BadUrl(_) => ErrorClass::Usage,
+            TenantError::UnknownSchema { .. } | TenantError::EmptySchema { .. } | TenantError::WrongKind { .. } => {
+                ErrorClass::NotFound
+            }
+            TenantError::TargetNotEmpty { .. } => ErrorClass::Refused,
+            TenantError::Point(p) => p.class(),
+            TenantError::Records(r) => r.class(),
+            TenantError::Interrupted { source, .. } | TenantError::Repo(source) => source.class(),
+            TenantError::Unreachable { .. }
+            | TenantError::Auth { .. }
+            | TenantError::Datastore { .. }
+            | TenantError::ImportFailed { .. }
+            | TenantError::Unrepresentable(_)
+            | TenantError::Spill(_) => ErrorClass::Source,
+        }
+    }
 }

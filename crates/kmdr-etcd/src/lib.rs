@@ -20,6 +20,7 @@ pub use restorer::{EtcdRestoreOptions, EtcdRestorePlan};
 pub use snapshotter::{SnapshotOptions, backup_snapshot};
 pub use tool::{RestoreTool, find_restore_tool};
 
+use kmdr_core::{Classify, ErrorClass};
 use std::path::PathBuf;
 
 /// What can go wrong with etcd. Every message names the fix.
@@ -95,6 +96,27 @@ impl EtcdError {
             EtcdError::Unreachable { .. } | EtcdError::SnapshotIntegrity { .. } => true,
             EtcdError::Repo(e) => e.is_retryable(),
             _ => false,
+        }
+    }
+}
+
+impl Classify for EtcdError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            EtcdError::Repo(r) => r.class(),
+            EtcdError::Point(p) => p.class(),
+            EtcdError::NoEtcdServer { .. }
+            | EtcdError::DataDirNotEmpty { .. }
+            | EtcdError::NoRestoreTool { .. }
+            | EtcdError::Local { .. } => ErrorClass::Refused,
+            EtcdError::WrongKind { .. } => ErrorClass::NotFound,
+            EtcdError::ToolFailed { .. } => ErrorClass::Other,
+            EtcdError::Unreachable { .. }
+            | EtcdError::TlsFile { .. }
+            | EtcdError::TlsConfig(_)
+            | EtcdError::Rpc { .. }
+            | EtcdError::SnapshotIntegrity { .. }
+            | EtcdError::Scratch { .. } => ErrorClass::Source,
         }
     }
 }

@@ -10,6 +10,7 @@ use ::kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParam
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::{Client, Config};
 use k8s_openapi::api::core::v1::Secret;
+use kmdr_core::{Classify, ErrorClass};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -375,4 +376,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     out.replace('\n', " ")
+}
+
+impl Classify for KubeError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            KubeError::NotFound { .. } => ErrorClass::NotFound,
+            // Unreachable, refused credentials, bad kubeconfig, other API errors.
+            KubeError::Config { .. }
+            | KubeError::Unreachable { .. }
+            | KubeError::Auth { .. }
+            | KubeError::Api { .. } => ErrorClass::Source,
+        }
+    }
 }

@@ -12,6 +12,7 @@
 
 use crate::client::{KubeClient, KubeError, POD, ResourceKind, SECRET, meta_name};
 use crate::kamaji::{CAPI_CLUSTER, DATA_STORE, READY, TENANT_CONTROL_PLANE, tcp_status};
+use kmdr_core::{Classify, ErrorClass};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -276,6 +277,15 @@ pub enum WaitError {
     Kube(#[from] KubeError),
     #[error(transparent)]
     Pods(#[from] PodsNotReady),
+}
+
+impl Classify for WaitError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            WaitError::Kube(k) => k.class(),
+            WaitError::Pods(_) => ErrorClass::Timeout,
+        }
+    }
 }
 
 #[cfg(test)]

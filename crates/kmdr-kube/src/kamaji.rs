@@ -27,6 +27,7 @@ use crate::client::{KubeClient, KubeError, NAMESPACE, ResourceKind, SECRET, meta
 use crate::platform::{to_yaml, values_from_yaml};
 use base64::Engine;
 use kmdr_core::TlsFiles;
+use kmdr_core::{Classify, ErrorClass};
 use kmdr_core::{KamajiDataStoreInfo, KamajiTenantInfo, KamajiTenantsInfo, Layer, Manifest, SourceInfo};
 use kmdr_datastore::{self as tenant, AnyTenants, DatastoreUrl, Driver, TenantError, TenantStore};
 use kmdr_repo::backuper::ManifestDraft;
@@ -1057,6 +1058,27 @@ pub async fn wait_ready(
             interval.min(deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(10)),
         )
         .await;
+    }
+}
+
+impl Classify for TenantsError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            TenantsError::Kube(k) => k.class(),
+            TenantsError::Tenant(t) => t.class(),
+            TenantsError::Repo(r) => r.class(),
+            TenantsError::TcpNotFound { .. }
+            | TenantsError::NoTenants { .. }
+            | TenantsError::NotInBackup { .. }
+            | TenantsError::WrongKind { .. } => ErrorClass::NotFound,
+            TenantsError::SchemaMismatch { .. } | TenantsError::NoDataToKeep { .. } | TenantsError::Local(_) => {
+                ErrorClass::Refused
+            }
+            TenantsError::NotReady { .. } => ErrorClass::Timeout,
+            TenantsError::BadRef(_) => ErrorClass::Usage,
+            TenantsError::BadFile { .. } => ErrorClass::Damaged,
+            TenantsError::NotSetUp { .. } | TenantsError::DataStore { .. } => ErrorClass::Source,
+        }
     }
 }
 

@@ -26,6 +26,7 @@ use crate::client::{KubeClient, KubeError};
 use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
 use kmdr_core::manifest::HelmReleaseInfo;
+use kmdr_core::{Classify, ErrorClass};
 use kmdr_core::{Layer, Manifest, SourceInfo};
 use kmdr_repo::backuper::ManifestDraft;
 use kmdr_repo::restorer::{FileCheck, restore_file};
@@ -687,6 +688,20 @@ pub async fn execute_restore(plan: &PlatformRestorePlan, notify: &(dyn Fn(&str) 
         }
     }
     Ok(())
+}
+
+impl Classify for PlatformError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            PlatformError::Kube(k) => k.class(),
+            PlatformError::ReleaseNotFound { .. } | PlatformError::WrongKind { .. } => ErrorClass::NotFound,
+            PlatformError::BadSecretRef(_) => ErrorClass::Usage,
+            PlatformError::BadRelease { .. } => ErrorClass::Source,
+            PlatformError::ToolMissing { .. } | PlatformError::Local { .. } => ErrorClass::Refused,
+            PlatformError::ToolFailed { .. } => ErrorClass::Other,
+            PlatformError::Repo(r) => r.class(),
+        }
+    }
 }
 
 #[cfg(test)]

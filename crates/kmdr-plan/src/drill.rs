@@ -19,13 +19,13 @@
 //!    and both measures are within target.
 
 use crate::exec::{self, Choice};
-use crate::plan::{LayerSource, Phase, Plan, TenantSelector};
+use crate::plan::{LayerSource, Phase, Plan};
 use crate::report::{DrillReport, LayerReport, REPORT_FORMAT, StepRecord, UnitReport, Verdict};
-use crate::steps::{self, connect_datastore, etcd_connection};
+use crate::steps;
+use crate::unit::{self, RestoreOptions, Unit};
 use chrono::{DateTime, Utc};
 use kmdr_core::Layer;
-use kmdr_datastore::inventory::{self, KeyDigests};
-use kmdr_datastore::{RecordReader, RecordWriter, TenantStore};
+use kmdr_datastore::inventory::KeyDigests;
 use kmdr_repo::Repository;
 use std::collections::BTreeMap;
 
@@ -39,21 +39,35 @@ pub enum DrillError {
     Store(#[from] kmdr_repo::Error),
 }
 
+impl kmdr_core::Classify for DrillError {
+    fn class(&self) -> kmdr_core::ErrorClass {
+        match self {
+            DrillError::NotDrillable(_) => kmdr_core::ErrorClass::Usage,
+            DrillError::Store(e) => e.class(),
+        }
+    }
+}
+
 pub use crate::exec::Notify;
 
-struct Unit {
+/// One unit as the drill sees it: what it held before, what it holds after.
+struct Drilled {
+    unit: Unit,
     /// `etcd` or `<datastore>/<schema>`.
     name: String,
-    /// Index into the layer's datastores (tenants), or none (etcd).
-    datastore: Option<usize>,
-    schema: String,
     before: KeyDigests,
     after: Option<KeyDigests>,
     backup: Option<(String, DateTime<Utc>)>,
 }
 
+impl Drilled {
+    fn new(unit: Unit, before: KeyDigests) -> Self {
+        Drilled { name: unit.name(), unit, before, after: None, backup: None }
+    }
+}
+
 struct LayerRun {
-    units: Vec<Unit>,
+    units: Vec<Drilled>,
     healthy_at: Option<DateTime<Utc>>,
     problems: Vec<String>,
 }
@@ -166,75 +180,38 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
     let tags = BTreeMap::from([("drill".to_string(), started_at.to_rfc3339())]);
     for spec in &plan.layers {
         let mut run = LayerRun { units: Vec::new(), healthy_at: None, problems: Vec::new() };
-        match &spec.source {
-            // Volumes: the tool's own restore is the check; no key inventory.
-            LayerSource::Targets | LayerSource::Helm(_) | LayerSource::Volumes(_) => {}
-            LayerSource::Etcd(e) => {
-                let conn = etcd_connection(e);
-                match t.step(spec.layer, "inventory", "etcd", notify, inventory::etcd_digests(&conn)).await {
-                    Ok(before) => run.units.push(Unit {
-                        name: "etcd".into(),
-                        datastore: None,
-                        schema: String::new(),
-                        before,
-                        after: None,
-                        backup: None,
-                    }),
-                    Err(e) => run.problems.push(format!("cannot read the under-cluster etcd: {e}")),
-                }
-            }
-            LayerSource::Tenants(datastores) => {
-                for (di, d) in datastores.iter().enumerate() {
-                    // Every tenant there, and any the plan names that is not (yet) there.
-                    let listed = async {
-                        let store = connect_datastore(d).await.map_err(|e| e.to_string())?;
-                        let mut all = store.list_tenants().await.map_err(|e| e.to_string())?;
-                        if let TenantSelector::Only(named) = &d.tenants {
-                            all.extend(named.iter().filter(|s| !all.contains(s)).cloned().collect::<Vec<_>>());
-                        }
-                        Ok::<_, String>((store, all))
-                    };
-                    let (store, schemas) = match listed.await {
-                        Ok(x) => x,
-                        Err(e) => {
-                            run.problems.push(format!("datastore {}: {e}", d.name));
-                            continue;
-                        }
-                    };
-                    for schema in schemas {
-                        let name = format!("{}/{schema}", d.name);
-                        match t
-                            .step(spec.layer, "inventory", &name, notify, inventory::tenant_digests(&store, &schema))
-                            .await
-                        {
-                            Ok(before) => run.units.push(Unit {
-                                name,
-                                datastore: Some(di),
-                                schema,
-                                before,
-                                after: None,
-                                backup: None,
-                            }),
-                            Err(e) => run.problems.push(format!("cannot read tenant {name}: {e}")),
-                        }
-                    }
-                }
+        let (live, failed) = exec::live_units(spec).await;
+        let mut units = live.clone();
+        for o in failed {
+            run.problems.push(o.error.map(|e| e.message).unwrap_or_default());
+        }
+        // Every tenant a datastore holds, backed up or not: an unprotected tenant shows in the compare.
+        for d in unit::datastores(spec) {
+            if let Ok(present) = unit::present_units(d).await {
+                let known: Vec<String> = units.iter().map(Unit::name).collect();
+                units.extend(present.into_iter().filter(|u| !known.contains(&u.name())));
             }
         }
-        for o in exec::backup_layer(repo, spec, &tags, None, notify).await {
-            t.record(spec.layer, "backup", &o.unit, o.began, o.finished, o.error.as_deref());
+        for u in units.iter().filter(|u| u.has_inventory()) {
+            let name = u.name();
+            match t.step(spec.layer, "inventory", &name, notify, u.inventory()).await {
+                Ok(before) => run.units.push(Drilled::new(u.clone(), before.unwrap_or_default())),
+                Err(e) => run.problems.push(format!("cannot read {name}: {e}")),
+            }
+        }
+        for o in exec::backup_units(repo, spec, live, &tags, notify).await {
+            t.record(spec.layer, "backup", &o.unit, o.began, o.finished, o.error.as_ref().map(|e| e.message.as_str()));
             match (&o.error, run.units.iter_mut().find(|u| u.name == o.unit)) {
                 (Some(e), _) => run.problems.push(format!("the backup of {} failed: {e}", o.unit)),
                 (None, Some(u)) => u.backup = o.backup.clone().zip(o.started_at),
                 // The platform's release and volumes: backed up (their RPO counts), not inventoried.
-                (None, None) => run.units.push(Unit {
-                    name: o.unit.clone(),
-                    datastore: None,
-                    schema: String::new(),
-                    before: KeyDigests::default(),
-                    after: None,
-                    backup: o.backup.clone().zip(o.started_at),
-                }),
+                (None, None) => {
+                    if let Some(u) = units.iter().find(|u| u.name() == o.unit) {
+                        let mut d = Drilled::new(u.clone(), KeyDigests::default());
+                        d.backup = o.backup.clone().zip(o.started_at);
+                        run.units.push(d);
+                    }
+                }
             }
         }
         runs.push(run);
@@ -253,17 +230,11 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
                 run.problems.push(format!("the failure step failed: {e}"));
             }
         }
-        if let (false, LayerSource::Tenants(datastores)) = (custom, &spec.source) {
-            for unit in &run.units {
-                let d = &datastores[unit.datastore.expect("tenant units have a datastore")];
-                let wipe = async {
-                    let store = connect_datastore(d).await?;
-                    let mut empty = Vec::new();
-                    RecordWriter::new(&mut empty).finish().await?;
-                    store.import(&unit.schema, &mut RecordReader::new(empty.as_slice()), true).await
-                };
-                if let Err(e) = t.step(spec.layer, "failure", &format!("wipe {}", unit.name), notify, wipe).await {
-                    run.problems.push(format!("the built-in wipe of {} failed: {e}", unit.name));
+        if !custom {
+            for d in run.units.iter().filter(|d| d.unit.can_wipe()) {
+                if let Err(e) = t.step(spec.layer, "failure", &format!("wipe {}", d.name), notify, d.unit.wipe()).await
+                {
+                    run.problems.push(format!("the built-in wipe of {} failed: {e}", d.name));
                 }
             }
         }
@@ -289,10 +260,12 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
         }
         let ours: BTreeMap<String, String> =
             run.units.iter().filter_map(|u| u.backup.as_ref().map(|(id, _)| (u.name.clone(), id.clone()))).collect();
-        match exec::restore_units(repo, spec, Choice::Exact(&ours), true, false, notify).await {
+        let force = RestoreOptions { force: true, dry_run: false };
+        match exec::restore_units(repo, spec, Choice::Exact(&ours), force, notify).await {
             Ok(outcomes) => {
                 for o in outcomes {
-                    t.record(layer, "restore", &o.unit, o.began, o.finished, o.error.as_deref());
+                    let error = o.error.as_ref().map(|e| e.message.as_str());
+                    t.record(layer, "restore", &o.unit, o.began, o.finished, error);
                     if let Some(e) = o.error {
                         run.problems.push(format!("the restore of {} failed: {e}", o.unit));
                         ok = false;
@@ -322,25 +295,13 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
             }
         }
         let mut read_back = Vec::new();
-        for unit in &run.units {
-            let after = match (&spec.source, unit.datastore) {
-                (LayerSource::Etcd(e), _) => {
-                    let conn = etcd_connection(e);
-                    t.step(layer, "health", "etcd answers", notify, wait_for_etcd(&conn, spec.rto)).await
-                }
-                (LayerSource::Tenants(ds), Some(di)) => {
-                    let d = &ds[di];
-                    let read = async {
-                        let store = connect_datastore(d).await?;
-                        inventory::tenant_digests(&store, &unit.schema).await
-                    };
-                    t.step(layer, "compare", &unit.name, notify, read).await
-                }
-                // The restore waited for the tool (PVCs Bound, Restore Completed).
-                (LayerSource::Volumes(_), _) => Ok(KeyDigests::default()),
-                _ => unreachable!("units match their layer"),
-            };
-            read_back.push(after);
+        for d in &run.units {
+            // etcd was just started again: its read waits for it, up to the RTO target.
+            let (kind, name) =
+                if matches!(d.unit, Unit::Etcd(_)) { ("health", "etcd answers") } else { ("compare", d.name.as_str()) };
+            // Volumes: the restore waited for the tool (PVCs Bound, Restore Completed).
+            let after = t.step(layer, kind, name, notify, d.unit.read_back(spec.rto)).await;
+            read_back.push(after.map(Option::unwrap_or_default));
         }
         if ok && read_back.iter().all(Result::is_ok) {
             run.healthy_at = Some(Utc::now());
@@ -442,16 +403,4 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
     let json = serde_json::to_vec_pretty(&report).expect("report serializes");
     repo.put_report(&report.object_name(), &json).await?;
     Ok(report)
-}
-
-/// etcd's health gate: a status answer, retried until the layer's RTO target.
-async fn wait_for_etcd(conn: &kmdr_etcd::EtcdConnection, within: std::time::Duration) -> Result<KeyDigests, String> {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        match inventory::etcd_digests(conn).await {
-            Ok(d) => return Ok(d),
-            Err(e) if std::time::Instant::now() >= deadline => return Err(e.to_string()),
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
-        }
-    }
 }

@@ -7,9 +7,12 @@ pub mod exec;
 pub mod html;
 pub mod parse;
 pub mod plan;
+pub mod recover;
 pub mod report;
 pub mod review;
 pub mod steps;
+pub mod unit;
 
 pub use parse::{Problem, parse_plan};
 pub use plan::*;
+pub use unit::{RestoreOptions, Unit, UnitError};

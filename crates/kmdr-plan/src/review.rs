@@ -8,10 +8,9 @@
 use crate::exec::latest_units;
 use crate::plan::{LayerSource, Plan, Reviewed, TenantSelector};
 use crate::report::{DrillReport, Verdict};
-use crate::steps::connect_datastore;
+use crate::unit;
 use chrono::{DateTime, NaiveDate, Utc};
 use kmdr_core::{BackupId, Layer, human_duration};
-use kmdr_datastore::TenantStore;
 use kmdr_repo::Repository;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -77,44 +76,32 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
             let latest = latest_units(repo, spec).await?;
             let mut units: BTreeMap<String, Option<String>> =
                 latest.iter().map(|(u, id)| (u.clone(), Some(id.clone()))).collect();
-            if let LayerSource::Tenants(datastores) = &spec.source {
-                for d in datastores {
-                    let wanted: Vec<String> = match &d.tenants {
-                        TenantSelector::Only(list) => list.clone(),
-                        TenantSelector::All => {
-                            let live = async { connect_datastore(d).await?.list_tenants().await };
-                            match tokio::time::timeout(Duration::from_secs(15), live).await {
-                                Ok(Ok(l)) => l,
-                                Ok(Err(e)) => {
-                                    out.push(finding(
-                                        "rpo",
-                                        format!("{}/*", d.name),
-                                        Level::Warn,
-                                        format!(
-                                            "cannot list its tenants live ({e}): tenants never backed up are not shown"
-                                        ),
-                                    ));
-                                    Vec::new()
-                                }
-                                Err(_) => {
-                                    out.push(finding("rpo", format!("{}/*", d.name), Level::Warn, "no answer within 15s listing its tenants: tenants never backed up are not shown"));
-                                    Vec::new()
-                                }
-                            }
+            for u in unit::named_units(spec) {
+                units.entry(u.name()).or_insert(None);
+            }
+            for d in unit::datastores(spec).iter().filter(|d| matches!(d.tenants, TenantSelector::All)) {
+                match tokio::time::timeout(Duration::from_secs(15), unit::datastore_units(d)).await {
+                    Ok(Ok(live)) => {
+                        for u in live {
+                            units.entry(u.name()).or_insert(None);
                         }
-                    };
-                    for s in wanted {
-                        units.entry(format!("{}/{s}", d.name)).or_insert(None);
                     }
+                    Ok(Err(e)) => out.push(finding(
+                        "rpo",
+                        format!("{}/*", d.name),
+                        Level::Warn,
+                        format!("cannot list its tenants live ({e}): tenants never backed up are not shown"),
+                    )),
+                    Err(_) => out.push(finding(
+                        "rpo",
+                        format!("{}/*", d.name),
+                        Level::Warn,
+                        "no answer within 15s listing its tenants: tenants never backed up are not shown",
+                    )),
                 }
             }
             if units.is_empty() {
-                let unit = match &spec.source {
-                    LayerSource::Etcd(_) => "etcd".into(),
-                    LayerSource::Helm(h) => h.unit(),
-                    _ => "(no tenant)".into(),
-                };
-                units.insert(unit, None);
+                units.insert("(no tenant)".into(), None);
             }
             for (unit, id) in units {
                 let subject = format!("{layer} {unit}");
@@ -252,7 +239,7 @@ async fn volume_rpo(
             }
         }
         let live = async {
-            let kube = kmdr_kube::client::KubeClient::connect(&crate::exec::volume_target(v)).await?;
+            let kube = kmdr_kube::client::KubeClient::connect(&crate::unit::volume_target(v)).await?;
             kmdr_kube::volumes::newest(&kube, &v.entry).await
         };
         match tokio::time::timeout(Duration::from_secs(15), live).await {
@@ -539,7 +526,7 @@ fn plan_in_git(file: &std::path::Path) -> Finding {
 /// What is deployed now against what the newest platform backup recorded:
 /// chart, chart version, revision, status and the values' top-level keys.
 async fn platform_drift(repo: &Repository, h: &crate::plan::HelmSource) -> Result<Finding, kmdr_repo::Error> {
-    use crate::exec::{kube_target, platform_options};
+    use crate::unit::{kube_target, platform_options};
     let subject = h.unit();
     let spec = crate::plan::LayerSpec {
         layer: Layer::Platform,

@@ -23,6 +23,17 @@ pub enum StepError {
     Failed { name: String, status: String, stderr: String },
 }
 
+impl kmdr_core::Classify for StepError {
+    fn class(&self) -> kmdr_core::ErrorClass {
+        match self {
+            // The plan's command cannot be run as written.
+            StepError::Spawn { .. } => kmdr_core::ErrorClass::Usage,
+            StepError::Timeout { .. } => kmdr_core::ErrorClass::Timeout,
+            StepError::Failed { .. } => kmdr_core::ErrorClass::Other,
+        }
+    }
+}
+
 /// How to reach the under-cluster etcd.
 pub fn etcd_connection(e: &EtcdSource) -> EtcdConnection {
     EtcdConnection::new(e.endpoints.clone(), e.tls.clone())

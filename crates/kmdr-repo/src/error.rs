@@ -1,3 +1,4 @@
+use kmdr_core::{Classify, ErrorClass};
 use kmdr_store::StoreError;
 use std::path::PathBuf;
 
@@ -64,6 +65,24 @@ impl Error {
             Error::Store(e) => e.is_retryable(),
             Error::Locked { .. } => true,
             _ => false,
+        }
+    }
+}
+
+impl Classify for Error {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Error::NotARepository { .. }
+            | Error::AlreadyInitialized { .. }
+            | Error::Locked { .. }
+            | Error::UnsupportedFormat { .. } => ErrorClass::Repository,
+            Error::NoKey | Error::KeyFile { .. } | Error::WrongKey { .. } => ErrorClass::Key,
+            Error::BackupNotFound { .. } | Error::AmbiguousId { .. } => ErrorClass::NotFound,
+            Error::Damaged { .. } => ErrorClass::Damaged,
+            Error::Store(s) => s.class(),
+            // The sources kmdr reads put their own errors here (etcd's snapshot stream): all source failures.
+            Error::Source(_) => ErrorClass::Source,
+            Error::Destination(_) => ErrorClass::Refused,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::Repository;
 use crate::deltas::{DeltaEvent, SegmentName, decode, plan_chain};
 use chrono::{DateTime, Utc};
 use kmdr_core::Manifest;
+use kmdr_core::{Classify, ErrorClass};
 
 /// The revision a full backup is consistent at, where its source has one:
 /// the base a delta chain starts from.
@@ -292,4 +293,14 @@ pub async fn restorable_points(repo: &Repository) -> Result<Vec<SeriesPoints>, c
         });
     }
     Ok(out)
+}
+
+impl Classify for PointError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            PointError::NoBackupBefore { .. } => ErrorClass::NotFound,
+            PointError::ChainGap(_) => ErrorClass::ChainGap,
+            PointError::Repo(r) => r.class(),
+        }
+    }
 }

@@ -17,12 +17,9 @@
 use crate::metrics::{DeltaState, Metrics};
 use chrono::{DateTime, Utc};
 use kmdr_core::{KeepPolicy, Layer, Manifest};
-use kmdr_datastore::capture::{CaptureEvent, CaptureOptions, ChangeSource, DeltaCapture, DeltaTarget, Stopped};
-use kmdr_datastore::{self as tenant, TenantBackupOptions};
-use kmdr_etcd::{SnapshotOptions, snapshotter};
-use kmdr_plan::exec::{kube_target, platform_options, selected_tenants, volume_target};
-use kmdr_plan::plan::{DatastoreSpec, EtcdSource, HelmSource, LayerSource, Plan, VolumeSpec};
-use kmdr_plan::steps::{connect_datastore, etcd_connection};
+use kmdr_datastore::capture::{CaptureEvent, CaptureOptions, ChangeSource, DeltaCapture, Stopped};
+use kmdr_plan::plan::{DatastoreSpec, Plan};
+use kmdr_plan::unit::{self, Unit, UnitError};
 use kmdr_repo::Repository;
 use kmdr_repo::point::base_revision;
 use std::collections::{BTreeMap, HashSet};
@@ -63,24 +60,11 @@ impl Default for ServeOptions {
     }
 }
 
-/// What a unit backs up.
-#[derive(Clone)]
-enum Source {
-    Etcd(EtcdSource),
-    Tenant {
-        datastore: DatastoreSpec,
-        schema: String,
-    },
-    Helm(HelmSource),
-    /// A persistent-data entry: kmdr drives the user's volume backup tool.
-    Volume(VolumeSpec),
-}
-
 /// One unit and what its tasks share.
-struct Unit {
+struct Scheduled {
     name: String,
     interval: Duration,
-    source: Source,
+    unit: Unit,
     /// The newest full backup's revision (the base of the delta chain).
     base: watch::Sender<Option<i64>>,
     /// Serialises full backups of this unit (schedule vs. compaction).
@@ -155,42 +139,25 @@ async fn serve_local(
     let mut pending_ready: Vec<String> = Vec::new();
     for spec in &plan.layers {
         let interval = ctx.opts.full_every.unwrap_or(spec.rpo).max(Duration::from_secs(1));
-        match &spec.source {
-            LayerSource::Targets => {}
-            LayerSource::Etcd(e) => {
-                let unit = new_unit("etcd".into(), spec.layer, interval, Source::Etcd(e.clone()));
-                metrics.update(&unit.name, |s| {
-                    s.layer = Some(spec.layer);
-                    s.rpo_target = spec.rpo;
+        // The units the plan names start now; each datastore's tenants as they are found.
+        for unit in unit::named_units(spec).into_iter().filter(|u| !matches!(u, Unit::Tenant { .. })) {
+            let u = new_unit(unit, interval);
+            let captures = u.unit.captures();
+            metrics.update(&u.name, |s| {
+                s.layer = Some(spec.layer);
+                s.rpo_target = spec.rpo;
+                if captures {
                     s.delta = Some(DeltaState::default());
-                });
-                pending_ready.push(unit.name.clone());
-                start_unit(&mut tasks, &ctx, unit, &catalog);
-            }
-            LayerSource::Helm(h) => {
-                let unit = new_unit(h.unit(), spec.layer, interval, Source::Helm(h.clone()));
-                metrics.update(&unit.name, |s| {
-                    s.layer = Some(spec.layer);
-                    s.rpo_target = spec.rpo;
-                });
-                start_unit(&mut tasks, &ctx, unit, &catalog);
-            }
-            LayerSource::Volumes(entries) => {
-                for v in entries {
-                    let unit = new_unit(v.unit(), spec.layer, interval, Source::Volume(v.clone()));
-                    metrics.update(&unit.name, |s| {
-                        s.layer = Some(spec.layer);
-                        s.rpo_target = spec.rpo;
-                    });
-                    start_unit(&mut tasks, &ctx, unit, &catalog);
                 }
+            });
+            if captures {
+                pending_ready.push(u.name.clone());
             }
-            LayerSource::Tenants(datastores) => {
-                for d in datastores {
-                    let (ctx, d, catalog, layer, rpo) = (ctx.clone(), d.clone(), catalog.clone(), spec.layer, spec.rpo);
-                    tasks.spawn_local(async move { discover(ctx, d, layer, rpo, interval, catalog).await });
-                }
-            }
+            start_unit(&mut tasks, &ctx, u, &catalog);
+        }
+        for d in unit::datastores(spec) {
+            let (ctx, d, catalog, layer, rpo) = (ctx.clone(), d.clone(), catalog.clone(), spec.layer, spec.rpo);
+            tasks.spawn_local(async move { discover(ctx, d, layer, rpo, interval, catalog).await });
         }
     }
     if tasks.is_empty() {
@@ -227,12 +194,12 @@ async fn serve_local(
     Ok(())
 }
 
-fn new_unit(name: String, _layer: Layer, interval: Duration, source: Source) -> Arc<Unit> {
-    Arc::new(Unit { name, interval, source, base: watch::channel(None).0, busy: Mutex::new(()) })
+fn new_unit(unit: Unit, interval: Duration) -> Arc<Scheduled> {
+    Arc::new(Scheduled { name: unit.name(), interval, unit, base: watch::channel(None).0, busy: Mutex::new(()) })
 }
 
-fn start_unit(tasks: &mut tokio::task::JoinSet<()>, ctx: &Arc<Ctx>, unit: Arc<Unit>, catalog: &Catalog) {
-    let series = unit_series(&unit);
+fn start_unit(tasks: &mut tokio::task::JoinSet<()>, ctx: &Arc<Ctx>, unit: Arc<Scheduled>, catalog: &Catalog) {
+    let series = unit.unit.series();
     let newest = series.as_ref().and_then(|s| catalog.get(s)).copied();
     if let Some((started, finished, rev)) = newest {
         unit.base.send_replace(rev);
@@ -241,7 +208,7 @@ fn start_unit(tasks: &mut tokio::task::JoinSet<()>, ctx: &Arc<Ctx>, unit: Arc<Un
             s.last_success = Some(finished);
         });
     }
-    let captures = matches!(&unit.source, Source::Etcd(_) | Source::Tenant { .. });
+    let captures = unit.unit.captures();
     {
         let (ctx, unit) = (ctx.clone(), unit.clone());
         tasks.spawn_local(supervise(unit.name.clone(), "full backups", ctx.clone(), move || {
@@ -286,17 +253,6 @@ where
     }
 }
 
-/// The series of a unit's full backups, where it is known without connecting.
-fn unit_series(unit: &Unit) -> Option<String> {
-    match &unit.source {
-        Source::Tenant { schema, .. } => Some(format!("tenant/{schema}")),
-        Source::Helm(h) => Some(format!("platform/{}/{}", h.namespace, h.release)),
-        Source::Volume(v) => Some(format!("volumes/{}", v.entry.name)),
-        // etcd/<cluster id>: found by the first capture or backup; the catalog has it.
-        Source::Etcd(_) => None,
-    }
-}
-
 /// Sleep for `d`; true when stopped meanwhile.
 async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     if *stop.borrow() {
@@ -322,29 +278,21 @@ async fn discover(
     let mut tasks = tokio::task::JoinSet::new();
     let mut backoff = Duration::from_secs(1);
     loop {
-        let found = async {
-            let store = connect_datastore(&d).await.map_err(|e| e.to_string())?;
-            selected_tenants(&d, &store).await
-        }
-        .await;
+        let found = unit::datastore_units(&d).await;
         let wait = match found {
-            Ok(schemas) => {
+            Ok(units) => {
                 backoff = Duration::from_secs(1);
-                let new: Vec<String> = schemas.into_iter().filter(|s| !started.contains(s)).collect();
-                for schema in new {
-                    let unit = new_unit(
-                        format!("{}/{schema}", d.name),
-                        layer,
-                        interval,
-                        Source::Tenant { datastore: d.clone(), schema: schema.clone() },
-                    );
+                let new: Vec<Unit> = units.into_iter().filter(|u| !started.contains(&u.name())).collect();
+                for u in new {
+                    let name = u.name();
+                    let unit = new_unit(u, interval);
                     ctx.metrics.update(&unit.name, |s| {
                         s.layer = Some(layer);
                         s.rpo_target = rpo;
                         s.delta = Some(DeltaState::default());
                     });
                     start_unit(&mut tasks, &ctx, unit, &catalog);
-                    started.insert(schema);
+                    started.insert(name);
                 }
                 interval
             }
@@ -362,7 +310,7 @@ async fn discover(
 }
 
 /// Full backups of one unit on schedule, retried with backoff.
-async fn full_backups(ctx: Arc<Ctx>, unit: Arc<Unit>, newest: Option<DateTime<Utc>>) {
+async fn full_backups(ctx: Arc<Ctx>, unit: Arc<Scheduled>, newest: Option<DateTime<Utc>>) {
     let mut stop = ctx.stop.clone();
     let mut due = match newest {
         Some(t) => t + chrono::Duration::from_std(unit.interval).unwrap_or_default(),
@@ -390,7 +338,7 @@ async fn full_backups(ctx: Arc<Ctx>, unit: Arc<Unit>, newest: Option<DateTime<Ut
 
 /// Take one full backup of a unit now, recording it. `None` when stopped
 /// before it could start or abandoned after the grace period.
-async fn full_backup(ctx: &Ctx, unit: &Unit, why: &str) -> Option<Result<Manifest, String>> {
+async fn full_backup(ctx: &Ctx, unit: &Scheduled, why: &str) -> Option<Result<Manifest, UnitError>> {
     let _busy = unit.busy.lock().await;
     let _permit = ctx.permits.acquire().await.ok()?;
     if *ctx.stop.borrow() {
@@ -398,7 +346,7 @@ async fn full_backup(ctx: &Ctx, unit: &Unit, why: &str) -> Option<Result<Manifes
     }
     tracing::info!("{}: full backup ({why})", unit.name);
     let began = std::time::Instant::now();
-    let work = backup_unit(&ctx.repo, &unit.source, &ctx.opts.tags);
+    let work = unit.unit.backup(&ctx.repo, &ctx.opts.tags);
     tokio::pin!(work);
     let mut stop = ctx.stop.clone();
     let result = tokio::select! {
@@ -429,58 +377,11 @@ async fn full_backup(ctx: &Ctx, unit: &Unit, why: &str) -> Option<Result<Manifes
             tracing::warn!("{}: full backup failed: {e}", unit.name);
             ctx.metrics.update(&unit.name, |s| {
                 s.failures += 1;
-                s.last_error = Some(e.clone());
+                s.last_error = Some(e.message.clone());
             });
         }
     }
     Some(result)
-}
-
-async fn backup_unit(repo: &Repository, source: &Source, tags: &BTreeMap<String, String>) -> Result<Manifest, String> {
-    match source {
-        Source::Etcd(e) => {
-            let opts = SnapshotOptions { connection: etcd_connection(e), tags: tags.clone() };
-            snapshotter::backup_snapshot(repo, &opts, None).await.map_err(|e| e.to_string())
-        }
-        Source::Tenant { datastore, schema } => {
-            let store = connect_datastore(datastore).await.map_err(|e| e.to_string())?;
-            let opts = TenantBackupOptions { tags: tags.clone(), at: None };
-            tenant::backup_tenant(repo, &store, schema, &opts, None).await.map_err(|e| e.to_string())
-        }
-        Source::Helm(h) => async {
-            let kube = kmdr_kube::client::KubeClient::connect(&kube_target(h)).await?;
-            kmdr_kube::platform::backup_platform(repo, &kube, &platform_options(h, tags)?).await
-        }
-        .await
-        .map_err(|e: kmdr_kube::platform::PlatformError| e.to_string()),
-        Source::Volume(v) => async {
-            let kube = kmdr_kube::client::KubeClient::connect(&volume_target(v)).await?;
-            kmdr_kube::volumes::backup_entry(repo, &kube, &v.entry, tags).await
-        }
-        .await
-        .map_err(|e: kmdr_kube::volumes::VolumeError| e.to_string()),
-    }
-}
-
-/// Connect for capturing: the source and the capture target.
-async fn watch_target(source: &Source) -> Result<(ChangeSource, DeltaTarget), String> {
-    match source {
-        Source::Etcd(e) => {
-            let (mut client, _) = etcd_connection(e).connect_one().await.map_err(|e| e.to_string())?;
-            let resp = client
-                .get("", Some(etcd_client::GetOptions::new().with_all_keys().with_count_only()))
-                .await
-                .map_err(|e| e.to_string())?;
-            let cluster = resp.header().map(|h| format!("{:x}", h.cluster_id())).unwrap_or_default();
-            Ok((ChangeSource::Etcd(client), DeltaTarget::whole(&cluster)))
-        }
-        Source::Tenant { datastore, schema } => {
-            let store = connect_datastore(datastore).await.map_err(|e| e.to_string())?;
-            Ok(ChangeSource::tenant(store, schema))
-        }
-        Source::Helm(_) => Err("the platform release has no delta capture".into()),
-        Source::Volume(_) => Err("volume backups have no delta capture".into()),
-    }
 }
 
 /// The newest full backup of a series: its revision.
@@ -490,7 +391,7 @@ async fn newest_base(repo: &Repository, series: &str) -> Result<Option<i64>, kmd
 }
 
 /// One unit's delta capture, resumed from the repository and restarted after errors.
-async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
+async fn capture(ctx: Arc<Ctx>, unit: Arc<Scheduled>) {
     let mut stop = ctx.stop.clone();
     let mut backoff = Duration::from_secs(1);
     let mut state: Option<DeltaCapture> = None;
@@ -500,7 +401,7 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Unit>) {
         }
         let began = std::time::Instant::now();
         let attempt: Result<Result<Stopped, Rewound>, String> = async {
-            let (source, target) = watch_target(&unit.source).await?;
+            let (source, target) = unit.unit.change_source().await.map_err(|e| e.message)?;
             if state.as_ref().is_none_or(|s| s.target.series != target.series) {
                 // Where the repository is: after the newest segment, or after the newest full backup.
                 let mut base = newest_base(&ctx.repo, &target.series).await.map_err(|e| e.to_string())?;

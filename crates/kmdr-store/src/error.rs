@@ -1,3 +1,4 @@
+use kmdr_core::{Classify, ErrorClass};
 use std::io;
 
 /// What went wrong talking to a store.
@@ -64,6 +65,15 @@ impl StoreError {
             io::ErrorKind::StorageFull => StoreError::NoSpace { location, key },
             _ if e.raw_os_error() == Some(28) => StoreError::NoSpace { location, key },
             _ => StoreError::Io { location, op, key, source: Box::new(e) },
+        }
+    }
+}
+
+impl Classify for StoreError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::Config(_) => ErrorClass::Repository,
+            _ => ErrorClass::Storage,
         }
     }
 }

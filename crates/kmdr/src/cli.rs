@@ -21,7 +21,7 @@ kmdr backups list\n  kmdr verify\n\n\
 Or write the runbook as a plan (docs/plan.md) and use kmdr plan check, backup --plan, restore --plan, drill, status \
 and runbook check.\n\n\
 Set KMDR_REPO and KMDR_KEY_FILE to avoid repeating --repo and --key-file.",
-    after_help = crate::exit::EXIT_CODES_HELP
+    after_help = crate::exit::EXIT_CODES_HELP.as_str()
 )]
 pub struct Cli {
     #[command(flatten)]

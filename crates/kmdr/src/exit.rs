@@ -1,237 +1,184 @@
 //! Exit codes. They are part of the interface: scripts and the drill runner
-//! branch on them. Keep `EXIT_CODES_HELP`, README and docs/design.md in step.
+//! branch on them. [`TABLE`] is the one source: the code of an error is the
+//! code of its class ([`kmdr_core::ErrorClass`], which every library error
+//! declares), `kmdr --help` lists the table, and a test checks that
+//! docs/design.md section 14 shows the same table.
 
-use kmdr_datastore::TenantError;
-use kmdr_datastore::records::RecordError;
-use kmdr_etcd::EtcdError;
-use kmdr_kube::client::KubeError;
-use kmdr_kube::health::WaitError;
-use kmdr_kube::inspect::InspectError;
-use kmdr_kube::kamaji::TenantsError;
-use kmdr_kube::platform::PlatformError;
-use kmdr_repo::Error as RepoError;
-use kmdr_repo::point::PointError;
-use kmdr_store::StoreError;
+use kmdr_core::{Classify, ErrorClass};
+use std::sync::LazyLock;
 
 pub const OK: i32 = 0;
-/// A check found problems (verify found damage).
+/// A check found problems (verify found damage, a drill failed).
 pub const CHECK_FAILED: i32 = 1;
-// 2 is clap's usage error.
-pub const REPOSITORY: i32 = 3;
-pub const KEY: i32 = 4;
-pub const NOT_FOUND: i32 = 5;
-pub const SOURCE: i32 = 6;
-pub const DAMAGED: i32 = 7;
-pub const REFUSED: i32 = 8;
-pub const STORAGE: i32 = 9;
 pub const OTHER: i32 = 10;
-/// A wait ran out: TenantControlPlanes not Ready, pods not Running, not
-/// healthy, a volume backup tool still in progress past its timeout.
-pub const TIMEOUT: i32 = 11;
-/// The delta chain has a gap: a point-in-time restore cannot reach its point.
-pub const CHAIN_GAP: i32 = 12;
 
-/// Shown at the end of `kmdr --help`.
-pub const EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0  success
-  1  a check failed: verify found damaged backups, a drill failed, plan check found problems
-  2  usage error (unknown flag, missing argument)
-  3  repository problem: none at --repo, already initialized, or locked
-  4  key problem: no key file, unreadable, or not this repository's key; inspect: a Secret is encrypted
-     at rest and --encryption-config is missing, lacks its key, holds a key that does not decrypt it, or the
-     provider is KMS
-  5  not found: unknown or ambiguous backup id, unknown or empty tenant schema,
-     unknown Helm release or Secret, an object `inspect --get` cannot find, a backup of the wrong kind
-  6  source problem: etcd, a tenant datastore or the Kubernetes API unreachable, credentials refused,
-     TLS failure, snapshot failed its checksum, a tenant restore stopped part way,
-     the volume backup tool reported failure (Velero PartiallyFailed/Failed, K10 Failed)
-  7  damaged data: a stored object failed its checks, or a snapshot inspect cannot read; nothing was restored
-  8  refused or local target problem: data dir or tenant not empty (use --force), file exists,
-     restore tool (etcdutl, helm, kubectl) missing, cannot write the restore target (e.g. its disk is full),
-     a TenantControlPlane exists with another dataStoreSchema (restore tenants),
-     volume backup tool not installed (its CRD is missing), a PVC to restore already exists
-  9  storage failure: disk full, permission denied, object store unreachable
- 10  any other error
- 11  timed out waiting: TenantControlPlanes not Ready, pods not Running/Completed, watch --until-healthy,
-     a volume backup tool still in progress (a VolumeSnapshot not ready, a PVC not Bound) past its timeout
- 12  the delta chain has a gap: no segment covers the revisions named; nothing was restored";
-
-fn repo_code(e: &RepoError) -> i32 {
-    match e {
-        RepoError::NotARepository { .. }
-        | RepoError::AlreadyInitialized { .. }
-        | RepoError::Locked { .. }
-        | RepoError::UnsupportedFormat { .. } => REPOSITORY,
-        RepoError::NoKey | RepoError::KeyFile { .. } | RepoError::WrongKey { .. } => KEY,
-        RepoError::BackupNotFound { .. } | RepoError::AmbiguousId { .. } => NOT_FOUND,
-        RepoError::Damaged { .. } => DAMAGED,
-        RepoError::Store(s) => store_code(s),
-        RepoError::Source(io) => match io.get_ref().and_then(|r| r.downcast_ref::<EtcdError>()) {
-            Some(e) => etcd_code(e),
-            None => SOURCE,
-        },
-        RepoError::Destination(_) => REFUSED,
-    }
+/// One exit code: the class it stands for (none for success and a failed
+/// check, which are results, not errors), what it means and what to do.
+pub struct ExitCode {
+    pub code: i32,
+    pub class: Option<ErrorClass>,
+    pub meaning: &'static str,
+    pub next: &'static str,
 }
 
-fn store_code(e: &StoreError) -> i32 {
-    match e {
-        StoreError::Config(_) => REPOSITORY,
-        _ => STORAGE,
-    }
+const fn row(code: i32, class: Option<ErrorClass>, meaning: &'static str, next: &'static str) -> ExitCode {
+    ExitCode { code, class, meaning, next }
 }
 
-fn etcd_code(e: &EtcdError) -> i32 {
-    match e {
-        EtcdError::Repo(r) => repo_code(r),
-        EtcdError::Point(p) => point_code(p),
-        EtcdError::NoEtcdServer { .. } => REFUSED,
-        EtcdError::DataDirNotEmpty { .. } | EtcdError::NoRestoreTool { .. } | EtcdError::Local { .. } => REFUSED,
-        EtcdError::WrongKind { .. } => NOT_FOUND,
-        EtcdError::ToolFailed { .. } => OTHER,
-        _ => SOURCE,
-    }
+/// Every exit code kmdr returns.
+pub const TABLE: &[ExitCode] = &[
+    row(OK, None, "success", ""),
+    row(
+        CHECK_FAILED,
+        None,
+        "a check failed: verify found damaged backups, a drill failed, plan check found problems, status or runbook check found a breach",
+        "read the report it printed",
+    ),
+    row(
+        2,
+        Some(ErrorClass::Usage),
+        "usage error: unknown flag, missing argument, a malformed id, URL, reference or plan, a plan that cannot be drilled",
+        "see the command's --help",
+    ),
+    row(
+        3,
+        Some(ErrorClass::Repository),
+        "repository problem: none at --repo, already initialized, locked, unsupported format, bad repository URL or missing bucket",
+        "check --repo; `kmdr repo init` creates one, `kmdr repo unlock` removes a stale lock",
+    ),
+    row(
+        4,
+        Some(ErrorClass::Key),
+        "key problem: no key file, unreadable, or not this repository's key; inspect: a Secret encrypted at rest without the key that decrypts it",
+        "pass the key file `kmdr repo init` wrote (--key-file or KMDR_KEY_FILE); for inspect, --encryption-config",
+    ),
+    row(
+        5,
+        Some(ErrorClass::NotFound),
+        "not found: unknown or ambiguous backup id, a backup of the wrong kind, an unknown or empty tenant, an unknown Helm release, Secret or object",
+        "`kmdr backups list` shows what the repository holds",
+    ),
+    row(
+        6,
+        Some(ErrorClass::Source),
+        "source problem: etcd, a tenant datastore or the Kubernetes API unreachable, credentials refused, TLS failure, a failed query, a snapshot that failed its checksum, a tenant restore stopped part way, the volume backup tool reported failure",
+        "check the endpoint, the credentials and TLS files, and that the server runs",
+    ),
+    row(
+        7,
+        Some(ErrorClass::Damaged),
+        "damaged data: a stored object failed its checks, or inspect cannot read a snapshot or a value; nothing was restored",
+        "`kmdr verify --all` names the affected backups; restore an older, intact one",
+    ),
+    row(
+        8,
+        Some(ErrorClass::Refused),
+        "refused or local target problem: data dir or tenant not empty, file exists, restore tool (etcdutl, etcd, helm) missing, the restore target cannot be written, a TenantControlPlane with another dataStoreSchema, volume backup tool not installed, a PVC to restore already exists",
+        "nothing was changed: read why, then clear the way (or pass --force where the command offers it)",
+    ),
+    row(
+        9,
+        Some(ErrorClass::Storage),
+        "storage failure: disk full, permission denied, object store unreachable",
+        "free space or fix the repository's permissions or endpoint, then run the command again",
+    ),
+    row(
+        OTHER,
+        Some(ErrorClass::Other),
+        "any other error, including a failed etcdutl/etcdctl snapshot restore",
+        "read the message",
+    ),
+    row(
+        11,
+        Some(ErrorClass::Timeout),
+        "timed out waiting: TenantControlPlanes not Ready, pods not Running, watch --until-healthy, a run step, a volume backup tool still in progress past its timeout",
+        "look at what it waited for; raise the timeout if it is only slow",
+    ),
+    row(
+        12,
+        Some(ErrorClass::ChainGap),
+        "the delta chain has a gap: no segment covers the revisions named; nothing was restored",
+        "pick a point the chain covers, or the full backup before the gap",
+    ),
+];
+
+/// The exit code of an error class.
+pub fn code(class: ErrorClass) -> i32 {
+    TABLE.iter().find(|r| r.class == Some(class)).map_or(OTHER, |r| r.code)
 }
 
-fn point_code(e: &PointError) -> i32 {
-    match e {
-        PointError::NoBackupBefore { .. } => NOT_FOUND,
-        PointError::ChainGap(_) => CHAIN_GAP,
-        PointError::Repo(r) => repo_code(r),
+/// The class of one error, when kmdr knows its type.
+fn classify(e: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
+    macro_rules! first_of {
+        ($($t:ty),* $(,)?) => {
+            $(if let Some(x) = e.downcast_ref::<$t>() { return Some(x.class()); })*
+        };
     }
+    first_of!(
+        kmdr_repo::Error,
+        kmdr_store::StoreError,
+        kmdr_repo::point::PointError,
+        kmdr_repo::ChainGap,
+        kmdr_etcd::EtcdError,
+        kmdr_datastore::TenantError,
+        kmdr_datastore::records::RecordError,
+        kmdr_datastore::capture::DeltaError,
+        kmdr_kube::client::KubeError,
+        kmdr_kube::health::WaitError,
+        kmdr_kube::platform::PlatformError,
+        kmdr_kube::kamaji::TenantsError,
+        kmdr_kube::inspect::InspectError,
+        kmdr_kube::inspect::encryption::EncryptionError,
+        kmdr_kube::volumes::VolumeError,
+        kmdr_plan::UnitError,
+        kmdr_plan::recover::Stopped,
+        kmdr_plan::steps::StepError,
+        kmdr_plan::drill::DrillError,
+        crate::commands::UsageError,
+        crate::commands::PlanInvalid,
+        crate::commands::NotHealthy,
+    );
+    None
 }
 
-fn tenant_code(e: &TenantError) -> i32 {
-    match e {
-        TenantError::BadUrl(_) => 2,
-        TenantError::UnknownSchema { .. } | TenantError::EmptySchema { .. } | TenantError::WrongKind { .. } => {
-            NOT_FOUND
-        }
-        TenantError::TargetNotEmpty { .. } => REFUSED,
-        TenantError::Point(p) => point_code(p),
-        TenantError::Records(RecordError::Damaged(_)) => DAMAGED,
-        TenantError::Interrupted { source, .. } | TenantError::Repo(source) => repo_code(source),
-        _ => SOURCE,
-    }
+/// The class of an error: the first cause in its chain whose type kmdr knows.
+pub fn class_of(e: &anyhow::Error) -> ErrorClass {
+    e.chain().find_map(classify).unwrap_or(ErrorClass::Other)
 }
 
-fn inspect_code(e: &InspectError) -> i32 {
-    match e {
-        InspectError::Bolt(_) | InspectError::Undecodable { .. } => DAMAGED,
-        InspectError::Encryption(_) => KEY,
-        InspectError::BadKind(_) | InspectError::BadName { .. } => 2,
-        InspectError::NotFound { .. } => NOT_FOUND,
-        InspectError::Unsupported { .. } => OTHER,
-        InspectError::Local { .. } => REFUSED,
-        InspectError::Etcd(x) => etcd_code(x),
-    }
-}
-
-fn kube_code(e: &KubeError) -> i32 {
-    match e {
-        KubeError::NotFound { .. } => NOT_FOUND,
-        // Unreachable, refused credentials, bad kubeconfig, other API errors.
-        _ => SOURCE,
-    }
-}
-
-fn platform_code(e: &PlatformError) -> i32 {
-    match e {
-        PlatformError::Kube(k) => kube_code(k),
-        PlatformError::ReleaseNotFound { .. } | PlatformError::WrongKind { .. } => NOT_FOUND,
-        PlatformError::BadSecretRef(_) => 2,
-        PlatformError::BadRelease { .. } => SOURCE,
-        PlatformError::ToolMissing { .. } | PlatformError::Local { .. } => REFUSED,
-        PlatformError::ToolFailed { .. } => OTHER,
-        PlatformError::Repo(r) => repo_code(r),
-    }
-}
-
-fn tenants_code(e: &TenantsError) -> i32 {
-    match e {
-        TenantsError::Kube(k) => kube_code(k),
-        TenantsError::Tenant(t) => tenant_code(t),
-        TenantsError::Repo(r) => repo_code(r),
-        TenantsError::TcpNotFound { .. }
-        | TenantsError::NoTenants { .. }
-        | TenantsError::NotInBackup { .. }
-        | TenantsError::WrongKind { .. } => NOT_FOUND,
-        TenantsError::SchemaMismatch { .. } | TenantsError::NoDataToKeep { .. } | TenantsError::Local(_) => REFUSED,
-        TenantsError::NotReady { .. } => TIMEOUT,
-        TenantsError::BadRef(_) => 2,
-        TenantsError::BadFile { .. } => DAMAGED,
-        TenantsError::NotSetUp { .. } | TenantsError::DataStore { .. } => SOURCE,
-    }
-}
-
-/// The exit code of a failed persistent-data unit.
-pub fn volume_code(c: kmdr_plan::exec::FailureClass) -> i32 {
-    use kmdr_plan::exec::FailureClass as F;
-    match c {
-        F::NotInstalled | F::Refused => REFUSED,
-        F::TimedOut => TIMEOUT,
-        F::ToolFailed | F::Other => SOURCE,
-        F::NotFound => NOT_FOUND,
-    }
-}
-
-/// The exit code for an error: the first cause kmdr knows decides.
+/// The exit code for an error.
 pub fn code_for(e: &anyhow::Error) -> i32 {
-    for cause in e.chain() {
-        if let Some(x) = cause.downcast_ref::<TenantsError>() {
-            return tenants_code(x);
+    code(class_of(e))
+}
+
+/// The exit-code list at the end of `kmdr --help`, wrapped for a terminal.
+pub static EXIT_CODES_HELP: LazyLock<String> = LazyLock::new(|| {
+    let mut s = String::from("Exit codes:");
+    for r in TABLE {
+        let text = if r.next.is_empty() { r.meaning.to_string() } else { format!("{}. {}", r.meaning, r.next) };
+        let mut line = format!("\n  {:>2}  ", r.code);
+        for word in text.split(' ') {
+            if line.len() + word.len() > 100 {
+                s.push_str(line.trim_end());
+                line = format!("\n{:6}", "");
+            }
+            line.push_str(word);
+            line.push(' ');
         }
-        if let Some(x) = cause.downcast_ref::<WaitError>() {
-            return match x {
-                WaitError::Kube(k) => kube_code(k),
-                WaitError::Pods(_) => TIMEOUT,
-            };
-        }
-        if cause.is::<crate::commands::NotHealthy>() {
-            return TIMEOUT;
-        }
-        if let Some(x) = cause.downcast_ref::<crate::commands::VolumeFailure>() {
-            return volume_code(x.0);
-        }
-        if let Some(x) = cause.downcast_ref::<InspectError>() {
-            return inspect_code(x);
-        }
-        if cause.is::<kmdr_kube::inspect::encryption::EncryptionError>() {
-            return KEY;
-        }
-        if let Some(x) = cause.downcast_ref::<TenantError>() {
-            return tenant_code(x);
-        }
-        if let Some(x) = cause.downcast_ref::<PointError>() {
-            return point_code(x);
-        }
-        if cause.is::<kmdr_repo::ChainGap>() {
-            return CHAIN_GAP;
-        }
-        if let Some(x) = cause.downcast_ref::<PlatformError>() {
-            return platform_code(x);
-        }
-        if let Some(x) = cause.downcast_ref::<KubeError>() {
-            return kube_code(x);
-        }
-        if let Some(x) = cause.downcast_ref::<EtcdError>() {
-            return etcd_code(x);
-        }
-        if let Some(x) = cause.downcast_ref::<RepoError>() {
-            return repo_code(x);
-        }
-        if let Some(x) = cause.downcast_ref::<StoreError>() {
-            return store_code(x);
-        }
-        if cause.is::<crate::commands::UsageError>() || cause.is::<crate::commands::PlanInvalid>() {
-            return 2;
-        }
-        if let Some(kmdr_plan::drill::DrillError::NotDrillable(_)) = cause.downcast_ref() {
-            return 2;
-        }
+        s.push_str(line.trim_end());
     }
-    OTHER
+    s
+});
+
+#[cfg(test)]
+/// docs/design.md section 14's table, as it must read.
+pub fn design_table() -> String {
+    let mut s = String::from("| code | class | meaning | what to do |\n|---|---|---|---|\n");
+    for r in TABLE {
+        let class = r.class.map(|c| format!("`{c}`")).unwrap_or_default();
+        s.push_str(&format!("| {} | {class} | {} | {} |\n", r.code, r.meaning, r.next));
+    }
+    s
 }
 
 /// The whole cause chain on one line, without repeating a cause a message already contains.
@@ -248,4 +195,49 @@ pub fn one_line(e: &anyhow::Error) -> String {
         s.push_str(&c);
     }
     s.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_class_has_one_code() {
+        for c in ErrorClass::ALL {
+            assert_eq!(TABLE.iter().filter(|r| r.class == Some(c)).count(), 1, "{c}");
+        }
+        let mut codes: Vec<i32> = TABLE.iter().map(|r| r.code).collect();
+        codes.dedup();
+        assert_eq!(codes, (0..=12).collect::<Vec<_>>(), "codes in order, none twice");
+    }
+
+    #[test]
+    fn design_md_shows_the_table() {
+        let design = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/design.md")).unwrap();
+        let want = design_table();
+        assert!(
+            design.contains(&want),
+            "docs/design.md section 14 differs from crates/kmdr/src/exit.rs; paste this table there:\n{want}"
+        );
+    }
+
+    #[test]
+    fn the_first_known_cause_decides() {
+        let key = anyhow::Error::new(kmdr_repo::Error::NoKey).context("opening the repository");
+        assert_eq!(code_for(&key), 4);
+        let gap =
+            anyhow::Error::new(kmdr_repo::point::PointError::Repo(kmdr_repo::Error::Locked { holder: "x".into() }));
+        assert_eq!(code_for(&gap), 3);
+        assert_eq!(code_for(&anyhow::anyhow!("something")), OTHER);
+        let usage = anyhow::Error::new(crate::commands::UsageError("bad".into()));
+        assert_eq!(code_for(&usage), 2);
+    }
+
+    #[test]
+    fn help_lists_every_code() {
+        for r in TABLE {
+            assert!(EXIT_CODES_HELP.contains(&format!("\n  {:>2}  ", r.code)), "{}", r.code);
+        }
+        assert!(EXIT_CODES_HELP.lines().all(|l| l.len() <= 100), "{}", *EXIT_CODES_HELP);
+    }
 }

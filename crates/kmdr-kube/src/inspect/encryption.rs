@@ -15,6 +15,7 @@
 use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use base64::Engine;
 use cbc::cipher::{BlockDecryptMut, KeyIvInit, block_padding::Pkcs7};
+use kmdr_core::{Classify, ErrorClass};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -241,6 +242,12 @@ fn secretbox(key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
         )
         .ok()?;
     Some(buf)
+}
+
+impl Classify for EncryptionError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Key
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! What can go wrong inspecting a snapshot offline.
 
 use crate::inspect::encryption::EncryptionError;
+use kmdr_core::{Classify, ErrorClass};
 use kmdr_etcd::EtcdError;
 use kmdr_etcd::bbolt::BoltError;
 use std::path::PathBuf;
@@ -46,4 +47,18 @@ pub enum InspectError {
     /// Fetching the snapshot from the repository failed.
     #[error(transparent)]
     Etcd(#[from] EtcdError),
+}
+
+impl Classify for InspectError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            InspectError::Bolt(_) | InspectError::Undecodable { .. } => ErrorClass::Damaged,
+            InspectError::Encryption(e) => e.class(),
+            InspectError::BadKind(_) | InspectError::BadName { .. } => ErrorClass::Usage,
+            InspectError::NotFound { .. } => ErrorClass::NotFound,
+            InspectError::Unsupported { .. } => ErrorClass::Other,
+            InspectError::Local { .. } => ErrorClass::Refused,
+            InspectError::Etcd(x) => x.class(),
+        }
+    }
 }

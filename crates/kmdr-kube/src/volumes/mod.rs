@@ -21,6 +21,7 @@ pub use kmdr_core::volume::{ProviderSpec, VolumeEntry};
 
 use crate::client::{KubeClient, KubeError, ResourceKind};
 use chrono::{DateTime, Utc};
+use kmdr_core::{Classify, ErrorClass};
 use kmdr_core::{Layer, Manifest, SourceInfo, VolumeBackupInfo};
 use kmdr_repo::backuper::ManifestDraft;
 use kmdr_repo::{BackupSession, Repository};
@@ -73,33 +74,15 @@ pub enum VolumeError {
     Repo(#[from] kmdr_repo::Error),
 }
 
-/// How failures of this layer are classed for exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FailureClass {
-    /// The tool's CRD is missing.
-    NotInstalled,
-    /// Stuck past the timeout.
-    TimedOut,
-    /// The tool reported failure (Failed, PartiallyFailed, ...).
-    ToolFailed,
-    /// A restore target exists.
-    Refused,
-    /// No backup to take or restore.
-    NotFound,
-    /// Kubernetes unreachable, refused credentials, the repository, ...
-    Other,
-}
-
-impl VolumeError {
-    pub fn class(&self) -> FailureClass {
+impl Classify for VolumeError {
+    fn class(&self) -> ErrorClass {
         match self {
-            VolumeError::NotInstalled { .. } => FailureClass::NotInstalled,
-            VolumeError::TimedOut { .. } => FailureClass::TimedOut,
-            VolumeError::Failed { .. } => FailureClass::ToolFailed,
-            VolumeError::Exists { .. } => FailureClass::Refused,
-            VolumeError::NothingFound(_) | VolumeError::WrongKind { .. } => FailureClass::NotFound,
-            VolumeError::Kube(_) | VolumeError::Repo(_) => FailureClass::Other,
+            VolumeError::NotInstalled { .. } | VolumeError::Exists { .. } => ErrorClass::Refused,
+            VolumeError::TimedOut { .. } => ErrorClass::Timeout,
+            // The tool reported failure; or its API objects could not be read.
+            VolumeError::Failed { .. } | VolumeError::Kube(_) => ErrorClass::Source,
+            VolumeError::NothingFound(_) | VolumeError::WrongKind { .. } => ErrorClass::NotFound,
+            VolumeError::Repo(r) => r.class(),
         }
     }
 }

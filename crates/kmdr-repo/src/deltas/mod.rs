@@ -24,6 +24,7 @@ use crate::{Error, Repository, Result};
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use kmdr_core::id::ID_TIME_FORMAT;
+use kmdr_core::{Classify, ErrorClass};
 use kmdr_store::StoreError;
 use std::fmt;
 
@@ -204,6 +205,12 @@ impl Repository {
     pub async fn delete_segment(&self, name: &SegmentName) -> Result<()> {
         self.store().delete(&name.key()).await?;
         Ok(())
+    }
+}
+
+impl Classify for ChainGap {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::ChainGap
     }
 }
 

@@ -140,7 +140,7 @@ pub async fn by_plan(g: &GlobalArgs, file: &std::path::Path, layer: Option<kmdr_
             }
             continue;
         }
-        for u in kmdr_plan::exec::backup_layer(&repo, spec, &tags, None, &notify).await {
+        for u in kmdr_plan::exec::backup_layer(&repo, spec, &tags, &notify).await {
             all.push((spec.layer, u));
         }
     }
@@ -161,9 +161,9 @@ pub async fn by_plan(g: &GlobalArgs, file: &std::path::Path, layer: Option<kmdr_
             "error: {failed} of {} units were not backed up; the others were. Fix the causes above and run again",
             all.len()
         );
-        // A volume unit's class decides (tool missing, timed out, ...).
-        let class = all.iter().find_map(|(_, u)| u.failure);
-        return Ok(class.map_or(crate::exit::SOURCE, crate::exit::volume_code));
+        // The first failed unit's class decides (source unreachable, tool missing, timed out, ...).
+        let class = all.iter().find_map(|(_, u)| u.error.as_ref().map(|e| e.class));
+        return Ok(class.map_or(crate::exit::OTHER, crate::exit::code));
     }
     Ok(0)
 }

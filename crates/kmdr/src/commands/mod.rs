@@ -1,5 +1,6 @@
 //! One module per verb. Each parses nothing itself (clap did), calls the
-//! libraries and prints; the logic lives in kmdr-repo and kmdr-sources.
+//! libraries and prints; the logic lives in the library crates (kmdr-repo, kmdr-plan and the
+//! crates of the systems kmdr talks to).
 
 mod backup;
 mod backups;
@@ -28,10 +29,11 @@ use std::sync::Arc;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// A persistent-data unit failed; its class decides the exit code.
-#[derive(Debug, thiserror::Error)]
-#[error("{1}")]
-pub struct VolumeFailure(pub kmdr_plan::exec::FailureClass, pub String);
+impl kmdr_core::Classify for UsageError {
+    fn class(&self) -> kmdr_core::ErrorClass {
+        kmdr_core::ErrorClass::Usage
+    }
+}
 
 /// Run the parsed command; returns the exit code.
 pub async fn run(cli: Cli) -> Result<i32> {

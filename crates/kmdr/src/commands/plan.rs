@@ -24,6 +24,12 @@ pub struct PlanInvalid {
     pub first: String,
 }
 
+impl kmdr_core::Classify for PlanInvalid {
+    fn class(&self) -> kmdr_core::ErrorClass {
+        kmdr_core::ErrorClass::Usage
+    }
+}
+
 /// Read and check a plan file.
 pub fn load(path: &Path) -> Result<Plan> {
     let text =

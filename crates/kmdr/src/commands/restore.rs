@@ -415,8 +415,6 @@ async fn tenant(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
 /// through its `before-restore` steps, the restore, its `after-restore` steps
 /// and its health gate (`health-check` steps) before the next one starts.
 pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
-    use kmdr_plan::exec::{self, Choice};
-    use kmdr_plan::{LayerSource, Phase};
     let file = a.plan.clone().expect("checked by the caller");
     let plan = super::plan::load(&file)?;
     let only: Option<kmdr_core::Layer> = a.layer.map(Into::into);
@@ -433,98 +431,45 @@ pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
             eprintln!("{line}");
         }
     };
-    let mut report = Vec::new();
-    for spec in plan.layers.iter().filter(|s| only.is_none_or(|l| s.layer == l)) {
-        if matches!(spec.source, LayerSource::Targets) {
-            notify(&format!("{}: nothing kmdr restores yet (targets only); its run steps are yours", spec.layer));
-            continue;
-        }
-        if let LayerSource::Helm(h) = &spec.source {
-            // helm reinstalls the platform; restore --plan does not run it.
-            let latest = exec::latest_units(&repo, spec).await?.remove(&h.unit());
-            let msg = match latest {
-                Some(id) => format!(
-                    "{}: reinstall it with `kmdr restore platform {id} --to DIR --execute` (prints the runbook's helm install), then continue",
-                    spec.layer
-                ),
-                None => format!("{}: no platform backup in the repository; reinstall it by the runbook", spec.layer),
-            };
-            eprintln!("{msg}");
-            continue;
-        }
-        let started = std::time::Instant::now();
-        if !a.dry_run
-            && let Err(e) = exec::run_phase(&plan, spec, Phase::BeforeRestore, &notify).await
-        {
-            anyhow::bail!(
-                "layer {} stopped in its before-restore steps: {e}; later layers were not restored",
-                spec.layer
-            );
-        }
-        let units = exec::restore_units(&repo, spec, Choice::Latest, a.force, a.dry_run, &notify).await?;
-        let failed: Vec<_> =
-            units.iter().filter_map(|u| u.error.as_ref().map(|e| format!("{}: {e}", u.unit))).collect();
-        if g.format == Format::Text {
-            for u in &units {
+    let opts = kmdr_plan::RestoreOptions { force: a.force, dry_run: a.dry_run };
+    let (layers, stopped) = kmdr_plan::recover::recover(&plan, &repo, only, opts, &notify).await;
+    if g.format == Format::Json {
+        output::json(&layers);
+    } else {
+        for l in &layers {
+            if let Some(note) = &l.note {
+                eprintln!("{}: {note}", l.layer);
+            }
+            for u in &l.units {
                 println!(
                     "{:<22} {:<32} {} {}",
-                    spec.layer.as_str(),
+                    l.layer.as_str(),
                     u.unit,
                     u.backup.as_deref().unwrap_or("-"),
-                    match (&u.error, a.dry_run) {
-                        (Some(e), _) => format!("FAILED: {e}"),
-                        (None, true) if matches!(spec.source, LayerSource::Volumes(_)) =>
-                            format!("would restore {} volume set(s)", u.keys.unwrap_or(0)),
-                        (None, false) if matches!(spec.source, LayerSource::Volumes(_)) =>
-                            format!("restored {} volume set(s)", u.keys.unwrap_or(0)),
-                        (None, true) => format!("would write {} keys", u.keys.unwrap_or(0)),
-                        (None, false) => format!("restored {} keys", u.keys.unwrap_or(0)),
-                    }
+                    restored(l.layer, u, a.dry_run)
                 );
                 for line in &u.objects {
                     println!("{:<22}   {line}", "");
                 }
             }
         }
-        report.push(json!({"layer": spec.layer, "units": units}));
-        if !failed.is_empty() {
-            if g.format == Format::Json {
-                output::json(&report);
-            }
-            if let Some(class) = units.iter().find_map(|u| u.failure) {
-                return Err(super::VolumeFailure(
-                    class,
-                    format!(
-                        "layer {} did not recover ({}); later layers were not restored",
-                        spec.layer,
-                        failed.join("; ")
-                    ),
-                )
-                .into());
-            }
-            anyhow::bail!(
-                "layer {} did not recover ({}); later layers were not restored",
-                spec.layer,
-                failed.join("; ")
-            );
-        }
-        if !a.dry_run {
-            for phase in [Phase::AfterRestore, Phase::HealthCheck] {
-                if let Err(e) = exec::run_phase(&plan, spec, phase, &notify).await {
-                    anyhow::bail!(
-                        "layer {} did not pass its {} steps: {e}; later layers were not restored",
-                        spec.layer,
-                        exec::phase_name(phase)
-                    );
-                }
-            }
-            notify(&format!("{}: healthy after {}", spec.layer, human_duration(started.elapsed())));
-        }
     }
-    if g.format == Format::Json {
-        output::json(&report);
+    match stopped {
+        Some(e) => Err(e.into()),
+        None => Ok(0),
     }
-    Ok(0)
+}
+
+/// What a unit's restore did, for the text table.
+fn restored(layer: kmdr_core::Layer, u: &kmdr_plan::exec::UnitOutcome, dry_run: bool) -> String {
+    let n = u.keys.unwrap_or(0);
+    let what = if layer == kmdr_core::Layer::PersistentData { "volume set(s)" } else { "keys" };
+    match (&u.error, dry_run) {
+        (Some(e), _) => format!("FAILED: {e}"),
+        (None, true) if what == "keys" => format!("would write {n} keys"),
+        (None, true) => format!("would restore {n} {what}"),
+        (None, false) => format!("restored {n} {what}"),
+    }
 }
 
 /// `kmdr restore platform ID|latest --to DIR [--execute] [--dry-run]`: the

@@ -17,6 +17,12 @@ pub struct NotHealthy {
     pub problems: String,
 }
 
+impl kmdr_core::Classify for NotHealthy {
+    fn class(&self) -> kmdr_core::ErrorClass {
+        kmdr_core::ErrorClass::Timeout
+    }
+}
+
 pub async fn run(g: &GlobalArgs, a: WatchArgs) -> Result<i32> {
     let kube = a.kube.connect(g).await?;
     let started = Instant::now();

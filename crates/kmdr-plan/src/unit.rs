@@ -1,0 +1,474 @@
+//! The one seam between a plan and the systems it protects. A [`Unit`] is
+//! one thing a layer holds: the under-cluster's etcd, one tenant of one
+//! datastore, the platform's Helm release, or one persistent-data entry.
+//! Each kind implements backup, restore, inventory and delta capture here,
+//! once; plan backup and restore ([`crate::exec`]), the drill, the runbook
+//! review and `kmdr serve` iterate over units and never match on a layer's
+//! source themselves.
+
+use crate::plan::{DatastoreSpec, EtcdSource, HelmSource, LayerSource, LayerSpec, TenantSelector, VolumeSpec};
+use crate::steps::{connect_datastore, etcd_connection};
+use kmdr_core::{Classify, ErrorClass, Manifest, SourceInfo};
+use kmdr_datastore::capture::{ChangeSource, DeltaTarget};
+use kmdr_datastore::inventory::{self, KeyDigests};
+use kmdr_datastore::{
+    self as tenant, AnyTenants, RecordReader, RecordWriter, TenantBackupOptions, TenantError, TenantStore,
+};
+use kmdr_etcd::restorer::{self, EtcdRestoreOptions};
+use kmdr_etcd::{SnapshotOptions, snapshotter};
+use kmdr_kube::client::{KubeClient, KubeTarget};
+use kmdr_kube::platform::{self, PlatformBackupOptions, PlatformError};
+use kmdr_kube::volumes::{self, VolumeError};
+use kmdr_repo::Repository;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One thing a plan backs up and restores.
+#[derive(Debug, Clone)]
+pub enum Unit {
+    /// The under-cluster's etcd, whole.
+    Etcd(EtcdSource),
+    /// One tenant's data in one datastore.
+    Tenant { datastore: DatastoreSpec, schema: String },
+    /// The platform's Helm release (backed up; helm reinstalls it).
+    Helm(HelmSource),
+    /// A persistent-data entry: kmdr drives the user's volume backup tool.
+    Volume(VolumeSpec),
+}
+
+/// Why a unit failed: its class (the exit code and hint follow from it) and
+/// the whole message, cause chain included.
+#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[error("{message}")]
+pub struct UnitError {
+    pub class: ErrorClass,
+    pub message: String,
+    /// The error itself, for callers that look deeper.
+    #[serde(skip)]
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl UnitError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        UnitError { class, message: message.into(), source: None }
+    }
+
+    /// The same error with `context: ` in front of its message.
+    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+}
+
+impl Classify for UnitError {
+    fn class(&self) -> ErrorClass {
+        self.class
+    }
+}
+
+impl UnitError {
+    /// A classified library error as a unit error; its message carries its causes.
+    pub fn of<E: Classify + Send + Sync + 'static>(e: E) -> Self {
+        let mut message = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !message.contains(&text) {
+                message = format!("{message}: {text}");
+            }
+            cause = c.source();
+        }
+        UnitError { class: e.class(), message, source: Some(Arc::new(e)) }
+    }
+}
+
+/// The library errors a unit's work can end in.
+macro_rules! from_classified {
+    ($($t:ty),*) => {$(
+        impl From<$t> for UnitError {
+            fn from(e: $t) -> Self {
+                UnitError::of(e)
+            }
+        }
+    )*};
+}
+from_classified!(
+    kmdr_repo::Error,
+    kmdr_etcd::EtcdError,
+    kmdr_datastore::TenantError,
+    kmdr_kube::client::KubeError,
+    PlatformError,
+    VolumeError,
+    crate::steps::StepError
+);
+
+/// How a unit is restored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestoreOptions {
+    /// Replace what the target holds (a non-empty data dir, a tenant's keys).
+    pub force: bool,
+    /// Plan only: read the repository and the target, change nothing.
+    pub dry_run: bool,
+}
+
+/// What a unit's restore did (or would do, on a dry run).
+#[derive(Debug, Clone, Default)]
+pub struct Restored {
+    /// Keys written, or volume sets restored.
+    pub count: Option<u64>,
+    /// One line per object a volume restore creates.
+    pub objects: Vec<String>,
+}
+
+/// Connections shared by the units of one run: one per datastore, with the
+/// datastore's one read point (etcd), so N tenants cost one connection.
+#[derive(Default)]
+pub struct Connections {
+    stores: BTreeMap<String, (AnyTenants, Option<i64>)>,
+}
+
+impl Connections {
+    async fn tenant_store(&mut self, d: &DatastoreSpec) -> Result<&(AnyTenants, Option<i64>), UnitError> {
+        if !self.stores.contains_key(&d.name) {
+            let store = connect_datastore(d).await.map_err(|e| UnitError::from(e).context(datastore_label(d)))?;
+            let at = store.shared_read_point().await.ok().flatten();
+            self.stores.insert(d.name.clone(), (store, at));
+        }
+        Ok(&self.stores[&d.name])
+    }
+}
+
+fn datastore_label(d: &DatastoreSpec) -> String {
+    format!("datastore {}", d.name)
+}
+
+impl Unit {
+    /// The unit's name in reports and metrics: `etcd`, `<datastore>/<schema>`,
+    /// `helm/<namespace>/<release>`, or the volumes entry's name.
+    pub fn name(&self) -> String {
+        match self {
+            Unit::Etcd(_) => "etcd".into(),
+            Unit::Tenant { datastore, schema } => format!("{}/{schema}", datastore.name),
+            Unit::Helm(h) => h.unit(),
+            Unit::Volume(v) => v.unit(),
+        }
+    }
+
+    /// The backup kind this unit writes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Unit::Etcd(_) => snapshotter::KIND,
+            Unit::Tenant { .. } => tenant::KIND,
+            Unit::Helm(_) => platform::KIND,
+            Unit::Volume(_) => volumes::KIND,
+        }
+    }
+
+    /// The series of its full backups, where it is known without connecting
+    /// (etcd's is `etcd/<cluster id>`, found by its first backup).
+    pub fn series(&self) -> Option<String> {
+        match self {
+            Unit::Tenant { schema, .. } => Some(format!("tenant/{schema}")),
+            Unit::Helm(h) => Some(helm_series(h)),
+            Unit::Volume(v) => Some(volumes::series(&v.entry.name)),
+            Unit::Etcd(_) => None,
+        }
+    }
+
+    /// Whether the backup `m` is one of this unit's.
+    pub fn owns(&self, m: &Manifest) -> bool {
+        match (self, &m.source) {
+            (Unit::Etcd(_), _) => m.id.kind() == snapshotter::KIND,
+            (Unit::Tenant { schema, .. }, SourceInfo::TenantData(t)) => &t.schema == schema,
+            (Unit::Tenant { .. }, _) => false,
+            (Unit::Helm(_) | Unit::Volume(_), _) => self.series().is_some_and(|s| s == m.series),
+        }
+    }
+
+    /// Whether it has a delta capture between full backups.
+    pub fn captures(&self) -> bool {
+        matches!(self, Unit::Etcd(_) | Unit::Tenant { .. })
+    }
+
+    /// Whether a drill breaks and recovers it (the Helm release is only backed up).
+    pub fn drilled(&self) -> bool {
+        !matches!(self, Unit::Helm(_))
+    }
+
+    /// Take a full backup now.
+    pub async fn backup(&self, repo: &Repository, tags: &BTreeMap<String, String>) -> Result<Manifest, UnitError> {
+        self.backup_with(repo, tags, &mut Connections::default()).await
+    }
+
+    /// Take a full backup now, sharing the run's datastore connections.
+    pub async fn backup_with(
+        &self,
+        repo: &Repository,
+        tags: &BTreeMap<String, String>,
+        conns: &mut Connections,
+    ) -> Result<Manifest, UnitError> {
+        Ok(match self {
+            Unit::Etcd(e) => {
+                let opts = SnapshotOptions { connection: etcd_connection(e), tags: tags.clone() };
+                snapshotter::backup_snapshot(repo, &opts, None).await?
+            }
+            Unit::Tenant { datastore, schema } => {
+                let (store, at) = conns.tenant_store(datastore).await?;
+                let opts = TenantBackupOptions { tags: tags.clone(), at: *at };
+                tenant::backup_tenant(repo, store, schema, &opts, None).await?
+            }
+            Unit::Helm(h) => {
+                let kube = KubeClient::connect(&kube_target(h)).await.map_err(PlatformError::from)?;
+                platform::backup_platform(repo, &kube, &platform_options(h, tags)?).await?
+            }
+            Unit::Volume(v) => {
+                let kube = KubeClient::connect(&volume_target(v)).await.map_err(VolumeError::from)?;
+                volumes::backup_entry(repo, &kube, &v.entry, tags).await?
+            }
+        })
+    }
+
+    /// Restore the backup `id` into the unit's target. The Helm release is
+    /// reinstalled by helm (`kmdr restore platform`), not here.
+    pub async fn restore(&self, repo: &Repository, id: &str, opts: RestoreOptions) -> Result<Restored, UnitError> {
+        match self {
+            Unit::Etcd(e) => {
+                let Some(member) = &e.restore else {
+                    return Err(UnitError::new(
+                        ErrorClass::Usage,
+                        "the plan's under-cluster has no `restore:` (dataDir, name, initialCluster, initialAdvertisePeerUrls)",
+                    ));
+                };
+                let ropts = EtcdRestoreOptions {
+                    data_dir: member.data_dir.clone(),
+                    name: member.name.clone(),
+                    initial_cluster: member.initial_cluster.clone(),
+                    initial_advertise_peer_urls: member.initial_advertise_peer_urls.clone(),
+                    initial_cluster_token: None,
+                    force: opts.force,
+                };
+                let tool = kmdr_etcd::find_restore_tool(None)?;
+                let bid = repo.resolve(id, Some(snapshotter::KIND)).await?;
+                let p = restorer::plan_restore(repo, &bid, &ropts, tool, None).await?;
+                if !opts.dry_run {
+                    restorer::execute(repo, &p, None).await?;
+                }
+                Ok(Restored { count: Some(p.key_count.max(0) as u64), objects: Vec::new() })
+            }
+            Unit::Tenant { datastore, schema } => {
+                let store = connect_datastore(datastore).await?;
+                let m = repo.load_manifest(&repo.resolve(id, Some(tenant::KIND)).await?).await?;
+                let p = tenant::plan_tenant_restore(&store, &m, Some(schema), opts.force).await?;
+                if opts.dry_run {
+                    return Ok(Restored { count: Some(p.write_keys), objects: Vec::new() });
+                }
+                let info = tenant::restore_tenant(repo, &store, &m, &p, None).await?;
+                Ok(Restored { count: Some(info.written), objects: Vec::new() })
+            }
+            Unit::Helm(_) => Err(UnitError::new(
+                ErrorClass::Usage,
+                "the platform is reinstalled by helm: run `kmdr restore platform ID --to DIR --execute`",
+            )),
+            Unit::Volume(v) => {
+                let (count, objects) = restore_volume(repo, v, id, opts.dry_run).await?;
+                Ok(Restored { count: Some(count), objects })
+            }
+        }
+    }
+
+    /// What the unit holds now, key by key, where kmdr can read it (etcd and
+    /// tenants); `None` for the release and volumes (the tool's restore is their check).
+    pub async fn inventory(&self) -> Result<Option<KeyDigests>, UnitError> {
+        Ok(match self {
+            Unit::Etcd(e) => Some(inventory::etcd_digests(&etcd_connection(e)).await?),
+            Unit::Tenant { datastore, schema } => {
+                let store = connect_datastore(datastore).await?;
+                Some(inventory::tenant_digests(&store, schema).await?)
+            }
+            Unit::Helm(_) | Unit::Volume(_) => None,
+        })
+    }
+
+    /// Whether kmdr can read what it holds, key by key ([`Unit::inventory`]).
+    pub fn has_inventory(&self) -> bool {
+        matches!(self, Unit::Etcd(_) | Unit::Tenant { .. })
+    }
+
+    /// What it holds after a restore: like [`Unit::inventory`], but a
+    /// restarted etcd is given until `within` to answer.
+    pub async fn read_back(&self, within: Duration) -> Result<Option<KeyDigests>, UnitError> {
+        let Unit::Etcd(e) = self else { return self.inventory().await };
+        let conn = etcd_connection(e);
+        let deadline = Instant::now() + within;
+        loop {
+            match inventory::etcd_digests(&conn).await {
+                Ok(d) => return Ok(Some(d)),
+                Err(e) if Instant::now() >= deadline => return Err(e.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    /// Whether a drill without failure steps can break it itself ([`Unit::wipe`]).
+    pub fn can_wipe(&self) -> bool {
+        matches!(self, Unit::Tenant { .. })
+    }
+
+    /// The drill's built-in failure: a tenant's keys removed (an empty import with force).
+    pub async fn wipe(&self) -> Result<(), UnitError> {
+        let Unit::Tenant { datastore, schema } = self else {
+            return Err(UnitError::new(ErrorClass::Usage, format!("kmdr does not wipe {} itself", self.name())));
+        };
+        let store = connect_datastore(datastore).await?;
+        let mut empty = Vec::new();
+        RecordWriter::new(&mut empty).finish().await.map_err(TenantError::from)?;
+        store.import(schema, &mut RecordReader::new(empty.as_slice()), true).await?;
+        Ok(())
+    }
+
+    /// Connect for capturing changes: the source and the capture target.
+    pub async fn change_source(&self) -> Result<(ChangeSource, DeltaTarget), UnitError> {
+        match self {
+            Unit::Etcd(e) => Ok(ChangeSource::whole_etcd(&etcd_connection(e)).await?),
+            Unit::Tenant { datastore, schema } => {
+                let store = connect_datastore(datastore).await?;
+                Ok(ChangeSource::tenant(store, schema))
+            }
+            Unit::Helm(_) => Err(UnitError::new(ErrorClass::Usage, "the platform release has no delta capture")),
+            Unit::Volume(_) => Err(UnitError::new(ErrorClass::Usage, "volume backups have no delta capture")),
+        }
+    }
+}
+
+/// The units of a layer the plan names without asking anyone: etcd, the
+/// release, each volumes entry, and the tenants a datastore lists by name.
+/// Tenants of `tenants: all` are found with [`list_tenants`].
+pub fn named_units(spec: &LayerSpec) -> Vec<Unit> {
+    match &spec.source {
+        LayerSource::Targets => Vec::new(),
+        LayerSource::Etcd(e) => vec![Unit::Etcd(e.clone())],
+        LayerSource::Helm(h) => vec![Unit::Helm(h.clone())],
+        LayerSource::Volumes(entries) => entries.iter().cloned().map(Unit::Volume).collect(),
+        LayerSource::Tenants(ds) => ds
+            .iter()
+            .flat_map(|d| match &d.tenants {
+                TenantSelector::Only(names) => {
+                    names.iter().map(|s| Unit::Tenant { datastore: d.clone(), schema: s.clone() }).collect()
+                }
+                TenantSelector::All => Vec::new(),
+            })
+            .collect(),
+    }
+}
+
+/// The datastores of a layer (none unless it holds tenants).
+pub fn datastores(spec: &LayerSpec) -> &[DatastoreSpec] {
+    match &spec.source {
+        LayerSource::Tenants(ds) => ds,
+        _ => &[],
+    }
+}
+
+/// The tenant unit `<datastore>/<schema>` of a layer, whether or not the plan names the tenant.
+pub fn tenant_unit(spec: &LayerSpec, name: &str) -> Option<Unit> {
+    let (dname, schema) = name.split_once('/')?;
+    let d = datastores(spec).iter().find(|d| d.name == dname)?;
+    Some(Unit::Tenant { datastore: d.clone(), schema: schema.into() })
+}
+
+/// The tenants a datastore spec selects, found live (for `all`).
+pub async fn list_tenants(d: &DatastoreSpec, store: &impl TenantStore) -> Result<Vec<String>, UnitError> {
+    match &d.tenants {
+        TenantSelector::Only(s) => Ok(s.clone()),
+        TenantSelector::All => store.list_tenants().await.map_err(|e| UnitError::from(e).context(datastore_label(d))),
+    }
+}
+
+/// The tenant units of one datastore, found live.
+pub async fn datastore_units(d: &DatastoreSpec) -> Result<Vec<Unit>, UnitError> {
+    let store = connect_datastore(d).await.map_err(|e| UnitError::from(e).context(datastore_label(d)))?;
+    let schemas = list_tenants(d, &store).await?;
+    Ok(schemas.into_iter().map(|schema| Unit::Tenant { datastore: d.clone(), schema }).collect())
+}
+
+/// Every tenant a datastore holds, and any the plan names that is not
+/// there (yet): what a drill inventories, so that an unprotected tenant shows.
+pub async fn present_units(d: &DatastoreSpec) -> Result<Vec<Unit>, UnitError> {
+    let store = connect_datastore(d).await.map_err(|e| UnitError::from(e).context(datastore_label(d)))?;
+    let mut all = store.list_tenants().await.map_err(|e| UnitError::from(e).context(datastore_label(d)))?;
+    if let TenantSelector::Only(named) = &d.tenants {
+        all.extend(named.iter().filter(|s| !all.contains(s)).cloned().collect::<Vec<_>>());
+    }
+    Ok(all.into_iter().map(|schema| Unit::Tenant { datastore: d.clone(), schema }).collect())
+}
+
+/// The series of a Helm release's backups.
+pub fn helm_series(h: &HelmSource) -> String {
+    format!("platform/{}/{}", h.namespace, h.release)
+}
+
+/// Restore one volumes entry from the record `id`: plan it (reading the
+/// cluster only), then, unless `dry_run`, carry it out. Returns the volumes
+/// or tool restores completed (planned, on a dry run) and one line per object.
+async fn restore_volume(
+    repo: &Repository,
+    v: &VolumeSpec,
+    id: &str,
+    dry_run: bool,
+) -> Result<(u64, Vec<String>), VolumeError> {
+    let m = repo.load_manifest(&repo.resolve(id, Some(volumes::KIND)).await?).await?;
+    let record = volumes::record(&m, &v.entry.name)?;
+    let kube = KubeClient::connect(&volume_target(v)).await?;
+    let plan = volumes::plan_restore(&kube, &v.entry, record).await?;
+    let lines: Vec<String> = plan
+        .objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {} {}{}: {}",
+                o.action,
+                o.kind,
+                o.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(),
+                o.name,
+                o.note
+            )
+        })
+        .collect();
+    if dry_run {
+        let n = plan
+            .objects
+            .iter()
+            .filter(|o| {
+                o.action == "create" && matches!(o.kind.as_str(), "PersistentVolumeClaim" | "Restore" | "RestoreAction")
+            })
+            .count();
+        return Ok((n as u64, lines));
+    }
+    let done = volumes::restore(&kube, &v.entry, &plan).await?;
+    Ok((done.restored, lines))
+}
+
+/// How to reach a volumes entry's cluster.
+pub fn volume_target(v: &VolumeSpec) -> KubeTarget {
+    KubeTarget { kubeconfig: v.kubeconfig.clone(), context: v.context.clone(), ..Default::default() }
+}
+
+/// How to reach the platform's cluster.
+pub fn kube_target(h: &HelmSource) -> KubeTarget {
+    KubeTarget { kubeconfig: h.kubeconfig.clone(), context: h.context.clone(), ..Default::default() }
+}
+
+/// The backup options of a plan's `helm:` source.
+pub fn platform_options(
+    h: &HelmSource,
+    tags: &BTreeMap<String, String>,
+) -> Result<PlatformBackupOptions, PlatformError> {
+    Ok(PlatformBackupOptions {
+        release: h.release.clone(),
+        namespace: h.namespace.clone(),
+        secrets: h.secrets.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,
+        tags: tags.clone(),
+    })
+}
