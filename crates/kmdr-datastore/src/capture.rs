@@ -15,7 +15,7 @@
 //! coverage forward.
 
 use crate::any::AnyTenants;
-pub use crate::feed::{CaptureOptions, ChangeFeed, Changes, DeltaTarget, Stopped};
+pub use crate::feed::{CaptureOptions, ChangeFeed, Changes, DeltaTarget, FeedError, Stopped};
 use kmdr_core::{Classify, ErrorClass};
 use kmdr_repo::Repository;
 use kmdr_repo::deltas::DeltaEvent;
@@ -52,8 +52,13 @@ pub type OnCapture = dyn Fn(CaptureEvent) + Send + Sync;
 #[derive(Debug, thiserror::Error)]
 pub enum DeltaError {
     /// Reading the changes failed (datastore gone, connection lost); what was received is written.
-    #[error("reading the changes of {series} failed: {detail}; the capture resumes from revision {next}")]
-    Watch { series: String, detail: String, next: i64 },
+    #[error("reading the changes of {series} failed: {source}; the capture resumes from revision {next}")]
+    Watch {
+        series: String,
+        #[source]
+        source: FeedError,
+        next: i64,
+    },
     /// Writing a segment failed for good.
     #[error("writing a delta segment of {series} failed: {source}")]
     Repo {
@@ -190,7 +195,7 @@ impl DeltaCapture {
                         )
                         .await;
                 }
-                Err(e) => e.to_string(),
+                Err(e) => e.into(),
             },
             ChangeSource::Mysql { store, schema } => match store.open_log(schema).await {
                 Ok(log) => {
@@ -203,7 +208,7 @@ impl DeltaCapture {
                         )
                         .await;
                 }
-                Err(e) => e.to_string(),
+                Err(e) => e.into(),
             },
             ChangeSource::Nats { store, schema } => {
                 match crate::nats::feed::NatsFeed::open(store, schema, &self.target, from).await {
@@ -277,8 +282,8 @@ impl DeltaCapture {
         }
     }
 
-    fn watch_error(&self, detail: String) -> DeltaError {
-        DeltaError::Watch { series: self.target.series.clone(), detail, next: self.next }
+    fn watch_error(&self, source: FeedError) -> DeltaError {
+        DeltaError::Watch { series: self.target.series.clone(), source, next: self.next }
     }
 
     /// Write what is buffered as one segment `[next, covered]`; with nothing

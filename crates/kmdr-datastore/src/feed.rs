@@ -107,6 +107,21 @@ pub struct Changes {
     pub idle: bool,
 }
 
+/// Why a change feed failed. The capture writes what it received and
+/// resumes after it.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// The datastore failed: a query, the connection.
+    #[error(transparent)]
+    Datastore(#[from] crate::TenantError),
+    /// The etcd watch or the NATS consumer failed or ended.
+    #[error("{0}")]
+    Stream(String),
+    /// A change that is not kine's or etcd's (a KV value that is not a kine event).
+    #[error("{0}")]
+    Undecodable(String),
+}
+
 /// A source of changes for the core: an etcd Watch, a kine table poll, a
 /// NATS consumer. The core calls `next` in a loop; it is dropped only when the
 /// capture stops, so a feed may hold a query in flight across an await.
@@ -114,7 +129,7 @@ pub struct Changes {
 pub trait ChangeFeed {
     /// Wait for the next changes, returning at `until` at the latest (with
     /// no changes when none came) so that the core can write a segment.
-    /// `Ok(Err(stopped))` ends the capture (compaction); `Err(detail)` is a
+    /// `Ok(Err(stopped))` ends the capture (compaction); `Err` is a
     /// failure of the source.
-    async fn next(&mut self, until: Instant) -> Result<Result<Changes, Stopped>, String>;
+    async fn next(&mut self, until: Instant) -> Result<Result<Changes, Stopped>, FeedError>;
 }

@@ -769,7 +769,7 @@ async fn read_yaml(repo: &Repository, m: &Manifest, name: &str) -> Result<Value,
     restore_file(repo, entry, &mut buf, FileCheck::Sha256, None).await?;
     let text =
         String::from_utf8(buf).map_err(|e| TenantsError::BadFile { file: name.into(), detail: e.to_string() })?;
-    values_from_yaml(&text).map_err(|detail| TenantsError::BadFile { file: name.into(), detail })
+    values_from_yaml(&text).map_err(|e| TenantsError::BadFile { file: name.into(), detail: e.to_string() })
 }
 
 /// Check everything and describe the restore; nothing is written. Refuses

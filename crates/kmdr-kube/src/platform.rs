@@ -138,7 +138,7 @@ impl std::str::FromStr for SecretRef {
 /// Decode Helm's `data.release` (the bytes after the API's own base64): a
 /// base64 text of gzip of the release JSON. Helm reads un-gzipped JSON too,
 /// so that is accepted as well.
-pub fn decode_release(data: &[u8]) -> Result<Value, String> {
+pub(crate) fn decode_release(data: &[u8]) -> Result<Value, String> {
     let text: Vec<u8> = data.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
     let raw = base64::engine::general_purpose::STANDARD
         .decode(&text)
@@ -214,7 +214,7 @@ fn manifest_namespaces(manifest: &str, release_namespace: &str) -> Vec<String> {
 }
 
 /// Read the fields of a decoded release JSON.
-pub fn release_fields(release: &Value) -> Result<ReleaseFields, String> {
+pub(crate) fn release_fields(release: &Value) -> Result<ReleaseFields, String> {
     let text = |v: &Value, what: &str| -> Result<String, String> {
         v.as_str().map(str::to_string).ok_or_else(|| format!("the release has no {what}"))
     };
@@ -295,8 +295,8 @@ pub fn to_yaml(v: &Value) -> String {
 }
 
 /// Parse a YAML document (a values file) into a JSON value.
-pub fn values_from_yaml(text: &str) -> Result<Value, String> {
-    serde_norway::from_str(text).map_err(|e| e.to_string())
+pub fn values_from_yaml(text: &str) -> Result<Value, serde_norway::Error> {
+    serde_norway::from_str(text)
 }
 
 /// Options of one platform backup.

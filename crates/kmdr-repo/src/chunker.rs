@@ -34,13 +34,19 @@ impl Default for ChunkerParams {
     }
 }
 
+/// Chunker parameters this kmdr cannot use (a repository config written by
+/// another tool, or edited by hand).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidChunker(String);
+
 impl ChunkerParams {
     /// Check the bounds against what FastCDC supports.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidChunker> {
         use fastcdc::v2020::*;
         let (min, avg, max) = (self.min_size as usize, self.avg_size as usize, self.max_size as usize);
         if self.algorithm != "fastcdc-2020" {
-            return Err(format!("unknown chunker {}", self.algorithm));
+            return Err(InvalidChunker(format!("unknown chunker {}", self.algorithm)));
         }
         let valid = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
             && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
@@ -49,7 +55,7 @@ impl ChunkerParams {
             && avg <= max
             && min % 2 + avg % 2 + max % 2 == 0;
         if !valid {
-            return Err(format!("invalid chunk sizes min {min} avg {avg} max {max}"));
+            return Err(InvalidChunker(format!("invalid chunk sizes min {min} avg {avg} max {max}")));
         }
         Ok(())
     }

@@ -63,7 +63,7 @@ impl Repository {
         if store.exists("config").await? {
             return Err(Error::AlreadyInitialized { location });
         }
-        chunker.validate().map_err(StoreError::Config)?;
+        chunker.validate().map_err(|e| StoreError::Config(e.to_string()))?;
         let key = MasterKey::generate();
         let ko = KeyObject::wrap(&key, secret);
         let key_id = &key.chunk_id(ko.salt_bytes().as_slice())[..16];

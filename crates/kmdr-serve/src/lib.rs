@@ -19,7 +19,7 @@ pub mod metrics;
 pub mod scheduler;
 
 pub use metrics::Metrics;
-pub use scheduler::{ServeOptions, serve};
+pub use scheduler::{ServeError, ServeOptions, serve};
 
 use lease::{LeadEnd, LeaseLock, keep_renewing};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub async fn serve_leading(
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
     mut lock: LeaseLock,
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     loop {
         metrics.set_leader(false);
         // A standby is ready: it does what it should (waits), and a rollout must not wait for it.

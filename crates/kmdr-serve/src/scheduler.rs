@@ -27,6 +27,26 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore, watch};
 
+/// Why `kmdr serve` could not run. Failures of single units are not errors
+/// of the service: they are retried, logged and counted in the metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The repository could not be read at start.
+    #[error(transparent)]
+    Repo(#[from] kmdr_repo::Error),
+    #[error("the plan {plan} names nothing kmdr backs up (no etcd:, helm:, datastores: or volumes:)")]
+    NothingToBackUp { plan: String },
+}
+
+impl kmdr_core::Classify for ServeError {
+    fn class(&self) -> kmdr_core::ErrorClass {
+        match self {
+            ServeError::Repo(e) => e.class(),
+            ServeError::NothingToBackUp { .. } => kmdr_core::ErrorClass::Usage,
+        }
+    }
+}
+
 /// How `kmdr serve` runs.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -116,7 +136,7 @@ pub async fn serve(
     opts: ServeOptions,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     tokio::task::LocalSet::new().run_until(serve_local(repo, plan, opts, metrics, stop)).await
 }
 
@@ -126,8 +146,8 @@ async fn serve_local(
     opts: ServeOptions,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
-) -> Result<(), String> {
-    let catalog = Arc::new(load_catalog(&repo).await.map_err(|e| e.to_string())?);
+) -> Result<(), ServeError> {
+    let catalog = Arc::new(load_catalog(&repo).await?);
     let ctx = Arc::new(Ctx {
         repo,
         permits: Semaphore::new(opts.parallel.max(1)),
@@ -161,10 +181,7 @@ async fn serve_local(
         }
     }
     if tasks.is_empty() {
-        return Err(format!(
-            "the plan {} names nothing kmdr backs up (no etcd:, helm: or datastores:)",
-            plan.file.display()
-        ));
+        return Err(ServeError::NothingToBackUp { plan: plan.file.display().to_string() });
     }
     if !ctx.opts.policy.is_empty() {
         let ctx2 = ctx.clone();

@@ -9,7 +9,7 @@
 //! responses (no `fragment`), so a response holds whole revisions. A watch
 //! cancelled with a compact revision is [`Stopped::Compacted`].
 
-use crate::feed::{ChangeFeed, Changes, DeltaTarget, Stopped};
+use crate::feed::{ChangeFeed, Changes, DeltaTarget, FeedError, Stopped};
 use etcd_client::{Client, EventType, WatchOptions, WatchResponse, WatchStream};
 use kmdr_etcd::connection::describe;
 use kmdr_repo::deltas::{DeltaEvent, Op};
@@ -25,10 +25,14 @@ pub struct EtcdFeed {
 
 impl EtcdFeed {
     /// Start watching `target` at revision `from`.
-    pub async fn open(client: &Client, target: &DeltaTarget, from: i64) -> Result<EtcdFeed, String> {
+    pub async fn open(client: &Client, target: &DeltaTarget, from: i64) -> Result<EtcdFeed, FeedError> {
         let opts =
             WatchOptions::new().with_range(target.range_end.clone()).with_start_revision(from).with_progress_notify();
-        let stream = client.clone().watch(target.range_start.clone(), Some(opts)).await.map_err(|e| describe(&e))?;
+        let stream = client
+            .clone()
+            .watch(target.range_start.clone(), Some(opts))
+            .await
+            .map_err(|e| FeedError::Stream(describe(&e)))?;
         Ok(EtcdFeed { target: target.clone(), stream, from })
     }
 
@@ -61,13 +65,13 @@ impl EtcdFeed {
 }
 
 impl ChangeFeed for EtcdFeed {
-    async fn next(&mut self, until: Instant) -> Result<Result<Changes, Stopped>, String> {
+    async fn next(&mut self, until: Instant) -> Result<Result<Changes, Stopped>, FeedError> {
         loop {
             let resp = tokio::select! {
                 msg = self.stream.message() => match msg {
                     Ok(Some(r)) => r,
-                    Ok(None) => return Err("the watch stream ended".into()),
-                    Err(e) => return Err(describe(&e)),
+                    Ok(None) => return Err(FeedError::Stream("the watch stream ended".into())),
+                    Err(e) => return Err(FeedError::Stream(describe(&e))),
                 },
                 _ = tokio::time::sleep_until(until.into()) => {
                     // Ask for progress so that the next flush can prove coverage without changes.
@@ -82,7 +86,7 @@ impl ChangeFeed for EtcdFeed {
                         compact_revision: resp.compact_revision(),
                     }));
                 }
-                return Err(format!("etcd cancelled the watch: {}", resp.cancel_reason()));
+                return Err(FeedError::Stream(format!("etcd cancelled the watch: {}", resp.cancel_reason())));
             }
             if resp.created() {
                 continue;

@@ -25,7 +25,7 @@
 //! compact revision. When the compact revision reaches the first id the
 //! capture still needs, rows it needs may be gone: [`Stopped::Compacted`].
 
-use crate::feed::{ChangeFeed, Changes, DeltaTarget, Stopped};
+use crate::feed::{ChangeFeed, Changes, DeltaTarget, FeedError, Stopped};
 use crate::kine_sql::{KineLog, LOG_PAGE, LogRow};
 use kmdr_repo::deltas::{DeltaEvent, Op};
 use std::time::{Duration, Instant};
@@ -130,7 +130,7 @@ impl<L: KineLog> KineSqlFeed<L> {
 }
 
 impl<L: KineLog> ChangeFeed for KineSqlFeed<L> {
-    async fn next(&mut self, until: Instant) -> Result<Result<Changes, Stopped>, String> {
+    async fn next(&mut self, until: Instant) -> Result<Result<Changes, Stopped>, FeedError> {
         if !self.more
             && let Some(last) = self.last_poll
         {
@@ -141,7 +141,7 @@ impl<L: KineLog> ChangeFeed for KineSqlFeed<L> {
             }
         }
         self.last_poll = Some(Instant::now());
-        let page = self.log.after(self.covered).await.map_err(|e| e.to_string())?;
+        let page = self.log.after(self.covered).await?;
         if page.compact_revision > self.covered {
             return Ok(Err(Stopped::Compacted { wanted: self.covered + 1, compact_revision: page.compact_revision }));
         }

@@ -23,7 +23,7 @@
 //! backup, as for an etcd compaction. Resuming past the hole instead would
 //! make every point in it restore a wrong state.
 
-use crate::feed::{ChangeFeed, Changes, DeltaTarget, Stopped};
+use crate::feed::{ChangeFeed, Changes, DeltaTarget, FeedError, Stopped};
 use crate::nats::{NatsTenants, decode_key, decode_value, is_removal};
 use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
 use futures::StreamExt;
@@ -51,10 +51,10 @@ impl NatsFeed {
         schema: &str,
         target: &DeltaTarget,
         from: i64,
-    ) -> Result<Result<NatsFeed, Stopped>, String> {
-        let stream = match store.stream(schema).await.map_err(|e| e.to_string())? {
+    ) -> Result<Result<NatsFeed, Stopped>, FeedError> {
+        let stream = match store.stream(schema).await? {
             Some(s) => s,
-            None => return Err(format!("there is no KV bucket {schema} (stream KV_{schema})")),
+            None => return Err(FeedError::Stream(format!("there is no KV bucket {schema} (stream KV_{schema})"))),
         };
         let first = stream.cached_info().state.first_sequence as i64;
         if first > from.max(1) {
@@ -71,22 +71,22 @@ impl NatsFeed {
                 ..Default::default()
             })
             .await
-            .map_err(|e| store.err("create consumer", e).to_string())?;
+            .map_err(|e| store.err("create consumer", e))?;
         let caught_up = consumer.cached_info().num_pending == 0;
-        let messages = consumer.messages().await.map_err(|e| store.err("consume", e).to_string())?;
+        let messages = consumer.messages().await.map_err(|e| store.err("consume", e))?;
         Ok(Ok(NatsFeed { target: target.clone(), messages, prefix, covered: from - 1, caught_up, gone: None }))
     }
 
     /// One message as a change; `None` when it is not tenant data.
-    fn event(&self, msg: &async_nats::Message, seq: i64) -> Result<Option<DeltaEvent>, String> {
+    fn event(&self, msg: &async_nats::Message, seq: i64) -> Result<Option<DeltaEvent>, FeedError> {
         let Some(kv_key) = msg.subject.as_str().strip_prefix(&self.prefix) else { return Ok(None) };
         let Ok(key) = decode_key(kv_key) else { return Ok(None) };
         let Some(key) = self.target.relative(&key).map(<[u8]>::to_vec) else { return Ok(None) };
         if is_removal(msg) {
             return Ok(Some(DeltaEvent { op: Op::Delete, key, value: Vec::new(), revision: seq, create_revision: 0 }));
         }
-        let event =
-            decode_value(&msg.payload).map_err(|e| format!("value of KV key {kv_key} (sequence {seq}): {e}"))?;
+        let event = decode_value(&msg.payload)
+            .map_err(|e| FeedError::Undecodable(format!("value of KV key {kv_key} (sequence {seq}): {e}")))?;
         Ok(Some(match (event.delete, event.kv) {
             (false, Some(kv)) => {
                 let create_revision = if kv.create_revision == 0 { seq } else { kv.create_revision };
@@ -98,7 +98,7 @@ impl NatsFeed {
 }
 
 impl ChangeFeed for NatsFeed {
-    async fn next(&mut self, until: Instant) -> Result<Result<Changes, Stopped>, String> {
+    async fn next(&mut self, until: Instant) -> Result<Result<Changes, Stopped>, FeedError> {
         if let Some(stopped) = self.gone.take() {
             return Ok(Err(stopped));
         }
@@ -108,11 +108,11 @@ impl ChangeFeed for NatsFeed {
             let wait = if out.covered.is_some() { Instant::now() } else { until };
             let msg = match tokio::time::timeout_at(wait.into(), self.messages.next()).await {
                 Err(_) => break,
-                Ok(None) => return Err("the consumer ended".into()),
-                Ok(Some(Err(e))) => return Err(format!("consume: {e}")),
+                Ok(None) => return Err(FeedError::Stream("the consumer ended".into())),
+                Ok(Some(Err(e))) => return Err(FeedError::Stream(format!("consume: {e}"))),
                 Ok(Some(Ok(m))) => m,
             };
-            let info = msg.info().map_err(|e| format!("consume: {e}"))?;
+            let info = msg.info().map_err(|e| FeedError::Stream(format!("consume: {e}")))?;
             let (seq, pending) = (info.stream_sequence as i64, info.pending);
             if seq <= self.covered {
                 continue;

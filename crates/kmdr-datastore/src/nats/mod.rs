@@ -30,9 +30,10 @@
 //! sequence seen after it was created.
 //!
 //! NATS delivers in stream order, the record stream wants key order: values
-//! are spilled to a temp file as they arrive and only `(key, offset, len)`
-//! is kept in memory, so memory is bounded by the keys, not the values. The
-//! index is then sorted and the values read back in key order.
+//! go to the crate's one spill file ([`crate::spill`]) as they arrive, the
+//! newest sequence of a key winning, and only the key and where its value is
+//! stay in memory, so memory is bounded by the keys, not the values. The
+//! spill then hands the values back in key order.
 //!
 //! # Import
 //!
@@ -43,22 +44,24 @@
 //! has no transactions, so an interrupted import leaves part of the keys
 //! written; the error says how many and that `--force` completes it.
 
+mod codec;
 pub mod feed;
 
-use crate::records::relative;
-use crate::records::{RecordReader, RecordWriter};
+pub use codec::{
+    CodecError, KineEvent, KineKv, decode_key, decode_value, encode_key, encode_value, s2_compress, s2_decompress,
+};
+
+use crate::records::{RecordReader, RecordWriter, relative};
+use crate::spill::{RowMeta, Spill};
 use crate::store::{ExportInfo, ImportInfo, TenantError, TenantStore};
 use crate::url::{DatastoreUrl, Driver};
 use async_nats::jetstream::{self, consumer::DeliverPolicy, stream::Stream};
-use base64::engine::general_purpose::STANDARD as B64;
 use futures::stream::{FuturesUnordered, StreamExt};
 use kmdr_core::TlsFiles;
 use std::collections::HashMap;
 use std::future::IntoFuture;
-use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// kine's key root: the API server's `--etcd-prefix` default.
 const KEY_ROOT: &str = "/registry";
@@ -74,153 +77,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Exports started over when the bucket changed too fast to read at one bound.
 const ATTEMPTS: usize = 5;
-
-// ---------------------------------------------------------------------------
-// Codec: pure functions, unit tested below.
-// ---------------------------------------------------------------------------
-
-/// The KV key kine stores `key` under: segments base58-encoded, joined by `.`.
-///
-/// Refuses keys kine's encoding cannot give back exactly: not starting with
-/// `/`, ending with `/`, or holding an empty segment (`//`).
-pub fn encode_key(key: &[u8]) -> Result<String, String> {
-    let shown = || String::from_utf8_lossy(key).into_owned();
-    let Some(rest) = key.strip_prefix(b"/") else {
-        return Err(format!("key {:?} does not start with /", shown()));
-    };
-    if rest.is_empty() || rest.ends_with(b"/") {
-        return Err(format!("key {:?} ends with /, which kine's NATS key encoding drops", shown()));
-    }
-    let mut out = String::with_capacity(key.len() * 2);
-    for (i, seg) in rest.split(|&b| b == b'/').enumerate() {
-        if seg.is_empty() {
-            return Err(format!(
-                "key {:?} has an empty path segment, which kine's NATS key encoding cannot hold",
-                shown()
-            ));
-        }
-        if i > 0 {
-            out.push('.');
-        }
-        out.push_str(&bs58::encode(seg).into_string());
-    }
-    Ok(out)
-}
-
-/// The key a KV key stands for: tokens base58-decoded, joined by `/`, with a
-/// leading `/`. An empty token or one that is not base58 is an error.
-pub fn decode_key(kv_key: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(kv_key.len());
-    for tok in kv_key.split('.') {
-        if tok.is_empty() {
-            return Err(format!("KV key {kv_key:?} has an empty token"));
-        }
-        let seg = bs58::decode(tok)
-            .into_vec()
-            .map_err(|e| format!("KV key {kv_key:?} is not kine's base58 encoding: {e}"))?;
-        out.push(b'/');
-        out.extend_from_slice(&seg);
-    }
-    Ok(out)
-}
-
-/// `data` in the S2 stream format, as klauspost `s2.NewWriter` writes it.
-pub fn s2_compress(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() / 2 + 32);
-    {
-        let mut w = minlz::s2::Writer::new(&mut out);
-        // Writing into a Vec cannot fail.
-        w.write_all(data).expect("write to Vec");
-        w.flush().expect("flush to Vec");
-    }
-    out
-}
-
-/// Decompress an S2 stream (or a Snappy-framed stream).
-pub fn s2_decompress(data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(data.len() * 2);
-    minlz::s2::Reader::new(data).read_to_end(&mut out).map_err(|e| format!("not an S2 stream: {e}"))?;
-    Ok(out)
-}
-
-/// kine's `KeyValue` (Go field names).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct KineKv {
-    #[serde(rename = "Key")]
-    pub key: String,
-    #[serde(rename = "CreateRevision")]
-    pub create_revision: i64,
-    #[serde(rename = "ModRevision")]
-    pub mod_revision: i64,
-    /// Go `[]byte`: standard base64, `null` for nil.
-    #[serde(rename = "Value", with = "go_bytes")]
-    pub value: Option<Vec<u8>>,
-    #[serde(rename = "Lease")]
-    pub lease: i64,
-}
-
-/// kine's `Event`, the JSON it stores in every KV value (Go field names).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct KineEvent {
-    #[serde(rename = "KV")]
-    pub kv: Option<KineKv>,
-    #[serde(rename = "PrevRevision")]
-    pub prev_revision: i64,
-    #[serde(rename = "Create")]
-    pub create: bool,
-    #[serde(rename = "Delete")]
-    pub delete: bool,
-}
-
-/// Go's JSON form of `[]byte`.
-mod go_bytes {
-    use super::B64;
-    use base64::Engine as _;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(b) => s.serialize_str(&B64.encode(b)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            Some(s) => B64.decode(s.as_bytes()).map(Some).map_err(serde::de::Error::custom),
-            None => Ok(None),
-        }
-    }
-}
-
-/// The KV value kine writes for a new key `key` (absolute) holding `value`.
-pub fn encode_value(key: &str, value: &[u8]) -> Vec<u8> {
-    let event = KineEvent {
-        kv: Some(KineKv {
-            key: key.to_string(),
-            create_revision: 0,
-            mod_revision: 0,
-            value: Some(value.to_vec()),
-            lease: 0,
-        }),
-        prev_revision: 0,
-        create: true,
-        delete: false,
-    };
-    s2_compress(&serde_json::to_vec(&event).expect("serialize kine event"))
-}
-
-/// The event a KV value holds.
-pub fn decode_value(data: &[u8]) -> Result<KineEvent, String> {
-    let json = s2_decompress(data)?;
-    serde_json::from_slice(&json).map_err(|e| format!("not a kine event: {e}"))
-}
-
-// ---------------------------------------------------------------------------
-// Driver
-// ---------------------------------------------------------------------------
 
 /// A connected NATS server holding kine buckets.
 pub struct NatsTenants {
@@ -242,53 +98,33 @@ fn valid_bucket(schema: &str) -> bool {
     !schema.is_empty() && schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// The newest message of one subject at the bound, in memory only by location.
-struct Slot {
+/// A subject that is not a key under the root (its name is not kine's
+/// encoding, or the key is outside `/registry`): counted, never exported.
+struct Skipped {
     seq: u64,
-    /// `(offset, len)` of the value in the spill file; `None` when removed.
-    at: Option<(u64, u32)>,
-    create_revision: i64,
-    lease: i64,
-    /// The key from kine's JSON, for keys the subject does not decode to.
-    fallback_key: Option<Vec<u8>>,
+    live: bool,
+    /// How to show it in the warning: kine's JSON key, or the subject.
+    shown: String,
 }
 
-/// A temp file holding exported values, removed when dropped.
-struct Spill {
-    path: PathBuf,
-    file: tokio::io::BufWriter<tokio::fs::File>,
-    len: u64,
-}
-
-impl Spill {
-    async fn create() -> std::io::Result<Spill> {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("kmdr-nats-export-{}-{nanos}-{n}.tmp", std::process::id()));
-        let file = tokio::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).await?;
-        Ok(Spill { path, file: tokio::io::BufWriter::with_capacity(1 << 20, file), len: 0 })
-    }
-
-    async fn put(&mut self, value: &[u8]) -> std::io::Result<(u64, u32)> {
-        let at = (self.len, value.len() as u32);
-        self.file.write_all(value).await?;
-        self.len += value.len() as u64;
-        Ok(at)
-    }
-}
-
-impl Drop for Spill {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Result of reading a bucket at a bound.
+/// Result of reading a bucket at a bound: every subject's newest message at
+/// or before the bound. Keys under the root go to the spill (the value on
+/// disk when the scan keeps values, the key and its sequence in memory).
 struct Scan {
-    slots: HashMap<String, Slot>,
-    spill: Option<Spill>,
+    keys: Spill,
+    skipped: HashMap<String, Skipped>,
+    /// Whether values are written to the spill (export) or only counted.
+    values: bool,
+}
+
+impl Scan {
+    /// The sequence of the newest message seen of a subject.
+    fn seq_of(&self, kv_key: &str) -> Option<u64> {
+        match decode_key(kv_key).ok().as_deref().and_then(|k| relative(k, KEY_ROOT.as_bytes())) {
+            Some(rel) => self.keys.newest(rel).map(|id| id as u64),
+            None => self.skipped.get(kv_key).map(|s| s.seq),
+        }
+    }
 }
 
 /// Why a scan stopped without a result.
@@ -330,7 +166,7 @@ impl NatsTenants {
             _ => return Err(TenantError::BadUrl("--cert and --key go together: pass both or neither".into())),
         }
         if let Some(ca) = url.param("tls_ca").or_else(|| url.param("ca")) {
-            opts = opts.add_root_certificates(PathBuf::from(ca));
+            opts = opts.add_root_certificates(std::path::PathBuf::from(ca));
         }
         if let Some(user) = &url.user {
             opts = opts.user_and_password(user.clone(), url.password.clone().unwrap_or_default());
@@ -397,11 +233,9 @@ impl NatsTenants {
 
     /// Read the newest message of every subject as of sequence `bound`,
     /// spilling live values when `spill` is set.
-    async fn scan(&self, schema: &str, stream: &Stream, bound: u64, spill: bool) -> Result<Scan, ScanError> {
-        let mut scan = Scan { slots: HashMap::new(), spill: None };
-        if spill {
-            scan.spill = Some(Spill::create().await.map_err(|e| self.err("create temp file", e))?);
-        }
+    async fn scan(&self, schema: &str, stream: &Stream, bound: u64, values: bool) -> Result<Scan, ScanError> {
+        let keys = Spill::new().map_err(|e| self.err("create temp file", e))?;
+        let mut scan = Scan { keys, skipped: HashMap::new(), values };
         if bound == 0 {
             return Ok(scan);
         }
@@ -451,7 +285,7 @@ impl NatsTenants {
         let max_per_subject = stream.cached_info().config.max_messages_per_subject;
         let kv = self.js.get_key_value(schema).await.map_err(|e| self.err("open bucket", e))?;
         for kv_key in late {
-            if scan.slots.get(&kv_key).is_some_and(|s| s.seq <= bound) {
+            if scan.seq_of(&kv_key).is_some_and(|seq| seq <= bound) {
                 continue;
             }
             let mut history = kv.history(&kv_key).await.map_err(|e| self.err("history", e))?;
@@ -478,9 +312,6 @@ impl NatsTenants {
                 }
             }
         }
-        if let Some(s) = &mut scan.spill {
-            s.file.flush().await.map_err(|e| self.err("write temp file", e))?;
-        }
         Ok(scan)
     }
 
@@ -493,25 +324,36 @@ impl NatsTenants {
         removed: bool,
         payload: &[u8],
     ) -> Result<(), TenantError> {
-        if scan.slots.get(kv_key).is_some_and(|s| s.seq >= seq) {
-            return Ok(());
-        }
-        let mut slot = Slot { seq, at: None, create_revision: 0, lease: 0, fallback_key: None };
+        let mut put = None;
         if !removed {
             let event = decode_value(payload)
                 .map_err(|e| self.err("decode", format!("value of KV key {kv_key} (sequence {seq}): {e}")))?;
             if let (false, Some(kv)) = (event.delete, event.kv) {
-                let value = kv.value.unwrap_or_default();
-                slot.create_revision = if kv.create_revision == 0 { seq as i64 } else { kv.create_revision };
-                slot.lease = kv.lease;
-                slot.fallback_key = Some(kv.key.into_bytes());
-                slot.at = Some(match &mut scan.spill {
-                    Some(spill) => spill.put(&value).await.map_err(|e| self.err("write temp file", e))?,
-                    None => (0, 0),
-                });
+                put = Some(kv);
             }
         }
-        scan.slots.insert(kv_key.to_string(), slot);
+        let key = decode_key(kv_key).ok();
+        let Some(rel) = key.as_deref().and_then(|k| relative(k, KEY_ROOT.as_bytes())) else {
+            if scan.skipped.get(kv_key).is_none_or(|s| s.seq < seq) {
+                let shown = match (&put, &key) {
+                    (Some(kv), Some(_)) => kv.key.clone(),
+                    _ => kv_key.to_string(),
+                };
+                scan.skipped.insert(kv_key.to_string(), Skipped { seq, live: put.is_some(), shown });
+            }
+            return Ok(());
+        };
+        match put {
+            None => {
+                scan.keys.remove_if_newer(rel, seq as i64);
+            }
+            Some(kv) => {
+                let create_revision = if kv.create_revision == 0 { seq as i64 } else { kv.create_revision };
+                let meta = RowMeta { id: seq as i64, created: 0, create_revision, lease: kv.lease };
+                let value = if scan.values { kv.value.as_deref().unwrap_or_default() } else { &[] };
+                scan.keys.put_if_newer(rel, meta, value).map_err(|e| self.err("write temp file", e))?;
+            }
+        }
         Ok(())
     }
 
@@ -520,7 +362,7 @@ impl NatsTenants {
         schema: &str,
         stream: &Stream,
         at: Option<i64>,
-        spill: bool,
+        values: bool,
     ) -> Result<(u64, Scan), TenantError> {
         let mut why = String::new();
         for _ in 0..ATTEMPTS {
@@ -529,7 +371,7 @@ impl NatsTenants {
                 Some(a) if a >= 0 => (a as u64).min(last),
                 _ => last,
             };
-            match self.scan(schema, stream, bound, spill).await {
+            match self.scan(schema, stream, bound, values).await {
                 Ok(s) => return Ok((bound, s)),
                 Err(ScanError::Fail(e)) => return Err(e),
                 Err(ScanError::Retry(w)) if at.is_none() => why = w,
@@ -581,47 +423,20 @@ impl TenantStore for NatsTenants {
         };
         let (bound, scan) = self.scan_retrying(schema, &stream, at, true).await?;
         let mut info = ExportInfo { revision: bound as i64, ..Default::default() };
-        // The sorted index: (relative key, slot) of every live key under the root.
-        let mut index = Vec::with_capacity(scan.slots.len());
-        for (kv_key, slot) in scan.slots {
-            if slot.at.is_none() {
-                continue;
-            }
-            // The subject is authoritative; kine's JSON key only names keys
-            // that are not kine's encoding, for the warning.
-            let key = match decode_key(&kv_key) {
-                Ok(k) => k,
-                Err(_) => {
-                    info.skipped_keys += 1;
-                    info.first_skipped.get_or_insert_with(|| kv_key.clone());
-                    continue;
-                }
-            };
-            match relative(&key, KEY_ROOT.as_bytes()) {
-                Some(rel) => index.push((rel.to_vec(), slot)),
-                None => {
-                    info.skipped_keys += 1;
-                    let shown = slot.fallback_key.as_deref().unwrap_or(&key);
-                    info.first_skipped.get_or_insert_with(|| String::from_utf8_lossy(shown).into_owned());
-                }
-            }
+        for skipped in scan.skipped.into_values().filter(|s| s.live) {
+            info.skipped_keys += 1;
+            info.first_skipped.get_or_insert(skipped.shown);
         }
-        index.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut spill = scan.spill.expect("export spills");
-        // Flushed by `scan`: the buffer is empty, the file can be read directly.
-        let file = spill.file.get_mut();
-        let mut value = Vec::new();
-        for (key, slot) in index {
-            let (offset, len) = slot.at.expect("live");
-            if slot.lease != 0 {
-                info.leased_keys += 1;
-            }
-            value.resize(len as usize, 0);
-            file.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| self.err("read temp file", e))?;
-            file.read_exact(&mut value).await.map_err(|e| self.err("read temp file", e))?;
-            out.write(&key, &value, slot.create_revision, slot.seq as i64).await?;
-        }
-        // The temp file is removed when `spill` drops.
+        let leased = &mut info.leased_keys;
+        // Key order from the spill; the temp file goes with it.
+        scan.keys
+            .sorted(async |key: &[u8], meta: RowMeta, value: &[u8]| {
+                if meta.lease != 0 {
+                    *leased += 1;
+                }
+                out.write(key, value, meta.create_revision, meta.id).await.map_err(TenantError::from)
+            })
+            .await?;
         Ok(info)
     }
 
@@ -630,7 +445,7 @@ impl TenantStore for NatsTenants {
     async fn count(&self, schema: &str) -> Result<u64, TenantError> {
         let Some(stream) = self.stream(schema).await? else { return Ok(0) };
         let (_, scan) = self.scan_retrying(schema, &stream, None, false).await?;
-        Ok(scan.slots.values().filter(|s| s.at.is_some()).count() as u64)
+        Ok((scan.keys.len() + scan.skipped.values().filter(|s| s.live).count()) as u64)
     }
 
     async fn import<R: AsyncRead + Unpin + Send>(
@@ -760,97 +575,5 @@ impl TenantStore for NatsTenants {
         }
         info.revision = self.last_sequence(&stream).await.map_err(|e| failed(&info, e.to_string()))? as i64;
         Ok(info)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_round_trip_segment_by_segment() {
-        let k = encode_key(b"/registry/pods/ns/x").unwrap();
-        let parts: Vec<String> =
-            ["registry", "pods", "ns", "x"].iter().map(|s| bs58::encode(s).into_string()).collect();
-        assert_eq!(k, parts.join("."));
-        // A dot inside a segment stays inside its base58 token.
-        let k = encode_key(b"/registry/a.b/c").unwrap();
-        assert_eq!(k.split('.').count(), 3);
-        assert_eq!(decode_key(&k).unwrap(), b"/registry/a.b/c");
-        // Any bytes, including leading zero bytes base58 keeps as '1's.
-        let odd = b"/registry/\x00\x00\xff/\xe2\x98\x83 x/-_=";
-        assert_eq!(decode_key(&encode_key(odd).unwrap()).unwrap(), odd);
-        for k in [&b"/registry/x"[..], b"/a", b"/registry/configmaps/kube-system/extension-apiserver-authentication"] {
-            let e = encode_key(k).unwrap();
-            assert!(e.bytes().all(|b| b == b'.' || b.is_ascii_alphanumeric()), "{e}");
-            assert_eq!(decode_key(&e).unwrap(), k);
-        }
-    }
-
-    #[test]
-    fn keys_that_cannot_round_trip_are_refused() {
-        for bad in [&b"registry/x"[..], b"/", b"/registry/x/", b"/registry//x", b""] {
-            assert!(encode_key(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
-        }
-        assert!(decode_key("abc..def").is_err());
-        assert!(decode_key("").is_err());
-        assert!(decode_key("0OIl").is_err()); // not in the Bitcoin alphabet
-    }
-
-    #[test]
-    fn s2_stream_round_trip() {
-        for data in [
-            &b"x"[..],
-            b"{\"KV\":null}",
-            &vec![7u8; 3 << 20],
-            &(0..200_000u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<_>>(),
-        ] {
-            let c = s2_compress(data);
-            assert!(c.starts_with(b"\xff\x06\x00\x00S2sTwO"), "S2 stream identifier");
-            assert_eq!(s2_decompress(&c).unwrap(), data);
-        }
-        let mut bad = s2_compress(b"hello hello hello hello");
-        let n = bad.len();
-        bad[n - 1] ^= 0x55;
-        assert!(s2_decompress(&bad).is_err());
-        assert!(s2_decompress(b"not s2").is_err());
-    }
-
-    /// A Snappy framed stream: identifier, one uncompressed and one compressed chunk.
-    #[test]
-    fn snappy_framed_streams_are_read() {
-        let mut s = b"\xff\x06\x00\x00sNaPpY".to_vec();
-        let mut chunk = |kind: u8, crc_of: &[u8], body: &[u8]| {
-            let len = body.len() + 4;
-            s.push(kind);
-            s.extend_from_slice(&(len as u32).to_le_bytes()[..3]);
-            s.extend_from_slice(&minlz::crc::crc(crc_of).to_le_bytes());
-            s.extend_from_slice(body);
-        };
-        chunk(0x01, b"plain ", b"plain ");
-        let text = b"snappy snappy snappy snappy snappy";
-        chunk(0x00, text, &minlz::s2::encode_snappy(text));
-        assert_eq!(s2_decompress(&s).unwrap(), b"plain snappy snappy snappy snappy snappy");
-    }
-
-    #[test]
-    fn json_matches_kines_field_names() {
-        let v = encode_value("/registry/pods/ns/x", b"\x00k8s\xff");
-        let json = s2_decompress(&v).unwrap();
-        assert_eq!(
-            std::str::from_utf8(&json).unwrap(),
-            r#"{"KV":{"Key":"/registry/pods/ns/x","CreateRevision":0,"ModRevision":0,"Value":"AGs4c/8=","Lease":0},"PrevRevision":0,"Create":true,"Delete":false}"#
-        );
-        let e = decode_value(&v).unwrap();
-        assert_eq!(e.kv.as_ref().unwrap().value.as_deref(), Some(&b"\x00k8s\xff"[..]));
-        // As Go writes a deletion: nil value is null; unknown fields are ignored.
-        let go = br#"{"KV":{"Key":"/registry/a","CreateRevision":5,"ModRevision":9,"Value":null,"Lease":60},"PrevKV":null,"PrevRevision":9,"Create":false,"Delete":true}"#;
-        let e = decode_value(&s2_compress(go)).unwrap();
-        assert!(e.delete && !e.create);
-        assert_eq!(
-            e.kv,
-            Some(KineKv { key: "/registry/a".into(), create_revision: 5, mod_revision: 9, value: None, lease: 60 })
-        );
-        assert_eq!(serde_json::from_slice::<KineEvent>(&serde_json::to_vec(&e).unwrap()).unwrap(), e);
     }
 }

@@ -116,7 +116,7 @@ impl EncryptionKeys {
     }
 
     /// Parse the YAML (or JSON) text of an EncryptionConfiguration.
-    pub fn parse(text: &str) -> Result<EncryptionKeys, String> {
+    fn parse(text: &str) -> Result<EncryptionKeys, String> {
         let cfg: ConfigFile = serde_norway::from_str(text).map_err(|e| e.to_string())?;
         if cfg.kind.as_deref().is_some_and(|k| k != "EncryptionConfiguration") {
             return Err(format!("kind is {:?}, not EncryptionConfiguration", cfg.kind.unwrap_or_default()));

@@ -140,8 +140,8 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
         );
     }
     match lease {
-        None => kmdr_serve::serve(repo, plan, opts, metrics, rx).await.map_err(UsageError)?,
-        Some(lock) => kmdr_serve::serve_leading(repo, plan, opts, metrics, rx, lock).await.map_err(UsageError)?,
+        None => kmdr_serve::serve(repo, plan, opts, metrics, rx).await?,
+        Some(lock) => kmdr_serve::serve_leading(repo, plan, opts, metrics, rx, lock).await?,
     }
     Ok(0)
 }
