@@ -140,6 +140,18 @@ mod tests {
         RowMeta { id, created: 1, create_revision: 0, lease: 0 }
     }
 
+    /// What `sorted` visits: (key, id, value).
+    async fn sorted(s: Spill) -> Vec<(Vec<u8>, i64, Vec<u8>)> {
+        let mut seen = Vec::new();
+        s.sorted(async |k: &[u8], m: RowMeta, v: &[u8]| {
+            seen.push((k.to_vec(), m.id, v.to_vec()));
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .unwrap();
+        seen
+    }
+
     #[tokio::test]
     async fn last_write_wins_deletes_forget_and_keys_come_sorted() {
         let mut s = Spill::new().unwrap();
@@ -150,13 +162,7 @@ mod tests {
         s.delete(b"/c");
         s.put(b"/B", meta(5), b"").unwrap();
         assert_eq!(s.len(), 3);
-        let mut seen = Vec::new();
-        s.sorted(async |k: &[u8], m: RowMeta, v: &[u8]| {
-            seen.push((k.to_vec(), m.id, v.to_vec()));
-            Ok::<_, std::io::Error>(())
-        })
-        .await
-        .unwrap();
+        let seen = sorted(s).await;
         assert_eq!(
             seen,
             vec![
@@ -179,13 +185,7 @@ mod tests {
         assert!(s.put_if_newer(b"/c", meta(2), b"c2").unwrap());
         assert!(s.remove_if_newer(b"/c", 8));
         assert_eq!((s.len(), s.newest(b"/b"), s.newest(b"/x")), (1, Some(9), None));
-        let mut seen = Vec::new();
-        s.sorted(async |k: &[u8], m: RowMeta, v: &[u8]| {
-            seen.push((k.to_vec(), m.id, v.to_vec()));
-            Ok::<_, std::io::Error>(())
-        })
-        .await
-        .unwrap();
+        let seen = sorted(s).await;
         assert_eq!(seen, vec![(b"/a".to_vec(), 5, b"a5".to_vec())]);
     }
 }
