@@ -18,7 +18,7 @@ pub mod tool;
 pub use connection::{EtcdConnection, TlsFiles};
 pub use restorer::{EtcdRestoreOptions, EtcdRestorePlan};
 pub use snapshotter::{SnapshotOptions, backup_snapshot};
-pub use tool::{RestoreTool, find_restore_tool};
+pub use tool::{DEFAULT_REVISION_BUMP, RestoreTool, find_restore_tool};
 
 use kmdr_core::{Classify, ErrorClass};
 use std::path::PathBuf;
@@ -54,6 +54,11 @@ pub enum EtcdError {
         "no working etcdutl or etcdctl found ({tried}): install etcd's tools (etcdutl from etcd >= 3.5, or etcdctl 3.4) or pass --etcdutl PATH"
     )]
     NoRestoreTool { tried: String },
+    /// The restore tool cannot bump the revision (too old).
+    #[error(
+        "{tool} cannot bump the revision of the restored store (--bump-revision and --mark-compacted need etcdutl from etcd 3.6, or 3.5.10 and later): without it the restored etcd hands out revisions it already handed out, and every Kubernetes watcher silently keeps a stale cache (etcd-io/etcd#16028). Use a newer etcdutl (--etcdutl PATH or KMDR_ETCDUTL; scripts/build-go-tools.sh builds etcd 3.6's), or --no-bump-revision for an etcd that nothing watches"
+    )]
+    ToolTooOld { tool: String },
     /// No `etcd` binary for a point-in-time restore.
     #[error(
         "no working etcd server binary found ({tried}): a point-in-time restore replays the delta segments in a scratch etcd; install etcd (the same version as the cluster's) or pass --etcd PATH"
@@ -108,6 +113,7 @@ impl Classify for EtcdError {
             EtcdError::NoEtcdServer { .. }
             | EtcdError::DataDirNotEmpty { .. }
             | EtcdError::NoRestoreTool { .. }
+            | EtcdError::ToolTooOld { .. }
             | EtcdError::Local { .. } => ErrorClass::Refused,
             EtcdError::WrongKind { .. } => ErrorClass::NotFound,
             EtcdError::ToolFailed { .. } => ErrorClass::Other,

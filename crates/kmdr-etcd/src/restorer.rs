@@ -28,6 +28,11 @@ pub struct EtcdRestoreOptions {
     pub initial_cluster_token: Option<String>,
     /// Move a non-empty data dir aside instead of refusing.
     pub force: bool,
+    /// Start the restored store this many revisions above the snapshot's and
+    /// mark the old revisions compacted, so that every watcher of the old
+    /// cluster is told to relist (Kubernetes). `None`: restore the revisions
+    /// as they were (an etcd that nothing watches).
+    pub bump_revision: Option<u64>,
 }
 
 /// What `restore etcd` will do; `--dry-run` prints it.
@@ -49,6 +54,8 @@ pub struct EtcdRestorePlan {
     pub snapshot_path: PathBuf,
     /// The restore tool's command line.
     pub command: Vec<String>,
+    /// The bump applied, if any; the restored store's revision is `revision + bump`.
+    pub bump_revision: Option<u64>,
     /// A point-in-time restore: the base is `backup`, these segments are
     /// replayed onto it by a scratch `etcd` before the tool runs.
     pub point: Option<PointRestore>,
@@ -142,6 +149,7 @@ pub async fn plan_restore(
     let m = load_snapshot_manifest(repo, id).await?;
     let SourceInfo::EtcdSnapshot(info) = &m.source else { unreachable!("checked above") };
     let file = m.file(SNAPSHOT_FILE).expect("checked above");
+    tool.check_bump(opts.bump_revision)?;
     let data_dir = std::path::absolute(&opts.data_dir).map_err(local("bad data dir", &opts.data_dir))?;
     let state = dir_state(&data_dir)?;
     if state == "not empty" && !opts.force {
@@ -170,6 +178,9 @@ pub async fn plan_restore(
     if let Some(t) = &opts.initial_cluster_token {
         command.extend(["--initial-cluster-token".into(), t.clone()]);
     }
+    if let Some(bump) = opts.bump_revision {
+        command.extend(["--bump-revision".into(), bump.to_string(), "--mark-compacted".into()]);
+    }
     Ok(EtcdRestorePlan {
         backup: id.clone(),
         revision: point.as_ref().map_or(info.revision, |p| p.plan.revision),
@@ -184,6 +195,7 @@ pub async fn plan_restore(
         staging_dir,
         snapshot_path,
         command,
+        bump_revision: opts.bump_revision,
         point,
     })
 }

@@ -15,7 +15,16 @@ pub struct RestoreTool {
     /// `etcdutl` or `etcdctl`.
     pub flavor: String,
     pub version: String,
+    /// Whether its `snapshot restore` can bump the revision and mark the
+    /// old ones compacted (`--bump-revision`, `--mark-compacted`: etcdutl
+    /// 3.6, and 3.5 from 3.5.10).
+    pub bumps_revision: bool,
 }
+
+/// How far a restore moves the revision up by default: what the Kubernetes
+/// documentation's etcd restore uses, far above any revision a cluster of
+/// this size hands out between a snapshot and its restore.
+pub const DEFAULT_REVISION_BUMP: u64 = 1_000_000_000;
 
 /// Find a working `etcdutl` (preferred) or `etcdctl`: `explicit` if given,
 /// else on `PATH`. A candidate works when `<tool> version` succeeds.
@@ -36,13 +45,37 @@ pub fn find_restore_tool(explicit: Option<&Path>) -> Result<RestoreTool, EtcdErr
                     .unwrap_or_else(|| "unknown".into());
                 let name = c.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let flavor = if name.contains("etcdutl") { "etcdutl" } else { "etcdctl" };
-                return Ok(RestoreTool { program: c, flavor: flavor.into(), version });
+                let bumps_revision = restore_help(&c).contains("--bump-revision");
+                return Ok(RestoreTool { program: c, flavor: flavor.into(), version, bumps_revision });
             }
             Ok(o) => tried.push(format!("{} exited with {}", c.display(), o.status)),
             Err(e) => tried.push(format!("{}: {e}", c.display())),
         }
     }
     Err(EtcdError::NoRestoreTool { tried: tried.join("; ") })
+}
+
+/// What `<tool> snapshot restore --help` prints (empty when it does not run).
+fn restore_help(program: &Path) -> String {
+    std::process::Command::new(program)
+        .args(["snapshot", "restore", "--help"])
+        .env("ETCDCTL_API", "3")
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+        .unwrap_or_default()
+}
+
+impl RestoreTool {
+    /// Refuse to restore without the revision bump a Kubernetes-watched etcd needs.
+    pub fn check_bump(&self, bump: Option<u64>) -> Result<(), EtcdError> {
+        if bump.is_some() && !self.bumps_revision {
+            return Err(EtcdError::ToolTooOld {
+                tool: format!("{} {} ({})", self.flavor, self.version, self.program.display()),
+            });
+        }
+        Ok(())
+    }
 }
 
 pub fn local(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EtcdError + use<> {

@@ -248,6 +248,8 @@ impl Unit {
                     initial_advertise_peer_urls: member.initial_advertise_peer_urls.clone(),
                     initial_cluster_token: None,
                     force: opts.force,
+                    // The under-cluster's etcd is watched by Kubernetes: always Kubernetes-safe.
+                    bump_revision: Some(kmdr_etcd::DEFAULT_REVISION_BUMP),
                 };
                 let tool = kmdr_etcd::find_restore_tool(None)?;
                 let bid = repo.resolve(id, Some(snapshotter::KIND)).await?;

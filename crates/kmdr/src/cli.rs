@@ -778,6 +778,14 @@ pub struct RestoreEtcdArgs {
     /// The restore tool (default: etcdutl, else etcdctl, on PATH)
     #[arg(long, env = "KMDR_ETCDUTL", value_name = "PATH")]
     pub etcdutl: Option<PathBuf>,
+    /// Start the restored store N revisions above the snapshot's and mark the old revisions compacted, so that every
+    /// API server, controller and kubelet watching the old cluster relists instead of keeping a stale cache
+    /// (etcdutl --bump-revision N --mark-compacted)
+    #[arg(long, value_name = "N", default_value_t = kmdr_etcd::DEFAULT_REVISION_BUMP, conflicts_with = "no_bump_revision")]
+    pub bump_revision: u64,
+    /// Restore the revisions as they were: only for an etcd that no Kubernetes (or other watcher) uses
+    #[arg(long)]
+    pub no_bump_revision: bool,
     /// Point in time: the newest state captured at or before TIME (RFC 3339, e.g. 2026-11-27T08:15:00Z), or `now`
     /// for the newest the repository holds. Uses the newest full backup of ID's cluster before it plus the delta segments up to it
     #[arg(long, value_name = "TIME|now", conflicts_with = "revision")]

@@ -152,6 +152,7 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
         initial_advertise_peer_urls: a.initial_advertise_peer_urls.expect("required"),
         initial_cluster_token: a.initial_cluster_token,
         force: a.force,
+        bump_revision: (!a.no_bump_revision).then_some(a.bump_revision),
     };
     let plan = restorer::plan_restore(&repo, &id, &opts, tool.expect("found above"), point).await?;
     if a.dry_run {
@@ -189,6 +190,7 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
                 }
             };
             println!("  {step}. run {} {}: {}", plan.tool.flavor, plan.tool.version, plan.command.join(" "));
+            println!("     {}", bump_line(&plan));
             match &plan.move_aside_to {
                 Some(to) => println!(
                     "  {}. move the current data dir {} aside to {}",
@@ -222,13 +224,16 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
             println!("{}", replay_line(r));
         }
         println!(
-            "restored {} (revision {}, {} keys) into {} in {}",
+            "restored {} (revision {}, {} keys) into {} in {} with {} {}",
             plan.backup,
             plan.revision,
             plan.key_count,
             outcome.data_dir.display(),
-            human_duration(std::time::Duration::from_millis(outcome.duration_ms))
+            human_duration(std::time::Duration::from_millis(outcome.duration_ms)),
+            plan.tool.flavor,
+            plan.tool.version
         );
+        println!("{}", bump_line(&plan));
         if let Some(old) = &outcome.moved_aside_to {
             println!("the previous data dir was moved to {}; remove it once the member is healthy", old.display());
         }
@@ -239,6 +244,20 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// What the restore does to revisions, in one line.
+fn bump_line(plan: &restorer::EtcdRestorePlan) -> String {
+    match plan.bump_revision {
+        Some(b) => format!(
+            "revisions start at {} (bumped by {b}), older ones count as compacted: every watcher of the old cluster relists",
+            plan.revision.saturating_add(b as i64)
+        ),
+        None => format!(
+            "revisions stay as in the snapshot (up to {}, --no-bump-revision): Kubernetes watchers of the old cluster would keep stale caches",
+            plan.revision
+        ),
+    }
 }
 
 /// The tenant backup `a.id` names; `latest` with --source-schema is that tenant's newest.
