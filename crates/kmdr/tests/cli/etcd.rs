@@ -59,14 +59,38 @@ async fn backup_restore_start_and_compare_every_key() {
     // Dry run changes nothing.
     let plan = k.json(&[restore_args(&id, &t, &peer, &cluster), vec!["--dry-run"]].concat());
     assert_eq!(plan["plan"]["data_dir_state"], "missing");
+    assert_eq!(plan["plan"]["bump_revision"], 1_000_000_000, "Kubernetes-safe by default");
+    let command = plan["plan"]["command"].to_string();
+    assert!(command.contains("--bump-revision") && command.contains("--mark-compacted"), "{command}");
     assert!(!target.exists());
-    k.ok(&restore_args(&id[..20], &t, &peer, &cluster));
+    let out = k.ok(&restore_args(&id[..20], &t, &peer, &cluster));
+    assert!(out.contains("revisions start at") && out.contains("etcdutl"), "{out}");
     etcd.stop();
     let restored = Etcd::start_on(target.clone(), "restored", Some(peer.clone()));
     let after = restored.dump().await;
     assert_eq!(after.len(), before.len());
     assert!(after == before, "every key and value comes back");
+    // The restored store starts far above every revision the old cluster handed
+    // out, and a read (or a watch) at an old revision is told it is compacted:
+    // every watcher relists instead of keeping a stale cache.
+    let backup_rev = m["source"]["revision"].as_i64().unwrap();
+    let mut rc = restored.client().await;
+    let head = rc.get("/empty-value", None).await.unwrap().header().unwrap().revision();
+    assert!(head >= backup_rev + 1_000_000_000, "revision {head} after a restore of revision {backup_rev}");
+    let old = rc.get("/empty-value", Some(etcd_client::GetOptions::new().with_revision(backup_rev))).await;
+    let err = old.expect_err("a read at the backup's revision must be refused").to_string();
+    assert!(err.contains("compacted"), "{err}");
     restored.stop();
+
+    // --no-bump-revision keeps the revisions (an etcd nothing watches).
+    let plain = dir.path().join("plain.etcd");
+    let p = plain.display().to_string();
+    k.ok(&[restore_args(&id, &p, &peer, &cluster), vec!["--no-bump-revision"]].concat());
+    let kept = Etcd::start_on(plain.clone(), "restored", Some(peer.clone()));
+    let mut kc = kept.client().await;
+    let head = kc.get("/empty-value", None).await.unwrap().header().unwrap().revision();
+    assert_eq!(head, backup_rev, "the snapshot's own revision");
+    kept.stop();
 
     // A non-empty data dir is refused without --force and moved aside with it.
     k.fails(&restore_args("latest", &t, &peer, &cluster), 8);
