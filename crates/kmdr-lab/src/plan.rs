@@ -4,6 +4,7 @@
 //! header is text: it names the lab directory, with control characters
 //! replaced so that a comment stays one line.
 
+use crate::servers::Kine;
 use crate::under_cluster::UnderCluster;
 use crate::{LabError, LabState, PLAN_HEADER};
 use chrono::NaiveDate;
@@ -137,15 +138,6 @@ pub struct Credential {
     pub review_every: String,
 }
 
-/// The file holding a datastore server's password, by the lab's process name.
-pub(crate) fn password_file(dir: &Path, process: &str) -> Option<PathBuf> {
-    match process {
-        "kine-postgres" => Some(dir.join("pg.pw")),
-        "kine-mariadb" => Some(dir.join("mariadb.pw")),
-        _ => None,
-    }
-}
-
 impl PlanFile {
     /// The lab's plan: every layer, the under cluster drillable through the
     /// same lines that started it, the datastores that run, a contact and a
@@ -158,7 +150,7 @@ impl PlanFile {
             .map(|p| Datastore {
                 name: p.name.trim_start_matches("kine-").into(),
                 url: p.url.clone(),
-                password_file: password_file(&state.dir, &p.name),
+                password_file: Kine::password_file(&state.dir, &p.name),
                 tenants: "all".into(),
             })
             .collect();

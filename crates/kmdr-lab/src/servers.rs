@@ -5,9 +5,9 @@
 use crate::seed::Target;
 use crate::{LabError, LabProcess, LabState};
 use kmdr_testkit::data::control_plane_records;
+use kmdr_testkit::free_port;
 use kmdr_testkit::{Etcd, EtcdOptions, LaunchError, Mariadb, MariadbOptions, Mode, Postgres, PostgresOptions};
-use kmdr_testkit::{free_port, mariadb, postgres};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A datastore left out, and why (not an error: it is optional).
 pub(crate) struct Skip(pub String);
@@ -79,66 +79,92 @@ fn secret_word() -> String {
     kmdr_repo::crypto::generate_secret().trim().chars().take(32).collect()
 }
 
-/// PostgreSQL with one kine tenant, `soylent`.
-pub(crate) async fn kine_postgres(state: &mut LabState, keys: usize, say: &dyn Fn(&str)) -> Result<(), Skip> {
-    let port = free_port();
-    let p = LabProcess {
-        name: "kine-postgres".into(),
-        program: "postgres".into(),
-        pid_file: state.dir.join("pg.pid"),
-        ports: vec![port],
-        url: format!("postgres://{}@127.0.0.1:{port}", postgres::USER),
-        log: state.dir.join("pg").join("server.log"),
-        tenants: vec!["soylent".into()],
-        keys,
-    };
-    let password = secret_word();
-    say(&format!("starting PostgreSQL on 127.0.0.1:{port}"));
-    let mut o = PostgresOptions::new(state.dir.join("pg"), &password);
-    o.port = Some(port);
-    o.mode = detached(&p.pid_file);
-    Postgres::launch(o)?;
-    record(state, &p)?;
-    seed_one(&state.dir, &p, &password, 101).await
+/// A kine datastore the lab runs when its server is installed.
+pub(crate) struct Kine {
+    /// The lab's name for the server (`kine-<driver>`).
+    pub name: &'static str,
+    /// What progress calls it.
+    label: &'static str,
+    /// As `/proc/PID/comm` shows it.
+    program: &'static str,
+    /// Its directory in the lab, and its pid and password files (`<stem>.pid`, `<stem>.pw`).
+    stem: &'static str,
+    /// Its log, in its directory.
+    log: &'static str,
+    /// `<scheme>://<user>`: its URL without password, port or path.
+    url: &'static str,
+    /// Its one tenant, and that tenant's seed.
+    tenant: &'static str,
+    seed: u64,
+    /// Start it detached in `dir` with `password` on `port`.
+    launch: fn(dir: PathBuf, password: &str, port: u16, mode: Mode) -> Result<(), LaunchError>,
 }
 
-/// MariaDB with one kine tenant, `cyberdyne`.
-pub(crate) async fn kine_mariadb(state: &mut LabState, keys: usize, say: &dyn Fn(&str)) -> Result<(), Skip> {
-    let port = free_port();
-    let p = LabProcess {
-        name: "kine-mariadb".into(),
-        program: "mariadbd".into(),
-        pid_file: state.dir.join("mariadb.pid"),
-        ports: vec![port],
-        url: format!("mysql://{}@127.0.0.1:{port}", mariadb::USER),
-        log: state.dir.join("mariadb").join("error.log"),
-        tenants: vec!["cyberdyne".into()],
-        keys,
-    };
-    let password = secret_word();
-    say(&format!("starting MariaDB on 127.0.0.1:{port}"));
-    let mut o = MariadbOptions::new(state.dir.join("mariadb"), &password);
-    o.port = Some(port);
-    o.mode = detached(&p.pid_file);
-    Mariadb::launch(o)?;
-    record(state, &p)?;
-    seed_one(&state.dir, &p, &password, 202).await
+/// kine on PostgreSQL and on MariaDB, in the order the lab starts them.
+pub(crate) const KINE: [Kine; 2] = [
+    Kine {
+        name: "kine-postgres",
+        label: "PostgreSQL",
+        program: "postgres",
+        stem: "pg",
+        log: "server.log",
+        url: "postgres://kmdr",
+        tenant: "soylent",
+        seed: 101,
+        launch: |dir, password, port, mode| {
+            Postgres::launch(PostgresOptions { port: Some(port), mode, ..PostgresOptions::new(dir, password) })
+                .map(drop)
+        },
+    },
+    Kine {
+        name: "kine-mariadb",
+        label: "MariaDB",
+        program: "mariadbd",
+        stem: "mariadb",
+        log: "error.log",
+        url: "mysql://root",
+        tenant: "cyberdyne",
+        seed: 202,
+        launch: |dir, password, port, mode| {
+            Mariadb::launch(MariadbOptions { port: Some(port), mode, ..MariadbOptions::new(dir, password) }).map(drop)
+        },
+    },
+];
+
+impl Kine {
+    /// The file holding the password of the lab's server `process`, if it has one.
+    pub fn password_file(dir: &Path, process: &str) -> Option<PathBuf> {
+        KINE.iter().find(|k| k.name == process).map(|k| dir.join(format!("{}.pw", k.stem)))
+    }
+
+    /// Start the server with one kine tenant of `keys` keys.
+    pub async fn start(&self, state: &mut LabState, keys: usize, say: &dyn Fn(&str)) -> Result<(), Skip> {
+        let port = free_port();
+        let p = LabProcess {
+            name: self.name.into(),
+            program: self.program.into(),
+            pid_file: state.dir.join(format!("{}.pid", self.stem)),
+            ports: vec![port],
+            url: format!("{}@127.0.0.1:{port}", self.url),
+            log: state.dir.join(self.stem).join(self.log),
+            tenants: vec![self.tenant.into()],
+            keys,
+        };
+        let password = secret_word();
+        say(&format!("starting {} on 127.0.0.1:{port}", self.label));
+        (self.launch)(state.dir.join(self.stem), &password, port, detached(&p.pid_file))?;
+        record(state, &p)?;
+        let file = Kine::password_file(&state.dir, self.name).expect("a kine server");
+        std::fs::write(&file, &password).map_err(LabError::io("write", file))?;
+        let target = Target { url: &p.url, password: Some(&password) };
+        target.wait(&p.name, &p.log, || p.running_pid().is_some()).await?;
+        target.seed(self.tenant, &control_plane_records(self.tenant, keys, self.seed)).await?;
+        Ok(())
+    }
 }
 
 /// A server that answered, in the state: stopped with the lab from now on.
 fn record(state: &mut LabState, p: &LabProcess) -> Result<(), LabError> {
     state.processes.push(p.clone());
     state.save()
-}
-
-/// Write the password file the plan names for `p`, wait until kmdr's driver
-/// reaches `p`, then seed its one tenant.
-async fn seed_one(dir: &Path, p: &LabProcess, password: &str, seed: u64) -> Result<(), Skip> {
-    let file = crate::plan::password_file(dir, &p.name).expect("a database server");
-    std::fs::write(&file, password).map_err(LabError::io("write", file))?;
-    let target = Target { url: &p.url, password: Some(password) };
-    target.wait(&p.name, &p.log, || p.running_pid().is_some()).await?;
-    let t = &p.tenants[0];
-    target.seed(t, &control_plane_records(t, p.keys, seed)).await?;
-    Ok(())
 }

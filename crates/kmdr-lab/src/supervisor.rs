@@ -3,7 +3,7 @@
 //! remove (only a lab's directory).
 
 use crate::plan::PlanFile;
-use crate::servers::{self, Skip};
+use crate::servers::{self, KINE, Skip};
 use crate::under_cluster::UnderCluster;
 use crate::{LabError, LabProcess, LabState, PLAN_FILE, PLAN_HEADER, STATE_FILE, read_state};
 use chrono::Utc;
@@ -118,15 +118,12 @@ async fn start_everything(
 
     // kine on PostgreSQL and MariaDB, when installed. One that does not come
     // up is left out (and stopped), with a note: they are optional.
-    let started = state.processes.len();
-    if let Err(Skip(why)) = servers::kine_postgres(state, keys, say).await {
-        state.forget_since(started);
-        state.notes.push(format!("no kine-postgres tenant: {why}"));
-    }
-    let started = state.processes.len();
-    if let Err(Skip(why)) = servers::kine_mariadb(state, keys, say).await {
-        state.forget_since(started);
-        state.notes.push(format!("no kine-mariadb tenant: {why}"));
+    for kine in &KINE {
+        let started = state.processes.len();
+        if let Err(Skip(why)) = kine.start(state, keys, say).await {
+            state.forget_since(started);
+            state.notes.push(format!("no {} tenant: {why}", kine.name));
+        }
     }
 
     let yaml = PlanFile::for_lab(state, &uc, Utc::now().date_naive()).to_yaml(&state.dir)?;
