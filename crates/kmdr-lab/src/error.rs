@@ -1,6 +1,7 @@
 //! What can go wrong bringing the lab up or down.
 
 use crate::{PLAN_FILE, STATE_FILE};
+use kmdr_core::{Classify, ErrorClass};
 use kmdr_testkit::LaunchError;
 use std::path::PathBuf;
 
@@ -46,21 +47,9 @@ pub enum LabError {
         #[source]
         source: LaunchError,
     },
-    /// A server started but kmdr's own driver could not reach it.
-    #[error("{server} did not start: {source}; see {}", log.display())]
-    Unreachable {
-        server: String,
-        log: PathBuf,
-        #[source]
-        source: kmdr_datastore::TenantError,
-    },
-    /// Writing a tenant's seed data failed.
-    #[error("cannot seed tenant {schema}")]
-    Seed {
-        schema: String,
-        #[source]
-        source: kmdr_datastore::TenantError,
-    },
+    /// kmdr's own driver failed on one of the lab's datastores.
+    #[error(transparent)]
+    Datastore(Box<DatastoreFailure>),
     /// The lab's repository could not be created.
     #[error("cannot create the lab's repository in {}", path.display())]
     Repository {
@@ -76,15 +65,76 @@ pub enum LabError {
     PlanYaml(#[source] serde_norway::Error),
 }
 
+/// What the lab was doing with one of its datastores when kmdr's driver
+/// failed (boxed in [`LabError::Datastore`]; the driver's error stays the
+/// next cause, so its class is found).
+#[derive(Debug, thiserror::Error)]
+pub enum DatastoreFailure {
+    /// A server started but the driver could not reach it.
+    #[error("{server} did not start; see {}", log.display())]
+    Unreachable {
+        server: &'static str,
+        log: PathBuf,
+        #[source]
+        source: kmdr_datastore::TenantError,
+    },
+    /// Writing a tenant's seed data failed.
+    #[error("cannot seed tenant {schema}")]
+    Seed {
+        schema: String,
+        #[source]
+        source: kmdr_datastore::TenantError,
+    },
+}
+
+impl From<DatastoreFailure> for LabError {
+    fn from(f: DatastoreFailure) -> Self {
+        LabError::Datastore(Box::new(f))
+    }
+}
+
+impl Classify for LabError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            LabError::ForeignPlan { .. } | LabError::NotALab { .. } | LabError::PlanYaml(_) => ErrorClass::Usage,
+            LabError::MissingTool { .. } | LabError::Io { .. } => ErrorClass::Refused,
+            LabError::UnderClusterDown { .. } => ErrorClass::Source,
+            LabError::Launch { source, .. } => source.class(),
+            LabError::Datastore(f) => match &**f {
+                DatastoreFailure::Unreachable { source, .. } | DatastoreFailure::Seed { source, .. } => source.class(),
+            },
+            LabError::Repository { source, .. } => source.class(),
+            LabError::DamagedState { .. } | LabError::PlanCheck(_) => ErrorClass::Other,
+        }
+    }
+}
+
 impl LabError {
     pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LabError {
         let path = path.into();
         move |source| LabError::Io { what, path, source }
     }
+}
 
-    /// Whether the caller asked for something the lab refuses (a directory
-    /// that is not the lab's), rather than the lab failing.
-    pub fn is_usage(&self) -> bool {
-        matches!(self, LabError::ForeignPlan { .. } | LabError::NotALab { .. })
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn a_datastore_failure_keeps_the_drivers_error_as_the_next_cause() {
+        let driver = kmdr_datastore::DatastoreUrl::parse("gopher://x").unwrap_err();
+        let class = driver.class();
+        let e = LabError::from(DatastoreFailure::Seed { schema: "acme".into(), source: driver });
+        assert_eq!(e.to_string(), "cannot seed tenant acme");
+        assert_eq!(e.class(), class);
+        assert!(e.source().is_some_and(|s| s.is::<kmdr_datastore::TenantError>()), "{e:?}");
+    }
+
+    #[test]
+    fn a_directory_that_is_not_the_labs_is_a_usage_error() {
+        let e = LabError::ForeignPlan { dir: "/srv/project".into() };
+        assert_eq!(e.class(), ErrorClass::Usage);
+        assert_eq!(e.to_string(), "/srv/project holds a kmdr.yaml that `kmdr lab up` did not write");
     }
 }

@@ -31,7 +31,7 @@ pub mod state;
 mod supervisor;
 pub mod under_cluster;
 
-pub use error::LabError;
+pub use error::{DatastoreFailure, LabError};
 pub use state::{LabProcess, LabState, read_state};
 pub use supervisor::{Down, down, ensure_up, up};
 

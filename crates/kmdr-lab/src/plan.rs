@@ -276,7 +276,7 @@ mod tests {
             assert_eq!(plan.contacts[0].reviewed, today);
             let mut layers = plan.layers.iter().map(|l| &l.source);
             let Some(LayerSource::Etcd(etcd)) = layers.next() else { panic!("under-cluster first: {yaml}") };
-            assert_eq!(etcd.endpoints, [uc.client_url.clone()]);
+            assert_eq!(etcd.endpoints, std::slice::from_ref(&uc.client_url));
             let member = etcd.restore.as_ref().unwrap();
             assert_eq!(member.data_dir, uc.data_dir());
             assert_eq!(member.initial_cluster, format!("uc={}", uc.peer_url));

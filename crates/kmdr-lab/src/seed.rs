@@ -2,6 +2,7 @@
 //! that what the lab holds is what kmdr reads back.
 
 use crate::LabError;
+use crate::error::DatastoreFailure;
 use kmdr_core::TlsFiles;
 use kmdr_datastore::{self as tenant, DatastoreUrl, RecordReader, RecordWriter, TenantError, TenantStore};
 use kmdr_testkit::data::Records;
@@ -22,7 +23,7 @@ impl Target<'_> {
 
     /// Wait (30s) until kmdr's driver lists the datastore's tenants; `alive`
     /// says whether the server still runs.
-    pub async fn wait(&self, server: &str, log: &Path, alive: impl Fn() -> bool) -> Result<(), LabError> {
+    pub async fn wait(&self, server: &'static str, log: &Path, alive: impl Fn() -> bool) -> Result<(), LabError> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let err = match self.connect().await {
@@ -33,7 +34,7 @@ impl Target<'_> {
                 Err(e) => e,
             };
             if !alive() || Instant::now() > deadline {
-                return Err(LabError::Unreachable { server: server.into(), log: log.into(), source: err });
+                return Err(DatastoreFailure::Unreachable { server, log: log.into(), source: err }.into());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -51,6 +52,6 @@ impl Target<'_> {
             let store = self.connect().await?;
             store.import(schema, &mut RecordReader::new(stream.as_slice()), true).await
         };
-        seed.await.map(|_| ()).map_err(|source| LabError::Seed { schema: schema.into(), source })
+        seed.await.map(|_| ()).map_err(|source| DatastoreFailure::Seed { schema: schema.into(), source }.into())
     }
 }

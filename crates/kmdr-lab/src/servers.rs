@@ -157,7 +157,7 @@ impl Kine {
         let file = Kine::password_file(&state.dir, self.name).expect("a kine server");
         std::fs::write(&file, &password).map_err(LabError::io("write", file))?;
         let target = Target { url: &p.url, password: Some(&password) };
-        target.wait(&p.name, &p.log, || p.running_pid().is_some()).await?;
+        target.wait(self.name, &p.log, || p.running_pid().is_some()).await?;
         target.seed(self.tenant, &control_plane_records(self.tenant, keys, self.seed)).await?;
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! What can go wrong starting a server, said so that the reader knows what
 //! failed and what to do about it.
 
+use kmdr_core::{Classify, ErrorClass};
 use std::path::PathBuf;
 
 /// A server could not be started, or did not answer once started.
@@ -57,6 +58,23 @@ pub enum LaunchError {
     /// A statement the server's set-up runs was refused.
     #[error("{client} could not run {sql:?}: {output}")]
     Sql { client: &'static str, sql: String, output: String },
+}
+
+impl Classify for LaunchError {
+    /// Something missing or unwritable here is `Refused` (nothing was
+    /// started); a server that ran and failed is `Source`; one that never
+    /// answered is `Timeout`.
+    fn class(&self) -> ErrorClass {
+        match self {
+            LaunchError::NotInstalled { .. }
+            | LaunchError::Io { .. }
+            | LaunchError::Spawn { .. }
+            | LaunchError::NoPostgresUser
+            | LaunchError::Unreachable { .. } => ErrorClass::Refused,
+            LaunchError::Setup { .. } | LaunchError::Exited { .. } | LaunchError::Sql { .. } => ErrorClass::Source,
+            LaunchError::NotReady { .. } => ErrorClass::Timeout,
+        }
+    }
 }
 
 impl LaunchError {

@@ -4,6 +4,7 @@
 use crate::cli::{GlobalArgs, LabCommand, LabDownArgs, LabUpArgs};
 use crate::output::{self, Format};
 use anyhow::Result;
+use kmdr_core::{Classify, ErrorClass};
 use kmdr_lab::{LabError, LabState};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -25,12 +26,11 @@ fn progress(chatty: bool) -> impl Fn(&str) {
     }
 }
 
-/// A lab error for the user: a directory that is not the lab's is a usage
-/// error, and the flag to change is named.
+/// A lab error for the user: a usage error names the flag to change.
 fn cli_error(e: LabError) -> anyhow::Error {
     match e {
         LabError::ForeignPlan { .. } => super::UsageError(format!("{e}: pick another --dir")).into(),
-        e if e.is_usage() => super::UsageError(e.to_string()).into(),
+        e if e.class() == ErrorClass::Usage => super::UsageError(e.to_string()).into(),
         e => e.into(),
     }
 }
