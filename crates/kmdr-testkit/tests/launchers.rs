@@ -8,22 +8,26 @@ use kmdr_testkit::{
 };
 use std::path::Path;
 
-/// Launch with `launch` (given the mode) owned and detached, and check what
-/// each leaves running.
-fn both_modes<T>(
-    dir: &Path,
-    program: &str,
-    launch: impl Fn(&Path, Mode) -> Result<T, LaunchError>,
-    pid: fn(&T) -> u32,
-) {
-    let owned = launch(&dir.join("owned"), Mode::Owned).unwrap_or_else(|e| panic!("{program}: {e}"));
+/// When `bin` is installed: launch with `launch` (given a directory and the
+/// mode) owned and detached, and check what each leaves running.
+fn both_modes<T>(bin: &str, program: &str, launch: impl Fn(&Path, Mode) -> Result<T, LaunchError>, pid: fn(&T) -> u32) {
+    if !need(bin) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| {
+        let d = tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let owned = launch(&dir("owned"), Mode::Owned).unwrap_or_else(|e| panic!("{program}: {e}"));
     let owned_pid = pid(&owned);
     assert!(runs(owned_pid, program), "{program} runs");
     drop(owned);
     assert!(!runs(owned_pid, program), "an owned {program} ends with its handle");
 
-    let pid_file = dir.join(format!("{program}.pid"));
-    let detached = launch(&dir.join("detached"), Mode::Detached { pid_file: pid_file.clone() })
+    let pid_file = tmp.path().join(format!("{program}.pid"));
+    let detached = launch(&dir("detached"), Mode::Detached { pid_file: pid_file.clone() })
         .unwrap_or_else(|e| panic!("{program}: {e}"));
     let detached_pid = pid(&detached);
     drop(detached);
@@ -32,51 +36,29 @@ fn both_modes<T>(
     assert_eq!(running_pid(&pid_file, program), None, "stopped by pid");
 }
 
-fn made(dir: &Path) -> &Path {
-    std::fs::create_dir_all(dir).unwrap();
-    dir
-}
-
 #[test]
 fn etcd_in_both_modes() {
-    if !need("etcd") {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let launch = |d: &Path, mode| Etcd::launch(EtcdOptions { mode, ..EtcdOptions::new("m", made(d).join("m.etcd")) });
-    both_modes(tmp.path(), "etcd", launch, Etcd::pid);
+    let launch = |d: &Path, mode| Etcd::launch(EtcdOptions { mode, ..EtcdOptions::new("m", d.join("m.etcd")) });
+    both_modes("etcd", "etcd", launch, Etcd::pid);
 }
 
 #[test]
 fn postgres_in_both_modes() {
-    if !need("initdb") {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
     let launch =
-        |d: &Path, mode| Postgres::launch(PostgresOptions { mode, ..PostgresOptions::new(made(d).join("pg"), "pw") });
-    both_modes(tmp.path(), "postgres", launch, Postgres::pid);
+        |d: &Path, mode| Postgres::launch(PostgresOptions { mode, ..PostgresOptions::new(d.join("pg"), "pw") });
+    both_modes("initdb", "postgres", launch, Postgres::pid);
 }
 
 #[test]
 fn mariadb_in_both_modes() {
-    if !need("mariadbd") {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let launch =
-        |d: &Path, mode| Mariadb::launch(MariadbOptions { mode, ..MariadbOptions::new(made(d).join("db"), "pw") });
-    both_modes(tmp.path(), "mariadbd", launch, Mariadb::pid);
+    let launch = |d: &Path, mode| Mariadb::launch(MariadbOptions { mode, ..MariadbOptions::new(d.join("db"), "pw") });
+    both_modes("mariadbd", "mariadbd", launch, Mariadb::pid);
 }
 
 #[test]
 fn nats_in_both_modes() {
-    if !need("nats-server") {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let launch = |d: &Path, mode| Nats::launch(NatsOptions { mode, ..NatsOptions::new(made(d), "pw") });
-    both_modes(tmp.path(), "nats-server", launch, Nats::pid);
+    let launch = |d: &Path, mode| Nats::launch(NatsOptions { mode, ..NatsOptions::new(d, "pw") });
+    both_modes("nats-server", "nats-server", launch, Nats::pid);
 }
 
 #[test]
