@@ -8,12 +8,14 @@
 //!
 //! Puts go in transactions of `--batch` puts (default 128, etcd's default
 //! `--max-txn-ops`), `--concurrency` transactions in flight (default 8).
-//! Values come from a xorshift64* generator seeded by (seed, pass, key), so a
-//! run is reproducible and a rewrite gives every chosen key a new value.
+//! Values come from kmdr-testkit's generator (`data::Rng`) seeded by (seed,
+//! pass, key), so a run is reproducible and a rewrite gives every chosen key
+//! a new value.
 //! Used by scripts/bench-etcd.sh.
 
 use etcd_client::{Client, Txn, TxnOp};
 use futures::StreamExt;
+use kmdr_testkit::data::Rng;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -72,51 +74,12 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// xorshift64* (Vigna): small, fast, and plenty for incompressible bytes.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        // splitmix64 of the seed, so that nearby seeds give unrelated streams (and never 0).
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        XorShift(if z == 0 { 0x2545_F491_4F6C_DD1D } else { z })
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        // Multiply-shift: unbiased enough for picking keys.
-        ((self.next() as u128 * n as u128) >> 64) as u64
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
-
 fn key(i: u64) -> String {
     format!("/bench/key-{i:08}")
 }
 
 fn value(seed: u64, pass: u64, i: u64, size: usize) -> Vec<u8> {
-    let mut rng =
-        XorShift::new(seed ^ pass.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ i.wrapping_mul(0xA076_1D64_78BD_642F));
-    let mut v = vec![0u8; size];
-    rng.fill(&mut v);
-    v
+    Rng::new(seed ^ pass.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ i.wrapping_mul(0xA076_1D64_78BD_642F)).bytes(size)
 }
 
 /// The indices to write: all keys, or a random `percent` of them (distinct).
@@ -126,7 +89,7 @@ fn pick(a: &Args) -> Vec<u64> {
         Some(p) => {
             let n = ((a.keys as f64 * p / 100.0).round() as u64).clamp(1, a.keys);
             let mut all: Vec<u64> = (0..a.keys).collect();
-            let mut rng = XorShift::new(a.seed.wrapping_add(0x5EED));
+            let mut rng = Rng::new(a.seed.wrapping_add(0x5EED));
             // Partial Fisher-Yates: the first n are a uniform sample.
             for i in 0..n {
                 let j = i + rng.below(a.keys - i);

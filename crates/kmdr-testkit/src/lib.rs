@@ -1,20 +1,36 @@
-//! Real servers for kmdr's tests, started on loopback in temp dirs and ended
-//! by pid when dropped: etcd, PostgreSQL, MariaDB and NATS with JetStream.
+//! Real servers on loopback for kmdr's tests and for `kmdr lab`: etcd,
+//! PostgreSQL, MariaDB, NATS with JetStream and an S3 server (moto), plus
+//! Kubernetes-shaped test data ([`data`]).
+//!
+//! Every server has one launcher, `<Server>::launch(<Server>Options)`, which
+//! returns a [`LaunchError`] saying what failed and what to do. A server is
+//! either owned (a test's: stopped when its handle is dropped) or detached
+//! (the lab's: it outlives this process, its pid is written to a pid file and
+//! [`process::stop_pid`] stops it later); see [`Mode`]. The tests' shorthands
+//! (`Etcd::start`, `Postgres::start`, ...) launch owned servers and panic with
+//! the error's message.
+//!
 //! A missing server binary fails the test when KMDR_TEST_REQUIRE_SERVERS=1
-//! (CI); otherwise the test says it is skipped on stderr.
+//! (CI); otherwise [`need`] says on stderr that the test is skipped.
 
 pub mod data;
+mod error;
 pub mod etcd;
 pub mod mariadb;
 pub mod nats;
 pub mod pki;
 pub mod postgres;
+pub mod process;
+pub mod s3;
 
-pub use etcd::Etcd;
-pub use mariadb::Mariadb;
-pub use nats::Nats;
+pub use error::LaunchError;
+pub use etcd::{Etcd, EtcdOptions};
+pub use mariadb::{Mariadb, MariadbOptions};
+pub use nats::{Nats, NatsOptions};
 pub use pki::make_pki;
-pub use postgres::Postgres;
+pub use postgres::{Postgres, PostgresOptions};
+pub use process::Mode;
+pub use s3::{S3Server, S3ServerOptions};
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -28,8 +44,10 @@ pub fn have(bin: &str) -> bool {
     Command::new(bin).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
+/// A port on 127.0.0.1 that was free a moment ago (0 when none can be bound,
+/// which the server's own bind then reports).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
 /// `true` when `bin` can be run; otherwise skip the calling test, or panic

@@ -1,128 +1,159 @@
 //! MariaDB servers.
 //!
-//! `mariadb-install-db` creates a fresh data dir in a new directory under the
-//! caller's temp dir; `mariadbd` runs as root (allowed with `--user=root`),
-//! listens on 127.0.0.1 on a free port with `--skip-name-resolve`, and keeps
-//! its socket in its own directory. Once up, `root@127.0.0.1` (what TCP
-//! clients are) gets the password [`PASSWORD`], so wrong passwords can be
-//! tested; `root@localhost` over the unix socket stays passwordless, which is
-//! what [`Mariadb::sql`] uses to seed and inspect.
+//! `mariadb-install-db` creates a fresh data dir in the server's directory;
+//! `mariadbd` runs as root when this process is (allowed with `--user=root`),
+//! listens on 127.0.0.1 with `--skip-name-resolve`, and keeps its socket in
+//! its own directory. Once up, `root@127.0.0.1` (what TCP clients are) gets
+//! the password asked for, so wrong passwords can be tested; `root@localhost`
+//! over the unix socket stays passwordless, which is what [`Mariadb::sql`]
+//! uses to seed and inspect. Durability is relaxed: these servers are scratch.
 
-use crate::free_port;
+use crate::error::or_panic;
+use crate::process::{Mode, Process, failure_output, find_bin, is_root};
+use crate::{LaunchError, free_port};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// The user TCP clients log in as.
 pub const USER: &str = "root";
-/// Its password.
+/// The tests' password for it.
 pub const PASSWORD: &str = "kmdr-test-pw";
 
-/// A MariaDB server started by the test; killed (by pid) when dropped.
+/// How to start a MariaDB server.
+#[derive(Debug, Clone)]
+pub struct MariadbOptions {
+    /// The server's directory (created): data/, mysqld.sock, mysqld.pid, error.log.
+    pub dir: PathBuf,
+    /// [`USER`]'s password over TCP.
+    pub password: String,
+    /// Default: a free port.
+    pub port: Option<u16>,
+    pub mode: Mode,
+}
+
+impl MariadbOptions {
+    pub fn new(dir: impl Into<PathBuf>, password: &str) -> MariadbOptions {
+        MariadbOptions { dir: dir.into(), password: password.into(), port: None, mode: Mode::Owned }
+    }
+}
+
+/// A MariaDB server; killed when dropped unless started detached.
+#[derive(Debug)]
 pub struct Mariadb {
-    child: Child,
+    process: Process,
     port: u16,
+    password: String,
+    client: PathBuf,
     /// The server's directory (data/, mysqld.sock, error.log).
     pub dir: PathBuf,
+    pub log: PathBuf,
 }
 
 impl Mariadb {
-    /// Create and start a fresh server in a new directory under `dir`.
-    pub fn start(dir: &Path) -> Mariadb {
-        let port = free_port();
-        let root = dir.join(format!("mariadb-{port}"));
-        std::fs::create_dir_all(&root).unwrap();
+    /// Create a data dir, start the server, wait (30s) until it answers and
+    /// give root over TCP its password.
+    pub fn launch(o: MariadbOptions) -> Result<Mariadb, LaunchError> {
+        let (Some(server), Some(install), Some(client)) = (
+            find_bin("mariadbd", &["/usr/sbin/mariadbd"]),
+            find_bin("mariadb-install-db", &[]),
+            find_bin("mariadb", &[]),
+        ) else {
+            return Err(LaunchError::NotInstalled {
+                server: "MariaDB",
+                programs: "mariadbd, mariadb-install-db, mariadb",
+            });
+        };
+        let root = &o.dir;
+        std::fs::create_dir_all(root).map_err(LaunchError::io("create", root))?;
         let data = root.join("data");
+        let user: &[&str] = if is_root() { &["--user=root"] } else { &[] };
         // Native AIO (io_uring) can run out of locked memory when several
-        // servers start at once; the tests do not need it.
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let out = Command::new("mariadb-install-db")
+        // servers start at once; nobody here needs it.
+        for tries in 1.. {
+            let out = Command::new(&install)
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", data.display()))
-                .args([
-                    "--auth-root-authentication-method=normal",
-                    "--user=root",
-                    "--skip-test-db",
-                    "--innodb-use-native-aio=0",
-                ])
-                .current_dir(&root)
+                .args(["--auth-root-authentication-method=normal", "--skip-test-db", "--innodb-use-native-aio=0"])
+                .args(user)
+                .current_dir(root)
                 .output()
-                .expect("run mariadb-install-db");
+                .map_err(LaunchError::spawn("mariadb-install-db"))?;
             if out.status.success() {
                 break;
             }
-            assert!(
-                tries < 3,
-                "mariadb-install-db failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            if tries == 3 {
+                return Err(LaunchError::Setup { tool: "mariadb-install-db", output: failure_output(&out) });
+            }
             let _ = std::fs::remove_dir_all(&data);
         }
-        let child = Command::new("mariadbd")
-            .arg("--no-defaults")
-            .arg("--user=root")
+        let port = o.port.unwrap_or_else(free_port);
+        let log = root.join("error.log");
+        let mut cmd = Command::new(server);
+        cmd.arg("--no-defaults")
+            .args(user)
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", root.join("mysqld.sock").display()))
             .arg(format!("--pid-file={}", root.join("mysqld.pid").display()))
-            .arg(format!("--log-error={}", root.join("error.log").display()))
+            .arg(format!("--log-error={}", log.display()))
             .arg(format!("--port={port}"))
             .args(["--bind-address=127.0.0.1", "--skip-name-resolve", "--skip-log-bin", "--max-allowed-packet=64M"])
-            // A test server: durability is not what is being measured.
+            // A scratch server: durability is not what is being measured.
             .args(["--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0", "--innodb-use-native-aio=0"])
-            .current_dir(&root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mariadbd");
-        let m = Mariadb { child, port, dir: root };
-        m.wait_ready();
-        m.sql(&format!(
-            "ALTER USER root@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; ALTER USER root@'::1' IDENTIFIED BY '{PASSWORD}'; FLUSH PRIVILEGES;"
-        ));
-        m
+            .current_dir(root);
+        let process = Process::spawn(&mut cmd, "mariadbd", &o.mode, &log)?;
+        let mut m = Mariadb { process, port, password: o.password, client, dir: o.dir.clone(), log };
+        let log = m.log.clone();
+        let probe = Mariadb::socket_sql(&m.client, &m.dir);
+        m.process.wait_ready("mariadbd", &log, 30, Duration::from_millis(100), || probe("SELECT 1").is_ok())?;
+        let pw = &m.password;
+        m.try_sql(&format!(
+            "ALTER USER root@'127.0.0.1' IDENTIFIED BY '{pw}'; ALTER USER root@'::1' IDENTIFIED BY '{pw}'; FLUSH PRIVILEGES;"
+        ))?;
+        m.process.launched();
+        Ok(m)
     }
 
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if self.try_sql("SELECT 1").is_ok() {
-                return;
+    /// Create and start a fresh server in a new directory under `dir`.
+    pub fn start(dir: &Path) -> Mariadb {
+        let port = free_port();
+        let o =
+            MariadbOptions { port: Some(port), ..MariadbOptions::new(dir.join(format!("mariadb-{port}")), PASSWORD) };
+        or_panic(Self::launch(o))
+    }
+
+    /// A runner of SQL as root over the server's unix socket.
+    fn socket_sql(client: &Path, dir: &Path) -> impl Fn(&str) -> Result<String, LaunchError> + use<> {
+        let (client, socket) = (client.to_path_buf(), dir.join("mysqld.sock"));
+        move |sql: &str| {
+            let out = Command::new(&client)
+                .arg("--no-defaults")
+                .arg(format!("--socket={}", socket.display()))
+                .args(["-u", "root", "--batch", "--skip-column-names", "-e", sql])
+                .output()
+                .map_err(LaunchError::spawn("mariadb"))?;
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            } else {
+                Err(LaunchError::Sql { client: "mariadb", sql: sql.into(), output: failure_output(&out) })
             }
-            assert!(
-                Instant::now() < deadline,
-                "mariadbd did not become ready; see {}",
-                self.dir.join("error.log").display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn try_sql(&self, sql: &str) -> Result<String, String> {
-        let out = Command::new("mariadb")
-            .arg("--no-defaults")
-            .arg(format!("--socket={}", self.dir.join("mysqld.sock").display()))
-            .args(["-u", "root", "--batch", "--skip-column-names", "-e", sql])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
     }
 
     /// Run `sql` as root over the unix socket with the `mariadb` client;
-    /// returns the tab-separated output without column names. Panics on failure.
-    pub fn sql(&self, sql: &str) -> String {
-        self.try_sql(sql).unwrap_or_else(|e| panic!("mariadb {sql:?} failed: {e}"))
+    /// the tab-separated output without column names.
+    pub fn try_sql(&self, sql: &str) -> Result<String, LaunchError> {
+        Mariadb::socket_sql(&self.client, &self.dir)(sql)
     }
 
-    /// `mysql://root:kmdr-test-pw@127.0.0.1:PORT`
+    /// [`Mariadb::try_sql`], panicking on failure.
+    pub fn sql(&self, sql: &str) -> String {
+        or_panic(self.try_sql(sql))
+    }
+
+    /// `mysql://root:PASSWORD@127.0.0.1:PORT`
     pub fn url(&self) -> String {
-        format!("mysql://{USER}:{PASSWORD}@127.0.0.1:{}", self.port)
+        format!("mysql://{USER}:{}@127.0.0.1:{}", self.password, self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -130,13 +161,6 @@ impl Mariadb {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Mariadb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.pid()
     }
 }

@@ -1,173 +1,171 @@
-//! PostgreSQL 15 servers.
+//! PostgreSQL servers.
 //!
-//! The tests run as root and PostgreSQL refuses to run as root, so the cluster
-//! is created and run as the `postgres` OS user in a directory under the
-//! caller's temp dir, chowned to that user. The server listens on 127.0.0.1 on
-//! a free port and puts its unix socket inside its own directory. TCP clients
-//! must give the password of the superuser [`USER`] (SCRAM), so wrong
-//! passwords can be tested; the unix socket trusts local users, which is what
-//! [`Postgres::psql`] uses to seed and inspect.
+//! PostgreSQL refuses to run as root, so when this process is root the
+//! cluster is created and run as the `postgres` OS user in a directory
+//! chowned to that user (whose parent gets `o+x`; every directory above must
+//! already let it through). The server listens on 127.0.0.1 and puts its unix
+//! socket inside its own directory. TCP clients must give the superuser
+//! [`USER`]'s password (SCRAM), so wrong passwords can be tested; the unix
+//! socket trusts local users, which is what [`Postgres::psql`] uses to seed and
+//! inspect. Durability is off (`fsync=off`): these servers are scratch.
 
-use crate::free_port;
+use crate::error::or_panic;
+use crate::process::{Mode, Process, find_bin, is_root, os_user};
+use crate::{LaunchError, free_port};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// The superuser created by `initdb`.
 pub const USER: &str = "kmdr";
-/// Its password.
+/// The tests' password for it.
 pub const PASSWORD: &str = "kmdr-test-pw";
 
-/// Where Debian puts PostgreSQL 15's server tools (also on PATH via scripts/tools-env.sh).
-const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+/// The server tools the launcher needs.
+const TOOLS: &str = "initdb, postgres, pg_isready";
 
-/// A PostgreSQL server started by the test; stopped (by its postmaster pid) when dropped.
+/// How to start a PostgreSQL server.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// The cluster's directory (created): data/, sock/, server.log.
+    pub dir: PathBuf,
+    /// The superuser [`USER`]'s password for TCP logins.
+    pub password: String,
+    /// Default: a free port.
+    pub port: Option<u16>,
+    /// TCP connections must use TLS and present a client certificate signed
+    /// by the CA in this directory (see [`crate::make_pki`]), as Kamaji's
+    /// DataStore `tlsConfig` sets up; the password is still asked.
+    pub tls: Option<PathBuf>,
+    pub mode: Mode,
+}
+
+impl PostgresOptions {
+    pub fn new(dir: impl Into<PathBuf>, password: &str) -> PostgresOptions {
+        PostgresOptions { dir: dir.into(), password: password.into(), port: None, tls: None, mode: Mode::Owned }
+    }
+}
+
+/// A PostgreSQL server; stopped (immediate shutdown of its postmaster) when
+/// dropped unless started detached.
+#[derive(Debug)]
 pub struct Postgres {
-    child: Child,
+    process: Process,
     port: u16,
+    password: String,
     /// The cluster's directory (data/, sock/, server.log).
     pub dir: PathBuf,
+    pub log: PathBuf,
 }
 
-/// The path of a PostgreSQL tool: the Debian location when present, else PATH.
+/// The path of a PostgreSQL tool: on PATH, else in Debian's
+/// /usr/lib/postgresql/<newest>/bin, else the bare name.
 pub fn bin(name: &str) -> PathBuf {
-    let p = Path::new(BIN_DIR).join(name);
-    if p.exists() { p } else { PathBuf::from(name) }
+    find_tool(name).unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// uid and gid of an OS user, from /etc/passwd.
-fn os_user(name: &str) -> (u32, u32) {
-    let passwd = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-    passwd
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 3 && f[0] == name).then(|| (f[2].parse().unwrap(), f[3].parse().unwrap()))
-        })
-        .next()
-        .unwrap_or_else(|| panic!("no OS user {name:?}: PostgreSQL must run as a non-root user"))
+fn find_tool(name: &str) -> Option<PathBuf> {
+    find_bin(name, &[]).map(|p| p.canonicalize().unwrap_or(p)).or_else(|| {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .map(|e| e.path().join("bin").join(name))
+            .filter(|p| p.is_file())
+            .collect();
+        versions.sort();
+        versions.pop()
+    })
 }
 
 impl Postgres {
+    /// Create a fresh cluster, start it and wait (30s) until it answers.
+    pub fn launch(o: PostgresOptions) -> Result<Postgres, LaunchError> {
+        let not_installed = LaunchError::NotInstalled { server: "PostgreSQL", programs: TOOLS };
+        let initdb = find_tool("initdb").ok_or(not_installed)?;
+        // The server and pg_isready of the same version as initdb.
+        let [postgres, isready] = ["postgres", "pg_isready"].map(|b| initdb.with_file_name(b));
+        if !postgres.is_file() || !isready.is_file() {
+            return Err(LaunchError::NotInstalled { server: "PostgreSQL", programs: TOOLS });
+        }
+        let ids = if is_root() { Some(os_user("postgres").ok_or(LaunchError::NoPostgresUser)?) } else { None };
+        let root = &o.dir;
+        let sock = root.join("sock");
+        std::fs::create_dir_all(&sock).map_err(LaunchError::io("create", &sock))?;
+        if ids.is_some() {
+            reachable_by_others(root)?;
+        }
+        let pwfile = root.join("initdb.pw");
+        std::fs::write(&pwfile, &o.password).map_err(LaunchError::io("write", &pwfile))?;
+        let log = root.join("server.log");
+        std::fs::File::create(&log).map_err(LaunchError::io("create", &log))?;
+        if let Some((uid, gid)) = ids {
+            for p in [root, &sock, &pwfile, &log] {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(LaunchError::io("chown", p))?;
+            }
+        }
+        let data = root.join("data");
+        let mut init = Command::new(&initdb);
+        init.arg("-D").arg(&data);
+        init.args(["-U", USER, "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C"]);
+        init.arg("--no-sync").arg(format!("--pwfile={}", pwfile.display())).current_dir(root);
+        if let Some((uid, gid)) = ids {
+            init.uid(uid).gid(gid);
+        }
+        let out = init.output().map_err(LaunchError::spawn("initdb"))?;
+        let _ = std::fs::remove_file(&pwfile);
+        if !out.status.success() {
+            return Err(LaunchError::Setup { tool: "initdb", output: crate::process::failure_output(&out) });
+        }
+        let tls_args = match &o.tls {
+            Some(pki) => tls_setup(root, &data, pki, ids)?,
+            None => Vec::new(),
+        };
+        let port = o.port.unwrap_or_else(free_port);
+        let mut cmd = Command::new(&postgres);
+        cmd.arg("-D").arg(&data).args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"]);
+        cmd.arg("-c").arg(format!("unix_socket_directories={}", sock.display()));
+        // A scratch server: durability is not what is being measured.
+        cmd.args(["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"]);
+        cmd.args(&tls_args).current_dir(root);
+        if let Some((uid, gid)) = ids {
+            cmd.uid(uid).gid(gid);
+        }
+        let process = Process::spawn(&mut cmd, "postgres", &o.mode, &log)?.stop_with("QUIT");
+        let mut pg = Postgres { process, port, password: o.password, dir: o.dir.clone(), log };
+        let ready = || {
+            Command::new(&isready)
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let log = pg.log.clone();
+        pg.process.wait_ready("postgres", &log, 30, Duration::from_millis(100), ready)?;
+        pg.process.launched();
+        Ok(pg)
+    }
+
     /// Create and start a fresh cluster in a new directory under `dir`.
     pub fn start(dir: &Path) -> Postgres {
-        Self::start_with(dir, None)
+        let port = free_port();
+        let o = PostgresOptions { port: Some(port), ..PostgresOptions::new(dir.join(format!("pg-{port}")), PASSWORD) };
+        or_panic(Self::launch(o))
     }
 
     /// Like [`Postgres::start`], but TCP connections must use TLS and present
-    /// a client certificate signed by the CA in `pki` (see [`crate::make_pki`]),
-    /// as Kamaji's DataStore `tlsConfig` sets up; the password is still asked.
+    /// a client certificate signed by the CA in `pki` (see [`crate::make_pki`]).
     pub fn start_tls(dir: &Path, pki: &Path) -> Postgres {
-        Self::start_with(dir, Some(pki))
-    }
-
-    fn start_with(dir: &Path, pki: Option<&Path>) -> Postgres {
-        let (uid, gid) = os_user("postgres");
-        // The postgres user must be able to reach its directory: temp dirs are 0700.
-        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
-        if mode & 0o011 != 0o011 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o711)).unwrap();
-        }
         let port = free_port();
-        let root = dir.join(format!("pg-{port}"));
-        let sock = root.join("sock");
-        std::fs::create_dir_all(&sock).unwrap();
-        let pwfile = root.join("pwfile");
-        std::fs::write(&pwfile, PASSWORD).unwrap();
-        for p in [&root, &sock, &pwfile] {
-            std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
-        }
-        let data = root.join("data");
-        let out = Command::new(bin("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                USER,
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
-            .arg(format!("--pwfile={}", pwfile.display()))
-            .current_dir(&root)
-            .uid(uid)
-            .gid(gid)
-            .output()
-            .expect("run initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut tls_args: Vec<String> = Vec::new();
-        if let Some(pki) = pki {
-            for f in ["ca.crt", "server.crt", "server.key"] {
-                let to = root.join(f);
-                std::fs::copy(pki.join(f), &to).unwrap();
-                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
-                std::os::unix::fs::chown(&to, Some(uid), Some(gid)).unwrap();
-            }
-            std::fs::write(
-                data.join("pg_hba.conf"),
-                "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256 clientcert=verify-ca\n",
-            )
-            .unwrap();
-            for (k, f) in [("ssl_cert_file", "server.crt"), ("ssl_key_file", "server.key"), ("ssl_ca_file", "ca.crt")] {
-                tls_args.extend(["-c".into(), format!("{k}={}", root.join(f).display())]);
-            }
-            tls_args.extend(["-c".into(), "ssl=on".into()]);
-        }
-        let log = std::fs::File::create(root.join("server.log")).unwrap();
-        std::os::unix::fs::chown(root.join("server.log"), Some(uid), Some(gid)).unwrap();
-        let child = Command::new(bin("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", sock.display()))
-            // A test server: durability is not what is being measured.
-            .args(["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"])
-            .args(&tls_args)
-            .current_dir(&root)
-            .uid(uid)
-            .gid(gid)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start postgres");
-        let pg = Postgres { child, port, dir: root };
-        pg.wait_ready();
-        pg
+        let mut o = PostgresOptions::new(dir.join(format!("pg-{port}")), PASSWORD);
+        o.port = Some(port);
+        o.tls = Some(pki.into());
+        or_panic(Self::launch(o))
     }
 
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = Command::new(bin("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
-                .status()
-                .is_ok_and(|s| s.success());
-            if ready {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "postgres did not become ready; see {}",
-                self.dir.join("server.log").display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// `postgres://kmdr:kmdr-test-pw@127.0.0.1:PORT`
+    /// `postgres://kmdr:PASSWORD@127.0.0.1:PORT`
     pub fn url(&self) -> String {
-        format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{}", self.port)
+        format!("postgres://{USER}:{}@127.0.0.1:{}", self.password, self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -176,7 +174,7 @@ impl Postgres {
 
     /// The pid of the postmaster.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Run `sql` in database `db` over the unix socket with psql; returns the
@@ -196,21 +194,41 @@ impl Postgres {
     pub fn stop(self) {}
 }
 
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        // SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its
-        // backends down with it. Only the pid this test started is signalled.
-        let quit = Command::new("kill").args(["-QUIT", &self.child.id().to_string()]).status();
-        if quit.is_ok_and(|s| s.success()) {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+/// Let the postgres OS user reach `dir`: its parent gets `o+x` when it lacks
+/// it; a directory further up that does not let others through is an error.
+fn reachable_by_others(dir: &Path) -> Result<(), LaunchError> {
+    let dir = dir.canonicalize().map_err(LaunchError::io("resolve", dir))?;
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    for d in parent.ancestors() {
+        let mode = std::fs::metadata(d).map_err(LaunchError::io("read the mode of", d))?.permissions().mode();
+        if d == parent && mode & 0o011 != 0o011 {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o711))
+                .map_err(LaunchError::io("let the postgres OS user enter", d))?;
+        } else if mode & 0o001 == 0 {
+            return Err(LaunchError::Unreachable { dir: d.into(), mode: mode & 0o777 });
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
+    Ok(())
+}
+
+/// The server's certificate files copied in for the postgres user, a
+/// `pg_hba.conf` that requires them, and the server's `-c` arguments.
+fn tls_setup(root: &Path, data: &Path, pki: &Path, ids: Option<(u32, u32)>) -> Result<Vec<String>, LaunchError> {
+    for f in ["ca.crt", "server.crt", "server.key"] {
+        let to = root.join(f);
+        std::fs::copy(pki.join(f), &to).map_err(LaunchError::io("copy", pki.join(f)))?;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).map_err(LaunchError::io("chmod", &to))?;
+        if let Some((uid, gid)) = ids {
+            std::os::unix::fs::chown(&to, Some(uid), Some(gid)).map_err(LaunchError::io("chown", &to))?;
+        }
+    }
+    let hba = data.join("pg_hba.conf");
+    std::fs::write(&hba, "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256 clientcert=verify-ca\n")
+        .map_err(LaunchError::io("write", &hba))?;
+    let mut args = Vec::new();
+    for (k, f) in [("ssl_cert_file", "server.crt"), ("ssl_key_file", "server.key"), ("ssl_ca_file", "ca.crt")] {
+        args.extend(["-c".into(), format!("{k}={}", root.join(f).display())]);
+    }
+    args.extend(["-c".into(), "ssl=on".into()]);
+    Ok(args)
 }

@@ -362,10 +362,10 @@ pub enum LabCommand {
     /// Start the lab's servers on 127.0.0.1, seed them and write its plan (DIR/kmdr.yaml)
     #[command(long_about = "Start a disposable lab from the server binaries on PATH, on free ports of 127.0.0.1: \
 an under-cluster etcd (started by the same shell line the plan's drill steps use, pid in DIR/uc.pid), a shared \
-tenant etcd with --tenants tenants of --keys Kubernetes-shaped keys each, and when PostgreSQL (initdb, pg_ctl) or \
-MariaDB (mariadbd) is installed one kine tenant on each. Creates a repository in DIR/repo with the key DIR/kmdr.key \
-(kept across runs) and writes the plan DIR/kmdr.yaml, which `kmdr plan check` accepts. What was started is \
-recorded in DIR/lab.json. Running it again while the lab is up changes nothing.\n\n\
+tenant etcd with --tenants tenants of --keys Kubernetes-shaped keys each, and when PostgreSQL (initdb, postgres, \
+pg_isready) or MariaDB (mariadbd) is installed one kine tenant on each. Creates a repository in DIR/repo with the key \
+DIR/kmdr.key (kept across runs) and writes the plan DIR/kmdr.yaml, which `kmdr plan check` accepts. What was \
+started is recorded in DIR/lab.json. Running it again while the lab is up changes nothing.\n\n\
 Then:\n  kmdr drill --lab\n  kmdr lab down")]
     Up(LabUpArgs),
     /// Show what the lab runs: processes, pids, ports, the plan
