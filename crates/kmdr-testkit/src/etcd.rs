@@ -24,6 +24,8 @@ pub struct EtcdOptions {
     /// CA in this directory (see [`crate::make_pki`]).
     pub tls: Option<PathBuf>,
     pub mode: Mode,
+    /// The etcd binary; default: `etcd` on PATH (etcd 3.6 under scripts/tools-env.sh).
+    pub program: Option<PathBuf>,
 }
 
 impl EtcdOptions {
@@ -36,6 +38,7 @@ impl EtcdOptions {
             peer_url: None,
             tls: None,
             mode: Mode::Owned,
+            program: None,
         }
     }
 }
@@ -54,7 +57,10 @@ pub struct Etcd {
 impl Etcd {
     /// Start a member and wait (20s) until it answers.
     pub fn launch(o: EtcdOptions) -> Result<Etcd, LaunchError> {
-        let program = find_bin("etcd", &[]).ok_or(LaunchError::NotInstalled { server: "etcd", programs: "etcd" })?;
+        let program = match &o.program {
+            Some(p) => p.clone(),
+            None => find_bin("etcd", &[]).ok_or(LaunchError::NotInstalled { server: "etcd", programs: "etcd" })?,
+        };
         let scheme = if o.tls.is_some() { "https" } else { "http" };
         let client_url = format!("{scheme}://127.0.0.1:{}", o.port.unwrap_or_else(free_port));
         let peer_url = o.peer_url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}", free_port()));

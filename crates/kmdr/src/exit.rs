@@ -135,6 +135,7 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         kmdr_plan::steps::StepError,
         kmdr_plan::drill::DrillError,
         kmdr_serve::ServeError,
+        kmdr_lab::LabError,
         crate::commands::UsageError,
         crate::commands::PlanInvalid,
         crate::commands::NotHealthy,

@@ -297,3 +297,98 @@ async fn backup_over_mutual_tls_as_on_kubeadm() {
     );
     assert_eq!(k.json(&["backups", "list"]).as_array().unwrap().len(), 1);
 }
+
+/// The bin directory of another etcd version (scripts/tools-env.sh exports
+/// them); `None` skips, or fails the test in CI.
+fn other_etcd(var: &str) -> Option<std::path::PathBuf> {
+    match std::env::var_os(var).map(std::path::PathBuf::from).filter(|d| d.join("etcd").exists()) {
+        Some(d) => Some(d),
+        None if common::require_servers() => {
+            panic!("{var} names no etcd bin dir but KMDR_TEST_REQUIRE_SERVERS=1: run scripts/test.sh")
+        }
+        None => {
+            eprintln!("SKIPPED: {var} not set (source scripts/tools-env.sh)");
+            None
+        }
+    }
+}
+
+/// Snapshots taken from etcd 3.4, 3.5 and 3.6 are each backed up, restored
+/// with etcd 3.6's etcdutl (revision bumped), started on etcd 3.6 and read
+/// back key by key; offline inspect reads each backup.
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_of_etcd_3_4_3_5_and_3_6_restore_on_3_6() {
+    need_etcd!();
+    let versions = [("3.4", other_etcd("KMDR_ETCD34_BIN")), ("3.5", other_etcd("KMDR_ETCD35_BIN")), ("3.6", None)];
+    for (version, bin) in versions {
+        if version != "3.6" && bin.is_none() {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let o = kmdr_testkit::etcd::EtcdOptions {
+            program: bin.map(|b| b.join("etcd")),
+            ..kmdr_testkit::etcd::EtcdOptions::new("src", dir.path().join("src.etcd"))
+        };
+        let src = Etcd::launch(o).unwrap_or_else(|e| panic!("etcd {version}: {e}"));
+        src.load("/registry/configmaps/ns/", 400, 300, 7).await;
+        let before = src.dump().await;
+        let k = Kmdr::local(dir.path());
+        k.init();
+        let m = k.json(&["backup", "etcd", "--endpoints", &src.client_url]);
+        let server = m["source"]["etcd_version"].as_str().unwrap().to_string();
+        assert!(server.starts_with(version), "backed up etcd {server}, wanted {version}");
+        let id = m["id"].as_str().unwrap().to_string();
+        src.stop();
+
+        // Offline: the snapshot's own database read without any etcd.
+        let inv = k.json(&["inspect", &id]);
+        assert_eq!(inv["inventory"]["revision"], m["source"]["revision"], "etcd {version}: {inv}");
+        assert!(inv["inventory"]["entries_scanned"].as_u64().unwrap() >= before.len() as u64, "{inv}");
+
+        let peer = format!("http://127.0.0.1:{}", common::free_port());
+        let target = dir.path().join("restored.etcd");
+        k.ok(&restore_args(&id, &target.display().to_string(), &peer, &format!("restored={peer}")));
+        let restored = Etcd::start_on(target, "restored", Some(peer));
+        assert!(restored.dump().await == before, "etcd {version}: every key and value comes back on 3.6");
+        let mut c = restored.client().await;
+        let head = c.get("/", None).await.unwrap().header().unwrap().revision();
+        assert!(head > 1_000_000_000, "etcd {version}: revision {head} was bumped");
+    }
+}
+
+/// An etcdutl that cannot bump the revision (3.5.1) or etcd 3.4's etcdctl is
+/// refused with the version needed, nothing written; `--no-bump-revision`
+/// lets it restore.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_tool_too_old_to_bump_the_revision_is_refused() {
+    need_etcd!();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), "src");
+    etcd.load("/k/", 50, 100, 1).await;
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let id = k.json(&["backup", "etcd", "--endpoints", &etcd.client_url])["id"].as_str().unwrap().to_string();
+    let peer = format!("http://127.0.0.1:{}", common::free_port());
+    let cluster = format!("restored={peer}");
+    let target = dir.path().join("restored.etcd");
+    let t = target.display().to_string();
+    let old: Vec<std::path::PathBuf> = [
+        other_etcd("KMDR_ETCD35_BIN").map(|d| d.join("etcdutl")),
+        other_etcd("KMDR_ETCD34_BIN").map(|d| d.join("etcdctl")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for tool in &old {
+        let tool = tool.display().to_string();
+        let err = k.fails(&[restore_args(&id, &t, &peer, &cluster), vec!["--etcdutl", &tool]].concat(), 8);
+        assert!(err.contains("cannot bump the revision") && err.contains("--no-bump-revision"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(!target.exists(), "nothing restored");
+    }
+    if let Some(tool) = old.first() {
+        let tool = tool.display().to_string();
+        k.ok(&[restore_args(&id, &t, &peer, &cluster), vec!["--etcdutl", &tool, "--no-bump-revision"]].concat());
+        assert!(target.join("member").exists());
+    }
+}
