@@ -82,6 +82,22 @@ pub trait Classify: std::error::Error {
     fn class(&self) -> ErrorClass;
 }
 
+/// An error and its causes on one line, without repeating a cause a
+/// message already contains (many wrap their source's text in their own).
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s.replace('\n', " ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

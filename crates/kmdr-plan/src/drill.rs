@@ -180,7 +180,8 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
     let tags = BTreeMap::from([("drill".to_string(), started_at.to_rfc3339())]);
     for spec in &plan.layers {
         let mut run = LayerRun { units: Vec::new(), healthy_at: None, problems: Vec::new() };
-        let (live, failed) = exec::live_units(spec).await;
+        let mut conns = unit::Connections::default();
+        let (live, failed) = exec::live_units(spec, &mut conns).await;
         let mut units = live.clone();
         for o in failed {
             run.problems.push(o.error.map(|e| e.message).unwrap_or_default());
@@ -199,7 +200,7 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
                 Err(e) => run.problems.push(format!("cannot read {name}: {e}")),
             }
         }
-        for o in exec::backup_units(repo, spec, live, &tags, notify).await {
+        for o in exec::backup_units(repo, spec, live, &tags, &mut conns, notify).await {
             t.record(spec.layer, "backup", &o.unit, o.began, o.finished, o.error.as_ref().map(|e| e.message.as_str()));
             match (&o.error, run.units.iter_mut().find(|u| u.name == o.unit)) {
                 (Some(e), _) => run.problems.push(format!("the backup of {} failed: {e}", o.unit)),

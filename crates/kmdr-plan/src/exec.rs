@@ -78,13 +78,14 @@ impl UnitOutcome {
 /// The units of a layer as they are now: those the plan names, and the
 /// tenants each datastore lists. A datastore that cannot be listed is an
 /// outcome of its own (`<datastore>/*`).
-pub async fn live_units(spec: &LayerSpec) -> (Vec<Unit>, Vec<UnitOutcome>) {
+/// The datastores stay connected in `conns`, for the backups that follow.
+pub async fn live_units(spec: &LayerSpec, conns: &mut Connections) -> (Vec<Unit>, Vec<UnitOutcome>) {
     let mut units: Vec<Unit> =
         unit::named_units(spec).into_iter().filter(|u| !matches!(u, Unit::Tenant { .. })).collect();
     let mut failed = Vec::new();
     for d in unit::datastores(spec) {
         let began = chrono::Utc::now();
-        match unit::datastore_units(d).await {
+        match conns.datastore_units(d).await {
             Ok(found) => units.extend(found),
             Err(e) => failed.push(UnitOutcome::failed(format!("{}/*", d.name), None, began, e)),
         }
@@ -99,27 +100,28 @@ pub async fn backup_layer(
     tags: &BTreeMap<String, String>,
     notify: Notify<'_>,
 ) -> Vec<UnitOutcome> {
-    let (units, mut out) = live_units(spec).await;
-    out.extend(backup_units(repo, spec, units, tags, notify).await);
+    let mut conns = Connections::default();
+    let (units, mut out) = live_units(spec, &mut conns).await;
+    out.extend(backup_units(repo, spec, units, tags, &mut conns, notify).await);
     out
 }
 
 /// Back up these units of a layer. The tenants of a datastore share one
-/// connection and one read point.
+/// connection and one read point (those `conns` holds, else new ones).
 pub async fn backup_units(
     repo: &Repository,
     spec: &LayerSpec,
     units: Vec<Unit>,
     tags: &BTreeMap<String, String>,
+    conns: &mut Connections,
     notify: Notify<'_>,
 ) -> Vec<UnitOutcome> {
-    let mut conns = Connections::default();
     let mut out = Vec::new();
     for u in units {
         let name = u.name();
         notify(&format!("{}: backup {name}", spec.layer));
         let began = chrono::Utc::now();
-        out.push(match u.backup_with(repo, tags, &mut conns).await {
+        out.push(match u.backup_with(repo, tags, conns).await {
             Ok(m) => UnitOutcome::backed_up(name, began, &m),
             Err(e) => UnitOutcome::failed(name, None, began, e),
         });

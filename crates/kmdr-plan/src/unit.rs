@@ -71,16 +71,7 @@ impl Classify for UnitError {
 impl UnitError {
     /// A classified library error as a unit error; its message carries its causes.
     pub fn of<E: Classify + Send + Sync + 'static>(e: E) -> Self {
-        let mut message = e.to_string();
-        let mut cause = e.source();
-        while let Some(c) = cause {
-            let text = c.to_string();
-            if !message.contains(&text) {
-                message = format!("{message}: {text}");
-            }
-            cause = c.source();
-        }
-        UnitError { class: e.class(), message, source: Some(Arc::new(e)) }
+        UnitError { class: e.class(), message: kmdr_core::error::one_line(&e), source: Some(Arc::new(e)) }
     }
 }
 
@@ -130,6 +121,17 @@ pub struct Connections {
 }
 
 impl Connections {
+    /// The tenant units of a datastore, found live through the connection
+    /// its backups then use; its read point is taken after the listing, so
+    /// every tenant listed exists at it.
+    pub async fn datastore_units(&mut self, d: &DatastoreSpec) -> Result<Vec<Unit>, UnitError> {
+        let store = connect_datastore(d).await.map_err(|e| UnitError::from(e).context(datastore_label(d)))?;
+        let schemas = list_tenants(d, &store).await?;
+        let at = store.shared_read_point().await.ok().flatten();
+        self.stores.insert(d.name.clone(), (store, at));
+        Ok(schemas.into_iter().map(|schema| Unit::Tenant { datastore: d.clone(), schema }).collect())
+    }
+
     async fn tenant_store(&mut self, d: &DatastoreSpec) -> Result<&(AnyTenants, Option<i64>), UnitError> {
         if !self.stores.contains_key(&d.name) {
             let store = connect_datastore(d).await.map_err(|e| UnitError::from(e).context(datastore_label(d)))?;
@@ -390,9 +392,7 @@ pub async fn list_tenants(d: &DatastoreSpec, store: &impl TenantStore) -> Result
 
 /// The tenant units of one datastore, found live.
 pub async fn datastore_units(d: &DatastoreSpec) -> Result<Vec<Unit>, UnitError> {
-    let store = connect_datastore(d).await.map_err(|e| UnitError::from(e).context(datastore_label(d)))?;
-    let schemas = list_tenants(d, &store).await?;
-    Ok(schemas.into_iter().map(|schema| Unit::Tenant { datastore: d.clone(), schema }).collect())
+    Connections::default().datastore_units(d).await
 }
 
 /// Every tenant a datastore holds, and any the plan names that is not

@@ -185,18 +185,7 @@ pub fn design_table() -> String {
 
 /// The whole cause chain on one line, without repeating a cause a message already contains.
 pub fn one_line(e: &anyhow::Error) -> String {
-    let mut s = String::new();
-    for cause in e.chain() {
-        let c = cause.to_string();
-        if s.contains(&c) {
-            continue;
-        }
-        if !s.is_empty() {
-            s.push_str(": ");
-        }
-        s.push_str(&c);
-    }
-    s.replace('\n', " ")
+    kmdr_core::error::one_line(e.as_ref())
 }
 
 #[cfg(test)]
