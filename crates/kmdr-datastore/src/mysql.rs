@@ -18,7 +18,7 @@
 //! InnoDB's AUTO_INCREMENT follows explicit ids; it is checked afterwards.
 
 use crate::kine_sql::{
-    self, BATCH_BYTES, BATCH_ROWS, COMPACT_REV_KEY, ExportRows, LiveRow, MYSQL_DDL, MYSQL_DUP_INDEX,
+    self, BATCH_BYTES, BATCH_ROWS, COMPACT_REV_KEY, ExportRows, KineTable, LiveRow, MYSQL_DDL, MYSQL_DUP_INDEX,
 };
 use crate::records::{RecordReader, RecordWriter};
 use crate::spill::{RowMeta, Spill};
@@ -88,8 +88,20 @@ impl MysqlTenants {
         Ok(store)
     }
 
+    /// A new connection. A connection reset during the handshake (a busy
+    /// server drops some under load) is tried twice more, 200ms apart.
     async fn conn(&self) -> Result<Conn, TenantError> {
-        match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(self.opts.clone())).await {
+        let mut tries = 0;
+        let attempt = loop {
+            tries += 1;
+            match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(self.opts.clone())).await {
+                Ok(Err(mysql_async::Error::Io(_))) if tries < 3 => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => break other,
+            }
+        };
+        match attempt {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(self.error("connect", e)),
             Err(_) => Err(TenantError::Unreachable {
@@ -121,16 +133,25 @@ impl MysqlTenants {
         }
     }
 
-    /// Whether database `schema` holds kine's table.
-    async fn has_kine(&self, conn: &mut Conn, schema: &str) -> Result<bool, TenantError> {
-        let n: Option<i64> = conn
-            .exec_first(
-                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = 'kine'",
+    /// kine's table in database `schema`, checked: `None` when there is
+    /// none, [`TenantError::KineSchema`] when it is not kine's layout.
+    async fn kine_table(&self, conn: &mut Conn, schema: &str) -> Result<Option<KineTable>, TenantError> {
+        let columns: Vec<(String, String)> = conn
+            .exec(
+                "SELECT CAST(column_name AS CHAR), CAST(column_type AS CHAR) FROM information_schema.columns \
+                 WHERE table_schema = ? AND table_name = 'kine' ORDER BY ordinal_position",
                 (schema,),
             )
             .await
             .map_err(|e| self.error("check table kine", e))?;
-        Ok(n.unwrap_or(0) > 0)
+        if columns.is_empty() {
+            return Ok(None);
+        }
+        KineTable::check(&columns).map(Some).map_err(|detail| TenantError::KineSchema {
+            schema: schema.into(),
+            datastore: self.shown.clone(),
+            detail,
+        })
     }
 
     async fn unknown(&self, schema: &str) -> TenantError {
@@ -138,9 +159,10 @@ impl MysqlTenants {
         TenantError::UnknownSchema { schema: schema.into(), datastore: self.shown.clone(), found }
     }
 
-    /// Create database `schema` and kine's table where missing, and make it
-    /// the connection's database; says what was created.
-    async fn prepare(&self, conn: &mut Conn, schema: &str) -> Result<Option<String>, TenantError> {
+    /// Create database `schema` and kine's table where missing (as kine v0.17
+    /// would), and make it the connection's database; the table found or
+    /// made, and what was created.
+    async fn prepare(&self, conn: &mut Conn, schema: &str) -> Result<(KineTable, Option<String>), TenantError> {
         let mut created = None;
         let exists: Option<i64> = conn
             .exec_first("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?", (schema,))
@@ -152,10 +174,12 @@ impl MysqlTenants {
                 .map_err(|e| self.error("create database", e))?;
             created = Some(format!("database {schema:?}"));
         }
-        if !self.has_kine(conn, schema).await? {
-            created.get_or_insert_with(|| format!("table kine in database {schema:?}"));
-        }
+        let found = self.kine_table(conn, schema).await?;
         conn.query_drop(format!("USE {}", quote(schema))).await.map_err(|e| self.error("use database", e))?;
+        if let Some(table) = found {
+            return Ok((table, created));
+        }
+        created.get_or_insert_with(|| format!("table kine in database {schema:?}"));
         for ddl in MYSQL_DDL {
             match conn.query_drop(*ddl).await {
                 Ok(()) => {}
@@ -163,13 +187,14 @@ impl MysqlTenants {
                 Err(e) => return Err(self.error("create table kine", e)),
             }
         }
-        Ok(created)
+        Ok((KineTable::CURRENT, created))
     }
 
     /// The import proper, inside `tx`; the caller commits or rolls back.
     async fn import_tx<R: AsyncRead + Unpin + Send>(
         &self,
         tx: &mut Transaction<'_>,
+        table: KineTable,
         input: &mut RecordReader<R>,
         replace: bool,
     ) -> Result<ImportInfo, TenantError> {
@@ -210,15 +235,15 @@ impl MysqlTenants {
                 .map_err(e("read keys"))?
                 .unwrap_or(0)
                 != 0;
-        let (table, row_sql) = if staged {
-            tx.query_drop("CREATE TEMPORARY TABLE kmdr_import (id INTEGER, name VARCHAR(630) CHARACTER SET ascii, value MEDIUMBLOB)")
+        let (into, row_sql) = if staged {
+            tx.query_drop("CREATE TEMPORARY TABLE kmdr_import (id BIGINT UNSIGNED, name VARCHAR(630) CHARACTER SET ascii, value MEDIUMBLOB)")
                 .await
                 .map_err(e("create staging table"))?;
             ("kmdr_import (id, name, value)", "(?,?,?)")
         } else {
             ("kine (id, name, created, deleted, create_revision, prev_revision, lease, value)", "(?,?,1,0,0,0,0,?)")
         };
-        let insert_sql = |rows: usize| format!("INSERT INTO {table} VALUES {}", vec![row_sql; rows].join(","));
+        let insert_sql = |rows: usize| format!("INSERT INTO {into} VALUES {}", vec![row_sql; rows].join(","));
         let mut batch: Vec<Value> = Vec::with_capacity(BATCH_ROWS * 3);
         let mut batch_bytes = 0;
         let mut next_id = base + 1;
@@ -227,9 +252,9 @@ impl MysqlTenants {
             let done = rec.is_none();
             if let Some(rec) = rec {
                 let name = kine_sql::kine_name(Driver::Mysql, &rec.key)?;
-                let id = kine_sql::revision_i32(Driver::Mysql, next_id)?;
+                table.check_revision(Driver::Mysql, next_id)?;
                 batch_bytes += name.len() + rec.value.len();
-                batch.extend([Value::Int(id as i64), Value::Bytes(name.into_bytes()), Value::Bytes(rec.value)]);
+                batch.extend([Value::Int(next_id), Value::Bytes(name.into_bytes()), Value::Bytes(rec.value)]);
                 next_id += 1;
                 info.written += 1;
             }
@@ -275,7 +300,7 @@ impl MysqlTenants {
     /// Open tenant `schema`'s kine log for the delta capture.
     pub async fn open_log(&self, schema: &str) -> Result<MysqlLog, TenantError> {
         let mut conn = self.conn().await?;
-        if !self.has_kine(&mut conn, schema).await? {
+        if self.kine_table(&mut conn, schema).await?.is_none() {
             return Err(self.unknown(schema).await);
         }
         conn.query_drop(format!("USE {}", quote(schema))).await.map_err(|e| self.error("use database", e))?;
@@ -362,7 +387,7 @@ impl TenantStore for MysqlTenants {
         out: &mut RecordWriter<W>,
     ) -> Result<ExportInfo, TenantError> {
         let mut conn = self.conn().await?;
-        if !self.has_kine(&mut conn, schema).await? {
+        if self.kine_table(&mut conn, schema).await?.is_none() {
             return Err(self.unknown(schema).await);
         }
         conn.query_drop(format!("USE {}", quote(schema))).await.map_err(|e| self.error("use database", e))?;
@@ -414,7 +439,7 @@ impl TenantStore for MysqlTenants {
 
     async fn count(&self, schema: &str) -> Result<u64, TenantError> {
         let mut conn = self.conn().await?;
-        if !self.has_kine(&mut conn, schema).await? {
+        if self.kine_table(&mut conn, schema).await?.is_none() {
             return Ok(0);
         }
         let sql = COUNT_LIVE.replace("FROM kine", &format!("FROM {}.kine", quote(schema)));
@@ -431,7 +456,7 @@ impl TenantStore for MysqlTenants {
     ) -> Result<ImportInfo, TenantError> {
         kine_sql::check_schema(schema)?;
         let mut conn = self.conn().await?;
-        let created = self.prepare(&mut conn, schema).await?;
+        let (table, created) = self.prepare(&mut conn, schema).await?;
         let failed = |detail: String| TenantError::ImportFailed {
             schema: schema.into(),
             datastore: self.shown.clone(),
@@ -442,7 +467,7 @@ impl TenantStore for MysqlTenants {
             .start_transaction(TxOpts::default().with_isolation_level(IsolationLevel::RepeatableRead).clone())
             .await
             .map_err(|e| failed(self.error("begin", e).to_string()))?;
-        let info = match self.import_tx(&mut tx, input, replace).await {
+        let info = match self.import_tx(&mut tx, table, input, replace).await {
             Ok(info) => info,
             Err(e) => {
                 tx.rollback().await.ok();

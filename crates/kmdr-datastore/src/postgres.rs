@@ -17,7 +17,7 @@
 //! certificate and name. kmdr never connects over TLS without checking, so
 //! `sslmode=require` and `verify-ca` are refused with that advice.
 
-use crate::kine_sql::{self, COMPACT_REV_KEY, ExportRows, LiveRow, POSTGRES_DDL};
+use crate::kine_sql::{self, COMPACT_REV_KEY, ExportRows, KineTable, LiveRow, POSTGRES_DDL};
 use crate::records::{RecordReader, RecordWriter};
 use crate::store::{ExportInfo, ImportInfo, TenantError, TenantStore};
 use crate::url::{DatastoreUrl, Driver};
@@ -39,6 +39,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// without kine's bookkeeping row. Select list and order are added per use.
 const LIVE_FROM: &str = "FROM kine k JOIN (SELECT MAX(id) AS id FROM kine GROUP BY name) m ON m.id = k.id \
      WHERE k.deleted = 0 AND k.name <> 'compact_rev_key'";
+
+/// kine's compact revision, as kine reads it.
+const COMPACT_REVISION: &str =
+    "SELECT COALESCE(MAX(prev_revision), 0)::bigint FROM kine WHERE name = 'compact_rev_key'";
+
+/// The newest id (0 for an empty table).
+const MAX_ID: &str = "SELECT COALESCE(MAX(id), 0)::bigint FROM kine";
 
 /// Counting live keys: those under `/registry/` (what the tenant's API server sees).
 const COUNT_LIVE: &str = "SELECT COUNT(*) FROM kine k JOIN (SELECT MAX(id) AS id FROM kine GROUP BY name) m ON m.id = k.id \
@@ -167,13 +174,36 @@ impl PostgresTenants {
         Ok(row.get(0))
     }
 
+    /// kine's table in the connected database `schema`, checked: `None` when
+    /// there is none, [`TenantError::KineSchema`] when it is not kine's layout.
+    async fn kine_table(&self, client: &Client, schema: &str) -> Result<Option<KineTable>, TenantError> {
+        let rows = client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                 WHERE a.attrelid = to_regclass('public.kine') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error("check table kine", &e))?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let columns: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        KineTable::check(&columns).map(Some).map_err(|detail| TenantError::KineSchema {
+            schema: schema.into(),
+            datastore: self.shown.clone(),
+            detail,
+        })
+    }
+
     async fn unknown(&self, schema: &str) -> TenantError {
         let found = self.list_tenants().await.unwrap_or_default();
         TenantError::UnknownSchema { schema: schema.into(), datastore: self.shown.clone(), found }
     }
 
-    /// Create database `schema` and kine's table where missing; says what was created.
-    async fn prepare(&self, schema: &str) -> Result<(Client, Option<String>), TenantError> {
+    /// Create database `schema` and kine's table where missing (as kine v0.17
+    /// would); the table found or made, and what was created.
+    async fn prepare(&self, schema: &str) -> Result<(Client, KineTable, Option<String>), TenantError> {
         let mut created = None;
         let client = match self.tenant_client(schema).await? {
             Some(c) => c,
@@ -189,13 +219,17 @@ impl PostgresTenants {
                 self.client(schema).await?
             }
         };
-        if !self.has_kine(&client).await? {
-            created.get_or_insert_with(|| format!("table kine in database {schema:?}"));
-        }
-        for ddl in POSTGRES_DDL {
-            client.batch_execute(ddl).await.map_err(|e| self.error("create table kine", &e))?;
-        }
-        Ok((client, created))
+        let table = match self.kine_table(&client, schema).await? {
+            Some(table) => table,
+            None => {
+                created.get_or_insert_with(|| format!("table kine in database {schema:?}"));
+                for ddl in POSTGRES_DDL {
+                    client.batch_execute(ddl).await.map_err(|e| self.error("create table kine", &e))?;
+                }
+                KineTable::CURRENT
+            }
+        };
+        Ok((client, table, created))
     }
 }
 
@@ -211,7 +245,7 @@ impl PostgresTenants {
         let Some(client) = self.tenant_client(schema).await? else {
             return Err(self.unknown(schema).await);
         };
-        if !self.has_kine(&client).await? {
+        if self.kine_table(&client, schema).await?.is_none() {
             return Err(self.unknown(schema).await);
         }
         Ok(PostgresLog { client, shown: self.shown.clone() })
@@ -226,7 +260,6 @@ impl kine_sql::KineLog for PostgresLog {
             datastore: self.shown.clone(),
             detail: kine_sql::one_line(error_chain(&e)),
         };
-        let after = kine_sql::revision_i32(Driver::Postgres, after)?;
         let tx = self
             .client
             .build_transaction()
@@ -235,14 +268,12 @@ impl kine_sql::KineLog for PostgresLog {
             .start()
             .await
             .map_err(|e| err("begin", e))?;
-        let compact: i32 = tx
-            .query_one(kine_sql::COMPACT_REVISION_SQL, &[])
-            .await
-            .map_err(|e| err("read compact revision", e))?
-            .get(0);
+        let compact: i64 =
+            tx.query_one(COMPACT_REVISION, &[]).await.map_err(|e| err("read compact revision", e))?.get(0);
         let rows = tx
             .query(
-                "SELECT id, name, created, deleted, create_revision, value FROM kine WHERE id > $1 ORDER BY id LIMIT $2",
+                "SELECT id::bigint, name::text, created::bigint, deleted::bigint, create_revision::bigint, value FROM kine \
+                 WHERE id > $1::bigint ORDER BY id LIMIT $2",
                 &[&after, &(kine_sql::LOG_PAGE as i64)],
             )
             .await
@@ -251,7 +282,7 @@ impl kine_sql::KineLog for PostgresLog {
         let rows = rows
             .iter()
             .map(|row| {
-                let int = |i: usize| row.get::<_, Option<i32>>(i).unwrap_or(0) as i64;
+                let int = |i: usize| row.get::<_, Option<i64>>(i).unwrap_or(0);
                 kine_sql::LogRow {
                     id: int(0),
                     name: row.get::<_, Option<&str>>(1).unwrap_or_default().as_bytes().to_vec(),
@@ -262,7 +293,7 @@ impl kine_sql::KineLog for PostgresLog {
                 }
             })
             .collect();
-        Ok(kine_sql::LogPage { compact_revision: compact as i64, rows })
+        Ok(kine_sql::LogPage { compact_revision: compact, rows })
     }
 }
 
@@ -370,7 +401,7 @@ impl TenantStore for PostgresTenants {
         let Some(mut client) = self.tenant_client(schema).await? else {
             return Err(self.unknown(schema).await);
         };
-        if !self.has_kine(&client).await? {
+        if self.kine_table(&client, schema).await?.is_none() {
             return Err(self.unknown(schema).await);
         }
         let tx = client
@@ -380,18 +411,18 @@ impl TenantStore for PostgresTenants {
             .start()
             .await
             .map_err(|e| self.error("begin", &e))?;
-        let max: Option<i32> =
-            tx.query_one("SELECT MAX(id) FROM kine", &[]).await.map_err(|e| self.error("read revision", &e))?.get(0);
-        let mut rows = ExportRows::new(max.unwrap_or(0) as i64);
+        let max: i64 = tx.query_one(MAX_ID, &[]).await.map_err(|e| self.error("read revision", &e))?.get(0);
+        let mut rows = ExportRows::new(max);
         let sql = format!(
-            "SELECT k.id, k.name, k.created, k.create_revision, k.lease, k.value {LIVE_FROM} ORDER BY k.name COLLATE \"C\""
+            "SELECT k.id::bigint, k.name::text, k.created::bigint, k.create_revision::bigint, k.lease::bigint, k.value \
+             {LIVE_FROM} ORDER BY k.name COLLATE \"C\""
         );
         let stream = tx.query_raw(&sql, no_params()).await.map_err(|e| self.error("read keys", &e))?;
         pin_mut!(stream);
         while let Some(row) = stream.try_next().await.map_err(|e| self.error("read keys", &e))? {
             let name: &str = row.get(1);
             let value: Option<&[u8]> = row.get(5);
-            let int = |i: usize| row.get::<_, Option<i32>>(i).unwrap_or(0) as i64;
+            let int = |i: usize| row.get::<_, Option<i64>>(i).unwrap_or(0);
             let live = LiveRow {
                 id: int(0),
                 name: name.as_bytes(),
@@ -408,7 +439,7 @@ impl TenantStore for PostgresTenants {
 
     async fn count(&self, schema: &str) -> Result<u64, TenantError> {
         let Some(client) = self.tenant_client(schema).await? else { return Ok(0) };
-        if !self.has_kine(&client).await? {
+        if self.kine_table(&client, schema).await?.is_none() {
             return Ok(0);
         }
         let n: i64 = client.query_one(COUNT_LIVE, &[]).await.map_err(|e| self.error("count keys", &e))?.get(0);
@@ -422,7 +453,7 @@ impl TenantStore for PostgresTenants {
         replace: bool,
     ) -> Result<ImportInfo, TenantError> {
         kine_sql::check_schema(schema)?;
-        let (mut client, created) = self.prepare(schema).await?;
+        let (mut client, table, created) = self.prepare(schema).await?;
         let failed = |detail: String| TenantError::ImportFailed {
             schema: schema.into(),
             datastore: self.shown.clone(),
@@ -439,8 +470,7 @@ impl TenantStore for PostgresTenants {
             .map_err(|e| sql_err("lock table kine", e))?;
         let mut info = ImportInfo::default();
         // New ids go above every id the table ever held, removed rows included.
-        let max_sql = "SELECT COALESCE(MAX(id), 0) FROM kine";
-        let before: i32 = tx.query_one(max_sql, &[]).await.map_err(|e| sql_err("read revision", e))?.get(0);
+        let before: i64 = tx.query_one(MAX_ID, &[]).await.map_err(|e| sql_err("read revision", e))?.get(0);
         let mut deleted_rows = 0;
         if replace {
             let n: i64 = tx.query_one(COUNT_LIVE, &[]).await.map_err(|e| sql_err("count keys", e))?.get(0);
@@ -452,12 +482,12 @@ impl TenantStore for PostgresTenants {
         }
         tx.execute(
             "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value, old_value) \
-             SELECT $1::varchar, 1, 0, 0, 0, 0, ''::bytea, NULL WHERE NOT EXISTS (SELECT 1 FROM kine WHERE name = $1::varchar)",
+             SELECT $1::text, 1, 0, 0, 0, 0, ''::bytea, NULL WHERE NOT EXISTS (SELECT 1 FROM kine WHERE name = $1::text)",
             &[&COMPACT_REV_KEY],
         )
         .await
         .map_err(|e| sql_err("write compact_rev_key", e))?;
-        let base: i32 = before.max(tx.query_one(max_sql, &[]).await.map_err(|e| sql_err("read revision", e))?.get(0));
+        let base: i64 = before.max(tx.query_one(MAX_ID, &[]).await.map_err(|e| sql_err("read revision", e))?.get(0));
         // Rows of earlier, deleted keys may remain (no replace): a new create
         // row of such a name must point at its last row (kine's unique
         // (name, prev_revision)), so those go through a staging table.
@@ -468,24 +498,26 @@ impl TenantStore for PostgresTenants {
                 .map_err(|e| sql_err("read keys", e))?
                 .get::<_, bool>(0);
         let copy_sql = if staged {
-            tx.batch_execute(
-                "CREATE TEMP TABLE kmdr_import (id integer, name varchar(630), value bytea) ON COMMIT DROP",
-            )
-            .await
-            .map_err(|e| sql_err("create staging table", e))?;
+            tx.batch_execute("CREATE TEMP TABLE kmdr_import (id bigint, name text, value bytea) ON COMMIT DROP")
+                .await
+                .map_err(|e| sql_err("create staging table", e))?;
             "COPY kmdr_import (id, name, value) FROM STDIN BINARY"
         } else {
             "COPY kine (id, name, created, deleted, create_revision, prev_revision, lease, value) FROM STDIN BINARY"
         };
         let sink = tx.copy_in(copy_sql).await.map_err(|e| sql_err("copy", e))?;
+        // Binary COPY sends each value in its column's own width.
+        let int = |bigint: bool| if bigint { Type::INT8 } else { Type::INT4 };
         let types: &[Type] = if staged {
-            &[Type::INT4, Type::VARCHAR, Type::BYTEA]
+            &[Type::INT8, Type::TEXT, Type::BYTEA]
         } else {
-            &[Type::INT4, Type::VARCHAR, Type::INT4, Type::INT4, Type::INT4, Type::INT4, Type::INT4, Type::BYTEA]
+            let (id, create, prev) =
+                (int(table.id_bigint), int(table.create_revision_bigint), int(table.prev_revision_bigint));
+            &[id, Type::TEXT, Type::INT4, Type::INT4, create, prev, Type::INT4, Type::BYTEA]
         };
         let writer = BinaryCopyInWriter::new(sink, types);
         pin_mut!(writer);
-        let mut next_id = base as i64 + 1;
+        let mut next_id = base + 1;
         // The sink applies backpressure: memory stays at what is in flight.
         loop {
             let rec = match input.next().await {
@@ -495,12 +527,16 @@ impl TenantStore for PostgresTenants {
                 Err(e) => return Err(failed(e.to_string())),
             };
             let name = kine_sql::kine_name(Driver::Postgres, &rec.key).map_err(|e| failed(e.to_string()))?;
-            let id = kine_sql::revision_i32(Driver::Postgres, next_id).map_err(|e| failed(e.to_string()))?;
-            let (one, zero) = (1i32, 0i32);
+            table.check_revision(Driver::Postgres, next_id).map_err(|e| failed(e.to_string()))?;
+            let (one, zero, zero64) = (1i32, 0i32, 0i64);
+            let id32 = next_id as i32;
+            let id: &(dyn ToSql + Sync) = if staged || table.id_bigint { &next_id } else { &id32 };
+            let create: &(dyn ToSql + Sync) = if table.create_revision_bigint { &zero64 } else { &zero };
+            let prev: &(dyn ToSql + Sync) = if table.prev_revision_bigint { &zero64 } else { &zero };
             let written = if staged {
-                writer.as_mut().write(&[&id, &name, &rec.value]).await
+                writer.as_mut().write(&[id, &name, &rec.value]).await
             } else {
-                writer.as_mut().write(&[&id, &name, &one, &zero, &zero, &zero, &zero, &rec.value]).await
+                writer.as_mut().write(&[id, &name, &one, &zero, create, prev, &zero, &rec.value]).await
             };
             written.map_err(|e| sql_err("copy", e))?;
             next_id += 1;
@@ -518,16 +554,16 @@ impl TenantStore for PostgresTenants {
         }
         if deleted_rows > 0 {
             // Older revisions are gone: clients must see them as compacted.
-            tx.execute("UPDATE kine SET prev_revision = $1 WHERE name = 'compact_rev_key'", &[&base])
+            tx.execute("UPDATE kine SET prev_revision = $1::bigint WHERE name = 'compact_rev_key'", &[&base])
                 .await
                 .map_err(|e| sql_err("write compact_rev_key", e))?;
         }
-        let max: i32 = tx
-            .query_one("SELECT setval(pg_get_serial_sequence('kine', 'id'), (SELECT MAX(id) FROM kine))::integer", &[])
+        let max: i64 = tx
+            .query_one("SELECT setval(pg_get_serial_sequence('kine', 'id'), (SELECT MAX(id) FROM kine))::bigint", &[])
             .await
             .map_err(|e| sql_err("reset id sequence", e))?
             .get(0);
-        info.revision = max as i64;
+        info.revision = max;
         tx.commit().await.map_err(|e| sql_err("commit", e))?;
         Ok(info)
     }

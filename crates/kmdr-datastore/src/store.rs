@@ -38,6 +38,11 @@ pub enum TenantError {
         "{datastore} already holds {keys} keys of tenant {schema:?}: pass --force to replace them, or restore under another --schema"
     )]
     TargetNotEmpty { schema: String, datastore: String, keys: u64 },
+    /// kine's table is not in a layout kmdr knows (a newer kine's).
+    #[error(
+        "table kine of tenant {schema:?} on {datastore} has {detail}: it was written by a kine whose schema kmdr does not know (kmdr knows kine's table up to kine v0.17). Nothing was changed; use a kmdr that supports this kine version"
+    )]
+    KineSchema { schema: String, datastore: String, detail: String },
     /// A datastore operation failed.
     #[error("{driver} {op} failed on {datastore}: {detail}")]
     Datastore { driver: Driver, op: String, datastore: String, detail: String },
@@ -163,7 +168,7 @@ impl Classify for TenantError {
             TenantError::UnknownSchema { .. } | TenantError::EmptySchema { .. } | TenantError::WrongKind { .. } => {
                 ErrorClass::NotFound
             }
-            TenantError::TargetNotEmpty { .. } => ErrorClass::Refused,
+            TenantError::TargetNotEmpty { .. } | TenantError::KineSchema { .. } => ErrorClass::Refused,
             TenantError::Point(p) => p.class(),
             TenantError::Records(r) => r.class(),
             TenantError::Interrupted { source, .. } | TenantError::Repo(source) => source.class(),

@@ -106,6 +106,12 @@ fn envelope(rng: &mut Rng, header: &[u8], body: usize) -> Vec<u8> {
     v
 }
 
+/// A new value for an object: `k8s\0` and `size`/2 ..= 1.5 x `size` opaque bytes.
+pub fn object_value(rng: &mut Rng, size: usize) -> Vec<u8> {
+    let len = size / 2 + rng.below(size as u64 + 1) as usize;
+    envelope(rng, b"", len)
+}
+
 /// An object as the API server stores it: the `k8s\0` envelope, a readable
 /// type and name, and an opaque body of realistic size (200 to 1400 bytes).
 fn object(rng: &mut Rng, api: &str, kind: &str, name: &str) -> Vec<u8> {

@@ -144,9 +144,9 @@ impl Etcd {
     pub fn stop(self) {}
 }
 
-/// Whether the etcd at `url` answers a status request. On its own runtime
+/// Whether the etcd (or kine) at `url` answers a status request. On its own runtime
 /// and thread: callers may be inside one.
-fn answers(url: &str) -> bool {
+pub(crate) fn answers(url: &str) -> bool {
     let addr = url.trim_start_matches("http://").to_string();
     if std::net::TcpStream::connect(&addr).is_err() {
         return false;

@@ -156,6 +156,11 @@ impl Mariadb {
         format!("mysql://{USER}:{}@127.0.0.1:{}", self.password, self.port)
     }
 
+    /// kine's `--endpoint` for tenant database `db` (kine creates it).
+    pub fn kine_endpoint(&self, db: &str) -> String {
+        format!("mysql://{USER}:{}@tcp(127.0.0.1:{})/{db}", self.password, self.port)
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

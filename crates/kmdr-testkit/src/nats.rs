@@ -82,6 +82,12 @@ impl Nats {
         format!("nats://{USER}:{}@127.0.0.1:{}", self.password, self.port)
     }
 
+    /// kine's `--endpoint` for tenant bucket `bucket` (kine creates it), on
+    /// this server rather than one embedded in kine.
+    pub fn kine_endpoint(&self, bucket: &str) -> String {
+        format!("{}?bucket={bucket}&noEmbed", self.url())
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

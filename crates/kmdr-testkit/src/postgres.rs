@@ -168,6 +168,11 @@ impl Postgres {
         format!("postgres://{USER}:{}@127.0.0.1:{}", self.password, self.port)
     }
 
+    /// kine's `--endpoint` for tenant database `db` (kine creates it).
+    pub fn kine_endpoint(&self, db: &str) -> String {
+        format!("{}/{db}?sslmode=disable", self.url())
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -35,26 +35,89 @@ pub const BATCH_ROWS: usize = 500;
 /// Bytes of keys and values per insert batch.
 pub const BATCH_BYTES: usize = 1 << 20;
 
-/// kine's table and indexes on PostgreSQL, exactly as kine creates them.
+/// kine's table and indexes on PostgreSQL, exactly as kine v0.17 creates
+/// them (64-bit revisions, names in the "C" collation).
 pub const POSTGRES_DDL: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS kine (id SERIAL PRIMARY KEY, name VARCHAR(630), created INTEGER, deleted INTEGER, create_revision INTEGER, prev_revision INTEGER, lease INTEGER, value bytea, old_value bytea)",
+    "CREATE TABLE IF NOT EXISTS kine (id BIGSERIAL PRIMARY KEY, name text COLLATE \"C\", created INTEGER, deleted INTEGER, create_revision BIGINT, prev_revision BIGINT, lease INTEGER, value bytea, old_value bytea)",
     "CREATE INDEX IF NOT EXISTS kine_name_index ON kine (name)",
     "CREATE INDEX IF NOT EXISTS kine_name_id_index ON kine (name,id)",
     "CREATE INDEX IF NOT EXISTS kine_id_deleted_index ON kine (id,deleted)",
     "CREATE INDEX IF NOT EXISTS kine_prev_revision_index ON kine (prev_revision)",
     "CREATE UNIQUE INDEX IF NOT EXISTS kine_name_prev_revision_uindex ON kine (name, prev_revision)",
+    "CREATE INDEX IF NOT EXISTS kine_list_query_index on kine(name, id DESC, deleted)",
 ];
 
-/// kine's table and indexes on MySQL/MariaDB, exactly as kine creates them.
-/// The index statements fail with error 1061 when the index exists.
+/// kine's table and indexes on MySQL/MariaDB, exactly as kine v0.17 creates
+/// them. The index statements fail with error 1061 when the index exists.
 pub const MYSQL_DDL: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS kine (id INTEGER AUTO_INCREMENT, name VARCHAR(630) CHARACTER SET ascii, created INTEGER, deleted INTEGER, create_revision INTEGER, prev_revision INTEGER, lease INTEGER, value MEDIUMBLOB, old_value MEDIUMBLOB, PRIMARY KEY (id))",
+    "CREATE TABLE IF NOT EXISTS kine (id BIGINT UNSIGNED AUTO_INCREMENT, name VARCHAR(630) CHARACTER SET ascii, created INTEGER, deleted INTEGER, create_revision BIGINT UNSIGNED, prev_revision BIGINT UNSIGNED, lease INTEGER, value MEDIUMBLOB, old_value MEDIUMBLOB, PRIMARY KEY (id))",
     "CREATE INDEX kine_name_index ON kine (name)",
     "CREATE INDEX kine_name_id_index ON kine (name,id)",
     "CREATE INDEX kine_id_deleted_index ON kine (id,deleted)",
     "CREATE INDEX kine_prev_revision_index ON kine (prev_revision)",
     "CREATE UNIQUE INDEX kine_name_prev_revision_uindex ON kine (name, prev_revision)",
 ];
+
+/// The columns of kine's table, in kine's order, as kine up to v0.17 lays it out.
+pub const KINE_COLUMNS: [&str; 9] =
+    ["id", "name", "created", "deleted", "create_revision", "prev_revision", "lease", "value", "old_value"];
+
+/// kine's table as found in one database: which revision columns are 64-bit
+/// (kine v0.17, or older kine after its `KINE_SCHEMA_MIGRATION`) and which
+/// are 32-bit (tables of older kine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KineTable {
+    pub id_bigint: bool,
+    pub create_revision_bigint: bool,
+    pub prev_revision_bigint: bool,
+}
+
+impl KineTable {
+    /// The table kmdr creates ([`POSTGRES_DDL`], [`MYSQL_DDL`]).
+    pub const CURRENT: KineTable =
+        KineTable { id_bigint: true, create_revision_bigint: true, prev_revision_bigint: true };
+
+    /// Check the columns found (name, SQL type as the server shows it) against
+    /// kine's: a column missing or one kmdr does not know means a kine schema
+    /// kmdr cannot read or write safely, refused before anything is touched.
+    pub fn check(columns: &[(String, String)]) -> Result<KineTable, String> {
+        let type_of =
+            |c: &str| columns.iter().find(|(n, _)| n.eq_ignore_ascii_case(c)).map(|(_, t)| t.to_ascii_lowercase());
+        let unknown: Vec<&str> = columns
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !KINE_COLUMNS.iter().any(|k| k.eq_ignore_ascii_case(n)))
+            .collect();
+        let missing: Vec<&str> = KINE_COLUMNS.iter().copied().filter(|c| type_of(c).is_none()).collect();
+        if !unknown.is_empty() || !missing.is_empty() {
+            let mut parts = Vec::new();
+            if !unknown.is_empty() {
+                parts.push(format!("column(s) {} that kine v0.17 does not have", unknown.join(", ")));
+            }
+            if !missing.is_empty() {
+                parts.push(format!("no column(s) {}", missing.join(", ")));
+            }
+            return Err(parts.join(" and "));
+        }
+        let bigint = |c: &str| type_of(c).is_some_and(|t| t.starts_with("bigint"));
+        Ok(KineTable {
+            id_bigint: bigint("id"),
+            create_revision_bigint: bigint("create_revision"),
+            prev_revision_bigint: bigint("prev_revision"),
+        })
+    }
+
+    /// Whether revision `rev` fits every revision column.
+    pub fn check_revision(&self, driver: Driver, rev: i64) -> Result<(), TenantError> {
+        let narrow = !(self.id_bigint && self.create_revision_bigint && self.prev_revision_bigint);
+        if narrow && i32::try_from(rev).is_err() {
+            return Err(TenantError::Unrepresentable(format!(
+                "revision {rev} does not fit the 32-bit revision columns of this kine table on {driver}: let kine v0.17 migrate the table to 64-bit revisions (KINE_SCHEMA_MIGRATION=1) and restore again"
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// MySQL's "duplicate key name" error, from re-creating an index.
 pub const MYSQL_DUP_INDEX: u16 = 1061;
@@ -114,13 +177,6 @@ pub fn kine_name(driver: Driver, relative: &[u8]) -> Result<String, TenantError>
         )));
     }
     Ok(name)
-}
-
-/// A revision as kine's INTEGER columns hold it.
-pub fn revision_i32(driver: Driver, rev: i64) -> Result<i32, TenantError> {
-    i32::try_from(rev).map_err(|_| {
-        TenantError::Unrepresentable(format!("revision {rev} does not fit kine's INTEGER id column on {driver}"))
-    })
 }
 
 /// The latest row of one kine name, as export reads it.
@@ -196,10 +252,6 @@ pub struct LogPage {
 
 /// Rows read per query by the delta capture.
 pub const LOG_PAGE: usize = 1000;
-
-/// kine's compact revision, as kine reads it.
-pub const COMPACT_REVISION_SQL: &str =
-    "SELECT COALESCE(MAX(prev_revision), 0) FROM kine WHERE name = 'compact_rev_key'";
 
 /// kine's log of one tenant, read after an id (the delta capture's source).
 /// Each read is one consistent snapshot, so the compact revision and the

@@ -4,5 +4,6 @@
 #[macro_use]
 mod common;
 mod tenant_conformance;
+mod tenant_kine;
 mod tenant_nats;
 mod tenant_sql;

@@ -99,6 +99,13 @@ fn url_with_password(url: &str, pw: &str) -> DatastoreUrl {
 
 // ---------------------------------------------------------------- PostgreSQL
 
+/// kine's table before its 64-bit migration (kine up to v0.12, and later
+/// kine on a table it did not migrate): 32-bit revisions, VARCHAR names.
+/// The seeded tenants use it, so export and replace are tested on it, and
+/// a new database gets kine v0.17's layout (`POSTGRES_DDL`).
+const PG_TABLE_32: &str = "CREATE TABLE kine (id SERIAL PRIMARY KEY, name VARCHAR(630), created INTEGER, deleted INTEGER, create_revision INTEGER, prev_revision INTEGER, lease INTEGER, value bytea, old_value bytea)";
+const MY_TABLE_32: &str = "CREATE TABLE kine (id INTEGER AUTO_INCREMENT, name VARCHAR(630) CHARACTER SET ascii, created INTEGER, deleted INTEGER, create_revision INTEGER, prev_revision INTEGER, lease INTEGER, value MEDIUMBLOB, old_value MEDIUMBLOB, PRIMARY KEY (id))";
+
 fn pg_seed(pg: &kmdr_testkit::Postgres, db: &str) {
     // An ICU en-US database: its default collation does not sort by bytes,
     // so the export's ORDER BY must say COLLATE "C".
@@ -106,7 +113,8 @@ fn pg_seed(pg: &kmdr_testkit::Postgres, db: &str) {
         "postgres",
         &format!("CREATE DATABASE \"{db}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.utf8'"),
     );
-    for ddl in kmdr_datastore::kine_sql::POSTGRES_DDL {
+    pg.psql(db, PG_TABLE_32);
+    for ddl in &kmdr_datastore::kine_sql::POSTGRES_DDL[1..] {
         pg.psql(db, ddl);
     }
     pg.psql(db, &seed_sql(|h| format!("'\\x{h}'::bytea")));
@@ -152,7 +160,7 @@ async fn postgres_export_import_replace() {
     );
     assert_eq!(
         cols.trim(),
-        "id:integer,name:character varying,created:integer,deleted:integer,create_revision:integer,prev_revision:integer,lease:integer,value:bytea,old_value:bytea"
+        "id:bigint,name:text,created:integer,deleted:integer,create_revision:bigint,prev_revision:bigint,lease:integer,value:bytea,old_value:bytea"
     );
     let indexes = pg.psql(
         "restored",
@@ -160,7 +168,7 @@ async fn postgres_export_import_replace() {
     );
     assert_eq!(
         indexes.trim(),
-        "kine_id_deleted_index,kine_name_id_index,kine_name_index,kine_name_prev_revision_uindex,kine_pkey,kine_prev_revision_index"
+        "kine_id_deleted_index,kine_list_query_index,kine_name_id_index,kine_name_index,kine_name_prev_revision_uindex,kine_pkey,kine_prev_revision_index"
     );
     assert_eq!(pg.psql("restored", "SELECT id, prev_revision FROM kine WHERE name = 'compact_rev_key'").trim(), "1|0");
     assert_eq!(got.revision, 6);
@@ -267,8 +275,8 @@ async fn postgres_failures_change_nothing() {
 // ---------------------------------------------------------------- MariaDB
 
 fn my_seed(m: &kmdr_testkit::Mariadb, db: &str) {
-    let mut sql = format!("CREATE DATABASE `{db}`; USE `{db}`; ");
-    for ddl in kmdr_datastore::kine_sql::MYSQL_DDL {
+    let mut sql = format!("CREATE DATABASE `{db}`; USE `{db}`; {MY_TABLE_32}; ");
+    for ddl in &kmdr_datastore::kine_sql::MYSQL_DDL[1..] {
         sql.push_str(ddl);
         sql.push_str("; ");
     }
@@ -309,7 +317,7 @@ async fn mariadb_export_import_replace() {
     let cols = m.sql("SELECT GROUP_CONCAT(CONCAT(column_name, ':', column_type) ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'restored' AND table_name = 'kine'");
     assert_eq!(
         cols.trim(),
-        "id:int(11),name:varchar(630),created:int(11),deleted:int(11),create_revision:int(11),prev_revision:int(11),lease:int(11),value:mediumblob,old_value:mediumblob"
+        "id:bigint(20) unsigned,name:varchar(630),created:int(11),deleted:int(11),create_revision:bigint(20) unsigned,prev_revision:bigint(20) unsigned,lease:int(11),value:mediumblob,old_value:mediumblob"
     );
     let idx = m.sql("SELECT GROUP_CONCAT(DISTINCT index_name ORDER BY index_name) FROM information_schema.statistics WHERE table_schema = 'restored' AND table_name = 'kine'");
     assert_eq!(
@@ -448,9 +456,13 @@ impl Sql {
             "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value, old_value)";
         match self {
             Sql::Pg(c) => {
-                let (cr, d, crr, p) = (created as i32, deleted as i32, create_rev as i32, prev as i32);
-                let sql = format!("{COLS} VALUES ($1, $2, $3, $4, $5, 0, $6, NULL) RETURNING id");
-                c.query_one(&sql, &[&name, &cr, &d, &crr, &p, &value]).await.unwrap().get::<_, i32>(0) as i64
+                let sql = format!(
+                    "{COLS} VALUES ($1, $2::bigint, $3::bigint, $4::bigint, $5::bigint, 0, $6, NULL) RETURNING id::bigint"
+                );
+                c.query_one(&sql, &[&name, &created, &deleted, &create_rev, &prev, &value])
+                    .await
+                    .unwrap()
+                    .get::<_, i64>(0)
             }
             Sql::My(c) => {
                 use mysql_async::prelude::Queryable;
@@ -480,15 +492,15 @@ impl Sql {
         let sql = "SELECT id, name, deleted, value FROM kine ORDER BY id";
         match self {
             Sql::Pg(c) => c
-                .query(sql, &[])
+                .query("SELECT id::bigint, name::text, deleted::bigint, value FROM kine ORDER BY id", &[])
                 .await
                 .unwrap()
                 .iter()
                 .map(|r| {
                     (
-                        r.get::<_, i32>(0) as i64,
+                        r.get::<_, i64>(0),
                         r.get(1),
-                        r.get::<_, i32>(2) as i64,
+                        r.get::<_, i64>(2),
                         r.get::<_, Option<Vec<u8>>>(3).unwrap_or_default(),
                     )
                 })
@@ -600,16 +612,16 @@ async fn capture_round_trip(
             w.churn(1).await;
             if let Some(Sql::Pg(o)) = other.as_mut() {
                 let tx = o.transaction().await.unwrap();
-                let low: i32 = tx
-                    .query_one("INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value) VALUES ('/registry/late', 1, 0, 0, 0, 0, 'late') RETURNING id", &[])
+                let low: i64 = tx
+                    .query_one("INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value) VALUES ('/registry/late', 1, 0, 0, 0, 0, 'late') RETURNING id::bigint", &[])
                     .await
                     .unwrap()
                     .get(0);
                 let high = w.put("/registry/after-late", b"x").await;
-                assert!(high > low as i64);
+                assert!(high > low);
                 tokio::time::sleep(Duration::from_millis(600)).await;
                 tx.commit().await.unwrap();
-                late_id = Some(low as i64);
+                late_id = Some(low);
                 let tx = o.transaction().await.unwrap();
                 tx.execute("INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease, value) VALUES ('/registry/never', 1, 0, 0, 0, 0, 'x')", &[]).await.unwrap();
                 tx.rollback().await.unwrap();
