@@ -11,6 +11,7 @@ mod lab;
 mod platform;
 mod s3;
 mod serve;
+mod serve_kine;
 mod tenant;
 mod tenants;
 mod volumes;

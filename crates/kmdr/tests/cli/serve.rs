@@ -25,7 +25,7 @@ fn setup(prefix: &str, n: usize, size: usize, seed: u64) -> (tempfile::TempDir, 
     (dir, k, src, rt)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
 }
 
@@ -38,7 +38,7 @@ fn write_plan(dir: &Path, k: &Kmdr, e: &Etcd) -> String {
 }
 
 /// A plan backing up tenant t1 of the datastore at `url`.
-fn write_plan_for(dir: &Path, k: &Kmdr, url: &str) -> String {
+pub(crate) fn write_plan_for(dir: &Path, k: &Kmdr, url: &str) -> String {
     let plan = dir.join("kmdr.yaml");
     std::fs::write(
         &plan,
@@ -54,7 +54,7 @@ fn write_plan_for(dir: &Path, k: &Kmdr, url: &str) -> String {
 }
 
 /// GET a path of the metrics server; (status line, body).
-fn http_get(addr: &str, path: &str) -> Option<(String, String)> {
+pub(crate) fn http_get(addr: &str, path: &str) -> Option<(String, String)> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
@@ -64,13 +64,13 @@ fn http_get(addr: &str, path: &str) -> Option<(String, String)> {
     Some((head.lines().next()?.to_string(), body.to_string()))
 }
 
-struct Serve {
-    child: Child,
-    addr: String,
+pub(crate) struct Serve {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
 impl Serve {
-    fn start(k: &Kmdr, plan: &str, log: &Path) -> Serve {
+    pub(crate) fn start(k: &Kmdr, plan: &str, log: &Path) -> Serve {
         Serve::start_with(k, plan, log, &[])
     }
 
@@ -99,7 +99,7 @@ impl Serve {
     }
 
     /// SIGTERM and wait: it must exit 0 within 30 s.
-    fn terminate(mut self) {
+    pub(crate) fn terminate(mut self) {
         let st = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(st.success());
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -122,7 +122,7 @@ impl Drop for Serve {
 }
 
 /// Keys and values under `/t1/`, relative (`/w/...`), at `rev` (0: now).
-async fn tenant_state(e: &Etcd, schema: &str, rev: i64) -> BTreeMap<Vec<u8>, Vec<u8>> {
+pub(crate) async fn tenant_state(e: &Etcd, schema: &str, rev: i64) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let mut c = e.client().await;
     let root = format!("/{schema}");
     let mut o = GetOptions::new().with_range(format!("{root}0"));
@@ -133,7 +133,7 @@ async fn tenant_state(e: &Etcd, schema: &str, rev: i64) -> BTreeMap<Vec<u8>, Vec
     r.kvs().iter().map(|kv| (kv.key()[root.len()..].to_vec(), kv.value().to_vec())).collect()
 }
 
-fn open_repo(k: &Kmdr) -> kmdr_repo::Repository {
+pub(crate) fn open_repo(k: &Kmdr) -> kmdr_repo::Repository {
     runtime().block_on(async {
         let store = kmdr_store::open(&k.repo, &kmdr_store::S3Options::default()).unwrap();
         let secret = kmdr_repo::crypto::secret_from_file_content(&std::fs::read(&k.key_file).unwrap()).to_vec();
