@@ -50,7 +50,7 @@ impl Process {
         if let Mode::Detached { .. } = mode {
             cmd.process_group(0);
         }
-        let child = cmd.spawn().map_err(LaunchError::spawn(program))?;
+        let child = cmd.spawn().map_err(LaunchError::spawn(Path::new(cmd.get_program()).display()))?;
         if let Mode::Detached { pid_file } = mode {
             std::fs::write(pid_file, format!("{}\n", child.id()))
                 .map_err(LaunchError::io("write the pid file", pid_file))?;

@@ -4,7 +4,8 @@
 
 use kmdr_testkit::process::{running_pid, runs, stop_pid};
 use kmdr_testkit::{
-    Etcd, EtcdOptions, LaunchError, Mariadb, MariadbOptions, Mode, Nats, NatsOptions, Postgres, PostgresOptions, need,
+    Etcd, EtcdOptions, Kine, KineOptions, LaunchError, Mariadb, MariadbOptions, Mode, Nats, NatsOptions, Postgres,
+    PostgresOptions, need,
 };
 use std::path::Path;
 
@@ -59,6 +60,33 @@ fn mariadb_in_both_modes() {
 fn nats_in_both_modes() {
     let launch = |d: &Path, mode| Nats::launch(NatsOptions { mode, ..NatsOptions::new(d, "pw") });
     both_modes("nats-server", "nats-server", launch, Nats::pid);
+}
+
+#[test]
+fn kine_in_both_modes() {
+    if !need("nats-server") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let nats = Nats::start(tmp.path());
+    let endpoint = nats.kine_endpoint("t1");
+    let launch = |d: &Path, mode| Kine::launch(KineOptions { mode, ..KineOptions::new(&endpoint, d.join("kine.log")) });
+    both_modes("kine", "kine", launch, Kine::pid);
+}
+
+#[test]
+fn a_missing_kine_says_what_to_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-kine");
+    let o = KineOptions {
+        program: Some(missing.clone()),
+        ..KineOptions::new("nats://127.0.0.1:1", tmp.path().join("k.log"))
+    };
+    let e = Kine::launch(o).unwrap_err();
+    assert!(matches!(&e, LaunchError::Spawn { .. }), "{e:?}");
+    assert_eq!(e.to_string(), format!("cannot run {}", missing.display()));
+    let e = LaunchError::NotInstalled { server: "kine", programs: "kine" };
+    assert!(e.to_string().contains("scripts/install-deps.sh"), "{e}");
 }
 
 #[test]

@@ -357,8 +357,8 @@ async fn snapshots_of_etcd_3_4_3_5_and_3_6_restore_on_3_6() {
 }
 
 /// An etcdutl that cannot bump the revision (3.5.1) or etcd 3.4's etcdctl is
-/// refused with the version needed, nothing written; `--no-bump-revision`
-/// lets it restore.
+/// refused with the version needed, nothing written, as is a machine without
+/// any restore tool; `--no-bump-revision` lets the old one restore.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_tool_too_old_to_bump_the_revision_is_refused() {
     need_etcd!();
@@ -386,6 +386,11 @@ async fn a_restore_tool_too_old_to_bump_the_revision_is_refused() {
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
         assert!(!target.exists(), "nothing restored");
     }
+    // No restore tool at all: one line naming what to install, nothing written.
+    let bare = Kmdr { extra_env: vec![("PATH".into(), "/nonexistent".into())], ..Kmdr::local(dir.path()) };
+    let err = bare.fails(&restore_args(&id, &t, &peer, &cluster), 8);
+    assert!(err.contains("no working etcdutl or etcdctl found") && err.contains("--etcdutl PATH"), "{err}");
+    assert!(!target.exists(), "nothing restored");
     if let Some(tool) = old.first() {
         let tool = tool.display().to_string();
         k.ok(&[restore_args(&id, &t, &peer, &cluster), vec!["--etcdutl", &tool, "--no-bump-revision"]].concat());
