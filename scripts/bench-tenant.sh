@@ -12,7 +12,9 @@
 #   etcd      backup:  kmdr backup tenant  vs  etcdctl get /bench/ --prefix -w json > file
 #             restore: kmdr restore tenant into an empty etcd  vs  etcdctl make-mirror into
 #                      another empty etcd (start -> the destination holds KEYS keys)
-#   postgres  backup:  kmdr  vs  pg_dump -Fc -t kine
+#   postgres  backup:  kmdr  vs  pg_dump -Fc -t kine, and vs etcdctl get /registry/ --prefix -w json
+#                      through kine serving that database (what an operator could do with
+#                      the tenant's own etcd API)
 #             restore: kmdr into a new database  vs  createdb && pg_restore
 #   mariadb   backup:  kmdr  vs  mysqldump --single-transaction bench kine > file
 #             restore: kmdr into a new database  vs  CREATE DATABASE && mysql < file
@@ -22,13 +24,13 @@
 #   KEYS=100000 VALUE_SIZE=1024       keys in the tenant, mean value size in bytes
 #                                     (values are VALUE_SIZE/2..1.5*VALUE_SIZE pseudo-random bytes)
 #   DRIVERS="etcd postgres mariadb nats"   which drivers to run
-#   PORT_BASE=26400                   etcd uses PORT_BASE..+5, postgres +10, mariadb +11, nats +12
+#   PORT_BASE=26400                   etcd uses PORT_BASE..+5, postgres +10, mariadb +11, nats +12, kine +13
 #   BENCH_TMPDIR=$TMPDIR|/tmp         where the scratch dir goes
 #   BENCH_OUT=target/bench-tenant.md  copy of the table
 #   KEEP_WORKDIR=1                    keep the scratch dir (for debugging)
 #
 # Needs: cargo, python3, jq, GNU time, and the servers/tools that scripts/tools-env.sh
-# puts on PATH (etcd 3.5, nats-server, PostgreSQL 15) plus Debian's MariaDB.
+# puts on PATH (etcd 3.6 and kine from Go source, nats-server, PostgreSQL 15) plus Debian's MariaDB.
 # Starts its servers on 127.0.0.1 and kills only those (by pid); removes its
 # scratch dir on exit. PostgreSQL runs as the `postgres` OS user.
 set -euo pipefail
@@ -87,10 +89,12 @@ trap 'exit 143' TERM
 
 # ------------------------------------------------------------------ tools ---
 [[ -x /usr/bin/time ]] || die "needs GNU time (/usr/bin/time): apt-get install time"
-for t in jq etcd etcdctl nats-server initdb postgres pg_isready psql pg_dump pg_restore createdb \
+for t in jq etcd etcdctl kine nats-server initdb postgres pg_isready psql pg_dump pg_restore createdb \
          mariadbd mariadb-install-db mariadb mysql mysqldump setpriv; do
   command -v "$t" >/dev/null || die "$t not found on PATH"
 done
+
+ETCD_VERSION=$(etcd --version | sed -n 's/^etcd Version: //p')
 
 # ------------------------------------------------------------------ build ---
 log "building kmdr and tenant_seed (release)"
@@ -195,7 +199,7 @@ mirror_until_full() {
 
 bench_etcd() {
   local a=$((PORT_BASE)) b=$((PORT_BASE + 2)) c=$((PORT_BASE + 4))
-  log "[etcd] three etcd 3.5 members on 127.0.0.1:$a, :$b, :$c"
+  log "[etcd] three etcd $ETCD_VERSION members on 127.0.0.1:$a, :$b, :$c"
   start_etcd etcd-src "$a" $((a + 1))
   start_etcd etcd-kmdr "$b" $((b + 1))
   start_etcd etcd-mirror "$c" $((c + 1))
@@ -253,6 +257,24 @@ bench_postgres() {
   timed pg_kmdr_backup "$KMDR" -q -o json backup tenant --datastore "$url" --schema bench
   timed pg_tool_backup pg_dump -Fc -t kine -d bench -f "$WORK/bench.pgdump"
   V[pg_tool_file]=$(stat -c %s "$WORK/bench.pgdump")
+  local kport=$((PORT_BASE + 13)) i
+  free_port "$kport"
+  log "[postgres] kine on database bench, 127.0.0.1:$kport"
+  kine --endpoint "$url/bench?sslmode=disable" --listen-address "127.0.0.1:$kport" --metrics-bind-address 0 >"$dir/kine.log" 2>&1 &
+  PIDS[kine]=$!
+  for i in $(seq 1 150); do
+    etcdctl --endpoints "http://127.0.0.1:$kport" endpoint status >/dev/null 2>&1 && break
+    kill -0 "${PIDS[kine]}" 2>/dev/null || { tail -n 20 "$dir/kine.log" >&2; unset "PIDS[kine]"; die "kine exited at start"; }
+    sleep 0.2
+  done
+  timed pgkine_tool_backup bash -c 'etcdctl --endpoints "$1" get /registry/ --prefix -w json > "$2"' _ "http://127.0.0.1:$kport" "$WORK/kine.json"
+  # kine adds its own /registry/health key when it starts.
+  want_keys "etcdctl get through kine" "$(( $(jq '.kvs | length' "$WORK/kine.json") - 1 ))"
+  V[pgkine_tool_file]=$(stat -c %s "$WORK/kine.json")
+  rm -f -- "$WORK/kine.json"
+  stop kine
+  WALL[pgkine_kmdr_backup]=${WALL[pg_kmdr_backup]} RSS[pgkine_kmdr_backup]=${RSS[pg_kmdr_backup]}
+  V[pgkine_tool_backup_name]='`etcdctl get /registry/ --prefix -w json` through kine'
   log "[postgres] restore"
   timed pg_kmdr_restore "$KMDR" -o json restore tenant latest --source-schema bench --datastore "$url" --schema bench_k
   want_keys "postgres database bench_k (kmdr)" "$(pgcount bench_k)"
@@ -367,7 +389,7 @@ repro=
 repro+="scripts/bench-tenant.sh"
 row() { printf '|'; printf ' %s |' "$@"; printf '\n'; }
 
-declare -A LABEL=([etcd]="etcd 3.5" [pg]="PostgreSQL 15" [my]="MariaDB" [nats]="NATS JetStream KV")
+declare -A LABEL=([etcd]="etcd $ETCD_VERSION" [pg]="PostgreSQL 15" [pgkine]="PostgreSQL 15, through kine" [my]="MariaDB" [nats]="NATS JetStream KV")
 {
   echo "### Tenant backup and restore: kmdr vs stock tools ($(date -u +%Y-%m-%d))"
   echo
@@ -376,7 +398,7 @@ declare -A LABEL=([etcd]="etcd 3.5" [pg]="PostgreSQL 15" [my]="MariaDB" [nats]="
   echo
   row "driver" "step" "kmdr" "stock tool" "tool time" "kmdr / tool" "kmdr peak RSS" "tool peak RSS"
   row "---" "---" "---:" "---" "---:" "---:" "---:" "---:"
-  for p in etcd pg my nats; do
+  for p in etcd pg pgkine my nats; do
     [[ -n ${WALL[${p}_kmdr_backup]:-} ]] || continue
     if [[ $p == nats ]]; then
       row "${LABEL[$p]}" "backup" "$(secs "${WALL[nats_kmdr_backup]}") ($(rate "${WALL[nats_kmdr_backup]}"))" "none" "" "" "$(kib "${RSS[nats_kmdr_backup]}")" ""
@@ -385,17 +407,18 @@ declare -A LABEL=([etcd]="etcd 3.5" [pg]="PostgreSQL 15" [my]="MariaDB" [nats]="
     fi
     row "${LABEL[$p]}" "backup" "$(secs "${WALL[${p}_kmdr_backup]}")" "${V[${p}_tool_backup_name]}" "$(secs "${WALL[${p}_tool_backup]}")" \
       "$(ratio "${WALL[${p}_kmdr_backup]}" "${WALL[${p}_tool_backup]}")" "$(kib "${RSS[${p}_kmdr_backup]}")" "$(kib "${RSS[${p}_tool_backup]}")"
+    [[ $p == pgkine ]] && continue   # restore: the PostgreSQL row above
     row "${LABEL[$p]}" "restore" "$(secs "${WALL[${p}_kmdr_restore]}")" "${V[${p}_tool_restore_name]}" "$(secs "${WALL[${p}_tool_restore]}")" \
       "$(ratio "${WALL[${p}_kmdr_restore]}" "${WALL[${p}_tool_restore]}")" "$(kib "${RSS[${p}_kmdr_restore]}")" "$(kib "${RSS[${p}_tool_restore]}")"
   done
   echo
   out=
-  for p in etcd pg my; do
+  for p in etcd pg pgkine my; do
     [[ -n ${V[${p}_tool_file]:-} ]] && out+="${LABEL[$p]} $(human "${V[${p}_tool_file]}"), "
   done
   [[ -z $out ]] || echo "Stock tools' backup files: ${out%, }. kmdr repository after all backups (encrypted, compressed, deduplicated): $(human "${V[repo]}")."
   echo
-  echo "Every restored etcd, PostgreSQL and MariaDB target was counted afterwards and holds exactly $(commas "$KEYS") keys; every kmdr restore (NATS included) reported $(commas "$KEYS") keys written. Times are wall clock after \`sync\`; peak RSS from GNU time (\`%M\`; for the two-command stock restores, of the larger process). The kmdr / tool ratio is lower-is-better for kmdr. make-mirror never exits: its time runs from its start until the destination etcd counts $(commas "$KEYS") keys (polled every 0.1 s). PostgreSQL runs with fsync=off and MariaDB with innodb-flush-log-at-trx-commit=2 (kmdr_testkit's settings, the same for both sides). Reproduce: \`$repro\`"
+  echo "Every restored etcd, PostgreSQL and MariaDB target was counted afterwards and holds exactly $(commas "$KEYS") keys; every kmdr restore (NATS included) reported $(commas "$KEYS") keys written. Times are wall clock after \`sync\`; peak RSS from GNU time (\`%M\`; for the two-command stock restores, of the larger process). The kmdr / tool ratio is lower-is-better for kmdr. make-mirror never exits: its time runs from its start until the destination etcd counts $(commas "$KEYS") keys (polled every 0.1 s). The kine row reads the same database as the PostgreSQL row, through kine v0.17 (its peak RSS is etcdctl's, not kine's). PostgreSQL runs with fsync=off and MariaDB with innodb-flush-log-at-trx-commit=2 (kmdr_testkit's settings, the same for both sides). Reproduce: \`$repro\`"
 } > "$WORK/table.md"
 
 mkdir -p "$(dirname "$BENCH_OUT")"
