@@ -130,6 +130,20 @@ pub async fn tenant_digests<S: TenantStore>(store: &S, schema: &str) -> Result<K
     }
 }
 
+/// The inventory of key/value pairs given in key order (an etcd snapshot
+/// read offline, say), hashed as [`etcd_digests`] hashes a live keyspace.
+pub fn digests_of<'a>(
+    pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<KeyDigests, crate::records::RecordError> {
+    let mut out = KeyDigests::default();
+    let mut hasher = ContentHasher::default();
+    for (k, v) in pairs {
+        out.add(&mut hasher, k, v)?;
+    }
+    out.finish(&hasher);
+    Ok(out)
+}
+
 /// The inventory of a whole etcd keyspace (the under cluster), read in pages
 /// pinned to one revision.
 pub async fn etcd_digests(conn: &EtcdConnection) -> Result<KeyDigests, EtcdError> {

@@ -27,32 +27,47 @@ pub struct RestoreTool {
 pub const DEFAULT_REVISION_BUMP: u64 = 1_000_000_000;
 
 /// Find a working `etcdutl` (preferred) or `etcdctl`: `explicit` if given,
-/// else on `PATH`. A candidate works when `<tool> version` succeeds.
+/// else on `PATH`. A candidate works when `<tool> version` succeeds; of the
+/// working ones, the first that can bump the revision is taken, else the
+/// first (which a restore with the bump then refuses, naming the fix).
 pub fn find_restore_tool(explicit: Option<&Path>) -> Result<RestoreTool, EtcdError> {
+    let mut found = Vec::new();
+    let mut tried = Vec::new();
     let candidates: Vec<PathBuf> = match explicit {
         Some(p) => vec![p.to_path_buf()],
         None => vec!["etcdutl".into(), "etcdctl".into()],
     };
-    let mut tried = Vec::new();
     for c in candidates {
-        let out = std::process::Command::new(&c).arg("version").env("ETCDCTL_API", "3").stdin(Stdio::null()).output();
-        match out {
-            Ok(o) if o.status.success() => {
-                let text = String::from_utf8_lossy(&o.stdout);
-                let version = text
-                    .lines()
-                    .find_map(|l| l.split_once("version:").map(|(_, v)| v.trim().to_string()))
-                    .unwrap_or_else(|| "unknown".into());
-                let name = c.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let flavor = if name.contains("etcdutl") { "etcdutl" } else { "etcdctl" };
-                let bumps_revision = restore_help(&c).contains("--bump-revision");
-                return Ok(RestoreTool { program: c, flavor: flavor.into(), version, bumps_revision });
-            }
-            Ok(o) => tried.push(format!("{} exited with {}", c.display(), o.status)),
-            Err(e) => tried.push(format!("{}: {e}", c.display())),
+        match probe(&c) {
+            Ok(tool) => found.push(tool),
+            Err(why) => tried.push(why),
         }
     }
-    Err(EtcdError::NoRestoreTool { tried: tried.join("; ") })
+    match found.iter().position(|t| t.bumps_revision) {
+        Some(i) => Ok(found.swap_remove(i)),
+        None if !found.is_empty() => Ok(found.swap_remove(0)),
+        None => Err(EtcdError::NoRestoreTool { tried: tried.join("; ") }),
+    }
+}
+
+/// Run `<c> version`: the tool, or why it does not work.
+fn probe(c: &Path) -> Result<RestoreTool, String> {
+    let out = std::process::Command::new(c).arg("version").env("ETCDCTL_API", "3").stdin(Stdio::null()).output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let version = text
+                .lines()
+                .find_map(|l| l.split_once("version:").map(|(_, v)| v.trim().to_string()))
+                .unwrap_or_else(|| "unknown".into());
+            let name = c.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let flavor = if name.contains("etcdutl") { "etcdutl" } else { "etcdctl" };
+            let bumps_revision = restore_help(c).contains("--bump-revision");
+            Ok(RestoreTool { program: c.to_path_buf(), flavor: flavor.into(), version, bumps_revision })
+        }
+        Ok(o) => Err(format!("{} exited with {}", c.display(), o.status)),
+        Err(e) => Err(format!("{}: {e}", c.display())),
+    }
 }
 
 /// What `<tool> snapshot restore --help` prints (empty when it does not run).

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod html;
 pub mod parse;
 pub mod plan;
+pub mod prove;
 pub mod recover;
 pub mod report;
 pub mod review;

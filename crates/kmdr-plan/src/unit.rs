@@ -92,7 +92,8 @@ from_classified!(
     kmdr_kube::client::KubeError,
     PlatformError,
     VolumeError,
-    crate::steps::StepError
+    crate::steps::StepError,
+    kmdr_testkit::LaunchError
 );
 
 /// How a unit is restored.

@@ -44,6 +44,8 @@ pub enum ObjectKind {
     Report = 3,
     /// A delta segment (`deltas/...`).
     Delta = 4,
+    /// A restore proof (`verifications/...`).
+    Proof = 5,
 }
 
 /// Why a sealed object cannot be opened.

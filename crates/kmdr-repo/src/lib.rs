@@ -12,6 +12,7 @@
 //! - [`pruner`]: `forget` and `prune` plans.
 //! - [`deltas`]: delta segments, their chains and their content (the delta stream).
 //! - [`point`]: point-in-time planning over full backups and delta chains.
+//! - [`proofs`]: restore proofs, the records `kmdr verify --restore` leaves.
 //! - [`lock`]: shared and exclusive repository locks.
 
 pub mod backuper;
@@ -22,6 +23,7 @@ pub mod deltas;
 mod error;
 pub mod lock;
 pub mod point;
+pub mod proofs;
 pub mod pruner;
 pub mod repository;
 pub mod restorer;

@@ -114,6 +114,9 @@ pub async fn forget(
         let prune_plan = if prune { Some(plan_prune(repo, &remove).await?) } else { None };
         for id in &remove {
             repo.store().delete(&crate::repository::manifest_key(id)).await?;
+            // Its restore proofs go with it (after the manifest: a crash in
+            // between leaves proofs of no backup, which nothing lists).
+            repo.delete_proofs(id).await?;
         }
         if let Some(p) = &prune_plan {
             delete_chunks(repo, &p.delete).await?;

@@ -60,6 +60,8 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
     let repo = g.open_repo().await?;
     let ids: Vec<_> =
         repo.list_backups().await?.into_iter().filter(|i| a.kind.as_deref().is_none_or(|k| i.kind() == k)).collect();
+    let proofs = repo.latest_proofs().await?;
+    let proof_of = |id: &kmdr_core::BackupId| proofs.get(&id.to_string());
     let mut rows = Vec::new();
     for id in &ids {
         match repo.load_manifest(id).await {
@@ -73,7 +75,8 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
             .iter()
             .map(|r| match r {
                 Ok(m) => json!({"id": m.id, "layer": m.layer, "series": m.series, "started_at": m.started_at, "duration_ms": m.duration_ms,
-                    "bytes": m.stats.bytes, "added_bytes": m.stats.new_stored_bytes, "tags": m.tags, "source": m.source}),
+                    "bytes": m.stats.bytes, "added_bytes": m.stats.new_stored_bytes, "tags": m.tags, "source": m.source,
+                    "restore_proof": proof_of(&m.id).map(|p| json!({"outcome": p.outcome, "checked_at": p.checked_at, "reason": p.reason}))}),
                 Err((id, reason)) => json!({"id": id, "damaged": reason}),
             })
             .collect();
@@ -84,16 +87,18 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
         eprintln!("no backups in {}{}", repo.location(), a.kind.map(|k| format!(" of kind {k}")).unwrap_or_default());
         return Ok(0);
     }
-    println!("{:<36} {:<21} {:>10} {:>10} {:>8}  SOURCE", "ID", "LAYER", "SIZE", "ADDED", "TOOK");
+    println!("{:<36} {:<21} {:>10} {:>10} {:>8} {:<14} SOURCE", "ID", "LAYER", "SIZE", "ADDED", "TOOK", "RESTORABLE");
+    let now = chrono::Utc::now();
     for r in rows {
         match r {
             Ok(m) => println!(
-                "{:<36} {:<21} {:>10} {:>10} {:>8}  {}{}",
+                "{:<36} {:<21} {:>10} {:>10} {:>8} {:<14} {}{}",
                 m.id.to_string(),
                 m.layer.as_str(),
                 human_bytes(m.stats.bytes),
                 human_bytes(m.stats.new_stored_bytes),
                 human_duration(std::time::Duration::from_millis(m.duration_ms)),
+                restorable_cell(proof_of(&m.id), now),
                 m.source_summary(),
                 if m.tags.is_empty() {
                     String::new()
@@ -107,12 +112,30 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// The RESTORABLE column: the newest restore proof's outcome and age.
+fn restorable_cell(p: Option<&kmdr_repo::proofs::Proof>, now: chrono::DateTime<chrono::Utc>) -> String {
+    use kmdr_repo::proofs::Outcome;
+    let Some(p) = p else { return "not proven".into() };
+    let age = human_duration((now - p.checked_at).to_std().unwrap_or_default());
+    match p.outcome {
+        Outcome::Restorable => format!("yes, {age} ago"),
+        Outcome::Unrestorable => format!("NO, {age} ago"),
+        Outcome::NotChecked => "not checked".into(),
+    }
+}
+
 async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<i32> {
     let repo = g.open_repo().await?;
     let id = repo.resolve(&a.id, None).await?;
     let m = repo.load_manifest(&id).await?;
+    let mut proofs = Vec::new();
+    for key in repo.list_proofs(Some(&id)).await? {
+        proofs.push(repo.get_proof(&key).await?);
+    }
     if g.format == Format::Json {
-        output::json(&m);
+        let mut v = serde_json::to_value(&m)?;
+        v["restore_proofs"] = serde_json::to_value(&proofs)?;
+        output::json(&v);
         return Ok(0);
     }
     println!("backup      {}", m.id);
@@ -145,5 +168,19 @@ async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<i32> {
         println!("file        {} {} in {} chunks, sha256 {}", f.name, human_bytes(f.size), f.chunks.len(), f.sha256);
     }
     println!("added       {} new chunks, {} stored", m.stats.new_chunks, human_bytes(m.stats.new_stored_bytes));
+    if proofs.is_empty() {
+        println!("restorable  not proven: run `kmdr verify --restore {}`", m.id);
+    }
+    for p in &proofs {
+        let what = p.reason.clone().unwrap_or_else(|| {
+            p.checks.iter().map(|c| format!("{} {}", c.what, c.found)).collect::<Vec<_>>().join(", ")
+        });
+        println!(
+            "restorable  {} at {} into {}: {what}",
+            p.outcome.as_str(),
+            p.checked_at.to_rfc3339(),
+            p.restored_into
+        );
+    }
     Ok(0)
 }

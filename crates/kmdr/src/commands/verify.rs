@@ -1,10 +1,14 @@
-//! `kmdr verify`.
+//! `kmdr verify [--restore]`.
 
 use crate::cli::{GlobalArgs, VerifyArgs};
 use crate::exit;
 use crate::output::{self, Format};
 use anyhow::Result;
-use kmdr_core::human_bytes;
+use kmdr_core::{BackupId, human_bytes, human_duration};
+use kmdr_plan::prove::{ProveOptions, prove};
+use kmdr_repo::Repository;
+use kmdr_repo::proofs::{Outcome, Proof};
+use std::hash::{BuildHasher, RandomState};
 
 pub async fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<i32> {
     let repo = g.open_repo().await?;
@@ -18,13 +22,19 @@ pub async fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<i32> {
         Some(v)
     };
     let pb = output::bar(g.format, g.quiet, None, "verifying");
-    let report = kmdr_repo::checker::verify(&repo, ids, output::progress(&pb)).await?;
+    let report = kmdr_repo::checker::verify(&repo, ids.clone(), output::progress(&pb)).await?;
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
     let damaged: Vec<_> = report.damaged().collect();
+    let proofs = if a.restore { prove_all(g, &repo, &a, ids).await? } else { Vec::new() };
+    let unrestorable = proofs.iter().filter(|p| p.outcome == Outcome::Unrestorable).count();
     if g.format == Format::Json {
-        output::json(&report);
+        if a.restore {
+            output::json(&serde_json::json!({"bytes": report, "restores": proofs}));
+        } else {
+            output::json(&report);
+        }
     } else {
         for b in &damaged {
             println!("DAMAGED {}", b.id);
@@ -45,9 +55,74 @@ pub async fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<i32> {
                 report.unreferenced_chunks
             );
         }
-        if !damaged.is_empty() {
+        if a.restore {
+            let count = |o: Outcome| proofs.iter().filter(|p| p.outcome == o).count();
+            println!(
+                "test-restored {} backups: {} restorable, {unrestorable} unrestorable, {} not checked",
+                proofs.len(),
+                count(Outcome::Restorable),
+                count(Outcome::NotChecked)
+            );
+        }
+        if !damaged.is_empty() || unrestorable > 0 {
             eprintln!("restore from an intact backup; `kmdr forget` the damaged ones once you no longer need them");
         }
     }
-    Ok(if damaged.is_empty() { exit::OK } else { exit::CHECK_FAILED })
+    Ok(if damaged.is_empty() && unrestorable == 0 { exit::OK } else { exit::CHECK_FAILED })
+}
+
+/// Test-restore the selected backups one after the other, each line printed
+/// as it is done.
+async fn prove_all(
+    g: &GlobalArgs,
+    repo: &Repository,
+    a: &VerifyArgs,
+    ids: Option<Vec<BackupId>>,
+) -> Result<Vec<Proof>> {
+    let mut chosen = match ids {
+        Some(ids) => ids,
+        None => repo.list_backups().await?,
+    };
+    if a.new {
+        let proven = repo.latest_proofs().await?;
+        chosen.retain(|id| !proven.contains_key(&id.to_string()));
+    }
+    if let Some(n) = a.sample {
+        // A random pick without another dependency: order by a randomly keyed hash.
+        let seed = RandomState::new();
+        chosen.sort_by_key(|id| seed.hash_one(id.to_string()));
+        chosen.truncate(n);
+        chosen.sort();
+    }
+    let o = ProveOptions { etcd: a.etcd.clone(), etcdutl: a.etcdutl.clone(), scratch_dir: None };
+    let mut out = Vec::new();
+    for id in &chosen {
+        let pb = output::bar(g.format, g.quiet, None, &format!("test-restoring {id}"));
+        let proof = prove(repo, id, &o).await;
+        if let Some(pb) = pb {
+            pb.finish_and_clear();
+        }
+        let proof = proof.map_err(|e| anyhow::Error::new(e).context(format!("test restore of {id}")))?;
+        if g.format != Format::Json {
+            println!("{}", line(&proof));
+        }
+        out.push(proof);
+    }
+    Ok(out)
+}
+
+/// `RESTORABLE id  into ...  keys 200000, ...  2.3s`, or why not.
+fn line(p: &Proof) -> String {
+    let took = human_duration(std::time::Duration::from_millis(p.duration_ms));
+    match p.outcome {
+        Outcome::Restorable => {
+            let short = |v: &str| if v.len() == 64 { format!("{}…", &v[..12]) } else { v.to_string() };
+            let found: Vec<String> = p.checks.iter().map(|c| format!("{} {}", c.what, short(&c.found))).collect();
+            format!("RESTORABLE   {}  into {}: {} ({took})", p.backup, p.restored_into, found.join(", "))
+        }
+        Outcome::Unrestorable => {
+            format!("UNRESTORABLE {}  {} ({took})", p.backup, p.reason.as_deref().unwrap_or("a check failed"))
+        }
+        Outcome::NotChecked => format!("NOT CHECKED  {}  {}", p.backup, p.reason.as_deref().unwrap_or("")),
+    }
 }

@@ -14,4 +14,5 @@ mod serve;
 mod serve_kine;
 mod tenant;
 mod tenants;
+mod verify_restore;
 mod volumes;
