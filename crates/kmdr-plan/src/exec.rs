@@ -5,7 +5,7 @@
 use crate::plan::{LayerSpec, Phase, Plan, TenantSelector};
 use crate::steps::{self, StepError};
 use crate::unit::{self, Connections, RestoreOptions, Unit, UnitError};
-use kmdr_core::{ErrorClass, Manifest, SourceInfo};
+use kmdr_core::{BackupId, ErrorClass, Manifest, SourceInfo};
 use kmdr_datastore::DatastoreUrl;
 use kmdr_repo::Repository;
 use serde::Serialize;
@@ -142,6 +142,16 @@ pub enum Choice<'a> {
 /// For a datastore with `tenants: all`, its tenants are those whose backups
 /// came from it.
 pub async fn latest_units(repo: &Repository, spec: &LayerSpec) -> Result<BTreeMap<String, String>, kmdr_repo::Error> {
+    latest_units_where(repo, spec, |_| true).await
+}
+
+/// [`latest_units`], counting only the backups `keep` accepts (those proven
+/// restorable, say).
+pub async fn latest_units_where(
+    repo: &Repository,
+    spec: &LayerSpec,
+    keep: impl Fn(&BackupId) -> bool,
+) -> Result<BTreeMap<String, String>, kmdr_repo::Error> {
     let named = unit::named_units(spec);
     let every: Vec<(&str, String)> = unit::datastores(spec)
         .iter()
@@ -151,7 +161,7 @@ pub async fn latest_units(repo: &Repository, spec: &LayerSpec) -> Result<BTreeMa
     let kinds: Vec<&str> =
         named.iter().map(Unit::kind).chain((!every.is_empty()).then_some(kmdr_datastore::KIND)).collect();
     let mut found: BTreeMap<String, String> = BTreeMap::new();
-    for id in repo.list_backups().await?.iter().rev().filter(|i| kinds.contains(&i.kind())) {
+    for id in repo.list_backups().await?.iter().rev().filter(|i| kinds.contains(&i.kind()) && keep(i)) {
         let m = repo.load_manifest(id).await?;
         for u in named.iter().filter(|u| u.owns(&m)) {
             found.entry(u.name()).or_insert_with(|| id.to_string());

@@ -5,7 +5,7 @@
 //! Everything is a [`Finding`]: what was checked, about what, a level, and
 //! a message that says what to do when it is not OK.
 
-use crate::exec::latest_units;
+use crate::exec::{latest_units, latest_units_where};
 use crate::plan::{LayerSource, Plan, Reviewed, TenantSelector};
 use crate::report::{DrillReport, Verdict};
 use crate::unit;
@@ -35,6 +35,76 @@ pub struct Finding {
     pub subject: String,
     pub level: Level,
     pub message: String,
+}
+
+/// The "restorable RPO" of each unit of an etcd or tenant layer: the age of
+/// its newest backup proven restorable (`kmdr verify --restore`) against the
+/// RPO target, and a failure when its newest backup was proven unrestorable.
+async fn restorable_rpo(
+    repo: &Repository,
+    spec: &crate::plan::LayerSpec,
+    units: &BTreeMap<String, Option<String>>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Finding>, kmdr_repo::Error> {
+    use kmdr_repo::proofs::Outcome;
+    if !matches!(spec.source, LayerSource::Etcd(_) | LayerSource::Tenants(_)) {
+        return Ok(Vec::new());
+    }
+    let proofs = repo.latest_proofs().await?;
+    let proven = latest_units_where(repo, spec, |id| {
+        proofs.get(&id.to_string()).is_some_and(|p| p.outcome == Outcome::Restorable)
+    })
+    .await?;
+    let layer = spec.layer;
+    let mut out = Vec::new();
+    for (unit, newest) in units {
+        let subject = format!("{layer} {unit}");
+        if let Some(p) = newest.as_ref().and_then(|id| proofs.get(id)).filter(|p| p.outcome == Outcome::Unrestorable) {
+            out.push(finding(
+                "restorable",
+                subject.clone(),
+                Level::Fail,
+                format!(
+                    "newest backup {} does not restore: {}; take a new backup and prove it (`kmdr verify --restore --new`)",
+                    p.backup,
+                    p.reason.as_deref().unwrap_or("a check failed")
+                ),
+            ));
+        }
+        let Some(id) = proven.get(unit).and_then(|i| i.parse::<BackupId>().ok()) else {
+            if newest.is_some() {
+                out.push(finding(
+                    "restorable",
+                    subject,
+                    Level::Warn,
+                    "no backup of it is proven restorable: run `kmdr verify --restore --new`",
+                ));
+            }
+            continue;
+        };
+        let a = age(now, id.time());
+        let (level, msg) = if a <= spec.rpo {
+            (
+                Level::Ok,
+                format!(
+                    "newest backup proven restorable, {id}, is {} old (RPO target {})",
+                    human_duration(a),
+                    human_duration(spec.rpo)
+                ),
+            )
+        } else {
+            (
+                Level::Warn,
+                format!(
+                    "newest backup proven restorable, {id}, is {} old, over the RPO target of {}: prove newer ones (`kmdr verify --restore --new`, or serve's schedule)",
+                    human_duration(a),
+                    human_duration(spec.rpo)
+                ),
+            )
+        };
+        out.push(finding("restorable", subject, level, msg));
+    }
+    Ok(out)
 }
 
 fn finding(check: &str, subject: impl Into<String>, level: Level, message: impl Into<String>) -> Finding {
@@ -103,6 +173,7 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
             if units.is_empty() {
                 units.insert("(no tenant)".into(), None);
             }
+            out.extend(restorable_rpo(repo, spec, &units, now).await?);
             for (unit, id) in units {
                 let subject = format!("{layer} {unit}");
                 match id.and_then(|i| i.parse::<BackupId>().ok()) {

@@ -184,7 +184,13 @@ impl Unit {
     pub fn owns(&self, m: &Manifest) -> bool {
         match (self, &m.source) {
             (Unit::Etcd(_), _) => m.id.kind() == snapshotter::KIND,
-            (Unit::Tenant { schema, .. }, SourceInfo::TenantData(t)) => &t.schema == schema,
+            // The same schema on another datastore is another tenant.
+            (Unit::Tenant { datastore, schema }, SourceInfo::TenantData(t)) => {
+                &t.schema == schema
+                    && kmdr_datastore::DatastoreUrl::parse(&datastore.url)
+                        .map(|u| u.redacted())
+                        .is_ok_and(|url| t.datastore == url)
+            }
             (Unit::Tenant { .. }, _) => false,
             (Unit::Helm(_) | Unit::Volume(_), _) => self.series().is_some_and(|s| s == m.series),
         }

@@ -55,6 +55,20 @@ async fn every_kind_of_data_backup_is_proven_restorable_and_a_lying_manifest_is_
     let shown = k.json(&["backups", "show", &t1_id]);
     assert_eq!(shown["restore_proofs"].as_array().unwrap().len(), 1, "{shown}");
     assert_eq!(k.json(&["verify", "--restore", "--new"])["restores"], serde_json::json!([]), "nothing left unproven");
+    // status: the restorable RPO of the plan's tenant.
+    let plan = crate::serve::write_plan_for(dir.path(), &k, &url);
+    let restorable = |k: &Kmdr| -> Vec<(String, String)> {
+        let o = k.run(&["status", "--plan", &plan, "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["check"] == "restorable" && f["subject"] == "tenant-control-planes shared/t1")
+            .map(|f| (f["level"].as_str().unwrap().to_string(), f["message"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let found = restorable(&k);
+    assert!(found.len() == 1 && found[0].0 == "OK" && found[0].1.contains(&t1_id), "{found:?}");
 
     // A manifest that lies about its content (re-sealed with the key): the bytes
     // all check out, the restore does not.
@@ -76,6 +90,8 @@ async fn every_kind_of_data_backup_is_proven_restorable_and_a_lying_manifest_is_
     assert!(stdout.contains(&format!("UNRESTORABLE {t1_id}")) && stdout.contains("content_sha256"), "{stdout}");
     let list = k.ok(&["backups", "list"]);
     assert!(list.lines().any(|l| l.starts_with(&t1_id) && l.contains("NO, ")), "{list}");
+    let found = restorable(&k);
+    assert!(found.iter().any(|(l, m)| l == "FAIL" && m.contains("does not restore")), "{found:?}");
 
     // No etcd for the scratch server: one line, exit 8, no proof sealed.
     let before = repo.list_proofs(None).await.unwrap().len();
