@@ -30,6 +30,12 @@ pub struct UnitState {
     pub last_error: Option<String>,
     /// Delta capture, when the unit has one.
     pub delta: Option<DeltaState>,
+    /// When the newest backup proven restorable was proven (`--verify-every`).
+    pub verified_restore: Option<DateTime<Utc>>,
+    /// The start of that backup: what a restore of it gives back.
+    pub restorable_point: Option<DateTime<Utc>>,
+    /// Test restores that found a backup unrestorable, or could not run.
+    pub verify_failures: u64,
 }
 
 /// A unit's delta capture.
@@ -148,6 +154,24 @@ impl Metrics {
                 "counter",
                 "Full backups of the unit that failed",
                 Box::new(|s| Some(s.failures as f64)),
+            ),
+            (
+                "kmdr_verified_restore_timestamp_seconds",
+                "gauge",
+                "Unix time the newest backup of the unit proven restorable was proven (kmdr serve --verify-every)",
+                Box::new(move |s| s.verified_restore.map(secs)),
+            ),
+            (
+                "kmdr_restorable_rpo_seconds",
+                "gauge",
+                "Age of the newest backup of the unit proven restorable (the RPO that can actually be restored)",
+                Box::new(move |s| s.restorable_point.map(|p| (now - p).num_milliseconds().max(0) as f64 / 1000.0)),
+            ),
+            (
+                "kmdr_verify_failures_total",
+                "counter",
+                "Test restores of the unit's backups that found one unrestorable or could not run",
+                Box::new(|s| Some(s.verify_failures as f64)),
             ),
             (
                 "kmdr_delta_lag_seconds",

@@ -63,6 +63,11 @@ pub struct ServeOptions {
     pub parallel: usize,
     /// Longest wait between retries.
     pub max_backoff: Duration,
+    /// Prove each etcd and tenant unit's newest backup restorable this often
+    /// (`kmdr verify --restore` in the background; see verifier.rs); off when `None`.
+    pub verify_every: Option<Duration>,
+    /// Scratch servers and tools of those test restores.
+    pub prove: kmdr_plan::prove::ProveOptions,
 }
 
 impl Default for ServeOptions {
@@ -76,15 +81,17 @@ impl Default for ServeOptions {
             grace: Duration::from_secs(20),
             parallel: 1,
             max_backoff: Duration::from_secs(300),
+            verify_every: None,
+            prove: Default::default(),
         }
     }
 }
 
 /// One unit and what its tasks share.
-struct Scheduled {
-    name: String,
+pub(crate) struct Scheduled {
+    pub(crate) name: String,
     interval: Duration,
-    unit: Unit,
+    pub(crate) unit: Unit,
     /// The newest full backup's revision (the base of the delta chain).
     base: watch::Sender<Option<i64>>,
     /// Serialises full backups of this unit (schedule vs. compaction).
@@ -92,12 +99,14 @@ struct Scheduled {
 }
 
 /// Shared by every task.
-struct Ctx {
-    repo: Repository,
-    opts: ServeOptions,
-    metrics: Arc<Metrics>,
+pub(crate) struct Ctx {
+    pub(crate) repo: Repository,
+    pub(crate) opts: ServeOptions,
+    pub(crate) metrics: Arc<Metrics>,
     permits: Semaphore,
-    stop: watch::Receiver<bool>,
+    /// Test restores run one at a time, beside (not instead of) backups.
+    pub(crate) verify_permits: Semaphore,
+    pub(crate) stop: watch::Receiver<bool>,
 }
 
 /// The newest full backup of each series: (started_at, finished_at, revision).
@@ -151,6 +160,7 @@ async fn serve_local(
     let ctx = Arc::new(Ctx {
         repo,
         permits: Semaphore::new(opts.parallel.max(1)),
+        verify_permits: Semaphore::new(1),
         opts,
         metrics: metrics.clone(),
         stop: stop.clone(),
@@ -238,6 +248,12 @@ fn start_unit(tasks: &mut tokio::task::JoinSet<()>, ctx: &Arc<Ctx>, unit: Arc<Sc
             capture(ctx.clone(), unit.clone())
         }));
     }
+    if let Some(every) = ctx.opts.verify_every.filter(|_| crate::verifier::provable(&unit.unit)) {
+        let (ctx, unit) = (ctx.clone(), unit.clone());
+        tasks.spawn_local(supervise(unit.name.clone(), "restore proofs", ctx.clone(), move || {
+            crate::verifier::prove_newest(ctx.clone(), unit.clone(), every)
+        }));
+    }
 }
 
 /// Run a unit's task; when it panics (a bug), say so and start it again after
@@ -271,7 +287,7 @@ where
 }
 
 /// Sleep for `d`; true when stopped meanwhile.
-async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+pub(crate) async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     if *stop.borrow() {
         return true;
     }

@@ -221,6 +221,16 @@ pub struct ServeArgs {
     /// On SIGTERM, how long a full backup in flight may take to finish
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration_arg)]
     pub grace: std::time::Duration,
+    /// Prove each etcd and tenant unit's newest backup restorable this often (as `kmdr verify --restore`, one
+    /// test restore at a time, into scratch servers on 127.0.0.1); off when not given (e.g. --verify-every 6h)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub verify_every: Option<std::time::Duration>,
+    /// With --verify-every: the etcd server binary for scratch servers [default: etcd on PATH]
+    #[arg(long, value_name = "PATH", requires = "verify_every")]
+    pub etcd: Option<PathBuf>,
+    /// With --verify-every: the etcdutl that restores etcd snapshots
+    #[arg(long, value_name = "PATH", env = "KMDR_ETCDUTL")]
+    pub etcdutl: Option<PathBuf>,
     /// Run as one of several replicas: only the holder of this Lease (coordination.k8s.io/v1) runs the units;
     /// the others stand by and take over when it is not renewed (e.g. --lease kmdr/kmdr-serve)
     #[arg(long, value_name = "NAMESPACE/NAME")]
@@ -883,7 +893,7 @@ pub struct VerifyArgs {
     #[arg(long, requires = "restore", value_name = "PATH")]
     pub etcd: Option<std::path::PathBuf>,
     /// With --restore: the etcdutl that restores etcd snapshots [default: found as `restore etcd` finds it]
-    #[arg(long, requires = "restore", value_name = "PATH", env = "KMDR_ETCDUTL")]
+    #[arg(long, value_name = "PATH", env = "KMDR_ETCDUTL")]
     pub etcdutl: Option<std::path::PathBuf>,
 }
 

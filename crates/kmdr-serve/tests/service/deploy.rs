@@ -138,7 +138,11 @@ fn the_prometheus_rule_alerts_on_rpo_breach_and_failing_backups() {
     }
     // The alerts use metrics kmdr serve exports.
     let exported = kmdr_serve::Metrics::new();
-    exported.update("u", |s| s.delta = Some(Default::default()));
+    exported.update("u", |s| {
+        s.delta = Some(Default::default());
+        s.verified_restore = Some(chrono::Utc::now());
+        s.restorable_point = Some(chrono::Utc::now());
+    });
     exported.set_leader(false);
     let text = exported.render(chrono::Utc::now());
     for (alert, metrics) in [
@@ -146,6 +150,8 @@ fn the_prometheus_rule_alerts_on_rpo_breach_and_failing_backups() {
         ("KmdrBackupsFailing", vec!["kmdr_backup_failures_total"]),
         ("KmdrDeltaCaptureDown", vec!["kmdr_delta_up"]),
         ("KmdrNoLeader", vec!["kmdr_leader"]),
+        ("KmdrRestorableRpoBreached", vec!["kmdr_restorable_rpo_seconds", "kmdr_rpo_target_seconds"]),
+        ("KmdrRestoreProofFailing", vec!["kmdr_verify_failures_total"]),
     ] {
         let expr = by_name(alert)["expr"].as_str().unwrap();
         for m in metrics {

@@ -32,6 +32,8 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
         forget_every: a.forget_every,
         tags: [("plan".to_string(), plan.name.clone()), ("by".to_string(), "serve".to_string())].into(),
         grace: a.grace,
+        verify_every: a.verify_every,
+        prove: kmdr_plan::prove::ProveOptions { etcd: a.etcd.clone(), etcdutl: a.etcdutl.clone(), scratch_dir: None },
         ..Default::default()
     };
     if a.dry_run {

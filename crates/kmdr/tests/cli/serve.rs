@@ -74,7 +74,7 @@ impl Serve {
         Serve::start_with(k, plan, log, &[])
     }
 
-    fn start_with(k: &Kmdr, plan: &str, log: &Path, extra: &[&str]) -> Serve {
+    pub(crate) fn start_with(k: &Kmdr, plan: &str, log: &Path, extra: &[&str]) -> Serve {
         let addr = format!("127.0.0.1:{}", free_port());
         let child = k
             .cmd()

@@ -100,3 +100,33 @@ async fn every_kind_of_data_backup_is_proven_restorable_and_a_lying_manifest_is_
     assert_eq!(repo.list_proofs(None).await.unwrap().len(), before);
     let _ = common::free_port();
 }
+
+/// `serve --verify-every`: the unit's newest backup is proven on schedule,
+/// the proof sealed, and the metrics move.
+#[test]
+fn serve_proves_the_newest_backup_on_schedule_and_the_metrics_move() {
+    need_etcd!();
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let etcd = Etcd::start(dir.path(), "src");
+    crate::serve::runtime().block_on(etcd.load("/t1/pods/default/web-", 50, 100, 3));
+    let plan = crate::serve::write_plan_for(dir.path(), &k, &etcd.client_url.replace("http://", "etcd://"));
+    let log = dir.path().join("serve.log");
+    let serve = crate::serve::Serve::start_with(&k, &plan, &log, &["--verify-every", "1s"]);
+    let unit = "{layer=\"tenant-control-planes\",unit=\"shared/t1\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let metrics = loop {
+        let (_, m) = crate::serve::http_get(&serve.addr, "/metrics").unwrap_or_default();
+        if m.contains(&format!("kmdr_verified_restore_timestamp_seconds{unit}")) {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline, "no restore proof within 60 s; see {}", log.display());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert!(metrics.contains(&format!("kmdr_verify_failures_total{unit} 0")), "{metrics}");
+    assert!(metrics.contains(&format!("kmdr_restorable_rpo_seconds{unit}")), "{metrics}");
+    serve.terminate();
+    let list = k.ok(&["backups", "list", "--kind", "tenant"]);
+    assert!(list.lines().skip(1).all(|l| l.contains("yes, ")) && list.lines().count() >= 2, "{list}");
+}
