@@ -227,7 +227,6 @@ bench_size() {
   log "[$s] etcdutl snapshot restore --bump-revision --mark-compacted"
   timed "etcdutl_restore_$s" "$ETCDUTL" snapshot restore "$last" --data-dir "$d/restore-plain" "${restore_flags[@]}" --bump-revision 1000000000 --mark-compacted
   timed "unzstd_$s" zstd -q -d -f "$last.zst" -o "$d/unzstd.db"
-
   # Correctness: kmdr's snapshot and the etcdctl one of the same moment hold the same
   # data (etcdutl's hash over keys and values, revision, key count); the files need not
   # be byte-identical. Same for the two restored members.
@@ -245,6 +244,16 @@ bench_size() {
   [[ -d $d/restore-kmdr/member/wal ]] || die "[$s] kmdr's restored data dir has no member/wal"
   V[check_$s]="ok (rev $(cut -d' ' -f2 <<<"$a"), hash $(cut -d' ' -f1 <<<"$a"))"
   log "[$s] snapshots and restored members match: ${V[check_$s]}"
+  # A test restore (issue 16) against what it stands for: a restore plus an
+  # etcd started on the restored data until it answers (after the checks: a start
+  # changes the member's db).
+  log "[$s] kmdr verify --restore"
+  timed "kmdr_prove_$s" "$KMDR" -q --repo "$d/repo" verify --restore "$(jq -r .id "$lastjson")" --etcdutl "$ETCDUTL" --etcd "$ETCD"
+  log "[$s] etcd started on the restored data dir"
+  timed "etcd_start_$s" bash -c '"$1" --name "$2" --data-dir "$3" --listen-client-urls "$4" --advertise-client-urls "$4" --listen-peer-urls "$5" --initial-advertise-peer-urls "$5" --initial-cluster "$6" --log-level error >/dev/null 2>&1 & pid=$!
+    for i in $(seq 1 300); do "$7" --endpoints="$4" endpoint health >/dev/null 2>&1 && break; sleep 0.05; done
+    kill $pid; wait $pid 2>/dev/null; true' _ "$ETCD" "$MEMBER" "$d/restore-plain" "$EP" "$PEER" "$CLUSTER" "$ETCDCTL"
+
   rm -rf -- "$d/restore-kmdr" "$d/restore-plain" "$d/unzstd.db" "$d/kmdr-snapshot.db"
   [[ $s == large ]] || rm -rf -- "$d"
 }
@@ -297,6 +306,10 @@ row() { printf '| %s | %s | %s |\n' "$@"; }
   row "\`kmdr restore etcd --to-file\` (fetch, verify, decrypt only): time / peak RSS" "$(secs "${WALL[kmdr_tofile_small]}") / $(kib "${RSS[kmdr_tofile_small]}")" "$(secs "${WALL[kmdr_tofile_large]}") / $(kib "${RSS[kmdr_tofile_large]}")"
   row "peak RSS, \`etcdutl snapshot restore\` (maps the whole db)" "$(kib "${RSS[etcdutl_restore_small]}")" "$(kib "${RSS[etcdutl_restore_large]}")"
   row "check: snapshot status of \`--to-file\` = etcdctl's, restored members equal" "${V[check_small]}" "${V[check_large]}"
+  row "**test restore:** \`kmdr verify --restore ID\` (byte check, restore, scratch etcd, read back)" "$(secs "${WALL[kmdr_prove_small]}")" "$(secs "${WALL[kmdr_prove_large]}")"
+  row "\`kmdr restore etcd\` + an etcd started on the restored data until it answers" "$(secs "$(sum "${WALL[kmdr_restore_small]}" "${WALL[etcd_start_small]}")")" "$(secs "$(sum "${WALL[kmdr_restore_large]}" "${WALL[etcd_start_large]}")")"
+  row "ratio test restore / (restore + start)" "$(ratio "${WALL[kmdr_prove_small]}" "$(sum "${WALL[kmdr_restore_small]}" "${WALL[etcd_start_small]}")")" "$(ratio "${WALL[kmdr_prove_large]}" "$(sum "${WALL[kmdr_restore_large]}" "${WALL[etcd_start_large]}")")"
+  row "peak RSS, \`kmdr verify --restore\`" "$(kib "${RSS[kmdr_prove_small]}")" "$(kib "${RSS[kmdr_prove_large]}")"
   echo
   echo "Second backup of the $L-key db after rewriting ${V[rewritten]} random keys ($REWRITE_PERCENT%); etcd db $(human "${V[db_large]}") → $(human "${V[db2_large]}"). The etcdctl snapshots were taken right before each kmdr backup, with no writes in between, and restic backed up those two files."
   echo

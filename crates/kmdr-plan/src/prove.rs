@@ -211,7 +211,8 @@ async fn prove_etcd(
     let bid = repo.resolve(&id.to_string(), Some(snapshotter::KIND)).await?;
     let plan = restorer::plan_restore(repo, &bid, &ropts, tool, None).await?;
 
-    // The snapshot as stored, and what it holds, read offline.
+    // The snapshot as stored; what it holds is read offline while etcdutl
+    // restores the same file and the scratch etcd starts.
     restorer::write_snapshot_file(repo, &bid, &plan.snapshot_path, true, None).await?;
     let path = plan.snapshot_path.clone();
     let offline = tokio::task::spawn_blocking(move || -> Result<KeyDigests, String> {
@@ -219,35 +220,32 @@ async fn prove_etcd(
         let live = kmdr_etcd::mvcc::live_keys(&db, &|_| true).map_err(|e| e.to_string())?;
         inventory::digests_of(live.keys.values().map(|kv| (kv.key.as_slice(), kv.value.as_slice())))
             .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| UnitError::new(ErrorClass::Other, format!("reading the snapshot offline failed: {e}")))?;
-    let offline = match offline {
-        Ok(d) => d,
-        Err(e) => {
-            return Ok(Tested::failed(
-                "nothing".into(),
-                format!("the snapshot cannot be read as an etcd database: {e}"),
-            ));
-        }
-    };
-
-    // Restored exactly as `kmdr restore etcd` restores, then started.
-    if let Err(e) = kmdr_etcd::tool::run_tool(&plan.tool, &plan.command[1..]).await {
+    });
+    let restored = async {
+        kmdr_etcd::tool::run_tool(&plan.tool, &plan.command[1..]).await?;
+        std::fs::rename(&plan.staging_dir, &data_dir).map_err(|e| {
+            UnitError::new(
+                ErrorClass::Other,
+                format!("cannot move the restored data dir to {}: {e}", data_dir.display()),
+            )
+        })?;
+        Ok::<_, UnitError>(())
+    }
+    .await;
+    if let Err(e) = restored {
+        let _ = offline.await;
         let _ = std::fs::remove_file(&plan.snapshot_path);
-        return if about_the_snapshot(&e) {
+        let about_snapshot =
+            e.source.as_ref().is_some_and(|s| s.downcast_ref::<EtcdError>().is_some_and(about_the_snapshot));
+        return if about_snapshot {
             Ok(Tested::failed(
                 plan.tool.program.display().to_string(),
-                format!("the restore tool refused the snapshot: {e}"),
+                format!("the restore tool refused the snapshot: {}", e.message),
             ))
         } else {
-            Err(e.into())
+            Err(e)
         };
     }
-    let _ = std::fs::remove_file(&plan.snapshot_path);
-    std::fs::rename(&plan.staging_dir, &data_dir).map_err(|e| {
-        UnitError::new(ErrorClass::Other, format!("cannot move the restored data dir to {}: {e}", data_dir.display()))
-    })?;
     let etcd = match scratch_etcd(o, data_dir, Some(peer)) {
         Ok(e) => e,
         Err(e) if e.source.as_ref().is_some_and(|s| matches!(s.downcast_ref(), Some(LaunchError::Exited { .. }))) => {
@@ -259,7 +257,18 @@ async fn prove_etcd(
         Err(e) => return Err(e),
     };
     let into = etcd_version(&etcd, o);
-    let got = served(&etcd).await?;
+    let got = served(&etcd).await;
+    let offline = offline
+        .await
+        .map_err(|e| UnitError::new(ErrorClass::Other, format!("reading the snapshot offline failed: {e}")));
+    let _ = std::fs::remove_file(&plan.snapshot_path);
+    let got = got?;
+    let offline = match offline? {
+        Ok(d) => d,
+        Err(e) => {
+            return Ok(Tested::failed(into.clone(), format!("the snapshot cannot be read as an etcd database: {e}")));
+        }
+    };
     let mut t = Tested { restored_into: into, checks: Vec::new(), reason: None, not_checked: false };
     t.check("keys", info.key_count, got.keys, got.keys as i64 == info.key_count);
     t.check(
