@@ -13,75 +13,14 @@
 //!   replaced tenant, and on one whose import was re-run after a damaged
 //!   stream, serves exactly what kmdr imported.
 
+use crate::common::servers::Server;
 use kmdr_core::TlsFiles;
 use kmdr_datastore::{
     self as tenant, self, AnyTenants, DatastoreUrl, Driver, RecordReader, RecordSummary, RecordWriter, TenantError,
     TenantStore,
 };
 use kmdr_testkit::data::kube_records;
-use kmdr_testkit::{Etcd, Mariadb, Nats, Postgres};
 use std::path::Path;
-
-/// A running server of one driver; stopped when dropped.
-#[allow(dead_code)]
-enum Server {
-    Etcd(Etcd),
-    Postgres(Postgres),
-    Mysql(Mariadb),
-    Nats(Nats),
-}
-
-impl Server {
-    /// Start a server for `driver`, or `None` when its binary is missing
-    /// outside CI (`kmdr_testkit::need` panics in CI).
-    fn start(driver: Driver, dir: &Path) -> Option<(Server, String)> {
-        let bin = match driver {
-            Driver::Etcd => "etcd",
-            Driver::Postgres => "initdb",
-            Driver::Mysql => "mariadbd",
-            Driver::Nats => "nats-server",
-        };
-        if !kmdr_testkit::need(bin) {
-            return None;
-        }
-        let dir = dir.join(driver.as_str());
-        std::fs::create_dir_all(&dir).unwrap();
-        Some(match driver {
-            Driver::Etcd => {
-                let e = Etcd::start(&dir, "tenants");
-                let url = e.client_url.replace("http://", "etcd://");
-                (Server::Etcd(e), url)
-            }
-            Driver::Postgres => {
-                let p = Postgres::start(&dir);
-                let url = p.url();
-                (Server::Postgres(p), url)
-            }
-            Driver::Mysql => {
-                let m = Mariadb::start(&dir);
-                let url = m.url();
-                (Server::Mysql(m), url)
-            }
-            Driver::Nats => {
-                let n = Nats::start(&dir);
-                let url = n.url();
-                (Server::Nats(n), url)
-            }
-        })
-    }
-}
-
-impl Server {
-    /// kine's endpoint for `schema` on this server (none for etcd).
-    fn kine_endpoint(&self, schema: &str) -> Option<String> {
-        match self {
-            Server::Etcd(_) => None,
-            Server::Postgres(p) => Some(p.kine_endpoint(schema)),
-            Server::Mysql(m) => Some(m.kine_endpoint(schema)),
-            Server::Nats(n) => Some(n.kine_endpoint(schema)),
-        }
-    }
-}
 
 /// The "through kine" mode of a case: on a kine driver, kine itself started
 /// on `schema` lists exactly `want` below `/registry` (its own health key

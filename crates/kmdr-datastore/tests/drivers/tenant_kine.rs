@@ -9,25 +9,17 @@
 //! traps a well-behaved kine never produces (sequence behind the ids, names
 //! that differ only in case, a compact_rev_key moved by hand).
 
+use crate::common::servers::Server;
 use kmdr_core::TlsFiles;
 use kmdr_datastore::{self as tenant, AnyTenants, DatastoreUrl, Driver, RecordReader, RecordWriter, TenantStore};
+use kmdr_testkit::Kine;
 use kmdr_testkit::kube_storage::KubeStorage;
-use kmdr_testkit::{Etcd, Kine, Mariadb, Nats, Postgres};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 /// Where the API server's keys sit under kine.
 const ROOT: &str = "/registry";
-
-/// A datastore server of one driver.
-#[allow(dead_code)]
-enum Server {
-    Etcd(Etcd),
-    Postgres(Postgres),
-    Mysql(Mariadb),
-    Nats(Nats),
-}
 
 /// A server, the URL kmdr takes for it, and a place for kine's logs.
 struct Datastore {
@@ -37,62 +29,22 @@ struct Datastore {
 }
 
 impl Datastore {
-    /// Start a server for `driver`, with kine in front of it available;
+    /// Start a server for `driver`, with kine to put in front of it;
     /// `None` when a binary is missing outside CI (`need` panics in CI).
     fn start(driver: Driver, dir: &Path) -> Option<Datastore> {
-        let bin = match driver {
-            Driver::Etcd => "etcd",
-            Driver::Postgres => "initdb",
-            Driver::Mysql => "mariadbd",
-            Driver::Nats => "nats-server",
-        };
-        if !kmdr_testkit::need(bin) || (driver != Driver::Etcd && !kmdr_testkit::need("kine")) {
+        if driver != Driver::Etcd && !kmdr_testkit::need("kine") {
             return None;
         }
-        let dir = dir.join(driver.as_str());
-        std::fs::create_dir_all(&dir).unwrap();
-        let (server, url) = match driver {
-            Driver::Etcd => {
-                let e = Etcd::start(&dir, "tenants");
-                let url = e.client_url.replace("http://", "etcd://");
-                (Server::Etcd(e), url)
-            }
-            Driver::Postgres => {
-                let p = Postgres::start(&dir);
-                let url = p.url();
-                (Server::Postgres(p), url)
-            }
-            Driver::Mysql => {
-                let m = Mariadb::start(&dir);
-                let url = m.url();
-                (Server::Mysql(m), url)
-            }
-            Driver::Nats => {
-                let n = Nats::start(&dir);
-                let url = n.url();
-                (Server::Nats(n), url)
-            }
-        };
-        Some(Datastore { server, url, dir })
+        let (server, url) = Server::start(driver, dir)?;
+        Some(Datastore { server, url, dir: dir.join(driver.as_str()) })
     }
 
     fn driver(&self) -> Driver {
-        match self.server {
-            Server::Etcd(_) => Driver::Etcd,
-            Server::Postgres(_) => Driver::Postgres,
-            Server::Mysql(_) => Driver::Mysql,
-            Server::Nats(_) => Driver::Nats,
-        }
+        self.server.driver()
     }
 
-    /// kine's endpoint for tenant `schema` (none for etcd: the API server talks to it directly).
     fn kine_endpoint(&self, schema: &str) -> Option<String> {
-        match &self.server {
-            Server::Etcd(_) => None,
-            Server::Postgres(p) => Some(p.kine_endpoint(schema)),
-            Server::Mysql(m) => Some(m.kine_endpoint(schema)),
-            Server::Nats(n) => Some(n.kine_endpoint(schema)),
-        }
+        self.server.kine_endpoint(schema)
     }
 
     /// kine on tenant `schema`, compacting every 300ms down to 100 revisions when asked.

@@ -3,6 +3,8 @@
 //! state the point-in-time path restores at a revision.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use kmdr_datastore::capture::{CaptureOptions, ChangeSource, DeltaCapture, DeltaTarget, Stopped};
 use kmdr_datastore::point::{load_overlay, plan_point, write_state};
 use kmdr_datastore::{RecordReader, TenantBackupOptions, TenantStore, backup_tenant};
