@@ -17,6 +17,7 @@ pub mod http;
 pub mod lease;
 pub mod metrics;
 pub mod scheduler;
+mod stop;
 mod verifier;
 
 pub use metrics::Metrics;

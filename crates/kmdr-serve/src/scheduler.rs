@@ -15,6 +15,8 @@
 //! abandoned without its manifest (its chunks go at the next prune).
 
 use crate::metrics::{DeltaState, Metrics};
+use crate::stop::sleep_or_stop;
+use crate::verifier::{self, Verifier};
 use chrono::{DateTime, Utc};
 use kmdr_core::{KeepPolicy, Layer, Manifest};
 use kmdr_datastore::capture::{CaptureEvent, CaptureOptions, ChangeSource, DeltaCapture, Stopped};
@@ -88,10 +90,10 @@ impl Default for ServeOptions {
 }
 
 /// One unit and what its tasks share.
-pub(crate) struct Scheduled {
-    pub(crate) name: String,
+struct Scheduled {
+    name: String,
     interval: Duration,
-    pub(crate) unit: Unit,
+    unit: Unit,
     /// The newest full backup's revision (the base of the delta chain).
     base: watch::Sender<Option<i64>>,
     /// Serialises full backups of this unit (schedule vs. compaction).
@@ -99,14 +101,14 @@ pub(crate) struct Scheduled {
 }
 
 /// Shared by every task.
-pub(crate) struct Ctx {
-    pub(crate) repo: Repository,
-    pub(crate) opts: ServeOptions,
-    pub(crate) metrics: Arc<Metrics>,
+struct Ctx {
+    repo: Repository,
+    opts: ServeOptions,
+    metrics: Arc<Metrics>,
     permits: Semaphore,
-    /// Test restores run one at a time, beside (not instead of) backups.
-    pub(crate) verify_permits: Semaphore,
-    pub(crate) stop: watch::Receiver<bool>,
+    /// With `verify_every`: what the test-restore tasks share.
+    verifier: Option<Arc<Verifier>>,
+    stop: watch::Receiver<bool>,
 }
 
 /// The newest full backup of each series: (started_at, finished_at, revision).
@@ -158,9 +160,17 @@ async fn serve_local(
 ) -> Result<(), ServeError> {
     let catalog = Arc::new(load_catalog(&repo).await?);
     let ctx = Arc::new(Ctx {
-        repo,
+        repo: repo.clone(),
         permits: Semaphore::new(opts.parallel.max(1)),
-        verify_permits: Semaphore::new(1),
+        verifier: opts.verify_every.map(|every| {
+            Arc::new(Verifier {
+                repo: repo.clone(),
+                metrics: metrics.clone(),
+                permits: Semaphore::new(1),
+                prove: opts.prove.clone(),
+                every,
+            })
+        }),
         opts,
         metrics: metrics.clone(),
         stop: stop.clone(),
@@ -248,10 +258,10 @@ fn start_unit(tasks: &mut tokio::task::JoinSet<()>, ctx: &Arc<Ctx>, unit: Arc<Sc
             capture(ctx.clone(), unit.clone())
         }));
     }
-    if let Some(every) = ctx.opts.verify_every.filter(|_| crate::verifier::provable(&unit.unit)) {
-        let (ctx, unit) = (ctx.clone(), unit.clone());
+    if let Some(v) = ctx.verifier.clone().filter(|_| verifier::provable(&unit.unit)) {
+        let (name, u, stop) = (unit.name.clone(), unit.unit.clone(), ctx.stop.clone());
         tasks.spawn_local(supervise(unit.name.clone(), "restore proofs", ctx.clone(), move || {
-            crate::verifier::prove_newest(ctx.clone(), unit.clone(), every)
+            verifier::prove_newest(v.clone(), name.clone(), u.clone(), stop.clone())
         }));
     }
 }
@@ -283,17 +293,6 @@ where
             return;
         }
         backoff = (backoff * 2).min(Duration::from_secs(60));
-    }
-}
-
-/// Sleep for `d`; true when stopped meanwhile.
-pub(crate) async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
-    if *stop.borrow() {
-        return true;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *stop.borrow(),
-        _ = stop.changed() => true,
     }
 }
 

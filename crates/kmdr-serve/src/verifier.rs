@@ -6,14 +6,26 @@
 //! `kmdr_verify_failures_total`). One test restore runs at a time across all
 //! units, and never holds a backup's permit.
 
-use crate::scheduler::{Ctx, Scheduled, sleep_or_stop};
+use crate::metrics::Metrics;
+use crate::stop::sleep_or_stop;
 use kmdr_core::BackupId;
 use kmdr_plan::Unit;
-use kmdr_plan::prove::prove;
+use kmdr_plan::prove::{ProveOptions, prove};
 use kmdr_repo::Repository;
 use kmdr_repo::proofs::Outcome;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+
+/// What the test-restore tasks of all units share.
+pub(crate) struct Verifier {
+    pub(crate) repo: Repository,
+    pub(crate) metrics: Arc<Metrics>,
+    /// One test restore at a time, outside the backups' permits.
+    pub(crate) permits: Semaphore,
+    pub(crate) prove: ProveOptions,
+    pub(crate) every: Duration,
+}
 
 /// Whether kmdr can test-restore the unit's backups.
 pub(crate) fn provable(unit: &Unit) -> bool {
@@ -33,16 +45,16 @@ async fn backups_of(repo: &Repository, unit: &Unit) -> Result<Vec<BackupId>, kmd
 
 /// Every `every`: show what is proven already, then prove the newest backup
 /// if it is not.
-pub(crate) async fn prove_newest(ctx: Arc<Ctx>, unit: Arc<Scheduled>, every: Duration) {
-    let mut stop = ctx.stop.clone();
+pub(crate) async fn prove_newest(ctx: Arc<Verifier>, name: String, unit: Unit, mut stop: watch::Receiver<bool>) {
+    let every = ctx.every;
     loop {
         if sleep_or_stop(&mut stop, every).await {
             return;
         }
-        let (backups, proofs) = match (backups_of(&ctx.repo, &unit.unit).await, ctx.repo.latest_proofs().await) {
+        let (backups, proofs) = match (backups_of(&ctx.repo, &unit).await, ctx.repo.latest_proofs().await) {
             (Ok(b), Ok(p)) => (b, p),
             (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!("{}: cannot read the backups to prove, trying again in {every:?}: {e}", unit.name);
+                tracing::warn!("{}: cannot read the backups to prove, trying again in {every:?}: {e}", name);
                 continue;
             }
         };
@@ -50,7 +62,7 @@ pub(crate) async fn prove_newest(ctx: Arc<Ctx>, unit: Arc<Scheduled>, every: Dur
             backups.iter().find(|id| proofs.get(&id.to_string()).is_some_and(|p| p.outcome == Outcome::Restorable));
         if let Some(id) = restorable {
             let at = proofs[&id.to_string()].checked_at;
-            ctx.metrics.update(&unit.name, |s| {
+            ctx.metrics.update(&name, |s| {
                 s.verified_restore = Some(at);
                 s.restorable_point = Some(id.time());
             });
@@ -59,27 +71,27 @@ pub(crate) async fn prove_newest(ctx: Arc<Ctx>, unit: Arc<Scheduled>, every: Dur
         if proofs.contains_key(&newest.to_string()) {
             continue;
         }
-        let Ok(_permit) = ctx.verify_permits.acquire().await else { return };
-        if *ctx.stop.borrow() {
+        let Ok(_permit) = ctx.permits.acquire().await else { return };
+        if *stop.borrow() {
             return;
         }
-        tracing::info!("{}: proving backup {newest} restorable", unit.name);
-        match prove(&ctx.repo, newest, &ctx.opts.prove).await {
+        tracing::info!("{}: proving backup {newest} restorable", name);
+        match prove(&ctx.repo, newest, &ctx.prove).await {
             Ok(p) if p.outcome == Outcome::Restorable => {
-                tracing::info!("{}: backup {newest} is restorable ({} ms)", unit.name, p.duration_ms);
-                ctx.metrics.update(&unit.name, |s| {
+                tracing::info!("{}: backup {newest} is restorable ({} ms)", name, p.duration_ms);
+                ctx.metrics.update(&name, |s| {
                     s.verified_restore = Some(p.checked_at);
                     s.restorable_point = Some(newest.time());
                 });
             }
             Ok(p) => {
                 let why = p.reason.unwrap_or_else(|| p.outcome.as_str().into());
-                tracing::error!("{}: backup {newest} is {}: {why}", unit.name, p.outcome.as_str());
-                ctx.metrics.update(&unit.name, |s| s.verify_failures += 1);
+                tracing::error!("{}: backup {newest} is {}: {why}", name, p.outcome.as_str());
+                ctx.metrics.update(&name, |s| s.verify_failures += 1);
             }
             Err(e) => {
-                tracing::warn!("{}: the test restore of {newest} could not run: {e}", unit.name);
-                ctx.metrics.update(&unit.name, |s| s.verify_failures += 1);
+                tracing::warn!("{}: the test restore of {newest} could not run: {e}", name);
+                ctx.metrics.update(&name, |s| s.verify_failures += 1);
             }
         }
     }
