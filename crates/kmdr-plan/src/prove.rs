@@ -51,7 +51,14 @@ pub struct ProveOptions {
 pub async fn prove(repo: &Repository, id: &BackupId, o: &ProveOptions) -> Result<Proof, UnitError> {
     let started = Utc::now();
     let clock = Instant::now();
-    let m = repo.load_manifest(id).await?;
+    let m = match repo.load_manifest(id).await {
+        Ok(m) => Some(m),
+        Err(kmdr_repo::Error::Damaged { object, reason }) => {
+            tracing::debug!("{object} is damaged: {reason}");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     let scratch = match &o.scratch_dir {
         Some(d) => tempfile::Builder::new().prefix("kmdr-verify-").tempdir_in(d),
         None => tempfile::Builder::new().prefix("kmdr-verify-").tempdir(),
@@ -59,10 +66,11 @@ pub async fn prove(repo: &Repository, id: &BackupId, o: &ProveOptions) -> Result
     .map_err(|e| {
         UnitError::new(ErrorClass::Other, format!("cannot make a scratch directory for the test restore: {e}"))
     })?;
-    let tested = match &m.source {
-        SourceInfo::EtcdSnapshot(_) => prove_etcd(repo, id, &m, scratch.path(), o).await?,
-        SourceInfo::TenantData(_) => prove_tenant(repo, &m, scratch.path(), o).await?,
-        other => Tested::not_checked(format!(
+    let tested = match m.as_ref().map(|m| (m, &m.source)) {
+        None => Tested::failed("nothing".into(), "its manifest is damaged (see `kmdr verify`)".into()),
+        Some((m, SourceInfo::EtcdSnapshot(_))) => prove_etcd(repo, id, m, scratch.path(), o).await?,
+        Some((m, SourceInfo::TenantData(_))) => prove_tenant(repo, m, scratch.path(), o).await?,
+        Some((_, other)) => Tested::not_checked(format!(
             "kmdr does not test-restore {} backups yet; `kmdr verify` checked their bytes",
             source_kind(other)
         )),
@@ -213,7 +221,13 @@ async fn prove_etcd(
 
     // The snapshot as stored; what it holds is read offline while etcdutl
     // restores the same file and the scratch etcd starts.
-    restorer::write_snapshot_file(repo, &bid, &plan.snapshot_path, true, None).await?;
+    match restorer::write_snapshot_file(repo, &bid, &plan.snapshot_path, true, None).await {
+        Ok(_) => {}
+        Err(EtcdError::Repo(kmdr_repo::Error::Damaged { object, reason })) => {
+            return Ok(Tested::failed("nothing".into(), format!("its data is damaged: {object}: {reason}")));
+        }
+        Err(e) => return Err(e.into()),
+    }
     let path = plan.snapshot_path.clone();
     let offline = tokio::task::spawn_blocking(move || -> Result<KeyDigests, String> {
         let db = kmdr_etcd::bbolt::BoltFile::open(&path).map_err(|e| e.to_string())?;
@@ -296,7 +310,10 @@ async fn prove_tenant(repo: &Repository, m: &Manifest, dir: &Path, o: &ProveOpti
     let plan = tenant::plan_tenant_restore(&store, m, None, false).await?;
     if let Err(e) = tenant::restore_tenant(repo, &store, m, &plan, None).await {
         return match e {
-            tenant::TenantError::Records(_) | tenant::TenantError::Unrepresentable(_) => {
+            tenant::TenantError::Records(_)
+            | tenant::TenantError::Unrepresentable(_)
+            | tenant::TenantError::Repo(kmdr_repo::Error::Damaged { .. })
+            | tenant::TenantError::Interrupted { source: kmdr_repo::Error::Damaged { .. }, .. } => {
                 Ok(Tested::failed(into, format!("the records do not restore: {e}")))
             }
             e => Err(e.into()),

@@ -98,6 +98,19 @@ async fn every_kind_of_data_backup_is_proven_restorable_and_a_lying_manifest_is_
     let err = k.fails(&["verify", "--restore", &t1_id, "--etcd", "/nonexistent/etcd"], 8);
     assert!(err.contains("--etcd PATH") && err.contains("/nonexistent/etcd"), "{err}");
     assert_eq!(repo.list_proofs(None).await.unwrap().len(), before);
+
+    // A damaged chunk: the test restore (which skips the byte pass for what it
+    // reads itself) names the backup unrestorable rather than failing.
+    let chunk = &m.files[0].chunks[0].id;
+    let path = std::path::Path::new(&k.repo).join(kmdr_repo::repository::chunk_key(chunk));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    let o = k.run(&["verify", "--restore", &t1_id]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout} {}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains(&format!("UNRESTORABLE {t1_id}")) && stdout.contains("damaged"), "{stdout}");
     let _ = common::free_port();
 }
 
