@@ -31,7 +31,9 @@ use kmdr_etcd::connection::EtcdConnection;
 use kmdr_etcd::{EtcdError, EtcdRestoreOptions, restorer, snapshotter};
 use kmdr_repo::Repository;
 use kmdr_repo::proofs::{Check, Outcome, PROOF_FORMAT, Proof};
-use kmdr_testkit::{Etcd, EtcdOptions, LaunchError};
+use kmdr_testkit::{
+    Etcd, EtcdOptions, LaunchError, Mariadb, MariadbOptions, Nats, NatsOptions, Postgres, PostgresOptions,
+};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -44,6 +46,9 @@ pub struct ProveOptions {
     pub etcdutl: Option<PathBuf>,
     /// Where scratch servers live (a temp dir is made inside); default `$TMPDIR`.
     pub scratch_dir: Option<PathBuf>,
+    /// Restore tenant data into a scratch server of its own driver
+    /// (PostgreSQL, MariaDB, NATS) instead of a scratch etcd.
+    pub same_driver: bool,
 }
 
 /// Restore backup `id` into a scratch server, check it, and seal the proof
@@ -301,11 +306,54 @@ async fn prove_etcd(
     Ok(t)
 }
 
+/// A scratch server a tenant is restored into; stopped when dropped.
+#[allow(dead_code)]
+enum Scratch {
+    Etcd(Etcd),
+    Postgres(Postgres),
+    Mysql(Mariadb),
+    Nats(Nats),
+}
+
+/// Start the scratch server for a tenant of `driver`: its own driver's with
+/// `same_driver` (PostgreSQL, MariaDB or NATS, as the lab starts them), else
+/// etcd. Returns it, the URL kmdr takes, and what to call it.
+fn scratch_for(driver: &str, dir: &Path, o: &ProveOptions) -> Result<(Scratch, String, String), UnitError> {
+    // A password for a server that lives a few seconds on loopback.
+    let pw = format!("kmdr-verify-{}-{}", std::process::id(), Utc::now().timestamp_millis());
+    let port = kmdr_testkit::free_port;
+    Ok(match (o.same_driver, driver) {
+        (true, "postgres") => {
+            let p =
+                Postgres::launch(PostgresOptions { port: Some(port()), ..PostgresOptions::new(dir.join("pg"), &pw) })?;
+            let (url, at) = (p.url(), format!("PostgreSQL at 127.0.0.1:{}", p.port()));
+            (Scratch::Postgres(p), url, at)
+        }
+        (true, "mysql") => {
+            let m = Mariadb::launch(MariadbOptions {
+                port: Some(port()),
+                ..MariadbOptions::new(dir.join("mariadb"), &pw)
+            })?;
+            let (url, at) = (m.url(), format!("MariaDB at 127.0.0.1:{}", m.port()));
+            (Scratch::Mysql(m), url, at)
+        }
+        (true, "nats") => {
+            let n = Nats::launch(NatsOptions::new(dir, &pw))?;
+            let (url, at) = (n.url(), format!("NATS JetStream at 127.0.0.1:{}", n.port()));
+            (Scratch::Nats(n), url, at)
+        }
+        _ => {
+            let e = scratch_etcd(o, dir.join("tenant.etcd"), None)?;
+            let (url, at) = (e.client_url.replace("http://", "etcd://"), etcd_version(&e, o));
+            (Scratch::Etcd(e), url, at)
+        }
+    })
+}
+
 async fn prove_tenant(repo: &Repository, m: &Manifest, dir: &Path, o: &ProveOptions) -> Result<Tested, UnitError> {
     let info = tenant::tenant_info(m)?;
-    let etcd = scratch_etcd(o, dir.join("tenant.etcd"), None)?;
-    let into = etcd_version(&etcd, o);
-    let url = DatastoreUrl::parse(&etcd.client_url.replace("http://", "etcd://"))?;
+    let (_scratch, url, into) = scratch_for(&info.driver, dir, o)?;
+    let url = DatastoreUrl::parse(&url)?;
     let store = tenant::connect(&url, TlsFiles::default()).await?;
     let plan = tenant::plan_tenant_restore(&store, m, None, false).await?;
     if let Err(e) = tenant::restore_tenant(repo, &store, m, &plan, None).await {

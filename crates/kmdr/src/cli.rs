@@ -889,6 +889,10 @@ pub struct VerifyArgs {
     /// With --restore: N of the selected backups, picked at random
     #[arg(long, requires = "restore", value_name = "N")]
     pub sample: Option<usize>,
+    /// With --restore: where tenant data is restored: a scratch etcd (any driver's backup), or a scratch
+    /// server of the backup's own driver (PostgreSQL, MariaDB, NATS; their servers must be installed)
+    #[arg(long, value_name = "etcd|same", default_value = "etcd", value_parser = ["etcd", "same"])]
+    pub target_driver: String,
     /// With --restore: the etcd server binary for scratch servers [default: etcd on PATH]
     #[arg(long, requires = "restore", value_name = "PATH")]
     pub etcd: Option<std::path::PathBuf>,

@@ -33,7 +33,12 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
         tags: [("plan".to_string(), plan.name.clone()), ("by".to_string(), "serve".to_string())].into(),
         grace: a.grace,
         verify_every: a.verify_every,
-        prove: kmdr_plan::prove::ProveOptions { etcd: a.etcd.clone(), etcdutl: a.etcdutl.clone(), scratch_dir: None },
+        prove: kmdr_plan::prove::ProveOptions {
+            etcd: a.etcd.clone(),
+            etcdutl: a.etcdutl.clone(),
+            scratch_dir: None,
+            same_driver: false,
+        },
         ..Default::default()
     };
     if a.dry_run {

@@ -110,7 +110,12 @@ async fn choose(repo: &Repository, a: &VerifyArgs, ids: Option<Vec<BackupId>>) -
 
 /// Test-restore `chosen` one after the other, each line printed as it is done.
 async fn prove_all(g: &GlobalArgs, repo: &Repository, a: &VerifyArgs, chosen: Vec<BackupId>) -> Result<Vec<Proof>> {
-    let o = ProveOptions { etcd: a.etcd.clone(), etcdutl: a.etcdutl.clone(), scratch_dir: None };
+    let o = ProveOptions {
+        etcd: a.etcd.clone(),
+        etcdutl: a.etcdutl.clone(),
+        scratch_dir: None,
+        same_driver: a.target_driver == "same",
+    };
     let mut out = Vec::new();
     for id in &chosen {
         let pb = output::bar(g.format, g.quiet, None, &format!("test-restoring {id}"));

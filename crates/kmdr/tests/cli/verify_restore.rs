@@ -25,9 +25,11 @@ async fn every_kind_of_data_backup_is_proven_restorable_and_a_lying_manifest_is_
     let t1_id = t1["id"].as_str().unwrap().to_string();
     // The same tenant on each kine driver, backed up there.
     let (pg, my, nats) = (Postgres::start(dir.path()), Mariadb::start(dir.path()), Nats::start(dir.path()));
+    let mut kine_ids = Vec::new();
     for target in [pg.url(), my.url(), nats.url()] {
         k.ok(&["restore", "tenant", &t1_id, "--datastore", &target]);
-        k.ok(&["backup", "tenant", "--datastore", &target, "--schema", "t1"]);
+        let b = k.json(&["backup", "tenant", "--datastore", &target, "--schema", "t1"]);
+        kine_ids.push(b[0]["id"].as_str().unwrap().to_string());
     }
 
     let out = k.json(&["verify", "--restore"]);
@@ -49,11 +51,27 @@ async fn every_kind_of_data_backup_is_proven_restorable_and_a_lying_manifest_is_
         .collect();
     assert_eq!(tenant_keys, vec!["300"; 4], "{out}");
 
+    // Into a scratch server of each backup's own driver.
+    let args: Vec<&str> = ["verify", "--restore", "--target-driver", "same"]
+        .into_iter()
+        .chain(kine_ids.iter().map(String::as_str))
+        .collect();
+    let same = k.json(&args);
+    let into: Vec<String> =
+        same["restores"].as_array().unwrap().iter().map(|r| r["restored_into"].as_str().unwrap().to_string()).collect();
+    assert!(
+        into[0].starts_with("PostgreSQL") && into[1].starts_with("MariaDB") && into[2].starts_with("NATS"),
+        "{into:?}"
+    );
+    assert!(same["restores"].as_array().unwrap().iter().all(|r| r["outcome"] == "restorable"), "{same}");
+
     // The proofs are in the repository and in the views.
     let list = k.ok(&["backups", "list"]);
     assert_eq!(list.lines().filter(|l| l.contains("yes, ")).count(), 5, "{list}");
     let shown = k.json(&["backups", "show", &t1_id]);
     assert_eq!(shown["restore_proofs"].as_array().unwrap().len(), 1, "{shown}");
+    let shown = k.json(&["backups", "show", &kine_ids[0]]);
+    assert_eq!(shown["restore_proofs"].as_array().unwrap().len(), 2, "{shown}");
     assert_eq!(k.json(&["verify", "--restore", "--new"])["restores"], serde_json::json!([]), "nothing left unproven");
     // status: the restorable RPO of the plan's tenant.
     let plan = crate::serve::write_plan_for(dir.path(), &k, &url);
