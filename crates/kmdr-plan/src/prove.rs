@@ -37,6 +37,10 @@ use kmdr_testkit::{
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// The backup kinds a test restore checks (etcd snapshots, tenant data);
+/// every other kind is "not checked".
+pub const PROVABLE_KINDS: [&str; 2] = [snapshotter::KIND, tenant::KIND];
+
 /// How test restores run.
 #[derive(Debug, Clone, Default)]
 pub struct ProveOptions {
@@ -146,8 +150,15 @@ impl Tested {
     }
 }
 
-/// A scratch etcd: a fresh member, or one started on a restored data dir.
-fn scratch_etcd(o: &ProveOptions, data_dir: PathBuf, peer_url: Option<String>) -> Result<Etcd, UnitError> {
+/// A scratch etcd: a fresh member, or one started on a restored data dir,
+/// and what to call it (`etcd 3.6.16 at http://127.0.0.1:PORT`). The outer
+/// error is "no etcd to run"; the inner one is the launch's own (an etcd
+/// that exits on a restored data dir is the backup's fault, not this machine's).
+fn scratch_etcd(
+    o: &ProveOptions,
+    data_dir: PathBuf,
+    peer_url: Option<String>,
+) -> Result<Result<(Etcd, String), LaunchError>, UnitError> {
     let program = o.etcd.clone().or_else(|| kmdr_testkit::process::find_bin("etcd", &[]));
     let Some(program) = program.filter(|p| p.is_file()) else {
         let looked = o.etcd.as_ref().map(|p| format!("at {}", p.display())).unwrap_or_else(|| "on PATH".into());
@@ -158,15 +169,7 @@ fn scratch_etcd(o: &ProveOptions, data_dir: PathBuf, peer_url: Option<String>) -
             ),
         ));
     };
-    let mut opts = EtcdOptions::new("verify", data_dir);
-    opts.peer_url = peer_url;
-    opts.program = Some(program);
-    Etcd::launch(opts).map_err(UnitError::from)
-}
-
-fn etcd_version(e: &Etcd, o: &ProveOptions) -> String {
-    let program = o.etcd.clone().unwrap_or_else(|| "etcd".into());
-    let version = std::process::Command::new(program)
+    let version = std::process::Command::new(&program)
         .arg("--version")
         .output()
         .ok()
@@ -176,18 +179,18 @@ fn etcd_version(e: &Etcd, o: &ProveOptions) -> String {
                 .find_map(|l| l.strip_prefix("etcd Version: ").map(str::to_string))
         })
         .unwrap_or_else(|| "?".into());
-    format!("etcd {version} at {}", e.client_url)
+    let mut opts = EtcdOptions::new("verify", data_dir);
+    opts.peer_url = peer_url;
+    opts.program = Some(program);
+    Ok(Etcd::launch(opts).map(|e| {
+        let at = format!("etcd {version} at {}", e.client_url);
+        (e, at)
+    }))
 }
 
 async fn served(e: &Etcd) -> Result<KeyDigests, EtcdError> {
     let conn = EtcdConnection::new(vec![e.client_url.clone()], TlsFiles::default());
     inventory::etcd_digests(&conn).await
-}
-
-/// Whether an etcd error is about the snapshot (unrestorable) rather than
-/// about this machine or the repository (an error).
-fn about_the_snapshot(e: &EtcdError) -> bool {
-    matches!(e, EtcdError::ToolFailed { .. })
 }
 
 async fn prove_etcd(
@@ -221,12 +224,11 @@ async fn prove_etcd(
             ),
         ));
     }
-    let bid = repo.resolve(&id.to_string(), Some(snapshotter::KIND)).await?;
-    let plan = restorer::plan_restore(repo, &bid, &ropts, tool, None).await?;
+    let plan = restorer::plan_restore(repo, id, &ropts, tool, None).await?;
 
     // The snapshot as stored; what it holds is read offline while etcdutl
     // restores the same file and the scratch etcd starts.
-    match restorer::write_snapshot_file(repo, &bid, &plan.snapshot_path, true, None).await {
+    match restorer::write_snapshot_file(repo, id, &plan.snapshot_path, true, None).await {
         Ok(_) => {}
         Err(EtcdError::Repo(kmdr_repo::Error::Damaged { object, reason })) => {
             return Ok(Tested::failed("nothing".into(), format!("its data is damaged: {object}: {reason}")));
@@ -240,49 +242,36 @@ async fn prove_etcd(
         inventory::digests_of(live.keys.values().map(|kv| (kv.key.as_slice(), kv.value.as_slice())))
             .map_err(|e| e.to_string())
     });
-    let restored = async {
-        kmdr_etcd::tool::run_tool(&plan.tool, &plan.command[1..]).await?;
-        std::fs::rename(&plan.staging_dir, &data_dir).map_err(|e| {
-            UnitError::new(
-                ErrorClass::Other,
-                format!("cannot move the restored data dir to {}: {e}", data_dir.display()),
-            )
-        })?;
-        Ok::<_, UnitError>(())
-    }
-    .await;
-    if let Err(e) = restored {
-        let _ = offline.await;
-        let _ = std::fs::remove_file(&plan.snapshot_path);
-        let about_snapshot =
-            e.source.as_ref().is_some_and(|s| s.downcast_ref::<EtcdError>().is_some_and(about_the_snapshot));
-        return if about_snapshot {
-            Ok(Tested::failed(
-                plan.tool.program.display().to_string(),
-                format!("the restore tool refused the snapshot: {}", e.message),
-            ))
-        } else {
-            Err(e)
-        };
-    }
-    let etcd = match scratch_etcd(o, data_dir, Some(peer)) {
-        Ok(e) => e,
-        Err(e) if e.source.as_ref().is_some_and(|s| matches!(s.downcast_ref(), Some(LaunchError::Exited { .. }))) => {
-            return Ok(Tested::failed(
-                "etcd".into(),
-                format!("etcd did not start on the restored data dir: {}", e.message),
-            ));
+    // A snapshot the tool refuses is the backup's fault; anything else stops
+    // the test. (The snapshot copy and the staging dir sit in the scratch
+    // dir, which goes when the proof is sealed.)
+    match kmdr_etcd::tool::run_tool(&plan.tool, &plan.command[1..]).await {
+        Ok(()) => {}
+        Err(e @ EtcdError::ToolFailed { .. }) => {
+            let _ = offline.await;
+            let tool = plan.tool.program.display().to_string();
+            return Ok(Tested::failed(tool, format!("the restore tool refused the snapshot: {e}")));
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            let _ = offline.await;
+            return Err(e.into());
+        }
+    }
+    std::fs::rename(&plan.staging_dir, &data_dir).map_err(|e| {
+        UnitError::new(ErrorClass::Other, format!("cannot move the restored data dir to {}: {e}", data_dir.display()))
+    })?;
+    let (etcd, into) = match scratch_etcd(o, data_dir, Some(peer))? {
+        Ok(started) => started,
+        Err(e @ LaunchError::Exited { .. }) => {
+            return Ok(Tested::failed("etcd".into(), format!("etcd did not start on the restored data dir: {e}")));
+        }
+        Err(e) => return Err(e.into()),
     };
-    let into = etcd_version(&etcd, o);
-    let got = served(&etcd).await;
+    let got = served(&etcd).await?;
     let offline = offline
         .await
-        .map_err(|e| UnitError::new(ErrorClass::Other, format!("reading the snapshot offline failed: {e}")));
-    let _ = std::fs::remove_file(&plan.snapshot_path);
-    let got = got?;
-    let offline = match offline? {
+        .map_err(|e| UnitError::new(ErrorClass::Other, format!("reading the snapshot offline failed: {e}")))?;
+    let offline = match offline {
         Ok(d) => d,
         Err(e) => {
             return Ok(Tested::failed(into.clone(), format!("the snapshot cannot be read as an etcd database: {e}")));
@@ -343,8 +332,8 @@ fn scratch_for(driver: &str, dir: &Path, o: &ProveOptions) -> Result<(Scratch, S
             (Scratch::Nats(n), url, at)
         }
         _ => {
-            let e = scratch_etcd(o, dir.join("tenant.etcd"), None)?;
-            let (url, at) = (e.client_url.replace("http://", "etcd://"), etcd_version(&e, o));
+            let (e, at) = scratch_etcd(o, dir.join("tenant.etcd"), None)??;
+            let url = e.client_url.replace("http://", "etcd://");
             (Scratch::Etcd(e), url, at)
         }
     })

@@ -10,9 +10,9 @@ use crate::metrics::Metrics;
 use crate::stop::sleep_or_stop;
 use kmdr_core::BackupId;
 use kmdr_plan::Unit;
-use kmdr_plan::prove::{ProveOptions, prove};
+use kmdr_plan::prove::{PROVABLE_KINDS, ProveOptions, prove};
 use kmdr_repo::Repository;
-use kmdr_repo::proofs::Outcome;
+use kmdr_repo::proofs::{Outcome, Proof};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
@@ -29,18 +29,39 @@ pub(crate) struct Verifier {
 
 /// Whether kmdr can test-restore the unit's backups.
 pub(crate) fn provable(unit: &Unit) -> bool {
-    matches!(unit, Unit::Etcd(_) | Unit::Tenant { .. })
+    PROVABLE_KINDS.contains(&unit.kind())
 }
 
-/// The unit's backups, newest first.
-async fn backups_of(repo: &Repository, unit: &Unit) -> Result<Vec<BackupId>, kmdr_repo::Error> {
-    let mut out = Vec::new();
+/// The newest proof of one backup.
+async fn newest_proof(repo: &Repository, id: &BackupId) -> Result<Option<Proof>, kmdr_repo::Error> {
+    match repo.list_proofs(Some(id)).await?.last() {
+        Some(key) => Ok(Some(repo.get_proof(key).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The unit's newest backup and whether it has a proof, and its newest backup
+/// proven restorable (with that proof). Reads backups newest first and stops
+/// at the first restorable one: only the manifests and proofs of backups
+/// newer than it are opened.
+async fn newest_and_proven(
+    repo: &Repository,
+    unit: &Unit,
+) -> Result<(Option<(BackupId, bool)>, Option<(BackupId, Proof)>), kmdr_repo::Error> {
+    let mut newest = None;
     for id in repo.list_backups().await?.into_iter().rev().filter(|i| i.kind() == unit.kind()) {
-        if unit.owns(&repo.load_manifest(&id).await?) {
-            out.push(id);
+        if !unit.owns(&repo.load_manifest(&id).await?) {
+            continue;
+        }
+        let proof = newest_proof(repo, &id).await?;
+        if newest.is_none() {
+            newest = Some((id.clone(), proof.is_some()));
+        }
+        if let Some(p) = proof.filter(|p| p.outcome == Outcome::Restorable) {
+            return Ok((newest, Some((id, p))));
         }
     }
-    Ok(out)
+    Ok((newest, None))
 }
 
 /// Every `every`: show what is proven already, then prove the newest backup
@@ -51,32 +72,26 @@ pub(crate) async fn prove_newest(ctx: Arc<Verifier>, name: String, unit: Unit, m
         if sleep_or_stop(&mut stop, every).await {
             return;
         }
-        let (backups, proofs) = match (backups_of(&ctx.repo, &unit).await, ctx.repo.latest_proofs().await) {
-            (Ok(b), Ok(p)) => (b, p),
-            (Err(e), _) | (_, Err(e)) => {
+        let (newest, proven) = match newest_and_proven(&ctx.repo, &unit).await {
+            Ok(found) => found,
+            Err(e) => {
                 tracing::warn!("{}: cannot read the backups to prove, trying again in {every:?}: {e}", name);
                 continue;
             }
         };
-        let restorable =
-            backups.iter().find(|id| proofs.get(&id.to_string()).is_some_and(|p| p.outcome == Outcome::Restorable));
-        if let Some(id) = restorable {
-            let at = proofs[&id.to_string()].checked_at;
+        if let Some((id, p)) = proven {
             ctx.metrics.update(&name, |s| {
-                s.verified_restore = Some(at);
+                s.verified_restore = Some(p.checked_at);
                 s.restorable_point = Some(id.time());
             });
         }
-        let Some(newest) = backups.first() else { continue };
-        if proofs.contains_key(&newest.to_string()) {
-            continue;
-        }
+        let Some((newest, false)) = newest else { continue };
         let Ok(_permit) = ctx.permits.acquire().await else { return };
         if *stop.borrow() {
             return;
         }
         tracing::info!("{}: proving backup {newest} restorable", name);
-        match prove(&ctx.repo, newest, &ctx.prove).await {
+        match prove(&ctx.repo, &newest, &ctx.prove).await {
             Ok(p) if p.outcome == Outcome::Restorable => {
                 tracing::info!("{}: backup {newest} is restorable ({} ms)", name, p.duration_ms);
                 ctx.metrics.update(&name, |s| {

@@ -60,14 +60,8 @@ impl KubeStorage {
         self.objects.iter().map(|(k, o)| (k.clone(), o.value.clone())).collect()
     }
 
-    /// The acknowledged state with keys relative to `root` (`/registry`).
-    pub fn relative_values(&self, root: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let root = root.as_bytes();
-        self.objects.iter().filter_map(|(k, o)| Some((k.strip_prefix(root)?.to_vec(), o.value.clone()))).collect()
-    }
-
-    /// Forget the acknowledged state of keys (after the server was restored:
-    /// mod_revisions are the restored ones, re-read them with [`Self::adopt`]).
+    /// Take what the server holds below `prefix` as the acknowledged state
+    /// (after a restore the mod_revisions are the restored ones).
     pub async fn adopt(&mut self, prefix: &str) -> Result<(), StorageError> {
         let (listed, revision) = self.list_at(prefix, 0).await?;
         self.objects = listed;

@@ -5,7 +5,7 @@ use crate::exit;
 use crate::output::{self, Format};
 use anyhow::Result;
 use kmdr_core::{BackupId, human_bytes, human_duration};
-use kmdr_plan::prove::{ProveOptions, prove};
+use kmdr_plan::prove::{PROVABLE_KINDS, ProveOptions, prove};
 use kmdr_repo::Repository;
 use kmdr_repo::proofs::{Outcome, Proof};
 use std::hash::{BuildHasher, RandomState};
@@ -25,10 +25,8 @@ pub async fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<i32> {
     // matches every chunk itself (and the file's sha256): the byte pass
     // skips those backups rather than read them twice.
     let chosen = if a.restore { Some(choose(&repo, &a, ids.clone()).await?) } else { None };
-    let restored_bytes = |id: &BackupId| {
-        chosen.as_ref().is_some_and(|c| c.contains(id))
-            && [kmdr_etcd::snapshotter::KIND, kmdr_datastore::KIND].contains(&id.kind())
-    };
+    let restored_bytes =
+        |id: &BackupId| chosen.as_ref().is_some_and(|c| c.contains(id)) && PROVABLE_KINDS.contains(&id.kind());
     let byte_ids = match (&ids, &chosen) {
         (_, None) => ids.clone(),
         (Some(ids), Some(_)) => Some(ids.iter().filter(|i| !restored_bytes(i)).cloned().collect()),

@@ -64,6 +64,9 @@ pub(crate) fn http_get(addr: &str, path: &str) -> Option<(String, String)> {
     Some((head.lines().next()?.to_string(), body.to_string()))
 }
 
+/// The metric line of a running capture of the test plan's tenant.
+pub(crate) const T1_CAPTURING: &str = "kmdr_delta_up{layer=\"tenant-control-planes\",unit=\"shared/t1\"} 1";
+
 pub(crate) struct Serve {
     pub(crate) child: Child,
     pub(crate) addr: String,
@@ -96,6 +99,18 @@ impl Serve {
             std::thread::sleep(Duration::from_millis(200));
         }
         panic!("kmdr serve did not become ready; see {}", log.display());
+    }
+
+    /// Poll `/metrics` (60 s) until it holds `line`; the metrics then.
+    pub(crate) fn wait_for_metric(&self, line: &str, log: &Path) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some((_, m)) = http_get(&self.addr, "/metrics").filter(|(_, m)| m.contains(line)) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "/metrics did not show {line} within 60 s; see {}", log.display());
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// SIGTERM and wait: it must exit 0 within 30 s.
@@ -134,11 +149,7 @@ pub(crate) async fn tenant_state(e: &Etcd, schema: &str, rev: i64) -> BTreeMap<V
 }
 
 pub(crate) fn open_repo(k: &Kmdr) -> kmdr_repo::Repository {
-    runtime().block_on(async {
-        let store = kmdr_store::open(&k.repo, &kmdr_store::S3Options::default()).unwrap();
-        let secret = kmdr_repo::crypto::secret_from_file_content(&std::fs::read(&k.key_file).unwrap()).to_vec();
-        kmdr_repo::Repository::open(store, &secret, "test").await.unwrap()
-    })
+    runtime().block_on(k.open_repo())
 }
 
 #[test]
@@ -783,12 +794,7 @@ fn postgres_tenant_every_write_acknowledged_two_seconds_before_serve_is_killed_i
     let log = dir.path().join("serve.log");
     let mut serve = Serve::start(&k, &plan, &log);
     // Wait for the tenant's capture (after its first full backup).
-    let up = "kmdr_delta_up{layer=\"tenant-control-planes\",unit=\"shared/t1\"} 1";
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !http_get(&serve.addr, "/metrics").is_some_and(|(_, m)| m.contains(up)) {
-        assert!(Instant::now() < deadline, "the capture of shared/t1 did not start; see {}", log.display());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    serve.wait_for_metric(T1_CAPTURING, &log);
 
     // The writer: kine's create rows, one at a time, ack times recorded; serve is
     // killed with kill -9 while it writes.

@@ -7,7 +7,7 @@
 //! same driver, must read back through a new kine.
 
 use crate::common::{Etcd, Kmdr};
-use crate::serve::{Serve, http_get, open_repo, runtime, tenant_state, write_plan_for};
+use crate::serve::{Serve, T1_CAPTURING, open_repo, runtime, tenant_state, write_plan_for};
 use kmdr_repo::deltas::check_chain;
 use kmdr_testkit::kube_storage::KubeStorage;
 use kmdr_testkit::{Kine, Nats, Postgres};
@@ -111,12 +111,7 @@ fn capture_under_kine(bin: &str) {
     let plan = write_plan_for(dir.path(), &k, &server.url());
     let log = dir.path().join("serve.log");
     let serve = Serve::start(&k, &plan, &log);
-    let up = "kmdr_delta_up{layer=\"tenant-control-planes\",unit=\"shared/t1\"} 1";
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !http_get(&serve.addr, "/metrics").is_some_and(|(_, m)| m.contains(up)) {
-        assert!(Instant::now() < deadline, "the capture of shared/t1 did not start; see {}", log.display());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    serve.wait_for_metric(T1_CAPTURING, &log);
 
     let started = Instant::now();
     let mut acks: Vec<Ack> = rt.block_on(async {

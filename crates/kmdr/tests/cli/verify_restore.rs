@@ -90,9 +90,7 @@ async fn every_kind_of_data_backup_is_proven_restorable_and_a_lying_manifest_is_
 
     // A manifest that lies about its content (re-sealed with the key): the bytes
     // all check out, the restore does not.
-    let store = kmdr_store::open(&k.repo, &kmdr_store::S3Options::default()).unwrap();
-    let secret = kmdr_repo::crypto::secret_from_file_content(&std::fs::read(&k.key_file).unwrap()).to_vec();
-    let repo = kmdr_repo::Repository::open(store, &secret, "test").await.unwrap();
+    let repo = k.open_repo().await;
     let id: kmdr_core::BackupId = t1_id.parse().unwrap();
     let mut m = repo.load_manifest(&id).await.unwrap();
     if let kmdr_core::SourceInfo::TenantData(t) = &mut m.source {
@@ -129,7 +127,6 @@ async fn every_kind_of_data_backup_is_proven_restorable_and_a_lying_manifest_is_
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{stdout} {}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains(&format!("UNRESTORABLE {t1_id}")) && stdout.contains("damaged"), "{stdout}");
-    let _ = common::free_port();
 }
 
 /// `serve --verify-every`: the unit's newest backup is proven on schedule,
@@ -146,15 +143,7 @@ fn serve_proves_the_newest_backup_on_schedule_and_the_metrics_move() {
     let log = dir.path().join("serve.log");
     let serve = crate::serve::Serve::start_with(&k, &plan, &log, &["--verify-every", "1s"]);
     let unit = "{layer=\"tenant-control-planes\",unit=\"shared/t1\"}";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let metrics = loop {
-        let (_, m) = crate::serve::http_get(&serve.addr, "/metrics").unwrap_or_default();
-        if m.contains(&format!("kmdr_verified_restore_timestamp_seconds{unit}")) {
-            break m;
-        }
-        assert!(std::time::Instant::now() < deadline, "no restore proof within 60 s; see {}", log.display());
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    };
+    let metrics = serve.wait_for_metric(&format!("kmdr_verified_restore_timestamp_seconds{unit}"), &log);
     assert!(metrics.contains(&format!("kmdr_verify_failures_total{unit} 0")), "{metrics}");
     assert!(metrics.contains(&format!("kmdr_restorable_rpo_seconds{unit}")), "{metrics}");
     serve.terminate();

@@ -91,6 +91,13 @@ impl Kmdr {
         serde_json::from_str(&self.ok(&a)).expect("json output")
     }
 
+    /// The repository, opened with the key file, for checks kmdr's output does not show.
+    pub async fn open_repo(&self) -> kmdr_repo::Repository {
+        let store = kmdr_store::open(&self.repo, &kmdr_store::S3Options::default()).unwrap();
+        let secret = kmdr_repo::crypto::secret_from_file_content(&std::fs::read(&self.key_file).unwrap()).to_vec();
+        kmdr_repo::Repository::open(store, &secret, "test").await.unwrap()
+    }
+
     pub fn init(&self) {
         self.ok(&["repo", "init"]);
     }
