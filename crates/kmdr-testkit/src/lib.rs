@@ -1,6 +1,7 @@
 //! Real servers on loopback for kmdr's tests and for `kmdr lab`: etcd,
-//! PostgreSQL, MariaDB, NATS with JetStream, kine in front of any of them and
-//! an S3 server (moto), plus Kubernetes-shaped test data ([`data`]) and a
+//! PostgreSQL, MariaDB, NATS with JetStream, kine in front of any of them, an
+//! S3 server (moto) and a Kubernetes API server (kube-apiserver on its own etcd,
+//! [`kube_apiserver`]), plus Kubernetes-shaped test data ([`data`]) and a
 //! client that writes it as kube-apiserver does ([`kube_storage`]).
 //!
 //! Every server has one launcher, `<Server>::launch(<Server>Options)`, which
@@ -18,6 +19,7 @@ pub mod data;
 mod error;
 pub mod etcd;
 pub mod kine;
+pub mod kube_apiserver;
 pub mod kube_storage;
 pub mod mariadb;
 pub mod nats;
@@ -29,6 +31,7 @@ pub mod s3;
 pub use error::LaunchError;
 pub use etcd::{Etcd, EtcdOptions};
 pub use kine::{Kine, KineOptions};
+pub use kube_apiserver::{KubeApiServer, KubeApiServerOptions};
 pub use kube_storage::KubeStorage;
 pub use mariadb::{Mariadb, MariadbOptions};
 pub use nats::{Nats, NatsOptions};
