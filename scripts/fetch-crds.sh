@@ -41,7 +41,7 @@ if [ ! -f "$dir/SOURCES" ]; then
     [ -n "$module" ] || continue
     key=$module@$version
     if [ -z "${module_dir[$key]:-}" ]; then
-      json=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "$key") || {
+      json=$(cd "$work" && go mod download -json "$key") || {
         echo "fetch-crds: the module proxy did not serve $key:" >&2
         echo "$json" | sed -n 's/.*"Error": //p' >&2
         exit 1

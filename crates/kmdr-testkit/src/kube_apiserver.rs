@@ -167,8 +167,8 @@ impl KubeApiServer {
         for tool in ["openssl", "curl"] {
             if find_bin(tool, &[]).is_none() {
                 return Err(LaunchError::NotInstalled {
-                    server: "the test API server's tools",
-                    programs: "openssl, curl",
+                    server: "the test API server's certificates and probes",
+                    programs: tool,
                 });
             }
         }
@@ -268,13 +268,19 @@ impl KubeApiServer {
         static SHARED: OnceLock<Result<KubeApiServer, String>> = OnceLock::new();
         let shared = SHARED.get_or_init(|| {
             let dir = std::env::temp_dir().join(format!("kmdr-kube-apiserver-{}", std::process::id()));
+            let start = Instant::now();
             let s = Self::launch(KubeApiServerOptions::new(&dir)).map_err(|e| error_chain(&e))?;
             let mut pids = vec![(s.pid(), "kube-apiserver")];
             if let Some(e) = &s.etcd {
                 pids.push((e.pid(), "etcd"));
             }
             watchdog(&pids, &dir);
-            eprintln!("kube-apiserver (shared) ready in {:.1}s at {}", s.start_time.as_secs_f64(), s.url);
+            eprintln!(
+                "kube-apiserver (shared) at {}: ready {:.1}s after it started, {:.1}s with its certificates and etcd",
+                s.url,
+                s.start_time.as_secs_f64(),
+                start.elapsed().as_secs_f64()
+            );
             Ok(s)
         });
         match shared {
