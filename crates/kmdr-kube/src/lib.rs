@@ -2,7 +2,8 @@
 //! kubectl does ([`client`]), Kamaji tenants end to end, data and manifests
 //! ([`kamaji`]), the platform's Helm release ([`platform`]), persistent
 //! volumes through the user's tool ([`volumes`]), recovery health
-//! ([`health`]), and the Kubernetes objects read out of an under-cluster
+//! ([`health`]), what a test restore checks of the backups that hold
+//! Kubernetes objects ([`proof`]), and the Kubernetes objects read out of an under-cluster
 //! etcd snapshot offline, for when the API server is gone ([`inspect`]).
 //!
 //! Depends on `kmdr-datastore` (a tenant's data goes through its DataStore's
@@ -13,6 +14,7 @@ pub mod health;
 pub mod inspect;
 pub mod kamaji;
 pub mod platform;
+pub mod proof;
 pub mod volumes;
 
 pub use client::{KubeClient, KubeError, KubeTarget};

@@ -10,7 +10,7 @@
 
 use crate::plan::{
     DatastoreSpec, EtcdMember, EtcdSource, HelmSource, LayerSource, LayerSpec, Phase, Plan, Pos, RepositorySpec,
-    Reviewed, RunStep, TenantSelector, TlsSpec, VolumeSpec, default_targets,
+    Reviewed, RunStep, TenantSelector, TlsSpec, VerifySpec, VolumeSpec, default_targets,
 };
 use chrono::NaiveDate;
 use kmdr_core::Layer;
@@ -84,7 +84,8 @@ const EMPTY_PLAN: &str = "the plan is empty: a plan needs at least `version: 1`,
      see examples/kmdr.yaml for a complete plan";
 
 /// The top-level keys.
-const TOP_KEYS: &[&str] = &["version", "name", "repository", "layers", "run", "contacts", "credentials"];
+const TOP_KEYS: &[&str] = &["version", "name", "repository", "layers", "run", "contacts", "credentials", "verify"];
+const VERIFY_KEYS: &[&str] = &["every", "sample", "concurrency", "nice", "targetDriver"];
 const REPOSITORY_KEYS: &[&str] = &["url", "keyFile", "s3Endpoint"];
 const PERSISTENT_KEYS: &[&str] = &["rto", "rpo", "volumes"];
 /// Keys every `volumes:` entry may have.
@@ -237,6 +238,7 @@ impl Checker {
         let credentials = top
             .get("credentials")
             .map_or(Some(Vec::new()), |v| self.reviewed_list(v, "credentials", "location", CREDENTIAL_KEYS));
+        let verify = top.get("verify").map(|v| self.verify(v));
 
         // Steps may only name layers the plan covers (even when a layer's
         // body had problems of its own: its key was there).
@@ -263,7 +265,54 @@ impl Checker {
             run: run?.into_iter().map(|(s, _)| s).collect(),
             contacts: contacts?,
             credentials: credentials?,
+            verify: verify.map_or(Some(None), |v| v.map(Some))?,
         })
+    }
+
+    /// `verify:`: `every:` is required; the rest have defaults.
+    fn verify(&mut self, v: Val) -> Option<VerifySpec> {
+        let pos = v.pos;
+        let m = self.map(v, "verify", VERIFY_KEYS, "e.g. `verify: {every: 6h}`")?;
+        let every = self.required(&m, "every", "every: 6h").and_then(|v| self.duration(v, "every", true));
+        let mut spec = VerifySpec::every(Duration::ZERO);
+        spec.pos = pos;
+        let mut ok = true;
+        if let Some(v) = m.get("sample") {
+            ok &= self.count(v, "sample", 1, 1000).map(|n| spec.sample = n as usize).is_some();
+        }
+        if let Some(v) = m.get("concurrency") {
+            ok &= self.count(v, "concurrency", 1, 64).map(|n| spec.concurrency = n as usize).is_some();
+        }
+        if let Some(v) = m.get("nice") {
+            ok &= self.count(v, "nice", 0, 19).map(|n| spec.nice = n as i32).is_some();
+        }
+        if let Some(v) = m.get("targetDriver") {
+            match self.string(v, "targetDriver").as_deref() {
+                Some("etcd") => spec.same_driver = false,
+                Some("same") => spec.same_driver = true,
+                Some(other) => {
+                    self.problem(v.pos, format!("`targetDriver:` {other:?} is not etcd or same: write `targetDriver: etcd` (a scratch etcd for any tenant) or `targetDriver: same` (a scratch server of the tenant's own driver)"));
+                    ok = false;
+                }
+                None => ok = false,
+            }
+        }
+        spec.every = every?;
+        ok.then_some(spec)
+    }
+
+    /// A whole number in `min..=max`.
+    fn count(&mut self, v: Val, what: &str, min: i64, max: i64) -> Option<i64> {
+        match &v.node.data {
+            YamlData::Value(Scalar::Integer(n)) if (min..=max).contains(n) => Some(*n),
+            _ => {
+                self.problem(
+                    v.pos,
+                    format!("expected a whole number from {min} to {max} for `{what}:`, found {}", describe(v.node)),
+                );
+                None
+            }
+        }
     }
 
     fn version(&mut self, v: Val) -> Option<u32> {

@@ -33,6 +33,35 @@ pub struct Plan {
     pub run: Vec<RunStep>,
     pub contacts: Vec<Reviewed>,
     pub credentials: Vec<Reviewed>,
+    /// `verify:`: restore proofs on a schedule (`kmdr serve`); none when absent.
+    pub verify: Option<VerifySpec>,
+}
+
+/// `verify:`: how `kmdr serve` proves backups restorable (as `kmdr verify
+/// --restore`), within a budget that leaves the backups their CPU.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifySpec {
+    /// How often each unit's newest backups are proven.
+    #[serde(with = "secs")]
+    pub every: Duration,
+    /// How many of each unit's newest unproven backups a period proves.
+    pub sample: usize,
+    /// Test restores at once, across all units (never a backup's permit).
+    pub concurrency: usize,
+    /// The scheduling niceness (0-19) of the test restores: their threads,
+    /// the scratch servers and the restore tools they start.
+    pub nice: i32,
+    /// Tenant data into a scratch server of its own driver (`same`) rather
+    /// than a scratch etcd (`etcd`).
+    pub same_driver: bool,
+    pub pos: Pos,
+}
+
+impl VerifySpec {
+    /// The defaults of everything but `every`.
+    pub fn every(every: Duration) -> VerifySpec {
+        VerifySpec { every, sample: 1, concurrency: 1, nice: 10, same_driver: false, pos: Pos::default() }
+    }
 }
 
 /// `repository:`.

@@ -92,6 +92,7 @@ from_classified!(
     kmdr_kube::client::KubeError,
     PlatformError,
     VolumeError,
+    kmdr_kube::kamaji::TenantsError,
     crate::steps::StepError,
     kmdr_testkit::LaunchError
 );

@@ -10,12 +10,15 @@
 //!   from the repository's listings.
 //! - [`metrics`]: what the tasks report, rendered in Prometheus' text format.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - restore proofs on the plan's `verify:` schedule (verifier.rs), run on a
+//!   worker thread at a lower priority (niced.rs).
 //! - [`lease`]: leader election with a Kubernetes Lease, for running more
 //!   than one replica; [`serve_leading`] runs the scheduler only while leading.
 
 pub mod http;
 pub mod lease;
 pub mod metrics;
+mod niced;
 pub mod scheduler;
 mod stop;
 mod verifier;

@@ -20,7 +20,7 @@ use crate::verifier::{self, Verifier};
 use chrono::{DateTime, Utc};
 use kmdr_core::{KeepPolicy, Layer, Manifest};
 use kmdr_datastore::capture::{CaptureEvent, CaptureOptions, ChangeSource, DeltaCapture, Stopped};
-use kmdr_plan::plan::{DatastoreSpec, Plan};
+use kmdr_plan::plan::{DatastoreSpec, Plan, VerifySpec};
 use kmdr_plan::unit::{self, Unit, UnitError};
 use kmdr_repo::Repository;
 use kmdr_repo::point::base_revision;
@@ -38,6 +38,11 @@ pub enum ServeError {
     Repo(#[from] kmdr_repo::Error),
     #[error("the plan {plan} names nothing kmdr backs up (no etcd:, helm:, datastores: or volumes:)")]
     NothingToBackUp { plan: String },
+    /// The thread of the test restores could not be started.
+    #[error(
+        "cannot start the thread of the restore proofs: {0}; run without `verify:` (and --verify-every) or give the process more threads"
+    )]
+    Worker(std::io::Error),
 }
 
 impl kmdr_core::Classify for ServeError {
@@ -45,6 +50,7 @@ impl kmdr_core::Classify for ServeError {
         match self {
             ServeError::Repo(e) => e.class(),
             ServeError::NothingToBackUp { .. } => kmdr_core::ErrorClass::Usage,
+            ServeError::Worker(_) => kmdr_core::ErrorClass::Other,
         }
     }
 }
@@ -65,9 +71,10 @@ pub struct ServeOptions {
     pub parallel: usize,
     /// Longest wait between retries.
     pub max_backoff: Duration,
-    /// Prove each etcd and tenant unit's newest backup restorable this often
-    /// (`kmdr verify --restore` in the background; see verifier.rs); off when `None`.
-    pub verify_every: Option<Duration>,
+    /// Prove each unit's newest backups restorable on this schedule and
+    /// budget (`kmdr verify --restore` in the background; see verifier.rs);
+    /// off when `None`.
+    pub verify: Option<VerifySpec>,
     /// Scratch servers and tools of those test restores.
     pub prove: kmdr_plan::prove::ProveOptions,
 }
@@ -83,7 +90,7 @@ impl Default for ServeOptions {
             grace: Duration::from_secs(20),
             parallel: 1,
             max_backoff: Duration::from_secs(300),
-            verify_every: None,
+            verify: None,
             prove: Default::default(),
         }
     }
@@ -162,15 +169,13 @@ async fn serve_local(
     let ctx = Arc::new(Ctx {
         repo: repo.clone(),
         permits: Semaphore::new(opts.parallel.max(1)),
-        verifier: opts.verify_every.map(|every| {
-            Arc::new(Verifier {
-                repo: repo.clone(),
-                metrics: metrics.clone(),
-                permits: Semaphore::new(1),
-                prove: opts.prove.clone(),
-                every,
-            })
-        }),
+        verifier: match &opts.verify {
+            Some(spec) => Some(Arc::new(
+                Verifier::new(repo.clone(), metrics.clone(), opts.prove.clone(), spec.clone())
+                    .map_err(ServeError::Worker)?,
+            )),
+            None => None,
+        },
         opts,
         metrics: metrics.clone(),
         stop: stop.clone(),

@@ -1,30 +1,54 @@
-//! Restore proofs on a schedule (`kmdr serve --verify-every`): every period,
-//! each etcd and tenant unit's newest full backup is restored into a scratch
-//! server and checked ([`kmdr_plan::prove`]) unless it is proven already; the
-//! proof is sealed in the repository and the unit's metrics follow
-//! (`kmdr_verified_restore_timestamp_seconds`, `kmdr_restorable_rpo_seconds`,
-//! `kmdr_verify_failures_total`). One test restore runs at a time across all
-//! units, and never holds a backup's permit.
+//! Restore proofs on a schedule (the plan's `verify:` block, or `kmdr serve
+//! --verify-every`): every period, each unit's newest backups that have no
+//! proof yet (up to `sample` of them, newest first) are test-restored and
+//! checked ([`kmdr_plan::prove`]); the proofs are sealed in the repository
+//! and the unit's metrics follow (`kmdr_verified_restore_timestamp_seconds`,
+//! `kmdr_restorable_rpo_seconds`, `kmdr_verify_failures_total`).
+//!
+//! The budget: at most `concurrency` test restores at once across all
+//! units, never holding a backup's permit, all on one worker thread at
+//! niceness `nice` ([`crate::niced`]) whose scratch servers and restore
+//! tools inherit it, so that a backup that starts meanwhile gets the CPU first.
 
 use crate::metrics::Metrics;
+use crate::niced::Niced;
 use crate::stop::sleep_or_stop;
 use kmdr_core::BackupId;
-use kmdr_plan::Unit;
 use kmdr_plan::prove::{PROVABLE_KINDS, ProveOptions, prove};
+use kmdr_plan::{Unit, VerifySpec};
 use kmdr_repo::Repository;
 use kmdr_repo::proofs::{Outcome, Proof};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
 /// What the test-restore tasks of all units share.
 pub(crate) struct Verifier {
     pub(crate) repo: Repository,
     pub(crate) metrics: Arc<Metrics>,
-    /// One test restore at a time, outside the backups' permits.
+    /// `concurrency` test restores at once, outside the backups' permits.
     pub(crate) permits: Semaphore,
     pub(crate) prove: ProveOptions,
-    pub(crate) every: Duration,
+    pub(crate) spec: VerifySpec,
+    /// The thread the test restores run on, at the spec's niceness.
+    pub(crate) worker: Niced,
+}
+
+impl Verifier {
+    pub(crate) fn new(
+        repo: Repository,
+        metrics: Arc<Metrics>,
+        prove: ProveOptions,
+        spec: VerifySpec,
+    ) -> std::io::Result<Verifier> {
+        Ok(Verifier {
+            repo,
+            metrics,
+            permits: Semaphore::new(spec.concurrency.max(1)),
+            prove,
+            worker: Niced::start("kmdr-verify", spec.nice)?,
+            spec,
+        })
+    }
 }
 
 /// Whether kmdr can test-restore the unit's backups.
@@ -40,39 +64,49 @@ async fn newest_proof(repo: &Repository, id: &BackupId) -> Result<Option<Proof>,
     }
 }
 
-/// The unit's newest backup and whether it has a proof, and its newest backup
-/// proven restorable (with that proof). Reads backups newest first and stops
-/// at the first restorable one: only the manifests and proofs of backups
-/// newer than it are opened.
-async fn newest_and_proven(
+/// What a period finds of a unit: up to `sample` of its newest backups that
+/// have no proof (newest first), and its newest backup proven restorable
+/// (with that proof). Reads backups newest first and stops at the first
+/// restorable one: only the manifests and proofs of backups newer than it
+/// are opened, and older backups are not proven again.
+async fn unproven_and_proven(
     repo: &Repository,
     unit: &Unit,
-) -> Result<(Option<(BackupId, bool)>, Option<(BackupId, Proof)>), kmdr_repo::Error> {
-    let mut newest = None;
+    sample: usize,
+) -> Result<(Vec<BackupId>, Option<(BackupId, Proof)>), kmdr_repo::Error> {
+    let mut unproven = Vec::new();
     for id in repo.list_backups().await?.into_iter().rev().filter(|i| i.kind() == unit.kind()) {
         if !unit.owns(&repo.load_manifest(&id).await?) {
             continue;
         }
-        let proof = newest_proof(repo, &id).await?;
-        if newest.is_none() {
-            newest = Some((id.clone(), proof.is_some()));
-        }
-        if let Some(p) = proof.filter(|p| p.outcome == Outcome::Restorable) {
-            return Ok((newest, Some((id, p))));
+        match newest_proof(repo, &id).await? {
+            Some(p) if p.outcome == Outcome::Restorable => return Ok((unproven, Some((id, p)))),
+            Some(_) => {}
+            None if unproven.len() < sample => unproven.push(id),
+            None => {}
         }
     }
-    Ok((newest, None))
+    Ok((unproven, None))
 }
 
-/// Every `every`: show what is proven already, then prove the newest backup
-/// if it is not.
+/// The options of one unit's test restores: a volume entry's own cluster.
+fn options_for(base: &ProveOptions, unit: &Unit) -> ProveOptions {
+    let mut o = base.clone();
+    if let Unit::Volume(v) = unit {
+        o.kube = kmdr_plan::unit::volume_target(v);
+    }
+    o
+}
+
+/// Every period: show what is proven already, then prove what is not.
 pub(crate) async fn prove_newest(ctx: Arc<Verifier>, name: String, unit: Unit, mut stop: watch::Receiver<bool>) {
-    let every = ctx.every;
+    let every = ctx.spec.every;
+    let opts = options_for(&ctx.prove, &unit);
     loop {
         if sleep_or_stop(&mut stop, every).await {
             return;
         }
-        let (newest, proven) = match newest_and_proven(&ctx.repo, &unit).await {
+        let (unproven, proven) = match unproven_and_proven(&ctx.repo, &unit, ctx.spec.sample).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!("{}: cannot read the backups to prove, trying again in {every:?}: {e}", name);
@@ -85,28 +119,40 @@ pub(crate) async fn prove_newest(ctx: Arc<Verifier>, name: String, unit: Unit, m
                 s.restorable_point = Some(id.time());
             });
         }
-        let Some((newest, false)) = newest else { continue };
-        let Ok(_permit) = ctx.permits.acquire().await else { return };
-        if *stop.borrow() {
-            return;
-        }
-        tracing::info!("{}: proving backup {newest} restorable", name);
-        match prove(&ctx.repo, &newest, &ctx.prove).await {
-            Ok(p) if p.outcome == Outcome::Restorable => {
-                tracing::info!("{}: backup {newest} is restorable ({} ms)", name, p.duration_ms);
-                ctx.metrics.update(&name, |s| {
-                    s.verified_restore = Some(p.checked_at);
-                    s.restorable_point = Some(newest.time());
-                });
+        for id in unproven {
+            let Ok(_permit) = ctx.permits.acquire().await else { return };
+            if *stop.borrow() {
+                return;
             }
-            Ok(p) => {
-                let why = p.reason.unwrap_or_else(|| p.outcome.as_str().into());
-                tracing::error!("{}: backup {newest} is {}: {why}", name, p.outcome.as_str());
-                ctx.metrics.update(&name, |s| s.verify_failures += 1);
-            }
-            Err(e) => {
-                tracing::warn!("{}: the test restore of {newest} could not run: {e}", name);
-                ctx.metrics.update(&name, |s| s.verify_failures += 1);
+            tracing::info!("{}: proving backup {id} restorable", name);
+            let (repo, o, job_id) = (ctx.repo.clone(), opts.clone(), id.clone());
+            let proved = ctx.worker.run(move || async move { prove(&repo, &job_id, &o).await }).await;
+            match proved {
+                Some(Ok(p)) if p.outcome == Outcome::Restorable => {
+                    tracing::info!("{}: backup {id} is restorable ({} ms)", name, p.duration_ms);
+                    ctx.metrics.update(&name, |s| {
+                        if s.restorable_point.is_none_or(|t| t < id.time()) {
+                            s.verified_restore = Some(p.checked_at);
+                            s.restorable_point = Some(id.time());
+                        }
+                    });
+                }
+                Some(Ok(p)) if p.outcome == Outcome::NotChecked => {
+                    tracing::warn!("{}: backup {id} was not checked: {}", name, p.reason.unwrap_or_default());
+                }
+                Some(Ok(p)) => {
+                    let why = p.reason.unwrap_or_else(|| p.outcome.as_str().into());
+                    tracing::error!("{}: backup {id} is {}: {why}", name, p.outcome.as_str());
+                    ctx.metrics.update(&name, |s| s.verify_failures += 1);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!("{}: the test restore of {id} could not run: {e}", name);
+                    ctx.metrics.update(&name, |s| s.verify_failures += 1);
+                }
+                None => {
+                    tracing::error!("{}: the test-restore worker is gone; restore proofs stop", name);
+                    return;
+                }
             }
         }
     }

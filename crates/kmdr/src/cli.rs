@@ -98,13 +98,20 @@ With --restore, each backup is then restored into a scratch server that kmdr sta
 stops afterwards, and what the server serves is compared with what the backup recorded when it was taken: an etcd \
 snapshot is restored with etcdutl as `kmdr restore etcd` does (revision bumped), started, and checked for the \
 recorded key count, the snapshot's own content and the revision; tenant data (any driver) is restored into a \
-scratch etcd and checked for the recorded key count and content hash. Other kinds are reported as not checked. \
+scratch etcd (or, with --target-driver same, a scratch server of its own driver) and checked for the recorded key \
+count and content hash; a platform backup's Helm release is decoded and matched to what was recorded, its values \
+and Secrets parsed, and its chart rendered with `helm template` and the restored values when helm is on PATH \
+(every rendered object must be in the release); a `backup tenants` backup has every manifest parsed into its typed \
+object and matched to its tenant (the TenantControlPlane's dataStoreSchema above all) and every tenant's data \
+restored into a scratch etcd and checked; a volume backup's objects are looked up through the Kubernetes API \
+(--kubeconfig/--context): still there and complete, or \"not checked\" when the API cannot be reached. \
 Each result is sealed in the repository (verifications/) and shown by `backups list` and `backups show`; a \
 backup that does not restore exits 1 and is never deleted.",
         after_help = "Examples:\n  kmdr verify                          every byte of every backup\n  \
 kmdr verify --restore --new          prove every backup not proven yet\n  \
 kmdr verify --restore --sample 3     three backups at random\n  \
-kmdr verify --restore latest --etcd /usr/local/bin/etcd"
+kmdr verify --restore latest --etcd /usr/local/bin/etcd\n  \
+kmdr verify --restore --kubeconfig ~/.kube/under-1   volume backups looked up in that cluster"
     )]
     Verify(VerifyArgs),
     /// Remove backups by a retention policy, optionally pruning unreferenced data
@@ -221,13 +228,17 @@ pub struct ServeArgs {
     /// On SIGTERM, how long a full backup in flight may take to finish
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration_arg)]
     pub grace: std::time::Duration,
-    /// Prove each etcd and tenant unit's newest backup restorable this often (as `kmdr verify --restore`, one
-    /// test restore at a time, into scratch servers on 127.0.0.1); off when not given (e.g. --verify-every 6h)
+    /// Prove each unit's newest backups restorable this often (as `kmdr verify --restore`, into scratch servers on
+    /// 127.0.0.1, at a lower CPU priority); overrides the period of the plan's `verify:` block, or turns proofs on
+    /// with its defaults (sample 1, concurrency 1, nice 10) (e.g. --verify-every 6h)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
     pub verify_every: Option<std::time::Duration>,
-    /// With --verify-every: the etcd server binary for scratch servers [default: etcd on PATH]
-    #[arg(long, value_name = "PATH", requires = "verify_every")]
+    /// The etcd server binary for the scratch servers of restore proofs [default: etcd on PATH]
+    #[arg(long, value_name = "PATH")]
     pub etcd: Option<PathBuf>,
+    /// The helm that renders platform backups in restore proofs [default: helm on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub helm: Option<PathBuf>,
     /// With --verify-every: the etcdutl that restores etcd snapshots
     #[arg(long, value_name = "PATH", env = "KMDR_ETCDUTL")]
     pub etcdutl: Option<PathBuf>,
@@ -899,6 +910,13 @@ pub struct VerifyArgs {
     /// With --restore: the etcdutl that restores etcd snapshots [default: found as `restore etcd` finds it]
     #[arg(long, value_name = "PATH", env = "KMDR_ETCDUTL")]
     pub etcdutl: Option<std::path::PathBuf>,
+    /// With --restore: the helm that renders platform backups [default: helm on PATH; without one the release
+    /// is decoded and checked, not rendered]
+    #[arg(long, requires = "restore", value_name = "PATH")]
+    pub helm: Option<std::path::PathBuf>,
+    /// With --restore: the cluster whose volume backup tool holds what volume backups recorded
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 /// Retention rules (as restic's): what `forget` and `serve` keep per series.

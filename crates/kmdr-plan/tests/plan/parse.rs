@@ -469,3 +469,28 @@ fn volume_entry_mistakes_are_reported_where_they_are() {
         &["already used at line 11"],
     );
 }
+
+#[test]
+fn verify_block_takes_a_schedule_and_a_budget() {
+    let plan = parse_plan(Path::new("kmdr.yaml"), &format!("{BASE}verify:\n  every: 6h\n")).unwrap();
+    let v = plan.verify.expect("the block");
+    assert_eq!(
+        (v.every, v.sample, v.concurrency, v.nice, v.same_driver),
+        (Duration::from_secs(6 * H), 1, 1, 10, false)
+    );
+    let text =
+        format!("{BASE}verify:\n  every: 30m\n  sample: 3\n  concurrency: 2\n  nice: 19\n  targetDriver: same\n");
+    let v = parse_plan(Path::new("kmdr.yaml"), &text).unwrap().verify.unwrap();
+    assert_eq!((v.every, v.sample, v.concurrency, v.nice, v.same_driver), (Duration::from_secs(1800), 3, 2, 19, true));
+    assert!(parse_plan(Path::new("kmdr.yaml"), BASE).unwrap().verify.is_none());
+}
+
+#[test]
+fn verify_block_mistakes_are_named() {
+    one_problem(&format!("{BASE}verify:\n  sample: 2\n"), 10, 3, &["every", "every: 6h"]);
+    one_problem(&format!("{BASE}verify:\n  every: 6h\n  nice: 25\n"), 11, 9, &["0 to 19", "`nice:`"]);
+    one_problem(&format!("{BASE}verify:\n  every: 6h\n  sample: 0\n"), 11, 11, &["1 to 1000"]);
+    one_problem(&format!("{BASE}verify:\n  every: 6h\n  targetDriver: postgres\n"), 11, 17, &["etcd or same"]);
+    one_problem(&format!("{BASE}verify:\n  every: 6h\n  samples: 2\n"), 11, 3, &["sample"]);
+    one_problem(&format!("{BASE}verify:\n  every: 0s\n"), 10, 10, &["more than zero"]);
+}

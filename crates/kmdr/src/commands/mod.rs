@@ -118,16 +118,18 @@ impl GlobalArgs {
 }
 
 impl crate::cli::KubeArgs {
-    /// A client for --kubeconfig/--context (kube-rs logs its requests only with -v or KMDR_LOG).
-    pub async fn connect(&self, g: &GlobalArgs) -> Result<kmdr_kube::client::KubeClient> {
-        use kmdr_kube::client::{KubeClient, KubeTarget};
-        let log_requests = g.verbose > 0 || std::env::var_os("KMDR_LOG").is_some();
-        Ok(KubeClient::connect(&KubeTarget {
+    /// The cluster of --kubeconfig/--context (kube-rs logs its requests only with -v or KMDR_LOG).
+    pub fn target(&self, g: &GlobalArgs) -> kmdr_kube::client::KubeTarget {
+        kmdr_kube::client::KubeTarget {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
-            log_requests,
-        })
-        .await?)
+            log_requests: g.verbose > 0 || std::env::var_os("KMDR_LOG").is_some(),
+        }
+    }
+
+    /// A client for --kubeconfig/--context.
+    pub async fn connect(&self, g: &GlobalArgs) -> Result<kmdr_kube::client::KubeClient> {
+        Ok(kmdr_kube::client::KubeClient::connect(&self.target(g)).await?)
     }
 }
 

@@ -21,6 +21,13 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
     if a.flush_every < Duration::from_millis(50) {
         return Err(UsageError(format!("--flush-every {:?} is too short: use 50ms or more", a.flush_every)).into());
     }
+    // The plan's `verify:` block; --verify-every turns it on or changes its period.
+    let verify = match (&plan.verify, a.verify_every) {
+        (Some(v), Some(every)) => Some(kmdr_plan::VerifySpec { every, ..v.clone() }),
+        (Some(v), None) => Some(v.clone()),
+        (None, Some(every)) => Some(kmdr_plan::VerifySpec::every(every)),
+        (None, None) => None,
+    };
     let opts = ServeOptions {
         capture: CaptureOptions {
             flush_every: a.flush_every,
@@ -32,13 +39,15 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
         forget_every: a.forget_every,
         tags: [("plan".to_string(), plan.name.clone()), ("by".to_string(), "serve".to_string())].into(),
         grace: a.grace,
-        verify_every: a.verify_every,
         prove: kmdr_plan::prove::ProveOptions {
             etcd: a.etcd.clone(),
             etcdutl: a.etcdutl.clone(),
             scratch_dir: None,
-            same_driver: false,
+            same_driver: verify.as_ref().is_some_and(|v| v.same_driver),
+            helm: a.helm.clone(),
+            kube: Default::default(),
         },
+        verify: verify.clone(),
         ..Default::default()
     };
     if a.dry_run {
@@ -67,7 +76,7 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
             .collect();
         if g.format == Format::Json {
             output::json(
-                &json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64, "lease": a.lease}),
+                &json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64, "lease": a.lease, "verify": verify}),
             );
         } else {
             println!("kmdr serve would run (dry run, nothing started):");
@@ -86,6 +95,17 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
                     "  only while holding Lease {l} (taken over after {} of silence)",
                     human_duration(a.lease_duration)
                 );
+            }
+            match &verify {
+                Some(v) => println!(
+                    "  restore proofs every {}: up to {} newest unproven backups per unit, {} at a time, at nice {}, tenant data into a scratch {}",
+                    human_duration(v.every),
+                    v.sample,
+                    v.concurrency,
+                    v.nice,
+                    if v.same_driver { "server of its own driver" } else { "etcd" }
+                ),
+                None => println!("  restore proofs: none (no `verify:` in the plan, no --verify-every)"),
             }
             match policy.is_empty() {
                 true => println!("  retention: none (no --keep-* rule)"),

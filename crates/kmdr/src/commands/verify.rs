@@ -113,6 +113,8 @@ async fn prove_all(g: &GlobalArgs, repo: &Repository, a: &VerifyArgs, chosen: Ve
         etcdutl: a.etcdutl.clone(),
         scratch_dir: None,
         same_driver: a.target_driver == "same",
+        helm: a.helm.clone(),
+        kube: a.kube.target(g),
     };
     let mut out = Vec::new();
     for id in &chosen {

@@ -14,5 +14,6 @@ mod serve;
 mod serve_kine;
 mod tenant;
 mod tenants;
+mod verify_objects;
 mod verify_restore;
 mod volumes;

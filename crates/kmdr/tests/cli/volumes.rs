@@ -18,13 +18,13 @@ use std::path::PathBuf;
 
 const CSI_DRIVER: &str = "hostpath.csi.k8s.io";
 
-struct Setup {
+pub(crate) struct Setup {
     _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    kmdr: Kmdr,
+    pub(crate) dir: PathBuf,
+    pub(crate) kmdr: Kmdr,
 }
 
-fn setup() -> Setup {
+pub(crate) fn setup() -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let kmdr = Kmdr::local(&dir);
@@ -34,7 +34,7 @@ fn setup() -> Setup {
 
 /// A plan with only the persistent-data layer and these `volumes:` entries
 /// (YAML text, indented under `volumes:`).
-fn plan(s: &Setup, kube: &FakeKube, name: &str, entries: &str) -> String {
+pub(crate) fn plan(s: &Setup, kube: &FakeKube, name: &str, entries: &str) -> String {
     let kubeconfig = kube.kubeconfig(&s.dir.join(name).tap_mkdir());
     let entries = entries.replace("KUBECONFIG", &kubeconfig.display().to_string());
     let text = format!(
@@ -62,7 +62,7 @@ fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
 }
 
-fn pvc(ns: &str, name: &str) -> Value {
+pub(crate) fn pvc(ns: &str, name: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": name, "namespace": ns, "labels": {"app": "db"}},
@@ -76,7 +76,7 @@ fn pvc(ns: &str, name: &str) -> Value {
 /// gets a VolumeSnapshotContent with a handle; a pre-provisioned one (no
 /// class, bound by `source.volumeSnapshotContentName`) becomes ready bound to
 /// it; a PVC made from a snapshot gets Bound.
-fn csi_controller() -> Value {
+pub(crate) fn csi_controller() -> Value {
     json!([
         {"kind": "VolumeSnapshot", "on": "create", "afterMs": 300,
          "match": {"spec.volumeSnapshotClassName": "csi-hostpath-snapclass"},
@@ -102,7 +102,7 @@ fn csi_controller() -> Value {
     ])
 }
 
-const CSI_ENTRY: &str = "      - name: db-volumes\n        provider: csi\n        kubeconfig: KUBECONFIG\n        namespace: tenant-a\n        selector: app=db\n        snapshotClass: csi-hostpath-snapclass\n        timeout: 20s\n";
+pub(crate) const CSI_ENTRY: &str = "      - name: db-volumes\n        provider: csi\n        kubeconfig: KUBECONFIG\n        namespace: tenant-a\n        selector: app=db\n        snapshotClass: csi-hostpath-snapclass\n        timeout: 20s\n";
 
 fn stored(kmdr: &Kmdr, id: &str) -> Value {
     kmdr.json(&["backups", "show", id])

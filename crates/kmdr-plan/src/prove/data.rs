@@ -1,154 +1,19 @@
-//! Proving a backup restorable (`kmdr verify --restore`): restore it into a
-//! scratch server that kmdr starts itself on loopback in a temp dir, read
-//! back what the server serves, compare it with what the backup recorded at
-//! backup time, and seal the result in the repository as a
-//! [`kmdr_repo::proofs::Proof`].
-//!
-//! - An etcd snapshot: written out (every chunk authenticated, the whole file
-//!   matched to the manifest's sha256), read offline (kmdr's own bbolt
-//!   reader: the keys the snapshot holds), restored with etcdutl exactly as
-//!   `kmdr restore etcd` does (revision bumped, old revisions compacted),
-//!   started as a scratch etcd and read through the API. Checks: the key
-//!   count the manifest recorded, the served content equal to the snapshot's
-//!   own, the revision at least the recorded one plus the bump.
-//! - Tenant data (any driver): its records restored into a scratch etcd
-//!   under the tenant's schema and read back through the etcd driver. Checks:
-//!   the key count and the content hash the manifest recorded (the hash is
-//!   driver-independent, so an etcd scratch proves a kine backup too).
-//! - Other kinds: "not checked", with the reason: never a silent pass.
-//!
-//! A check that fails, a snapshot etcdutl refuses or a restored member that
-//! does not start make the backup *unrestorable* (a proof is still sealed);
-//! anything that stops the test itself (no etcd binary, the repository
-//! unreadable) is an error and seals nothing.
+//! Test restores of data: an etcd snapshot into a scratch etcd, tenant
+//! records into a scratch etcd (or a scratch server of their own driver).
 
+use super::{ProveOptions, Tested};
 use crate::unit::UnitError;
 use chrono::Utc;
-use kmdr_core::{BackupId, ErrorClass, Manifest, SourceInfo, TlsFiles};
+use kmdr_core::{BackupId, ErrorClass, FileEntry, Manifest, SourceInfo, TenantDataInfo, TlsFiles};
 use kmdr_datastore::inventory::{self, KeyDigests};
-use kmdr_datastore::{self as tenant, DatastoreUrl};
+use kmdr_datastore::{self as tenant, AnyTenants, DatastoreUrl};
 use kmdr_etcd::connection::EtcdConnection;
-use kmdr_etcd::{EtcdError, EtcdRestoreOptions, restorer, snapshotter};
+use kmdr_etcd::{EtcdError, EtcdRestoreOptions, restorer};
 use kmdr_repo::Repository;
-use kmdr_repo::proofs::{Check, Outcome, PROOF_FORMAT, Proof};
 use kmdr_testkit::{
     Etcd, EtcdOptions, LaunchError, Mariadb, MariadbOptions, Nats, NatsOptions, Postgres, PostgresOptions,
 };
 use std::path::{Path, PathBuf};
-use std::time::Instant;
-
-/// The backup kinds a test restore checks (etcd snapshots, tenant data);
-/// every other kind is "not checked".
-pub const PROVABLE_KINDS: [&str; 2] = [snapshotter::KIND, tenant::KIND];
-
-/// How test restores run.
-#[derive(Debug, Clone, Default)]
-pub struct ProveOptions {
-    /// The etcd server binary for scratch servers; default `etcd` on PATH.
-    pub etcd: Option<PathBuf>,
-    /// The restore tool; default: found as `kmdr restore etcd` finds it.
-    pub etcdutl: Option<PathBuf>,
-    /// Where scratch servers live (a temp dir is made inside); default `$TMPDIR`.
-    pub scratch_dir: Option<PathBuf>,
-    /// Restore tenant data into a scratch server of its own driver
-    /// (PostgreSQL, MariaDB, NATS) instead of a scratch etcd.
-    pub same_driver: bool,
-}
-
-/// Restore backup `id` into a scratch server, check it, and seal the proof
-/// in the repository. The proof is returned whatever its outcome.
-pub async fn prove(repo: &Repository, id: &BackupId, o: &ProveOptions) -> Result<Proof, UnitError> {
-    let started = Utc::now();
-    let clock = Instant::now();
-    let m = match repo.load_manifest(id).await {
-        Ok(m) => Some(m),
-        Err(kmdr_repo::Error::Damaged { object, reason }) => {
-            tracing::debug!("{object} is damaged: {reason}");
-            None
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let scratch = match &o.scratch_dir {
-        Some(d) => tempfile::Builder::new().prefix("kmdr-verify-").tempdir_in(d),
-        None => tempfile::Builder::new().prefix("kmdr-verify-").tempdir(),
-    }
-    .map_err(|e| {
-        UnitError::new(ErrorClass::Other, format!("cannot make a scratch directory for the test restore: {e}"))
-    })?;
-    let tested = match m.as_ref().map(|m| (m, &m.source)) {
-        None => Tested::failed("nothing".into(), "its manifest is damaged (see `kmdr verify`)".into()),
-        Some((m, SourceInfo::EtcdSnapshot(_))) => prove_etcd(repo, id, m, scratch.path(), o).await?,
-        Some((m, SourceInfo::TenantData(_))) => prove_tenant(repo, m, scratch.path(), o).await?,
-        Some((_, other)) => Tested::not_checked(format!(
-            "kmdr does not test-restore {} backups yet; `kmdr verify` checked their bytes",
-            source_kind(other)
-        )),
-    };
-    let proof = Proof {
-        format: PROOF_FORMAT,
-        backup: id.to_string(),
-        kind: id.kind().to_string(),
-        outcome: tested.outcome(),
-        checked_at: started,
-        duration_ms: clock.elapsed().as_millis() as u64,
-        restored_into: tested.restored_into,
-        checks: tested.checks,
-        reason: tested.reason,
-        kmdr_version: env!("CARGO_PKG_VERSION").into(),
-    };
-    repo.put_proof(&proof).await?;
-    Ok(proof)
-}
-
-fn source_kind(s: &SourceInfo) -> &'static str {
-    match s {
-        SourceInfo::EtcdSnapshot(_) => "etcd snapshot",
-        SourceInfo::TenantData(_) => "tenant data",
-        SourceInfo::HelmRelease(_) => "platform (Helm release)",
-        SourceInfo::KamajiTenants(_) => "tenant manifest",
-        SourceInfo::VolumeBackup(_) => "persistent-data",
-        #[allow(unreachable_patterns)]
-        _ => "this kind of",
-    }
-}
-
-/// What one test restore found, before it is sealed.
-struct Tested {
-    restored_into: String,
-    checks: Vec<Check>,
-    /// Set when the restore itself failed, or for "not checked".
-    reason: Option<String>,
-    not_checked: bool,
-}
-
-impl Tested {
-    fn not_checked(reason: String) -> Tested {
-        Tested { restored_into: "nothing".into(), checks: Vec::new(), reason: Some(reason), not_checked: true }
-    }
-
-    fn failed(restored_into: String, reason: String) -> Tested {
-        Tested { restored_into, checks: Vec::new(), reason: Some(reason), not_checked: false }
-    }
-
-    fn outcome(&self) -> Outcome {
-        if self.not_checked {
-            Outcome::NotChecked
-        } else if self.reason.is_none() && self.checks.iter().all(|c| c.ok) {
-            Outcome::Restorable
-        } else {
-            Outcome::Unrestorable
-        }
-    }
-
-    /// Add a check; the first failing one becomes the reason.
-    fn check(&mut self, what: &str, expected: impl ToString, found: impl ToString, ok: bool) {
-        let (expected, found) = (expected.to_string(), found.to_string());
-        if !ok && self.reason.is_none() {
-            self.reason = Some(format!("{what}: the backup recorded {expected}, the restored server gave {found}"));
-        }
-        self.checks.push(Check { what: what.into(), expected, found, ok });
-    }
-}
 
 /// A scratch etcd: a fresh member, or one started on a restored data dir,
 /// and what to call it (`etcd 3.6.16 at http://127.0.0.1:PORT`). The outer
@@ -193,14 +58,15 @@ async fn served(e: &Etcd) -> Result<KeyDigests, EtcdError> {
     inventory::etcd_digests(&conn).await
 }
 
-async fn prove_etcd(
+pub(super) async fn prove_etcd(
     repo: &Repository,
     id: &BackupId,
     m: &Manifest,
-    dir: &Path,
     o: &ProveOptions,
 ) -> Result<Tested, UnitError> {
     let SourceInfo::EtcdSnapshot(info) = &m.source else { unreachable!("checked by the caller") };
+    let scratch = o.scratch()?;
+    let dir = scratch.path();
     let peer = format!("http://127.0.0.1:{}", kmdr_testkit::free_port());
     let data_dir = dir.join("member");
     let bump = kmdr_etcd::DEFAULT_REVISION_BUMP;
@@ -277,7 +143,7 @@ async fn prove_etcd(
             return Ok(Tested::failed(into.clone(), format!("the snapshot cannot be read as an etcd database: {e}")));
         }
     };
-    let mut t = Tested { restored_into: into, checks: Vec::new(), reason: None, not_checked: false };
+    let mut t = Tested::new(into);
     t.check("keys", info.key_count, got.keys, got.keys as i64 == info.key_count);
     t.check(
         "content_sha256",
@@ -297,7 +163,7 @@ async fn prove_etcd(
 
 /// A scratch server a tenant is restored into; stopped when dropped.
 #[allow(dead_code)]
-enum Scratch {
+pub(super) enum Scratch {
     Etcd(Etcd),
     Postgres(Postgres),
     Mysql(Mariadb),
@@ -339,26 +205,62 @@ fn scratch_for(driver: &str, dir: &Path, o: &ProveOptions) -> Result<(Scratch, S
     })
 }
 
-async fn prove_tenant(repo: &Repository, m: &Manifest, dir: &Path, o: &ProveOptions) -> Result<Tested, UnitError> {
+pub(super) async fn prove_tenant(repo: &Repository, m: &Manifest, o: &ProveOptions) -> Result<Tested, UnitError> {
     let info = tenant::tenant_info(m)?;
-    let (_scratch, url, into) = scratch_for(&info.driver, dir, o)?;
-    let url = DatastoreUrl::parse(&url)?;
-    let store = tenant::connect(&url, TlsFiles::default()).await?;
-    let plan = tenant::plan_tenant_restore(&store, m, None, false).await?;
-    if let Err(e) = tenant::restore_tenant(repo, &store, m, &plan, None).await {
+    let entry = m.file(tenant::RECORDS_FILE).expect("tenant_info checked it");
+    let scratch = o.scratch()?;
+    let (_server, store, into) = scratch_store(&info.driver, scratch.path(), o).await?;
+    let mut t = Tested::new(into);
+    records(repo, &store, entry, info, "", &mut t).await?;
+    Ok(t)
+}
+
+/// A scratch server for tenants of `driver` and a connection to it.
+pub(super) async fn scratch_store(
+    driver: &str,
+    dir: &Path,
+    o: &ProveOptions,
+) -> Result<(Scratch, AnyTenants, String), UnitError> {
+    let (server, url, into) = scratch_for(driver, dir, o)?;
+    let store = tenant::connect(&DatastoreUrl::parse(&url)?, TlsFiles::default()).await?;
+    Ok((server, store, into))
+}
+
+/// Restore the records file `entry` of the tenant `info` describes into
+/// `store` (under its own schema) and check the key count and content hash
+/// it recorded; `label` names the tenant in the checks (`tenants/a: keys`).
+pub(super) async fn records(
+    repo: &Repository,
+    store: &AnyTenants,
+    entry: &FileEntry,
+    info: &TenantDataInfo,
+    label: &str,
+    t: &mut Tested,
+) -> Result<(), UnitError> {
+    let what = |w: &str| if label.is_empty() { w.to_string() } else { format!("{label}: {w}") };
+    if let Err(e) = tenant::restore_records(repo, store, entry, &info.schema, false, None).await {
         return match e {
             tenant::TenantError::Records(_)
             | tenant::TenantError::Unrepresentable(_)
             | tenant::TenantError::Repo(kmdr_repo::Error::Damaged { .. })
             | tenant::TenantError::Interrupted { source: kmdr_repo::Error::Damaged { .. }, .. } => {
-                Ok(Tested::failed(into, format!("the records do not restore: {e}")))
+                t.fail(
+                    &what("records"),
+                    format!("{} keys", info.key_count),
+                    format!("the records do not restore: {e}"),
+                );
+                Ok(())
             }
             e => Err(e.into()),
         };
     }
-    let got = inventory::tenant_digests(&store, &info.schema).await?;
-    let mut t = Tested { restored_into: into, checks: Vec::new(), reason: None, not_checked: false };
-    t.check("keys", info.key_count, got.keys, got.keys == info.key_count);
-    t.check("content_sha256", &info.content_sha256, &got.content_sha256, got.content_sha256 == info.content_sha256);
-    Ok(t)
+    let got = inventory::tenant_digests(store, &info.schema).await?;
+    t.check(&what("keys"), info.key_count, got.keys, got.keys == info.key_count);
+    t.check(
+        &what("content_sha256"),
+        &info.content_sha256,
+        &got.content_sha256,
+        got.content_sha256 == info.content_sha256,
+    );
+    Ok(())
 }
