@@ -37,7 +37,7 @@ pub struct Finding {
     pub message: String,
 }
 
-/// The "restorable RPO" of each unit of an etcd or tenant layer: the age of
+/// The "restorable RPO" of each unit of a layer kmdr backs up: the age of
 /// its newest backup proven restorable (`kmdr verify --restore`) against the
 /// RPO target, and a failure when its newest backup was proven unrestorable.
 async fn restorable_rpo(
@@ -47,7 +47,7 @@ async fn restorable_rpo(
     now: DateTime<Utc>,
 ) -> Result<Vec<Finding>, kmdr_repo::Error> {
     use kmdr_repo::proofs::Outcome;
-    if !matches!(spec.source, LayerSource::Etcd(_) | LayerSource::Tenants(_)) {
+    if matches!(spec.source, LayerSource::Targets) {
         return Ok(Vec::new());
     }
     let proofs = repo.latest_proofs().await?;
@@ -142,6 +142,12 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
         }
         if let LayerSource::Volumes(entries) = &spec.source {
             out.extend(volume_rpo(plan, repo, spec, entries, now).await?);
+            let mut units: BTreeMap<String, Option<String>> =
+                latest_units(repo, spec).await?.into_iter().map(|(u, id)| (u, Some(id))).collect();
+            for v in entries {
+                units.entry(v.unit()).or_insert(None);
+            }
+            out.extend(restorable_rpo(repo, spec, &units, now).await?);
         } else {
             let latest = latest_units(repo, spec).await?;
             let mut units: BTreeMap<String, Option<String>> =

@@ -129,8 +129,8 @@ async fn every_kind_of_data_backup_is_proven_restorable_and_a_lying_manifest_is_
     assert!(stdout.contains(&format!("UNRESTORABLE {t1_id}")) && stdout.contains("damaged"), "{stdout}");
 }
 
-/// `serve --verify-every`: the unit's newest backup is proven on schedule,
-/// the proof sealed, and the metrics move.
+/// The plan's `verify:` block: serve proves the unit's newest backups on
+/// schedule, the proofs are sealed, and the metrics move.
 #[test]
 fn serve_proves_the_newest_backup_on_schedule_and_the_metrics_move() {
     need_etcd!();
@@ -140,8 +140,12 @@ fn serve_proves_the_newest_backup_on_schedule_and_the_metrics_move() {
     let etcd = Etcd::start(dir.path(), "src");
     crate::serve::runtime().block_on(etcd.load("/t1/pods/default/web-", 50, 100, 3));
     let plan = crate::serve::write_plan_for(dir.path(), &k, &etcd.client_url.replace("http://", "etcd://"));
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(&plan, format!("{text}verify:\n  every: 1s\n  sample: 2\n  nice: 5\n")).unwrap();
+    let dry = k.ok(&["serve", "--plan", &plan, "--dry-run"]);
+    assert!(dry.contains("restore proofs every 1.0s: up to 2 newest unproven backups per unit, 1 at a time, at nice 5"), "{dry}");
     let log = dir.path().join("serve.log");
-    let serve = crate::serve::Serve::start_with(&k, &plan, &log, &["--verify-every", "1s"]);
+    let serve = crate::serve::Serve::start_with(&k, &plan, &log, &[]);
     let unit = "{layer=\"tenant-control-planes\",unit=\"shared/t1\"}";
     let metrics = serve.wait_for_metric(&format!("kmdr_verified_restore_timestamp_seconds{unit}"), &log);
     assert!(metrics.contains(&format!("kmdr_verify_failures_total{unit} 0")), "{metrics}");
