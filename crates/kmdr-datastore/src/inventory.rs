@@ -145,42 +145,103 @@ pub fn digests_of<'a>(
 }
 
 /// The inventory of a whole etcd keyspace (the under cluster), read in pages
-/// pinned to one revision.
+/// pinned to one revision: the content hash and a digest per key.
 pub async fn etcd_digests(conn: &EtcdConnection) -> Result<KeyDigests, EtcdError> {
+    etcd_inventory(conn, true).await
+}
+
+/// [`etcd_digests`] without the content hash (`content_sha256` is empty):
+/// a digest per key, which is all that comparing two keyspaces needs, at half
+/// the hashing.
+pub async fn etcd_value_digests(conn: &EtcdConnection) -> Result<KeyDigests, EtcdError> {
+    etcd_inventory(conn, false).await
+}
+
+/// Pages of 1,000 keys, the next one fetched while this one is hashed.
+async fn etcd_inventory(conn: &EtcdConnection, content: bool) -> Result<KeyDigests, EtcdError> {
     let (client, endpoint) = conn.connect_one().await?;
     let mut kv = client.kv_client();
-    let rpc = |e: etcd_client::Error| EtcdError::Rpc { op: "range", endpoint: endpoint.clone(), detail: describe(&e) };
+    let ep = endpoint.clone();
+    let rpc = move |e: etcd_client::Error| EtcdError::Rpc { op: "range", endpoint: ep.clone(), detail: describe(&e) };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<etcd_client::KeyValue>>(2);
+    let fetch = tokio::spawn(async move {
+        let mut from = vec![0u8];
+        let mut rev = 0;
+        loop {
+            let mut opts = GetOptions::new().with_from_key().with_limit(1000);
+            if rev > 0 {
+                opts = opts.with_revision(rev);
+            }
+            let mut resp = kv.get(from.clone(), Some(opts)).await.map_err(&rpc)?;
+            if rev == 0 {
+                rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            let more = resp.more();
+            let page = resp.take_kvs();
+            let next = page.last().map(|last| {
+                let mut k = last.key().to_vec();
+                k.push(0);
+                k
+            });
+            if tx.send(page).await.is_err() {
+                break;
+            }
+            match next {
+                Some(k) if more => from = k,
+                _ => break,
+            }
+        }
+        Ok::<i64, EtcdError>(rev)
+    });
     let mut out = KeyDigests::default();
     let mut hasher = ContentHasher::default();
-    let mut from = vec![0u8];
-    let mut rev = 0;
-    loop {
-        let mut opts = GetOptions::new().with_from_key().with_limit(1000);
-        if rev > 0 {
-            opts = opts.with_revision(rev);
-        }
-        let resp = kv.get(from.clone(), Some(opts)).await.map_err(rpc)?;
-        if rev == 0 {
-            rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-        }
-        for item in resp.kvs() {
-            out.add(&mut hasher, item.key(), item.value()).map_err(|e| EtcdError::Rpc {
-                op: "range",
-                endpoint: endpoint.clone(),
-                detail: e.to_string(),
-            })?;
-        }
-        match resp.kvs().last() {
-            Some(last) if resp.more() => {
-                from = last.key().to_vec();
-                from.push(0);
+    let bad = |e: crate::records::RecordError| EtcdError::Rpc {
+        op: "range",
+        endpoint: endpoint.clone(),
+        detail: e.to_string(),
+    };
+    while let Some(page) = rx.recv().await {
+        for item in &page {
+            if content {
+                out.add(&mut hasher, item.key(), item.value()).map_err(bad)?;
+            } else {
+                out.digests.insert(item.key().to_vec(), digest(item.value()));
+                out.keys += 1;
+                out.bytes += (item.key().len() + item.value().len()) as u64;
             }
-            _ => break,
         }
     }
-    out.finish(&hasher);
+    let rev = fetch.await.map_err(|e| EtcdError::Rpc { op: "range", endpoint, detail: e.to_string() })??;
+    if content {
+        out.finish(&hasher);
+    }
     out.revision = rev;
     Ok(out)
+}
+
+/// The live keys of an etcd snapshot file, read offline (kmdr's bbolt
+/// reader), each with a digest of its value, as [`etcd_value_digests`] reads
+/// a live keyspace: memory holds a digest per key, not the values.
+pub fn snapshot_value_digests(db: &kmdr_etcd::bbolt::BoltFile) -> Result<KeyDigests, kmdr_etcd::bbolt::BoltError> {
+    let (revision, _, digests) = kmdr_etcd::mvcc::live_map(db, &|_| true, &|kv| digest(&kv.value))?;
+    let mut out = KeyDigests { revision, ..Default::default() };
+    out.keys = digests.len() as u64;
+    out.digests = digests;
+    Ok(out)
+}
+
+impl KeyDigests {
+    /// A hash of every key and its value's digest, in key order: equal for
+    /// equal content, whichever way the digests were read.
+    pub fn digests_sha256(&self) -> String {
+        let mut h = Sha256::new();
+        for (k, d) in &self.digests {
+            h.update((k.len() as u32).to_be_bytes());
+            h.update(k);
+            h.update(d);
+        }
+        hex::encode(h.finalize())
+    }
 }
 
 #[cfg(test)]

@@ -59,28 +59,41 @@ pub struct LiveKeys {
 /// Scan bucket `key` and keep the newest live version of each key for
 /// which `want(key)` is true. Memory holds only the wanted keys.
 pub fn live_keys(db: &BoltFile, want: &dyn Fn(&[u8]) -> bool) -> Result<LiveKeys, BoltError> {
+    let (revision, entries, keys) = live_map(db, want, &|kv| kv)?;
+    Ok(LiveKeys { revision, entries, keys })
+}
+
+/// Scan bucket `key` and keep, for each live key `want(key)` accepts, what
+/// `keep` makes of its newest version (the whole KeyValue, a digest of its
+/// value): memory holds only that, whatever the values' size. Returns the
+/// highest revision, the entries scanned, and the map by key.
+pub fn live_map<T>(
+    db: &BoltFile,
+    want: &dyn Fn(&[u8]) -> bool,
+    keep: &dyn Fn(KeyValue) -> T,
+) -> Result<(i64, u64, BTreeMap<Vec<u8>, T>), BoltError> {
     let bucket = db
         .bucket(b"key")?
         .ok_or_else(|| BoltError("the database has no `key` bucket: it is not an etcd v3 snapshot".into()))?;
-    let mut out = LiveKeys::default();
+    let (mut revision, mut entries, mut keys) = (0i64, 0u64, BTreeMap::new());
     db.for_each(&bucket, &mut |k, v| {
         let rev = parse_revision(k)
             .ok_or_else(|| BoltError(format!("bucket `key` holds {} which is not a revision", hex::encode(k))))?;
-        out.entries += 1;
-        out.revision = out.revision.max(rev.main);
+        entries += 1;
+        revision = revision.max(rev.main);
         let kv = <KeyValue as prost::Message>::decode(v)
             .map_err(|e| BoltError(format!("revision {}: the value is not an mvccpb.KeyValue: {e}", rev.main)))?;
         if !want(&kv.key) {
             return Ok(());
         }
         if rev.tombstone {
-            out.keys.remove(&kv.key);
+            keys.remove(&kv.key);
         } else {
-            out.keys.insert(kv.key.clone(), kv);
+            keys.insert(kv.key.clone(), keep(kv));
         }
         Ok(())
     })?;
-    Ok(out)
+    Ok((revision, entries, keys))
 }
 
 #[cfg(test)]
