@@ -13,6 +13,8 @@
 #   ${KMDR_TOOLS_CACHE:-~/.cache/kmdr/tools}/helm-v4.3.2/bin/helm
 # kube-apiserver is the long one: 14 minutes cold on 2 busy cores (9.5 CPU-minutes),
 # helm 4.5 minutes; etcd and kine a few each.
+# KMDR_GO_TOOLS (space-separated names: etcd kine kube-apiserver helm; default
+# all) limits what is built and printed: scripts/try.sh's lab needs only etcd and kine.
 # Idempotent: a tool set whose binaries and stamp file are there is not
 # built again. Prints the bin directories, one per line, on stdout.
 # Nothing is downloaded but Go modules from the module proxy.
@@ -28,6 +30,7 @@ pinned() { awk -v m="$2" '$1 == m && $2 ~ /^v[0-9]/ { print $2; exit }' "$1/go.m
 # ldflags may name the pinned version as @VERSION@.
 build() {
   local src=$top/tools/go/$1 name=$2 module=$3
+  case " ${KMDR_GO_TOOLS:-etcd kine kube-apiserver helm} " in *" $name "*) ;; *) return 0 ;; esac
   shift 3
   local version
   version=$(pinned "$src" "$module")
