@@ -9,6 +9,10 @@
 //!   both into every backed-up TCP, from `status.storage.setup.schema/.user`
 //!   when the spec lacks them, and refuses to apply over an existing TCP
 //!   whose schema differs;
+//!   A Kamaji whose TenantControlPlane CRD has no `spec.dataStoreSchema`
+//!   (v1.0.0 and before) refuses both fields and names the schema itself,
+//!   `NS_NAME` with `-` made `_`: kmdr reads the CRD, applies the TCP without
+//!   them when that is the backed-up schema, and refuses otherwise;
 //! * deleting a TCP drops its database or prefix: kmdr never deletes;
 //! * a tenant restored without its CA Secret (`<tcp>-ca`) gets a new CA and
 //!   every worker's certificate stops being trusted: the tenant's Secrets are
@@ -57,6 +61,14 @@ pub const KAMAJI_CONTROL_PLANE: ResourceKind = ResourceKind {
     kind: "KamajiControlPlane",
     plural: "kamajicontrolplanes",
     namespaced: true,
+};
+/// The CustomResourceDefinition of TenantControlPlanes, read to learn
+/// whether the Kamaji there knows `spec.dataStoreSchema`.
+pub const CUSTOM_RESOURCE_DEFINITION: ResourceKind = ResourceKind {
+    api_version: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    plural: "customresourcedefinitions",
+    namespaced: false,
 };
 pub const CAPI_CLUSTER: ResourceKind =
     ResourceKind { api_version: "cluster.x-k8s.io/v1beta1", kind: "Cluster", plural: "clusters", namespaced: true };
@@ -120,6 +132,12 @@ pub enum TenantsError {
         "refusing to restore TenantControlPlane {tcp}: the one in the cluster uses dataStoreSchema {existing:?}, the backup {backup:?}; its schema is immutable, so applying over it would leave the restored data unused. Nothing was written. Restore where no such TCP exists, or only the data with `kmdr restore tenant`; kmdr never deletes a TCP (that drops its data)"
     )]
     SchemaMismatch { tcp: String, existing: String, backup: String },
+    /// The cluster's Kamaji predates `spec.dataStoreSchema` and would name the
+    /// tenant's schema otherwise than the backup did.
+    #[error(
+        "refusing to restore TenantControlPlane {tcp}: the TenantControlPlane CRD at {url} has no spec.dataStoreSchema, so its Kamaji names the schema itself ({derived:?}), not as the backup's {backup:?}: the tenant would get a new empty schema beside its data. Nothing was written. Upgrade Kamaji there to a release whose TenantControlPlane has spec.dataStoreSchema, then restore again"
+    )]
+    KamajiWithoutSchemaField { tcp: String, url: String, derived: String, backup: String },
     /// `--manifests-only` where the datastore holds no data of the tenant.
     #[error(
         "refusing to restore only the manifests of TenantControlPlane {tcp}: schema {schema} holds no keys in {datastore}, so its API server would start empty (a blank cluster, its nodes orphaned). Nothing was written. Drop --manifests-only to write the backup's {keys} keys first"
@@ -227,10 +245,118 @@ pub fn clean_manifest(obj: &Value) -> Value {
 /// The schema a TCP in the cluster uses: its spec, else what Kamaji set up
 /// (status.storage.setup.schema), else its UID (Kamaji's default for new TCPs).
 pub fn effective_schema(tcp: &Value) -> Option<String> {
-    str_at(tcp, &["spec", "dataStoreSchema"])
+    effective_schema_with(tcp, SchemaField::Declared)
+}
+
+/// [`effective_schema`] where the cluster's CRD says `field`: a Kamaji whose
+/// TenantControlPlane has no `spec.dataStoreSchema` names a schema it has not
+/// set up yet [`kamaji_derived_schema`], not after the UID.
+pub fn effective_schema_with(tcp: &Value, field: SchemaField) -> Option<String> {
+    let set = str_at(tcp, &["spec", "dataStoreSchema"])
         .or_else(|| str_at(tcp, &["status", "storage", "setup", "schema"]))
-        .or_else(|| str_at(tcp, &["metadata", "uid"]))
-        .map(str::to_string)
+        .map(str::to_string);
+    match field {
+        SchemaField::Absent => set.or_else(|| {
+            let (ns, name) = meta_name(tcp);
+            Some(kamaji_derived_schema(&ns, &name))
+        }),
+        SchemaField::Declared | SchemaField::Unknown => {
+            set.or_else(|| str_at(tcp, &["metadata", "uid"]).map(str::to_string))
+        }
+    }
+}
+
+/// Whether the cluster's TenantControlPlane CRD declares `spec.dataStoreSchema`
+/// (and with it `spec.dataStoreUsername`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchemaField {
+    /// Declared in the served version's schema: kmdr sets both fields.
+    Declared,
+    /// The served version's schema has no such field (Kamaji before it was
+    /// added, e.g. v1.0.0): the server refuses an object that carries it.
+    Absent,
+    /// The CRD could not be read (not served, not allowed): kmdr sets both
+    /// fields, as it always did.
+    Unknown,
+}
+
+/// What the `v1alpha1` version of a TenantControlPlane CRD (`crd`, as the
+/// API serves it) says of `spec.dataStoreSchema`.
+pub fn schema_field_of(crd: &Value) -> SchemaField {
+    let version = TENANT_CONTROL_PLANE.api_version.rsplit('/').next().unwrap_or_default();
+    let Some(v) = crd["spec"]["versions"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["name"] == version && v["served"] != false))
+    else {
+        return SchemaField::Unknown;
+    };
+    let spec = &v["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    if spec["x-kubernetes-preserve-unknown-fields"] == true {
+        return SchemaField::Declared;
+    }
+    match spec["properties"].as_object() {
+        Some(p) if p.contains_key("dataStoreSchema") => SchemaField::Declared,
+        Some(_) => SchemaField::Absent,
+        None => SchemaField::Unknown,
+    }
+}
+
+/// Read the cluster's TenantControlPlane CRD: [`SchemaField::Unknown`] when it
+/// is not served (404) or kmdr may not read CRDs.
+pub async fn schema_field(kube: &KubeClient) -> Result<SchemaField, TenantsError> {
+    match kube.get_object(&CUSTOM_RESOURCE_DEFINITION, None, &TENANT_CONTROL_PLANE.resource_name()).await {
+        Ok(Some(crd)) => Ok(schema_field_of(&crd)),
+        Ok(None) | Err(KubeError::NotFound { .. }) | Err(KubeError::Auth { .. }) => Ok(SchemaField::Unknown),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The schema a Kamaji without `spec.dataStoreSchema` gives TenantControlPlane
+/// `namespace/name` (and the user, but for NATS DataStores): `NS_NAME` with
+/// every `-` made `_` (Kamaji v1.0.0,
+/// internal/resources/datastore/datastore_storage_config.go, `mutate`'s
+/// `coalesceFn`, when status.storage.setup is empty).
+pub fn kamaji_derived_schema(namespace: &str, name: &str) -> String {
+    format!("{namespace}_{name}").replace('-', "_")
+}
+
+/// How the TCP of a restore names its schema.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TcpSchemaMode {
+    /// `spec.dataStoreSchema` / `spec.dataStoreUsername` set to the backup's.
+    InSpec,
+    /// Without both fields: the Kamaji there derives the backup's schema.
+    DerivedByKamaji,
+}
+
+/// Decide how to apply the TCP `namespace/name` whose backup names `schema`,
+/// where the cluster's CRD says `field`; refused when that Kamaji would name
+/// the schema otherwise.
+pub fn tcp_schema_mode(
+    field: SchemaField,
+    namespace: &str,
+    name: &str,
+    schema: &str,
+    url: &str,
+) -> Result<TcpSchemaMode, TenantsError> {
+    match field {
+        SchemaField::Declared | SchemaField::Unknown => Ok(TcpSchemaMode::InSpec),
+        SchemaField::Absent => {
+            let derived = kamaji_derived_schema(namespace, name);
+            if derived == schema {
+                Ok(TcpSchemaMode::DerivedByKamaji)
+            } else {
+                Err(TenantsError::KamajiWithoutSchemaField {
+                    tcp: format!("{namespace}/{name}"),
+                    url: url.into(),
+                    derived,
+                    backup: schema.into(),
+                })
+            }
+        }
+    }
 }
 
 /// The TCP manifest as backed up: cleaned, with `spec.dataStoreSchema` and
@@ -742,6 +868,8 @@ pub struct PlannedTenant {
     pub keep_data: bool,
     /// Whether a TCP of that name exists now (with the same schema).
     pub tcp_exists: bool,
+    /// How the applied TCP names its schema.
+    pub schema_mode: TcpSchemaMode,
     #[serde(skip)]
     records_file: String,
 }
@@ -794,11 +922,16 @@ pub async fn plan_tenants_restore(
         .filter(|t| opts.only.is_empty() || opts.only.iter().any(|o| o.namespace == t.namespace && o.name == t.name))
         .collect();
     kube.server_version().await?;
-    // 1. The schema guard, for every tenant before anything else.
+    // 1. The schema guard, for every tenant before anything else: how the
+    // Kamaji there names the schema, and any TCP already there.
+    let field = schema_field(kube).await?;
     let mut exists = BTreeSet::new();
+    let mut modes = BTreeMap::new();
     for t in &selected {
+        let mode = tcp_schema_mode(field, &t.namespace, &t.name, &t.schema, kube.url())?;
+        modes.insert((t.namespace.clone(), t.name.clone()), mode);
         if let Some(live) = kube.get_object(&TENANT_CONTROL_PLANE, Some(&t.namespace), &t.name).await? {
-            let existing = effective_schema(&live).unwrap_or_default();
+            let existing = effective_schema_with(&live, field).unwrap_or_default();
             if existing != t.schema {
                 return Err(TenantsError::SchemaMismatch {
                     tcp: format!("{}/{}", t.namespace, t.name),
@@ -881,6 +1014,7 @@ pub async fn plan_tenants_restore(
             replace: existing > 0 && !opts.manifests_only,
             keep_data: opts.manifests_only,
             tcp_exists: exists.contains(&(t.namespace.clone(), t.name.clone())),
+            schema_mode: modes[&(t.namespace.clone(), t.name.clone())].clone(),
             records_file: format!("{dir}/{RECORDS}"),
         });
         push_namespace(&mut applies, &t.namespace);
@@ -895,12 +1029,32 @@ pub async fn plan_tenants_restore(
             });
         }
         let mut tcp = read_yaml(repo, m, &format!("{dir}/{TCP_FILE}")).await?;
-        // The guard of the guard: the manifest applied names the schema.
-        tcp["spec"]["dataStoreSchema"] = json!(t.schema);
-        tcp["spec"]["dataStoreUsername"] = json!(t.username);
+        let mode = modes[&(t.namespace.clone(), t.name.clone())].clone();
+        let mut label = format!("{}/{}", t.namespace, t.name);
+        if !tcp["spec"].is_object() {
+            tcp["spec"] = json!({});
+        }
+        match mode {
+            // The guard of the guard: the manifest applied names the schema.
+            TcpSchemaMode::InSpec => {
+                tcp["spec"]["dataStoreSchema"] = json!(t.schema);
+                tcp["spec"]["dataStoreUsername"] = json!(t.username);
+            }
+            // Its CRD refuses both fields; it derives the same schema.
+            TcpSchemaMode::DerivedByKamaji => {
+                if let Some(spec) = tcp["spec"].as_object_mut() {
+                    spec.remove("dataStoreSchema");
+                    spec.remove("dataStoreUsername");
+                }
+                label.push_str(&format!(
+                    " without spec.dataStoreSchema/dataStoreUsername (its CRD here has neither; this Kamaji derives schema {} itself, as backed up)",
+                    t.schema
+                ));
+            }
+        }
         applies.push(PlannedApply {
             kind: "TenantControlPlane".into(),
-            name: format!("{}/{}", t.namespace, t.name),
+            name: label,
             how: "apply".into(),
             resource: TENANT_CONTROL_PLANE,
             object: tcp,
@@ -1071,9 +1225,10 @@ impl Classify for TenantsError {
             | TenantsError::NoTenants { .. }
             | TenantsError::NotInBackup { .. }
             | TenantsError::WrongKind { .. } => ErrorClass::NotFound,
-            TenantsError::SchemaMismatch { .. } | TenantsError::NoDataToKeep { .. } | TenantsError::Local(_) => {
-                ErrorClass::Refused
-            }
+            TenantsError::SchemaMismatch { .. }
+            | TenantsError::KamajiWithoutSchemaField { .. }
+            | TenantsError::NoDataToKeep { .. }
+            | TenantsError::Local(_) => ErrorClass::Refused,
             TenantsError::NotReady { .. } => ErrorClass::Timeout,
             TenantsError::BadRef(_) => ErrorClass::Usage,
             TenantsError::BadFile { .. } => ErrorClass::Damaged,
@@ -1148,6 +1303,51 @@ mod tests {
         let a = datastore_access(&ds, &secrets, Some("127.0.0.1:6000")).unwrap();
         assert_eq!(a.url.host_ports(), ["127.0.0.1:6000"]);
         assert!(matches!(datastore_access(&ds, &SecretSource::new(), None), Err(TenantsError::DataStore { .. })));
+    }
+
+    fn crd(spec_properties: Value) -> Value {
+        json!({"spec": {"versions": [
+            {"name": "v1alpha0", "served": false, "schema": {"openAPIV3Schema": {"properties": {"spec": {"properties": {"dataStoreSchema": {}}}}}}},
+            {"name": "v1alpha1", "served": true, "schema": {"openAPIV3Schema": {"properties": {"spec": spec_properties}}}},
+        ]}})
+    }
+
+    #[test]
+    fn the_crd_says_whether_kamaji_knows_the_schema_field() {
+        let declared = crd(json!({"properties": {"dataStore": {}, "dataStoreSchema": {}, "dataStoreUsername": {}}}));
+        assert_eq!(schema_field_of(&declared), SchemaField::Declared);
+        // Kamaji v1.0.0: spec has dataStore but not dataStoreSchema.
+        assert_eq!(schema_field_of(&crd(json!({"properties": {"dataStore": {}}}))), SchemaField::Absent);
+        assert_eq!(schema_field_of(&crd(json!({"x-kubernetes-preserve-unknown-fields": true}))), SchemaField::Declared);
+        assert_eq!(schema_field_of(&crd(json!({}))), SchemaField::Unknown);
+        assert_eq!(schema_field_of(&json!({"spec": {"versions": []}})), SchemaField::Unknown);
+    }
+
+    #[test]
+    fn a_kamaji_without_the_field_is_used_only_when_it_derives_the_backed_up_schema() {
+        assert_eq!(kamaji_derived_schema("my-tenants", "t-1"), "my_tenants_t_1");
+        let url = "https://k";
+        for field in [SchemaField::Declared, SchemaField::Unknown] {
+            assert_eq!(tcp_schema_mode(field, "tenants", "alpha", "anything", url).unwrap(), TcpSchemaMode::InSpec);
+        }
+        assert_eq!(
+            tcp_schema_mode(SchemaField::Absent, "my-ns", "alpha-1", "my_ns_alpha_1", url).unwrap(),
+            TcpSchemaMode::DerivedByKamaji
+        );
+        // A schema named after the UID (newer Kamaji's default) cannot be had there.
+        let err = tcp_schema_mode(SchemaField::Absent, "tenants", "alpha", "4c1f9a", url).unwrap_err();
+        assert!(matches!(&err, TenantsError::KamajiWithoutSchemaField { derived, .. } if derived == "tenants_alpha"));
+        assert_eq!(err.class(), ErrorClass::Refused);
+        assert!(err.to_string().contains("Upgrade Kamaji"), "{err}");
+    }
+
+    #[test]
+    fn a_live_tcp_of_an_old_kamaji_uses_the_derived_schema_until_set_up() {
+        let t = tcp(json!({}), json!({}));
+        assert_eq!(effective_schema_with(&t, SchemaField::Absent).unwrap(), "tenants_t1");
+        assert_eq!(effective_schema_with(&t, SchemaField::Unknown).unwrap(), "u-1");
+        let set_up = tcp(json!({}), json!({"storage": {"setup": {"schema": "other"}}}));
+        assert_eq!(effective_schema_with(&set_up, SchemaField::Absent).unwrap(), "other");
     }
 
     #[test]
