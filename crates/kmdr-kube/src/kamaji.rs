@@ -242,6 +242,19 @@ pub fn clean_manifest(obj: &Value) -> Value {
     o
 }
 
+/// `obj` with `apiVersion` and `kind` of `resource` where it has none: the
+/// API server leaves them out of a list's items, and an apply needs them.
+pub fn with_type(mut obj: Value, resource: &ResourceKind) -> Value {
+    if let Some(map) = obj.as_object_mut() {
+        for (field, value) in [("apiVersion", resource.api_version), ("kind", resource.kind)] {
+            if map.get(field).and_then(Value::as_str).is_none_or(str::is_empty) {
+                map.insert(field.into(), json!(value));
+            }
+        }
+    }
+    obj
+}
+
 /// The schema a TCP in the cluster uses: its spec, else what Kamaji set up
 /// (status.storage.setup.schema), else its UID (Kamaji's default for new TCPs).
 pub fn effective_schema(tcp: &Value) -> Option<String> {
@@ -644,6 +657,7 @@ async fn capture_tenant(kube: &KubeClient, tcp: &Value) -> Result<CapturedTenant
     for s in kube.list_objects(&SECRET, Some(&ns), "").await? {
         let sname = meta_name(&s).1;
         if sname.starts_with(&prefix) {
+            let s = with_type(s, &SECRET);
             files.push((format!("{SECRETS_DIR}/{sname}.yaml"), to_yaml(&clean_manifest(&s))));
             secrets.push(sname);
         }
@@ -679,7 +693,12 @@ pub async fn backup_tenants(
 ) -> Result<Manifest, TenantsError> {
     let kubernetes_version = Some(kube.server_version().await?);
     let tcps: Vec<Value> = if opts.all {
-        let all = kube.list_objects(&TENANT_CONTROL_PLANE, None, "").await?;
+        let all: Vec<Value> = kube
+            .list_objects(&TENANT_CONTROL_PLANE, None, "")
+            .await?
+            .into_iter()
+            .map(|t| with_type(t, &TENANT_CONTROL_PLANE))
+            .collect();
         if all.is_empty() {
             return Err(TenantsError::NoTenants { url: kube.url().into() });
         }
@@ -1076,9 +1095,20 @@ pub async fn plan_tenants_restore(
         }
     }
     Ok((
-        TenantsRestorePlan { backup: m.id.to_string(), cluster: kube.url().into(), tenants, applies },
+        TenantsRestorePlan {
+            backup: m.id.to_string(),
+            cluster: kube.url().into(),
+            tenants,
+            applies: typed_applies(applies),
+        },
         PlanStores { stores },
     ))
+}
+
+/// Every planned object typed after its resource, for backups whose listed
+/// objects were stored without apiVersion/kind.
+fn typed_applies(applies: Vec<PlannedApply>) -> Vec<PlannedApply> {
+    applies.into_iter().map(|a| PlannedApply { object: with_type(a.object, &a.resource), ..a }).collect()
 }
 
 /// A Namespace created when absent, once per plan.
@@ -1348,6 +1378,15 @@ mod tests {
         assert_eq!(effective_schema_with(&t, SchemaField::Unknown).unwrap(), "u-1");
         let set_up = tcp(json!({}), json!({"storage": {"setup": {"schema": "other"}}}));
         assert_eq!(effective_schema_with(&set_up, SchemaField::Absent).unwrap(), "other");
+    }
+
+    #[test]
+    fn listed_objects_get_their_type_back() {
+        let listed = json!({"metadata": {"name": "t1-ca", "namespace": "tenants"}, "data": {}});
+        let s = with_type(listed, &SECRET);
+        assert_eq!((s["apiVersion"].as_str(), s["kind"].as_str()), (Some("v1"), Some("Secret")));
+        let kept = with_type(json!({"apiVersion": "v1", "kind": "Secret"}), &TENANT_CONTROL_PLANE);
+        assert_eq!(kept["kind"], "Secret");
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub struct KubeApiServer {
     pub log: PathBuf,
     /// From spawning kube-apiserver (etcd already up) until `/readyz` said ok.
     pub start_time: Duration,
+    /// The audit log (JSON lines, level Metadata, stage ResponseComplete):
+    /// every request the server answered, with its verb, object and user
+    /// agent; [`KubeApiServer::audit_events`] reads it.
+    pub audit_log: PathBuf,
 }
 
 /// A request the test kit made to the API server failed.
@@ -223,6 +227,19 @@ impl KubeApiServer {
         if let Some(enc) = &o.encryption_config {
             cmd.arg("--encryption-provider-config").arg(enc);
         }
+        // An audit log, so that tests see what a client asked for (the
+        // writes, in order), as an operator's cluster would record it.
+        let audit_policy = o.dir.join("audit-policy.yaml");
+        let audit_log = o.dir.join("audit.log");
+        std::fs::write(&audit_policy, AUDIT_POLICY).map_err(LaunchError::io("write", &audit_policy))?;
+        cmd.arg("--audit-policy-file").arg(&audit_policy).arg("--audit-log-path").arg(&audit_log).args([
+            "--audit-log-format",
+            "json",
+            "--audit-log-mode",
+            "blocking",
+            "--audit-log-maxsize",
+            "0",
+        ]);
         let kubeconfig = o.dir.join("kubeconfig");
         write_kubeconfig(&kubeconfig, &url, &pki)?;
         let start = Instant::now();
@@ -237,6 +254,7 @@ impl KubeApiServer {
             dir: o.dir,
             log,
             start_time: Duration::ZERO,
+            audit_log,
         };
         let (url, pki, log) = (s.url.clone(), s.pki.clone(), s.log.clone());
         let ready =
@@ -308,6 +326,15 @@ impl KubeApiServer {
         self.request("GET", path, None)
     }
 
+    /// The audit events of every request answered so far, in order.
+    pub fn audit_events(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.audit_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
     /// Create namespace `name` (already there is fine).
     pub fn create_namespace(&self, name: &str) -> Result<(), ApiError> {
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
@@ -374,6 +401,15 @@ impl KubeApiServer {
 
     pub fn stop(self) {}
 }
+
+/// Metadata (verb, object, user, user agent, response code) of every
+/// request, once answered; no bodies, so no Secret value is logged.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+- level: Metadata
+";
 
 /// The CustomResourceDefinitions in one YAML file (one or more documents).
 fn read_crds(path: &Path) -> Result<Vec<Value>, ApiError> {

@@ -1,3 +1,5 @@
+//! The real-API versions of these tests (kube-apiserver and real helm) live in platform_real.rs.
+//!
 //! `kmdr backup platform` / `kmdr restore platform` against a scripted fake
 //! Kubernetes API (scripts/fake-kube-api.py): the Helm release Secrets of
 //! release `kmetal` (v1 superseded, v2 deployed, v3 failed) stored exactly as

@@ -1,3 +1,5 @@
+//! The real-API versions (kube-apiserver with the Kamaji and Cluster API CRDs) live in tenants_real.rs.
+//!
 //! `kmdr backup tenants`, `kmdr restore tenants` and `kmdr watch` against the
 //! scripted fake Kubernetes API (scripts/fake-kube-api.py) and REAL tenant
 //! datastores: a shared etcd (tenants alpha and beta) and PostgreSQL (tenant

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod kube;
+pub mod real_kube;
 
 #[allow(unused_imports)]
 pub use kmdr_testkit::{Etcd, free_port, have, make_pki, require_servers};
