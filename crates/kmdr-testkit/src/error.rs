@@ -41,6 +41,13 @@ pub enum LaunchError {
     /// The server exited before it answered.
     #[error("{server} exited before it answered: see {}", log.display())]
     Exited { server: &'static str, log: PathBuf },
+    /// The server exited because a port it was given is in use: a problem of
+    /// this machine, not of what the server was asked to serve.
+    #[error(
+        "{server} could not listen: a port it was given is taken by another process (address already in use, see {}); start it again, each start picks free ports",
+        log.display()
+    )]
+    PortTaken { server: &'static str, log: PathBuf },
     /// The server runs but did not answer in time.
     #[error("{server} did not answer within {secs}s: see {}", log.display())]
     NotReady { server: &'static str, secs: u64, log: PathBuf },
@@ -70,6 +77,7 @@ impl Classify for LaunchError {
             | LaunchError::Io { .. }
             | LaunchError::Spawn { .. }
             | LaunchError::NoPostgresUser
+            | LaunchError::PortTaken { .. }
             | LaunchError::Unreachable { .. } => ErrorClass::Refused,
             LaunchError::Setup { .. } | LaunchError::Exited { .. } | LaunchError::Sql { .. } => ErrorClass::Source,
             LaunchError::NotReady { .. } => ErrorClass::Timeout,

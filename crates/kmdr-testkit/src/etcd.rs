@@ -154,11 +154,15 @@ pub(crate) fn answers(url: &str) -> bool {
     let url = url.to_string();
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return false };
+        // Bounded: whatever holds the port may accept and never answer.
         rt.block_on(async {
-            match etcd_client::Client::connect([url.as_str()], None).await {
-                Ok(mut c) => c.status().await.is_ok(),
-                Err(_) => false,
-            }
+            let probe = async {
+                match etcd_client::Client::connect([url.as_str()], None).await {
+                    Ok(mut c) => c.status().await.is_ok(),
+                    Err(_) => false,
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(2), probe).await.unwrap_or(false)
         })
     })
     .join()

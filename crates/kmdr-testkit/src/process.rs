@@ -104,6 +104,12 @@ impl Process {
                 return Ok(());
             }
             if self.exited() {
+                // Every server of the kit says so in these words (Go's net,
+                // PostgreSQL, MariaDB): the machine's problem, not the data's.
+                let said = std::fs::read(log).unwrap_or_default();
+                if String::from_utf8_lossy(&said).to_lowercase().contains("address already in use") {
+                    return Err(LaunchError::PortTaken { server, log: log.into() });
+                }
                 return Err(LaunchError::Exited { server, log: log.into() });
             }
             if Instant::now() > deadline {

@@ -109,3 +109,18 @@ fn an_etcd_that_cannot_start_says_so_and_names_its_log() {
     assert_eq!(e.to_string(), format!("etcd exited before it answered: see {}", log.display()));
     assert_eq!(running_pid(&pid_file, "etcd"), None, "nothing is left running");
 }
+
+#[test]
+fn an_etcd_whose_port_is_taken_says_so() {
+    if !need("etcd") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let e =
+        Etcd::launch(EtcdOptions { port: Some(port), ..EtcdOptions::new("m", tmp.path().join("m.etcd")) }).unwrap_err();
+    assert!(matches!(&e, LaunchError::PortTaken { server: "etcd", .. }), "{e:?}");
+    assert!(e.to_string().contains("a port it was given is taken"), "{e}");
+    assert_eq!(kmdr_core::Classify::class(&e), kmdr_core::ErrorClass::Refused);
+}
