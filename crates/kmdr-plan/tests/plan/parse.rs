@@ -108,7 +108,10 @@ fn full_example_parses() {
     assert_eq!(plan.credentials[0].detail, "vault://kv/kmdr");
     assert_eq!(plan.credentials[0].review_every, Duration::from_secs(180 * 24 * H));
     let v = plan.verify.expect("the example's verify: block");
-    assert_eq!((v.every, v.sample, v.concurrency, v.nice, v.same_driver), (Duration::from_secs(6 * H), 1, 1, 10, false));
+    assert_eq!(
+        (v.every, v.sample, v.concurrency, v.nice, v.same_driver),
+        (Duration::from_secs(6 * H), 1, 1, 10, false)
+    );
 }
 
 #[test]

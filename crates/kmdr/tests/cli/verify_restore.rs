@@ -143,7 +143,10 @@ fn serve_proves_the_newest_backup_on_schedule_and_the_metrics_move() {
     let text = std::fs::read_to_string(&plan).unwrap();
     std::fs::write(&plan, format!("{text}verify:\n  every: 1s\n  sample: 2\n  nice: 5\n")).unwrap();
     let dry = k.ok(&["serve", "--plan", &plan, "--dry-run"]);
-    assert!(dry.contains("restore proofs every 1.0s: up to 2 newest unproven backups per unit, 1 at a time, at nice 5"), "{dry}");
+    assert!(
+        dry.contains("restore proofs every 1.0s: up to 2 newest unproven backups per unit, 1 at a time, at nice 5"),
+        "{dry}"
+    );
     let log = dir.path().join("serve.log");
     let serve = crate::serve::Serve::start_with(&k, &plan, &log, &[]);
     let unit = "{layer=\"tenant-control-planes\",unit=\"shared/t1\"}";
