@@ -47,9 +47,12 @@ pub fn require_servers() -> bool {
     std::env::var("KMDR_TEST_REQUIRE_SERVERS").as_deref() == Ok("1")
 }
 
-/// Whether `bin` runs (`bin --version` succeeds).
+/// Whether `bin` runs (`bin --version`, or `bin version` as helm 4 has it, succeeds).
 pub fn have(bin: &str) -> bool {
-    Command::new(bin).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    let runs = |arg: &str| {
+        Command::new(bin).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    };
+    runs("--version") || runs("version")
 }
 
 /// A port on 127.0.0.1 that was free a moment ago (0 when none can be bound,
