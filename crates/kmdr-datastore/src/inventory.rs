@@ -223,10 +223,10 @@ async fn etcd_inventory(conn: &EtcdConnection, content: bool) -> Result<KeyDiges
 /// reader), each with a digest of its value, as [`etcd_value_digests`] reads
 /// a live keyspace: memory holds a digest per key, not the values.
 pub fn snapshot_value_digests(db: &kmdr_etcd::bbolt::BoltFile) -> Result<KeyDigests, kmdr_etcd::bbolt::BoltError> {
-    let (revision, _, digests) = kmdr_etcd::mvcc::live_map(db, &|_| true, &|kv| digest(&kv.value))?;
-    let mut out = KeyDigests { revision, ..Default::default() };
-    out.keys = digests.len() as u64;
-    out.digests = digests;
+    let live = kmdr_etcd::mvcc::live_map(db, &|_| true, &|kv| digest(&kv.value))?;
+    let mut out = KeyDigests { revision: live.revision, ..Default::default() };
+    out.keys = live.keys.len() as u64;
+    out.digests = live.keys;
     Ok(out)
 }
 

@@ -45,33 +45,41 @@ pub fn parse_revision(k: &[u8]) -> Option<Revision> {
     })
 }
 
-/// The live keys at the snapshot's revision that a filter asked for.
-#[derive(Debug, Default)]
-pub struct LiveKeys {
+/// The live keys at the snapshot's revision that a filter asked for, each
+/// kept as a `T` (the whole KeyValue, or less).
+#[derive(Debug)]
+pub struct Live<T> {
     /// The highest revision in the snapshot.
     pub revision: i64,
     /// Every revision entry scanned.
     pub entries: u64,
     /// Live keys that passed the filter, by key.
-    pub keys: BTreeMap<Vec<u8>, KeyValue>,
+    pub keys: BTreeMap<Vec<u8>, T>,
 }
+
+impl<T> Default for Live<T> {
+    fn default() -> Self {
+        Live { revision: 0, entries: 0, keys: BTreeMap::new() }
+    }
+}
+
+/// The live keys with their whole KeyValue.
+pub type LiveKeys = Live<KeyValue>;
 
 /// Scan bucket `key` and keep the newest live version of each key for
 /// which `want(key)` is true. Memory holds only the wanted keys.
 pub fn live_keys(db: &BoltFile, want: &dyn Fn(&[u8]) -> bool) -> Result<LiveKeys, BoltError> {
-    let (revision, entries, keys) = live_map(db, want, &|kv| kv)?;
-    Ok(LiveKeys { revision, entries, keys })
+    live_map(db, want, &|kv| kv)
 }
 
 /// Scan bucket `key` and keep, for each live key `want(key)` accepts, what
 /// `keep` makes of its newest version (the whole KeyValue, a digest of its
-/// value): memory holds only that, whatever the values' size. Returns the
-/// highest revision, the entries scanned, and the map by key.
+/// value): memory holds only that, whatever the values' size.
 pub fn live_map<T>(
     db: &BoltFile,
     want: &dyn Fn(&[u8]) -> bool,
     keep: &dyn Fn(KeyValue) -> T,
-) -> Result<(i64, u64, BTreeMap<Vec<u8>, T>), BoltError> {
+) -> Result<Live<T>, BoltError> {
     let bucket = db
         .bucket(b"key")?
         .ok_or_else(|| BoltError("the database has no `key` bucket: it is not an etcd v3 snapshot".into()))?;
@@ -93,7 +101,7 @@ pub fn live_map<T>(
         }
         Ok(())
     })?;
-    Ok((revision, entries, keys))
+    Ok(Live { revision, entries, keys })
 }
 
 #[cfg(test)]
