@@ -94,6 +94,8 @@ pub(super) async fn prove_etcd(
 
     // The snapshot as stored; what it holds is read offline while etcdutl
     // restores the same file and the scratch etcd starts.
+    let clock = std::time::Instant::now();
+    let phase = |what: &str| tracing::debug!("test restore of {id}: {what} after {:?}", clock.elapsed());
     match restorer::write_snapshot_file(repo, id, &plan.snapshot_path, true, None).await {
         Ok(_) => {}
         Err(EtcdError::Repo(kmdr_repo::Error::Damaged { object, reason })) => {
@@ -111,6 +113,7 @@ pub(super) async fn prove_etcd(
     // A snapshot the tool refuses is the backup's fault; anything else stops
     // the test. (The snapshot copy and the staging dir sit in the scratch
     // dir, which goes when the proof is sealed.)
+    phase("snapshot written");
     match kmdr_etcd::tool::run_tool(&plan.tool, &plan.command[1..]).await {
         Ok(()) => {}
         Err(e @ EtcdError::ToolFailed { .. }) => {
@@ -126,6 +129,7 @@ pub(super) async fn prove_etcd(
     std::fs::rename(&plan.staging_dir, &data_dir).map_err(|e| {
         UnitError::new(ErrorClass::Other, format!("cannot move the restored data dir to {}: {e}", data_dir.display()))
     })?;
+    phase("restored by the tool");
     let (etcd, into) = match scratch_etcd(o, data_dir, Some(peer))? {
         Ok(started) => started,
         Err(e @ LaunchError::Exited { .. }) => {
@@ -133,10 +137,13 @@ pub(super) async fn prove_etcd(
         }
         Err(e) => return Err(e.into()),
     };
+    phase("scratch etcd answers");
     let got = served(&etcd).await?;
+    phase("keys read back");
     let offline = offline
         .await
         .map_err(|e| UnitError::new(ErrorClass::Other, format!("reading the snapshot offline failed: {e}")))?;
+    phase("snapshot read offline");
     let offline = match offline {
         Ok(d) => d,
         Err(e) => {

@@ -180,16 +180,13 @@ async fn tenant_manifests_are_typed_matched_and_their_data_restored() {
 
     // A manifest that names another schema than the TCP it kept (re-sealed with
     // the key): its bytes check out, its proof does not.
-    let repo = k.open_repo().await;
-    let bid: kmdr_core::BackupId = id.parse().unwrap();
-    let mut man = repo.load_manifest(&bid).await.unwrap();
-    if let kmdr_core::SourceInfo::KamajiTenants(t) = &mut man.source {
-        t.tenants[0].schema = "tenants_someone_else".into();
-        t.tenants[0].data.schema = "tenants_someone_else".into();
-    }
-    let key = kmdr_repo::repository::manifest_key(&bid);
-    let sealed = repo.key().seal(kmdr_repo::crypto::ObjectKind::Manifest, &key, &serde_json::to_vec(&man).unwrap(), 3);
-    repo.store().put(&key, sealed.into()).await.unwrap();
+    k.reseal_manifest(&id, |m| {
+        if let kmdr_core::SourceInfo::KamajiTenants(t) = &mut m.source {
+            t.tenants[0].schema = "tenants_someone_else".into();
+            t.tenants[0].data.schema = "tenants_someone_else".into();
+        }
+    })
+    .await;
     k.ok(&["verify", &id]);
     let o = k.run(&["verify", "--restore", &id]);
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -202,12 +199,9 @@ async fn tenant_manifests_are_typed_matched_and_their_data_restored() {
 
 #[test]
 fn volume_backups_are_looked_up_in_their_cluster() {
-    use crate::volumes::{CSI_ENTRY, csi_controller, plan, pvc, setup};
+    use crate::volumes::{CSI_ENTRY, csi_cluster, plan, setup};
     let s = setup();
-    let kube = FakeKube::with_fixtures(
-        &s.dir,
-        &json!({"objects": [pvc("tenant-a", "data-db-0"), pvc("tenant-a", "data-db-1")], "rules": csi_controller()}),
-    );
+    let kube = csi_cluster(&s);
     let file = plan(&s, &kube, "csi", CSI_ENTRY);
     let out = s.kmdr.json(&["backup", "--plan", &file, "--layer", "persistent-data"]);
     let id = out[0]["unit"]["backup"].as_str().unwrap().to_string();

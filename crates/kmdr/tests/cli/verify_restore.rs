@@ -90,15 +90,14 @@ async fn every_kind_of_data_backup_is_proven_restorable_and_a_lying_manifest_is_
 
     // A manifest that lies about its content (re-sealed with the key): the bytes
     // all check out, the restore does not.
+    let m = k
+        .reseal_manifest(&t1_id, |m| {
+            if let kmdr_core::SourceInfo::TenantData(t) = &mut m.source {
+                t.content_sha256 = "0".repeat(64);
+            }
+        })
+        .await;
     let repo = k.open_repo().await;
-    let id: kmdr_core::BackupId = t1_id.parse().unwrap();
-    let mut m = repo.load_manifest(&id).await.unwrap();
-    if let kmdr_core::SourceInfo::TenantData(t) = &mut m.source {
-        t.content_sha256 = "0".repeat(64);
-    }
-    let key = kmdr_repo::repository::manifest_key(&id);
-    let sealed = repo.key().seal(kmdr_repo::crypto::ObjectKind::Manifest, &key, &serde_json::to_vec(&m).unwrap(), 3);
-    repo.store().put(&key, sealed.into()).await.unwrap();
     k.ok(&["verify", &t1_id]);
     let o = k.run(&["verify", "--restore", &t1_id]);
     let stdout = String::from_utf8_lossy(&o.stdout);

@@ -108,13 +108,18 @@ fn stored(kmdr: &Kmdr, id: &str) -> Value {
     kmdr.json(&["backups", "show", id])
 }
 
+/// A cluster with two PVCs of app=db in tenant-a and the snapshot controller.
+pub(crate) fn csi_cluster(s: &Setup) -> FakeKube {
+    FakeKube::with_fixtures(
+        &s.dir,
+        &json!({"objects": [pvc("tenant-a", "data-db-0"), pvc("tenant-a", "data-db-1")], "rules": csi_controller()}),
+    )
+}
+
 #[test]
 fn csi_backup_then_restore_after_a_rebuild() {
     let s = setup();
-    let kube = FakeKube::with_fixtures(
-        &s.dir,
-        &json!({"objects": [pvc("tenant-a", "data-db-0"), pvc("tenant-a", "data-db-1")], "rules": csi_controller()}),
-    );
+    let kube = csi_cluster(&s);
     let file = plan(&s, &kube, "csi", CSI_ENTRY);
 
     let out = s.kmdr.json(&["backup", "--plan", &file, "--layer", "persistent-data"]);

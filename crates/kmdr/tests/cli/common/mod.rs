@@ -99,6 +99,24 @@ impl Kmdr {
         kmdr_repo::Repository::open(store, &secret, "test").await.unwrap()
     }
 
+    /// Re-seal backup `id`'s manifest with the key after `change` (a
+    /// manifest that lies about its content: its bytes all check out).
+    pub async fn reseal_manifest(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut kmdr_core::Manifest),
+    ) -> kmdr_core::Manifest {
+        let repo = self.open_repo().await;
+        let id: kmdr_core::BackupId = id.parse().unwrap();
+        let mut m = repo.load_manifest(&id).await.unwrap();
+        change(&mut m);
+        let key = kmdr_repo::repository::manifest_key(&id);
+        let sealed =
+            repo.key().seal(kmdr_repo::crypto::ObjectKind::Manifest, &key, &serde_json::to_vec(&m).unwrap(), 3);
+        repo.store().put(&key, sealed.into()).await.unwrap();
+        m
+    }
+
     pub fn init(&self) {
         self.ok(&["repo", "init"]);
     }
