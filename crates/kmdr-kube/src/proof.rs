@@ -72,11 +72,15 @@ pub async fn platform_checks(
         }
         Err(e) => checks.push(check("release", describe(info), e, false)),
     }
-    let values = read_value(repo, m, VALUES_FILE).await?;
-    let keys: Result<Vec<String>, String> = values.and_then(|v| match v {
-        Value::Object(o) => Ok(o.keys().cloned().collect()),
-        Value::Null => Ok(Vec::new()),
-        other => Err(format!("{VALUES_FILE} is not a mapping but {other}")),
+    // Read once: parsed for the check, written as is for helm.
+    let values_bytes = read(repo, m, VALUES_FILE).await?;
+    let keys: Result<Vec<String>, String> = values_bytes.clone().and_then(|bytes| {
+        let text = String::from_utf8(bytes).map_err(|e| format!("{VALUES_FILE} is not UTF-8: {e}"))?;
+        match values_from_yaml(&text).map_err(|e| format!("{VALUES_FILE} does not parse: {e}"))? {
+            Value::Object(o) => Ok(o.keys().cloned().collect()),
+            Value::Null => Ok(Vec::new()),
+            other => Err(format!("{VALUES_FILE} is not a mapping but {other}")),
+        }
     });
     match keys {
         Ok(k) => checks.push(check("values", info.values_keys.join(","), k.join(","), k == info.values_keys)),
@@ -95,15 +99,22 @@ pub async fn platform_checks(
         return Ok(("the release decoded; not rendered: no helm on PATH (pass --helm PATH)".into(), checks));
     };
     let into = format!("helm template ({})", helm.display());
-    match render(helm, &release, &scratch.join("chart"), scratch.join("values.yaml"), repo, m).await? {
-        Ok((rendered, missing)) => {
-            let in_release = manifest_objects(release["manifest"].as_str().unwrap_or(""));
+    let in_release = manifest_objects(release["manifest"].as_str().unwrap_or(""));
+    let expected = format!("objects within the release's {}", in_release.len());
+    let rendered = match values_bytes {
+        Ok(values) => render(helm, &release, &scratch.join("chart"), &scratch.join("values.yaml"), &values).await?,
+        Err(why) => Err(why),
+    };
+    match rendered {
+        Ok(rendered) => {
+            let missing: Vec<&String> = rendered.iter().filter(|o| !in_release.contains(*o)).collect();
             let found = match missing.first() {
-                None => format!("{} objects rendered, all in the release", rendered),
-                Some(o) => format!("{} objects rendered, {} not in the release (first: {o})", rendered, missing.len()),
+                None => format!("{} objects rendered, all in the release", rendered.len()),
+                Some(o) => {
+                    format!("{} objects rendered, {} not in the release (first: {o})", rendered.len(), missing.len())
+                }
             };
-            let expected = format!("objects within the release's {}", in_release.len());
-            checks.push(check("render", expected, found, missing.is_empty() && rendered > 0));
+            checks.push(check("render", expected, found, missing.is_empty() && !rendered.is_empty()));
         }
         Err(why) => checks.push(check("render", "helm template succeeds", why, false)),
     }
@@ -146,17 +157,16 @@ fn manifest_objects(text: &str) -> BTreeSet<String> {
 
 /// Write the release's own chart (Helm keeps its metadata, values, templates
 /// and files in the release; sub-charts it does not, so the dependencies are
-/// left out) and render it with `helm template` and the backup's values
-/// overlay. Returns how many objects rendered and those not in the release's
-/// manifest; `Ok(Err(why))` when helm fails on it.
+/// left out) and the backup's values overlay, and render them with `helm
+/// template`. Returns the objects rendered (kind, namespace, name);
+/// `Ok(Err(why))` when helm fails on it.
 async fn render(
     helm: &Path,
     release: &Value,
     dir: &Path,
-    values: std::path::PathBuf,
-    repo: &Repository,
-    m: &Manifest,
-) -> Result<Result<(usize, Vec<String>), String>, PlatformError> {
+    values_path: &Path,
+    values: &[u8],
+) -> Result<Result<BTreeSet<String>, String>, PlatformError> {
     let local = |e: std::io::Error| PlatformError::Local { path: dir.display().to_string(), detail: e.to_string() };
     let chart = &release["chart"];
     let mut meta = chart["metadata"].clone();
@@ -184,17 +194,14 @@ async fn render(
             std::fs::write(path, bytes).map_err(local)?;
         }
     }
-    match read(repo, m, VALUES_FILE).await? {
-        Ok(bytes) => std::fs::write(&values, bytes).map_err(local)?,
-        Err(why) => return Ok(Err(why)),
-    }
+    std::fs::write(values_path, values).map_err(local)?;
     let name = release["name"].as_str().unwrap_or("release");
     let ns = release["namespace"].as_str().unwrap_or("default");
     let out = tokio::process::Command::new(helm)
         .args(["template", name])
         .arg(dir)
         .args(["--namespace", ns, "--values"])
-        .arg(&values)
+        .arg(values_path)
         .stdin(std::process::Stdio::null())
         .output()
         .await
@@ -207,12 +214,7 @@ async fn render(
         let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
         return Ok(Err(format!("helm template failed ({}): {last}", out.status)));
     }
-    let rendered = manifest_objects(&String::from_utf8_lossy(&out.stdout));
-    let in_release = manifest_objects(release["manifest"].as_str().unwrap_or(""));
-    // helm template fills in no namespace the templates leave out; the
-    // release's manifest is the same text, so compare like with like.
-    let missing = rendered.iter().filter(|o| !in_release.contains(*o)).cloned().collect();
-    Ok(Ok((rendered.len(), missing)))
+    Ok(Ok(manifest_objects(&String::from_utf8_lossy(&out.stdout))))
 }
 
 // ---- tenant manifests ------------------------------------------------------

@@ -141,9 +141,9 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
             continue;
         }
         if let LayerSource::Volumes(entries) = &spec.source {
-            out.extend(volume_rpo(plan, repo, spec, entries, now).await?);
-            let mut units: BTreeMap<String, Option<String>> =
-                latest_units(repo, spec).await?.into_iter().map(|(u, id)| (u, Some(id))).collect();
+            let latest = latest_units(repo, spec).await?;
+            out.extend(volume_rpo(plan, repo, spec, entries, &latest, now).await?);
+            let mut units: BTreeMap<String, Option<String>> = latest.into_iter().map(|(u, id)| (u, Some(id))).collect();
             for v in entries {
                 units.entry(v.unit()).or_insert(None);
             }
@@ -288,10 +288,10 @@ async fn volume_rpo(
     repo: &Repository,
     spec: &crate::plan::LayerSpec,
     entries: &[crate::plan::VolumeSpec],
+    latest: &BTreeMap<String, String>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Finding>, kmdr_repo::Error> {
     let layer = spec.layer;
-    let latest = latest_units(repo, spec).await?;
     let mut out = Vec::new();
     for v in entries {
         let subject = format!("{layer} {}", v.unit());

@@ -7,17 +7,13 @@
 //! that fails without its guard.
 
 use crate::common;
+use crate::common::b64;
 
 use common::kube::FakeKube;
 use common::{Kmdr, under};
 use kmdr_testkit::{Etcd, Postgres};
 use serde_json::{Value, json};
 use std::path::Path;
-
-fn b64(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
 
 fn host_port(url: &str) -> String {
     url.rsplit("//").next().unwrap().rsplit('@').next().unwrap().to_string()

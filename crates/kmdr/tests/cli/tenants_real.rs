@@ -11,6 +11,7 @@
 //! the backed-up schema, and refuses (exit 8, nothing written) when not.
 
 use crate::common;
+use crate::common::b64;
 
 use common::real_kube::{self, Audited, audit_mark, delete, get, kmdr_requests, patch_status, put, writes};
 use common::{Kmdr, under};
@@ -23,11 +24,6 @@ use std::time::{Duration, Instant};
 const NS: &str = "tr-tenants";
 const DS: &str = "tr-etcd";
 const TCPS: &str = "/apis/kamaji.clastix.io/v1alpha1/namespaces/tr-tenants/tenantcontrolplanes";
-
-fn b64(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
 
 fn tcp(name: &str, cluster: bool) -> Value {
     let mut meta = json!({"name": name, "namespace": NS, "labels": {"tenant": name}});
@@ -96,6 +92,23 @@ fn kmdr_writes(s: &KubeApiServer, mark: usize) -> Vec<Audited> {
     writes(&kmdr_requests(s, mark, &[NS], &[DS]))
 }
 
+/// A tenant etcd, a repository, the tenants' namespace and an etcd DataStore
+/// in front of that etcd; returns the etcd, kmdr and the kubeconfig.
+fn under_cluster(s: &KubeApiServer, d: &std::path::Path, name: &str, ns: &str, ds: &str) -> (Etcd, Kmdr, String) {
+    let etcd = Etcd::start(d, name);
+    let k = Kmdr::local(d);
+    k.init();
+    s.create_namespace(ns).unwrap();
+    let endpoint = etcd.client_url.trim_start_matches("http://").to_string();
+    put(
+        s,
+        "datastores",
+        &json!({"apiVersion": "kamaji.clastix.io/v1alpha1", "kind": "DataStore",
+        "metadata": {"name": ds}, "spec": {"driver": "etcd", "endpoints": [endpoint]}}),
+    );
+    (etcd, k, s.kubeconfig.display().to_string())
+}
+
 #[tokio::test]
 async fn tenants_round_trip_on_a_real_api_server_with_kamaji_1_0_crds() {
     need_etcd!();
@@ -103,25 +116,13 @@ async fn tenants_round_trip_on_a_real_api_server_with_kamaji_1_0_crds() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let etcd = Etcd::start(d, "tr-shared");
+    // --- the under-cluster as it was
+    let (etcd, k, kc) = under_cluster(s, d, "tr-shared", NS, DS);
     // Schemas as Kamaji v1.0.0 named them: NS_NAME, `-` made `_`. gamma's was
     // named otherwise (by a later Kamaji, after its UID): v1.0.0 cannot give it back.
     etcd.load("/tr_tenants_alpha/pods/default/web-", 300, 400, 1).await;
     etcd.load("/tr_tenants_beta/configmaps/kube-system/cm-", 120, 200, 2).await;
     etcd.load("/kamaji_6f1c2a/secrets/default/s-", 40, 100, 3).await;
-    let k = Kmdr::local(d);
-    k.init();
-    let kc = s.kubeconfig.display().to_string();
-
-    // --- the under-cluster as it was
-    s.create_namespace(NS).unwrap();
-    let endpoint = etcd.client_url.trim_start_matches("http://").to_string();
-    put(
-        s,
-        "datastores",
-        &json!({"apiVersion": "kamaji.clastix.io/v1alpha1", "kind": "DataStore",
-        "metadata": {"name": DS}, "spec": {"driver": "etcd", "endpoints": [endpoint]}}),
-    );
     for (name, schema, cluster) in
         [("alpha", "tr_tenants_alpha", true), ("beta", "tr_tenants_beta", false), ("gamma", "kamaji_6f1c2a", false)]
     {
@@ -296,7 +297,7 @@ async fn tenants_round_trip_on_a_real_api_server_with_kamaji_1_0_crds() {
     assert_eq!(ca["data"]["tls.crt"], b64("cert of alpha-ca"));
     assert!(get(s, &format!("/apis/cluster.x-k8s.io/v1beta1/namespaces/{NS}/clusters/alpha")).is_some());
     let ds = get(s, &format!("/apis/kamaji.clastix.io/v1alpha1/datastores/{DS}")).unwrap();
-    assert_eq!(ds["spec"]["endpoints"], json!([endpoint]));
+    assert_eq!(ds["spec"]["endpoints"], json!([etcd.client_url.trim_start_matches("http://")]));
     assert_eq!(rv(&get(s, &tcp_path("beta")).unwrap()), rv(&beta_tcp), "--only alpha touched beta's TCP");
     assert!(get(s, &tcp_path("gamma")).is_none(), "--only alpha restored gamma");
     assert!(get(s, &format!("/api/v1/namespaces/{NS}/secrets/gamma-ca")).is_none());
@@ -335,19 +336,8 @@ async fn a_tenant_control_plane_never_reported_ready_times_out_with_its_manifest
     const DS2: &str = "tr-stuck-etcd";
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let etcd = Etcd::start(d, "tr-stuck");
+    let (etcd, k, kc) = under_cluster(s, d, "tr-stuck", NS2, DS2);
     etcd.load("/tr_stuck_delta/pods/default/p-", 20, 100, 4).await;
-    let k = Kmdr::local(d);
-    k.init();
-    let kc = s.kubeconfig.display().to_string();
-    s.create_namespace(NS2).unwrap();
-    let endpoint = etcd.client_url.trim_start_matches("http://").to_string();
-    put(
-        s,
-        "datastores",
-        &json!({"apiVersion": "kamaji.clastix.io/v1alpha1", "kind": "DataStore",
-        "metadata": {"name": DS2}, "spec": {"driver": "etcd", "endpoints": [endpoint]}}),
-    );
     let mut t = tcp("delta", false);
     t["metadata"]["namespace"] = json!(NS2);
     t["spec"]["dataStore"] = json!(DS2);

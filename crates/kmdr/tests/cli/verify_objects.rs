@@ -7,15 +7,11 @@
 //! the scripted fake API (scripts/fake-kube-api.py) until the tests move to
 //! the real kube-apiserver (issue 14); the datastore is a real etcd.
 
+use crate::common::b64;
 use crate::common::kube::FakeKube;
 use crate::common::{self, Kmdr};
 use kmdr_testkit::Etcd;
 use serde_json::{Value, json};
-
-fn b64(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
 
 /// The checks of a proof as `what -> ok`.
 fn checks(proof: &Value) -> Vec<(String, bool)> {

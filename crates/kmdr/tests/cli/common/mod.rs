@@ -27,6 +27,12 @@ macro_rules! need_etcd {
 }
 
 /// `(key, value)` of every key under `prefix`, sorted, as etcdctl would list them.
+/// Standard base64, as the Kubernetes API encodes Secret data.
+pub fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
 pub async fn under(e: &Etcd, prefix: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     e.dump().await.into_iter().filter(|(k, _)| k.starts_with(prefix.as_bytes())).collect()
 }
