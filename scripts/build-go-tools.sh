@@ -6,14 +6,17 @@
 #   kube-apiserver 1.34          (tools/go/kube-apiserver-1.34: k8s.io/kubernetes
 #                                 v1.34.4, every staging module pinned to v0.34.4)
 #   helm 4                       (tools/go/helm-4)
+#   kubectl 1.34                 (tools/go/kubectl-1.34: k8s.io/kubectl v0.34.4 and
+#                                 Kubernetes' own 20-line main; for scripts/e2e-cluster.sh)
 # into a versioned cache directory, one per tool set and version:
 #   ${KMDR_TOOLS_CACHE:-~/.cache/kmdr/tools}/etcd-v3.6.16/bin/{etcd,etcdctl,etcdutl}
 #   ${KMDR_TOOLS_CACHE:-~/.cache/kmdr/tools}/kine-v0.17.5/bin/kine
 #   ${KMDR_TOOLS_CACHE:-~/.cache/kmdr/tools}/kube-apiserver-v1.34.4/bin/kube-apiserver
 #   ${KMDR_TOOLS_CACHE:-~/.cache/kmdr/tools}/helm-v4.3.2/bin/helm
+#   ${KMDR_TOOLS_CACHE:-~/.cache/kmdr/tools}/kubectl-v0.34.4/bin/kubectl
 # kube-apiserver is the long one: 14 minutes cold on 2 busy cores (9.5 CPU-minutes),
-# helm 4.5 minutes; etcd and kine a few each.
-# KMDR_GO_TOOLS (space-separated names: etcd kine kube-apiserver helm; default
+# helm 4.5 minutes, kubectl 2 (after kube-apiserver: most packages are shared); etcd and kine a few each.
+# KMDR_GO_TOOLS (space-separated names: etcd kine kube-apiserver helm kubectl; default
 # all) limits what is built and printed: scripts/try.sh's lab needs only etcd and kine.
 # Idempotent: a tool set whose binaries and stamp file are there is not
 # built again. Prints the bin directories, one per line, on stdout.
@@ -30,7 +33,7 @@ pinned() { awk -v m="$2" '$1 == m && $2 ~ /^v[0-9]/ { print $2; exit }' "$1/go.m
 # ldflags may name the pinned version as @VERSION@.
 build() {
   local src=$top/tools/go/$1 name=$2 module=$3
-  case " ${KMDR_GO_TOOLS:-etcd kine kube-apiserver helm} " in *" $name "*) ;; *) return 0 ;; esac
+  case " ${KMDR_GO_TOOLS:-etcd kine kube-apiserver helm kubectl} " in *" $name "*) ;; *) return 0 ;; esac
   shift 3
   local version
   version=$(pinned "$src" "$module")
@@ -70,3 +73,6 @@ kv+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/versi
 ldflags=$kv build kube-apiserver-1.34 kube-apiserver k8s.io/kubernetes \
   kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver
 ldflags='-X helm.sh/helm/v4/internal/version.version=@VERSION@' build helm-4 helm helm.sh/helm/v4 helm=helm.sh/helm/v4/cmd/helm
+# kubectl says the Kubernetes release its staging module v0.X.Y belongs to, v1.X.Y.
+kctl=$(pinned "$top/tools/go/kubectl-1.34" k8s.io/kubectl)
+ldflags=${kv//@VERSION@/v1.${kctl#v0.}} build kubectl-1.34 kubectl k8s.io/kubectl kubectl=.

@@ -2,9 +2,10 @@
 # Check `kmdr backup platform` and `kmdr restore platform --dry-run` against a
 # REAL cluster: the current kubectl context (or KUBECONFIG / --context below).
 #
-# Not run in CI (there is no cluster there; crates/kmdr/tests/platform.rs runs
-# the same commands against scripts/fake-kube-api.py). Run it by hand on a
-# machine whose kubectl reaches the under cluster:
+# Not run in CI: crates/kmdr/tests/cli/platform_real.rs runs the same commands
+# against a real kube-apiserver with real helm, and scripts/e2e-cluster.sh
+# (tested in CI against the lab) covers backup/restore platform too. Run it by
+# hand on a machine whose kubectl reaches the under cluster:
 #
 #   scripts/check-platform-backup-real-cluster.sh [RELEASE] [NAMESPACE] [NS/SECRET ...]
 #   RELEASE defaults to kmetal, NAMESPACE to kmetal-system.

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # End to end against a REAL kMetal under-cluster: the Kubernetes layers of
 # kmdr (backup tenants, restore tenants --dry-run and real, backup/restore
-# platform, watch). Not run in CI: there is no cluster there, and the tests
-# (crates/kmdr/tests/tenants.rs, platform.rs) run the same commands against
-# scripts/fake-kube-api.py with real datastores.
+# platform, watch). CI runs it against the lab's real kube-apiserver
+# (scripts/test-e2e-cluster.sh: `kmdr lab up` with the platform's Helm
+# release and Kamaji objects), so the script is itself tested.
 #
 # Usage:
 #   scripts/e2e-cluster.sh [--release NAME] [-n NAMESPACE] [--tenant NS/NAME]
@@ -44,7 +44,7 @@ while [ $# -gt 0 ]; do
     --release) release=$2; shift 2 ;;
     -n|--namespace) namespace=$2; shift 2 ;;
     --tenant) tenant=$2; shift 2 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

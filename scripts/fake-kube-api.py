@@ -32,37 +32,28 @@ Writes behave like a real API server: the server sets metadata.uid,
 resourceVersion (one global counter), creationTimestamp, generation (bumped
 when spec changes) and managedFields (one entry per manager); a namespaced
 write into a Namespace that does not exist is refused (404), as a real API
-server does; a write that changes a field declared immutable is refused (422
-Invalid). The main resource ignores status; /status writes only status.
+server does. The main resource ignores status; /status writes only status.
 
 Test endpoints (not Kubernetes, never in the request log):
 
   GET    /_fake/requests     the request log: [{seq, method, path, query,
                              contentType, body}] in arrival order (body parsed
                              as JSON when it is, else text)
-  DELETE /_fake/requests     clear the log
   GET    /_fake/objects      every stored object
-  POST   /_fake/objects      load more fixtures: a fixtures document (below), one
-                             object, or a list of objects
-  POST   /_fake/down         answer every later API request with a dropped
-                             connection (a dead API server)
 
-Fixtures (--fixtures FILE, repeatable, and POST /_fake/objects), JSON:
+Fixtures (--fixtures FILE, repeatable), JSON:
 
   {
     "objects":  [ {apiVersion, kind, metadata: {name, namespace?, ...}, ...}, ... ],
-    "resources": [ {"apiVersion": "velero.io/v1", "kind": "Backup",
-                    "plural": "backups", "namespaced": true}, ... ],
+    "resources": [ {"apiVersion": "apps.kio.kasten.io/v1alpha1", "kind": "RestorePoint",
+                    "plural": "restorepoints", "namespaced": true}, ... ],
     "rules": [
       {"kind": "TenantControlPlane",          # required; apiVersion optional
-       "on": "apply",                          # create | apply | update | write | start
+       "on": "apply",                          # create | apply | update | write
        "match": {"metadata.namespace": "t1"},  # optional: dotted path -> value
        "afterMs": 500,                         # delay (default 0)
-       "set": {"status.kubernetesResources.version.status": "Ready"},
-       "delete": false}                        # or delete the object instead
+       "set": {"status.kubernetesResources.version.status": "Ready"}}
     ],
-    "immutable": [ {"kind": "TenantControlPlane", "path": "spec.dataStoreSchema"} ],
-    "unserved": ["velero.io/v1"],
     "version": {"gitVersion": "v1.33.1-fake"}
   }
 
@@ -70,12 +61,11 @@ Fixtures (--fixtures FILE, repeatable, and POST /_fake/objects), JSON:
     get server values for the missing ones; the Namespace of every namespaced
     object is created when absent.
   * resources declare plural and scope for kinds the built-in table lacks
-    (it knows core kinds, Helm, Kamaji, Cluster API, Velero, CSI snapshots,
+    (it knows core kinds, Helm, Kamaji, Cluster API, CSI snapshots,
     Kasten); otherwise the plural is the lower-cased kind + "s".
   * rules script the controllers: when a matching write ("on": create = POST
     or apply that creates; update = PUT/PATCH of an existing object; apply =
-    any server-side apply; write = any of them), or, with "start", for every
-    matching object present at startup / load time, the "set" paths are
+    any server-side apply; write = any of them), the "set" paths are
     written afterMs later (a normal write: resourceVersion bumps; a path
     starting with "status." is a status write). Values that are strings of
     the form "$(dotted.path)" are replaced by that field of the object
@@ -83,9 +73,6 @@ Fixtures (--fixtures FILE, repeatable, and POST /_fake/objects), JSON:
     as text ("snapcontent-$(metadata.uid)"). A rule may also "create" a list
     of objects (templates expanded the same way against the object after
     "set"), as a controller makes dependent objects; they fire "create" rules.
-  * unserved lists group/versions the API does not serve: every path under
-    them answers 404 "the server could not find the requested resource", as
-    a cluster without that CRD does (a tool that is not installed).
 
 By default the built-in Helm fixtures below are loaded too (--bare skips
 them): three revisions of the Helm release "kmetal" in kmetal-system, stored
@@ -96,8 +83,6 @@ kmetal-system/registry-creds and an unrelated Helm release "other".
 
 Usage:
   fake-kube-api.py [--port N] [--port-file FILE] [--fixtures FILE ...] [--bare]
-  fake-kube-api.py --print-values    print the v2 values overlay as JSON
-  fake-kube-api.py --print-secret    print registry-creds' data as JSON: {plain: {...}, data: {base64}}
 """
 
 import argparse
@@ -149,10 +134,6 @@ BUILTIN_RESOURCES = {
     ("kamaji.clastix.io/v1alpha1", "DataStore"): ("datastores", False),
     ("controlplane.cluster.x-k8s.io/v1alpha1", "KamajiControlPlane"): ("kamajicontrolplanes", True),
     ("cluster.x-k8s.io/v1beta1", "Cluster"): ("clusters", True),
-    ("velero.io/v1", "Backup"): ("backups", True),
-    ("velero.io/v1", "Restore"): ("restores", True),
-    ("velero.io/v1", "Schedule"): ("schedules", True),
-    ("velero.io/v1", "BackupStorageLocation"): ("backupstoragelocations", True),
     ("snapshot.storage.k8s.io/v1", "VolumeSnapshot"): ("volumesnapshots", True),
     ("snapshot.storage.k8s.io/v1", "VolumeSnapshotContent"): ("volumesnapshotcontents", False),
     ("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass"): ("volumesnapshotclasses", False),
@@ -428,11 +409,8 @@ class Store:
         self.objects = {}  # (group, version, plural, ns, name) -> object
         self.resources = dict(BUILTIN_RESOURCES)
         self.rules = []
-        self.immutable = []
-        self.unserved = set()  # "group/version" the API does not serve (a CRD not installed)
         self.rv = 1000
         self.log = []
-        self.down = False
         self.version = {
             "major": "1", "minor": "33", "gitVersion": "v1.33.1-fake", "gitCommit": "0" * 40,
             "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24",
@@ -476,7 +454,7 @@ class Store:
         return str(self.rv)
 
     # -- loading
-    def load(self, doc, run_start_rules=True):
+    def load(self, doc):
         with self.lock:
             if isinstance(doc, list):
                 doc = {"objects": doc}
@@ -484,24 +462,12 @@ class Store:
                 doc = {"objects": [doc]}
             for r in doc.get("resources", []):
                 self.resources[(r["apiVersion"], r["kind"])] = (r["plural"], r.get("namespaced", True))
-            self.immutable.extend(doc.get("immutable", []))
-            self.unserved.update(doc.get("unserved", []))
             if "version" in doc:
                 self.version.update(doc["version"])
-            new_rules = doc.get("rules", [])
-            self.rules.extend(new_rules)
-            loaded = []
+            self.rules.extend(doc.get("rules", []))
             for obj in doc.get("objects", []):
                 obj = copy.deepcopy(obj)
-                key = self.place(obj)
-                self.objects[key] = obj
-                loaded.append(key)
-            if run_start_rules:
-                for rule in [r for r in new_rules if r.get("on") == "start"]:
-                    for key, obj in list(self.objects.items()):
-                        if self.rule_matches(rule, obj):
-                            self.schedule(rule, key)
-            return loaded
+                self.objects[self.place(obj)] = obj
 
     def place(self, obj):
         """Server values for the metadata a fixture leaves out; its key (its
@@ -552,9 +518,6 @@ class Store:
                 obj = self.objects.get(key)
                 if obj is None:
                     return
-                if rule.get("delete"):
-                    del self.objects[key]
-                    return
                 obj = copy.deepcopy(obj)
                 for path, value in rule.get("set", {}).items():
                     set_path(obj, path, expand(value, obj))
@@ -577,19 +540,6 @@ class Store:
     def check_namespace(self, ns):
         if ns and ("", "v1", "namespaces", "", ns) not in self.objects:
             raise ApiError(404, "NotFound", f'namespaces "{ns}" not found', ns, "namespaces")
-
-    def check_immutable(self, old, new):
-        for rule in self.immutable:
-            if rule.get("kind") and rule["kind"] != new.get("kind"):
-                continue
-            before, after = get_path(old, rule["path"]), get_path(new, rule["path"])
-            if before is not None and before != after:
-                raise ApiError(
-                    422, "Invalid",
-                    f'{new["kind"]}.{new["apiVersion"].split("/")[0]} "{new["metadata"]["name"]}" is invalid: '
-                    f'{rule["path"]}: Invalid value: "{after}": field is immutable',
-                    new["metadata"]["name"], new["kind"],
-                )
 
     def stamp_new(self, obj, manager, operation):
         meta = obj.setdefault("metadata", {})
@@ -668,7 +618,6 @@ class Store:
                 new["status"] = copy.deepcopy(body.get("status"))
             else:
                 new = keep_status(old, copy.deepcopy(body))
-            self.check_immutable(old, new)
             self.stamp_update(old, new, manager, "Update")
             self.objects[key] = new
             self.fire(["update"], key, new)
@@ -725,7 +674,6 @@ class Store:
                 else:
                     new = keep_status(old, new)
                 event = "update"
-            self.check_immutable(old, new)
             self.stamp_update(old, new, manager, "Apply" if event == "apply" else "Update")
             self.objects[key] = new
             self.fire(["update", "apply"] if event == "apply" else ["update"], key, new)
@@ -789,14 +737,6 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.read_body()
         if parts[:1] == ["_fake"]:
             return self.fake_endpoint(method, parts[1:], raw)
-        if STORE.down:
-            # A dead server: close without an answer.
-            self.close_connection = True
-            try:
-                self.connection.shutdown(2)
-            except OSError:
-                pass
-            return
         content_type = self.headers.get("Content-Type", "")
         try:
             body = json.loads(raw) if raw else None
@@ -820,8 +760,6 @@ class Handler(BaseHTTPRequestHandler):
         if parsed is None:
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({'/' + '/'.join(parts)})")
         group, version, ns, plural, name, sub = parsed
-        if f"{group}/{version}" in STORE.unserved:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if sub not in (None, "status"):
             raise ApiError(404, "NotFound", f"subresource {sub} is not served by this fake")
         if plural == "namespaces" and ns is None and group == "":
@@ -864,19 +802,9 @@ class Handler(BaseHTTPRequestHandler):
         if parts == ["requests"] and method == "GET":
             with STORE.lock:
                 return self.send_json(200, STORE.log)
-        if parts == ["requests"] and method == "DELETE":
-            with STORE.lock:
-                STORE.log.clear()
-            return self.send_json(200, {})
         if parts == ["objects"] and method == "GET":
             with STORE.lock:
                 return self.send_json(200, [copy.deepcopy(o) for _, o in sorted(STORE.objects.items())])
-        if parts == ["objects"] and method == "POST":
-            loaded = STORE.load(json.loads(raw))
-            return self.send_json(200, {"loaded": ["/".join(k) for k in loaded]})
-        if parts == ["down"] and method == "POST":
-            STORE.down = True
-            return self.send_json(200, {})
         return self.send_json(404, {"error": "unknown fake endpoint"})
 
     def do_GET(self):
@@ -901,15 +829,7 @@ def main():
     ap.add_argument("--port-file", help="write the port here once listening")
     ap.add_argument("--fixtures", action="append", default=[], help="a fixtures JSON file (repeatable)")
     ap.add_argument("--bare", action="store_true", help="do not load the built-in Helm fixtures")
-    ap.add_argument("--print-values", action="store_true")
-    ap.add_argument("--print-secret", action="store_true")
     a = ap.parse_args()
-    if a.print_values:
-        print(json.dumps(values_of(2)))
-        return
-    if a.print_secret:
-        print(json.dumps({"plain": REGISTRY_CREDS, "data": {k: b64(v.encode()) for k, v in REGISTRY_CREDS.items()}}))
-        return
     if not a.bare:
         STORE.load({"objects": builtin_fixtures()})
     for path in a.fixtures:

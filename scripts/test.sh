@@ -14,4 +14,5 @@ cargo test --workspace --locked "$@"
 if [ -x scripts/test-recover-without-kmdr.sh ] && [ $# -eq 0 ]; then
   cargo build --locked -q -p kmdr
   scripts/test-recover-without-kmdr.sh "${CARGO_TARGET_DIR:-target}/debug/kmdr"
+  scripts/test-e2e-cluster.sh "${CARGO_TARGET_DIR:-target}/debug/kmdr"
 fi

@@ -3,12 +3,15 @@
 # see scripts/install-deps.sh), build kmdr, bring up the lab (an under-cluster
 # etcd, a shared tenant etcd and, when installed, kine on PostgreSQL and
 # MariaDB, all on 127.0.0.1), run a full disaster-recovery drill against it and
-# show where its report is. The lab is stopped at the end; its directory
-# (.kmdr-lab: repository, key, plan, reports) is kept.
+# show where its report is. With kube-apiserver and helm built, the lab also runs
+# a Kubernetes API server with the platform's Helm release and Kamaji objects.
+# The lab is stopped at the end; its directory (.kmdr-lab: repository, key,
+# plan, reports) is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The lab runs etcd and kine; kube-apiserver and helm (the tests') take 20 minutes more to build.
-export KMDR_GO_TOOLS=${KMDR_GO_TOOLS:-etcd kine}
+# The lab runs etcd and kine, and kube-apiserver and helm for the platform layer
+# (20 minutes more to build the first time): KMDR_GO_TOOLS="etcd kine" leaves them out.
+export KMDR_GO_TOOLS=${KMDR_GO_TOOLS:-etcd kine kube-apiserver helm}
 scripts/install-deps.sh
 source scripts/tools-env.sh
 cargo build --locked -q -p kmdr

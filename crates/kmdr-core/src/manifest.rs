@@ -91,6 +91,29 @@ pub struct EtcdSnapshotInfo {
     pub db_size: i64,
     /// etcd's own trailing sha256 of the snapshot (checked while streaming), hex.
     pub etcd_sha256: String,
+    /// The cluster identity the snapshot needs to be usable (the CA its
+    /// tokens and client certificates chain to, the keys its Secrets are
+    /// encrypted with), where it was known at backup time. Absent in
+    /// backups of kmdr before 0.1 of issue 19 and when nothing said it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs: Option<ClusterIdentity>,
+}
+
+/// What an under-cluster etcd snapshot needs besides itself: a kube-apiserver
+/// started on it must have the same cluster CA (or every kubeconfig and
+/// client certificate is rejected) and the same encryption keys (or every
+/// Secret encrypted at rest is unreadable). Kept without key material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterIdentity {
+    /// The cluster CA certificate (`/etc/kubernetes/pki/ca.crt`), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CertificateInfo>,
+    /// The keys of the API server's EncryptionConfiguration, if known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encryption_keys: Vec<EncryptionKeyInfo>,
+    /// Where it was read: `live` (the files on the node at backup time) or
+    /// the id of the node-files backup it was taken from.
+    pub from: String,
 }
 
 /// What a tenant data backup recorded about its source: one tenant's keys in
@@ -331,9 +354,64 @@ pub enum SourceInfo {
     KamajiTenants(KamajiTenantsInfo),
     /// A persistent-data entry: what the volume backup tool took.
     VolumeBackup(VolumeBackupInfo),
+    /// The under-cluster's identity: kubeadm PKI, config, encryption config.
+    NodeFiles(NodeFilesInfo),
     /// Anything else: kept as raw JSON so older readers still list newer kinds.
     #[serde(untagged)]
     Other(serde_json::Value),
+}
+
+/// What a node-files backup (`kmdr backup node-files`) holds: the files with
+/// their modes and ownership, what each certificate says, and which
+/// encryption keys the API server's EncryptionConfiguration names. Never
+/// key material: that is only in the backup's files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeFilesInfo {
+    /// The machine the files were read on (its hostname).
+    pub host: String,
+    /// Every file, by its absolute path on that machine.
+    pub files: Vec<NodeFile>,
+    pub certificates: Vec<CertificateInfo>,
+    pub encryption_keys: Vec<EncryptionKeyInfo>,
+}
+
+/// One file of a node-files backup. Its name in the backup is `path`
+/// without the leading `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeFile {
+    pub path: String,
+    /// Permission bits (`0o600`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+}
+
+/// A certificate found among the files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateInfo {
+    pub path: String,
+    /// RFC 4514 subject, e.g. `CN=kubernetes`.
+    pub subject: String,
+    /// Hex sha256 of the DER certificate (`openssl x509 -fingerprint -sha256`, without colons).
+    pub sha256: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// Basic constraints say it is a CA.
+    pub ca: bool,
+}
+
+/// A key an EncryptionConfiguration names (its provider and name, never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionKeyInfo {
+    /// The EncryptionConfiguration file.
+    pub path: String,
+    pub provider: String,
+    pub name: String,
+    /// 16 hex digits of a domain-separated sha256 of the secret: tells a
+    /// rotated key that kept its name apart. Empty in older backups.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
 }
 
 /// Sizes of a backup and what it added to the repository.
@@ -418,6 +496,13 @@ impl Manifest {
                 k.tenants.iter().map(|t| t.data.key_count).sum::<u64>(),
                 k.cluster
             ),
+            SourceInfo::NodeFiles(n) => format!(
+                "node files of {}: {} files, {} certificates, {} encryption keys",
+                n.host,
+                n.files.len(),
+                n.certificates.len(),
+                n.encryption_keys.len()
+            ),
             SourceInfo::VolumeBackup(v) => format!(
                 "volumes {} {} {} item(s) {} by {} ({})",
                 v.entry,
@@ -460,6 +545,7 @@ mod tests {
                 key_count: 7,
                 db_size: 20480,
                 etcd_sha256: "00".repeat(32),
+                needs: None,
             }),
             files: vec![FileEntry {
                 name: "snapshot.db".into(),

@@ -27,6 +27,8 @@ pub const KIND: &str = "etcd";
 pub struct SnapshotOptions {
     pub connection: EtcdConnection,
     pub tags: BTreeMap<String, String>,
+    /// The cluster identity the snapshot needs (recorded in its manifest).
+    pub needs: Option<kmdr_core::ClusterIdentity>,
 }
 
 /// A connected member, with what it reported before the snapshot started.
@@ -64,6 +66,7 @@ impl EtcdSnapshot {
             key_count: count.count(),
             db_size: status.db_size(),
             etcd_sha256: String::new(),
+            needs: None,
         };
         Ok(EtcdSnapshot { client, info })
     }
@@ -114,7 +117,9 @@ pub async fn backup_snapshot(
     opts: &SnapshotOptions,
     progress: Option<Progress>,
 ) -> Result<Manifest, EtcdError> {
-    EtcdSnapshot::open(&opts.connection).await?.backup_into(repo, opts.tags.clone(), progress).await
+    let mut snap = EtcdSnapshot::open(&opts.connection).await?;
+    snap.info.needs = opts.needs.clone();
+    snap.backup_into(repo, opts.tags.clone(), progress).await
 }
 
 /// Stream a member's snapshot into `out` (etcd's checksum checked as the

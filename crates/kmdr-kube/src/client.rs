@@ -170,7 +170,7 @@ impl KubeClient {
     /// an unreachable cluster or refused credentials show up here first.
     pub async fn server_version(&self) -> Result<String, KubeError> {
         let v = self
-            .logged(self.client.apiserver_version())
+            .logged(|| self.client.apiserver_version())
             .await
             .map_err(|e| self.classify(e, "GET /version", "the version endpoint"))?;
         Ok(v.git_version)
@@ -179,7 +179,8 @@ impl KubeClient {
     /// Secrets of `namespace` matching `label_selector`.
     pub async fn list_secrets(&self, namespace: &str, label_selector: &str) -> Result<Vec<Secret>, KubeError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let list = self.logged(api.list(&ListParams::default().labels(label_selector))).await.map_err(|e| {
+        let lp = ListParams::default().labels(label_selector);
+        let list = self.logged(|| api.list(&lp)).await.map_err(|e| {
             self.classify(e, &format!("listing Secrets in namespace {namespace}"), &format!("namespace {namespace}"))
         })?;
         Ok(list.items)
@@ -188,7 +189,7 @@ impl KubeClient {
     /// The Secret `namespace/name`.
     pub async fn get_secret(&self, namespace: &str, name: &str) -> Result<Secret, KubeError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        self.logged(api.get(name)).await.map_err(|e| {
+        self.logged(|| api.get(name)).await.map_err(|e| {
             self.classify(e, &format!("reading Secret {namespace}/{name}"), &format!("Secret {namespace}/{name}"))
         })
     }
@@ -210,7 +211,8 @@ impl KubeClient {
         name: &str,
     ) -> Result<Option<Value>, KubeError> {
         let what = object_name(kind, namespace.unwrap_or(""), name);
-        match self.logged(self.dynamic(kind, namespace).get_opt(name)).await {
+        let api = self.dynamic(kind, namespace);
+        match self.logged(|| api.get_opt(name)).await {
             Ok(o) => Ok(o.map(|o| serde_json::to_value(o).expect("objects serialize"))),
             Err(e) => Err(self.classify(e, &format!("reading {what}"), &what)),
         }
@@ -230,7 +232,8 @@ impl KubeClient {
             lp = lp.labels(label_selector);
         }
         let where_ = namespace.map(|n| format!(" in namespace {n}")).unwrap_or_default();
-        let list = self.logged(self.dynamic(kind, namespace).list(&lp)).await.map_err(|e| {
+        let api = self.dynamic(kind, namespace);
+        let list = self.logged(|| api.list(&lp)).await.map_err(|e| {
             self.classify(
                 e,
                 &format!("listing {}{where_}", kind.resource_name()),
@@ -246,8 +249,10 @@ impl KubeClient {
         let (ns, name) = meta_name(object);
         let what = object_name(kind, &ns, &name);
         let params = PatchParams::apply(FIELD_MANAGER).force();
+        let patch = Patch::Apply(object);
+        let api = self.dynamic(kind, Some(&ns));
         let o = self
-            .logged(self.dynamic(kind, Some(&ns)).patch(&name, &params, &Patch::Apply(object)))
+            .logged(|| api.patch(&name, &params, &patch))
             .await
             .map_err(|e| self.classify(e, &format!("applying {what}"), &what))?;
         Ok(serde_json::to_value(o).expect("objects serialize"))
@@ -259,7 +264,9 @@ impl KubeClient {
         let (ns, name) = meta_name(object);
         let what = object_name(kind, &ns, &name);
         let obj = self.typed(object, "creating", &what)?;
-        match self.logged(self.dynamic(kind, Some(&ns)).create(&write_params(), &obj)).await {
+        let api = self.dynamic(kind, Some(&ns));
+        let wp = write_params();
+        match self.logged(|| api.create(&wp, &obj)).await {
             Ok(_) => Ok(true),
             Err(::kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(self.classify(e, &format!("creating {what}"), &what)),
@@ -272,11 +279,37 @@ impl KubeClient {
         let (ns, name) = meta_name(object);
         let what = object_name(kind, &ns, &name);
         let obj = self.typed(object, "replacing", &what)?;
-        match self.logged(self.dynamic(kind, Some(&ns)).replace(&name, &write_params(), &obj)).await {
+        let api = self.dynamic(kind, Some(&ns));
+        let wp = write_params();
+        match self.logged(|| api.replace(&name, &wp, &obj)).await {
             Ok(o) => Ok(Some(serde_json::to_value(o).expect("objects serialize"))),
             Err(::kube::Error::Api(s)) if s.code == 409 => Ok(None),
             Err(e) => Err(self.classify(e, &format!("replacing {what}"), &what)),
         }
+    }
+
+    /// Delete `namespace/name` and wait (up to `within`) until it is gone;
+    /// gone already is fine. Only a drill's built-in failure deletes.
+    pub async fn delete_object(
+        &self,
+        kind: &ResourceKind,
+        namespace: Option<&str>,
+        name: &str,
+        within: std::time::Duration,
+    ) -> Result<(), KubeError> {
+        let what = object_name(kind, namespace.unwrap_or(""), name);
+        let api = self.dynamic(kind, namespace);
+        let dp = Default::default();
+        match self.logged(|| api.delete(name, &dp)).await {
+            Ok(_) => {}
+            Err(::kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(e) => return Err(self.classify(e, &format!("deleting {what}"), &what)),
+        }
+        let deadline = std::time::Instant::now() + within;
+        while self.get_object(kind, namespace, name).await?.is_some() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        Ok(())
     }
 
     /// Create `object` (a JSON manifest with apiVersion, kind and metadata)
@@ -290,7 +323,9 @@ impl KubeClient {
         let name = object["metadata"]["name"].as_str().unwrap_or("?");
         let what = object_name(kind, namespace.unwrap_or(""), name);
         let obj = self.typed(object, "creating", &what)?;
-        let created = self.logged(self.dynamic(kind, namespace).create(&write_params(), &obj)).await.map_err(|e| {
+        let api = self.dynamic(kind, namespace);
+        let wp = write_params();
+        let created = self.logged(|| api.create(&wp, &obj)).await.map_err(|e| {
             self.classify(e, &format!("creating {what}"), &format!("namespace {}", namespace.unwrap_or("-")))
         })?;
         Ok(serde_json::to_value(created).expect("objects serialize"))
@@ -305,14 +340,25 @@ impl KubeClient {
         })
     }
 
-    /// Run a request, without kube-rs's own logging unless `log_requests`.
-    async fn logged<F: std::future::Future>(&self, request: F) -> F::Output {
+    /// Run a request, without kube-rs's own logging unless `log_requests`,
+    /// again after a pause while the server answers 429 Too Many Requests
+    /// (its flow control, or a resource whose storage is still initializing
+    /// just after its CRD was installed): up to [`RETRIES_ON_429`] times, as
+    /// client-go does. A 429 means the server did not act on the request, so
+    /// writes are retried too.
+    async fn logged<T, F>(&self, request: impl Fn() -> F) -> Result<T, ::kube::Error>
+    where
+        F: std::future::Future<Output = Result<T, ::kube::Error>>,
+    {
         use tracing::instrument::WithSubscriber;
-        if self.log_requests {
-            request.await
-        } else {
-            request.with_subscriber(tracing::subscriber::NoSubscriber::default()).await
-        }
+        retry_on_429(|| async {
+            if self.log_requests {
+                request().await
+            } else {
+                request().with_subscriber(tracing::subscriber::NoSubscriber::default()).await
+            }
+        })
+        .await
     }
 
     /// Turn a kube-rs error into one that says what to check. `what` names the
@@ -388,5 +434,70 @@ impl Classify for KubeError {
             | KubeError::Auth { .. }
             | KubeError::Api { .. } => ErrorClass::Source,
         }
+    }
+}
+
+/// How many times a request the server answered 429 is sent again.
+pub const RETRIES_ON_429: u32 = 6;
+
+/// `request()` until it does not fail with 429, at most [`RETRIES_ON_429`]
+/// more times, pausing 100 ms, then twice as long each time (6.3 s in all).
+pub async fn retry_on_429<T, F>(request: impl Fn() -> F) -> Result<T, ::kube::Error>
+where
+    F: std::future::Future<Output = Result<T, ::kube::Error>>,
+{
+    let mut pause = std::time::Duration::from_millis(100);
+    for _ in 0..RETRIES_ON_429 {
+        match request().await {
+            Err(::kube::Error::Api(s)) if s.code == 429 => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+    request().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn api_error(code: u16) -> ::kube::Error {
+        ::kube::Error::Api(Box::new(::kube::core::Status { code, ..Default::default() }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_is_sent_again_and_any_other_answer_is_final() {
+        // Two 429s, then an answer: three requests, the answer returned.
+        let calls = AtomicU32::new(0);
+        let r = retry_on_429(|| async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(api_error(429)),
+                _ => Ok(7),
+            }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // Another error is not retried.
+        let calls = AtomicU32::new(0);
+        let r: Result<(), _> = retry_on_429(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(api_error(500))
+        })
+        .await;
+        assert!(matches!(r, Err(::kube::Error::Api(s)) if s.code == 500));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A server that keeps answering 429: the last answer after RETRIES_ON_429 more tries.
+        let calls = AtomicU32::new(0);
+        let r: Result<(), _> = retry_on_429(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(api_error(429))
+        })
+        .await;
+        assert!(matches!(r, Err(::kube::Error::Api(s)) if s.code == 429));
+        assert_eq!(calls.load(Ordering::SeqCst), RETRIES_ON_429 + 1);
     }
 }

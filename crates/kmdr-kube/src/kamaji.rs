@@ -677,6 +677,66 @@ async fn capture_tenant(kube: &KubeClient, tcp: &Value) -> Result<CapturedTenant
     })
 }
 
+/// The manifests a `backup tenants --all` would write now, keyed
+/// `tenants/<ns>/<name>/<file>` and `datastores/<name>`: what a drill
+/// compares before and after the tenant manifests are restored. Empty when
+/// the cluster has no TenantControlPlane.
+pub async fn live_manifests(kube: &KubeClient) -> Result<BTreeMap<String, Vec<u8>>, TenantsError> {
+    let mut out = BTreeMap::new();
+    let mut datastores = std::collections::BTreeSet::new();
+    for t in kube.list_objects(&TENANT_CONTROL_PLANE, None, "").await? {
+        let t = capture_tenant(kube, &with_type(t, &TENANT_CONTROL_PLANE)).await?;
+        for (file, yaml) in t.files {
+            out.insert(format!("{}/{file}", tenant_dir(&t.r.namespace, &t.r.name)), yaml.into_bytes());
+        }
+        datastores.insert(t.datastore);
+    }
+    for name in datastores {
+        if let Some(ds) = kube.get_object(&DATA_STORE, None, &name).await? {
+            out.insert(datastore_dir(&name), to_yaml(&clean_manifest(&with_type(ds, &DATA_STORE))).into_bytes());
+        }
+    }
+    Ok(out)
+}
+
+/// A drill's built-in failure of the Kamaji objects: every TenantControlPlane
+/// deleted, with the Secrets a backup keeps of it (`<name>-*` in its
+/// namespace). DataStores stay (other clusters may use them). Returns what
+/// was deleted.
+pub async fn delete_tenants(kube: &KubeClient) -> Result<Vec<String>, TenantsError> {
+    let mut gone = Vec::new();
+    let within = Duration::from_secs(60);
+    // Each namespace's Secrets listed once, whatever its number of TCPs.
+    let mut secrets: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in tenant_refs(kube).await? {
+        kube.delete_object(&TENANT_CONTROL_PLANE, Some(&r.namespace), &r.name, within).await?;
+        gone.push(format!("TenantControlPlane {r}"));
+        if !secrets.contains_key(&r.namespace) {
+            let names =
+                kube.list_objects(&SECRET, Some(&r.namespace), "").await?.iter().map(|s| meta_name(s).1).collect();
+            secrets.insert(r.namespace.clone(), names);
+        }
+        let prefix = format!("{}-", r.name);
+        for sname in secrets[&r.namespace].iter().filter(|s| s.starts_with(&prefix)) {
+            kube.delete_object(&SECRET, Some(&r.namespace), sname, within).await?;
+            gone.push(format!("Secret {}/{sname}", r.namespace));
+        }
+    }
+    Ok(gone)
+}
+
+/// Every TenantControlPlane of the cluster.
+pub async fn tenant_refs(kube: &KubeClient) -> Result<Vec<TcpRef>, TenantsError> {
+    let all = kube.list_objects(&TENANT_CONTROL_PLANE, None, "").await?;
+    Ok(all
+        .iter()
+        .map(|t| {
+            let (namespace, name) = meta_name(t);
+            TcpRef { namespace, name }
+        })
+        .collect())
+}
+
 /// Back up the selected TenantControlPlanes, data and manifests, into one
 /// backup. Everything is read from the cluster and every datastore is
 /// connected before the repository is written; a failure leaves nothing.
@@ -854,6 +914,8 @@ pub struct TenantsRestoreOptions {
     pub timeout: Duration,
     /// How often to look.
     pub interval: Duration,
+    /// Do not wait for the TCPs to be Ready (the caller waits: a drill's health gate).
+    pub no_wait: bool,
     /// As for the backup.
     pub endpoints: BTreeMap<String, String>,
 }
@@ -1193,7 +1255,9 @@ pub async fn restore_tenants(
     let started = Instant::now();
     let refs: Vec<TcpRef> =
         plan.tenants.iter().map(|t| TcpRef { namespace: t.namespace.clone(), name: t.name.clone() }).collect();
-    wait_ready(kube, &refs, opts.timeout, opts.interval, notify).await?;
+    if !opts.no_wait {
+        wait_ready(kube, &refs, opts.timeout, opts.interval, notify).await?;
+    }
     Ok(TenantsRestoreOutcome { written, applied, kept, ready_after_ms: started.elapsed().as_millis() as u64 })
 }
 

@@ -11,10 +11,13 @@
 
 pub mod client;
 pub mod health;
+pub mod identity;
 pub mod inspect;
 pub mod kamaji;
+pub mod node_files;
 pub mod platform;
 pub mod proof;
+pub mod reinstall;
 pub mod volumes;
 
 pub use client::{KubeClient, KubeError, KubeTarget};

@@ -82,6 +82,12 @@ pub enum PlatformError {
     /// A command `--execute` ran failed.
     #[error("`{command}` failed: {detail}. The files are in place; fix the cause and run the command again")]
     ToolFailed { command: String, detail: String },
+    /// The chart kept in the release lacks the sub-charts it names.
+    #[error(
+        "the chart of backup {chart} has sub-charts ({}), which Helm does not keep in the release: set the plan's helm.chart (or --chart) to where the chart is published",
+        sub_charts.join(", ")
+    )]
+    SubChartsNotKept { chart: String, sub_charts: Vec<String> },
     /// The restore directory cannot be written.
     #[error("cannot write {path}: {detail}; check --to and the free space there")]
     Local { path: String, detail: String },
@@ -319,16 +325,19 @@ struct Captured {
     secrets: Vec<(SecretRef, String)>,
 }
 
-/// Read the release and the Secrets from the cluster.
-async fn capture(kube: &KubeClient, opts: &PlatformBackupOptions) -> Result<Captured, PlatformError> {
-    // The cheapest request first: an unreachable cluster fails here.
-    let kubernetes_version = Some(kube.server_version().await?);
-    let selector = format!("owner=helm,name={}", opts.release);
-    let found = kube.list_secrets(&opts.namespace, &selector).await?;
+/// The release Secret of `release` in `namespace` (the deployed revision, see
+/// [`pick_release_secret`]) as `namespace/name`, and the release it holds, decoded.
+pub(crate) async fn read_release(
+    kube: &KubeClient,
+    release: &str,
+    namespace: &str,
+) -> Result<(String, Value), PlatformError> {
+    let selector = format!("owner=helm,name={release}");
+    let found = kube.list_secrets(namespace, &selector).await?;
     let Some(secret) = pick_release_secret(&found) else {
         // Name the releases that do exist there, to catch a typo.
         let mut others: Vec<String> = kube
-            .list_secrets(&opts.namespace, "owner=helm")
+            .list_secrets(namespace, "owner=helm")
             .await
             .unwrap_or_default()
             .iter()
@@ -337,17 +346,26 @@ async fn capture(kube: &KubeClient, opts: &PlatformBackupOptions) -> Result<Capt
         others.sort();
         others.dedup();
         return Err(PlatformError::ReleaseNotFound {
-            release: opts.release.clone(),
-            namespace: opts.namespace.clone(),
+            release: release.into(),
+            namespace: namespace.into(),
             url: kube.url().to_string(),
             others,
         });
     };
-    let secret_name = format!("{}/{}", opts.namespace, secret.metadata.name.as_deref().unwrap_or("?"));
+    let secret_name = format!("{namespace}/{}", secret.metadata.name.as_deref().unwrap_or("?"));
     let bad = |detail: String| PlatformError::BadRelease { secret: secret_name.clone(), detail };
     let data =
         secret.data.as_ref().and_then(|d| d.get("release")).ok_or_else(|| bad("it has no data.release".into()))?;
     let release = decode_release(&data.0).map_err(bad)?;
+    Ok((secret_name, release))
+}
+
+/// Read the release and the Secrets from the cluster.
+async fn capture(kube: &KubeClient, opts: &PlatformBackupOptions) -> Result<Captured, PlatformError> {
+    // The cheapest request first: an unreachable cluster fails here.
+    let kubernetes_version = Some(kube.server_version().await?);
+    let (secret_name, release) = read_release(kube, &opts.release, &opts.namespace).await?;
+    let bad = |detail: String| PlatformError::BadRelease { secret: secret_name.clone(), detail };
     let fields = release_fields(&release).map_err(bad)?;
     if fields.name != opts.release {
         return Err(bad(format!("it holds release {:?}, not {:?}", fields.name, opts.release)));
@@ -695,7 +713,7 @@ impl Classify for PlatformError {
         match self {
             PlatformError::Kube(k) => k.class(),
             PlatformError::ReleaseNotFound { .. } | PlatformError::WrongKind { .. } => ErrorClass::NotFound,
-            PlatformError::BadSecretRef(_) => ErrorClass::Usage,
+            PlatformError::BadSecretRef(_) | PlatformError::SubChartsNotKept { .. } => ErrorClass::Usage,
             PlatformError::BadRelease { .. } => ErrorClass::Source,
             PlatformError::ToolMissing { .. } | PlatformError::Local { .. } => ErrorClass::Refused,
             PlatformError::ToolFailed { .. } => ErrorClass::Other,

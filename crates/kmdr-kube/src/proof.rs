@@ -142,17 +142,9 @@ fn typed<T: serde::de::DeserializeOwned>(v: Value, name: &str) -> Result<T, Stri
     serde_json::from_value(v).map_err(|e| format!("{name} is not a {}: {e}", std::any::type_name::<T>()))
 }
 
-/// `(kind, namespace, name)` of every object of a multi-document manifest.
+/// `Kind namespace/name` of every object of a multi-document manifest.
 fn manifest_objects(text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for doc in serde_norway::Deserializer::from_str(text) {
-        let Ok(v) = <Value as serde::Deserialize>::deserialize(doc) else { break };
-        if let Some(kind) = v["kind"].as_str() {
-            let ns = v["metadata"]["namespace"].as_str().unwrap_or("");
-            out.insert(format!("{kind} {ns}/{}", v["metadata"]["name"].as_str().unwrap_or("")));
-        }
-    }
-    out
+    crate::reinstall::objects(text).into_keys().collect()
 }
 
 /// Write the release's own chart (Helm keeps its metadata, values, templates
@@ -167,33 +159,10 @@ async fn render(
     values_path: &Path,
     values: &[u8],
 ) -> Result<Result<BTreeSet<String>, String>, PlatformError> {
+    if let Err(why) = crate::reinstall::write_kept_chart(release, dir)? {
+        return Ok(Err(why));
+    }
     let local = |e: std::io::Error| PlatformError::Local { path: dir.display().to_string(), detail: e.to_string() };
-    let chart = &release["chart"];
-    let mut meta = chart["metadata"].clone();
-    if let Some(o) = meta.as_object_mut() {
-        o.remove("dependencies");
-    }
-    std::fs::create_dir_all(dir.join("templates")).map_err(local)?;
-    std::fs::write(dir.join("Chart.yaml"), platform::to_yaml(&meta)).map_err(local)?;
-    std::fs::write(dir.join("values.yaml"), platform::to_yaml(&chart["values"])).map_err(local)?;
-    for list in ["templates", "files"] {
-        for f in chart[list].as_array().into_iter().flatten() {
-            let (Some(name), Some(data)) = (f["name"].as_str(), f["data"].as_str()) else { continue };
-            // Names come from the backup: keep them inside the chart directory.
-            if name.split('/').any(|p| p == ".." || p.is_empty()) {
-                return Ok(Err(format!("the chart names a file {name:?} outside itself")));
-            }
-            let bytes = match base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data) {
-                Ok(b) => b,
-                Err(e) => return Ok(Err(format!("chart file {name} is not base64: {e}"))),
-            };
-            let path = dir.join(name);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(local)?;
-            }
-            std::fs::write(path, bytes).map_err(local)?;
-        }
-    }
     std::fs::write(values_path, values).map_err(local)?;
     let name = release["name"].as_str().unwrap_or("release");
     let ns = release["namespace"].as_str().unwrap_or("default");

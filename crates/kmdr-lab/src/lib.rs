@@ -11,6 +11,9 @@
 //! * a shared tenant etcd holding N tenants under `/<schema>/`;
 //! * when PostgreSQL and/or MariaDB are installed, one kine tenant on each,
 //!   seeded through kmdr's own drivers (`servers`, `seed`);
+//! * when kube-apiserver and helm are built (scripts/build-go-tools.sh), a
+//!   Kubernetes API server with the platform's Helm release and the tenants'
+//!   Kamaji objects ([`kube`]);
 //! * a repository (`repo/`) and its key (`kmdr.key`), kept across `up` and
 //!   `down --keep`;
 //! * the plan `kmdr.yaml` covering all four layers ([`plan`]), and `lab.json`:
@@ -23,6 +26,7 @@
 //! comes from kmdr-testkit's generator, the same every time.
 
 mod error;
+pub mod kube;
 pub mod plan;
 mod repository;
 mod seed;

@@ -4,8 +4,10 @@
 //! header is text: it names the lab directory, with control characters
 //! replaced so that a comment stays one line.
 
+use crate::kube::{RELEASE, RELEASE_NAMESPACE, TENANT_NAMESPACE, ready_status};
 use crate::servers::Kine;
 use crate::under_cluster::UnderCluster;
+use crate::under_cluster::sh_quote;
 use crate::{LabError, LabState, PLAN_HEADER};
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -37,7 +39,7 @@ pub struct Repository {
 pub struct Layers {
     #[serde(rename = "under-cluster")]
     pub under_cluster: EtcdLayer,
-    pub platform: Targets,
+    pub platform: PlatformLayer,
     #[serde(rename = "tenant-control-planes")]
     pub tenant_control_planes: TenantsLayer,
     #[serde(rename = "persistent-data")]
@@ -57,12 +59,24 @@ impl Targets {
     }
 }
 
-/// `under-cluster:` with `etcd:`.
+/// `under-cluster:` with `etcd:` and, when the lab runs Kubernetes, the
+/// `nodeFiles:` of its API server (its CA and service-account key).
 #[derive(Debug, Clone, Serialize)]
 pub struct EtcdLayer {
     #[serde(flatten)]
     pub targets: Targets,
     pub etcd: Etcd,
+    #[serde(rename = "nodeFiles", skip_serializing_if = "Option::is_none")]
+    pub node_files: Option<NodeFiles>,
+}
+
+/// `nodeFiles:`: files as on the node, read under `root`, restored there.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeFiles {
+    pub paths: Vec<String>,
+    pub root: PathBuf,
+    pub restore_to: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,12 +95,37 @@ pub struct EtcdRestore {
     pub initial_advertise_peer_urls: String,
 }
 
+/// `platform:`, with `helm:` when the lab runs Kubernetes.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformLayer {
+    #[serde(flatten)]
+    pub targets: Targets,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helm: Option<Helm>,
+}
+
+/// `helm:`: the platform's release.
+#[derive(Debug, Clone, Serialize)]
+pub struct Helm {
+    pub release: String,
+    pub namespace: String,
+    pub kubeconfig: PathBuf,
+}
+
 /// `tenant-control-planes:` with `datastores:`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantsLayer {
     #[serde(flatten)]
     pub targets: Targets,
     pub datastores: Vec<Datastore>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kamaji: Option<Kamaji>,
+}
+
+/// `kamaji:`: the tenants' Kamaji objects on the lab's API server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Kamaji {
+    pub kubeconfig: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,7 +185,7 @@ impl PlanFile {
         let datastores = state
             .processes
             .iter()
-            .filter(|p| p.name != "under-cluster-etcd")
+            .filter(|p| p.name == "tenant-etcd" || p.name.starts_with("kine-"))
             .map(|p| Datastore {
                 name: p.name.trim_start_matches("kine-").into(),
                 url: p.url.clone(),
@@ -154,14 +193,75 @@ impl PlanFile {
                 tenants: "all".into(),
             })
             .collect();
-        let step = |name: &str, phase: &str, command: Command, timeout: &str| RunStep {
+        let step = |layer: &str, name: &str, phase: &str, command: Command, timeout: &str| RunStep {
             name: name.into(),
-            layer: "under-cluster".into(),
+            layer: layer.into(),
             phase: phase.into(),
             command,
             timeout: timeout.into(),
         };
         let health = ["etcdctl", "--endpoints", &uc.client_url, "endpoint", "health"].map(String::from);
+        let helm = state.kube.as_ref().map(|k| Helm {
+            release: RELEASE.into(),
+            namespace: RELEASE_NAMESPACE.into(),
+            kubeconfig: k.kubeconfig.clone(),
+        });
+        let mut run = vec![
+            step("under-cluster", "stop etcd and lose its data dir", "failure", Command::Shell(uc.stop_line()), "30s"),
+            step(
+                "under-cluster",
+                "start etcd on the restored data dir",
+                "after-restore",
+                Command::Shell(uc.start_line()),
+                "60s",
+            ),
+            step("under-cluster", "etcd endpoint health", "health-check", Command::Argv(health.into()), "30s"),
+        ];
+        if let Some(h) = &helm {
+            let helm_argv = |verb: &[&str]| {
+                let mut argv: Vec<String> = ["helm"].iter().chain(verb).map(|s| s.to_string()).collect();
+                argv.extend([h.release.clone(), "--namespace".into(), h.namespace.clone(), "--kubeconfig".into()]);
+                argv.push(h.kubeconfig.display().to_string());
+                argv
+            };
+            run.push(step(
+                "platform",
+                "uninstall the platform release",
+                "failure",
+                Command::Argv(helm_argv(&["uninstall", "--wait"])),
+                "2m",
+            ));
+            run.push(step(
+                "platform",
+                "the platform release is deployed",
+                "health-check",
+                Command::Argv(helm_argv(&["status"])),
+                "2m",
+            ));
+        }
+        let kamaji = state.kube.as_ref().filter(|k| k.kamaji).map(|k| Kamaji { kubeconfig: k.kubeconfig.clone() });
+        if let Some(k) = state.kube.as_ref().filter(|k| k.kamaji) {
+            // Kamaji's controller would set each re-created TenantControlPlane up
+            // and report it Ready; the lab runs no Kamaji, so this step does.
+            let lines: Vec<String> = k
+                .tenants
+                .iter()
+                .map(|t| {
+                    format!(
+                        "kubectl --kubeconfig {} -n {TENANT_NAMESPACE} patch tenantcontrolplane {t} --subresource=status --type=merge -p '{}'",
+                        sh_quote(&k.kubeconfig),
+                        ready_status(t)
+                    )
+                })
+                .collect();
+            run.push(step(
+                "tenant-control-planes",
+                "play Kamaji's controller: the restored TenantControlPlanes report Ready (the lab runs no Kamaji)",
+                "after-restore",
+                Command::Shell(lines.join(" && ")),
+                "60s",
+            ));
+        }
         PlanFile {
             version: 1,
             name: "kmdr-lab".into(),
@@ -178,16 +278,18 @@ impl PlanFile {
                             initial_advertise_peer_urls: uc.peer_url.clone(),
                         },
                     },
+                    // The lab API server's identity: its pki/ as kubeadm's would be.
+                    node_files: state.kube.as_ref().map(|_| NodeFiles {
+                        paths: ["ca.crt", "ca.key", "sa.key", "sa.pub"].map(|f| format!("/pki/{f}")).into(),
+                        root: state.dir.join("kube"),
+                        restore_to: state.dir.join("kube"),
+                    }),
                 },
-                platform: Targets::new("2h", "15m"),
-                tenant_control_planes: TenantsLayer { targets: Targets::new("15m", "5m"), datastores },
+                platform: PlatformLayer { targets: Targets::new("2h", "15m"), helm },
+                tenant_control_planes: TenantsLayer { targets: Targets::new("15m", "5m"), datastores, kamaji },
                 persistent_data: Targets::new("2h", "1h"),
             },
-            run: vec![
-                step("stop etcd and lose its data dir", "failure", Command::Shell(uc.stop_line()), "30s"),
-                step("start etcd on the restored data dir", "after-restore", Command::Shell(uc.start_line()), "60s"),
-                step("etcd endpoint health", "health-check", Command::Argv(health.into()), "30s"),
-            ],
+            run,
             contacts: vec![Contact {
                 name: "Lab owner".into(),
                 role: "runs the drills".into(),
@@ -206,6 +308,12 @@ impl PlanFile {
     /// The plan as `kmdr.yaml` holds it: the comment header, then the YAML.
     pub fn to_yaml(&self, dir: &Path) -> Result<String, LabError> {
         let dir: String = dir.display().to_string().chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+        let platform = match self.layers.platform.helm {
+            Some(_) => {
+                "# platform: the Helm release on the lab's API server; the run steps uninstall\n#   it, kmdr reinstalls it with helm."
+            }
+            None => "# platform: targets only (no kube-apiserver and helm: scripts/build-go-tools.sh).",
+        };
         let header = format!(
             "{PLAN_HEADER} (see docs/plan.md).
 # Everything runs on 127.0.0.1 from {dir}; `kmdr drill --lab` drills it,
@@ -213,9 +321,11 @@ impl PlanFile {
 #
 # under-cluster: the management cluster's etcd; the run steps stop, wipe and
 #   restart it.
-# tenant-control-planes: the Kamaji datastores; a drill wipes every tenant and
-#   restores it.
-# platform, persistent-data: targets only (kmdr backs up neither in the lab).
+# tenant-control-planes: the Kamaji datastores (and, with the API server, the
+#   tenants' Kamaji objects); a drill wipes every tenant (and deletes its
+#   TenantControlPlane) and restores it.
+{platform}
+# persistent-data: targets only (the lab has no volumes).
 "
         );
         let yaml = serde_norway::to_string(self).map_err(LabError::PlanYaml)?;
@@ -253,6 +363,7 @@ mod tests {
                 process("kine-mariadb", "mysql://root@127.0.0.1:3306"),
             ],
             notes: Vec::new(),
+            kube: None,
         }
     }
 
@@ -275,13 +386,15 @@ mod tests {
             assert_eq!(plan.credentials[0].detail, st.key_file.to_str().unwrap());
             assert_eq!(plan.contacts[0].reviewed, today);
             let mut layers = plan.layers.iter().map(|l| &l.source);
-            let Some(LayerSource::Etcd(etcd)) = layers.next() else { panic!("under-cluster first: {yaml}") };
+            let Some(LayerSource::UnderCluster { etcd, .. }) = layers.next() else {
+                panic!("under-cluster first: {yaml}")
+            };
             assert_eq!(etcd.endpoints, std::slice::from_ref(&uc.client_url));
             let member = etcd.restore.as_ref().unwrap();
             assert_eq!(member.data_dir, uc.data_dir());
             assert_eq!(member.initial_cluster, format!("uc={}", uc.peer_url));
             let tenants = plan.layers.iter().find_map(|l| match &l.source {
-                LayerSource::Tenants(d) => Some(d),
+                LayerSource::Tenants { datastores: d, .. } => Some(d),
                 _ => None,
             });
             let ds = tenants.expect("a tenant layer");

@@ -20,12 +20,16 @@ pub struct LabState {
     pub processes: Vec<LabProcess>,
     /// Why a datastore was left out (e.g. PostgreSQL not installed).
     pub notes: Vec<String>,
+    /// The API server, platform release and Kamaji objects, when the lab runs them.
+    #[serde(default)]
+    pub kube: Option<crate::kube::LabKube>,
 }
 
 /// One server the lab started.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabProcess {
-    /// `under-cluster-etcd`, `tenant-etcd`, `kine-postgres`, `kine-mariadb`.
+    /// `under-cluster-etcd`, `tenant-etcd`, `kine-postgres`, `kine-mariadb`,
+    /// `kube-etcd`, `kube-apiserver`.
     pub name: String,
     /// The program's name as `/proc/PID/comm` shows it: a pid is only ever
     /// signalled while it still runs this program.

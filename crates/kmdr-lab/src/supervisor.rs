@@ -42,7 +42,9 @@ pub async fn up(dir: &Path, tenants: usize, keys: usize, say: &dyn Fn(&str)) -> 
     std::fs::create_dir_all(dir).map_err(LabError::io("create the lab directory", dir))?;
     let dir = dir.canonicalize().map_err(LabError::io("resolve", dir))?;
     // Server data of an earlier lab goes; the repository, its key and the reports stay.
-    for old in ["uc.etcd", "tenants.etcd", "pg", "mariadb", STATE_FILE, PLAN_FILE] {
+    for old in
+        ["uc.etcd", "tenants.etcd", "pg", "mariadb", "kube", "chart", "kmetal-values.yaml", STATE_FILE, PLAN_FILE]
+    {
         let p = dir.join(old);
         let gone = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
         match gone {
@@ -58,6 +60,7 @@ pub async fn up(dir: &Path, tenants: usize, keys: usize, say: &dyn Fn(&str)) -> 
         started_at: Utc::now(),
         processes: Vec::new(),
         notes: Vec::new(),
+        kube: None,
     };
     match start_everything(&mut state, tenants, keys, say).await {
         Ok(()) => Ok(state),
@@ -114,7 +117,9 @@ async fn start_everything(
     p.keys = n;
     *state.processes.last_mut().expect("pushed") = p;
 
-    servers::tenant_etcd(state, &names, keys, say).await?;
+    // Named as Kamaji names the schemas of the lab's TenantControlPlanes.
+    let schemas: Vec<String> = names.iter().map(|n| crate::kube::schema_of(n)).collect();
+    servers::tenant_etcd(state, &schemas, keys, say).await?;
 
     // kine on PostgreSQL and MariaDB, when installed. One that does not come
     // up is left out (and stopped), with a note: they are optional.
@@ -123,6 +128,17 @@ async fn start_everything(
         if let Err(Skip(why)) = kine.start(state, keys, say).await {
             state.forget_since(started);
             state.notes.push(format!("no {} tenant: {why}", kine.name));
+        }
+    }
+
+    // Kubernetes, when its tools are built: optional too.
+    let endpoint = state.processes.iter().find(|p| p.name == "tenant-etcd").map(|p| p.url.replace("etcd://", ""));
+    let started = state.processes.len();
+    match crate::kube::start(state, &names, &endpoint.unwrap_or_default(), say) {
+        Ok(k) => state.kube = Some(k),
+        Err(Skip(why)) => {
+            state.forget_since(started);
+            state.notes.push(format!("no Kubernetes (platform release, Kamaji objects): {why}"));
         }
     }
 

@@ -7,7 +7,8 @@
 //! 3. Cause the failure, at one instant T0 for all layers, top layer first:
 //!    the plan's `failure` steps of a layer, or for tenant datastores the
 //!    built-in wipe (every inventoried tenant's keys removed through its
-//!    driver). The under cluster has no built-in wipe: kmdr does not run etcd,
+//!    driver; with `kamaji:`, every TenantControlPlane and its Secrets
+//!    deleted). The under cluster has no built-in wipe: kmdr does not run etcd,
 //!    so the plan says how to stop it and lose its data dir.
 //! 4. Recover in layer order: `before-restore` steps, the restore, the
 //!    `after-restore` steps, then the health gate (`health-check` steps, run
@@ -129,16 +130,16 @@ impl Timeline {
     }
 }
 
-/// Whether the drill breaks and recovers this layer (etcd, tenant data and
-/// volumes); the platform's Helm release is only backed up.
+/// Whether the drill breaks and recovers this layer: every layer that names
+/// a source (etcd, the release, datastores, volumes); a layer of targets only is skipped.
 fn drilled(spec: &crate::plan::LayerSpec) -> bool {
-    matches!(spec.source, LayerSource::Etcd(_) | LayerSource::Tenants(_) | LayerSource::Volumes(_))
+    !matches!(spec.source, LayerSource::Targets)
 }
 
 /// Check that every layer the plan backs up can be drilled.
 fn preflight(plan: &Plan) -> Result<(), DrillError> {
     for l in &plan.layers {
-        if let LayerSource::Etcd(e) = &l.source {
+        if let LayerSource::UnderCluster { etcd: e, .. } = &l.source {
             if e.restore.is_none() {
                 return Err(DrillError::NotDrillable(format!(
                     "layer under-cluster has no `restore:` (dataDir, name, initialCluster, initialAdvertisePeerUrls): a drill must rebuild the member (plan line {})",
@@ -155,11 +156,18 @@ fn preflight(plan: &Plan) -> Result<(), DrillError> {
             }
         }
     }
-    for l in plan.layers.iter().filter(|l| matches!(l.source, LayerSource::Volumes(_))) {
+    for l in &plan.layers {
+        let why = match l.source {
+            LayerSource::Volumes(_) => "e.g. delete the test namespace's PVCs): kmdr never deletes volumes itself",
+            LayerSource::Helm(_) => {
+                "e.g. helm uninstall RELEASE -n NAMESPACE --wait): kmdr never uninstalls the platform itself"
+            }
+            _ => continue,
+        };
         if plan.steps(l.layer, Phase::Failure).next().is_none() {
             return Err(DrillError::NotDrillable(format!(
-                "layer persistent-data needs `run:` steps with phase failure (e.g. delete the test namespace's PVCs): kmdr never deletes volumes itself (plan line {})",
-                l.pos.line
+                "layer {} needs `run:` steps with phase failure ({why} (plan line {})",
+                l.layer, l.pos.line
             )));
         }
     }
@@ -167,6 +175,18 @@ fn preflight(plan: &Plan) -> Result<(), DrillError> {
         return Err(DrillError::NotDrillable("no layer names something to back up (etcd: or datastores:)".into()));
     }
     Ok(())
+}
+
+/// When the drill's etcd snapshot records a cluster identity (the plan names
+/// `nodeFiles:`) that no node-files backup holds: what the restored cluster
+/// would lack.
+async fn pairing_problem(repo: &Repository, run: &LayerRun) -> Option<String> {
+    let d = run.units.iter().find(|d| matches!(d.unit, Unit::Etcd(_, Some(_))))?;
+    let id = repo.resolve(&d.backup.as_ref()?.0, None).await.ok()?;
+    let m = repo.load_manifest(&id).await.ok()?;
+    let kmdr_core::SourceInfo::EtcdSnapshot(info) = &m.source else { return None };
+    let p = kmdr_kube::identity::pair(repo, info.needs.as_ref()).await.ok()?;
+    p.broken().then(|| format!("etcd backup {id}: {}", p.line()))
 }
 
 /// Run a whole drill; the report is also stored in the repository.
@@ -205,7 +225,7 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
             match (&o.error, run.units.iter_mut().find(|u| u.name == o.unit)) {
                 (Some(e), _) => run.problems.push(format!("the backup of {} failed: {e}", o.unit)),
                 (None, Some(u)) => u.backup = o.backup.clone().zip(o.started_at),
-                // The platform's release and volumes: backed up (their RPO counts), not inventoried.
+                // Volumes: backed up (their RPO counts), not inventoried.
                 (None, None) => {
                     if let Some(u) = units.iter().find(|u| u.name() == o.unit) {
                         let mut d = Drilled::new(u.clone(), KeyDigests::default());
@@ -214,6 +234,9 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
                     }
                 }
             }
+        }
+        if let Some(problem) = pairing_problem(repo, &run).await {
+            run.problems.push(problem);
         }
         runs.push(run);
     }
@@ -298,8 +321,11 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
         let mut read_back = Vec::new();
         for d in &run.units {
             // etcd was just started again: its read waits for it, up to the RTO target.
-            let (kind, name) =
-                if matches!(d.unit, Unit::Etcd(_)) { ("health", "etcd answers") } else { ("compare", d.name.as_str()) };
+            let (kind, name) = if matches!(d.unit, Unit::Etcd(..)) {
+                ("health", "etcd answers")
+            } else {
+                ("compare", d.name.as_str())
+            };
             // Volumes: the restore waited for the tool (PVCs Bound, Restore Completed).
             let after = t.step(layer, kind, name, notify, d.unit.read_back(spec.rto)).await;
             read_back.push(after.map(Option::unwrap_or_default));
@@ -366,9 +392,10 @@ pub async fn drill(plan: &Plan, repo: &Repository, notify: Notify<'_>) -> Result
             problems.push(format!("RPO {r:.1}s is over the target of {}s", spec.rpo.as_secs()));
         }
         let verdict = if targets_only {
-            problems.push(match &spec.source {
-                LayerSource::Helm(_) => "backed up (its RPO is measured), but its reinstall is not drilled: kmdr restore platform prints and runs the helm commands".into(),
-                _ => "kmdr does not back this layer up yet: only its targets are in the plan".into(),
+            problems.push(match spec.layer {
+                Layer::Platform => "this plan names no source for this layer: add `helm:` (the platform's release) to drill it".into(),
+                Layer::PersistentData => "this plan names no source for this layer: add `volumes:` (the volume backup tool's entries) to drill it".into(),
+                _ => "this plan names no source for this layer: only its targets are in the plan".into(),
             });
             Verdict::Skipped
         } else if problems.is_empty() && rto_s.is_some() {

@@ -179,8 +179,7 @@ pub async fn latest_units_where(
 }
 
 /// Restore a layer's units (without its steps), each from the chosen backup,
-/// in plan order. The platform's release is helm's to reinstall (`kmdr
-/// restore platform`): it is not restored here.
+/// in plan order (the platform's release through helm).
 pub async fn restore_units(
     repo: &Repository,
     spec: &LayerSpec,
@@ -193,7 +192,7 @@ pub async fn restore_units(
         Choice::Exact(m) => m.clone(),
     };
     let mut units: Vec<(Unit, Option<String>)> = Vec::new();
-    for u in unit::named_units(spec).into_iter().filter(|u| !matches!(u, Unit::Helm(_))) {
+    for u in unit::named_units(spec) {
         let id = chosen.remove(&u.name());
         // A tenant the plan names but never backed up has nothing to restore yet.
         if id.is_some() || !matches!(u, Unit::Tenant { .. }) {
@@ -206,6 +205,9 @@ pub async fn restore_units(
             units.push((u, Some(id)));
         }
     }
+    // The Kamaji objects after every tenant's data: a TCP applied before its
+    // data would start its API server on an empty schema.
+    units.sort_by_key(|(u, _)| matches!(u, Unit::Kamaji(_)));
     let mut out = Vec::new();
     for (u, id) in units {
         let name = u.name();

@@ -44,8 +44,10 @@ pub fn html(r: &DrillReport) -> String {
 
 /// Text escaped for HTML content and for attribute values in double or
 /// single quotes. Control characters (from keys that are not UTF-8 text)
-/// become U+FFFD so that they cannot upset the page.
-struct E<'a>(&'a str);
+/// become U+FFFD so that they cannot upset the page. Public so that every
+/// page kmdr writes (the drill report, `kmdr serve`'s status page) escapes
+/// the same way.
+pub struct E<'a>(pub &'a str);
 
 impl Display for E<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -4,13 +4,16 @@
 
 pub mod drill;
 pub mod exec;
+mod findings;
 pub mod html;
+mod node_check;
 pub mod parse;
 pub mod plan;
 pub mod prove;
 pub mod recover;
 pub mod report;
 pub mod review;
+mod sources;
 pub mod steps;
 pub mod unit;
 

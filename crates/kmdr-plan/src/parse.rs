@@ -9,8 +9,8 @@
 //! The schema is documented key by key in `docs/plan.md`.
 
 use crate::plan::{
-    DatastoreSpec, EtcdMember, EtcdSource, HelmSource, LayerSource, LayerSpec, Phase, Plan, Pos, RepositorySpec,
-    Reviewed, RunStep, TenantSelector, TlsSpec, VerifySpec, VolumeSpec, default_targets,
+    DatastoreSpec, EtcdMember, EtcdSource, HelmSource, KamajiSource, LayerSource, LayerSpec, NodeFilesSpec, Phase,
+    Plan, Pos, RepositorySpec, Reviewed, RunStep, TenantSelector, TlsSpec, VerifySpec, VolumeSpec, default_targets,
 };
 use chrono::NaiveDate;
 use kmdr_core::Layer;
@@ -108,9 +108,11 @@ pub const DEFAULT_VOLUME_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How often kmdr looks at the tool's objects while it waits.
 pub const VOLUME_POLL: Duration = Duration::from_secs(2);
 const PLATFORM_KEYS: &[&str] = &["rto", "rpo", "helm"];
-const HELM_KEYS: &[&str] = &["release", "namespace", "secrets", "kubeconfig", "context"];
-const UNDER_CLUSTER_KEYS: &[&str] = &["rto", "rpo", "etcd"];
-const TENANT_LAYER_KEYS: &[&str] = &["rto", "rpo", "datastores"];
+const HELM_KEYS: &[&str] = &["release", "namespace", "secrets", "chart", "kubeconfig", "context"];
+const UNDER_CLUSTER_KEYS: &[&str] = &["rto", "rpo", "etcd", "nodeFiles"];
+const NODE_FILES_KEYS: &[&str] = &["paths", "encryptionConfig", "leafCerts", "root", "restoreTo"];
+const TENANT_LAYER_KEYS: &[&str] = &["rto", "rpo", "datastores", "kamaji"];
+const KAMAJI_KEYS: &[&str] = &["kubeconfig", "context"];
 const ETCD_KEYS: &[&str] = &["endpoints", "cacert", "cert", "key", "restore"];
 const RESTORE_KEYS: &[&str] = &["dataDir", "name", "initialCluster", "initialAdvertisePeerUrls"];
 const DATASTORE_KEYS: &[&str] = &["name", "url", "cacert", "cert", "key", "passwordFile", "tenants"];
@@ -412,7 +414,11 @@ impl Checker {
             Layer::UnderCluster => self
                 .required(&m, "etcd", "etcd: {endpoints: [https://10.0.0.1:2379]} (the under-cluster's etcd)")
                 .and_then(|v| self.etcd(v))
-                .map(LayerSource::Etcd),
+                .zip(match m.get("nodeFiles") {
+                    None => Some(None),
+                    Some(v) => self.node_files(v).map(Some),
+                })
+                .map(|(etcd, node_files)| LayerSource::UnderCluster { etcd, node_files }),
             Layer::TenantControlPlanes => self
                 .required(
                     &m,
@@ -420,7 +426,11 @@ impl Checker {
                     "datastores: [{name: shared-etcd, url: etcds://10.0.0.5:2379, tenants: all}]",
                 )
                 .and_then(|v| self.datastores(v))
-                .map(LayerSource::Tenants),
+                .zip(match m.get("kamaji") {
+                    None => Some(None),
+                    Some(v) => self.kamaji(v).map(Some),
+                })
+                .map(|(datastores, kamaji)| LayerSource::Tenants { datastores, kamaji }),
             Layer::Platform => match m.get("helm") {
                 None => Some(LayerSource::Targets),
                 Some(v) => self.helm(v).map(LayerSource::Helm),
@@ -431,6 +441,51 @@ impl Checker {
             },
         };
         Some(LayerSpec { layer, rto: rto?, rpo: rpo?, source: source?, pos: key_pos })
+    }
+
+    fn node_files(&mut self, v: Val) -> Option<NodeFilesSpec> {
+        let m = self.map(v, "nodeFiles", NODE_FILES_KEYS, "")?;
+        let mut ok = true;
+        let paths = match m.get("paths") {
+            None => Vec::new(),
+            Some(v) => {
+                let list = self.string_list(v, "paths", false).unwrap_or_default();
+                for (p, pos) in &list {
+                    if !p.starts_with('/') {
+                        self.problem(
+                            *pos,
+                            format!(
+                                "node file path {p:?} is relative: write it as on the node, e.g. /etc/kubernetes/pki"
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+                list.into_iter().map(|(p, _)| p).collect()
+            }
+        };
+        let encryption_config = m.get("encryptionConfig").and_then(|v| self.string(v, "encryptionConfig"));
+        if let (Some(p), Some(v)) = (&encryption_config, m.get("encryptionConfig"))
+            && !p.starts_with('/')
+        {
+            self.problem(
+                v.pos,
+                format!("encryptionConfig {p:?} is relative: write the API server's --encryption-provider-config path"),
+            );
+            ok = false;
+        }
+        let leaf_certs = m.get("leafCerts").map_or(Some(false), |v| self.boolean(v, "leafCerts"));
+        let root = m.get("root").map_or(Some(PathBuf::from("/")), |v| self.path(v, "root"));
+        let restore_to = m.get("restoreTo").map_or(Some(PathBuf::from("/")), |v| self.path(v, "restoreTo"));
+        ok.then_some(())?;
+        Some(NodeFilesSpec { paths, encryption_config, leaf_certs: leaf_certs?, root: root?, restore_to: restore_to? })
+    }
+
+    fn kamaji(&mut self, v: Val) -> Option<KamajiSource> {
+        let m = self.map(v, "kamaji", KAMAJI_KEYS, "")?;
+        let kubeconfig = m.get("kubeconfig").and_then(|v| self.path(v, "kubeconfig"));
+        let context = m.get("context").and_then(|v| self.string(v, "context"));
+        Some(KamajiSource { kubeconfig, context })
     }
 
     fn helm(&mut self, v: Val) -> Option<HelmSource> {
@@ -464,7 +519,8 @@ impl Checker {
         };
         let kubeconfig = m.get("kubeconfig").and_then(|v| self.path(v, "kubeconfig"));
         let context = m.get("context").and_then(|v| self.string(v, "context"));
-        Some(HelmSource { release: release?, namespace: namespace?, secrets: secrets?, kubeconfig, context })
+        let chart = m.get("chart").and_then(|v| self.string(v, "chart"));
+        Some(HelmSource { release: release?, namespace: namespace?, secrets: secrets?, chart, kubeconfig, context })
     }
 
     fn etcd(&mut self, v: Val) -> Option<EtcdSource> {

@@ -91,10 +91,13 @@ pub struct LayerSpec {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum LayerSource {
-    /// `under-cluster:` `etcd:` (and how to rebuild a member, `restore:`).
-    Etcd(EtcdSource),
-    /// `tenant-control-planes:` `datastores:`.
-    Tenants(Vec<DatastoreSpec>),
+    /// `under-cluster:` `etcd:` (and how to rebuild a member, `restore:`)
+    /// and, optionally, `nodeFiles:` (the kubeadm PKI, config and
+    /// EncryptionConfiguration, restored before etcd and `kubeadm init`).
+    UnderCluster { etcd: EtcdSource, node_files: Option<NodeFilesSpec> },
+    /// `tenant-control-planes:` `datastores:` and, optionally, `kamaji:` (the
+    /// tenants' Kamaji objects through the API).
+    Tenants { datastores: Vec<DatastoreSpec>, kamaji: Option<KamajiSource> },
     /// `platform:` `helm:`: the umbrella chart's Helm release. Backed up and
     /// checked for drift; reinstalling it is `kmdr restore platform`'s job.
     Helm(HelmSource),
@@ -118,6 +121,22 @@ pub struct EtcdSource {
     pub restore: Option<EtcdMember>,
 }
 
+/// `nodeFiles:` of the under-cluster: what `kmdr backup node-files` takes
+/// and where `kmdr restore node-files` puts it back.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeFilesSpec {
+    /// Absolute paths (files or directories); empty: kubeadm's PKI and config.
+    pub paths: Vec<String>,
+    /// The API server's EncryptionConfiguration (`--encryption-provider-config`).
+    pub encryption_config: Option<String>,
+    /// Also the PKI's leaf certificates (all of `/etc/kubernetes/pki`).
+    pub leaf_certs: bool,
+    /// Where the paths are read (`/`, or a mounted node disk).
+    pub root: PathBuf,
+    /// Where a restore writes them (`/` on the rebuilt node).
+    pub restore_to: PathBuf,
+}
+
 /// `restore:` of the under-cluster: the flags of `kmdr restore etcd`.
 #[derive(Debug, Clone, Serialize)]
 pub struct EtcdMember {
@@ -134,6 +153,9 @@ pub struct HelmSource {
     pub namespace: String,
     /// Secrets to keep with it, as `namespace/name`.
     pub secrets: Vec<String>,
+    /// Where the chart is published, for a reinstall (`oci://...`,
+    /// `repo/name`, a directory); `None`: the chart kept in the release.
+    pub chart: Option<String>,
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
 }
@@ -159,6 +181,15 @@ impl VolumeSpec {
     pub fn unit(&self) -> String {
         self.entry.name.clone()
     }
+}
+
+/// `tenant-control-planes:` `kamaji:`: the Kamaji objects of every tenant
+/// (TenantControlPlanes, DataStores, KamajiControlPlanes, Clusters, their
+/// Secrets), as `kmdr backup tenants --all` takes them.
+#[derive(Debug, Clone, Serialize)]
+pub struct KamajiSource {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
 }
 
 /// One tenant datastore.

@@ -54,27 +54,9 @@ pub async fn recover(
     for spec in plan.layers.iter().filter(|s| only.is_none_or(|l| s.layer == l)) {
         let layer = spec.layer;
         let mut rec = LayerRecovery { layer, units: Vec::new(), note: None, healthy_after: None };
-        match &spec.source {
-            LayerSource::Targets => {
-                notify(&format!("{layer}: nothing kmdr restores yet (targets only); its run steps are yours"));
-                continue;
-            }
-            // helm reinstalls the platform; a recovery by plan says how and goes on.
-            LayerSource::Helm(h) => {
-                let latest = match exec::latest_units(repo, spec).await {
-                    Ok(mut l) => l.remove(&h.unit()),
-                    Err(e) => return (done, Some(stopped(layer, &UnitError::from(e), "could not be looked up"))),
-                };
-                rec.note = Some(match latest {
-                    Some(id) => format!(
-                        "reinstall it with `kmdr restore platform {id} --to DIR --execute` (prints the runbook's helm install), then continue"
-                    ),
-                    None => "no platform backup in the repository; reinstall it by the runbook".into(),
-                });
-                done.push(rec);
-                continue;
-            }
-            _ => {}
+        if let LayerSource::Targets = &spec.source {
+            notify(&format!("{layer}: this plan names no source for it (targets only); its run steps are yours"));
+            continue;
         }
         let started = Instant::now();
         if !opts.dry_run

@@ -18,7 +18,7 @@ pub const REPORT_FORMAT: u32 = 1;
 pub enum Verdict {
     Pass,
     Fail,
-    /// kmdr does not back this layer up yet: targets only.
+    /// The plan names no source for this layer: targets only.
     Skipped,
 }
 

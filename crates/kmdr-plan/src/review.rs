@@ -6,36 +6,19 @@
 //! a message that says what to do when it is not OK.
 
 use crate::exec::{latest_units, latest_units_where};
+use crate::findings::finding;
+pub use crate::findings::{Finding, Level};
 use crate::plan::{LayerSource, Plan, Reviewed, TenantSelector};
 use crate::report::{DrillReport, Verdict};
 use crate::unit;
 use chrono::{DateTime, NaiveDate, Utc};
 use kmdr_core::{BackupId, Layer, human_duration};
 use kmdr_repo::Repository;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How long a drill stays current: the runbook asks for one every quarter.
 pub const DRILL_PERIOD: Duration = Duration::from_secs(92 * 86400);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Level {
-    Ok,
-    Warn,
-    Fail,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    /// `rpo`, `rto`, `drill`, `review`, `plan-in-git`, `platform-drift`.
-    pub check: String,
-    /// The layer, unit, contact or file it is about.
-    pub subject: String,
-    pub level: Level,
-    pub message: String,
-}
 
 /// The "restorable RPO" of each unit of a layer kmdr backs up: the age of
 /// its newest backup proven restorable (`kmdr verify --restore`) against the
@@ -107,10 +90,6 @@ async fn restorable_rpo(
     Ok(out)
 }
 
-fn finding(check: &str, subject: impl Into<String>, level: Level, message: impl Into<String>) -> Finding {
-    Finding { check: check.into(), subject: subject.into(), level, message: message.into() }
-}
-
 fn age(now: DateTime<Utc>, t: DateTime<Utc>) -> Duration {
     (now - t).to_std().unwrap_or_default()
 }
@@ -136,7 +115,7 @@ pub async fn status(plan: &Plan, repo: &Repository, now: DateTime<Utc>) -> Resul
                 "rpo",
                 layer.as_str(),
                 Level::Warn,
-                "kmdr does not back this layer up yet: its RPO is not measured",
+                "this plan names no source for this layer (platform: `helm:`, persistent-data: `volumes:`): its RPO is not measured",
             ));
             continue;
         }
@@ -423,13 +402,11 @@ pub async fn runbook_check(
     for spec in &plan.layers {
         let layer = spec.layer;
         if matches!(spec.source, LayerSource::Targets) {
-            out.push(finding("rpo", layer.as_str(), Level::Warn, "not checked: kmdr does not back this layer up yet; keep its runbook steps and targets under review by hand"));
+            out.push(finding("rpo", layer.as_str(), Level::Warn, "not checked: this plan names no source for this layer (platform: `helm:`, persistent-data: `volumes:`); keep its runbook steps and targets under review by hand"));
             continue;
         }
         // RTO achievable: the last measured RTO against the target.
-        if let LayerSource::Helm(_) = &spec.source {
-            out.push(finding("rto", layer.as_str(), Level::Warn, "not measured: drills back the platform up but do not reinstall it; time a `kmdr restore platform --execute` on a lab"));
-        } else if let Some(l) = drill.as_ref().and_then(|d| d.layers.iter().find(|l| l.layer == layer)) {
+        if let Some(l) = drill.as_ref().and_then(|d| d.layers.iter().find(|l| l.layer == layer)) {
             match l.rto_s {
                 Some(r) if r <= spec.rto.as_secs_f64() => out.push(finding(
                     "rto",
@@ -468,7 +445,7 @@ pub async fn runbook_check(
         }
         // RPO achievable: the spacing of the layer's backups, per series.
         let kind = match &spec.source {
-            LayerSource::Etcd(_) => "etcd",
+            LayerSource::UnderCluster { .. } => "etcd",
             LayerSource::Helm(_) => "platform",
             LayerSource::Volumes(_) => kmdr_kube::volumes::KIND,
             _ => "tenant",
@@ -544,6 +521,9 @@ pub async fn runbook_check(
             Level::Warn,
             "not checked: the plan's platform layer has no `helm:` source",
         )),
+    }
+    if let Some(LayerSource::UnderCluster { node_files, .. }) = plan.layer(Layer::UnderCluster).map(|l| &l.source) {
+        out.extend(crate::node_check::node_files_findings(repo, now, node_files.as_ref()).await?);
     }
     out.push(plan_in_git(&plan.file));
     Ok(out)

@@ -6,7 +6,15 @@
 //! review and `kmdr serve` iterate over units and never match on a layer's
 //! source themselves.
 
-use crate::plan::{DatastoreSpec, EtcdSource, HelmSource, LayerSource, LayerSpec, TenantSelector, VolumeSpec};
+use crate::plan::{
+    DatastoreSpec, EtcdSource, HelmSource, KamajiSource, LayerSource, LayerSpec, NodeFilesSpec, TenantSelector,
+    VolumeSpec,
+};
+use crate::sources::restore_volume;
+pub use crate::sources::{
+    KAMAJI_SERIES, KAMAJI_UNIT, helm_series, kamaji_target, kube_target, node_files_options, platform_options,
+    volume_target,
+};
 use crate::steps::{connect_datastore, etcd_connection};
 use kmdr_core::{Classify, ErrorClass, Manifest, SourceInfo};
 use kmdr_datastore::capture::{ChangeSource, DeltaTarget};
@@ -16,8 +24,11 @@ use kmdr_datastore::{
 };
 use kmdr_etcd::restorer::{self, EtcdRestoreOptions};
 use kmdr_etcd::{SnapshotOptions, snapshotter};
-use kmdr_kube::client::{KubeClient, KubeTarget};
-use kmdr_kube::platform::{self, PlatformBackupOptions, PlatformError};
+use kmdr_kube::client::KubeClient;
+use kmdr_kube::kamaji::{self, TenantsBackupOptions, TenantsRestoreOptions};
+use kmdr_kube::node_files::{self, NodeFilesError};
+use kmdr_kube::platform::{self, PlatformError};
+use kmdr_kube::reinstall::{self, ReinstallOptions};
 use kmdr_kube::volumes::{self, VolumeError};
 use kmdr_repo::Repository;
 use serde::Serialize;
@@ -28,12 +39,17 @@ use std::time::{Duration, Instant};
 /// One thing a plan backs up and restores.
 #[derive(Debug, Clone)]
 pub enum Unit {
-    /// The under-cluster's etcd, whole.
-    Etcd(EtcdSource),
+    /// The under-cluster's etcd, whole (and what it needs of the node files,
+    /// when the plan names them: recorded with each snapshot).
+    Etcd(EtcdSource, Option<NodeFilesSpec>),
+    /// The under-cluster's identity files: kubeadm PKI, config, EncryptionConfiguration.
+    NodeFiles(NodeFilesSpec),
     /// One tenant's data in one datastore.
     Tenant { datastore: DatastoreSpec, schema: String },
     /// The platform's Helm release (backed up; helm reinstalls it).
     Helm(HelmSource),
+    /// The tenants' Kamaji objects (and, in the same backup, their data).
+    Kamaji(KamajiSource),
     /// A persistent-data entry: kmdr drives the user's volume backup tool.
     Volume(VolumeSpec),
 }
@@ -93,6 +109,7 @@ from_classified!(
     PlatformError,
     VolumeError,
     kmdr_kube::kamaji::TenantsError,
+    NodeFilesError,
     crate::steps::StepError,
     kmdr_testkit::LaunchError
 );
@@ -120,6 +137,8 @@ pub struct Restored {
 #[derive(Default)]
 pub struct Connections {
     stores: BTreeMap<String, (AnyTenants, Option<i64>)>,
+    /// The node-files backup this run took: the etcd snapshot after it records what it needs from it.
+    node_files: Option<Manifest>,
 }
 
 impl Connections {
@@ -153,9 +172,11 @@ impl Unit {
     /// `helm/<namespace>/<release>`, or the volumes entry's name.
     pub fn name(&self) -> String {
         match self {
-            Unit::Etcd(_) => "etcd".into(),
+            Unit::Etcd(..) => "etcd".into(),
+            Unit::NodeFiles(_) => node_files::KIND.into(),
             Unit::Tenant { datastore, schema } => format!("{}/{schema}", datastore.name),
             Unit::Helm(h) => h.unit(),
+            Unit::Kamaji(_) => KAMAJI_UNIT.into(),
             Unit::Volume(v) => v.unit(),
         }
     }
@@ -163,28 +184,33 @@ impl Unit {
     /// The backup kind this unit writes.
     pub fn kind(&self) -> &'static str {
         match self {
-            Unit::Etcd(_) => snapshotter::KIND,
+            Unit::Etcd(..) => snapshotter::KIND,
+            Unit::NodeFiles(_) => node_files::KIND,
             Unit::Tenant { .. } => tenant::KIND,
             Unit::Helm(_) => platform::KIND,
+            Unit::Kamaji(_) => kamaji::KIND,
             Unit::Volume(_) => volumes::KIND,
         }
     }
 
     /// The series of its full backups, where it is known without connecting
-    /// (etcd's is `etcd/<cluster id>`, found by its first backup).
+    /// (etcd's is `etcd/<cluster id>`, found by its first backup; the node
+    /// files' is `node-files/<host>`: a rebuilt node may have another name).
     pub fn series(&self) -> Option<String> {
         match self {
             Unit::Tenant { schema, .. } => Some(format!("tenant/{schema}")),
             Unit::Helm(h) => Some(helm_series(h)),
+            Unit::Kamaji(_) => Some(KAMAJI_SERIES.into()),
             Unit::Volume(v) => Some(volumes::series(&v.entry.name)),
-            Unit::Etcd(_) => None,
+            Unit::Etcd(..) | Unit::NodeFiles(_) => None,
         }
     }
 
     /// Whether the backup `m` is one of this unit's.
     pub fn owns(&self, m: &Manifest) -> bool {
         match (self, &m.source) {
-            (Unit::Etcd(_), _) => m.id.kind() == snapshotter::KIND,
+            (Unit::Etcd(..), _) => m.id.kind() == snapshotter::KIND,
+            (Unit::NodeFiles(_), _) => m.id.kind() == node_files::KIND,
             // The same schema on another datastore is another tenant.
             (Unit::Tenant { datastore, schema }, SourceInfo::TenantData(t)) => {
                 &t.schema == schema
@@ -193,18 +219,13 @@ impl Unit {
                         .is_ok_and(|url| t.datastore == url)
             }
             (Unit::Tenant { .. }, _) => false,
-            (Unit::Helm(_) | Unit::Volume(_), _) => self.series().is_some_and(|s| s == m.series),
+            (Unit::Helm(_) | Unit::Kamaji(_) | Unit::Volume(_), _) => self.series().is_some_and(|s| s == m.series),
         }
     }
 
     /// Whether it has a delta capture between full backups.
     pub fn captures(&self) -> bool {
-        matches!(self, Unit::Etcd(_) | Unit::Tenant { .. })
-    }
-
-    /// Whether a drill breaks and recovers it (the Helm release is only backed up).
-    pub fn drilled(&self) -> bool {
-        !matches!(self, Unit::Helm(_))
+        matches!(self, Unit::Etcd(..) | Unit::Tenant { .. })
     }
 
     /// Take a full backup now.
@@ -220,9 +241,21 @@ impl Unit {
         conns: &mut Connections,
     ) -> Result<Manifest, UnitError> {
         Ok(match self {
-            Unit::Etcd(e) => {
-                let opts = SnapshotOptions { connection: etcd_connection(e), tags: tags.clone() };
+            Unit::Etcd(e, nf) => {
+                // What the snapshot needs, from the node files of this run
+                // (the plan backs them up just before) or read live.
+                let needs = match (nf, &conns.node_files) {
+                    (None, _) => None,
+                    (Some(_), Some(m)) => kmdr_kube::identity::of_node_files(m),
+                    (Some(n), None) => snapshot_needs(repo, n).await?,
+                };
+                let opts = SnapshotOptions { connection: etcd_connection(e), tags: tags.clone(), needs };
                 snapshotter::backup_snapshot(repo, &opts, None).await?
+            }
+            Unit::NodeFiles(n) => {
+                let m = node_files::backup_node_files(repo, &node_files_options(n, tags)).await?;
+                conns.node_files = Some(m.clone());
+                m
             }
             Unit::Tenant { datastore, schema } => {
                 let (store, at) = conns.tenant_store(datastore).await?;
@@ -233,6 +266,11 @@ impl Unit {
                 let kube = KubeClient::connect(&kube_target(h)).await.map_err(PlatformError::from)?;
                 platform::backup_platform(repo, &kube, &platform_options(h, tags)?).await?
             }
+            Unit::Kamaji(k) => {
+                let kube = KubeClient::connect(&kamaji_target(k)).await?;
+                let opts = TenantsBackupOptions { all: true, tags: tags.clone(), ..Default::default() };
+                kamaji::backup_tenants(repo, &kube, &opts, None, &|_| {}).await?
+            }
             Unit::Volume(v) => {
                 let kube = KubeClient::connect(&volume_target(v)).await.map_err(VolumeError::from)?;
                 volumes::backup_entry(repo, &kube, &v.entry, tags).await?
@@ -241,10 +279,23 @@ impl Unit {
     }
 
     /// Restore the backup `id` into the unit's target. The Helm release is
-    /// reinstalled by helm (`kmdr restore platform`), not here.
+    /// reinstalled by helm, with the chart the plan names or the one kept in
+    /// the release; helm refuses a release that is still installed.
     pub async fn restore(&self, repo: &Repository, id: &str, opts: RestoreOptions) -> Result<Restored, UnitError> {
         match self {
-            Unit::Etcd(e) => {
+            Unit::NodeFiles(n) => {
+                let m = repo.load_manifest(&repo.resolve(id, Some(node_files::KIND)).await?).await?;
+                let (planned, contents) = node_files::plan_restore(repo, &m, &n.restore_to, opts.force).await?;
+                let objects = planned
+                    .iter()
+                    .filter(|p| p.action != "same")
+                    .map(|p| format!("{} {}", p.action, p.target.display()))
+                    .collect();
+                let written =
+                    if opts.dry_run { planned.len() } else { node_files::write_planned(&planned, &contents)? };
+                Ok(Restored { count: Some(written as u64), objects })
+            }
+            Unit::Etcd(e, _) => {
                 let Some(member) = &e.restore else {
                     return Err(UnitError::new(
                         ErrorClass::Usage,
@@ -279,10 +330,48 @@ impl Unit {
                 let info = tenant::restore_tenant(repo, &store, &m, &p, None).await?;
                 Ok(Restored { count: Some(info.written), objects: Vec::new() })
             }
-            Unit::Helm(_) => Err(UnitError::new(
-                ErrorClass::Usage,
-                "the platform is reinstalled by helm: run `kmdr restore platform ID --to DIR --execute`",
-            )),
+            Unit::Helm(h) => {
+                let m = repo.load_manifest(&repo.resolve(id, Some(platform::KIND)).await?).await?;
+                // Restored with the under-cluster's etcd, or never lost: left as it is.
+                let kube = KubeClient::connect(&kube_target(h)).await.map_err(PlatformError::from)?;
+                if let Some((revision, status)) = reinstall::installed(&kube, &h.release, &h.namespace).await? {
+                    let note = format!(
+                        "release {}/{} is installed (revision {revision}, {status}): left as it is",
+                        h.namespace, h.release
+                    );
+                    return Ok(Restored { count: Some(0), objects: vec![note] });
+                }
+                let work = tempfile::tempdir().map_err(|e| {
+                    UnitError::new(ErrorClass::Refused, format!("cannot make a scratch directory for helm: {e}"))
+                })?;
+                let o = ReinstallOptions {
+                    chart: h.chart.clone(),
+                    kubeconfig: h.kubeconfig.clone(),
+                    context: h.context.clone(),
+                    work: work.path().into(),
+                    dry_run: opts.dry_run,
+                };
+                let done = reinstall::reinstall(repo, &m, &o).await?;
+                Ok(Restored { count: Some(done.objects as u64), objects: done.commands })
+            }
+            Unit::Kamaji(k) => {
+                // The manifests only: the data are the datastore units' (restored before).
+                let kube = KubeClient::connect(&kamaji_target(k)).await?;
+                let m = repo.load_manifest(&repo.resolve(id, Some(kamaji::KIND)).await?).await?;
+                let o = TenantsRestoreOptions {
+                    force: opts.force,
+                    manifests_only: true,
+                    no_wait: true,
+                    ..Default::default()
+                };
+                let (plan, stores) = kamaji::plan_tenants_restore(repo, &kube, &m, &o).await?;
+                let objects: Vec<String> =
+                    plan.applies.iter().map(|a| format!("{} {} {}", a.how, a.kind, a.name)).collect();
+                if !opts.dry_run {
+                    kamaji::restore_tenants(repo, &kube, &m, &plan, &stores, &o, None, &|_| {}).await?;
+                }
+                Ok(Restored { count: Some(plan.applies.len() as u64), objects })
+            }
             Unit::Volume(v) => {
                 let (count, objects) = restore_volume(repo, v, id, opts.dry_run).await?;
                 Ok(Restored { count: Some(count), objects })
@@ -290,28 +379,49 @@ impl Unit {
         }
     }
 
-    /// What the unit holds now, key by key, where kmdr can read it (etcd and
-    /// tenants); `None` for the release and volumes (the tool's restore is their check).
+    /// What the unit holds now, key by key, where kmdr can read it: etcd's
+    /// keys, a tenant's keys, the deployed release's objects (`Kind
+    /// namespace/name`); `None` for volumes (the tool's restore is their check).
     pub async fn inventory(&self) -> Result<Option<KeyDigests>, UnitError> {
         Ok(match self {
-            Unit::Etcd(e) => Some(inventory::etcd_digests(&etcd_connection(e)).await?),
+            Unit::Etcd(e, _) => Some(inventory::etcd_digests(&etcd_connection(e)).await?),
+            Unit::NodeFiles(n) => Some(node_files_digests(n, &n.root)?),
             Unit::Tenant { datastore, schema } => {
                 let store = connect_datastore(datastore).await?;
                 Some(inventory::tenant_digests(&store, schema).await?)
             }
-            Unit::Helm(_) | Unit::Volume(_) => None,
+            Unit::Helm(h) => {
+                let kube = KubeClient::connect(&kube_target(h)).await.map_err(PlatformError::from)?;
+                Some(keyed_digests(&reinstall::deployed_objects(&kube, &h.release, &h.namespace).await?)?)
+            }
+            Unit::Kamaji(k) => {
+                let kube = KubeClient::connect(&kamaji_target(k)).await?;
+                Some(keyed_digests(&kamaji::live_manifests(&kube).await?)?)
+            }
+            Unit::Volume(_) => None,
         })
     }
 
     /// Whether kmdr can read what it holds, key by key ([`Unit::inventory`]).
     pub fn has_inventory(&self) -> bool {
-        matches!(self, Unit::Etcd(_) | Unit::Tenant { .. })
+        !matches!(self, Unit::Volume(_))
     }
 
     /// What it holds after a restore: like [`Unit::inventory`], but a
     /// restarted etcd is given until `within` to answer.
     pub async fn read_back(&self, within: Duration) -> Result<Option<KeyDigests>, UnitError> {
-        let Unit::Etcd(e) = self else { return self.inventory().await };
+        if let Unit::Kamaji(k) = self {
+            // Applied without waiting: Kamaji reports each TCP Ready, within the RTO target.
+            let kube = KubeClient::connect(&kamaji_target(k)).await?;
+            let tcps = kamaji::tenant_refs(&kube).await?;
+            kamaji::wait_ready(&kube, &tcps, within, Duration::from_millis(500), &|_| {}).await?;
+            return self.inventory().await;
+        }
+        if let Unit::NodeFiles(n) = self {
+            // Where the restore wrote them.
+            return Ok(Some(node_files_digests(n, &n.restore_to)?));
+        }
+        let Unit::Etcd(e, _) = self else { return self.inventory().await };
         let conn = etcd_connection(e);
         let deadline = Instant::now() + within;
         loop {
@@ -325,11 +435,17 @@ impl Unit {
 
     /// Whether a drill without failure steps can break it itself ([`Unit::wipe`]).
     pub fn can_wipe(&self) -> bool {
-        matches!(self, Unit::Tenant { .. })
+        matches!(self, Unit::Tenant { .. } | Unit::Kamaji(_))
     }
 
-    /// The drill's built-in failure: a tenant's keys removed (an empty import with force).
+    /// The drill's built-in failure: a tenant's keys removed (an empty import
+    /// with force); the Kamaji objects' TenantControlPlanes and their Secrets deleted.
     pub async fn wipe(&self) -> Result<(), UnitError> {
+        if let Unit::Kamaji(k) = self {
+            let kube = KubeClient::connect(&kamaji_target(k)).await?;
+            kamaji::delete_tenants(&kube).await?;
+            return Ok(());
+        }
         let Unit::Tenant { datastore, schema } = self else {
             return Err(UnitError::new(ErrorClass::Usage, format!("kmdr does not wipe {} itself", self.name())));
         };
@@ -343,12 +459,14 @@ impl Unit {
     /// Connect for capturing changes: the source and the capture target.
     pub async fn change_source(&self) -> Result<(ChangeSource, DeltaTarget), UnitError> {
         match self {
-            Unit::Etcd(e) => Ok(ChangeSource::whole_etcd(&etcd_connection(e)).await?),
+            Unit::Etcd(e, _) => Ok(ChangeSource::whole_etcd(&etcd_connection(e)).await?),
+            Unit::NodeFiles(_) => Err(UnitError::new(ErrorClass::Usage, "node files have no delta capture")),
             Unit::Tenant { datastore, schema } => {
                 let store = connect_datastore(datastore).await?;
                 Ok(ChangeSource::tenant(store, schema))
             }
             Unit::Helm(_) => Err(UnitError::new(ErrorClass::Usage, "the platform release has no delta capture")),
+            Unit::Kamaji(_) => Err(UnitError::new(ErrorClass::Usage, "the Kamaji objects have no delta capture")),
             Unit::Volume(_) => Err(UnitError::new(ErrorClass::Usage, "volume backups have no delta capture")),
         }
     }
@@ -360,10 +478,17 @@ impl Unit {
 pub fn named_units(spec: &LayerSpec) -> Vec<Unit> {
     match &spec.source {
         LayerSource::Targets => Vec::new(),
-        LayerSource::Etcd(e) => vec![Unit::Etcd(e.clone())],
+        // The node files first: their backup is what the snapshot records it
+        // needs, and their restore goes before etcd's and `kubeadm init`.
+        LayerSource::UnderCluster { etcd, node_files } => node_files
+            .iter()
+            .cloned()
+            .map(Unit::NodeFiles)
+            .chain([Unit::Etcd(etcd.clone(), node_files.clone())])
+            .collect(),
         LayerSource::Helm(h) => vec![Unit::Helm(h.clone())],
         LayerSource::Volumes(entries) => entries.iter().cloned().map(Unit::Volume).collect(),
-        LayerSource::Tenants(ds) => ds
+        LayerSource::Tenants { datastores: ds, kamaji } => ds
             .iter()
             .flat_map(|d| match &d.tenants {
                 TenantSelector::Only(names) => {
@@ -371,6 +496,7 @@ pub fn named_units(spec: &LayerSpec) -> Vec<Unit> {
                 }
                 TenantSelector::All => Vec::new(),
             })
+            .chain(kamaji.iter().cloned().map(Unit::Kamaji))
             .collect(),
     }
 }
@@ -378,7 +504,7 @@ pub fn named_units(spec: &LayerSpec) -> Vec<Unit> {
 /// The datastores of a layer (none unless it holds tenants).
 pub fn datastores(spec: &LayerSpec) -> &[DatastoreSpec] {
     match &spec.source {
-        LayerSource::Tenants(ds) => ds,
+        LayerSource::Tenants { datastores: ds, .. } => ds,
         _ => &[],
     }
 }
@@ -414,71 +540,35 @@ pub async fn present_units(d: &DatastoreSpec) -> Result<Vec<Unit>, UnitError> {
     Ok(all.into_iter().map(|schema| Unit::Tenant { datastore: d.clone(), schema }).collect())
 }
 
-/// The series of a Helm release's backups.
-pub fn helm_series(h: &HelmSource) -> String {
-    format!("platform/{}/{}", h.namespace, h.release)
-}
-
-/// Restore one volumes entry from the record `id`: plan it (reading the
-/// cluster only), then, unless `dry_run`, carry it out. Returns the volumes
-/// or tool restores completed (planned, on a dry run) and one line per object.
-async fn restore_volume(
+/// What an etcd snapshot needs when no node-files backup was taken with it:
+/// the files on this node, else (kmdr runs where they cannot be read, in a
+/// pod say) what the newest node-files backup holds.
+async fn snapshot_needs(
     repo: &Repository,
-    v: &VolumeSpec,
-    id: &str,
-    dry_run: bool,
-) -> Result<(u64, Vec<String>), VolumeError> {
-    let m = repo.load_manifest(&repo.resolve(id, Some(volumes::KIND)).await?).await?;
-    let record = volumes::record(&m, &v.entry.name)?;
-    let kube = KubeClient::connect(&volume_target(v)).await?;
-    let plan = volumes::plan_restore(&kube, &v.entry, record).await?;
-    let lines: Vec<String> = plan
-        .objects
-        .iter()
-        .map(|o| {
-            format!(
-                "{} {} {}{}: {}",
-                o.action,
-                o.kind,
-                o.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(),
-                o.name,
-                o.note
-            )
-        })
-        .collect();
-    if dry_run {
-        let n = plan
-            .objects
-            .iter()
-            .filter(|o| {
-                o.action == "create" && matches!(o.kind.as_str(), "PersistentVolumeClaim" | "Restore" | "RestoreAction")
-            })
-            .count();
-        return Ok((n as u64, lines));
+    n: &NodeFilesSpec,
+) -> Result<Option<kmdr_core::ClusterIdentity>, kmdr_repo::Error> {
+    use kmdr_kube::identity;
+    if let Ok(live) = identity::live(&n.root, Some(identity::CA_PATH), n.encryption_config.as_deref()) {
+        return Ok(Some(live));
     }
-    let done = volumes::restore(&kube, &v.entry, &plan).await?;
-    Ok((done.restored, lines))
+    let ids = repo.list_backups().await?;
+    match ids.iter().rev().find(|i| i.kind() == node_files::KIND) {
+        Some(id) => Ok(identity::of_node_files(&repo.load_manifest(id).await?)),
+        None => Ok(None),
+    }
 }
 
-/// How to reach a volumes entry's cluster.
-pub fn volume_target(v: &VolumeSpec) -> KubeTarget {
-    KubeTarget { kubeconfig: v.kubeconfig.clone(), context: v.context.clone(), ..Default::default() }
+/// The node files as they are under `root`: path to content, mode and owner.
+fn node_files_digests(n: &NodeFilesSpec, root: &std::path::Path) -> Result<KeyDigests, UnitError> {
+    let files = node_files::read_files(&node_files::NodeFilesOptions {
+        root: root.into(),
+        ..node_files_options(n, &BTreeMap::new())
+    })?;
+    keyed_digests(&files)
 }
 
-/// How to reach the platform's cluster.
-pub fn kube_target(h: &HelmSource) -> KubeTarget {
-    KubeTarget { kubeconfig: h.kubeconfig.clone(), context: h.context.clone(), ..Default::default() }
-}
-
-/// The backup options of a plan's `helm:` source.
-pub fn platform_options(
-    h: &HelmSource,
-    tags: &BTreeMap<String, String>,
-) -> Result<PlatformBackupOptions, PlatformError> {
-    Ok(PlatformBackupOptions {
-        release: h.release.clone(),
-        namespace: h.namespace.clone(),
-        secrets: h.secrets.iter().map(|s| s.parse()).collect::<Result<_, _>>()?,
-        tags: tags.clone(),
-    })
+/// The inventory of objects keyed by name (a release's objects, the Kamaji manifests).
+fn keyed_digests(objects: &BTreeMap<String, Vec<u8>>) -> Result<KeyDigests, UnitError> {
+    let pairs = objects.iter().map(|(k, v)| (k.as_bytes(), v.as_slice()));
+    Ok(inventory::digests_of(pairs).map_err(TenantError::from)?)
 }

@@ -7,19 +7,25 @@
 //!   the platform release) taking full backups to meet the layer's RPO, with
 //!   retries and backoff; one delta capture per etcd-backed unit; retention.
 //!   No state outside the repository: on start every task reads where it is
-//!   from the repository's listings.
+//!   from the repository's listings (catalog.rs: each unit's newest full
+//!   backup, found as a restore finds it).
 //! - [`metrics`]: what the tasks report, rendered in Prometheus' text format.
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`http`]: `/` (the status page, [`status_page`]), `/metrics`,
+//!   `/healthz`, `/readyz`; the page's last drill is read from the
+//!   repository by [`drills`].
 //! - restore proofs on the plan's `verify:` schedule (verifier.rs), run on a
 //!   worker thread at a lower priority (niced.rs).
 //! - [`lease`]: leader election with a Kubernetes Lease, for running more
 //!   than one replica; [`serve_leading`] runs the scheduler only while leading.
 
+mod catalog;
+pub mod drills;
 pub mod http;
 pub mod lease;
 pub mod metrics;
 mod niced;
 pub mod scheduler;
+pub mod status_page;
 mod stop;
 mod verifier;
 
@@ -42,7 +48,8 @@ pub async fn serve_leading(
     mut lock: LeaseLock,
 ) -> Result<(), ServeError> {
     loop {
-        metrics.set_leader(false);
+        // A replica that led and lost the Lease forgets its units: the leader reports them now.
+        metrics.stand_by();
         // A standby is ready: it does what it should (waits), and a rollout must not wait for it.
         metrics.set_not_ready(None);
         tracing::info!("standing by: waiting to hold {} as {}", lock.describe(), lock.config.identity);

@@ -10,6 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use kmdr_core::Layer;
+use kmdr_plan::report::{DrillReport, Verdict};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -55,6 +56,73 @@ pub struct DeltaState {
     pub compactions: u64,
 }
 
+/// What the newest drill report in the repository says, for the status page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillSummary {
+    /// Its name under `reports/` in the repository.
+    pub object: String,
+    pub started_at: DateTime<Utc>,
+    pub verdict: Verdict,
+    /// Per layer: verdict, measured RTO and RPO (seconds) and their targets.
+    pub layers: Vec<DrillLayer>,
+}
+
+/// One layer of a [`DrillSummary`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillLayer {
+    pub layer: Layer,
+    pub verdict: Verdict,
+    pub rto_s: Option<f64>,
+    pub rto_target_s: u64,
+    pub rpo_s: Option<f64>,
+    pub rpo_target_s: u64,
+}
+
+impl DrillSummary {
+    pub fn of(r: &DrillReport) -> Self {
+        DrillSummary {
+            object: r.object_name(),
+            started_at: r.started_at,
+            verdict: r.verdict,
+            layers: r
+                .layers
+                .iter()
+                .map(|l| DrillLayer {
+                    layer: l.layer,
+                    verdict: l.verdict,
+                    rto_s: l.rto_s,
+                    rto_target_s: l.rto_target_s,
+                    rpo_s: l.rpo_s,
+                    rpo_target_s: l.rpo_target_s,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Whether serve has read the repository's drill reports yet, and what it found.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum DrillState {
+    /// Not read yet (serve is starting, or this replica stands by).
+    #[default]
+    Unknown,
+    /// The repository holds no drill report.
+    None,
+    Found(DrillSummary),
+    /// Reading the reports failed; the message says why.
+    Unreadable(String),
+}
+
+/// Everything the status page shows, copied at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub plan: Option<String>,
+    pub units: BTreeMap<String, UnitState>,
+    pub not_ready: Option<String>,
+    pub leader: Option<bool>,
+    pub drill: DrillState,
+}
+
 /// Shared by the tasks and the HTTP server.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -62,11 +130,37 @@ pub struct Metrics {
     not_ready: Mutex<Option<String>>,
     /// With a Lease: whether this replica leads.
     leader: Mutex<Option<bool>>,
+    /// The plan's name and the newest drill report, for the status page.
+    plan: Mutex<Option<String>>,
+    drill: Mutex<DrillState>,
 }
 
 impl Metrics {
     pub fn new() -> Self {
-        Metrics { units: Mutex::default(), not_ready: Mutex::new(Some("starting".into())), leader: Mutex::new(None) }
+        Metrics { not_ready: Mutex::new(Some("starting".into())), ..Default::default() }
+    }
+
+    /// The plan's name, shown on the status page.
+    pub fn set_plan(&self, name: &str) {
+        *self.plan.lock().expect("metrics lock") = Some(name.to_string());
+    }
+
+    /// What the repository's newest drill report says.
+    pub fn set_drill(&self, d: DrillState) {
+        *self.drill.lock().expect("metrics lock") = d;
+    }
+
+    /// A copy of everything, for the status page.
+    pub fn snapshot(&self) -> Snapshot {
+        // The leader before the units (see `stand_by`).
+        let leader = *self.leader.lock().expect("metrics lock");
+        Snapshot {
+            plan: self.plan.lock().expect("metrics lock").clone(),
+            units: self.units.lock().expect("metrics lock").clone(),
+            not_ready: self.not_ready(),
+            leader,
+            drill: self.drill.lock().expect("metrics lock").clone(),
+        }
     }
 
     /// Change one unit's state.
@@ -94,6 +188,24 @@ impl Metrics {
         *self.leader.lock().expect("metrics lock") = Some(leads);
     }
 
+    /// With leader election: this replica stands by (`kmdr_leader 0`) and
+    /// shows no unit. What it knew of the units while it led goes: kept, it
+    /// would age (`kmdr_rpo_seconds` growing, `kmdr_delta_up 0`) while the
+    /// leader protects them, and alert on a replica that runs nothing. The
+    /// drill report is read again when it leads again.
+    pub fn stand_by(&self) {
+        // Units first: `render` reads the leader first, so a scrape that sees
+        // `kmdr_leader 0` never sees the units of before.
+        self.units.lock().expect("metrics lock").clear();
+        *self.drill.lock().expect("metrics lock") = DrillState::Unknown;
+        self.set_leader(false);
+    }
+
+    /// The current RPO of a unit: the age of its newest protected point.
+    pub fn rpo(s: &UnitState, now: DateTime<Utc>) -> Option<Duration> {
+        Metrics::protected_point(s).map(|p| (now - p).to_std().unwrap_or_default())
+    }
+
     /// The newest protected point of a unit.
     pub fn protected_point(s: &UnitState) -> Option<DateTime<Utc>> {
         let delta = s.delta.as_ref().and_then(|d| d.protected_until);
@@ -105,9 +217,11 @@ impl Metrics {
 
     /// Everything, in Prometheus text format.
     pub fn render(&self, now: DateTime<Utc>) -> String {
+        // The leader before the units (see `stand_by`).
+        let leader = *self.leader.lock().expect("metrics lock");
         let units = self.units.lock().expect("metrics lock").clone();
         let mut out = String::new();
-        if let Some(leads) = *self.leader.lock().expect("metrics lock") {
+        if let Some(leads) = leader {
             let _ = writeln!(
                 out,
                 "# HELP kmdr_leader 1 while this replica holds the Lease and runs the units\n# TYPE kmdr_leader gauge\nkmdr_leader {}",
@@ -265,5 +379,46 @@ mod tests {
         assert!(text.contains("kmdr_delta_lag_seconds{layer=\"tenant-control-planes\",unit=\"shared/t1\"} 0.25\n"));
         assert!(text.contains("# TYPE kmdr_backup_failures_total counter"));
         assert_eq!(m.not_ready().as_deref(), Some("starting"));
+    }
+
+    /// A replica that loses the Lease shows no unit: no RPO that keeps
+    /// growing, no capture down, while the new leader protects them.
+    #[test]
+    fn a_replica_that_stands_by_again_forgets_its_units() {
+        let m = Metrics::new();
+        let now = Utc::now();
+        m.set_leader(true);
+        m.update("etcd", |s| {
+            s.layer = Some(Layer::UnderCluster);
+            s.rpo_target = Duration::from_secs(3600);
+            s.last_full = Some(now - chrono::Duration::seconds(600));
+            s.failures = 2;
+            s.delta = Some(DeltaState { running: true, ..Default::default() });
+        });
+        m.set_drill(DrillState::None);
+        let led = m.render(now);
+        assert!(
+            led.contains("kmdr_leader 1\n")
+                && led.contains("kmdr_rpo_seconds{layer=\"under-cluster\",unit=\"etcd\"} 600\n"),
+            "{led}"
+        );
+
+        m.stand_by();
+        let text = m.render(now + chrono::Duration::seconds(3600));
+        assert!(text.contains("kmdr_leader 0\n"), "{text}");
+        for family in ["kmdr_rpo_seconds", "kmdr_delta_up", "kmdr_backup_failures_total", "kmdr_rpo_target_seconds"] {
+            assert!(!text.contains(&format!("{family}{{")), "a standby reports {family}: {text}");
+            // The families stay declared: a scrape of a standby is not malformed.
+            assert!(text.contains(&format!("# TYPE {family} ")), "{text}");
+        }
+        let snap = m.snapshot();
+        assert!(snap.units.is_empty() && snap.leader == Some(false), "{snap:?}");
+        assert_eq!(snap.drill, DrillState::Unknown);
+        assert!(m.unit("etcd").is_none());
+
+        // Leading again, units come back as the scheduler reports them.
+        m.set_leader(true);
+        m.update("etcd", |s| s.layer = Some(Layer::UnderCluster));
+        assert!(m.render(now).contains("kmdr_rpo_target_seconds{layer=\"under-cluster\",unit=\"etcd\"} 0\n"));
     }
 }

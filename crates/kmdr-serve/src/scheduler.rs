@@ -6,14 +6,16 @@
 //! policy and removes delta segments no full backup can use any more.
 //!
 //! State lives only in the repository. On start, each unit's newest full
-//! backup is found in the manifests and each capture resumes after the newest
-//! segment of its series (or after the full backup when that is newer), so a
-//! restart after `kill -9` neither repeats nor skips a revision.
+//! backup is found in the manifests ([`crate::catalog`]) and each capture
+//! resumes after the newest segment of its series (or after the full backup
+//! when that is newer), so a restart after `kill -9` neither repeats nor
+//! skips a revision.
 //!
 //! On stop (SIGTERM), no new backup starts, captures write what they hold,
 //! and a full backup in flight gets `grace` to finish; one that does not is
 //! abandoned without its manifest (its chunks go at the next prune).
 
+use crate::catalog::Catalog;
 use crate::metrics::{DeltaState, Metrics};
 use crate::stop::sleep_or_stop;
 use crate::verifier::{self, Verifier};
@@ -101,8 +103,8 @@ struct Scheduled {
     name: String,
     interval: Duration,
     unit: Unit,
-    /// The newest full backup's revision (the base of the delta chain).
-    base: watch::Sender<Option<i64>>,
+    /// The newest full backup's series and revision (the base of the delta chain).
+    base: watch::Sender<Option<(String, i64)>>,
     /// Serialises full backups of this unit (schedule vs. compaction).
     busy: Mutex<()>,
 }
@@ -116,31 +118,6 @@ struct Ctx {
     /// With `verify_every`: what the test-restore tasks share.
     verifier: Option<Arc<Verifier>>,
     stop: watch::Receiver<bool>,
-}
-
-/// The newest full backup of each series: (started_at, finished_at, revision).
-type Catalog = BTreeMap<String, (DateTime<Utc>, DateTime<Utc>, Option<i64>)>;
-
-async fn load_catalog(repo: &Repository) -> Result<Catalog, kmdr_repo::Error> {
-    let mut c = Catalog::new();
-    for id in repo.list_backups().await? {
-        let m = match repo.load_manifest(&id).await {
-            Ok(m) => m,
-            Err(kmdr_repo::Error::Damaged { object, reason }) => {
-                tracing::warn!("ignoring damaged manifest {object}: {reason}");
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let entry = (m.started_at, m.finished_at, base_revision(&m));
-        match c.get(&m.series) {
-            Some(old) if old.0 >= m.started_at => {}
-            _ => {
-                c.insert(m.series.clone(), entry);
-            }
-        }
-    }
-    Ok(c)
 }
 
 /// Run until `stop` turns true. Errors only when the plan gives nothing to do.
@@ -165,7 +142,8 @@ async fn serve_local(
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
-    let catalog = Arc::new(load_catalog(&repo).await?);
+    let catalog = Arc::new(Catalog::load(&repo).await?);
+    metrics.set_plan(&plan.name);
     let ctx = Arc::new(Ctx {
         repo: repo.clone(),
         permits: Semaphore::new(opts.parallel.max(1)),
@@ -208,6 +186,7 @@ async fn serve_local(
     if tasks.is_empty() {
         return Err(ServeError::NothingToBackUp { plan: plan.file.display().to_string() });
     }
+    tasks.spawn_local(crate::drills::watch_drills(repo.clone(), metrics.clone(), stop.clone()));
     if !ctx.opts.policy.is_empty() {
         let ctx2 = ctx.clone();
         tasks.spawn_local(async move { retention(ctx2).await });
@@ -241,20 +220,20 @@ fn new_unit(unit: Unit, interval: Duration) -> Arc<Scheduled> {
 }
 
 fn start_unit(tasks: &mut tokio::task::JoinSet<()>, ctx: &Arc<Ctx>, unit: Arc<Scheduled>, catalog: &Catalog) {
-    let series = unit.unit.series();
-    let newest = series.as_ref().and_then(|s| catalog.get(s)).copied();
-    if let Some((started, finished, rev)) = newest {
-        unit.base.send_replace(rev);
+    // The etcd unit's too, though its series is known only once it connects.
+    let newest = catalog.newest(&unit.unit);
+    if let Some(n) = &newest {
+        unit.base.send_replace(n.revision.map(|r| (n.series.clone(), r)));
         ctx.metrics.update(&unit.name, |s| {
-            s.last_full = Some(started);
-            s.last_success = Some(finished);
+            s.last_full = Some(n.started);
+            s.last_success = Some(n.finished);
         });
     }
     let captures = unit.unit.captures();
     {
         let (ctx, unit) = (ctx.clone(), unit.clone());
         tasks.spawn_local(supervise(unit.name.clone(), "full backups", ctx.clone(), move || {
-            full_backups(ctx.clone(), unit.clone(), newest.map(|n| n.0))
+            full_backups(ctx.clone(), unit.clone(), newest.as_ref().map(|n| n.started))
         }));
     }
     if captures {
@@ -401,7 +380,7 @@ async fn full_backup(ctx: &Ctx, unit: &Scheduled, why: &str) -> Option<Result<Ma
     match &result {
         Ok(m) => {
             tracing::info!("{}: backup {} done in {:.1}s", unit.name, m.id, began.elapsed().as_secs_f64());
-            unit.base.send_replace(base_revision(m));
+            unit.base.send_replace(base_revision(m).map(|r| (m.series.clone(), r)));
             ctx.metrics.update(&unit.name, |s| {
                 s.last_full = Some(m.started_at);
                 s.last_success = Some(m.finished_at);
@@ -447,14 +426,22 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Scheduled>) {
                     let mut rx = unit.base.subscribe();
                     let mut stop3 = stop.clone();
                     loop {
-                        if let Some(r) = *rx.borrow_and_update() {
-                            base = Some(r);
-                            break;
+                        let newest = rx.borrow_and_update().clone();
+                        match newest {
+                            Some((series, r)) if series == target.series => base = Some(r),
+                            // The unit's newest backup is of another series (an etcd restored
+                            // from a snapshot has another cluster id): this one needs its own.
+                            Some(_) => match full_backup(&ctx, &unit, "no full backup of this series yet").await {
+                                Some(Ok(m)) => base = Some(base_revision(&m).ok_or("the full backup has no revision")?),
+                                Some(Err(e)) => return Err(e.message),
+                                None => return Err("stopped".to_string()),
+                            },
+                            None => tokio::select! {
+                                _ = rx.changed() => continue,
+                                _ = stop3.changed() => return Err("stopped".to_string()),
+                            },
                         }
-                        tokio::select! {
-                            _ = rx.changed() => {}
-                            _ = stop3.changed() => return Err("stopped".to_string()),
-                        }
+                        break;
                     }
                 }
                 let base = base.ok_or("the full backup has no revision")?;

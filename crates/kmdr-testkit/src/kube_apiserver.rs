@@ -49,7 +49,9 @@ pub const CONTEXT: &str = "kmdr-test";
 pub struct KubeApiServerOptions {
     /// Certificates (`pki/`), etcd's data (`etcd/`), the kubeconfig and the
     /// logs go here (created). Certificates already there are kept, so a
-    /// server restarted on the same directory keeps its CA and keys.
+    /// server restarted on the same directory keeps its CA and keys; a CA
+    /// and service-account key put back alone are kept and the leaves
+    /// issued from them, as `kubeadm init` does.
     pub dir: PathBuf,
     /// Default: `dir/kube-apiserver.log`.
     pub log: Option<PathBuf>,
@@ -326,6 +328,18 @@ impl KubeApiServer {
         self.request("GET", path, None)
     }
 
+    /// A request with a bearer token (a ServiceAccount's, say) instead of
+    /// the admin certificate; the server's CA still checked.
+    pub fn request_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+    ) -> Result<Value, ApiError> {
+        curl_as(&self.url, &self.pki, Some(token), method, path, body)
+    }
+
     /// The audit events of every request answered so far, in order.
     pub fn audit_events(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.audit_log)
@@ -431,18 +445,27 @@ fn read_crds(path: &Path) -> Result<Vec<Value>, ApiError> {
 
 /// One request with curl as the admin; the answer's JSON, `null` when not JSON.
 fn curl(url: &str, pki: &Path, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Result<Value, ApiError> {
+    curl_as(url, pki, None, method, path, body)
+}
+
+/// [`curl`] as the admin (`token` `None`) or with a bearer token.
+fn curl_as(
+    url: &str,
+    pki: &Path,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+) -> Result<Value, ApiError> {
     let mut cmd = Command::new("curl");
     cmd.args(["--silent", "--show-error", "--max-time", "30", "--request", method])
         .arg("--cacert")
-        .arg(pki.join("ca.crt"))
-        .arg("--cert")
-        .arg(pki.join("admin.crt"))
-        .arg("--key")
-        .arg(pki.join("admin.key"))
-        .args(["--write-out", "\n%{http_code}"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .arg(pki.join("ca.crt"));
+    match token {
+        None => cmd.arg("--cert").arg(pki.join("admin.crt")).arg("--key").arg(pki.join("admin.key")),
+        Some(t) => cmd.args(["--header", &format!("Authorization: Bearer {t}")]),
+    };
+    cmd.args(["--write-out", "\n%{http_code}"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     if let Some((content_type, _)) = body {
         cmd.args(["--header", &format!("Content-Type: {content_type}"), "--data-binary", "@-"]);
     }
@@ -478,15 +501,17 @@ fn make_kube_pki(pki: &Path) -> Result<(), LaunchError> {
         return Ok(());
     }
     std::fs::create_dir_all(pki).map_err(LaunchError::io("create", pki))?;
+    // As `kubeadm init` does: a CA and a service-account key already there
+    // (put back from a backup) are kept, and the leaves issued from them.
     let script = r#"
 set -e
-openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 7 -subj /CN=kmdr-test-kubernetes-ca
+[ -s ca.crt ] && [ -s ca.key ] || openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 7 -subj /CN=kmdr-test-kubernetes-ca
 printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:10.96.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n' > apiserver.ext
 printf 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n' > admin.ext
 openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver
 openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 7 -extfile apiserver.ext
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
-openssl pkey -in sa.key -pubout -out sa.pub
+[ -s sa.key ] || openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
+[ -s sa.pub ] || openssl pkey -in sa.key -pubout -out sa.pub
 openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj /O=system:masters/CN=kmdr-admin
 openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt.tmp -days 7 -extfile admin.ext
 mv admin.crt.tmp admin.crt

@@ -73,11 +73,26 @@ impl KubeStorage {
         Ok(self.client.lease_grant(ttl, None).await?.id())
     }
 
+    /// Create a key that must not exist.
+    ///
+    /// A refused create is asked again when the key is in fact absent, as a
+    /// client does after a 409 whose GET finds nothing. kine v0.17.5 refuses
+    /// one falsely when its compaction runs between the two inserts of its
+    /// `LogStructured.Create`: the first insert sees the key's tombstone as
+    /// its newest row, compaction then removes the tombstone, and the second
+    /// insert (conditioned on that tombstone) finds no row and fails too
+    /// (seen in CI on MariaDB, `pkg/logstructured/logstructured.go`).
     pub async fn create(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<i64, StorageError> {
         let opts = (lease != 0).then(|| PutOptions::new().with_lease(lease));
         let txn =
             Txn::new().when([Compare::mod_revision(key, CompareOp::Equal, 0)]).and_then([TxnOp::put(key, value, opts)]);
-        let r = self.client.txn(txn).await?;
+        let mut r = self.client.txn(txn.clone()).await?;
+        for _ in 0..3 {
+            if r.succeeded() || self.client.get(key, None).await?.count() != 0 {
+                break;
+            }
+            r = self.client.txn(txn.clone()).await?;
+        }
         if !r.succeeded() {
             return Err(conflict("create", key, 0));
         }

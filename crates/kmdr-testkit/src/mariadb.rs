@@ -97,6 +97,8 @@ impl Mariadb {
             .arg(format!("--pid-file={}", root.join("mysqld.pid").display()))
             .arg(format!("--log-error={}", log.display()))
             .arg(format!("--port={port}"))
+            // Its own temporary tables in its own directory, not the shared /tmp.
+            .arg(format!("--tmpdir={}", root.display()))
             .args(["--bind-address=127.0.0.1", "--skip-name-resolve", "--skip-log-bin", "--max-allowed-packet=64M"])
             // A scratch server: durability is not what is being measured.
             .args(["--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0", "--innodb-use-native-aio=0"])

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 local disk or S3-compatible object storage, restores them in the right order, and runs the runbook's DR drill.\n\n\
 Try it on a local lab (etcd on 127.0.0.1, tenants, a plan):\n  kmdr lab up && kmdr drill --lab && kmdr lab down\n\n\
 Start here on a platform:\n  kmdr repo init --repo /srv/kmdr --key-file /root/kmdr.key\n  \
+kmdr backup node-files --repo /srv/kmdr --key-file /root/kmdr.key --encryption-config /etc/kubernetes/enc/enc.yaml\n  \
 kmdr backup etcd --repo /srv/kmdr --key-file /root/kmdr.key --endpoints https://10.0.0.1:2379 \\\n      \
 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt --key /etc/kubernetes/pki/etcd/server.key\n  \
 kmdr backup tenant --datastore etcds://10.0.0.5:2379 --cacert ... --cert ... --key ... --all\n  \
@@ -60,9 +61,9 @@ pub enum Command {
     /// Create or look after a repository
     #[command(subcommand)]
     Repo(RepoCommand),
-    /// Take a backup: of one source (etcd, tenant, tenants, platform), or of every layer of a plan (--plan)
+    /// Take a backup: of one source (etcd, node-files, tenant, tenants, platform), or of every layer of a plan (--plan)
     Backup(BackupArgs),
-    /// Restore a backup: one source (etcd, tenant, tenants, platform), or layers of a plan in order (--plan)
+    /// Restore a backup: one source (etcd, node-files, tenant, tenants, platform), or layers of a plan in order (--plan)
     Restore(RestoreArgs),
     /// List and inspect backups
     #[command(subcommand)]
@@ -130,11 +131,15 @@ Example:\n  kmdr forget --keep-last 24 --keep-daily 14 --keep-monthly 6 --prune 
     Plan(PlanCommand),
     /// Run the runbook's DR test: inventory, backup, failure, recovery, compare, report
     #[command(long_about = "Run the runbook's disaster-recovery test against the plan's targets, end to end:\n\n  \
-1. inventory every layer the plan backs up (the under-cluster's etcd keyspace; every tenant of every datastore, key by key);\n  \
+1. inventory every layer the plan backs up (the under-cluster's etcd keyspace; the platform release's objects; every \
+tenant of every datastore, key by key; with `kamaji:`, the tenants' Kamaji objects);\n  \
 2. take a fresh backup of every layer;\n  \
-3. cause the failure: the plan's `failure` steps, or for tenant datastores the built-in wipe (every tenant's keys removed);\n  \
-4. recover in layer order, each layer through its health gate (`health-check` steps and kmdr's own check);\n  \
-5. compare the recovered state with the inventory: missing, extra and changed keys per tenant;\n  \
+3. cause the failure: the plan's `failure` steps (required for the under-cluster, the platform and volumes: kmdr never \
+stops etcd, uninstalls a release or deletes volumes itself), or for the tenant layer the built-in wipe (every tenant's \
+keys removed; with `kamaji:`, every TenantControlPlane and its Secrets deleted);\n  \
+4. recover in layer order (the platform reinstalled by helm), each layer through its health gate (`health-check` steps \
+and kmdr's own check);\n  \
+5. compare the recovered state with the inventory: missing, extra and changed keys (or objects) per unit;\n  \
 6. report per layer the measured RTO (failure to healthy) and RPO (age of the newest backup at the failure) against the \
 targets, PASS or FAIL.\n\n\
 ONLY RUN IT AGAINST A LAB OR A PLATFORM YOU MAY BREAK: step 3 destroys data. The report is written as JSON and \
@@ -178,14 +183,28 @@ capture resumes right after the newest delta segment, with no revision missing o
 write what they hold, a full backup in flight gets --grace to finish or is abandoned uncommitted.\n\nSeveral \
 replicas: pass --lease NAMESPACE/NAME (and the same plan) to each; the one holding the Lease runs the units, \
 the others stand by (ready, kmdr_leader 0) and take over when it goes silent for --lease-duration, resuming \
-from the repository like a restart. The Deployment in deploy/ runs one replica by default.\n\nMetrics \
+from the repository like a restart. The Helm chart (deploy/helm/kmdr) runs two replicas on a Lease by default.\n\nMetrics \
 (Prometheus text format) on --metrics-addr: /metrics (per layer and unit: \
 kmdr_last_success_timestamp_seconds, kmdr_rpo_seconds, kmdr_rpo_target_seconds, kmdr_backup_duration_seconds, \
 kmdr_backup_bytes, kmdr_backup_failures_total, kmdr_delta_lag_seconds, kmdr_delta_revision, ...), /healthz, \
-/readyz (every etcd capture running).\n\nExamples:\n  kmdr serve --plan /etc/kmdr/kmdr.yaml\n  kmdr serve \
+/readyz (every etcd capture running), and / a status page for people (per layer and unit: newest backup, newest \
+proven restorable, RPO against target with late units marked, delta lag and failures, the last drill; plain HTML, \
+no script, no external asset).\n\nExamples:\n  kmdr serve --plan /etc/kmdr/kmdr.yaml\n  kmdr serve \
 --plan kmdr.yaml --metrics-addr 0.0.0.0:9464 --keep-last 48 --keep-daily 14"
     )]
     Serve(ServeArgs),
+    /// Print shell completions (bash, zsh, fish) generated from this command line
+    #[command(
+        after_help = "Install:\n  kmdr completions bash > /etc/bash_completion.d/kmdr        (or ~/.local/share/bash-completion/completions/kmdr)\n  \
+kmdr completions zsh > \"${fpath[1]}/_kmdr\"                 (then restart zsh)\n  \
+kmdr completions fish > ~/.config/fish/completions/kmdr.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Write man pages, one per command and subcommand (kmdr.1, kmdr-backup-etcd.1, ...), into a directory
+    #[command(
+        after_help = "Example:\n  kmdr man --out /usr/local/share/man/man1 && man kmdr-backup\n  kmdr man --out /tmp/kmdr-man && man -l /tmp/kmdr-man/kmdr-serve.1"
+    )]
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -375,7 +394,7 @@ pub struct DrillArgs {
     /// The plan file (kmdr.yaml); required unless --lab
     #[arg(long, value_name = "FILE", required_unless_present = "lab", conflicts_with = "lab")]
     pub plan: Option<PathBuf>,
-    /// Where to write drill-<time>.json and .md (with --lab: DIR/reports)
+    /// Where to write the report as <time>-drill.json, .md and .html (with --lab: DIR/reports); -o json names the files
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub report_dir: PathBuf,
     /// Run without asking (the drill destroys the data it then recovers)
@@ -395,7 +414,10 @@ pub enum LabCommand {
     #[command(long_about = "Start a disposable lab from the server binaries on PATH, on free ports of 127.0.0.1: \
 an under-cluster etcd (started by the same shell line the plan's drill steps use, pid in DIR/uc.pid), a shared \
 tenant etcd with --tenants tenants of --keys Kubernetes-shaped keys each, and when PostgreSQL (initdb, postgres, \
-pg_isready) or MariaDB (mariadbd) is installed one kine tenant on each. Creates a repository in DIR/repo with the key \
+pg_isready) or MariaDB (mariadbd) is installed one kine tenant on each. When kube-apiserver and helm are built \
+(scripts/build-go-tools.sh), also a Kubernetes API server (kubeconfig DIR/kube/kubeconfig) with the platform's Helm \
+release kmetal-system/kmetal installed by helm and, with the projects' CRDs (KMDR_CRDS_DIR, scripts/fetch-crds.sh), \
+a Kamaji DataStore and a Ready TenantControlPlane per shared-etcd tenant. Creates a repository in DIR/repo with the key \
 DIR/kmdr.key (kept across runs) and writes the plan DIR/kmdr.yaml, which `kmdr plan check` accepts. What was \
 started is recorded in DIR/lab.json. Running it again while the lab is up changes nothing.\n\n\
 Then:\n  kmdr drill --lab\n  kmdr lab down")]
@@ -517,6 +539,19 @@ Examples:\n  kmdr backup tenants --all\n  kmdr backup tenants tenants/tenant-a t
 kmdr backup tenants --all --datastore-endpoint default=127.0.0.1:2379"
     )]
     Tenants(BackupTenantsArgs),
+    /// Back up the under-cluster's identity: kubeadm PKI, kubeadm config, EncryptionConfiguration
+    #[command(
+        long_about = "Copy the files a rebuilt under-cluster needs before `kubeadm init` so that a restored etcd \
+still belongs to it: the cluster CA, service-account key, front-proxy CA and etcd CA of /etc/kubernetes/pki, the \
+kubeadm config (/etc/kubernetes/kubeadm-config.yaml) and, with --encryption-config, the API server's \
+EncryptionConfiguration (without it, Secrets encrypted at rest in a restored etcd are lost for good). Modes and \
+ownership are kept. The manifest records each certificate's subject, sha256 fingerprint and expiry and the \
+encryption keys' providers and names, never key material; the files are encrypted like every backup.\n\n\
+A path that cannot be read, or is a socket, device or pipe, is refused in one line and nothing is stored.\n\n\
+Examples (on a control-plane node, as root):\n  kmdr backup node-files --encryption-config /etc/kubernetes/enc/enc.yaml\n  \
+kmdr backup node-files --leaf-certs --path /etc/kubernetes/admin.conf"
+    )]
+    NodeFiles(BackupNodeFilesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -564,6 +599,40 @@ pub struct BackupPlatformArgs {
     /// Label the backup (repeatable): --tag env=prod
     #[arg(long = "tag", value_name = "K=V", value_parser = parse_tag)]
     pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupNodeFilesArgs {
+    /// A file or directory to take instead of the kubeadm defaults (repeatable; absolute, as on the node)
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// The API server's EncryptionConfiguration (its --encryption-provider-config)
+    #[arg(long, value_name = "FILE")]
+    pub encryption_config: Option<String>,
+    /// Also the PKI's leaf certificates and keys (all of /etc/kubernetes/pki)
+    #[arg(long)]
+    pub leaf_certs: bool,
+    /// Read the paths under this directory instead of / (a node's disk mounted elsewhere)
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Label the backup (repeatable): --tag env=prod
+    #[arg(long = "tag", value_name = "K=V", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreNodeFilesArgs {
+    /// The backup id, or `latest`
+    pub id: String,
+    /// Where the node's / is (`/` on the node itself)
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Replace files that differ from the backup
+    #[arg(long)]
+    pub force: bool,
+    /// Print the plan; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -619,6 +688,14 @@ pub struct BackupEtcdArgs {
     /// Label the backup (repeatable): --tag env=prod
     #[arg(long = "tag", value_name = "K=V", value_parser = parse_tag)]
     pub tags: Vec<(String, String)>,
+    /// The cluster CA the API server's tokens and client certificates chain to (kubeadm: /etc/kubernetes/pki/ca.crt):
+    /// its fingerprint is recorded, so that a restore names the node-files backup it needs.
+    /// Without this and --encryption-config: what the newest node-files backup holds
+    #[arg(long, value_name = "FILE")]
+    pub cluster_ca: Option<String>,
+    /// The API server's EncryptionConfiguration: its keys' names and fingerprints are recorded (never the keys)
+    #[arg(long, value_name = "FILE")]
+    pub encryption_config: Option<String>,
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
@@ -690,6 +767,16 @@ prints the plan and sends no write.\n\n\
 Examples:\n  kmdr restore tenants latest --dry-run\n  kmdr restore tenants latest --only tenants/tenant-a --timeout 20m"
     )]
     Tenants(RestoreTenantsArgs),
+    /// Put the under-cluster's identity files back (before `kubeadm init`)
+    #[command(
+        long_about = "Write the files of a node-files backup under --to (`/` on the node itself) with their modes \
+and owners (owners when run as root), before `kubeadm init --config /etc/kubernetes/kubeadm-config.yaml` so that \
+kubeadm reuses the old CA and keys, then restore etcd. Files that exist and differ from the backup (content, mode or \
+owner) are refused, naming each and saying when one holds another CA, unless --force. Every file is written to a \
+temporary name first and renamed into place only when all are written. --dry-run prints the plan.\n\n\
+Example:\n  kmdr restore node-files latest --to / --dry-run"
+    )]
+    NodeFiles(RestoreNodeFilesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -847,6 +934,9 @@ pub struct InspectArgs {
     /// The API server's EncryptionConfiguration (its --encryption-provider-config), to decrypt Secrets encrypted at rest
     #[arg(long, value_name = "FILE")]
     pub encryption_config: Option<PathBuf>,
+    /// The EncryptionConfiguration kept in this node-files backup (an id, or `latest`) instead of --encryption-config
+    #[arg(long, value_name = "ID", conflicts_with = "encryption_config")]
+    pub encryption_config_from: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -867,9 +957,13 @@ repository only.\n\nExample:\n  kmdr backups points\n  kmdr backups points -o js
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only backups of this kind (e.g. etcd)
-    #[arg(long)]
+    /// Only backups of this kind: etcd, tenant, tenants, platform, volumes or node-files
+    #[arg(long, value_name = "KIND")]
     pub kind: Option<String>,
+    /// Only backups of this unit: its series (tenant/t1, etcd/CLUSTER-ID, platform/NS/RELEASE), the name in
+    /// it (t1, NS/RELEASE), or `etcd` for the under-cluster's etcd
+    #[arg(long, value_name = "UNIT")]
+    pub unit: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -971,4 +1065,18 @@ pub struct PruneArgs {
     /// Print what would be deleted; change nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing; pages there are replaced)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }

@@ -126,6 +126,7 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         kmdr_kube::client::KubeError,
         kmdr_kube::health::WaitError,
         kmdr_kube::platform::PlatformError,
+        kmdr_kube::node_files::NodeFilesError,
         kmdr_kube::kamaji::TenantsError,
         kmdr_kube::inspect::InspectError,
         kmdr_kube::inspect::encryption::EncryptionError,

@@ -210,7 +210,15 @@ async fn through_kine(driver: Driver) {
     let kine = source.kine_endpoint("tenant-a").map(|_| source.kine("tenant-a", true));
     let (url, root) = source.api("tenant-a", kine.as_ref());
     let mut storage = KubeStorage::connect(&url).await;
-    storage.churn(&root, 150, 12, 7).await.unwrap();
+    if let Err(e) = storage.churn(&root, 150, 12, 7).await {
+        let kine_log = kine.as_ref().map(|k| std::fs::read_to_string(&k.log).unwrap_or_default()).unwrap_or_default();
+        let kine_tail: Vec<&str> = kine_log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+        panic!(
+            "{driver}: the churn failed: {e}\nserver log {}\nkine log:\n{}",
+            source.server.log_tail(),
+            kine_tail.join("\n")
+        );
+    }
     match driver {
         Driver::Etcd => {
             let rev = storage.revision - 100;

@@ -115,7 +115,12 @@ impl EncryptionKeys {
         Self::parse(&text).map_err(bad)
     }
 
-    /// Parse the YAML (or JSON) text of an EncryptionConfiguration.
+    /// Parse the YAML (or JSON) text of an EncryptionConfiguration (e.g.
+    /// read out of a node-files backup); `path` names it in errors.
+    pub fn from_text(path: &Path, text: &str) -> Result<EncryptionKeys, EncryptionError> {
+        Self::parse(text).map_err(|detail| EncryptionError::BadConfig { path: path.to_path_buf(), detail })
+    }
+
     fn parse(text: &str) -> Result<EncryptionKeys, String> {
         let cfg: ConfigFile = serde_norway::from_str(text).map_err(|e| e.to_string())?;
         if cfg.kind.as_deref().is_some_and(|k| k != "EncryptionConfiguration") {
@@ -147,6 +152,26 @@ impl EncryptionKeys {
             return Err("it holds no aescbc, aesgcm or secretbox key".into());
         }
         Ok(EncryptionKeys { keys })
+    }
+
+    /// Every key's provider and name, in the file's order (never its secret).
+    pub fn names(&self) -> Vec<(String, String)> {
+        self.keys.iter().map(|(p, n, _)| (p.clone(), n.clone())).collect()
+    }
+
+    /// Every key's provider, name and fingerprint: the first 16 hex digits
+    /// of a domain-separated sha256 of its secret. It tells two keys of the
+    /// same name apart (a rotation that reused the name) and cannot give
+    /// the secret back.
+    pub fn fingerprints(&self) -> Vec<(String, String, String)> {
+        use sha2::{Digest, Sha256};
+        self.keys
+            .iter()
+            .map(|(p, n, k)| {
+                let h = Sha256::new().chain_update(b"kmdr encryption key fingerprint v1\0").chain_update(k).finalize();
+                (p.clone(), n.clone(), hex::encode(&h[..8]))
+            })
+            .collect()
     }
 
     fn key(&self, provider: &str, name: &str) -> Option<&[u8]> {
@@ -290,5 +315,25 @@ mod tests {
             &[0u8; 48],
         );
         assert!(matches!(e, Err(EncryptionError::WrongKey { .. })), "{e:?}");
+    }
+
+    #[test]
+    fn fingerprints_tell_secrets_apart_and_hide_them() {
+        let cfg = |name: &str, secret: &str| {
+            format!(
+                "resources:\n- resources: [secrets]\n  providers:\n  - aescbc:\n      keys:\n      - name: {name}\n        secret: {secret}\n"
+            )
+        };
+        let a = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let b = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+        let fp = |text: &str| EncryptionKeys::parse(text).unwrap().fingerprints();
+        let (one, again, other) = (fp(&cfg("k", a)), fp(&cfg("k", a)), fp(&cfg("k", b)));
+        assert_eq!(one, again, "stable");
+        assert_ne!(one[0].2, other[0].2, "another secret under the same name");
+        assert_eq!((one[0].0.as_str(), one[0].1.as_str(), one[0].2.len()), ("aescbc", "k", 16));
+        let raw = base64::engine::general_purpose::STANDARD.decode(a).unwrap();
+        assert!(!one[0].2.contains(&hex::encode(&raw[..4])), "not the secret's bytes");
+        let from_text = EncryptionKeys::from_text(Path::new("enc.yaml"), "kind: Secret\n");
+        assert!(matches!(from_text, Err(EncryptionError::BadConfig { .. })));
     }
 }

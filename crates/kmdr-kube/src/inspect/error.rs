@@ -33,7 +33,7 @@ pub enum InspectError {
     Undecodable { key: String, detail: String },
     /// A protobuf kind kmdr does not decode.
     #[error(
-        "{key} is stored as protobuf {kind}; kmdr decodes Secrets, ConfigMaps and every JSON custom resource, not this kind"
+        "{key} is stored as protobuf {kind}; kmdr decodes Secrets, ConfigMaps, Namespaces, ServiceAccounts and every JSON custom resource, not this kind"
     )]
     Unsupported { key: String, kind: String },
     /// A temp file for the snapshot cannot be written.

@@ -132,7 +132,17 @@ pub fn list(
                 encrypted: None,
                 details: Default::default(),
             };
-            match decode_value(&key, &kv.value, keys)? {
+            let stored = match decode_value(&key, &kv.value, keys) {
+                // A listing names what is there; only --get needs the whole
+                // object, so a protobuf kind kmdr does not decode is listed
+                // without its columns.
+                Err(InspectError::Unsupported { .. }) if !helm => {
+                    out.push(row);
+                    continue;
+                }
+                r => r?,
+            };
+            match stored {
                 Stored::Encrypted(h) => {
                     if let Some((release, revision)) = helm.then(|| helm_name(&row.name)).flatten() {
                         row.details.insert("release".into(), Value::String(release));

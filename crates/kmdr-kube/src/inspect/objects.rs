@@ -66,6 +66,46 @@ const KNOWN: &[Known] = &[
     Known { kind: "Namespace", group: "", plural: "namespaces", namespaced: false, names: &["namespace", "ns"] },
 ];
 
+/// The API groups whose resources kube-apiserver itself stores (its
+/// storage factory's resource prefix is the plural alone, without the
+/// group: `/registry/deployments/NS/NAME`, `/registry/leases/NS/NAME`).
+/// `apiextensions.k8s.io` and `apiregistration.k8s.io` are served by the
+/// apiextensions and aggregator servers, which prefix the group, as for
+/// every custom resource.
+pub const BUILTIN_GROUPS: &[&str] = &[
+    "admissionregistration.k8s.io",
+    "apps",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "autoscaling",
+    "batch",
+    "certificates.k8s.io",
+    "coordination.k8s.io",
+    "discovery.k8s.io",
+    "events.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+    "internal.apiserver.k8s.io",
+    "networking.k8s.io",
+    "node.k8s.io",
+    "policy",
+    "rbac.authorization.k8s.io",
+    "resource.k8s.io",
+    "scheduling.k8s.io",
+    "storage.k8s.io",
+    "storagemigration.k8s.io",
+];
+
+/// Built-in resources stored under a path other than their plural, as
+/// (group, plural, path under `/registry/`), from the REST storage of each
+/// (pkg/registry/.../storage: `Store.DefaultQualifiedResource` and its
+/// key prefix).
+const REGISTRY_PATHS: &[(&str, &str, &str)] = &[
+    ("", "services", "services/specs"),
+    ("", "endpoints", "services/endpoints"),
+    ("", "nodes", "minions"),
+    ("networking.k8s.io", "ingresses", "ingress"),
+];
+
 /// The kinds `kmdr inspect` lists by default (Helm releases are Secrets of
 /// their own type, listed as kind `HelmRelease`).
 pub const LISTED: &[&str] = &["TenantControlPlane", "DataStore", "Cluster", "KamajiControlPlane", "HelmRelease"];
@@ -97,9 +137,18 @@ impl ResourceKind {
         Ok(ResourceKind { kind: plural.clone(), group, plural, namespaced: None })
     }
 
-    /// The etcd key prefix of this kind, ending in `/`.
+    /// The etcd key prefix of this kind, ending in `/`: kube-apiserver keeps
+    /// the resources it serves itself (the core group and the built-in
+    /// groups, [`BUILTIN_GROUPS`]) under `/registry/PLURAL/`, a few under a
+    /// path of their own ([`REGISTRY_PATHS`]); custom resources, CRDs and
+    /// APIServices are under `/registry/GROUP/PLURAL/`.
     pub fn prefix(&self) -> String {
-        if self.group.is_empty() {
+        let builtin = self.group.is_empty() || BUILTIN_GROUPS.contains(&self.group.as_str());
+        if let Some((_, _, path)) =
+            REGISTRY_PATHS.iter().find(|(g, p, _)| builtin && *g == self.group && *p == self.plural)
+        {
+            format!("/registry/{path}/")
+        } else if builtin {
             format!("/registry/{}/", self.plural)
         } else {
             format!("/registry/{}/{}/", self.group, self.plural)
@@ -223,6 +272,38 @@ fn decode_protobuf(key: &str, raw: &[u8]) -> Result<Value, InspectError> {
             }
             o
         }
+        ("v1", "Namespace") => {
+            let n = proto::Namespace::decode(&body[..])
+                .map_err(|e| undecodable(key, format!("bad Namespace protobuf: {e}")))?;
+            let mut o = Map::new();
+            o.insert("metadata".into(), meta_json(n.metadata.unwrap_or_default()));
+            let finalizers = n.spec.unwrap_or_default().finalizers;
+            o.insert(
+                "spec".into(),
+                if finalizers.is_empty() { json!({}) } else { json!({ "finalizers": finalizers }) },
+            );
+            if let Some(phase) = n.status.and_then(|s| s.phase).filter(|p| !p.is_empty()) {
+                o.insert("status".into(), json!({ "phase": phase }));
+            }
+            o
+        }
+        ("v1", "ServiceAccount") => {
+            let sa = proto::ServiceAccount::decode(&body[..])
+                .map_err(|e| undecodable(key, format!("bad ServiceAccount protobuf: {e}")))?;
+            let mut o = Map::new();
+            o.insert("metadata".into(), meta_json(sa.metadata.unwrap_or_default()));
+            if !sa.secrets.is_empty() {
+                o.insert("secrets".into(), Value::Array(sa.secrets.into_iter().map(reference_json).collect()));
+            }
+            if !sa.image_pull_secrets.is_empty() {
+                let names = sa.image_pull_secrets.into_iter().map(|r| json!({ "name": r.name.unwrap_or_default() }));
+                o.insert("imagePullSecrets".into(), Value::Array(names.collect()));
+            }
+            if let Some(a) = sa.automount_service_account_token {
+                o.insert("automountServiceAccountToken".into(), json!(a));
+            }
+            o
+        }
         _ => {
             return Err(InspectError::Unsupported { key: key.into(), kind: format!("{api_version} {kind}") });
         }
@@ -232,6 +313,25 @@ fn decode_protobuf(key: &str, raw: &[u8]) -> Result<Value, InspectError> {
     out.insert("kind".into(), json!(kind));
     out.append(&mut obj);
     Ok(Value::Object(out))
+}
+
+/// An `ObjectReference` as JSON: the fields it has, in the API's names.
+fn reference_json(r: proto::ObjectReference) -> Value {
+    let fields = [
+        ("kind", r.kind),
+        ("namespace", r.namespace),
+        ("name", r.name),
+        ("uid", r.uid),
+        ("apiVersion", r.api_version),
+        ("resourceVersion", r.resource_version),
+        ("fieldPath", r.field_path),
+    ];
+    Value::Object(
+        fields
+            .into_iter()
+            .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k.to_string(), Value::String(v))))
+            .collect(),
+    )
 }
 
 fn meta_json(m: ObjectMeta) -> Value {
@@ -397,7 +497,16 @@ mod tests {
         assert_eq!(p("clusters.cluster.x-k8s.io"), "/registry/cluster.x-k8s.io/clusters/");
         assert_eq!(p("kcp"), "/registry/controlplane.cluster.x-k8s.io/kamajicontrolplanes/");
         assert_eq!(p("secret"), "/registry/secrets/");
-        assert_eq!(p("leases.coordination.k8s.io"), "/registry/coordination.k8s.io/leases/");
+        // Built-in groups are stored without the group, as kube-apiserver does.
+        assert_eq!(p("leases.coordination.k8s.io"), "/registry/leases/");
+        assert_eq!(p("deployments.apps"), "/registry/deployments/");
+        assert_eq!(p("services"), "/registry/services/specs/");
+        assert_eq!(p("ingresses.networking.k8s.io"), "/registry/ingress/");
+        assert_eq!(
+            p("customresourcedefinitions.apiextensions.k8s.io"),
+            "/registry/apiextensions.k8s.io/customresourcedefinitions/"
+        );
+        assert_eq!(p("widgets.example.com"), "/registry/example.com/widgets/");
         assert_eq!(p("pods"), "/registry/pods/");
         let ds = ResourceKind::resolve("datastore").unwrap();
         assert_eq!(ds.key_of("default").unwrap(), "/registry/kamaji.clastix.io/datastores/default");

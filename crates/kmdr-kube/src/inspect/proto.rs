@@ -94,6 +94,70 @@ pub struct ConfigMap {
     pub immutable: Option<bool>,
 }
 
+/// `core.v1.Namespace`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Namespace {
+    #[prost(message, optional, tag = "1")]
+    pub metadata: Option<ObjectMeta>,
+    #[prost(message, optional, tag = "2")]
+    pub spec: Option<NamespaceSpec>,
+    #[prost(message, optional, tag = "3")]
+    pub status: Option<NamespaceStatus>,
+}
+
+/// `core.v1.NamespaceSpec`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NamespaceSpec {
+    #[prost(string, repeated, tag = "1")]
+    pub finalizers: Vec<String>,
+}
+
+/// `core.v1.NamespaceStatus`, its phase (conditions are skipped).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NamespaceStatus {
+    #[prost(string, optional, tag = "1")]
+    pub phase: Option<String>,
+}
+
+/// `core.v1.ServiceAccount`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ServiceAccount {
+    #[prost(message, optional, tag = "1")]
+    pub metadata: Option<ObjectMeta>,
+    #[prost(message, repeated, tag = "2")]
+    pub secrets: Vec<ObjectReference>,
+    #[prost(message, repeated, tag = "3")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    #[prost(bool, optional, tag = "4")]
+    pub automount_service_account_token: Option<bool>,
+}
+
+/// `core.v1.ObjectReference`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ObjectReference {
+    #[prost(string, optional, tag = "1")]
+    pub kind: Option<String>,
+    #[prost(string, optional, tag = "2")]
+    pub namespace: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub name: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub uid: Option<String>,
+    #[prost(string, optional, tag = "5")]
+    pub api_version: Option<String>,
+    #[prost(string, optional, tag = "6")]
+    pub resource_version: Option<String>,
+    #[prost(string, optional, tag = "7")]
+    pub field_path: Option<String>,
+}
+
+/// `core.v1.LocalObjectReference`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LocalObjectReference {
+    #[prost(string, optional, tag = "1")]
+    pub name: Option<String>,
+}
+
 /// Wrap an encoded object as the API server stores it: magic, then the
 /// envelope. (Tests and tools that write etcd directly use this.)
 pub fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {

@@ -114,7 +114,7 @@ fn report(scale: i64) -> DrillReport {
                 rto_s: None,
                 rpo_s: None,
                 units: vec![],
-                problems: vec!["kmdr does not back this layer up yet: only its targets are in the plan".into()],
+                problems: vec!["this plan names no source for this layer: add `helm:` (the platform's release) to drill it".into()],
             },
             LayerReport {
                 layer: tcp,
@@ -187,7 +187,7 @@ fn the_page_is_self_contained_escaped_and_complete() {
         assert!(page.contains(l.layer.as_str()), "{} appears", l.layer);
     }
     assert!(page.contains(">PASS<") && page.contains(">SKIPPED<"));
-    assert!(page.contains("kmdr does not back this layer up yet"), "the skipped layer says why");
+    assert!(page.contains("this plan names no source for this layer"), "the skipped layer says why");
     assert!(page.contains("2025-03-14 09:26:53 UTC") && page.contains("s3://dr-backups/lab"));
 
     // Human durations and "—" for what was not measured.
@@ -215,7 +215,7 @@ fn the_page_is_self_contained_escaped_and_complete() {
     assert_eq!(chart.matches("class=\"failure-line\"").count(), 1);
     assert_eq!(chart.matches("class=\"rto-target").count(), 2);
     assert_eq!(chart.matches("class=\"rto-band\"").count(), 2);
-    assert!(chart.contains("skipped: kmdr does not back this layer up yet"));
+    assert!(chart.contains("skipped: this plan names no source for this layer"));
     assert!(chart.contains("healthy after 1.4s"), "the passing layer's healthy marker");
 }
 

@@ -68,7 +68,11 @@ fn full_example_parses() {
     assert_eq!((uc.rto, uc.rpo), (Duration::from_secs(4 * H), Duration::from_secs(H)));
     assert_eq!(text.lines().nth(uc.pos.line - 1).unwrap().trim(), "under-cluster:");
     assert_eq!(uc.pos.column, 3);
-    let LayerSource::Etcd(etcd) = &uc.source else { panic!("{:?}", uc.source) };
+    let LayerSource::UnderCluster { etcd, node_files } = &uc.source else { panic!("{:?}", uc.source) };
+    let nf = node_files.as_ref().expect("nodeFiles");
+    assert_eq!(nf.encryption_config.as_deref(), Some("/etc/kubernetes/enc/enc.yaml"));
+    assert!(nf.paths.is_empty() && !nf.leaf_certs, "kubeadm's files by default");
+    assert_eq!((nf.root.as_path(), nf.restore_to.as_path()), (Path::new("/"), Path::new("/")));
     assert_eq!(etcd.endpoints.len(), 3);
     assert_eq!(etcd.tls.cacert, Some(PathBuf::from("/etc/kubernetes/pki/etcd/ca.crt")));
     let member = etcd.restore.as_ref().unwrap();
@@ -82,7 +86,7 @@ fn full_example_parses() {
     assert_eq!(platform.rpo, Duration::from_secs(15 * 60));
 
     let tcp = plan.layer(Layer::TenantControlPlanes).unwrap();
-    let LayerSource::Tenants(ds) = &tcp.source else { panic!("{:?}", tcp.source) };
+    let LayerSource::Tenants { datastores: ds, .. } = &tcp.source else { panic!("{:?}", tcp.source) };
     assert_eq!(ds.len(), 2);
     assert_eq!(ds[0].name, "shared-etcd");
     assert_eq!(ds[0].tenants, TenantSelector::All);
@@ -127,10 +131,10 @@ fn lab_example_parses_with_defaults() {
     for spec in &plan.layers {
         assert_eq!((spec.rto, spec.rpo), kmdr_plan::default_targets(spec.layer));
     }
-    let LayerSource::Etcd(etcd) = &plan.layers[0].source else { panic!() };
+    let LayerSource::UnderCluster { etcd, .. } = &plan.layers[0].source else { panic!() };
     assert_eq!(etcd.endpoints, ["http://127.0.0.1:2379"]); // a single string is a list of one
     assert!(etcd.restore.is_none());
-    let LayerSource::Tenants(ds) = &plan.layers[1].source else { panic!() };
+    let LayerSource::Tenants { datastores: ds, .. } = &plan.layers[1].source else { panic!() };
     assert_eq!(ds[0].url, "etcd://127.0.0.1:2381");
     assert_eq!(ds[0].tenants, TenantSelector::All);
     assert!(plan.run.is_empty() && plan.contacts.is_empty() && plan.credentials.is_empty());
@@ -203,6 +207,27 @@ fn platform_helm_needs_a_namespace_and_namespaced_secrets() {
             "12:17: secret \"registry-creds\" is not NAMESPACE/NAME: write e.g. kmetal-system/registry-creds",
         ]
     );
+}
+
+#[test]
+fn node_files_paths_are_absolute_and_keys_known() {
+    let text = format!("{BASE}    nodeFiles:\n      paths: [etc/kubernetes/pki]\n");
+    one_problem(&text, 10, 15, &["node file path \"etc/kubernetes/pki\" is relative", "/etc/kubernetes/pki"]);
+    let text = format!("{BASE}    nodeFiles:\n      encryptionConfig: enc.yaml\n");
+    one_problem(&text, 10, 25, &["encryptionConfig \"enc.yaml\" is relative"]);
+    let text = format!("{BASE}    nodeFiles:\n      leafCert: true\n");
+    one_problem(&text, 10, 7, &[r#"unknown key "leafCert""#, "leafCerts"]);
+    let text = format!(
+        "{BASE}    nodeFiles:\n      paths: [/etc/kubernetes/pki, /etc/kubernetes/kubeadm.yaml]\n      restoreTo: /mnt/node\n"
+    );
+    let plan = parse_plan(Path::new("kmdr.yaml"), &text).expect("parses");
+    let Some(LayerSource::UnderCluster { node_files: Some(nf), .. }) =
+        plan.layer(Layer::UnderCluster).map(|l| &l.source)
+    else {
+        panic!("node files")
+    };
+    assert_eq!(nf.paths, ["/etc/kubernetes/pki", "/etc/kubernetes/kubeadm.yaml"]);
+    assert_eq!(nf.restore_to, Path::new("/mnt/node"));
 }
 
 #[test]

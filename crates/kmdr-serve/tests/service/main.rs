@@ -1,5 +1,4 @@
-//! kmdr serve's deployment manifests and retention.
+//! kmdr serve's retention.
 //! One test binary (each links the whole crate graph once, not once per file).
 
-mod deploy;
 mod retention;

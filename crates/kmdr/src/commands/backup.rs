@@ -3,7 +3,6 @@
 use crate::cli::{BackupCommand, BackupEtcdArgs, BackupTenantArgs, GlobalArgs};
 use crate::output::{self, Format};
 use anyhow::Result;
-use kmdr_core::{human_bytes, human_duration};
 use kmdr_etcd::snapshotter::EtcdSnapshot;
 use kmdr_etcd::{EtcdConnection, TlsFiles};
 
@@ -13,14 +12,21 @@ pub async fn run(g: &GlobalArgs, c: BackupCommand) -> Result<i32> {
         BackupCommand::Tenant(a) => tenant(g, a).await,
         BackupCommand::Platform(a) => platform(g, a).await,
         BackupCommand::Tenants(a) => tenants(g, a).await,
+        BackupCommand::NodeFiles(a) => super::node_files::backup(g, a).await,
     }
 }
 
 async fn etcd(g: &GlobalArgs, a: BackupEtcdArgs) -> Result<i32> {
     // Open the repository first: a wrong key must fail before etcd is touched.
     let repo = g.open_repo().await?;
+    // What the snapshot needs of the node (read before etcd is touched: a bad file fails first).
+    let needs = match (&a.cluster_ca, &a.encryption_config) {
+        (None, None) => newest_node_files_identity(&repo).await?,
+        (ca, enc) => Some(kmdr_kube::identity::live(std::path::Path::new("/"), ca.as_deref(), enc.as_deref())?),
+    };
     let conn = EtcdConnection::new(a.endpoints, TlsFiles { cacert: a.tls.cacert, cert: a.tls.cert, key: a.tls.key });
-    let snap = EtcdSnapshot::open(&conn).await?;
+    let mut snap = EtcdSnapshot::open(&conn).await?;
+    snap.info.needs = needs;
     let pb = output::bar(g.format, g.quiet, Some(snap.info.db_size as u64 + 32), "etcd snapshot");
     let m = snap.backup_into(&repo, a.tags.into_iter().collect(), output::progress(&pb)).await?;
     if let Some(pb) = pb {
@@ -29,26 +35,18 @@ async fn etcd(g: &GlobalArgs, a: BackupEtcdArgs) -> Result<i32> {
     if g.format == Format::Json {
         output::json(&m);
     } else {
-        print_done(g, &m, &repo.location());
+        super::print_done(g, &m, &repo.location());
     }
     Ok(0)
 }
 
-/// The id on stdout; what was stored, on stderr for people.
-fn print_done(g: &GlobalArgs, m: &kmdr_core::Manifest, location: &str) {
-    println!("{}", m.id);
-    if g.chatty() {
-        eprintln!(
-            "backed up {} ({}) in {}: {} new of {} chunks, {} added to {}",
-            m.source_summary(),
-            human_bytes(m.stats.bytes),
-            human_duration(std::time::Duration::from_millis(m.duration_ms)),
-            m.stats.new_chunks,
-            m.stats.chunks,
-            human_bytes(m.stats.new_stored_bytes),
-            location
-        );
-    }
+/// What the newest node-files backup holds, if the repository has one.
+async fn newest_node_files_identity(repo: &kmdr_repo::Repository) -> Result<Option<kmdr_core::ClusterIdentity>> {
+    let ids = repo.list_backups().await?;
+    Ok(match ids.iter().rev().find(|i| i.kind() == kmdr_kube::node_files::KIND) {
+        Some(id) => kmdr_kube::identity::of_node_files(&repo.load_manifest(id).await?),
+        None => None,
+    })
 }
 
 async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
@@ -84,7 +82,7 @@ async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
         match result {
             Ok(m) => {
                 if g.format == Format::Text {
-                    print_done(g, &m, &repo.location());
+                    super::print_done(g, &m, &repo.location());
                 }
                 manifests.push(m);
             }
@@ -125,12 +123,8 @@ pub async fn by_plan(g: &GlobalArgs, file: &std::path::Path, layer: Option<kmdr_
     {
         return Err(super::UsageError(format!("the plan {} has no layer {l}", file.display())).into());
     }
-    let quiet = !g.chatty();
-    let notify = move |line: &str| {
-        if !quiet {
-            eprintln!("{line}");
-        }
-    };
+    // One line per unit; on a terminal, a spinner with the unit in progress and its time.
+    let notify = super::notifier(g);
     let tags = std::collections::BTreeMap::from([("plan".to_string(), plan.name.clone())]);
     let mut all = Vec::new();
     for spec in plan.layers.iter().filter(|s| layer.is_none_or(|l| s.layer == l)) {
@@ -144,6 +138,7 @@ pub async fn by_plan(g: &GlobalArgs, file: &std::path::Path, layer: Option<kmdr_
             all.push((spec.layer, u));
         }
     }
+    drop(notify); // the spinner, on a terminal, goes before the table
     let failed = all.iter().filter(|(_, u)| u.error.is_some()).count();
     if g.format == Format::Json {
         output::json(&all.iter().map(|(l, u)| serde_json::json!({"layer": l, "unit": u})).collect::<Vec<_>>());
@@ -199,7 +194,7 @@ async fn platform(g: &GlobalArgs, a: crate::cli::BackupPlatformArgs) -> Result<i
     if g.format == Format::Json {
         output::json(&m);
     } else {
-        print_done(g, &m, &repo.location());
+        super::print_done(g, &m, &repo.location());
     }
     Ok(0)
 }
@@ -227,7 +222,7 @@ async fn tenants(g: &GlobalArgs, a: crate::cli::BackupTenantsArgs) -> Result<i32
     if g.format == Format::Json {
         output::json(&m);
     } else {
-        print_done(g, &m, &repo.location());
+        super::print_done(g, &m, &repo.location());
         if let kmdr_core::SourceInfo::KamajiTenants(k) = &m.source {
             for t in &k.tenants {
                 let filled = if t.filled_from_status.is_empty() {

@@ -1,5 +1,6 @@
 //! `kmdr backups list|show`.
 
+use super::UsageError;
 use crate::cli::{BackupsCommand, GlobalArgs, ListArgs, ShowArgs};
 use crate::output::{self, Format};
 use anyhow::Result;
@@ -56,16 +57,46 @@ async fn points(g: &GlobalArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Every kind of backup kmdr takes (`--kind`).
+const KINDS: [&str; 6] = [
+    kmdr_etcd::snapshotter::KIND,
+    kmdr_datastore::KIND,
+    kmdr_kube::kamaji::KIND,
+    kmdr_kube::platform::KIND,
+    kmdr_kube::volumes::KIND,
+    kmdr_kube::node_files::KIND,
+];
+
+/// Whether the backup `m` is of `unit`: its series (`tenant/t1`), the series
+/// without its first part (`t1`, `kmetal-system/kmetal`), or `etcd` for any
+/// under-cluster etcd snapshot (the unit's name in plans, status and serve).
+fn of_unit(m: &kmdr_core::Manifest, unit: &str) -> bool {
+    m.series == unit
+        || m.series.split_once('/').is_some_and(|(_, rest)| rest == unit)
+        || (unit == "etcd" && m.id.kind() == kmdr_etcd::snapshotter::KIND)
+}
+
 async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
+    if let Some(k) = a.kind.as_deref().filter(|k| !KINDS.contains(k)) {
+        return Err(UsageError(format!("--kind {k:?} is not a kind of backup: use one of {}", KINDS.join(", "))).into());
+    }
     let repo = g.open_repo().await?;
     let ids: Vec<_> =
         repo.list_backups().await?.into_iter().filter(|i| a.kind.as_deref().is_none_or(|k| i.kind() == k)).collect();
     let proofs = repo.latest_proofs().await?;
     let proof_of = |id: &kmdr_core::BackupId| proofs.get(&id.to_string());
     let mut rows = Vec::new();
+    // The series of the kind's backups, to name them when --unit matches none.
+    let mut series = std::collections::BTreeSet::new();
     for id in &ids {
         match repo.load_manifest(id).await {
-            Ok(m) => rows.push(Ok(m)),
+            Ok(m) => {
+                series.insert(m.series.clone());
+                if a.unit.as_deref().is_none_or(|u| of_unit(&m, u)) {
+                    rows.push(Ok(m));
+                }
+            }
+            // A damaged manifest names no series: shown whatever --unit says, it needs attention.
             Err(kmdr_repo::Error::Damaged { reason, .. }) => rows.push(Err((id.clone(), reason))),
             Err(e) => return Err(e.into()),
         }
@@ -84,7 +115,16 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
         return Ok(0);
     }
     if rows.is_empty() {
-        eprintln!("no backups in {}{}", repo.location(), a.kind.map(|k| format!(" of kind {k}")).unwrap_or_default());
+        let of_kind = a.kind.as_ref().map(|k| format!(" of kind {k}")).unwrap_or_default();
+        match &a.unit {
+            Some(u) if !series.is_empty() => eprintln!(
+                "no backups of unit {u}{of_kind} in {}; the units it holds: {} (pass one of these to --unit)",
+                repo.location(),
+                series.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+            Some(u) => eprintln!("no backups of unit {u}{of_kind} in {}", repo.location()),
+            None => eprintln!("no backups{of_kind} in {}", repo.location()),
+        }
         return Ok(0);
     }
     println!("{:<36} {:<21} {:>10} {:>10} {:>8} {:<14} SOURCE", "ID", "LAYER", "SIZE", "ADDED", "TOOK", "RESTORABLE");

@@ -31,13 +31,9 @@ pub async fn run(g: &GlobalArgs, mut a: DrillArgs) -> Result<i32> {
     let repo = g.with_plan(&plan).open_repo().await?;
     std::fs::create_dir_all(&a.report_dir)
         .with_context(|| format!("cannot create --report-dir {}", a.report_dir.display()))?;
-    let quiet = g.quiet || g.format == Format::Json;
-    let notify = move |line: &str| {
-        if !quiet {
-            eprintln!("drill: {line}");
-        }
-    };
+    let notify = super::prefixed_notifier(g, "drill: ");
     let r = kmdr_plan::drill::drill(&plan, &repo, &notify).await?;
+    drop(notify); // the spinner, on a terminal, goes before the summary
     // `<time to the ms>-drill.{json,md,html}`: the name the repository keeps it under.
     let stem = r.object_name().trim_end_matches(".json").to_string();
     let json_path = a.report_dir.join(format!("{stem}.json"));
@@ -49,7 +45,15 @@ pub async fn run(g: &GlobalArgs, mut a: DrillArgs) -> Result<i32> {
     std::fs::write(&html_path, kmdr_plan::html::html(&r))
         .with_context(|| format!("cannot write {}", html_path.display()))?;
     if g.format == Format::Json {
-        output::json(&r);
+        // The report, and where it was written (the same report in three forms, and the repository's copy).
+        let mut v = serde_json::to_value(&r)?;
+        v["report_files"] = serde_json::json!({
+            "json": json_path,
+            "markdown": md_path,
+            "html": html_path,
+            "repository": format!("reports/{}", r.object_name()),
+        });
+        output::json(&v);
     } else {
         for l in &r.layers {
             let f = |s: Option<f64>| s.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into());

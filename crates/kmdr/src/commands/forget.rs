@@ -57,20 +57,39 @@ pub async fn run_forget(g: &GlobalArgs, a: ForgetArgs) -> Result<i32> {
         return Err(UsageError("no retention rule given: pass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly (forget never removes everything)".into()).into());
     }
     let repo = g.open_repo().await?;
+    // With --prune it reads every manifest and lists every chunk: `forget: ...`
+    // lines, and on a terminal a spinner with the step in progress and its
+    // time (each line short enough for 80 columns with it).
+    let progress = a.prune.then(|| super::prefixed_notifier(g, "forget: "));
+    let say = |line: &str| {
+        if let Some(p) = &progress {
+            p(line)
+        }
+    };
     let (plan, prune, segments) = if a.dry_run {
+        say("reading every manifest to apply the policy (dry run)");
         let plan = pruner::plan_forget(&repo, policy, a.kind.as_deref()).await?;
-        let prune = if a.prune { Some(pruner::plan_prune(&repo, &plan.remove()).await?) } else { None };
+        let prune = if a.prune {
+            say("finding the chunks no kept backup references");
+            Some(pruner::plan_prune(&repo, &plan.remove()).await?)
+        } else {
+            None
+        };
+        say("finding the delta segments no kept full backup can use");
         let segments = unusable_segments(&repo, &plan.remove()).await?;
         (plan, prune, segments)
     } else {
+        say("removing what the policy drops, then the chunks only it used");
         let (plan, prune) = pruner::forget(&repo, policy, a.kind.as_deref(), a.prune).await?;
         // Delta segments that only continued the forgotten backups go with them.
+        say("removing the delta segments no remaining full backup can use");
         let segments = unusable_segments(&repo, &[]).await?;
         for s in &segments {
             repo.delete_segment(s).await?;
         }
         (plan, prune, segments)
     };
+    drop(progress); // the spinner, on a terminal, goes before the summary
     if g.format == Format::Json {
         output::json(
             &json!({"dry_run": a.dry_run, "forget": plan, "remove": plan.remove(), "prune": prune, "segments": segments}),
@@ -87,7 +106,17 @@ pub async fn run_forget(g: &GlobalArgs, a: ForgetArgs) -> Result<i32> {
 
 pub async fn run_prune(g: &GlobalArgs, a: PruneArgs) -> Result<i32> {
     let repo = g.open_repo().await?;
-    let plan = if a.dry_run { pruner::plan_prune(&repo, &[]).await? } else { pruner::prune(&repo).await? };
+    // It reads every manifest and lists every chunk: a `prune: ...` line, and
+    // on a terminal a spinner with its time.
+    let progress = super::prefixed_notifier(g, "prune: ");
+    let plan = if a.dry_run {
+        progress("finding the chunks no backup references (dry run)");
+        pruner::plan_prune(&repo, &[]).await?
+    } else {
+        progress("deleting the chunks no backup references");
+        pruner::prune(&repo).await?
+    };
+    drop(progress); // the spinner, on a terminal, goes before the summary
     if g.format == Format::Json {
         output::json(&json!({"dry_run": a.dry_run, "prune": plan}));
     } else {

@@ -9,7 +9,11 @@ use serde_json::{Value, json};
 
 pub async fn run(g: &GlobalArgs, a: InspectArgs) -> Result<i32> {
     // Bad input is refused before anything is fetched.
-    let keys = a.encryption_config.as_deref().map(EncryptionKeys::load).transpose()?;
+    let keys = match (&a.encryption_config, &a.encryption_config_from) {
+        (Some(file), _) => Some(EncryptionKeys::load(file)?),
+        (None, Some(id)) => Some(kept_keys(g, id).await?),
+        (None, None) => None,
+    };
     let get = match &a.get {
         Some(v) => Some((ResourceKind::resolve(&v[0])?, v[1].clone())),
         None => None,
@@ -63,6 +67,16 @@ pub async fn run(g: &GlobalArgs, a: InspectArgs) -> Result<i32> {
         Format::Text => print_text(&label, &inv),
     }
     Ok(0)
+}
+
+/// The EncryptionConfiguration kept in a node-files backup.
+async fn kept_keys(g: &GlobalArgs, id: &str) -> Result<EncryptionKeys> {
+    use kmdr_kube::node_files;
+    let repo = g.open_repo().await?;
+    let m = repo.load_manifest(&repo.resolve(id, Some(node_files::KIND)).await?).await?;
+    let (path, text) = node_files::encryption_config_of(&repo, &m).await?;
+    let label = format!("{path} of node-files backup {}", m.id);
+    Ok(EncryptionKeys::from_text(std::path::Path::new(&label), &text)?)
 }
 
 fn cell(v: Option<&Value>) -> String {
@@ -145,7 +159,7 @@ fn print_text(label: &str, inv: &Inventory) {
     }
     if inv.objects.iter().any(|o| o.encrypted.is_some()) {
         println!(
-            "\nencrypted at rest: pass --encryption-config with the API server's EncryptionConfiguration to decrypt"
+            "\nencrypted at rest: pass --encryption-config with the API server's EncryptionConfiguration, or --encryption-config-from with the node-files backup that keeps it, to decrypt"
         );
     }
 }

@@ -17,15 +17,6 @@ pub async fn run(g: &GlobalArgs, c: LabCommand) -> Result<i32> {
     }
 }
 
-/// Progress on stderr, `lab: ...`, when `chatty`.
-fn progress(chatty: bool) -> impl Fn(&str) {
-    move |m: &str| {
-        if chatty {
-            eprintln!("lab: {m}");
-        }
-    }
-}
-
 /// A lab error for the user: a usage error names the flag to change.
 fn cli_error(e: LabError) -> anyhow::Error {
     match e {
@@ -38,13 +29,10 @@ fn cli_error(e: LabError) -> anyhow::Error {
 /// `kmdr drill --lab`: the lab's plan, after bringing the lab up when it is not.
 /// Progress goes to stderr (stdout stays the drill's).
 pub async fn ensure_up(g: &GlobalArgs, dir: &Path) -> Result<PathBuf> {
-    let chatty = !g.quiet && g.format == Format::Text;
-    let starting = || {
-        if chatty {
-            eprintln!("lab: not up in {}: bringing it up (kmdr lab up --dir {})", dir.display(), dir.display());
-        }
-    };
-    kmdr_lab::ensure_up(dir, starting, &progress(chatty)).await.map_err(cli_error)
+    let progress = super::prefixed_notifier(g, "lab: ");
+    let starting =
+        || progress(&format!("not up in {}: bringing it up (kmdr lab up --dir {})", dir.display(), dir.display()));
+    kmdr_lab::ensure_up(dir, starting, &progress).await.map_err(cli_error)
 }
 
 async fn up(g: &GlobalArgs, a: LabUpArgs) -> Result<i32> {
@@ -61,7 +49,11 @@ async fn up(g: &GlobalArgs, a: LabUpArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let s = kmdr_lab::up(dir, a.tenants, a.keys, &progress(g.chatty())).await.map_err(cli_error)?;
+    // `lab: ...` lines; on a terminal, a spinner with the step in progress (servers start slowly).
+    let progress = super::prefixed_notifier(g, "lab: ");
+    let s = kmdr_lab::up(dir, a.tenants, a.keys, &progress).await.map_err(cli_error);
+    drop(progress); // the spinner, on a terminal, goes before the summary
+    let s = s?;
     if g.format == Format::Json {
         output::json(&status_json(&s));
         return Ok(0);
@@ -75,6 +67,20 @@ async fn up(g: &GlobalArgs, a: LabUpArgs) -> Result<i32> {
         };
         let pid = p.running_pid().map(|p| p.to_string()).unwrap_or("-".into());
         println!("  {:<20} pid {pid:<8} {:<34} {what}", p.name, p.url);
+    }
+    if let Some(k) = &s.kube {
+        println!(
+            "  kubernetes: {} (kubeconfig {}), ready {:.1}s after it started",
+            k.url,
+            k.kubeconfig.display(),
+            k.start_s
+        );
+        println!(
+            "    helm release {}/{}{}",
+            kmdr_lab::kube::RELEASE_NAMESPACE,
+            kmdr_lab::kube::RELEASE,
+            if k.kamaji { "; Kamaji DataStore and TenantControlPlanes in namespace tenants" } else { "" }
+        );
     }
     for n in &s.notes {
         println!("  note: {n}");
@@ -137,7 +143,7 @@ fn status_json(s: &LabState) -> serde_json::Value {
         .collect();
     let up = procs.iter().all(|p| p["alive"] == true);
     json!({"dir": s.dir, "up": up, "plan": s.plan, "repository": s.repository, "key_file": s.key_file,
-           "started_at": s.started_at, "processes": procs, "notes": s.notes})
+           "started_at": s.started_at, "processes": procs, "kube": s.kube, "notes": s.notes})
 }
 
 /// `kmdr lab down`.

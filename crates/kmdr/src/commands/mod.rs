@@ -4,10 +4,12 @@
 
 mod backup;
 mod backups;
+mod completions;
 mod drill;
 mod forget;
 mod inspect;
 mod lab;
+mod node_files;
 mod plan;
 pub use plan::PlanInvalid;
 mod repo;
@@ -43,12 +45,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Backup(a) => match (a.command, a.plan) {
             (Some(c), _) => backup::run(g, c).await,
             (None, Some(plan)) => backup::by_plan(g, &plan, a.layer.map(Into::into)).await,
-            (None, None) => Err(UsageError("say what to back up: `kmdr backup etcd|tenant|tenants|platform ...` or `kmdr backup --plan FILE` (see --help)".into()).into()),
+            (None, None) => Err(UsageError("say what to back up: `kmdr backup etcd|node-files|tenant|tenants|platform ...` or `kmdr backup --plan FILE` (see --help)".into()).into()),
         },
         Command::Restore(mut a) => match (a.command.take(), &a.plan) {
             (Some(c), _) => restore::run(g, c).await,
             (None, Some(_)) => restore::by_plan(g, a).await,
-            (None, None) => Err(UsageError("say what to restore: `kmdr restore etcd|tenant|tenants|platform ...` or `kmdr restore --plan FILE --layer L|--all` (see --help)".into()).into()),
+            (None, None) => Err(UsageError("say what to restore: `kmdr restore etcd|node-files|tenant|tenants|platform ...` or `kmdr restore --plan FILE --layer L|--all` (see --help)".into()).into()),
         },
         Command::Backups(c) => backups::run(g, c).await,
         Command::Inspect(a) => inspect::run(g, a).await,
@@ -62,6 +64,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Runbook(c) => status::runbook(g, c).await,
         Command::Watch(a) => watch::run(g, a).await,
         Command::Serve(a) => serve::run(g, a).await,
+        Command::Completions(a) => completions::completions(a),
+        Command::Man(a) => completions::man(g, a),
     }
 }
 
@@ -133,13 +137,35 @@ impl crate::cli::KubeArgs {
     }
 }
 
-/// A progress line on stderr unless quiet or JSON.
+/// Progress lines on stderr unless quiet or JSON.
 pub fn notifier(g: &GlobalArgs) -> impl Fn(&str) + Sync + use<> {
+    prefixed_notifier(g, "")
+}
+
+/// Progress lines on stderr, each after `prefix`, unless quiet or JSON. On a
+/// terminal they scroll above a spinner that shows the step in progress
+/// (each line announces one) and how long it has run, so that a long step
+/// does not look hung; off a terminal (a log, a pipe) they are plain lines,
+/// with no spinner or control characters.
+pub fn prefixed_notifier(g: &GlobalArgs, prefix: &'static str) -> impl Fn(&str) + Sync + use<> {
+    use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
     let chatty = g.chatty();
-    move |line: &str| {
-        if chatty {
-            eprintln!("{line}");
+    let spinner = (chatty && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let pb = ProgressBar::new_spinner().with_finish(ProgressFinish::AndClear);
+        pb.set_style(ProgressStyle::with_template("{spinner} {prefix}{msg} [{elapsed}]").expect("template"));
+        pb.set_prefix(prefix);
+        pb.set_message("starting");
+        pb.enable_steady_tick(std::time::Duration::from_millis(200));
+        pb
+    });
+    move |line: &str| match &spinner {
+        Some(pb) => {
+            pb.println(format!("{prefix}{line}"));
+            pb.set_message(line.to_string());
+            pb.reset_elapsed();
         }
+        None if chatty => eprintln!("{prefix}{line}"),
+        None => {}
     }
 }
 
@@ -159,5 +185,22 @@ impl DatastoreArgs {
             key: self.tls.key.clone(),
         };
         Ok(tenant::connect(&url, tls).await?)
+    }
+}
+
+/// The id on stdout; what was stored, on stderr for people.
+pub(crate) fn print_done(g: &GlobalArgs, m: &kmdr_core::Manifest, location: &str) {
+    println!("{}", m.id);
+    if g.chatty() {
+        eprintln!(
+            "backed up {} ({}) in {}: {} new of {} chunks, {} added to {}",
+            m.source_summary(),
+            kmdr_core::human_bytes(m.stats.bytes),
+            kmdr_core::human_duration(std::time::Duration::from_millis(m.duration_ms)),
+            m.stats.new_chunks,
+            m.stats.chunks,
+            kmdr_core::human_bytes(m.stats.new_stored_bytes),
+            location
+        );
     }
 }

@@ -15,6 +15,7 @@ pub async fn run(g: &GlobalArgs, c: RestoreCommand) -> Result<i32> {
         RestoreCommand::Etcd(a) => etcd(g, a).await,
         RestoreCommand::Tenant(a) => tenant(g, a).await,
         RestoreCommand::Platform(a) => platform(g, a).await,
+        RestoreCommand::NodeFiles(a) => super::node_files::restore(g, a).await,
         RestoreCommand::Tenants(a) => tenants(g, a).await,
     }
 }
@@ -57,7 +58,22 @@ fn replay_line(r: &PointOutcome) -> String {
     )
 }
 
+/// `kmdr restore etcd`; once it succeeded, which node-files backup the
+/// snapshot needs (after the output, so that a failure stays one line).
 async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
+    let mut pairing = None;
+    let code = etcd_restore(g, a, &mut pairing).await?;
+    if let Some(p) = &pairing {
+        super::node_files::print_pairing(g, p);
+    }
+    Ok(code)
+}
+
+async fn etcd_restore(
+    g: &GlobalArgs,
+    a: RestoreEtcdArgs,
+    pairing_out: &mut Option<kmdr_kube::identity::Pairing>,
+) -> Result<i32> {
     let point = parse_point(&a.at, a.revision)?;
     let repo = g.open_repo().await?;
     let mut id = repo.resolve(&a.id, Some(KIND)).await?;
@@ -75,6 +91,10 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
             Some(pr)
         }
     };
+    // Before anything is written: does the repository keep the CA and keys it needs?
+    let snapshot = restorer::load_snapshot_manifest(&repo, &id).await?;
+    let pairing = super::node_files::pairing(&repo, &snapshot).await?;
+    *pairing_out = Some(pairing.clone());
     if let Some(path) = &a.to_file {
         let m = restorer::load_snapshot_manifest(&repo, &id).await?;
         let f = m.file(SNAPSHOT_FILE).expect("etcd backups hold a snapshot");
@@ -157,7 +177,7 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
     let plan = restorer::plan_restore(&repo, &id, &opts, tool.expect("found above"), point).await?;
     if a.dry_run {
         if g.format == Format::Json {
-            output::json(&json!({"dry_run": true, "plan": plan}));
+            output::json(&json!({"dry_run": true, "plan": plan, "node_files": pairing}));
         } else {
             println!("restore plan (dry run, nothing changed):");
             let step = match &plan.point {
@@ -218,7 +238,7 @@ async fn etcd(g: &GlobalArgs, a: RestoreEtcdArgs) -> Result<i32> {
         pb.finish_and_clear();
     }
     if g.format == Format::Json {
-        output::json(&json!({"backup": plan.backup, "plan": plan, "outcome": outcome}));
+        output::json(&json!({"backup": plan.backup, "plan": plan, "outcome": outcome, "node_files": pairing}));
     } else {
         if let Some(r) = &outcome.replayed {
             println!("{}", replay_line(r));
@@ -444,14 +464,11 @@ pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
         .into());
     }
     let repo = g.with_plan(&plan).open_repo().await?;
-    let quiet = !g.chatty();
-    let notify = move |line: &str| {
-        if !quiet {
-            eprintln!("{line}");
-        }
-    };
+    // One line per unit and step; on a terminal, a spinner with the one in progress and its time.
+    let notify = super::notifier(g);
     let opts = kmdr_plan::RestoreOptions { force: a.force, dry_run: a.dry_run };
     let (layers, stopped) = kmdr_plan::recover::recover(&plan, &repo, only, opts, &notify).await;
+    drop(notify); // the spinner, on a terminal, goes before the table
     if g.format == Format::Json {
         output::json(&layers);
     } else {
@@ -526,17 +543,13 @@ async fn platform(g: &GlobalArgs, a: crate::cli::RestorePlatformArgs) -> Result<
     }
     p::write_restore_files(&repo, &manifest, &plan).await?;
     if a.execute {
-        let quiet = !g.chatty();
-        let notify = move |line: &str| {
-            if !quiet {
-                eprintln!("{line}");
-            }
-        };
+        // helm's steps and the wait for the pods; on a terminal, a spinner with the one in progress.
+        let notify = super::notifier(g);
         p::execute_restore(&plan, &notify).await?;
         // The runbook's next step: wait until no pod is outside Running/Completed.
         let kube = a.kube.connect(g).await?;
         kmdr_kube::health::wait_pods(&kube, a.timeout, a.interval, &notify).await?;
-    }
+    } // the spinner goes here, before the summary
     if g.format == Format::Json {
         output::json(&json!({"backup": plan.backup, "plan": plan, "command_lines": lines, "executed": a.execute}));
     } else {
@@ -579,6 +592,7 @@ async fn tenants(g: &GlobalArgs, a: crate::cli::RestoreTenantsArgs) -> Result<i3
         manifests_only: a.manifests_only,
         timeout: a.timeout,
         interval: a.interval,
+        no_wait: false,
         endpoints: a.endpoints.into_iter().collect(),
     };
     let (plan, stores) = k::plan_tenants_restore(&repo, &kube, &manifest, &opts).await?;

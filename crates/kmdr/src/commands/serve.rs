@@ -57,9 +57,12 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
             .filter(|l| !matches!(l.source, LayerSource::Targets))
             .map(|l| {
                 let what = match &l.source {
-                    LayerSource::Etcd(_) => "etcd: full snapshots and delta capture of the whole keyspace".to_string(),
+                    LayerSource::UnderCluster { node_files, .. } => format!(
+                        "etcd: full snapshots and delta capture of the whole keyspace{}",
+                        if node_files.is_some() { "; node-files: full backups" } else { "" }
+                    ),
                     LayerSource::Helm(h) => format!("{}: full backups", h.unit()),
-                    LayerSource::Tenants(ds) => ds
+                    LayerSource::Tenants { datastores: ds, .. } => ds
                         .iter()
                         .map(|d| format!("{}: each tenant, full backups{}", d.name, if d.url.starts_with("etcd") { " and delta capture" } else { "" }))
                         .collect::<Vec<_>>()

@@ -81,6 +81,10 @@ layers:
         name: uc
         initialCluster: uc={peer}
         initialAdvertisePeerUrls: {peer}
+    nodeFiles:
+      root: {node}
+      restoreTo: {node}
+      encryptionConfig: /etc/kubernetes/enc/enc.yaml
   platform:
     rto: 2h
     rpo: 15m
@@ -99,6 +103,11 @@ run:
     layer: under-cluster
     phase: failure
     command: {stop:?}
+    timeout: 30s
+  - name: lose the node's files
+    layer: under-cluster
+    phase: failure
+    command: [rm, -rf, "{node}/etc/kubernetes"]
     timeout: 30s
   - name: start etcd on the restored data dir
     layer: under-cluster
@@ -120,6 +129,7 @@ run:
         pg = pg_url,
         stop = uc.stop_line(),
         start = uc.start_line(),
+        node = dir.join("node").display(),
     );
     let path = dir.join(format!("kmdr-{}.yaml", selector.len()));
     std::fs::write(&path, yaml).unwrap();
@@ -155,6 +165,11 @@ async fn a_lab_drill_passes_and_a_forgotten_tenant_fails_it() {
     let pg = Postgres::start(dir.path());
     let m = k.json(&["backup", "tenant", "--datastore", &shared_url, "--schema", "t1"]);
     k.ok(&["restore", "tenant", m[0]["id"].as_str().unwrap(), "--datastore", &pg.url(), "--schema", "pg1"]);
+
+    // The node's identity files (the plan's nodeFiles), lost and put back by the drill.
+    crate::node_files::node(&dir.path().join("node"));
+    let ca_key = dir.path().join("node/etc/kubernetes/pki/ca.key");
+    let ca_key_before = std::fs::read(&ca_key).unwrap();
 
     // A plan check first.
     let good = plan(dir.path(), &uc, &shared_url, &pg.url(), "all");
@@ -198,7 +213,18 @@ async fn a_lab_drill_passes_and_a_forgotten_tenant_fails_it() {
         .map(|u| u["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(units, ["shared-etcd/t1", "shared-etcd/t2", "shared-etcd/t3", "kine-pg/pg1"]);
-    assert_eq!(get("under-cluster")["units"][0]["keys_before"], 50);
+    let uc_units = get("under-cluster")["units"].as_array().unwrap().clone();
+    let names: Vec<&str> = uc_units.iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["node-files", "etcd"], "the node files first, as they are restored");
+    assert_eq!(uc_units[1]["keys_before"], 50);
+    assert_eq!(uc_units[0]["keys_before"], 10, "kubeadm's PKI and config, and the EncryptionConfiguration");
+    assert_eq!(std::fs::read(&ca_key).unwrap(), ca_key_before, "the CA key is back");
+    let etcd_backup = uc_units[1]["backup"].as_str().unwrap();
+    let snap = k.json(&["backups", "show", etcd_backup]);
+    assert_eq!(
+        snap["source"]["needs"]["from"], uc_units[0]["backup"],
+        "the snapshot records the node files taken with it"
+    );
     // The reports: JSON and Markdown on disk, and kept in the repository.
     let files: Vec<_> =
         std::fs::read_dir(&reports).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
@@ -260,4 +286,177 @@ async fn a_lab_drill_passes_and_a_forgotten_tenant_fails_it() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(text.contains("not tracked in git"), "{text}");
+}
+
+/// A drill of one tenant layer (the built-in wipe, no steps): its report's paths.
+fn tenants_only_plan(dir: &Path, url: &str) -> String {
+    let path = dir.join("tenants-only.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1\nname: tenants-only\nrepository:\n  url: {}\n  keyFile: {}\nlayers:\n  tenant-control-planes:\n    rto: 10m\n    rpo: 1h\n    datastores:\n      - name: shared\n        url: {url}\n        tenants: all\n",
+            dir.join("repo").display(),
+            dir.join("kmdr.key").display()
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// `drill -o json` names the files it wrote (issue 18); its progress is
+/// plain lines off a terminal and a spinner on one (script(1) gives it a pty).
+#[tokio::test]
+async fn drill_json_names_its_report_files_and_progress_shows_only_on_a_terminal() {
+    need_etcd!();
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let shared = Etcd::start(dir.path(), "shared");
+    shared.load("/t1/pods/default/web-", 20, 100, 1).await;
+    let plan = tenants_only_plan(dir.path(), &shared.client_url.replace("http://", "etcd://"));
+    let reports = dir.path().join("reports");
+    let reports_s = reports.to_str().unwrap();
+
+    let o = k.run(&["drill", "--plan", &plan, "--yes", "--report-dir", reports_s, "-o", "json"]);
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{}\n{stderr}", String::from_utf8_lossy(&o.stdout));
+    assert!(!stderr.contains("drill:"), "-o json prints no progress: {stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["verdict"], "PASS", "{r}");
+    let files = &r["report_files"];
+    let mut written = Vec::new();
+    for (key, ext) in [("json", ".json"), ("markdown", ".md"), ("html", ".html")] {
+        let p =
+            std::path::PathBuf::from(files[key].as_str().unwrap_or_else(|| panic!("no report_files.{key}: {files}")));
+        assert!(p.starts_with(&reports) && p.to_str().unwrap().ends_with(ext), "{key}: {}", p.display());
+        assert!(p.is_file(), "{} was not written", p.display());
+        written.push(p);
+    }
+    // The JSON file is the report printed, less the list of files.
+    let mut printed = r.clone();
+    printed.as_object_mut().unwrap().remove("report_files");
+    let on_disk: serde_json::Value = serde_json::from_slice(&std::fs::read(&written[0]).unwrap()).unwrap();
+    assert_eq!(on_disk, printed);
+    assert!(std::fs::read_to_string(&written[2]).unwrap().starts_with("<!DOCTYPE html>"));
+    let kept = files["repository"].as_str().unwrap();
+    assert_eq!(kept, format!("reports/{}", written[0].file_name().unwrap().to_str().unwrap()));
+    assert!(dir.path().join("repo").join(kept).exists(), "{kept} is not in the repository");
+
+    // Off a terminal (a pipe here): plain lines, no spinner, no control characters.
+    let o = k.run(&["drill", "--plan", &plan, "--yes", "--report-dir", reports_s]);
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("drill: tenant-control-planes: ")), "{stderr}");
+    assert!(!stderr.contains('\r') && !stderr.contains('\x1b'), "control characters off a terminal: {stderr:?}");
+
+    // On a terminal: the same lines, and a spinner redrawn in place.
+    if kmdr_testkit::need("script") {
+        let line = format!("{} drill --plan {plan} --yes --report-dir {reports_s}", env!("CARGO_BIN_EXE_kmdr"));
+        let o = std::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env_remove("KMDR_REPO")
+            .env_remove("KMDR_KEY_FILE")
+            .env("TERM", "xterm")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let tty = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(o.status.success(), "{tty}");
+        assert!(tty.contains("drill: tenant-control-planes: "), "{tty}");
+        // The spinner: the step in progress with its elapsed time, the line cleared before each redraw.
+        assert!(
+            tty.contains("\r\x1b[2K") && tty.contains("drill: tenant-control-planes: inventory shared/t1 ["),
+            "no spinner on a terminal: {tty:?}"
+        );
+    }
+}
+
+/// Run `kmdr ARGS` on a terminal (script(1) gives it a pty, as the drill's
+/// test above does); what the terminal showed. `None` without script(1).
+fn on_a_terminal(args: &str) -> Option<String> {
+    if !kmdr_testkit::need("script") {
+        return None;
+    }
+    let line = format!("{} {args}", env!("CARGO_BIN_EXE_kmdr"));
+    let o = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("KMDR_REPO")
+        .env_remove("KMDR_KEY_FILE")
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "kmdr {args}: {tty}");
+    Some(tty)
+}
+
+/// Off a terminal: progress lines are plain lines (no spinner, no control characters).
+fn assert_plain(stderr: &str, line: &str) {
+    assert!(stderr.lines().any(|l| l.starts_with(line)), "no {line:?} line: {stderr}");
+    assert!(!stderr.contains('\r') && !stderr.contains('\x1b'), "control characters off a terminal: {stderr:?}");
+}
+
+/// On a terminal: the same lines, and a spinner redrawn in place showing the
+/// step in progress and its elapsed time.
+fn assert_spinner(tty: &str, step: &str) {
+    assert!(tty.contains(step), "{tty}");
+    assert!(tty.contains("\r\x1b[2K") && tty.contains(&format!("{step} [")), "no spinner on a terminal: {tty:?}");
+}
+
+/// `backup --plan` and `forget --prune` (issue 18): progress through the
+/// shared notifier, a spinner on a terminal and plain lines off it; nothing
+/// with -o json or -q. Their stdout is the same either way.
+#[tokio::test]
+async fn backup_plan_and_forget_prune_show_a_spinner_on_a_terminal_and_plain_lines_off_it() {
+    need_etcd!();
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let shared = Etcd::start(dir.path(), "shared");
+    shared.load("/t1/pods/default/web-", 20, 100, 1).await;
+    let plan = tenants_only_plan(dir.path(), &shared.client_url.replace("http://", "etcd://"));
+    let backups = || k.json(&["backups", "list"]).as_array().unwrap().len();
+
+    // backup --plan, off a terminal: a line per unit, the table on stdout.
+    let o = k.run(&["backup", "--plan", &plan]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert_plain(&stderr, "tenant-control-planes: backup shared/t1");
+    assert!(stdout.starts_with("tenant-control-planes") && stdout.contains("shared/t1"), "{stdout}");
+    for quiet in [&["-o", "json"][..], &["-q"]] {
+        let o = k.run(&[&["backup", "--plan", &plan][..], quiet].concat());
+        assert!(o.status.success() && o.stderr.is_empty(), "{quiet:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(backups(), 3);
+
+    // backup --plan, on a terminal.
+    if let Some(tty) = on_a_terminal(&format!("backup --plan {plan}")) {
+        assert_spinner(&tty, "tenant-control-planes: backup shared/t1");
+        // The table after the spinner was cleared, on a line of its own.
+        let table =
+            |l: &str| l.starts_with("tenant-control-planes") && l.contains("shared/t1 ") && l.contains("-tenant-");
+        assert!(tty.split(['\n', '\r']).any(|l| table(l.trim_start_matches("\x1b[2K"))), "{tty:?}");
+        assert_eq!(backups(), 4);
+    }
+
+    // forget --prune, off a terminal: a line per step, the decisions on stdout.
+    let o = k.run(&["forget", "--keep-last", "3", "--prune"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert_plain(&stderr, "forget: removing what the policy drops, then the chunks only it used");
+    assert_plain(&stderr, "forget: removing the delta segments");
+    assert!(stdout.contains("  removed ") && stdout.contains("unreferenced chunks"), "{stdout}");
+    assert_eq!(backups(), 3);
+    let o = k.run(&["forget", "--keep-last", "3", "--prune", "-o", "json"]);
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // forget --prune, on a terminal.
+    let repo = format!("--repo {} --key-file {}", k.repo, k.key_file.display());
+    if let Some(tty) = on_a_terminal(&format!("forget --keep-last 1 --prune {repo}")) {
+        assert_spinner(&tty, "forget: removing what the policy drops, then the chunks only it used");
+        assert_spinner(&tty, "forget: removing the delta segments no remaining full backup can use");
+        assert!(tty.contains("  removed ") && tty.contains("unreferenced chunks"), "{tty}");
+        assert_eq!(backups(), 1);
+    }
 }

@@ -397,3 +397,49 @@ async fn a_restore_tool_too_old_to_bump_the_revision_is_refused() {
         assert!(target.join("member").exists());
     }
 }
+
+/// `backups list --kind` and `--unit` (issue 18): by kind, by series, by the
+/// name in the series and by `etcd`; an unknown kind is a usage error that
+/// lists the kinds, a unit with no backup names the units there are.
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_list_filters_by_kind_and_unit() {
+    need_etcd!();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), "src");
+    etcd.load("/t1/pods/", 10, 32, 1).await;
+    etcd.load("/t2/pods/", 10, 32, 2).await;
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let snap = k.json(&["backup", "etcd", "--endpoints", &etcd.client_url]);
+    let tenants = k.json(&["backup", "tenant", "--datastore", &etcd.client_url.replace("http://", "etcd://"), "--all"]);
+    assert_eq!(tenants.as_array().unwrap().len(), 2, "{tenants}");
+    let list = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["backups", "list"];
+        a.extend(args);
+        k.json(&a).as_array().unwrap().iter().map(|m| m["series"].as_str().unwrap().to_string()).collect()
+    };
+    let etcd_series = snap["series"].as_str().unwrap().to_string();
+    assert_eq!(list(&[]).len(), 3);
+    assert_eq!(list(&["--kind", "etcd"]), [etcd_series.as_str()]);
+    assert_eq!(list(&["--kind", "tenant"]), ["tenant/t1", "tenant/t2"]);
+    assert_eq!(list(&["--unit", "etcd"]), [etcd_series.as_str()]);
+    assert_eq!(list(&["--unit", &etcd_series]), [etcd_series.as_str()]);
+    assert_eq!(list(&["--unit", "t1"]), ["tenant/t1"]);
+    assert_eq!(list(&["--unit", "tenant/t2", "--kind", "tenant"]), ["tenant/t2"]);
+    assert!(list(&["--unit", "t1", "--kind", "etcd"]).is_empty());
+
+    // The text table: the header and the one backup.
+    let out = k.ok(&["backups", "list", "--unit", "t2"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains("tenant t2"), "{out}");
+    // A unit with no backup: said on stderr with the units there are (exit 0: an empty list is an answer).
+    let o = k.run(&["backups", "list", "--unit", "t9"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && o.stdout.is_empty(), "{err}");
+    assert!(err.contains("no backups of unit t9") && err.contains("tenant/t1, tenant/t2"), "{err}");
+    assert!(err.contains("pass one of these to --unit"), "{err}");
+    // An unknown kind is a usage error listing the kinds.
+    let err = k.fails(&["backups", "list", "--kind", "snapshot"], 2);
+    assert!(err.contains("\"snapshot\" is not a kind of backup"), "{err}");
+    assert!(err.contains("etcd, tenant, tenants, platform, volumes, node-files"), "{err}");
+}

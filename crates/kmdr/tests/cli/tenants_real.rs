@@ -365,3 +365,294 @@ async fn a_tenant_control_plane_never_reported_ready_times_out_with_its_manifest
     assert!(applied["spec"].get("dataStoreSchema").is_none());
     assert_eq!(applied["status"], Value::Null, "no status until a controller sets one");
 }
+
+/// A server of the test's own with every CRD of KMDR_CRDS_DIR: `backup
+/// tenants --all` reads every TCP of the cluster, and the shared server holds
+/// other tests' TCPs.
+fn own_server(dir: &std::path::Path) -> Option<KubeApiServer> {
+    real_kube::server()?;
+    let s = KubeApiServer::start(&dir.join("apiserver"));
+    s.apply_crds(std::path::Path::new(&std::env::var_os("KMDR_CRDS_DIR").unwrap())).unwrap();
+    Some(s)
+}
+
+/// `--all`, a PostgreSQL tenant behind a DataStore whose password is in a
+/// Secret, and the guards around the data: data before manifests (an
+/// unreachable datastore, damaged records: no manifest applied), no
+/// overwrite without --force, --manifests-only (kept data; refused on an
+/// empty schema), an unknown TCP, an unreachable API server.
+#[tokio::test]
+async fn tenants_all_postgres_and_the_data_guards_on_a_real_api_server() {
+    need_etcd!();
+    if !kmdr_testkit::need("initdb") {
+        return;
+    }
+    const NS3: &str = "tg-tenants";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some(server) = own_server(d) else { return };
+    let server = Arc::new(server);
+    let s: &KubeApiServer = &server;
+    let tcps = format!("/apis/kamaji.clastix.io/v1alpha1/namespaces/{NS3}/tenantcontrolplanes");
+    let etcd = Etcd::start(d, "tg-shared");
+    let pg = kmdr_testkit::Postgres::start(d);
+    let k = Kmdr::local(d);
+    k.init();
+    let kc = s.kubeconfig.display().to_string();
+    s.create_namespace(NS3).unwrap();
+    etcd.load("/tg_tenants_alpha/pods/default/web-", 60, 200, 1).await;
+    etcd.load("/tg_tenants_gamma/secrets/default/s-", 30, 150, 3).await;
+    // gamma lives in PostgreSQL (kine): move its keys there.
+    let m = k.json(&[
+        "backup",
+        "tenant",
+        "--datastore",
+        &etcd.client_url.replace("http://", "etcd://"),
+        "--schema",
+        "tg_tenants_gamma",
+    ]);
+    let gamma_hash = m[0]["source"]["content_sha256"].as_str().unwrap().to_string();
+    k.ok(&["restore", "tenant", m[0]["id"].as_str().unwrap(), "--datastore", &pg.url()]);
+    etcd.client()
+        .await
+        .delete("/tg_tenants_gamma/", Some(etcd_client::DeleteOptions::new().with_prefix()))
+        .await
+        .unwrap();
+
+    let pg_endpoint = pg.url().rsplit('@').next().unwrap().split('/').next().unwrap().to_string();
+    let datastores = [
+        json!({"apiVersion": "kamaji.clastix.io/v1alpha1", "kind": "DataStore", "metadata": {"name": "tg-etcd"},
+               "spec": {"driver": "etcd", "endpoints": [etcd.client_url.trim_start_matches("http://")]}}),
+        json!({"apiVersion": "kamaji.clastix.io/v1alpha1", "kind": "DataStore", "metadata": {"name": "tg-pg"},
+               "spec": {"driver": "PostgreSQL", "endpoints": [pg_endpoint],
+                        "basicAuth": {"username": {"content": b64("kmdr")},
+                                      "password": {"secretReference": {"name": "pg-creds", "namespace": NS3, "keyPath": "password"}}}}}),
+    ];
+    let put_all = || {
+        for ds in &datastores {
+            put(s, "datastores", ds);
+        }
+        put(
+            s,
+            "secrets",
+            &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pg-creds", "namespace": NS3},
+                    "data": {"password": b64("kmdr-test-pw")}}),
+        );
+    };
+    put_all();
+    let status = |ds: &str, driver: &str, schema: &str| {
+        json!({"storage": {"driver": driver, "dataStoreName": ds, "setup": {"schema": schema, "user": schema}},
+               "kubernetesResources": {"version": {"version": "v1.34.4", "status": "Ready"}}})
+    };
+    let tenant = |name: &str, ds: &str| {
+        let mut t = tcp(name, false);
+        t["metadata"]["namespace"] = json!(NS3);
+        t["spec"]["dataStore"] = json!(ds);
+        t
+    };
+    for (name, ds, driver) in [("alpha", "tg-etcd", "etcd"), ("gamma", "tg-pg", "PostgreSQL")] {
+        put(s, "tenantcontrolplanes", &tenant(name, ds));
+        patch_status(s, &format!("{tcps}/{name}"), &status(ds, driver, &format!("tg_tenants_{name}"))).unwrap();
+        let mut sec = secret(&format!("{name}-ca"));
+        sec["metadata"]["namespace"] = json!(NS3);
+        put(s, "secrets", &sec);
+    }
+    let requests = |mark: usize| writes(&kmdr_requests(s, mark, &[NS3], &["tg-etcd", "tg-pg"]));
+
+    // --- backup tenants --all
+    let mark = audit_mark(s);
+    let m = k.json(&["backup", "tenants", "--all", "--kubeconfig", &kc]);
+    assert_eq!(requests(mark), vec![], "the backup wrote to the cluster");
+    let tenants = m["source"]["tenants"].as_array().unwrap();
+    let names: Vec<&str> = tenants.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alpha", "gamma"]);
+    assert_eq!(tenants[0]["data"]["driver"], "etcd");
+    assert_eq!(tenants[1]["data"]["driver"], "postgres");
+    assert_eq!(
+        tenants[1]["data"]["content_sha256"].as_str().unwrap(),
+        gamma_hash,
+        "gamma's data read from PostgreSQL through the DataStore's Secret"
+    );
+    let files: Vec<&str> = m["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    for f in [
+        "datastores/tg-pg/datastore.yaml",
+        "datastores/tg-pg/secrets/tg-tenants/pg-creds.yaml",
+        "datastores/tg-etcd/datastore.yaml",
+        "tenants/tg-tenants/alpha/records",
+        "tenants/tg-tenants/alpha/secrets/alpha-ca.yaml",
+    ] {
+        assert!(files.contains(&f), "{f} missing from {files:?}");
+    }
+    let stored = k.ok(&["backups", "show", "latest", "-o", "json"]);
+    assert!(
+        !stored.contains("kmdr-test-pw") && !stored.contains(&b64("kmdr-test-pw")),
+        "a secret value in the manifest"
+    );
+    // An unknown TCP: not found, 5, naming the ones there.
+    let err = k.fails(&["backup", "tenants", "tg-tenants/nope", "--kubeconfig", &kc], 5);
+    assert!(err.contains("tg-tenants/alpha"), "{err}");
+
+    // --- the disaster: a rebuilt cluster without the objects; alpha's and gamma's data gone.
+    for name in ["alpha", "gamma"] {
+        delete(s, &format!("{tcps}/{name}"));
+        delete(s, &format!("/api/v1/namespaces/{NS3}/secrets/{name}-ca"));
+    }
+    delete(s, &format!("/api/v1/namespaces/{NS3}/secrets/pg-creds"));
+    for ds in ["tg-etcd", "tg-pg"] {
+        delete(s, &format!("/apis/kamaji.clastix.io/v1alpha1/datastores/{ds}"));
+    }
+    let alpha_before = under(&etcd, "/tg_tenants_alpha/").await;
+    etcd.client()
+        .await
+        .delete("/tg_tenants_alpha/", Some(etcd_client::DeleteOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    pg.psql("postgres", "DROP DATABASE tg_tenants_gamma");
+
+    // Data before manifests: the datastore cannot be reached; no manifest applied.
+    let mark = audit_mark(s);
+    let err = k.fails(
+        &[
+            "restore",
+            "tenants",
+            "latest",
+            "--only",
+            "tg-tenants/alpha",
+            "--kubeconfig",
+            &kc,
+            "--datastore-endpoint",
+            "tg-etcd=127.0.0.1:1",
+        ],
+        6,
+    );
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert_eq!(requests(mark), vec![], "a manifest was applied although the data was not written");
+    // Data before manifests: alpha's records are damaged in the repository.
+    let records = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "tenants/tg-tenants/alpha/records")
+        .unwrap()
+        .clone();
+    let mut saved = Vec::new();
+    for c in records["chunks"].as_array().unwrap() {
+        let id = c["id"].as_str().unwrap();
+        let path = std::path::Path::new(&k.repo).join("data").join(&id[..2]).join(id);
+        let orig = std::fs::read(&path).unwrap();
+        let mut bad = orig.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
+        std::fs::write(&path, bad).unwrap();
+        saved.push((path, orig));
+    }
+    let err = k.fails(&["restore", "tenants", "latest", "-q", "--only", "tg-tenants/alpha", "--kubeconfig", &kc], 7);
+    assert!(err.contains("tg_tenants_alpha") || err.contains("damaged") || err.contains("failed its checks"), "{err}");
+    assert_eq!(requests(mark), vec![], "a manifest was applied although the data was not restored");
+    for (path, orig) in saved {
+        std::fs::write(path, orig).unwrap();
+    }
+    // An API server that cannot be reached: 6.
+    let dead = d.join("dead-kubeconfig");
+    std::fs::write(
+        &dead,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: dead\n  cluster: {server: 'http://127.0.0.1:1'}\ncontexts:\n- name: dead\n  context: {cluster: dead, user: u}\ncurrent-context: dead\nusers:\n- name: u\n  user: {token: t}\n",
+    )
+    .unwrap();
+    k.fails(&["restore", "tenants", "latest", "--kubeconfig", &dead.display().to_string()], 6);
+
+    // Kamaji's controller: reports each new TCP Ready on the schema it names.
+    let mut seen = real_kube::Seen::default();
+    let tcps2 = tcps.clone();
+    let s2 = server.clone();
+    let kamaji = real_kube::Controller::spawn(move || {
+        let s = &*s2;
+        for t in real_kube::list(s, &tcps2) {
+            if t["status"]["kubernetesResources"]["version"]["status"] == "Ready"
+                || !seen.older_than(&t, Duration::from_millis(300))
+            {
+                continue;
+            }
+            let name = t["metadata"]["name"].as_str().unwrap();
+            let ds = t["spec"]["dataStore"].as_str().unwrap();
+            let driver = if ds == "tg-pg" { "PostgreSQL" } else { "etcd" };
+            let _ = patch_status(s, &format!("{tcps2}/{name}"), &status(ds, driver, &format!("tg_tenants_{name}")));
+        }
+    });
+
+    // --- gamma (PostgreSQL): its data through the backed-up DataStore and Secret.
+    let mark = audit_mark(s);
+    let out = k.ok(&[
+        "restore",
+        "tenants",
+        "latest",
+        "--only",
+        "tg-tenants/gamma",
+        "--kubeconfig",
+        &kc,
+        "--interval",
+        "100ms",
+    ]);
+    assert!(out.contains("restored tenant tg-tenants/gamma: 30 keys"), "{out}");
+    let again = k.json(&["backup", "tenant", "--datastore", &pg.url(), "--schema", "tg_tenants_gamma"]);
+    assert_eq!(
+        again[0]["source"]["content_sha256"].as_str().unwrap(),
+        gamma_hash,
+        "gamma round-trips through PostgreSQL"
+    );
+    let creds = get(s, &format!("/api/v1/namespaces/{NS3}/secrets/pg-creds")).expect("the DataStore's Secret is back");
+    assert_eq!(creds["data"]["password"], b64("kmdr-test-pw"));
+    assert!(get(s, &format!("{tcps}/alpha")).is_none(), "--only gamma restored alpha");
+    assert!(kmdr_requests(s, mark, &[NS3], &["tg-etcd", "tg-pg"]).iter().all(|r| r.verb != "delete"));
+
+    // --- alpha; then again: its data is there now, refused without --force.
+    let out = k.ok(&[
+        "restore",
+        "tenants",
+        "latest",
+        "--only",
+        "tg-tenants/alpha",
+        "--kubeconfig",
+        &kc,
+        "--interval",
+        "100ms",
+    ]);
+    assert!(out.contains("restored tenant tg-tenants/alpha: 60 keys"), "{out}");
+    assert!(under(&etcd, "/tg_tenants_alpha/").await == alpha_before);
+    let err = k.fails(&["restore", "tenants", "latest", "--only", "tg-tenants/alpha", "--kubeconfig", &kc], 8);
+    assert!(err.contains("--force"), "{err}");
+
+    // --- the under cluster rebuilt, the datastore survived with newer keys:
+    // --manifests-only keeps the data and applies the manifests.
+    etcd.client().await.put("/tg_tenants_alpha/configmaps/default/after-backup", "newer", None).await.unwrap();
+    let alpha_now = under(&etcd, "/tg_tenants_alpha/").await;
+    delete(s, &format!("{tcps}/alpha"));
+    delete(s, &format!("/api/v1/namespaces/{NS3}/secrets/alpha-ca"));
+    let only_alpha =
+        ["restore", "tenants", "latest", "--only", "tg-tenants/alpha", "--manifests-only", "--kubeconfig", &kc];
+    let dry = k.ok(&[&only_alpha[..], &["--dry-run"]].concat());
+    assert!(dry.contains("data of tg-tenants/alpha: keep the 61 keys schema tg_tenants_alpha holds"), "{dry}");
+    let out = k.ok(&[&only_alpha[..], &["--interval", "100ms"]].concat());
+    assert!(out.contains("restored tenant tg-tenants/alpha: kept the 61 keys"), "{out}");
+    assert!(under(&etcd, "/tg_tenants_alpha/").await == alpha_now, "--manifests-only changed the data");
+    assert_eq!(get(s, &format!("{tcps}/alpha")).expect("the TCP is applied")["spec"]["dataStore"], "tg-etcd");
+    assert!(get(s, &format!("/api/v1/namespaces/{NS3}/secrets/alpha-ca")).is_some());
+    drop(kamaji);
+
+    // ... refused where the schema holds nothing: the API server would start on an empty datastore.
+    delete(s, &format!("{tcps}/alpha"));
+    etcd.client()
+        .await
+        .delete("/tg_tenants_alpha/", Some(etcd_client::DeleteOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    let mark = audit_mark(s);
+    let err = k.fails(&only_alpha, 8);
+    assert!(err.contains("holds no keys") && err.contains("Drop --manifests-only"), "{err}");
+    assert_eq!(requests(mark), vec![]);
+    assert!(get(s, &format!("{tcps}/alpha")).is_none());
+    assert_eq!(
+        k.run(&["restore", "tenants", "latest", "--manifests-only", "--force", "--kubeconfig", &kc]).status.code(),
+        Some(2)
+    );
+}

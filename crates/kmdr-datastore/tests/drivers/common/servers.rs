@@ -62,6 +62,21 @@ impl Server {
         }
     }
 
+    /// The last lines of the server's log: what a test that lost its server
+    /// mid-way prints (a flake seen once: kine's dial to MariaDB refused
+    /// during the churn of tenant_kine).
+    pub fn log_tail(&self) -> String {
+        let log = match self {
+            Server::Etcd(e) => e.log.clone(),
+            Server::Postgres(p) => p.log.clone(),
+            Server::Mysql(m) => m.log.clone(),
+            Server::Nats(n) => n.log.clone(),
+        };
+        let text = std::fs::read_to_string(&log).unwrap_or_else(|e| format!("({}: {e})", log.display()));
+        let lines: Vec<&str> = text.lines().collect();
+        format!("{}:\n{}", log.display(), lines[lines.len().saturating_sub(60)..].join("\n"))
+    }
+
     /// kine's `--endpoint` for tenant `schema` on this server (none for etcd:
     /// the API server talks to it directly).
     pub fn kine_endpoint(&self, schema: &str) -> Option<String> {

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/fake-kube-api.py");
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/fake-kube-api.py");
 
 /// One request the fake received.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ impl FakeKube {
     }
 
     /// The fake with only `fixtures` (a fixtures document: objects,
-    /// resources, rules, immutable), without the built-in Helm release.
+    /// resources, rules), without the built-in Helm release.
     pub fn with_fixtures(dir: &Path, fixtures: &Value) -> FakeKube {
         let path = dir.join("fake-kube-fixtures.json");
         std::fs::write(&path, serde_json::to_vec_pretty(fixtures).unwrap()).unwrap();
@@ -102,10 +102,6 @@ impl FakeKube {
         self.requests().into_iter().filter(|r| r.method != "GET").collect()
     }
 
-    pub fn clear_requests(&self) {
-        self.http("DELETE", "/_fake/requests", None);
-    }
-
     /// Every stored object.
     pub fn objects(&self) -> Vec<Value> {
         self.http("GET", "/_fake/objects", None).1.as_array().unwrap().clone()
@@ -118,17 +114,6 @@ impl FakeKube {
                 && o["metadata"]["name"] == name
                 && o["metadata"]["namespace"].as_str().unwrap_or("") == namespace
         })
-    }
-
-    /// Load more fixtures (a fixtures document, an object or a list).
-    pub fn load(&self, fixtures: &Value) {
-        let (code, _) = self.http("POST", "/_fake/objects", Some(fixtures));
-        assert_eq!(code, 200);
-    }
-
-    /// From now on the API answers nothing (connections are dropped).
-    pub fn go_down(&self) {
-        self.http("POST", "/_fake/down", None);
     }
 
     /// A kubeconfig with context `fake` (current, this fake) and `dead`

@@ -129,3 +129,90 @@ pub fn kmdr_requests(s: &KubeApiServer, mark: usize, namespaces: &[&str], names:
 pub fn writes(requests: &[Audited]) -> Vec<Audited> {
     requests.iter().filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch")).cloned().collect()
 }
+
+// --- What a test playing a controller needs (volumes_real) ---
+
+/// Merge-patch the object at `path` itself: how a controller sets the status
+/// of a CRD without a status subresource (Velero's Backup, Restore and
+/// Schedule declare none).
+pub fn merge_patch(
+    s: &KubeApiServer,
+    path: &str,
+    patch: &Value,
+) -> Result<Value, kmdr_testkit::kube_apiserver::ApiError> {
+    s.request("PATCH", path, Some(("application/merge-patch+json", patch.to_string().as_bytes())))
+}
+
+/// The items of the collection at `path` (none when the server says 404).
+/// A CRD installed moments ago may still answer 429 "storage is
+/// (re)initializing": asked again for up to 30 s.
+pub fn list(s: &KubeApiServer, path: &str) -> Vec<Value> {
+    let t0 = std::time::Instant::now();
+    loop {
+        match s.get(path) {
+            Ok(l) => return l["items"].as_array().cloned().unwrap_or_default(),
+            Err(kmdr_testkit::kube_apiserver::ApiError::Status { status: 404, .. }) => return Vec::new(),
+            Err(kmdr_testkit::kube_apiserver::ApiError::Status { status: 429, .. })
+                if t0.elapsed() < std::time::Duration::from_secs(30) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(200))
+            }
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+}
+
+/// Delete the object at `path` after clearing its finalizers, as the
+/// controllers that own them would (a PVC's `kubernetes.io/pvc-protection`
+/// is removed by kube-controller-manager, which the test server does not run).
+pub fn force_delete(s: &KubeApiServer, path: &str) {
+    match merge_patch(s, path, &json!({"metadata": {"finalizers": null}})) {
+        Ok(_) | Err(kmdr_testkit::kube_apiserver::ApiError::Status { status: 404, .. }) => {}
+        Err(e) => panic!("clearing the finalizers of {path}: {e}"),
+    }
+    delete(s, path);
+}
+
+/// A controller played by the test: `round` runs every 100 ms on a thread
+/// until the value is dropped.
+pub struct Controller {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Controller {
+    pub fn spawn(mut round: impl FnMut() + Send + 'static) -> Controller {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                round();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        Controller { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            // A round that panicked has said why already; do not panic twice.
+            let _ = t.join();
+        }
+    }
+}
+
+/// Objects first seen at least `after` ago, by uid: a controller acts on an
+/// object some time after it appears, as the real ones do.
+#[derive(Default)]
+pub struct Seen(std::collections::HashMap<String, std::time::Instant>);
+
+impl Seen {
+    pub fn older_than(&mut self, object: &Value, after: std::time::Duration) -> bool {
+        let uid = object["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+        self.0.entry(uid).or_insert_with(std::time::Instant::now).elapsed() >= after
+    }
+}
+// --- end of the controllers' helpers
