@@ -25,7 +25,8 @@ def fail(msg):
 
 
 def unwrap_master_key(repo, secret):
-    """Try every keys/<id> object; return the 64-byte master key."""
+    """Try every keys/<id> object; return the wrapped key material: format 1's
+    64 bytes (enc || mac), or format 2's 2, 1, mac, X25519 secret [, enc]."""
     for name in sorted(os.listdir(os.path.join(repo, "keys"))):
         if name.startswith("."):
             continue  # a local store's temp file
@@ -42,24 +43,57 @@ def unwrap_master_key(repo, secret):
                 bytes.fromhex(ko["wrapped_master_key"]), None, bytes.fromhex(ko["nonce"]), kek)
         except Exception:
             continue  # this key object wraps the master key under another secret
-        if len(master) == 64:
+        if len(master) == 64 or (len(master) in (66, 98) and master[:2] == b"\x02\x01"):
             return master
+        if len(master) == 66 and master[:2] == b"\x02\x02":
+            fail("the key file is a write-only key: it cannot read; use the repository's full key")
     fail("the key file opens none of the key objects in keys/")
 
 
-def open_sealed(repo, key, kind, enc_key):
+def hkdf_sha256(salt, ikm, info):
+    """RFC 5869 HKDF-SHA256, 32 bytes of output (one block)."""
+    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+
+class Keys:
+    """What opens objects: format 1's key, and format 2's recipient secret."""
+
+    def __init__(self, material):
+        if len(material) == 64:
+            self.enc, self.mac, self.x_secret = material[:32], material[32:], None
+        else:
+            self.mac, self.x_secret = material[2:34], material[34:66]
+            self.enc = material[66:98] or None
+            self.x_public = nacl.bindings.crypto_scalarmult_base(self.x_secret)
+            self.auth = hmac.new(self.mac, b"kmdr object auth v2", hashlib.sha256).digest()
+
+    def object_key(self, key, header):
+        """The AEAD key of an object with this header (section 3)."""
+        if header[4] == 1 and self.enc:
+            return self.enc
+        if header[4] == 2 and self.x_secret:
+            ephemeral = header[32:64]
+            shared = nacl.bindings.crypto_scalarmult(self.x_secret, ephemeral)
+            if shared == bytes(32):
+                fail(f"{key}: degenerate ephemeral key")
+            return hkdf_sha256(ephemeral + self.x_public, shared + self.auth, b"kmdr object v2")
+        fail(f"{key}: object version {header[4]} cannot be opened with this key")
+
+
+def open_sealed(repo, key, kind, keys):
     """Read the sealed object stored under `key` and return its plaintext."""
     data = open(os.path.join(repo, *key.split("/")), "rb").read()
     if len(data) < 32 + 16 + 32:
         fail(f"{key}: truncated")
     if hashlib.sha256(data[:-32]).digest() != data[-32:]:
         fail(f"{key}: trailing sha256 mismatch (the stored bytes changed)")
-    header = data[:32]
-    if header[:4] != b"KMDR" or header[4] != 1 or header[5] != kind:
-        fail(f"{key}: not a kmdr object of kind {kind} (version 1)")
+    if data[:4] != b"KMDR" or data[4] not in (1, 2) or data[5] != kind:
+        fail(f"{key}: not a kmdr object of kind {kind} (version 1 or 2)")
+    header = data[:32] if data[4] == 1 else data[:64]
     try:
         body = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-            data[32:-32], header + key.encode(), header[8:32], enc_key)
+            data[len(header):-32], header + key.encode(), header[8:32], keys.object_key(key, header))
     except Exception:
         fail(f"{key}: authentication failed (wrong key, tampered or renamed object)")
     if header[6] == 0:
@@ -76,19 +110,18 @@ def main():
     file_name = sys.argv[5] if len(sys.argv) == 6 else "snapshot.db"
 
     config = json.load(open(os.path.join(repo, "config")))
-    if config["format"] != 1:
-        fail(f"repository format {config['format']}; this script reads format 1")
+    if config["format"] not in (1, 2):
+        fail(f"repository format {config['format']}; this script reads formats 1 and 2")
     # The secret is the key file's bytes without trailing ASCII whitespace.
     secret = open(key_file, "rb").read().rstrip(b" \t\n\r\x0c")
-    master = unwrap_master_key(repo, secret)
-    enc_key, mac_key = master[:32], master[32:]
+    keys = Keys(unwrap_master_key(repo, secret))
 
     if backup == "latest":  # backup ids sort by time
         names = [n for n in os.listdir(os.path.join(repo, "backups")) if BACKUP_ID.fullmatch(n)]
         if not names:
             fail("no backups")
         backup = max(names)
-    manifest = json.loads(open_sealed(repo, f"backups/{backup}", KIND_MANIFEST, enc_key))
+    manifest = json.loads(open_sealed(repo, f"backups/{backup}", KIND_MANIFEST, keys))
     if manifest["id"] != backup:
         fail(f"manifest backups/{backup} names backup {manifest['id']}")
     entry = next((f for f in manifest["files"] if f["name"] == file_name), None)
@@ -100,8 +133,8 @@ def main():
     with open(out + ".partial", "wb") as w:
         for c in entry["chunks"]:
             key = f"data/{c['id'][:2]}/{c['id']}"
-            plain = open_sealed(repo, key, KIND_CHUNK, enc_key)
-            if hmac.new(mac_key, plain, hashlib.sha256).hexdigest() != c["id"]:
+            plain = open_sealed(repo, key, KIND_CHUNK, keys)
+            if hmac.new(keys.mac, plain, hashlib.sha256).hexdigest() != c["id"]:
                 fail(f"{key}: content does not match its id")
             if len(plain) != c["len"]:
                 fail(f"{key}: {len(plain)} bytes, the manifest says {c['len']}")

@@ -92,5 +92,27 @@ if python3 "$here/recover-without-kmdr.py" "$repo" /dev/null "$id" "$work/nokey.
 else
   echo "ok: a wrong key file is refused"
 fi
+
+# A format-1 repository, upgraded to format 2, then backed up by a write-only
+# agent key: the script reads the older (object version 1) and the newer
+# (version 2) backup with the full key, and refuses the agent's key.
+repo1="$work/repo1" key1="$work/kmdr1.key" agent="$work/agent.key"
+"$kmdr" -q repo init --repo "$repo1" --key-file "$key1" --format 1 >/dev/null
+old=$("$kmdr" -q backup etcd --repo "$repo1" --key-file "$key1" --endpoints "$ep")
+"$kmdr" -q repo upgrade --repo "$repo1" --key-file "$key1" >/dev/null
+"$kmdr" -q key add --write-only --out "$agent" --repo "$repo1" --key-file "$key1" >/dev/null
+"$bindir/etcdctl" --endpoints "$ep" put /registry/pods/default/after-upgrade x >/dev/null
+new=$("$kmdr" -q backup etcd --repo "$repo1" --key-file "$agent" --endpoints "$ep")
+for b in "$old" "$new"; do
+  python3 "$here/recover-without-kmdr.py" "$repo1" "$key1" "$b" "$work/py-$b.db" >/dev/null
+  "$kmdr" -q restore etcd "$b" --repo "$repo1" --key-file "$key1" --to-file "$work/kmdr-$b.db" >/dev/null
+  check "upgraded repository: $b recovered by the script equals kmdr's restore" \
+    "$(sha256sum "$work/py-$b.db" | cut -d' ' -f1)" "$(sha256sum "$work/kmdr-$b.db" | cut -d' ' -f1)"
+done
+if python3 "$here/recover-without-kmdr.py" "$repo1" "$agent" "$new" "$work/agent.db" 2>/dev/null; then
+  echo "FAIL: the write-only key read a backup" >&2; fails=$((fails + 1))
+else
+  echo "ok: the write-only key is refused"
+fi
 if [ "$fails" -ne 0 ]; then echo "$fails check(s) failed" >&2; exit 1; fi
 echo "recover-without-kmdr: all checks passed ($want_size bytes, $nchunks chunks)"

@@ -32,13 +32,15 @@ pub enum ErrorClass {
     Timeout,
     /// The delta chain has a gap: no segment covers the revisions a point needs.
     ChainGap,
+    /// forget/prune removed what Object Lock retention allows and kept the rest.
+    HeldBack,
     /// Anything else.
     Other,
 }
 
 impl ErrorClass {
     /// Every class, in exit-code order.
-    pub const ALL: [ErrorClass; 11] = [
+    pub const ALL: [ErrorClass; 12] = [
         ErrorClass::Usage,
         ErrorClass::Repository,
         ErrorClass::Key,
@@ -50,6 +52,7 @@ impl ErrorClass {
         ErrorClass::Other,
         ErrorClass::Timeout,
         ErrorClass::ChainGap,
+        ErrorClass::HeldBack,
     ];
 
     /// The name used in JSON and in docs (`not-found`).
@@ -65,6 +68,7 @@ impl ErrorClass {
             ErrorClass::Storage => "storage",
             ErrorClass::Timeout => "timeout",
             ErrorClass::ChainGap => "chain-gap",
+            ErrorClass::HeldBack => "held-back",
             ErrorClass::Other => "other",
         }
     }

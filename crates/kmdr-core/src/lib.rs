@@ -12,6 +12,7 @@ pub mod volume;
 pub use error::{Classify, ErrorClass};
 pub use id::{BackupId, IdError};
 pub use manifest::{
+    CatalogLinks,
     BackupStats, CertificateInfo, ChunkRef, ClusterIdentity, EncryptionKeyInfo, EtcdSnapshotInfo, FileEntry,
     HelmReleaseInfo, KamajiDataStoreInfo, KamajiTenantInfo, KamajiTenantsInfo, Layer, MANIFEST_FORMAT, Manifest,
     NodeFile, NodeFilesInfo, SourceInfo, TenantDataInfo, VolumeBackupInfo, VolumeItem,

@@ -457,6 +457,21 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
     /// Sizes.
     pub stats: BackupStats,
+    /// What the writer saw in the store (docs/design.md section 9, "Tamper
+    /// evidence"); absent in manifests written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<CatalogLinks>,
+}
+
+/// The backups and delta segments a manifest's writer saw when it committed:
+/// `verify` reports any of them gone without a forget record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogLinks {
+    /// Backup ids.
+    pub backups: Vec<String>,
+    /// Delta segment object keys (`deltas/...`).
+    #[serde(default)]
+    pub segments: Vec<String>,
 }
 
 impl Manifest {
@@ -554,6 +569,7 @@ mod tests {
                 chunks: vec![ChunkRef { id: "22".repeat(32), len: 10 }],
             }],
             stats: BackupStats { bytes: 10, chunks: 1, new_chunks: 1, new_stored_bytes: 70 },
+            links: None,
         }
     }
 

@@ -551,6 +551,9 @@ async fn snapshot_needs(
     if let Ok(live) = identity::live(&n.root, Some(identity::CA_PATH), n.encryption_config.as_deref()) {
         return Ok(Some(live));
     }
+    if repo.access() == kmdr_repo::crypto::Access::WriteOnly {
+        return Ok(None); // the node-files backup is sealed to the full key
+    }
     let ids = repo.list_backups().await?;
     match ids.iter().rev().find(|i| i.kind() == node_files::KIND) {
         Some(id) => Ok(identity::of_node_files(&repo.load_manifest(id).await?)),

@@ -149,6 +149,8 @@ impl BackupSession {
 
     /// Write the manifest: from now on the backup exists. Releases the lock.
     pub async fn commit(mut self, draft: ManifestDraft) -> Result<Manifest> {
+        // What this writer sees in the store now, for the tamper-evident catalog.
+        let links = crate::catalog::links_for(&self.repo, &draft.kind, &draft.series).await?;
         let finished_at = Utc::now();
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
@@ -164,6 +166,7 @@ impl BackupSession {
             source: draft.source,
             files: std::mem::take(&mut self.files),
             stats: self.stats.lock().expect("stats lock").clone(),
+            links: Some(links),
         };
         self.repo.write_manifest(&manifest).await?;
         if let Some(l) = self.lock.take() {

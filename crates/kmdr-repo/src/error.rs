@@ -28,6 +28,17 @@ pub enum Error {
         "the key in {key_file} does not open the repository at {location}: use the key file created by `kmdr repo init` for this repository"
     )]
     WrongKey { location: String, key_file: String },
+    /// A write-only key was asked to read what the repository holds.
+    #[error(
+        "{key_file} is a write-only key: it can back up but not read {what}; use the repository's full key (kept offline, not on the agent)"
+    )]
+    WriteOnlyKey { key_file: String, what: String },
+    /// Something only format 2 offers, asked of a format-1 repository.
+    #[error("{what} need repository format 2 and {location} is format 1: run `kmdr repo upgrade` first (every backup is kept)")]
+    NeedsFormat2 { location: String, what: String },
+    /// `repo upgrade` of a repository already at the newest format.
+    #[error("the repository at {location} is already format {format}: nothing to upgrade")]
+    AlreadyFormat { location: String, format: u32 },
     /// The repository was written by an incompatible kmdr.
     #[error(
         "repository at {location} has format version {found}; this kmdr reads version {supported}: use a kmdr release that supports it"
@@ -75,8 +86,10 @@ impl Classify for Error {
             Error::NotARepository { .. }
             | Error::AlreadyInitialized { .. }
             | Error::Locked { .. }
-            | Error::UnsupportedFormat { .. } => ErrorClass::Repository,
-            Error::NoKey | Error::KeyFile { .. } | Error::WrongKey { .. } => ErrorClass::Key,
+            | Error::UnsupportedFormat { .. }
+            | Error::NeedsFormat2 { .. }
+            | Error::AlreadyFormat { .. } => ErrorClass::Repository,
+            Error::NoKey | Error::KeyFile { .. } | Error::WrongKey { .. } | Error::WriteOnlyKey { .. } => ErrorClass::Key,
             Error::BackupNotFound { .. } | Error::AmbiguousId { .. } => ErrorClass::NotFound,
             Error::Damaged { .. } => ErrorClass::Damaged,
             Error::Store(s) => s.class(),

@@ -105,10 +105,7 @@ impl Repository {
     /// Open a proof.
     pub async fn get_proof(&self, key: &str) -> Result<Proof> {
         let raw = self.store().get(key).await?;
-        let json = self
-            .key()
-            .open(ObjectKind::Proof, key, &raw)
-            .map_err(|e| Error::Damaged { object: key.into(), reason: e.to_string() })?;
+        let json = self.open_object(ObjectKind::Proof, key, &raw, "restore proofs")?;
         serde_json::from_slice(&json)
             .map_err(|e| Error::Damaged { object: key.into(), reason: format!("not a restore proof: {e}") })
     }

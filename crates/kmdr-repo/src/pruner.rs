@@ -6,13 +6,23 @@
 //! manifest references. Both run under an exclusive lock, so no backup can be
 //! referencing a chunk that prune is deleting. A manifest that cannot be read
 //! makes prune refuse: it cannot know which chunks that backup needs.
+//!
+//! On a repository under S3 Object Lock the plans also say what S3 still
+//! holds: a backup stays whole while its manifest or proofs are held, a
+//! chunk or segment while any version is; the rest is deleted version by
+//! version (object_lock/removal.rs).
 
 use crate::lock::RepoLock;
-use crate::{Error, Repository, Result};
+use crate::object_lock::{self, Held, removal};
+use crate::point::unusable_segments;
+use crate::{Error, Repository, Result, SegmentName};
 use kmdr_core::{BackupId, KeepPolicy, RetentionDecision};
 use kmdr_store::ObjectInfo;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
+
+/// Versions to delete, by group (a backup, a chunk, a segment): (key, version id), in order.
+type VersionGroups = Vec<(String, Vec<(String, String)>)>;
 
 /// The retention verdicts for one series.
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +38,13 @@ pub struct ForgetPlan {
     pub series: Vec<SeriesPlan>,
     /// Backups whose manifest cannot be read; always kept, listed for the user.
     pub unreadable: Vec<String>,
+    /// Backups the policy drops that S3 Object Lock keeps whole for now
+    /// (their decision keeps them, for `object-lock`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Held>,
+    /// Under Object Lock: the versions removing each dropped backup deletes.
+    #[serde(skip)]
+    pub(crate) versions: BTreeMap<BackupId, Vec<(String, String)>>,
 }
 
 impl ForgetPlan {
@@ -35,16 +52,53 @@ impl ForgetPlan {
     pub fn remove(&self) -> Vec<BackupId> {
         self.series.iter().flat_map(|s| s.decisions.iter().filter(|d| !d.keep).map(|d| d.item.clone())).collect()
     }
+
+    /// Keep `id` after all: S3 still holds part of it.
+    pub(crate) fn hold(&mut self, id: &BackupId, held: Held) {
+        for d in self.series.iter_mut().flat_map(|s| s.decisions.iter_mut()).filter(|d| &d.item == id) {
+            d.keep = true;
+            d.reasons = vec!["object-lock"];
+        }
+        self.versions.remove(id);
+        self.held.push(held);
+    }
 }
 
 /// What `prune` would delete.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct PrunePlan {
     pub referenced_chunks: usize,
     /// Chunk keys no remaining backup references.
     pub delete: Vec<String>,
     pub delete_bytes: u64,
     pub keep_bytes: u64,
+    /// Unreferenced chunks S3 Object Lock still holds (kept, deleted by a later prune).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Held>,
+    /// Under Object Lock: the versions of each chunk in `delete`.
+    #[serde(skip)]
+    pub(crate) versions: VersionGroups,
+}
+
+impl PrunePlan {
+    /// Chunks found held while deleting stay.
+    fn absorb(&mut self, held: Vec<Held>) {
+        let keys: HashSet<&str> = held.iter().map(|h| h.object.as_str()).collect();
+        self.delete.retain(|k| !keys.contains(k.as_str()));
+        self.held.extend(held);
+    }
+}
+
+/// The delta segments no remaining full backup can use, and what becomes of them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SegmentPlan {
+    /// Removed (in a plan: to be removed).
+    pub remove: Vec<SegmentName>,
+    /// Under Object Lock: segments S3 still holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Held>,
+    #[serde(skip)]
+    versions: VersionGroups,
 }
 
 /// Apply `policy` to every series (optionally only backups of `kind`).
@@ -63,7 +117,11 @@ pub async fn plan_forget(repo: &Repository, policy: KeepPolicy, kind: Option<&st
     }
     let series =
         by_series.into_iter().map(|(series, items)| SeriesPlan { series, decisions: policy.apply(&items) }).collect();
-    Ok(ForgetPlan { policy, series, unreadable })
+    let mut plan = ForgetPlan { policy, series, unreadable, held: Vec::new(), versions: BTreeMap::new() };
+    if let Some(lock) = object_lock::locked(repo) {
+        removal::hold_backups(lock, &mut plan).await?;
+    }
+    Ok(plan)
 }
 
 /// Which chunks would be unreferenced once `removing` are gone.
@@ -83,6 +141,9 @@ pub async fn plan_prune(repo: &Repository, removing: &[BackupId]) -> Result<Prun
         })?;
         referenced.extend(m.chunk_ids().map(str::to_string));
     }
+    if let Some(lock) = object_lock::locked(repo) {
+        return removal::plan_prune(lock, referenced).await;
+    }
     let objects: Vec<ObjectInfo> = repo.store().list("data/").await?;
     let (mut delete, mut delete_bytes, mut keep_bytes) = (Vec::new(), 0, 0);
     for o in objects {
@@ -95,7 +156,7 @@ pub async fn plan_prune(repo: &Repository, removing: &[BackupId]) -> Result<Prun
         }
     }
     delete.sort();
-    Ok(PrunePlan { referenced_chunks: referenced.len(), delete, delete_bytes, keep_bytes })
+    Ok(PrunePlan { referenced_chunks: referenced.len(), delete, delete_bytes, keep_bytes, ..Default::default() })
 }
 
 /// Run forget (and prune when asked) under an exclusive lock. The plans are
@@ -108,18 +169,42 @@ pub async fn forget(
 ) -> Result<(ForgetPlan, Option<PrunePlan>)> {
     let lock = RepoLock::acquire(repo.store().clone(), true, "kmdr forget").await?;
     let result = async {
-        let plan = plan_forget(repo, policy, kind).await?;
+        let mut plan = plan_forget(repo, policy, kind).await?;
         let remove = plan.remove();
         // Compute the prune plan before deleting manifests, so that a refusal changes nothing.
-        let prune_plan = if prune { Some(plan_prune(repo, &remove).await?) } else { None };
+        let mut prune_plan = if prune { Some(plan_prune(repo, &remove).await?) } else { None };
+        let Some(lock) = object_lock::locked(repo) else {
+            for id in &remove {
+                repo.store().delete(&crate::repository::manifest_key(id)).await?;
+                // Its restore proofs go with it (after the manifest: a crash in
+                // between leaves proofs of no backup, which nothing lists).
+                repo.delete_proofs(id).await?;
+            }
+            // What was removed, for the tamper-evident catalog (after the
+            // deletes: a crash in between is reported by verify, never hidden).
+            crate::catalog::record_forgotten(repo, &remove, &[]).await?;
+            if let Some(p) = &prune_plan {
+                delete_chunks(repo, &p.delete).await?;
+            }
+            return Ok((plan, prune_plan));
+        };
+        // Under Object Lock: each backup's versions, manifest first, then its proofs.
+        let mut late = false;
         for id in &remove {
-            repo.store().delete(&crate::repository::manifest_key(id)).await?;
-            // Its restore proofs go with it (after the manifest: a crash in
-            // between leaves proofs of no backup, which nothing lists).
-            repo.delete_proofs(id).await?;
+            let versions = plan.versions.get(id).cloned().unwrap_or_default();
+            if let Some(h) = removal::delete_group(lock, &id.to_string(), &versions).await? {
+                plan.hold(id, h);
+                late = true;
+            }
         }
-        if let Some(p) = &prune_plan {
-            delete_chunks(repo, &p.delete).await?;
+        crate::catalog::record_forgotten(repo, &plan.remove(), &[]).await?;
+        if let Some(p) = &mut prune_plan {
+            if late {
+                // A backup S3 kept at the last moment keeps its chunks.
+                *p = plan_prune(repo, &plan.remove()).await?;
+            }
+            let held = removal::delete_groups(lock, &p.versions).await?;
+            p.absorb(held);
         }
         Ok((plan, prune_plan))
     }
@@ -132,8 +217,14 @@ pub async fn forget(
 pub async fn prune(repo: &Repository) -> Result<PrunePlan> {
     let lock = RepoLock::acquire(repo.store().clone(), true, "kmdr prune").await?;
     let result = async {
-        let p = plan_prune(repo, &[]).await?;
-        delete_chunks(repo, &p.delete).await?;
+        let mut p = plan_prune(repo, &[]).await?;
+        match object_lock::locked(repo) {
+            Some(lock) => {
+                let held = removal::delete_groups(lock, &p.versions).await?;
+                p.absorb(held);
+            }
+            None => delete_chunks(repo, &p.delete).await?,
+        }
         // No writer holds a lock now; temp files older than an hour are debris.
         repo.store().sweep_incomplete(std::time::Duration::from_secs(3600)).await?;
         Ok(p)
@@ -141,6 +232,44 @@ pub async fn prune(repo: &Repository) -> Result<PrunePlan> {
     .await;
     lock.release().await;
     result
+}
+
+/// The delta segments no full backup left (once `forgotten` are gone) can
+/// use: those whose `last` is at or before the oldest full backup of their
+/// series, or whose series has none; under Object Lock, those S3 holds are
+/// listed apart.
+pub async fn plan_segments(repo: &Repository, forgotten: &[BackupId]) -> Result<SegmentPlan> {
+    let segments = unusable_segments(repo, forgotten).await?;
+    let Some(lock) = object_lock::locked(repo) else {
+        return Ok(SegmentPlan { remove: segments, ..Default::default() });
+    };
+    let keys = segments.iter().map(SegmentName::key).collect();
+    let (versions, held) = removal::judge_keys(lock, "deltas/", keys).await?;
+    let going: HashSet<&str> = versions.iter().map(|(k, _)| k.as_str()).collect();
+    let remove = segments.iter().filter(|s| going.contains(s.key().as_str())).cloned().collect();
+    Ok(SegmentPlan { remove, held, versions })
+}
+
+/// Remove the delta segments no remaining full backup can use (after
+/// `forget`); returns what was removed and what S3 still holds.
+pub async fn remove_segments(repo: &Repository) -> Result<SegmentPlan> {
+    let mut p = plan_segments(repo, &[]).await?;
+    match object_lock::locked(repo) {
+        None => {
+            for s in &p.remove {
+                repo.delete_segment(s).await?;
+            }
+        }
+        Some(lock) => {
+            let held = removal::delete_groups(lock, &p.versions).await?;
+            let keys: HashSet<&str> = held.iter().map(|h| h.object.as_str()).collect();
+            p.remove.retain(|s| !keys.contains(s.key().as_str()));
+            p.held.extend(held);
+        }
+    }
+    let removed: Vec<String> = p.remove.iter().map(SegmentName::key).collect();
+    crate::catalog::record_forgotten(repo, &[], &removed).await?;
+    Ok(p)
 }
 
 async fn delete_chunks(repo: &Repository, keys: &[String]) -> Result<()> {

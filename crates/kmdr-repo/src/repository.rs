@@ -11,7 +11,7 @@
 //! ```
 
 use crate::chunker::{Chunker, ChunkerParams};
-use crate::crypto::{KeyObject, MasterKey, ObjectKind};
+use crate::crypto::{Access, KeyObject, MasterKey, ObjectError, ObjectKind};
 use crate::{Error, Result};
 use bytes::Bytes;
 use kmdr_core::{BackupId, Manifest};
@@ -19,8 +19,10 @@ use kmdr_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// The repository format this kmdr reads and writes.
-pub const REPO_FORMAT: u32 = 1;
+/// The repository format `repo init` writes; this kmdr reads formats 1 and 2.
+pub const REPO_FORMAT: u32 = 2;
+/// The formats this kmdr reads.
+pub const READ_FORMATS: [u32; 2] = [1, 2];
 /// zstd level for chunks and manifests.
 pub const ZSTD_LEVEL: i32 = 3;
 
@@ -35,6 +37,30 @@ pub struct RepoConfig {
     pub compression: String,
     pub cipher: String,
     pub chunk_id: String,
+    /// Format 2: how objects are sealed to the recipient key (informative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    /// S3 Object Lock: the mode and period of the bucket's default retention
+    /// every object gets (object_lock/); absent for other repositories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<crate::object_lock::ObjectLockConfig>,
+}
+
+/// How `repo init` makes a repository.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub chunker: ChunkerParams,
+    /// 1 or 2 ([`REPO_FORMAT`]).
+    pub format: u32,
+    /// Recorded in the config: the bucket was prepared by
+    /// [`crate::object_lock::prepare_bucket`] first.
+    pub object_lock: Option<crate::object_lock::ObjectLockConfig>,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions { chunker: ChunkerParams::default(), format: REPO_FORMAT, object_lock: None }
+    }
 }
 
 /// An open repository: a store plus the master key.
@@ -44,6 +70,21 @@ pub struct Repository {
     config: RepoConfig,
     key: MasterKey,
     chunker: Chunker,
+    /// The key file, as named in messages.
+    key_file: String,
+    /// The key object (`keys/<id>`) the key file opened.
+    key_object: String,
+}
+
+/// The config's `recipient` of format 2.
+pub const RECIPIENT: &str = "x25519-hkdf-sha256";
+
+/// Wrap `key` under `secret` and store it as `keys/<id>`; returns the id.
+pub(crate) async fn put_key_object(store: &Arc<dyn Store>, key: &MasterKey, secret: &[u8]) -> Result<String> {
+    let ko = KeyObject::wrap(key, secret);
+    let key_id = key.chunk_id(ko.salt_bytes().as_slice())[..16].to_string();
+    store.put(&format!("keys/{key_id}"), Bytes::from(serde_json::to_vec_pretty(&ko).expect("json"))).await?;
+    Ok(key_id)
 }
 
 /// Key of the object holding a chunk.
@@ -57,30 +98,41 @@ pub fn manifest_key(id: &BackupId) -> String {
 }
 
 impl Repository {
-    /// Create a repository in an empty store, protected by `secret`.
+    /// Create a repository of the current format in an empty store, protected by `secret`.
     pub async fn init(store: Arc<dyn Store>, secret: &[u8], chunker: ChunkerParams) -> Result<Self> {
+        Self::init_with(store, secret, InitOptions { chunker, ..Default::default() }).await
+    }
+
+    /// Create a repository in an empty store, protected by `secret`.
+    pub async fn init_with(store: Arc<dyn Store>, secret: &[u8], opts: InitOptions) -> Result<Self> {
         let location = store.location();
         if store.exists("config").await? {
             return Err(Error::AlreadyInitialized { location });
         }
+        let InitOptions { chunker, format, object_lock } = opts;
         chunker.validate().map_err(|e| StoreError::Config(e.to_string()))?;
-        let key = MasterKey::generate();
-        let ko = KeyObject::wrap(&key, secret);
-        let key_id = &key.chunk_id(ko.salt_bytes().as_slice())[..16];
-        store.put(&format!("keys/{key_id}"), Bytes::from(serde_json::to_vec_pretty(&ko).expect("json"))).await?;
+        let key = match format {
+            1 => MasterKey::generate(),
+            2 => MasterKey::generate_v2(),
+            other => return Err(Error::UnsupportedFormat { location, found: other, supported: REPO_FORMAT }),
+        };
+        let key_id = put_key_object(&store, &key, secret).await?;
         let config = RepoConfig {
-            format: REPO_FORMAT,
+            format,
             id: hex::encode(rand::random::<[u8; 16]>()),
             created: chrono::Utc::now(),
             chunker,
             compression: format!("zstd-{ZSTD_LEVEL}"),
             cipher: "xchacha20poly1305".into(),
             chunk_id: "hmac-sha256".into(),
+            recipient: (format == 2).then(|| RECIPIENT.to_string()),
+            object_lock,
         };
         // The config is written last: a repository without it does not exist yet.
         store.put("config", Bytes::from(serde_json::to_vec_pretty(&config).expect("json"))).await?;
         let chunker = Chunker::new(config.chunker.clone(), key.chunker_seed());
-        Ok(Repository { store, config, key, chunker })
+        let key_object = format!("keys/{key_id}");
+        Ok(Repository { store, config, key, chunker, key_file: "the key file".into(), key_object })
     }
 
     /// Open an existing repository with the secret from `key_file` (named in errors).
@@ -95,27 +147,68 @@ impl Repository {
             object: format!("{location}/config"),
             reason: format!("not a valid repository config: {e}"),
         })?;
-        if config.format != REPO_FORMAT
+        if !READ_FORMATS.contains(&config.format)
             || config.cipher != "xchacha20poly1305"
             || config.chunk_id != "hmac-sha256"
             || !config.compression.starts_with("zstd")
         {
             return Err(Error::UnsupportedFormat { location, found: config.format, supported: REPO_FORMAT });
         }
+        // Every key object is tried: after `repo upgrade` the same secret may
+        // also open the format-1 key it replaced (kept while Object Lock holds it).
         let mut key = None;
         for obj in store.list("keys/").await? {
             let raw = store.get(&obj.key).await?;
             let Ok(ko) = serde_json::from_slice::<KeyObject>(&raw) else { continue };
-            let ko2 = ko.clone();
             let s = secret.to_vec();
-            if let Some(k) = tokio::task::spawn_blocking(move || ko2.unwrap(&s)).await.expect("kdf task") {
-                key = Some(k);
+            let Some(k) = tokio::task::spawn_blocking(move || ko.unwrap(&s)).await.expect("kdf task") else { continue };
+            // A format-2 key on a format-1 repository is a `repo upgrade`
+            // stopped before its config was written: it keeps sealing format 1.
+            let usable = match config.format {
+                1 => k.as_format_1(),
+                _ => Some(k).filter(|k| k.format() == 2),
+            };
+            if let Some(k) = usable {
+                key = Some((k, obj.key));
                 break;
             }
         }
-        let key = key.ok_or_else(|| Error::WrongKey { location, key_file: key_file.to_string() })?;
+        let (key, key_object) =
+            key.ok_or_else(|| Error::WrongKey { location: location.clone(), key_file: key_file.to_string() })?;
         let chunker = Chunker::new(config.chunker.clone(), key.chunker_seed());
-        Ok(Repository { store, config, key, chunker })
+        Ok(Repository { store, config, key, chunker, key_file: key_file.to_string(), key_object })
+    }
+
+    /// The key object (`keys/<id>`) the key file opened.
+    pub fn key_object(&self) -> &str {
+        &self.key_object
+    }
+
+    /// What the key this repository was opened with may do.
+    pub fn access(&self) -> Access {
+        self.key.access()
+    }
+
+    /// Fail with the key exit code unless the key can read: `what` names what was asked.
+    pub fn require_full_key(&self, what: &str) -> Result<()> {
+        match self.key.access() {
+            Access::Full => Ok(()),
+            Access::WriteOnly => Err(Error::WriteOnlyKey { key_file: self.key_file.clone(), what: what.to_string() }),
+        }
+    }
+
+    /// Open a sealed object read from `name`: a write-only key's refusal is a
+    /// key error, anything else damage.
+    pub(crate) fn open_object(&self, kind: ObjectKind, name: &str, raw: &[u8], what: &str) -> Result<Vec<u8>> {
+        self.opened(name, self.key.open(kind, name, raw), what)
+    }
+
+    /// Map the result of opening `name`.
+    pub(crate) fn opened<T>(&self, name: &str, r: Result<T, ObjectError>, what: &str) -> Result<T> {
+        r.map_err(|e| match e {
+            ObjectError::WriteOnly => Error::WriteOnlyKey { key_file: self.key_file.clone(), what: what.to_string() },
+            other => Error::Damaged { object: name.to_string(), reason: other.to_string() },
+        })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -164,7 +257,7 @@ impl Repository {
             Err(e) => return Err(e.into()),
         };
         let damaged = |reason: String| Error::Damaged { object: name.clone(), reason };
-        let plain = self.key.open(ObjectKind::Manifest, &name, &raw).map_err(|e| damaged(e.to_string()))?;
+        let plain = self.open_object(ObjectKind::Manifest, &name, &raw, "backup manifests")?;
         let m: Manifest = serde_json::from_slice(&plain).map_err(|e| damaged(format!("manifest JSON: {e}")))?;
         if &m.id != id {
             return Err(damaged(format!("manifest names backup {} instead", m.id)));
@@ -214,7 +307,7 @@ impl Repository {
     pub async fn get_report(&self, name: &str) -> Result<Vec<u8>> {
         let key = format!("reports/{name}");
         let raw = self.store.get(&key).await?;
-        self.key.open(ObjectKind::Report, &key, &raw).map_err(|e| Error::Damaged { object: key, reason: e.to_string() })
+        self.open_object(ObjectKind::Report, &key, &raw, "drill reports")
     }
 
     /// Find a backup by full id, unique prefix, or `latest` (optionally of one kind).

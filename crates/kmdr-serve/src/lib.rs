@@ -15,6 +15,8 @@
 //!   repository by [`drills`].
 //! - restore proofs on the plan's `verify:` schedule (verifier.rs), run on a
 //!   worker thread at a lower priority (niced.rs).
+//! - [`lock_keeper`]: on a repository under S3 Object Lock, the scheduled
+//!   extend-locks pass that keeps what is still needed retained.
 //! - [`lease`]: leader election with a Kubernetes Lease, for running more
 //!   than one replica; [`serve_leading`] runs the scheduler only while leading.
 
@@ -22,6 +24,7 @@ mod catalog;
 pub mod drills;
 pub mod http;
 pub mod lease;
+pub mod lock_keeper;
 pub mod metrics;
 mod niced;
 pub mod scheduler;

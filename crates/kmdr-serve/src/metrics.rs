@@ -56,6 +56,17 @@ pub struct DeltaState {
     pub compactions: u64,
 }
 
+/// `kmdr serve`'s extend-locks passes, on a repository under S3 Object Lock.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LockKeeping {
+    /// When the last pass that succeeded finished.
+    pub last_pass: Option<DateTime<Utc>>,
+    /// Objects whose retention the passes extended.
+    pub extended: u64,
+    /// Passes that failed (a refused s3:PutObjectRetention among them).
+    pub failures: u64,
+}
+
 /// What the newest drill report in the repository says, for the status page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrillSummary {
@@ -133,6 +144,8 @@ pub struct Metrics {
     /// The plan's name and the newest drill report, for the status page.
     plan: Mutex<Option<String>>,
     drill: Mutex<DrillState>,
+    /// On a repository under Object Lock: the extend-locks passes.
+    locks: Mutex<Option<LockKeeping>>,
 }
 
 impl Metrics {
@@ -148,6 +161,16 @@ impl Metrics {
     /// What the repository's newest drill report says.
     pub fn set_drill(&self, d: DrillState) {
         *self.drill.lock().expect("metrics lock") = d;
+    }
+
+    /// Change what the extend-locks passes report (starts reporting them).
+    pub fn update_locks(&self, f: impl FnOnce(&mut LockKeeping)) {
+        f(self.locks.lock().expect("metrics lock").get_or_insert_with(Default::default));
+    }
+
+    /// What the extend-locks passes reported, if any ran.
+    pub fn locks(&self) -> Option<LockKeeping> {
+        self.locks.lock().expect("metrics lock").clone()
     }
 
     /// A copy of everything, for the status page.
@@ -197,6 +220,7 @@ impl Metrics {
         // Units first: `render` reads the leader first, so a scrape that sees
         // `kmdr_leader 0` never sees the units of before.
         self.units.lock().expect("metrics lock").clear();
+        *self.locks.lock().expect("metrics lock") = None;
         *self.drill.lock().expect("metrics lock") = DrillState::Unknown;
         self.set_leader(false);
     }
@@ -229,6 +253,33 @@ impl Metrics {
             );
         }
         let secs = |t: DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;
+        if let Some(l) = self.locks() {
+            for (name, kind, help, v) in [
+                (
+                    "kmdr_object_lock_extend_timestamp_seconds",
+                    "gauge",
+                    "Unix time the last extend-locks pass of the repository under S3 Object Lock succeeded",
+                    l.last_pass.map(secs),
+                ),
+                (
+                    "kmdr_object_lock_extended_total",
+                    "counter",
+                    "Objects whose S3 Object Lock retention serve extended",
+                    Some(l.extended as f64),
+                ),
+                (
+                    "kmdr_object_lock_extend_failures_total",
+                    "counter",
+                    "extend-locks passes that failed (s3:PutObjectRetention refused, store unreachable)",
+                    Some(l.failures as f64),
+                ),
+            ] {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                if let Some(v) = v {
+                    let _ = writeln!(out, "{name} {v}");
+                }
+            }
+        }
         type Get = Box<dyn Fn(&UnitState) -> Option<f64>>;
         let families: Vec<(&str, &str, &str, Get)> = vec![
             (

@@ -144,10 +144,19 @@ async fn serve_local(
 ) -> Result<(), ServeError> {
     let catalog = Arc::new(Catalog::load(&repo).await?);
     metrics.set_plan(&plan.name);
+    // A write-only key (the agent's) backs up and captures; whatever reads
+    // backups (restore proofs, retention, Object Lock extension, drill
+    // reports) is for a full key on an admin host.
+    let full_key = repo.access() == kmdr_repo::crypto::Access::Full;
+    if !full_key {
+        tracing::info!(
+            "write-only key: backups and delta captures only; restore proofs, retention, lock extension and drill reports need the full key (kmdr verify --restore, forget, repo extend-locks on an admin host)"
+        );
+    }
     let ctx = Arc::new(Ctx {
         repo: repo.clone(),
         permits: Semaphore::new(opts.parallel.max(1)),
-        verifier: match &opts.verify {
+        verifier: match opts.verify.as_ref().filter(|_| full_key) {
             Some(spec) => Some(Arc::new(
                 Verifier::new(repo.clone(), metrics.clone(), opts.prove.clone(), spec.clone())
                     .map_err(ServeError::Worker)?,
@@ -186,8 +195,11 @@ async fn serve_local(
     if tasks.is_empty() {
         return Err(ServeError::NothingToBackUp { plan: plan.file.display().to_string() });
     }
-    tasks.spawn_local(crate::drills::watch_drills(repo.clone(), metrics.clone(), stop.clone()));
-    if !ctx.opts.policy.is_empty() {
+    if full_key {
+        tasks.spawn_local(crate::drills::watch_drills(repo.clone(), metrics.clone(), stop.clone()));
+        tasks.spawn_local(crate::lock_keeper::keep_locks(repo.clone(), metrics.clone(), stop.clone()));
+    }
+    if !ctx.opts.policy.is_empty() && full_key {
         let ctx2 = ctx.clone();
         tasks.spawn_local(async move { retention(ctx2).await });
     }
@@ -402,6 +414,9 @@ async fn full_backup(ctx: &Ctx, unit: &Scheduled, why: &str) -> Option<Result<Ma
 
 /// The newest full backup of a series: its revision.
 async fn newest_base(repo: &Repository, series: &str) -> Result<Option<i64>, kmdr_repo::Error> {
+    if repo.access() == kmdr_repo::crypto::Access::WriteOnly {
+        return Ok(None); // the capture starts after the full backup this run takes
+    }
     let bases = kmdr_repo::point::load_bases(repo, &[]).await?;
     Ok(bases.by_series.get(series).and_then(|l| l.last()).map(|b| b.0))
 }
@@ -589,12 +604,14 @@ async fn retention(ctx: Arc<Ctx>) {
 }
 
 /// Forget (and prune) by `policy`, then remove the delta segments no
-/// remaining full backup can use. Returns (backups removed, segments removed).
+/// remaining full backup can use. Returns (backups removed, segments removed);
+/// under S3 Object Lock what is still retained stays, and is logged.
 pub async fn apply_retention(repo: &Repository, policy: KeepPolicy) -> Result<(usize, usize), kmdr_repo::Error> {
-    let (plan, _) = kmdr_repo::pruner::forget(repo, policy, None, true).await?;
-    let segments = kmdr_repo::point::unusable_segments(repo, &[]).await?;
-    for s in &segments {
-        repo.delete_segment(s).await?;
+    let (plan, prune) = kmdr_repo::pruner::forget(repo, policy, None, true).await?;
+    let segments = kmdr_repo::pruner::remove_segments(repo).await?;
+    let held = plan.held.len() + prune.map_or(0, |p| p.held.len()) + segments.held.len();
+    if held > 0 {
+        tracing::info!("retention: {held} objects are still under S3 Object Lock retention and stay until it passes");
     }
-    Ok((plan.remove().len(), segments.len()))
+    Ok((plan.remove().len(), segments.remove.len()))
 }

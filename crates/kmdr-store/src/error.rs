@@ -49,6 +49,15 @@ pub enum StoreError {
     /// Configuration of the store is wrong (bad URL, missing bucket...).
     #[error("{0}")]
     Config(String),
+    /// The service refused an S3 action these credentials may not make
+    /// (`AccessDenied`): names the action and what to do.
+    #[error("S3 refused {action} on {location} ({key}): {hint}")]
+    Denied { location: String, action: &'static str, key: String, hint: String },
+    /// S3 refused to delete a version still under Object Lock retention (or a legal hold).
+    #[error(
+        "object {key} in {location} is under Object Lock retention: it can be deleted once its retain-until date has passed"
+    )]
+    Retained { location: String, key: String },
 }
 
 impl StoreError {

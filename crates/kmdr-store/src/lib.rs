@@ -9,12 +9,14 @@ pub mod conformance;
 mod error;
 pub mod fault;
 pub mod local;
+pub mod object_lock;
 pub mod s3;
 mod url;
 
 pub use error::StoreError;
 pub use fault::{Fault, FaultStore};
 pub use local::LocalStore;
+pub use object_lock::{LockMode, ObjectLock};
 pub use s3::{S3Options, S3Store};
 pub use url::{StoreUrl, open};
 
@@ -61,6 +63,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `min_age`; returns how many. Stores with atomic puts have none.
     async fn sweep_incomplete(&self, _min_age: std::time::Duration) -> Result<usize, StoreError> {
         Ok(0)
+    }
+    /// S3 Object Lock and object versions, on a store that has them (an S3
+    /// bucket); `None` for the others.
+    fn object_lock(&self) -> Option<&dyn ObjectLock> {
+        None
     }
     /// Whether an object exists.
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {

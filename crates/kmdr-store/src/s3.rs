@@ -2,13 +2,19 @@
 //! through the `object_store` crate. A PUT is atomic on S3, so `put` needs no
 //! temp objects. Requests are retried by `object_store` with exponential
 //! backoff and jitter (4 retries within 60 s), so a brief network fault does
-//! not fail a backup; a dead endpoint fails within about a minute.
+//! not fail a backup; a dead endpoint fails within about a minute. Every PUT
+//! carries a Content-MD5 ([`Md5Connector`]), which a bucket under Object Lock
+//! requires. Object Lock and versions are object_lock.rs's.
 
+use crate::object_lock::{ObjectLock, S3Admin};
 use crate::{ObjectInfo, Store, StoreError, check_key};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::client::{
+    HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService, ReqwestConnector,
+};
 use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use std::time::Duration;
@@ -30,6 +36,8 @@ pub struct S3Store {
     inner: AmazonS3,
     bucket: String,
     prefix: String,
+    /// Object Lock and versions, with the same credentials and endpoint.
+    admin: S3Admin,
 }
 
 impl S3Store {
@@ -55,13 +63,30 @@ impl S3Store {
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(120));
         let retry = RetryConfig { max_retries: 4, retry_timeout: Duration::from_secs(60), ..Default::default() };
+        // The bucket's URL as object_store makes it, for the requests it does not make (object_lock.rs).
+        let region = b.get_config_value(&AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
+        let bucket_endpoint = match (&endpoint, opts.virtual_hosted_style) {
+            (Some(ep), true) => ep.clone(),
+            (Some(ep), false) => format!("{}/{bucket}", ep.trim_end_matches('/')),
+            (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+            (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+        };
         let inner = b
+            .with_http_connector(Md5Connector)
+            // One DELETE per object (kmdr deletes one key at a time): IAM then
+            // checks s3:DeleteObject against that key, which a policy allowing
+            // deletes only under locks/ needs; some servers (moto) check a bulk
+            // DeleteObjects against the bucket instead.
+            .with_disable_bulk_delete(true)
             .with_virtual_hosted_style_request(opts.virtual_hosted_style)
             .with_client_options(client)
             .with_retry(retry)
             .build()
             .map_err(|e| StoreError::Config(format!("cannot configure S3 for bucket {bucket}: {e}")))?;
-        Ok(S3Store { inner, bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() })
+        let prefix = prefix.trim_matches('/').to_string();
+        let location = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
+        let admin = S3Admin::new(inner.credentials().clone(), bucket_endpoint, region, &prefix, location)?;
+        Ok(S3Store { inner, bucket: bucket.to_string(), prefix, admin })
     }
 
     fn path(&self, key: &str) -> Path {
@@ -99,6 +124,41 @@ impl S3Store {
                 }
             }
         }
+    }
+}
+
+/// object_store's HTTP client, with a Content-MD5 on every PUT that has a
+/// body: S3 then checks the upload, and a bucket with a default retention
+/// (Object Lock) refuses a PUT without one (AWS also takes an
+/// `x-amz-checksum-*`, MinIO and moto want Content-MD5). It is added after
+/// object_store signed the request, which SigV4 allows for Content-MD5 (only
+/// `host` and `x-amz-*` headers must be signed).
+#[derive(Debug)]
+struct Md5Connector;
+
+impl HttpConnector for Md5Connector {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        Ok(HttpClient::new(Md5Service(ReqwestConnector::default().connect(options)?)))
+    }
+}
+
+#[derive(Debug)]
+struct Md5Service(HttpClient);
+
+#[async_trait]
+impl HttpService for Md5Service {
+    async fn call(&self, mut req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        if req.method() == http::Method::PUT && !req.headers().contains_key("content-md5") {
+            use base64::Engine;
+            use http_body_util::BodyExt;
+            use md5::Digest;
+            let body = req.body().clone().collect().await?.to_bytes();
+            if !body.is_empty() {
+                let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body));
+                req.headers_mut().insert("content-md5", md5.parse().expect("base64 is a header value"));
+            }
+        }
+        self.0.execute(req).await
     }
 }
 
@@ -155,6 +215,10 @@ impl Store for S3Store {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err("delete", key, e)),
         }
+    }
+
+    fn object_lock(&self) -> Option<&dyn ObjectLock> {
+        Some(&self.admin)
     }
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {

@@ -38,7 +38,7 @@ pub use nats::{Nats, NatsOptions};
 pub use pki::make_pki;
 pub use postgres::{Postgres, PostgresOptions};
 pub use process::Mode;
-pub use s3::{S3Server, S3ServerOptions};
+pub use s3::{S3Server, S3ServerOptions, create_bucket};
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};

@@ -61,6 +61,9 @@ pub enum Command {
     /// Create or look after a repository
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// Add or list the key files that open the repository (write-only keys for agents)
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Take a backup: of one source (etcd, node-files, tenant, tenants, platform), or of every layer of a plan (--plan)
     Backup(BackupArgs),
     /// Restore a backup: one source (etcd, node-files, tenant, tenants, platform), or layers of a plan in order (--plan)
@@ -121,10 +124,20 @@ kmdr verify --restore --kubeconfig ~/.kube/under-1   volume backups looked up in
 forget does: a backup is kept when any --keep-* rule keeps it. Delta segments that only continued forgotten backups \
 (every change they hold is at or before the oldest full backup left in their series) are removed with them. \
 --prune also deletes the chunks no remaining backup references. --dry-run prints every decision and changes nothing.\n\n\
+On a repository under S3 Object Lock (`repo init --object-lock`), an object is deleted (every version of it, so the \
+space is freed) only once its retention has passed; a backup whose manifest or proofs are still retained is kept \
+whole, with its chunks. What was held back is printed with the date it can go, and the exit code is then 13: run it \
+again after that date. It needs the admin credentials (s3:ListBucketVersions, s3:GetObjectVersion, \
+s3:DeleteObjectVersion; deploy/s3/admin-policy.json).\n\n\
 Example:\n  kmdr forget --keep-last 24 --keep-daily 14 --keep-monthly 6 --prune --dry-run"
     )]
     Forget(ForgetArgs),
     /// Delete stored data that no backup references (left by interrupted backups or forget)
+    #[command(
+        long_about = "Delete the chunks no backup references (left by interrupted backups or by forget), under an \
+exclusive lock. On a repository under S3 Object Lock only those whose retention has passed go (every version); the \
+others are listed with their date and the exit code is 13. --dry-run prints the plan and changes nothing."
+    )]
     Prune(PruneArgs),
     /// Check a plan file (kmdr.yaml): every problem with its line and column
     #[command(subcommand)]
@@ -456,19 +469,47 @@ pub struct LabDownArgs {
     pub keep: bool,
 }
 
+mod keys;
+pub use keys::{KeyAddArgs, KeyCommand, UpgradeArgs};
+
 #[derive(Debug, Subcommand)]
 pub enum RepoCommand {
     /// Create a new repository (and a new key file if --key-file does not exist)
     #[command(
         long_about = "Create a new, empty repository at --repo. If the --key-file does not exist, a new random key \
 is written there (mode 0600): keep a copy of it somewhere safe and apart from the repository, because without it \
-no backup can be read. An existing key file is used as it is (its content is the secret)."
+no backup can be read. An existing key file is used as it is (its content is the secret).\n\n\
+--object-lock compliance|governance --retention DURATION (S3 only) makes a repository whose objects nobody can \
+delete before their retention ends: the bucket must have versioning and Object Lock enabled (it is refused otherwise, \
+with the command that enables them, and nothing is written). kmdr sets the bucket's default retention to the mode \
+and period (whole days) when it has none, so that S3 locks every object kmdr writes at its PUT; a default of the same \
+mode and at least the period is kept; another is refused. Needs the admin credentials (deploy/s3/admin-policy.json).\n\n\
+Examples:\n  kmdr repo init\n  kmdr repo init --repo s3://backups/kmetal --object-lock compliance --retention 30d"
     )]
     Init(InitArgs),
     /// Show the repository's format, settings and size
     Info,
+    /// Move the S3 Object Lock retention of everything still needed before it lapses
+    #[command(
+        long_about = "On a repository under S3 Object Lock (`repo init --object-lock`), give every object the \
+repository still needs (config, keys, every manifest, every chunk a manifest references, delta segments, reports, \
+restore proofs) whose retain-until date is less than half the retention period away a new date of now + the period \
+(PutObjectRetention on its current version, in the repository's mode). Chunks no backup references are left to \
+lapse, so that prune can remove them. Run it at least every quarter period (`kmdr serve` does, daily); it needs \
+s3:PutObjectRetention, an admin permission (deploy/s3/admin-policy.json). --dry-run lists what it would extend.\n\n\
+Example:\n  kmdr repo extend-locks --dry-run"
+    )]
+    ExtendLocks(ExtendLocksArgs),
     /// Remove stale locks (left by killed processes), or all locks with --all
     Unlock(UnlockArgs),
+    /// Move a format-1 repository to format 2 (write-only keys), keeping every backup
+    #[command(
+        long_about = "Move a repository of format 1 (one symmetric key) to format 2, whose objects are sealed to a public recipient key so that write-only agent keys (`kmdr key add --write-only`) can back up without being able to read. Every backup is kept and nothing is rewritten: the key file you pass gets a format-2 key (a new recipient key, the same chunk-naming key, so deduplication carries on, and the old key for the older objects) under the same secret, then the config says format 2, then the old key object is deleted. New objects are format 2; older ones stay readable with this key file. Other key files of the repository are listed: add their users again with `kmdr key add`. kmdr releases before format 2 cannot open the repository afterwards. --dry-run prints the plan.
+
+Example:
+  kmdr repo upgrade --dry-run && kmdr repo upgrade"
+    )]
+    Upgrade(UpgradeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -476,6 +517,24 @@ pub struct InitArgs {
     /// Average chunk size in KiB (min = avg/4, max = avg*4); fixed for the repository's life
     #[arg(long, default_value_t = 256, value_name = "KIB", hide = true)]
     pub chunk_avg_kib: u32,
+    /// Repository format: 2 (sealed to a recipient key: write-only agent keys) or 1 (one symmetric key,
+    /// for kmdr releases before format 2); `repo upgrade` moves 1 to 2
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=2), hide = true)]
+    pub format: u32,
+    /// S3 only: keep every object under Object Lock in this mode (compliance: nobody can delete it early;
+    /// governance: only principals allowed s3:BypassGovernanceRetention)
+    #[arg(long, value_name = "MODE", value_parser = ["compliance", "governance"], requires = "retention")]
+    pub object_lock: Option<String>,
+    /// With --object-lock: how long each object stays locked from its write, in whole days (30d, 720h)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg, requires = "object_lock")]
+    pub retention: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtendLocksArgs {
+    /// List what would be extended; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

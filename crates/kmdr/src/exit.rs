@@ -100,6 +100,12 @@ pub const TABLE: &[ExitCode] = &[
         "the delta chain has a gap: no segment covers the revisions named; nothing was restored",
         "Pick a point the chain covers, or the full backup before the gap",
     ),
+    row(
+        13,
+        Some(ErrorClass::HeldBack),
+        "forget/prune removed what retention allows; objects under S3 Object Lock were kept until the date printed",
+        "Run it again after that date",
+    ),
 ];
 
 /// The exit code of an error class.
@@ -119,6 +125,7 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         kmdr_store::StoreError,
         kmdr_repo::point::PointError,
         kmdr_repo::ChainGap,
+        kmdr_repo::object_lock::LockError,
         kmdr_etcd::EtcdError,
         kmdr_datastore::TenantError,
         kmdr_datastore::records::RecordError,
@@ -200,7 +207,7 @@ mod tests {
         }
         let mut codes: Vec<i32> = TABLE.iter().map(|r| r.code).collect();
         codes.dedup();
-        assert_eq!(codes, (0..=12).collect::<Vec<_>>(), "codes in order, none twice");
+        assert_eq!(codes, (0..=13).collect::<Vec<_>>(), "codes in order, none twice");
     }
 
     #[test]

@@ -196,9 +196,7 @@ impl Repository {
             }
             Err(e) => return Err(e.into()),
         };
-        self.key()
-            .open(ObjectKind::Delta, &key, &raw)
-            .map_err(|e| Error::Damaged { object: key, reason: e.to_string() })
+        self.open_object(ObjectKind::Delta, &key, &raw, "delta segments")
     }
 
     /// Remove a segment (retention).

@@ -42,6 +42,11 @@ async fn etcd(g: &GlobalArgs, a: BackupEtcdArgs) -> Result<i32> {
 
 /// What the newest node-files backup holds, if the repository has one.
 async fn newest_node_files_identity(repo: &kmdr_repo::Repository) -> Result<Option<kmdr_core::ClusterIdentity>> {
+    if repo.access() == kmdr_repo::crypto::Access::WriteOnly {
+        // A write-only key cannot read the node-files backup: --cluster-ca and
+        // --encryption-config are how an agent records what the snapshot needs.
+        return Ok(None);
+    }
     let ids = repo.list_backups().await?;
     Ok(match ids.iter().rev().find(|i| i.kind() == kmdr_kube::node_files::KIND) {
         Some(id) => kmdr_kube::identity::of_node_files(&repo.load_manifest(id).await?),

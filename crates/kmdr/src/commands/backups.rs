@@ -16,7 +16,7 @@ pub async fn run(g: &GlobalArgs, c: BackupsCommand) -> Result<i32> {
 }
 
 async fn points(g: &GlobalArgs) -> Result<i32> {
-    let repo = g.open_repo().await?;
+    let repo = g.open_repo_to_read("backups to find their points").await?;
     let all = kmdr_repo::point::restorable_points(&repo).await?;
     if g.format == Format::Json {
         output::json(&all);
@@ -83,6 +83,9 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
     let repo = g.open_repo().await?;
     let ids: Vec<_> =
         repo.list_backups().await?.into_iter().filter(|i| a.kind.as_deref().is_none_or(|k| i.kind() == k)).collect();
+    if repo.access() == kmdr_repo::crypto::Access::WriteOnly {
+        return list_names_only(g, &ids);
+    }
     let proofs = repo.latest_proofs().await?;
     let proof_of = |id: &kmdr_core::BackupId| proofs.get(&id.to_string());
     let mut rows = Vec::new();
@@ -165,7 +168,7 @@ fn restorable_cell(p: Option<&kmdr_repo::proofs::Proof>, now: chrono::DateTime<c
 }
 
 async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<i32> {
-    let repo = g.open_repo().await?;
+    let repo = g.open_repo_to_read("a backup's details").await?;
     let id = repo.resolve(&a.id, None).await?;
     let m = repo.load_manifest(&id).await?;
     let mut proofs = Vec::new();
@@ -221,6 +224,27 @@ async fn show(g: &GlobalArgs, a: ShowArgs) -> Result<i32> {
             p.checked_at.to_rfc3339(),
             p.restored_into
         );
+    }
+    Ok(0)
+}
+
+/// `backups list` with a write-only key: what the names say (id, kind,
+/// time); the details are sealed.
+fn list_names_only(g: &GlobalArgs, ids: &[kmdr_core::BackupId]) -> Result<i32> {
+    if g.format == Format::Json {
+        let rows: Vec<_> = ids
+            .iter()
+            .map(|i| serde_json::json!({"id": i.to_string(), "kind": i.kind(), "started_at": i.time()}))
+            .collect();
+        output::json(&rows);
+        return Ok(0);
+    }
+    println!("{:<36}  {:<14}  STARTED", "ID", "KIND");
+    for i in ids {
+        println!("{:<36}  {:<14}  {}", i.to_string(), i.kind(), i.time().format("%Y-%m-%d %H:%M:%SZ"));
+    }
+    if !g.quiet {
+        eprintln!("note: a write-only key reads names only: sizes, sources and restore proofs need the full key");
     }
     Ok(0)
 }

@@ -28,7 +28,7 @@ pub async fn run(g: &GlobalArgs, mut a: DrillArgs) -> Result<i32> {
         ))
         .into());
     }
-    let repo = g.with_plan(&plan).open_repo().await?;
+    let repo = g.with_plan(&plan).open_repo_to_read("backups to drill them").await?;
     std::fs::create_dir_all(&a.report_dir)
         .with_context(|| format!("cannot create --report-dir {}", a.report_dir.display()))?;
     let notify = super::prefixed_notifier(g, "drill: ");

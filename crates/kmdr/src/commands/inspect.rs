@@ -27,7 +27,7 @@ pub async fn run(g: &GlobalArgs, a: InspectArgs) -> Result<i32> {
     let (fetched, path, label) = match &a.snapshot_file {
         Some(p) => (None, p.clone(), p.display().to_string()),
         None => {
-            let repo = g.open_repo().await?;
+            let repo = g.open_repo_to_read("a backup to inspect it").await?;
             let wanted = a.id.as_deref().expect("clap requires ID without --snapshot-file");
             // Among etcd backups first; an id of another kind is then named
             // as such by load_snapshot_manifest rather than "not found".
@@ -72,7 +72,7 @@ pub async fn run(g: &GlobalArgs, a: InspectArgs) -> Result<i32> {
 /// The EncryptionConfiguration kept in a node-files backup.
 async fn kept_keys(g: &GlobalArgs, id: &str) -> Result<EncryptionKeys> {
     use kmdr_kube::node_files;
-    let repo = g.open_repo().await?;
+    let repo = g.open_repo_to_read("a backup to inspect it").await?;
     let m = repo.load_manifest(&repo.resolve(id, Some(node_files::KIND)).await?).await?;
     let (path, text) = node_files::encryption_config_of(&repo, &m).await?;
     let label = format!("{path} of node-files backup {}", m.id);

@@ -8,6 +8,7 @@ mod completions;
 mod drill;
 mod forget;
 mod inspect;
+mod key;
 mod lab;
 mod node_files;
 mod plan;
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
     let g = &cli.global;
     match cli.command {
         Command::Repo(c) => repo::run(g, c).await,
+        Command::Key(c) => key::run(g, c).await,
         Command::Backup(a) => match (a.command, a.plan) {
             (Some(c), _) => backup::run(g, c).await,
             (None, Some(plan)) => backup::by_plan(g, &plan, a.layer.map(Into::into)).await,
@@ -103,6 +105,14 @@ impl GlobalArgs {
         }
         let (secret, label) = self.secret()?;
         Ok(Repository::open(store, &secret, &label).await?)
+    }
+
+    /// Open the repository for a command that reads backups: a write-only
+    /// key is refused (exit 4) before anything is read or written.
+    pub async fn open_repo_to_read(&self, what: &str) -> Result<Repository> {
+        let repo = self.open_repo().await?;
+        repo.require_full_key(what)?;
+        Ok(repo)
     }
 
     /// These arguments with the plan's repository where --repo, --key-file

@@ -46,7 +46,7 @@ pub async fn backup(g: &GlobalArgs, a: crate::cli::BackupNodeFilesArgs) -> Resul
 /// `kmdr restore node-files ID --to DIR [--force] [--dry-run]`.
 pub async fn restore(g: &GlobalArgs, a: crate::cli::RestoreNodeFilesArgs) -> Result<i32> {
     use kmdr_kube::node_files::{self as n, KIND};
-    let repo = g.open_repo().await?;
+    let repo = g.open_repo_to_read("backups to restore them").await?;
     let m = repo.load_manifest(&repo.resolve(&a.id, Some(KIND)).await?).await?;
     let (planned, contents) = n::plan_restore(&repo, &m, &a.to, a.force).await?;
     let written = if a.dry_run { 0 } else { n::write_planned(&planned, &contents)? };

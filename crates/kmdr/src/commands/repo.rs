@@ -1,11 +1,14 @@
-//! `kmdr repo init|info|unlock`.
+//! `kmdr repo init|info|unlock|extend-locks` (`upgrade` is with the keys, in key.rs).
 
-use crate::cli::{GlobalArgs, InitArgs, RepoCommand, UnlockArgs};
+use crate::cli::{ExtendLocksArgs, GlobalArgs, InitArgs, RepoCommand, UnlockArgs};
+use crate::commands::UsageError;
 use crate::output::{self, Format};
 use anyhow::Result;
 use kmdr_core::human_bytes;
 use kmdr_repo::chunker::ChunkerParams;
+use kmdr_repo::object_lock::ObjectLockConfig;
 use kmdr_repo::{Error as RepoError, Repository};
+use kmdr_store::LockMode;
 use serde_json::json;
 use std::io::Write;
 
@@ -13,7 +16,9 @@ pub async fn run(g: &GlobalArgs, c: RepoCommand) -> Result<i32> {
     match c {
         RepoCommand::Init(a) => init(g, a).await,
         RepoCommand::Info => info(g).await,
+        RepoCommand::ExtendLocks(a) => extend_locks(g, a).await,
         RepoCommand::Unlock(a) => unlock(g, a).await,
+        RepoCommand::Upgrade(a) => super::key::upgrade(g, a).await,
     }
 }
 
@@ -40,15 +45,44 @@ async fn init(g: &GlobalArgs, a: InitArgs) -> Result<i32> {
     }
     let avg = a.chunk_avg_kib * 1024;
     let params = ChunkerParams { min_size: avg / 4, avg_size: avg, max_size: avg * 4, ..Default::default() };
+    // Before anything is written: the bucket must be ready for Object Lock.
+    let lock = match object_lock_asked(&a)? {
+        Some(want) => {
+            if store.object_lock().is_none() {
+                return Err(UsageError(format!(
+                    "Object Lock is an S3 feature and {} is a local directory: drop --object-lock, or use a bucket (s3://BUCKET/PREFIX) created with Object Lock",
+                    store.location()
+                ))
+                .into());
+            }
+            Some(kmdr_repo::object_lock::prepare_bucket(store.as_ref(), want).await?)
+        }
+        None => None,
+    };
     let created = ensure_key_file(&key_path)?;
     let (secret, _) = g.secret()?;
-    let repo = Repository::init(store, &secret, params).await?;
+    let opts = kmdr_repo::repository::InitOptions {
+        chunker: params,
+        object_lock: lock.as_ref().map(|p| p.config),
+        format: a.format,
+    };
+    let repo = Repository::init_with(store, &secret, opts).await?;
     if g.format == Format::Json {
         output::json(
-            &json!({"repository": repo.location(), "id": repo.config().id, "key_file": key_path, "key_file_created": created}),
+            &json!({"repository": repo.location(), "id": repo.config().id, "key_file": key_path, "key_file_created": created,
+                "object_lock": repo.config().object_lock, "bucket_default_retention_set": lock.as_ref().map(|p| p.set_default)}),
         );
     } else {
         println!("created kmdr repository {} at {}", repo.config().id, repo.location());
+        if let Some(p) = &lock {
+            println!(
+                "under S3 Object Lock: every object kmdr writes is retained {} days in {} mode ({}); run `kmdr repo extend-locks` at least every {} days (kmdr serve does)",
+                p.config.retention_days,
+                p.config.mode,
+                if p.set_default { "the bucket's default retention, set now" } else { "the bucket's own default retention" },
+                (p.config.retention_days / 4).max(1)
+            );
+        }
         if created {
             println!(
                 "wrote a new key to {} (mode 0600): keep a copy apart from the repository; without it no backup can be read",
@@ -57,6 +91,54 @@ async fn init(g: &GlobalArgs, a: InitArgs) -> Result<i32> {
         } else {
             println!("protected by the key in {}", key_path.display());
         }
+    }
+    Ok(0)
+}
+
+/// `--object-lock MODE --retention D` as the config records it; a period
+/// that is not whole days is a usage error (S3's default retention counts days).
+fn object_lock_asked(a: &InitArgs) -> Result<Option<ObjectLockConfig>> {
+    let (Some(mode), Some(retention)) = (&a.object_lock, a.retention) else { return Ok(None) };
+    let mode = if mode == "compliance" { LockMode::Compliance } else { LockMode::Governance };
+    let secs = retention.as_secs();
+    if secs == 0 || secs % 86400 != 0 || retention.subsec_nanos() != 0 {
+        return Err(UsageError(format!(
+            "--retention {} is not a whole number of days: S3 counts a bucket's default retention in days, write e.g. 30d or 720h",
+            kmdr_core::human_duration(retention)
+        ))
+        .into());
+    }
+    let days = u32::try_from(secs / 86400).map_err(|_| UsageError("--retention is too long".into()))?;
+    Ok(Some(ObjectLockConfig { mode, retention_days: days }))
+}
+
+/// `kmdr repo extend-locks [--dry-run]`.
+async fn extend_locks(g: &GlobalArgs, a: ExtendLocksArgs) -> Result<i32> {
+    let repo = g.open_repo_to_read("the backups to know what they still need").await?;
+    let progress = super::prefixed_notifier(g, "extend-locks: ");
+    let r = kmdr_repo::object_lock::extend::extend_locks(&repo, a.dry_run, &progress).await?;
+    drop(progress); // the spinner, on a terminal, goes before the summary
+    if g.format == Format::Json {
+        output::json(&r);
+        return Ok(0);
+    }
+    let date = |d: chrono::DateTime<chrono::Utc>| d.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    println!(
+        "{} the retention of {} of {} objects still needed to {} (those retained until before {}){}",
+        if a.dry_run { "would extend" } else { "extended" },
+        r.extended.len(),
+        r.checked,
+        date(r.until),
+        date(r.threshold),
+        if r.lapsed > 0 { format!("; {} of them had lapsed or had none", r.lapsed) } else { String::new() }
+    );
+    if a.dry_run {
+        for e in &r.extended {
+            println!("  {}  {}", e.object, e.from.map(date).unwrap_or_else(|| "no retention".into()));
+        }
+    }
+    if !r.missing.is_empty() {
+        println!("{} needed objects are missing (run `kmdr verify`), e.g. {}", r.missing.len(), r.missing[0]);
     }
     Ok(0)
 }
@@ -86,6 +168,9 @@ async fn info(g: &GlobalArgs) -> Result<i32> {
             human_bytes(c.chunker.max_size as u64)
         );
         println!("crypto      {} / {} / {}", c.cipher, c.chunk_id, c.compression);
+        if let Some(l) = &c.object_lock {
+            println!("object lock {} mode, {} days (S3 default retention)", l.mode, l.retention_days);
+        }
         println!("backups     {}", backups.len());
         println!("stored      {} in {} chunks", human_bytes(stored), data.len());
         for (_, l) in &locks {

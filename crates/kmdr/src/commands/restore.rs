@@ -75,7 +75,7 @@ async fn etcd_restore(
     pairing_out: &mut Option<kmdr_kube::identity::Pairing>,
 ) -> Result<i32> {
     let point = parse_point(&a.at, a.revision)?;
-    let repo = g.open_repo().await?;
+    let repo = g.open_repo_to_read("backups to restore them").await?;
     let mut id = repo.resolve(&a.id, Some(KIND)).await?;
     let tool = match (&a.to_file, &point) {
         (Some(_), None) => None,
@@ -322,7 +322,7 @@ async fn tenant_at(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
     use kmdr_datastore::plan_tenant_restore;
     use kmdr_datastore::point as pitr;
     let point = parse_point(&a.at, a.revision)?.expect("checked by the caller");
-    let repo = g.open_repo().await?;
+    let repo = g.open_repo_to_read("backups to restore them").await?;
     let source = match (&a.source_schema, a.id.as_str()) {
         (Some(s), _) => s.clone(),
         (None, "latest") => {
@@ -390,7 +390,7 @@ async fn tenant(g: &GlobalArgs, a: RestoreTenantArgs) -> Result<i32> {
     if a.at.is_some() || a.revision.is_some() {
         return tenant_at(g, a).await;
     }
-    let repo = g.open_repo().await?;
+    let repo = g.open_repo_to_read("backups to restore them").await?;
     let manifest = resolve_tenant(&repo, &a).await?;
     let store = a.datastore.connect().await?;
     let plan = plan_tenant_restore(&store, &manifest, a.schema.as_deref(), a.force).await?;
@@ -463,7 +463,7 @@ pub async fn by_plan(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
         )
         .into());
     }
-    let repo = g.with_plan(&plan).open_repo().await?;
+    let repo = g.with_plan(&plan).open_repo_to_read("backups to restore them").await?;
     // One line per unit and step; on a terminal, a spinner with the one in progress and its time.
     let notify = super::notifier(g);
     let opts = kmdr_plan::RestoreOptions { force: a.force, dry_run: a.dry_run };
@@ -512,7 +512,7 @@ fn restored(layer: kmdr_core::Layer, u: &kmdr_plan::exec::UnitOutcome, dry_run: 
 /// values overlay and Secrets into DIR, then the runbook's commands.
 async fn platform(g: &GlobalArgs, a: crate::cli::RestorePlatformArgs) -> Result<i32> {
     use kmdr_kube::platform::{self as p, PlatformRestoreOptions};
-    let repo = g.open_repo().await?;
+    let repo = g.open_repo_to_read("backups to restore them").await?;
     let id = repo.resolve(&a.id, Some(p::KIND)).await?;
     let manifest = repo.load_manifest(&id).await?;
     let opts = PlatformRestoreOptions {
@@ -582,7 +582,7 @@ async fn platform(g: &GlobalArgs, a: crate::cli::RestorePlatformArgs) -> Result<
 async fn tenants(g: &GlobalArgs, a: crate::cli::RestoreTenantsArgs) -> Result<i32> {
     use kmdr_kube::kamaji::{self as k, TcpRef, TenantsRestoreOptions};
     let only = a.only.iter().map(|t| t.parse::<TcpRef>()).collect::<Result<Vec<_>, _>>()?;
-    let repo = g.open_repo().await?;
+    let repo = g.open_repo_to_read("backups to restore them").await?;
     let id = repo.resolve(&a.id, Some(k::KIND)).await?;
     let manifest = repo.load_manifest(&id).await?;
     let kube = a.kube.connect(g).await?;

@@ -26,7 +26,7 @@ fn print(g: &GlobalArgs, findings: &[Finding]) -> i32 {
 
 pub async fn status(g: &GlobalArgs, a: StatusArgs) -> Result<i32> {
     let plan = super::plan::load(&a.plan)?;
-    let repo = g.with_plan(&plan).open_repo().await?;
+    let repo = g.with_plan(&plan).open_repo_to_read("backups to report their status").await?;
     let findings = review::status(&plan, &repo, chrono::Utc::now()).await?;
     Ok(print(g, &findings))
 }
@@ -34,7 +34,7 @@ pub async fn status(g: &GlobalArgs, a: StatusArgs) -> Result<i32> {
 pub async fn runbook(g: &GlobalArgs, c: RunbookCommand) -> Result<i32> {
     let RunbookCommand::Check(RunbookCheckArgs { plan: file }) = c;
     let plan = super::plan::load(&file)?;
-    let repo = g.with_plan(&plan).open_repo().await?;
+    let repo = g.with_plan(&plan).open_repo_to_read("backups to report their status").await?;
     let findings = review::runbook_check(&plan, &repo, chrono::Utc::now()).await?;
     Ok(print(g, &findings))
 }

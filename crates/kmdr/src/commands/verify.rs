@@ -11,7 +11,7 @@ use kmdr_repo::proofs::{Outcome, Proof};
 use std::hash::{BuildHasher, RandomState};
 
 pub async fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<i32> {
-    let repo = g.open_repo().await?;
+    let repo = g.open_repo_to_read("backups to verify them").await?;
     let ids = if a.ids.is_empty() {
         None
     } else {
@@ -43,13 +43,31 @@ pub async fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<i32> {
         None => Vec::new(),
     };
     let unrestorable = proofs.iter().filter(|p| p.outcome == Outcome::Unrestorable).count();
+    // Under S3 Object Lock: what these backups need must still be retained.
+    let retention = kmdr_repo::object_lock::audit::audit(&repo, ids.as_deref()).await?;
+    let unretained = retention.as_ref().map_or(0, |r| r.problems.len());
+    // The catalog itself: backups or segments deleted, forgotten ones put back.
+    let catalog = kmdr_repo::catalog::audit(&repo).await?;
     if g.format == Format::Json {
-        if a.restore {
-            output::json(&serde_json::json!({"bytes": report, "restores": proofs}));
+        let mut out = if a.restore {
+            serde_json::json!({"bytes": report, "restores": proofs})
         } else {
-            output::json(&report);
+            serde_json::to_value(&report)?
+        };
+        if let (Some(r), Some(o)) = (&retention, out.as_object_mut()) {
+            o.insert("retention".into(), serde_json::to_value(r)?);
         }
+        if let Some(o) = out.as_object_mut() {
+            o.insert("catalog".into(), serde_json::to_value(&catalog)?);
+        }
+        output::json(&out);
     } else {
+        if let Some(r) = &retention {
+            print_retention(r);
+        }
+        for line in Vec::<String>::from(&catalog) {
+            println!("TAMPERED {line}");
+        }
         for b in &damaged {
             println!("DAMAGED {}", b.id);
             for p in &b.problems {
@@ -82,7 +100,26 @@ pub async fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<i32> {
             eprintln!("restore from an intact backup; `kmdr forget` the damaged ones once you no longer need them");
         }
     }
-    Ok(if damaged.is_empty() && unrestorable == 0 { exit::OK } else { exit::CHECK_FAILED })
+    let clean = damaged.is_empty() && unrestorable == 0 && unretained == 0 && catalog.is_clean();
+    Ok(if clean { exit::OK } else { exit::CHECK_FAILED })
+}
+
+/// `UNRETAINED object  why`, one per object S3 Object Lock no longer protects.
+fn print_retention(r: &kmdr_repo::object_lock::audit::RetentionAudit) {
+    for p in &r.problems {
+        println!("UNRETAINED {}  {}", p.object, p.problem);
+    }
+    println!("Object Lock: {} objects checked, {} no longer retained", r.checked, r.problems.len());
+    if !r.problems.is_empty() {
+        println!("run `kmdr repo extend-locks` (admin credentials) to lock them again");
+    }
+    if let Some(first) = r.due_first {
+        println!(
+            "{} objects are retained only until {} or a little later: `kmdr repo extend-locks` (or kmdr serve) moves them",
+            r.due,
+            first.format("%Y-%m-%dT%H:%M:%SZ")
+        );
+    }
 }
 
 /// The backups to test-restore: those named (else all), `--new` ones only,
