@@ -519,8 +519,8 @@ pub struct InitArgs {
     pub chunk_avg_kib: u32,
     /// Repository format: 2 (sealed to a recipient key: write-only agent keys) or 1 (one symmetric key,
     /// for kmdr releases before format 2); `repo upgrade` moves 1 to 2
-    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=2), hide = true)]
-    pub format: u32,
+    #[arg(id = "repo_format", long = "format", default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=2), hide = true)]
+    pub repo_format: u32,
     /// S3 only: keep every object under Object Lock in this mode (compliance: nobody can delete it early;
     /// governance: only principals allowed s3:BypassGovernanceRetention)
     #[arg(long, value_name = "MODE", value_parser = ["compliance", "governance"], requires = "retention")]

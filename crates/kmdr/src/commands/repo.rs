@@ -64,7 +64,7 @@ async fn init(g: &GlobalArgs, a: InitArgs) -> Result<i32> {
     let opts = kmdr_repo::repository::InitOptions {
         chunker: params,
         object_lock: lock.as_ref().map(|p| p.config),
-        format: a.format,
+        format: a.repo_format,
     };
     let repo = Repository::init_with(store, &secret, opts).await?;
     if g.format == Format::Json {

@@ -4,7 +4,7 @@
 //! repository (the store's own files are what an attacker would touch).
 
 use crate::common::{self, Etcd, Kmdr};
-use kmdr_repo::deltas::{SegmentName, stream};
+use kmdr_repo::deltas::{SegmentName, encode};
 use std::path::PathBuf;
 
 fn object(k: &Kmdr, key: &str) -> PathBuf {
@@ -62,7 +62,7 @@ async fn verify_names_deleted_and_put_back_manifests_and_deleted_segments() {
     let segs: Vec<SegmentName> =
         (0..3).map(|i| SegmentName::new(&newest.series, rev + 1 + 10 * i, rev + 10 * (i + 1), now)).collect();
     for s in &segs {
-        repo.put_segment(s, &stream::encode(&[])).await.unwrap();
+        repo.put_segment(s, &encode(&[])).await.unwrap();
     }
     // A full backup taken now links the newest segment.
     let e = k.json(&["backup", "etcd", "--endpoints", &etcd.client_url]);
