@@ -29,7 +29,8 @@ render() {
 {
   header "kmdr serve with the chart's default values. Create the namespace and the Secrets it names first:
 #   kubectl create namespace kmdr-system
-#   kubectl -n kmdr-system create secret generic kmdr-repository --from-file=kmdr.key=/root/kmdr.key \\
+#   kmdr key add --write-only --out agent.key   # the agent's key: backs up, reads nothing (keep the full key off the cluster)
+#   kubectl -n kmdr-system create secret generic kmdr-repository --from-file=kmdr.key=agent.key \\
 #     --from-literal=AWS_ACCESS_KEY_ID=... --from-literal=AWS_SECRET_ACCESS_KEY=...
 #   kubectl -n kmdr-system create secret generic kmdr-etcd-client --from-file=ca.crt --from-file=client.crt --from-file=client.key
 #   kubectl -n kmdr-system create secret generic kmdr-tenant-etcd-client --from-file=ca.crt --from-file=client.crt --from-file=client.key
