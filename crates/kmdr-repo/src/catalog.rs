@@ -40,7 +40,10 @@ pub async fn links_for(repo: &Repository, kind: &str, series: &str) -> Result<Ca
         backups.insert(previous.to_string());
     }
     let segments = repo.list_segments(Some(series)).await?.into_iter().max_by_key(|s| (s.last, s.first));
-    Ok(CatalogLinks { backups: backups.into_iter().collect(), segments: segments.map(|s| s.key()).into_iter().collect() })
+    Ok(CatalogLinks {
+        backups: backups.into_iter().collect(),
+        segments: segments.map(|s| s.key()).into_iter().collect(),
+    })
 }
 
 /// What one `forget` removed, sealed at `catalog/<time>-forget-<nonce>`.
@@ -57,8 +60,13 @@ pub struct ForgetRecord {
 
 impl ForgetRecord {
     fn signed(written: &DateTime<Utc>, backups: &[String], segments: &[String]) -> Vec<u8> {
-        format!("kmdr forget record v1\n{}\n{}\n--\n{}\n", written.to_rfc3339(), backups.join("\n"), segments.join("\n"))
-            .into_bytes()
+        format!(
+            "kmdr forget record v1\n{}\n{}\n--\n{}\n",
+            written.to_rfc3339(),
+            backups.join("\n"),
+            segments.join("\n")
+        )
+        .into_bytes()
     }
 
     fn tag_with(key: &[u8; 32], written: &DateTime<Utc>, backups: &[String], segments: &[String]) -> String {
@@ -79,11 +87,8 @@ pub async fn record_forgotten(repo: &Repository, backups: &[BackupId], segments:
     let backups: Vec<String> = backups.iter().map(ToString::to_string).collect();
     let tag = ForgetRecord::tag_with(&admin, &written, &backups, segments);
     let record = ForgetRecord { written, backups, segments: segments.to_vec(), tag };
-    let name = format!(
-        "catalog/{}-forget-{:06x}",
-        written.format("%Y%m%dT%H%M%S%.3fZ"),
-        rand::random::<u32>() & 0xff_ffff
-    );
+    let name =
+        format!("catalog/{}-forget-{:06x}", written.format("%Y%m%dT%H%M%S%.3fZ"), rand::random::<u32>() & 0xff_ffff);
     let sealed = repo.key().seal(ObjectKind::Catalog, &name, &serde_json::to_vec(&record).expect("json"), ZSTD_LEVEL);
     repo.store().put(&name, Bytes::from(sealed)).await?;
     Ok(())
@@ -195,7 +200,10 @@ impl From<&CatalogAudit> for Vec<String> {
     fn from(a: &CatalogAudit) -> Vec<String> {
         let mut out = Vec::new();
         for v in &a.deleted_backups {
-            out.push(format!("{}: deleted from the store (linked by backup {}, no forget record)", v.object, v.linked_by));
+            out.push(format!(
+                "{}: deleted from the store (linked by backup {}, no forget record)",
+                v.object, v.linked_by
+            ));
         }
         for v in &a.deleted_segments {
             out.push(format!("{}: delta segment deleted from the store (linked by backup {})", v.object, v.linked_by));
@@ -215,4 +223,3 @@ impl From<&CatalogAudit> for Vec<String> {
         out
     }
 }
-

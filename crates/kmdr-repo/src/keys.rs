@@ -64,10 +64,10 @@ impl Repository {
         self.require_full_key("keys to copy")?;
         let key = match access {
             Access::Full => self.key().clone(),
-            Access::WriteOnly => self.key().write_only().ok_or_else(|| Error::NeedsFormat2 {
-                location: self.location(),
-                what: "write-only keys".into(),
-            })?,
+            Access::WriteOnly => self
+                .key()
+                .write_only()
+                .ok_or_else(|| Error::NeedsFormat2 { location: self.location(), what: "write-only keys".into() })?,
         };
         let id = put_key_object(self.store(), &key, secret).await?;
         Ok(format!("keys/{id}"))

@@ -28,7 +28,8 @@ pub async fn read_chunk(repo: &Repository, id: &str, len: u64, full: bool) -> Re
     let key = repo.key().clone();
     let id = id.to_string();
     let n = name.clone();
-    let opened = tokio::task::spawn_blocking(move || key.open_chunk(&n, &id, &raw, full)).await.expect("chunk task panicked");
+    let opened =
+        tokio::task::spawn_blocking(move || key.open_chunk(&n, &id, &raw, full)).await.expect("chunk task panicked");
     let plain = repo.opened(&name, opened, "backup data")?;
     if plain.len() as u64 != len {
         return Err(Error::Damaged {

@@ -93,4 +93,3 @@ impl KeyObject {
         MasterKey::from_material(&plain)
     }
 }
-

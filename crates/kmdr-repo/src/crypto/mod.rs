@@ -223,7 +223,11 @@ impl MasterKey {
                         enc: (b.len() == 98).then(|| arr(&b[66..98])),
                         mac,
                     }),
-                    (2, 66) => Some(MasterKey { recipient: Some(Recipient::from_public(&mac, arr(&b[34..66]))), mac, enc: None }),
+                    (2, 66) => Some(MasterKey {
+                        recipient: Some(Recipient::from_public(&mac, arr(&b[34..66]))),
+                        mac,
+                        enc: None,
+                    }),
                     _ => None,
                 }
             }
@@ -521,8 +525,14 @@ mod tests {
         // Another repository's agent (another MAC key) cannot make an object this one accepts.
         let stranger = MasterKey::generate_v2().write_only().unwrap();
         let forged = MasterKey { mac: stranger.mac, ..stranger.clone() };
-        let forged = MasterKey { recipient: Some(Recipient::from_public(&forged.mac, full.recipient.as_ref().unwrap().public())), ..forged };
-        assert_eq!(full.open(ObjectKind::Chunk, "c", &forged.seal(ObjectKind::Chunk, "c", b"x", 3)), Err(ObjectError::Auth));
+        let forged = MasterKey {
+            recipient: Some(Recipient::from_public(&forged.mac, full.recipient.as_ref().unwrap().public())),
+            ..forged
+        };
+        assert_eq!(
+            full.open(ObjectKind::Chunk, "c", &forged.seal(ObjectKind::Chunk, "c", b"x", 3)),
+            Err(ObjectError::Auth)
+        );
     }
 
     #[test]

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Write a new key file that opens this repository: full, or write-only for agents (--write-only)
-    #[command(
-        long_about = "Write a new key file (a random secret, mode 0600) and store the repository's key wrapped \
+    #[command(long_about = "Write a new key file (a random secret, mode 0600) and store the repository's key wrapped \
 under it, so that the new file opens the repository too. Needs the repository's full key in --key-file.\n\n\
 --write-only makes a key for backup agents (kmdr serve in the cluster, CronJobs): it can take backups, deduplicate, \
 capture deltas and store drill reports, and cannot decrypt anything, old or new. restore, verify, inspect and \
@@ -15,8 +14,7 @@ capture deltas and store drill reports, and cannot decrypt anything, old or new.
 key offline, with the operators. Write-only keys need repository format 2 (`kmdr repo upgrade` moves a format-1 \
 repository).\n\n\
 Examples:\n  kmdr key add --write-only --out agent.key\n  \
-kubectl -n kmdr create secret generic kmdr-key --from-file=key=agent.key\n  kmdr key add --out second-admin.key"
-    )]
+kubectl -n kmdr create secret generic kmdr-key --from-file=key=agent.key\n  kmdr key add --out second-admin.key")]
     Add(KeyAddArgs),
     /// List the key objects of the repository (full or write-only, when and where each was made)
     List,
