@@ -490,15 +490,13 @@ Examples:\n  kmdr repo init\n  kmdr repo init --repo s3://backups/kmetal --objec
     /// Show the repository's format, settings and size
     Info,
     /// Move the S3 Object Lock retention of everything still needed before it lapses
-    #[command(
-        long_about = "On a repository under S3 Object Lock (`repo init --object-lock`), give every object the \
+    #[command(long_about = "On a repository under S3 Object Lock (`repo init --object-lock`), give every object the \
 repository still needs (config, keys, every manifest, every chunk a manifest references, delta segments, reports, \
 restore proofs) whose retain-until date is less than half the retention period away a new date of now + the period \
 (PutObjectRetention on its current version, in the repository's mode). Chunks no backup references are left to \
 lapse, so that prune can remove them. Run it at least every quarter period (`kmdr serve` does, daily); it needs \
 s3:PutObjectRetention, an admin permission (deploy/s3/admin-policy.json). --dry-run lists what it would extend.\n\n\
-Example:\n  kmdr repo extend-locks --dry-run"
-    )]
+Example:\n  kmdr repo extend-locks --dry-run")]
     ExtendLocks(ExtendLocksArgs),
     /// Remove stale locks (left by killed processes), or all locks with --all
     Unlock(UnlockArgs),

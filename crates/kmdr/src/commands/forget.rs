@@ -68,7 +68,8 @@ fn print_held(what: &str, held: &[Held]) {
 
 /// Everything held back, for `-o json` and the exit code.
 fn held_json(plan: &ForgetPlan, prune: Option<&PrunePlan>, segments: &SegmentPlan) -> serde_json::Value {
-    let all: Vec<&Held> = plan.held.iter().chain(prune.map(|p| p.held.as_slice()).unwrap_or_default()).chain(&segments.held).collect();
+    let all: Vec<&Held> =
+        plan.held.iter().chain(prune.map(|p| p.held.as_slice()).unwrap_or_default()).chain(&segments.held).collect();
     json!({
         "backups": plan.held, "chunks": prune.map(|p| &p.held), "segments": segments.held,
         "until": all.iter().filter_map(|h| h.until).max(),

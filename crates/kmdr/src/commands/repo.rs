@@ -79,7 +79,11 @@ async fn init(g: &GlobalArgs, a: InitArgs) -> Result<i32> {
                 "under S3 Object Lock: every object kmdr writes is retained {} days in {} mode ({}); run `kmdr repo extend-locks` at least every {} days (kmdr serve does)",
                 p.config.retention_days,
                 p.config.mode,
-                if p.set_default { "the bucket's default retention, set now" } else { "the bucket's own default retention" },
+                if p.set_default {
+                    "the bucket's default retention, set now"
+                } else {
+                    "the bucket's own default retention"
+                },
                 (p.config.retention_days / 4).max(1)
             );
         }
