@@ -12,10 +12,9 @@ pub mod volume;
 pub use error::{Classify, ErrorClass};
 pub use id::{BackupId, IdError};
 pub use manifest::{
-    CatalogLinks,
-    BackupStats, CertificateInfo, ChunkRef, ClusterIdentity, EncryptionKeyInfo, EtcdSnapshotInfo, FileEntry,
-    HelmReleaseInfo, KamajiDataStoreInfo, KamajiTenantInfo, KamajiTenantsInfo, Layer, MANIFEST_FORMAT, Manifest,
-    NodeFile, NodeFilesInfo, SourceInfo, TenantDataInfo, VolumeBackupInfo, VolumeItem,
+    BackupStats, CatalogLinks, CertificateInfo, ChunkRef, ClusterIdentity, EncryptionKeyInfo, EtcdSnapshotInfo,
+    FileEntry, HelmReleaseInfo, KamajiDataStoreInfo, KamajiTenantInfo, KamajiTenantsInfo, Layer, MANIFEST_FORMAT,
+    Manifest, NodeFile, NodeFilesInfo, SourceInfo, TenantDataInfo, VolumeBackupInfo, VolumeItem,
 };
 pub use retention::{KeepPolicy, RetentionDecision};
 pub use tls::TlsFiles;

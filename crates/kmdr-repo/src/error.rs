@@ -34,7 +34,9 @@ pub enum Error {
     )]
     WriteOnlyKey { key_file: String, what: String },
     /// Something only format 2 offers, asked of a format-1 repository.
-    #[error("{what} need repository format 2 and {location} is format 1: run `kmdr repo upgrade` first (every backup is kept)")]
+    #[error(
+        "{what} need repository format 2 and {location} is format 1: run `kmdr repo upgrade` first (every backup is kept)"
+    )]
     NeedsFormat2 { location: String, what: String },
     /// `repo upgrade` of a repository already at the newest format.
     #[error("the repository at {location} is already format {format}: nothing to upgrade")]
@@ -89,7 +91,9 @@ impl Classify for Error {
             | Error::UnsupportedFormat { .. }
             | Error::NeedsFormat2 { .. }
             | Error::AlreadyFormat { .. } => ErrorClass::Repository,
-            Error::NoKey | Error::KeyFile { .. } | Error::WrongKey { .. } | Error::WriteOnlyKey { .. } => ErrorClass::Key,
+            Error::NoKey | Error::KeyFile { .. } | Error::WrongKey { .. } | Error::WriteOnlyKey { .. } => {
+                ErrorClass::Key
+            }
             Error::BackupNotFound { .. } | Error::AmbiguousId { .. } => ErrorClass::NotFound,
             Error::Damaged { .. } => ErrorClass::Damaged,
             Error::Store(s) => s.class(),
