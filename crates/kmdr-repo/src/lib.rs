@@ -29,6 +29,7 @@ mod error;
 pub mod keys;
 pub mod lock;
 pub mod object_lock;
+mod plans;
 pub mod point;
 pub mod proofs;
 pub mod pruner;

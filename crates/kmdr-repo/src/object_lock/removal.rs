@@ -14,8 +14,8 @@
 //! last, so an interruption never hides what is still there.
 
 use super::{Held, Locked};
-use crate::pruner::PrunePlan;
-use crate::{ForgetPlan, Result};
+use crate::Result;
+use crate::plans::{ForgetPlan, PrunePlan};
 use chrono::{DateTime, Utc};
 use kmdr_store::StoreError;
 use kmdr_store::object_lock::ObjectVersion;
