@@ -195,9 +195,10 @@ pub async fn audit(repo: &Repository) -> Result<CatalogAudit> {
     Ok(a)
 }
 
-impl From<&CatalogAudit> for Vec<String> {
+impl CatalogAudit {
     /// One line per finding, for `verify`'s report.
-    fn from(a: &CatalogAudit) -> Vec<String> {
+    pub fn lines(&self) -> Vec<String> {
+        let a = self;
         let mut out = Vec::new();
         for v in &a.deleted_backups {
             out.push(format!(

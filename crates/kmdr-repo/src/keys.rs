@@ -61,21 +61,30 @@ impl Repository {
     /// and store it: another key file opens the repository. Needs a full key;
     /// a write-only key needs format 2.
     pub async fn add_key(&self, secret: &[u8], access: Access) -> Result<String> {
+        let key = self.key_to_add(access)?;
+        let id = put_key_object(self.store(), &key, secret).await?;
+        Ok(format!("keys/{id}"))
+    }
+
+    /// The key `add_key` would wrap, or why it cannot: a write-only key may
+    /// not copy keys, and write-only keys need format 2.
+    pub fn key_to_add(&self, access: Access) -> Result<crate::crypto::MasterKey> {
         self.require_full_key("keys to copy")?;
-        let key = match access {
-            Access::Full => self.key().clone(),
+        match access {
+            Access::Full => Ok(self.key().clone()),
             Access::WriteOnly => self
                 .key()
                 .write_only()
-                .ok_or_else(|| Error::NeedsFormat2 { location: self.location(), what: "write-only keys".into() })?,
-        };
-        let id = put_key_object(self.store(), &key, secret).await?;
-        Ok(format!("keys/{id}"))
+                .ok_or_else(|| Error::NeedsFormat2 { location: self.location(), what: "write-only keys".into() }),
+        }
     }
 
     /// The plan of `kmdr repo upgrade`: nothing changes.
     pub async fn plan_upgrade(&self) -> Result<UpgradePlan> {
         self.require_full_key("and upgrade the repository")?;
+        if self.config().format != 1 {
+            return Err(Error::AlreadyFormat { location: self.location(), format: self.config().format });
+        }
         let others = self.list_keys().await?;
         Ok(UpgradePlan {
             from_format: self.config().format,
@@ -95,9 +104,6 @@ impl Repository {
     /// it as such; after it, format 2. Objects already stored are not rewritten.
     pub async fn upgrade(&self, secret: &[u8]) -> Result<UpgradePlan> {
         let mut plan = self.plan_upgrade().await?;
-        if self.config().format != 1 {
-            return Err(Error::AlreadyFormat { location: self.location(), format: self.config().format });
-        }
         let key = self.key().upgraded();
         plan.new_key_object = Some(format!("keys/{}", put_key_object(self.store(), &key, secret).await?));
         let mut config = self.config().clone();

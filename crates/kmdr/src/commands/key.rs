@@ -26,10 +26,8 @@ async fn add(g: &GlobalArgs, a: KeyAddArgs) -> Result<i32> {
     }
     let repo = g.open_repo().await?;
     let access = if a.write_only { Access::WriteOnly } else { Access::Full };
-    repo.require_full_key("keys to copy")?;
-    if access == Access::WriteOnly && repo.key().write_only().is_none() {
-        return Err(RepoError::NeedsFormat2 { location: repo.location(), what: "write-only keys".into() }.into());
-    }
+    // Refused before the file is written: a write-only key, or format 1 for a write-only one.
+    repo.key_to_add(access)?;
     // The file first (create_new, 0600), the key object second: a failure
     // leaves at most an unused file, never a key object nobody holds.
     let secret = kmdr_repo::crypto::generate_secret();
@@ -87,9 +85,6 @@ async fn list(g: &GlobalArgs) -> Result<i32> {
 /// `kmdr repo upgrade [--dry-run]`.
 pub async fn upgrade(g: &GlobalArgs, a: UpgradeArgs) -> Result<i32> {
     let repo = g.open_repo().await?;
-    if repo.config().format != 1 {
-        return Err(RepoError::AlreadyFormat { location: repo.location(), format: repo.config().format }.into());
-    }
     let plan = if a.dry_run {
         repo.plan_upgrade().await?
     } else {

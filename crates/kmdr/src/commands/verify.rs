@@ -65,7 +65,7 @@ pub async fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<i32> {
         if let Some(r) = &retention {
             print_retention(r);
         }
-        for line in Vec::<String>::from(&catalog) {
+        for line in catalog.lines() {
             println!("TAMPERED {line}");
         }
         for b in &damaged {
