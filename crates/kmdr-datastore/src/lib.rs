@@ -42,7 +42,7 @@ pub use any::{AnyTenants, connect};
 pub use records::{RECORDS_FILE, Record, RecordReader, RecordSummary, RecordWriter};
 pub use store::{ExportInfo, ImportInfo, KIND, TenantError, TenantStore};
 pub use tenant::{
-    TenantBackupOptions, TenantRestorePlan, backup_tenant, export_into, plan_tenant_restore, restore_records,
-    restore_tenant, tenant_info,
+    TenantBackupOptions, TenantRestorePlan, backup_tenant, backup_tenant_in, export_into, plan_tenant_restore,
+    restore_records, restore_tenant, tenant_info,
 };
 pub use url::{DatastoreUrl, Driver, read_password_file};

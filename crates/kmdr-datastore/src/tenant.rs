@@ -27,7 +27,19 @@ pub async fn backup_tenant<S: TenantStore>(
     opts: &TenantBackupOptions,
     progress: Option<Progress>,
 ) -> Result<Manifest, TenantError> {
-    let mut session = BackupSession::start(repo, "kmdr backup tenant").await?;
+    let session = BackupSession::start(repo, "kmdr backup tenant").await?;
+    backup_tenant_in(session, store, schema, opts, progress).await
+}
+
+/// [`backup_tenant`] as a backup of a run (`--all`: [`kmdr_repo::BackupRun::session`]),
+/// whose lock and repository listings the run's tenants share.
+pub async fn backup_tenant_in<S: TenantStore>(
+    mut session: BackupSession,
+    store: &S,
+    schema: &str,
+    opts: &TenantBackupOptions,
+    progress: Option<Progress>,
+) -> Result<Manifest, TenantError> {
     let info = match export_into(&mut session, store, schema, opts.at, RECORDS_FILE, progress).await {
         Ok(info) => info,
         Err(e) => {

@@ -126,6 +126,7 @@ pub async fn backup_units(
             Err(e) => UnitOutcome::failed(name, None, began, e),
         });
     }
+    conns.finish().await;
     out
 }
 
@@ -161,6 +162,20 @@ pub async fn latest_units_where(
     let kinds: Vec<&str> =
         named.iter().map(Unit::kind).chain((!every.is_empty()).then_some(kmdr_datastore::KIND)).collect();
     let mut found: BTreeMap<String, String> = BTreeMap::new();
+    if every.is_empty() {
+        // Units with a series of their own: the series index answers each in a listing and a read.
+        for u in &named {
+            if let Some(series) = u.series()
+                && let Some(m) = repo.latest_of_series(&series, Some(u.kind()), &keep).await?
+                && u.owns(&m)
+            {
+                found.insert(u.name(), m.id.to_string());
+            }
+        }
+        if found.len() == named.len() {
+            return Ok(found);
+        }
+    }
     for id in repo.list_backups().await?.iter().rev().filter(|i| kinds.contains(&i.kind()) && keep(i)) {
         let m = repo.load_manifest(id).await?;
         for u in named.iter().filter(|u| u.owns(&m)) {

@@ -30,7 +30,7 @@ use kmdr_kube::node_files::{self, NodeFilesError};
 use kmdr_kube::platform::{self, PlatformError};
 use kmdr_kube::reinstall::{self, ReinstallOptions};
 use kmdr_kube::volumes::{self, VolumeError};
-use kmdr_repo::Repository;
+use kmdr_repo::{BackupRun, BackupSession, Repository};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -139,6 +139,8 @@ pub struct Connections {
     stores: BTreeMap<String, (AnyTenants, Option<i64>)>,
     /// The node-files backup this run took: the etcd snapshot after it records what it needs from it.
     node_files: Option<Manifest>,
+    /// The tenants' backups of this run share one lock and one listing of the repository.
+    run: Option<BackupRun>,
 }
 
 impl Connections {
@@ -151,6 +153,21 @@ impl Connections {
         let at = store.shared_read_point().await.ok().flatten();
         self.stores.insert(d.name.clone(), (store, at));
         Ok(schemas.into_iter().map(|schema| Unit::Tenant { datastore: d.clone(), schema }).collect())
+    }
+
+    /// A new backup of this run's [`BackupRun`] (started by the first).
+    async fn session(&mut self, repo: &Repository) -> Result<BackupSession, kmdr_repo::Error> {
+        if self.run.is_none() {
+            self.run = Some(BackupRun::start(repo, "kmdr backup --plan").await?);
+        }
+        Ok(self.run.as_ref().expect("just started").session())
+    }
+
+    /// Release the run's lock, once its backups are committed.
+    pub async fn finish(&mut self) {
+        if let Some(run) = self.run.take() {
+            run.finish().await;
+        }
     }
 
     async fn tenant_store(&mut self, d: &DatastoreSpec) -> Result<&(AnyTenants, Option<i64>), UnitError> {
@@ -230,7 +247,10 @@ impl Unit {
 
     /// Take a full backup now.
     pub async fn backup(&self, repo: &Repository, tags: &BTreeMap<String, String>) -> Result<Manifest, UnitError> {
-        self.backup_with(repo, tags, &mut Connections::default()).await
+        let mut conns = Connections::default();
+        let done = self.backup_with(repo, tags, &mut conns).await;
+        conns.finish().await;
+        done
     }
 
     /// Take a full backup now, sharing the run's datastore connections.
@@ -258,9 +278,10 @@ impl Unit {
                 m
             }
             Unit::Tenant { datastore, schema } => {
+                let session = conns.session(repo).await?;
                 let (store, at) = conns.tenant_store(datastore).await?;
                 let opts = TenantBackupOptions { tags: tags.clone(), at: *at };
-                tenant::backup_tenant(repo, store, schema, &opts, None).await?
+                tenant::backup_tenant_in(session, store, schema, &opts, None).await?
             }
             Unit::Helm(h) => {
                 let kube = KubeClient::connect(&kube_target(h)).await.map_err(PlatformError::from)?;

@@ -6,6 +6,7 @@
 //! Chunks already in the repository are recognised by id before they are
 //! compressed or encrypted and are not uploaded again.
 
+use crate::catalog::CatalogView;
 use crate::crypto::ObjectKind;
 use crate::lock::RepoLock;
 use crate::repository::{ZSTD_LEVEL, chunk_key};
@@ -36,38 +37,95 @@ pub struct ManifestDraft {
     pub source: SourceInfo,
 }
 
+/// What the backups of one run share: one shared lock, one listing of the
+/// chunks the repository holds, and one view of the catalog
+/// ([`CatalogView`]). `backup tenant --all` over 1,000 tenants takes the lock
+/// and lists the repository once, not 1,000 times; each backup still commits
+/// on its own ([`BackupRun::session`]). Chunks and manifests other writers
+/// add meanwhile are not seen: a chunk is then uploaded twice (same id, same
+/// bytes), and a manifest links what the run saw at its start plus what it
+/// wrote.
+#[derive(Debug, Clone)]
+pub struct BackupRun {
+    repo: Repository,
+    lock: Arc<Mutex<Option<RepoLock>>>,
+    known: Arc<Mutex<HashSet<String>>>,
+    catalog: Arc<Mutex<CatalogView>>,
+}
+
+impl BackupRun {
+    /// Take a shared lock and list the chunks, the backups and the delta segments.
+    pub async fn start(repo: &Repository, command: &str) -> Result<BackupRun> {
+        Self::begin(repo, command, true).await
+    }
+
+    async fn begin(repo: &Repository, command: &str, all_segments: bool) -> Result<BackupRun> {
+        let lock = RepoLock::acquire(repo.store().clone(), false, command).await?;
+        let listed = async {
+            let known: HashSet<String> = repo
+                .store()
+                .list("data/")
+                .await?
+                .into_iter()
+                .filter_map(|o| o.key.rsplit('/').next().map(str::to_string))
+                .collect();
+            let catalog = CatalogView::read(repo, all_segments).await?;
+            Ok::<_, Error>((known, catalog))
+        };
+        let (known, catalog) = match listed.await {
+            Ok(x) => x,
+            Err(e) => {
+                lock.release().await;
+                return Err(e);
+            }
+        };
+        Ok(BackupRun {
+            repo: repo.clone(),
+            lock: Arc::new(Mutex::new(Some(lock))),
+            known: Arc::new(Mutex::new(known)),
+            catalog: Arc::new(Mutex::new(catalog)),
+        })
+    }
+
+    /// A new backup of this run, started now.
+    pub fn session(&self) -> BackupSession {
+        BackupSession {
+            run: self.clone(),
+            owns_run: false,
+            stats: Arc::new(Mutex::new(BackupStats::default())),
+            files: Vec::new(),
+            started_at: Utc::now(),
+        }
+    }
+
+    /// Release the lock; sessions not committed by now are not.
+    pub async fn finish(self) {
+        let lock = self.lock.lock().expect("run lock").take();
+        if let Some(l) = lock {
+            l.release().await;
+        }
+    }
+}
+
 /// A backup being written. Files are added one after another; nothing is
 /// visible in the repository until [`BackupSession::commit`] writes the manifest.
 #[derive(Debug)]
 pub struct BackupSession {
-    repo: Repository,
-    lock: Option<RepoLock>,
-    known: Arc<Mutex<HashSet<String>>>,
+    run: BackupRun,
+    /// Started alone ([`BackupSession::start`]): commit and abort end the run.
+    owns_run: bool,
     stats: Arc<Mutex<BackupStats>>,
     files: Vec<FileEntry>,
     started_at: DateTime<Utc>,
 }
 
 impl BackupSession {
-    /// Take a shared lock and learn which chunks the repository already has.
+    /// One backup alone: take a shared lock and learn which chunks the repository already has.
     pub async fn start(repo: &Repository, command: &str) -> Result<Self> {
-        let started_at = Utc::now();
-        let lock = RepoLock::acquire(repo.store().clone(), false, command).await?;
-        let known: HashSet<String> = repo
-            .store()
-            .list("data/")
-            .await?
-            .into_iter()
-            .filter_map(|o| o.key.rsplit('/').next().map(str::to_string))
-            .collect();
-        Ok(BackupSession {
-            repo: repo.clone(),
-            lock: Some(lock),
-            known: Arc::new(Mutex::new(known)),
-            stats: Arc::new(Mutex::new(BackupStats::default())),
-            files: Vec::new(),
-            started_at,
-        })
+        let run = BackupRun::begin(repo, command, false).await?;
+        let mut session = run.session();
+        session.owns_run = true;
+        Ok(session)
     }
 
     /// When the session started: the earliest moment the backup can reflect.
@@ -83,7 +141,7 @@ impl BackupSession {
         progress: Option<Progress>,
     ) -> Result<FileEntry> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(2);
-        let chunker = self.repo.chunker().clone();
+        let chunker = self.run.repo.chunker().clone();
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let producer = async {
@@ -118,8 +176,8 @@ impl BackupSession {
     }
 
     async fn store_chunk(&self, chunk: Bytes, progress: Option<Progress>) -> Result<ChunkRef> {
-        let key = self.repo.key().clone();
-        let known = self.known.clone();
+        let key = self.run.repo.key().clone();
+        let known = self.run.known.clone();
         let len = chunk.len() as u64;
         let (id, sealed) = tokio::task::spawn_blocking(move || {
             let id = key.chunk_id(&chunk);
@@ -133,8 +191,8 @@ impl BackupSession {
         .expect("chunk task panicked");
         if let Some(sealed) = sealed {
             let stored = sealed.len() as u64;
-            self.repo.store().put(&chunk_key(&id), Bytes::from(sealed)).await?;
-            let newly = self.known.lock().expect("known lock").insert(id.clone());
+            self.run.repo.store().put(&chunk_key(&id), Bytes::from(sealed)).await?;
+            let newly = self.run.known.lock().expect("known lock").insert(id.clone());
             if newly {
                 let mut s = self.stats.lock().expect("stats lock");
                 s.new_chunks += 1;
@@ -150,7 +208,14 @@ impl BackupSession {
     /// Write the manifest: from now on the backup exists. Releases the lock.
     pub async fn commit(mut self, draft: ManifestDraft) -> Result<Manifest> {
         // What this writer sees in the store now, for the tamper-evident catalog.
-        let links = crate::catalog::links_for(&self.repo, &draft.kind, &draft.series).await?;
+        let listed = self.run.catalog.lock().expect("catalog lock").links_listed(&draft.kind, &draft.series);
+        let links = match listed {
+            Some(links) => links,
+            None => {
+                let view = self.run.catalog.lock().expect("catalog lock").clone();
+                view.links_for(&self.run.repo, &draft.kind, &draft.series).await?
+            }
+        };
         let finished_at = Utc::now();
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
@@ -168,17 +233,27 @@ impl BackupSession {
             stats: self.stats.lock().expect("stats lock").clone(),
             links: Some(links),
         };
-        self.repo.write_manifest(&manifest).await?;
-        if let Some(l) = self.lock.take() {
-            l.release().await;
+        // Indexed first: a manifest without its marker would be missed by
+        // "the newest of its series" (a marker without a manifest is passed over).
+        let written = match self.run.repo.put_series_marker(&manifest.series, &manifest.id).await {
+            Ok(()) => self.run.repo.write_manifest(&manifest).await,
+            Err(e) => Err(e),
+        };
+        if written.is_ok() {
+            self.run.catalog.lock().expect("catalog lock").written(manifest.id.clone());
         }
-        Ok(manifest)
+        self.end().await;
+        written.map(|_| manifest)
     }
 
     /// Give up: nothing is committed; uploaded chunks stay until `prune`.
-    pub async fn abort(mut self) {
-        if let Some(l) = self.lock.take() {
-            l.release().await;
+    pub async fn abort(self) {
+        self.end().await;
+    }
+
+    async fn end(self) {
+        if self.owns_run {
+            self.run.finish().await;
         }
     }
 }

@@ -26,24 +26,77 @@ use std::collections::{BTreeMap, BTreeSet};
 /// How many of the most recently written backups a new manifest links.
 pub const LINKED_RECENT: usize = 64;
 
-/// The links a manifest of `kind` in `series` carries, from the listings:
-/// the [`LINKED_RECENT`] manifests written last (by the store's modification
-/// time, so a long backup that committed late is among them), the newest
-/// earlier backup of the same kind, and the newest segment of the series.
-pub async fn links_for(repo: &Repository, kind: &str, series: &str) -> Result<CatalogLinks> {
-    let mut objects = repo.store().list("backups/").await?;
-    objects.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| b.key.cmp(&a.key)));
-    let ids: Vec<BackupId> =
-        objects.iter().filter_map(|o| o.key.strip_prefix("backups/").and_then(|n| n.parse().ok())).collect();
-    let mut backups: BTreeSet<String> = ids.iter().take(LINKED_RECENT).map(ToString::to_string).collect();
-    if let Some(previous) = ids.iter().filter(|i| i.kind() == kind).max() {
-        backups.insert(previous.to_string());
+/// What the links of new manifests are made from: the [`LINKED_RECENT`]
+/// backups written last (by the store's modification time, so a long backup
+/// that committed late is among them), the newest backup of each kind, and,
+/// when listed, the newest delta segment of each series. Read once per run of
+/// backups ([`crate::BackupRun`]) and kept current with what the run writes,
+/// so that 1,000 tenants backed up together list the repository once.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogView {
+    /// Newest written first, at most [`LINKED_RECENT`].
+    recent: Vec<BackupId>,
+    newest_of_kind: BTreeMap<String, BackupId>,
+    /// Every series' newest segment (`None`: not listed; each commit lists its series).
+    segments: Option<BTreeMap<String, SegmentName>>,
+}
+
+impl CatalogView {
+    /// List `backups/` and, with `all_segments`, `deltas/` (worth it for a run
+    /// of many backups; one backup lists only its series' segments).
+    pub async fn read(repo: &Repository, all_segments: bool) -> Result<CatalogView> {
+        let mut objects = repo.store().list("backups/").await?;
+        objects.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| b.key.cmp(&a.key)));
+        let mut view = CatalogView::default();
+        for id in objects.iter().rev().filter_map(|o| o.key.strip_prefix("backups/").and_then(|n| n.parse().ok())) {
+            view.written(id);
+        }
+        if all_segments {
+            let mut newest: BTreeMap<String, SegmentName> = BTreeMap::new();
+            for s in repo.list_segments(None).await? {
+                if newest.get(&s.series).is_none_or(|n| (n.last, n.first) < (s.last, s.first)) {
+                    newest.insert(s.series.clone(), s);
+                }
+            }
+            view.segments = Some(newest);
+        }
+        Ok(view)
     }
-    let segments = repo.list_segments(Some(series)).await?.into_iter().max_by_key(|s| (s.last, s.first));
-    Ok(CatalogLinks {
-        backups: backups.into_iter().collect(),
-        segments: segments.map(|s| s.key()).into_iter().collect(),
-    })
+
+    /// The links a manifest of `kind` in `series` carries.
+    pub async fn links_for(&self, repo: &Repository, kind: &str, series: &str) -> Result<CatalogLinks> {
+        let segment = match &self.segments {
+            Some(all) => all.get(series).cloned(),
+            None => repo.list_segments(Some(series)).await?.into_iter().max_by_key(|s| (s.last, s.first)),
+        };
+        Ok(self.links_with(kind, segment))
+    }
+
+    /// [`CatalogView::links_for`] without a listing, when the view has every series' segments.
+    pub fn links_listed(&self, kind: &str, series: &str) -> Option<CatalogLinks> {
+        self.segments.as_ref().map(|all| self.links_with(kind, all.get(series).cloned()))
+    }
+
+    fn links_with(&self, kind: &str, segment: Option<SegmentName>) -> CatalogLinks {
+        let mut backups: BTreeSet<String> = self.recent.iter().map(ToString::to_string).collect();
+        if let Some(previous) = self.newest_of_kind.get(kind) {
+            backups.insert(previous.to_string());
+        }
+        CatalogLinks {
+            backups: backups.into_iter().collect(),
+            segments: segment.map(|s| s.key()).into_iter().collect(),
+        }
+    }
+
+    /// A backup was just written (it is now the most recent).
+    pub fn written(&mut self, id: BackupId) {
+        let kind = id.kind().to_string();
+        if self.newest_of_kind.get(&kind).is_none_or(|n| *n < id) {
+            self.newest_of_kind.insert(kind, id.clone());
+        }
+        self.recent.insert(0, id);
+        self.recent.truncate(LINKED_RECENT);
+    }
 }
 
 /// What one `forget` removed, sealed at `catalog/<time>-forget-<nonce>`.

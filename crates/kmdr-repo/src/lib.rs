@@ -35,8 +35,9 @@ pub mod proofs;
 pub mod pruner;
 pub mod repository;
 pub mod restorer;
+pub mod series;
 
-pub use backuper::{BackupSession, Progress};
+pub use backuper::{BackupRun, BackupSession, Progress};
 pub use checker::{BackupCheck, VerifyReport};
 pub use deltas::{ChainGap, SegmentName};
 pub use error::Error;

@@ -41,6 +41,13 @@ impl ForgetPlan {
         self.series.iter().flat_map(|s| s.decisions.iter().filter(|d| !d.keep).map(|d| d.item.clone())).collect()
     }
 
+    /// The backups to remove, each with its series.
+    pub fn remove_by_series(&self) -> impl Iterator<Item = (&str, &BackupId)> {
+        self.series
+            .iter()
+            .flat_map(|s| s.decisions.iter().filter(|d| !d.keep).map(move |d| (s.series.as_str(), &d.item)))
+    }
+
     /// Keep `id` after all: S3 still holds part of it.
     pub(crate) fn hold(&mut self, id: &BackupId, held: Held) {
         for d in self.series.iter_mut().flat_map(|s| s.decisions.iter_mut()).filter(|d| &d.item == id) {

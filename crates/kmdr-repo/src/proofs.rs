@@ -112,18 +112,30 @@ impl Repository {
 
     /// The newest proof of each backup that has one: backup id to proof.
     pub async fn latest_proofs(&self) -> Result<std::collections::BTreeMap<String, Proof>> {
+        self.latest_proofs_where(|_| true).await
+    }
+
+    /// [`Repository::latest_proofs`] of the backups `wanted` accepts only:
+    /// one listing, then those proofs read several at once.
+    pub async fn latest_proofs_where(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<std::collections::BTreeMap<String, Proof>> {
+        use futures::{StreamExt, TryStreamExt};
         let mut newest: std::collections::BTreeMap<String, String> = Default::default();
         for key in self.list_proofs(None).await? {
-            if let Some(backup) = key.strip_prefix("verifications/").and_then(|r| r.split('/').next()) {
+            if let Some(backup) = key.strip_prefix("verifications/").and_then(|r| r.split('/').next())
+                && wanted(backup)
+            {
                 // Keys sort by time within a backup: the last one wins.
                 newest.insert(backup.to_string(), key.clone());
             }
         }
-        let mut out = std::collections::BTreeMap::new();
-        for (backup, key) in newest {
-            out.insert(backup, self.get_proof(&key).await?);
-        }
-        Ok(out)
+        futures::stream::iter(newest)
+            .map(|(backup, key)| async move { Ok::<_, crate::Error>((backup, self.get_proof(&key).await?)) })
+            .buffered(16)
+            .try_collect()
+            .await
     }
 
     /// Remove every proof of a backup (it was forgotten).

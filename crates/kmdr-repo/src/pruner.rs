@@ -40,7 +40,7 @@ pub async fn plan_forget(repo: &Repository, policy: KeepPolicy, kind: Option<&st
         by_series.into_iter().map(|(series, items)| SeriesPlan { series, decisions: policy.apply(&items) }).collect();
     let mut plan = ForgetPlan { policy, series, unreadable, held: Vec::new(), versions: BTreeMap::new() };
     if let Some(lock) = object_lock::locked(repo) {
-        removal::hold_backups(lock, &mut plan).await?;
+        removal::hold_backups(repo, lock, &mut plan).await?;
     }
     Ok(plan)
 }
@@ -95,8 +95,10 @@ pub async fn forget(
         // Compute the prune plan before deleting manifests, so that a refusal changes nothing.
         let mut prune_plan = if prune { Some(plan_prune(repo, &remove).await?) } else { None };
         let Some(lock) = object_lock::locked(repo) else {
-            for id in &remove {
+            for (series, id) in plan.remove_by_series() {
                 repo.store().delete(&crate::repository::manifest_key(id)).await?;
+                // Its series marker after it (a marker of no backup is passed over).
+                repo.store().delete(&repo.series_marker(series, id)).await?;
                 // Its restore proofs go with it (after the manifest: a crash in
                 // between leaves proofs of no backup, which nothing lists).
                 repo.delete_proofs(id).await?;

@@ -1021,6 +1021,12 @@ pub struct ListArgs {
     /// it (t1, NS/RELEASE), or `etcd` for the under-cluster's etcd
     #[arg(long, value_name = "UNIT")]
     pub unit: Option<String>,
+    /// Show the newest N backups (of the kind and unit asked for); older ones are counted, not read
+    #[arg(long, value_name = "N", default_value_t = 100, conflicts_with = "all")]
+    pub last: usize,
+    /// Show every backup (reads every manifest: slow with many thousands)
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

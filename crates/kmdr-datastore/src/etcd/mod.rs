@@ -2,13 +2,15 @@
 //! `[/<schema>/, /<schema>0)`, the range Kamaji grants the tenant's role.
 //!
 //! Export reads that range in pages pinned to one revision (the first page's,
-//! or the one `--all` shares), fetching the next page while the current one is
+//! or the one `--all` shares, where one scan runs on from tenant to tenant:
+//! [`scan`]), fetching the next page while the current one is
 //! written. Import writes transactions of at most 128 puts (etcd's default
 //! `--max-txn-ops`) and 1 MiB, several in flight. etcd has no transaction big
 //! enough for a whole tenant, so an interrupted import leaves part of the keys
 //! written; the error says so and `--force` completes it.
 
 pub mod feed;
+mod scan;
 
 use crate::records::prefix_range;
 use crate::records::{RecordReader, RecordWriter};
@@ -35,6 +37,8 @@ pub struct EtcdTenants {
     client: etcd_client::Client,
     kv: KvClient,
     shown: String,
+    /// The read that exports at a shared read point continue ([`scan`]).
+    scan: tokio::sync::Mutex<Option<scan::Scan>>,
 }
 
 impl EtcdTenants {
@@ -57,7 +61,7 @@ impl EtcdTenants {
             }
             other => TenantError::BadUrl(other.to_string()),
         })?;
-        Ok(EtcdTenants { kv: client.kv_client(), client, shown })
+        Ok(EtcdTenants { kv: client.kv_client(), client, shown, scan: Default::default() })
     }
 
     /// The connected client (delta capture watches through it).
@@ -154,8 +158,17 @@ impl TenantStore for EtcdTenants {
         let root = root(schema);
         let (start, end) = prefix_range(&root);
         let mut info = ExportInfo::default();
-        let mut resp = self.page(start, &end, at.unwrap_or(0)).await?;
-        let rev = at.unwrap_or_else(|| resp.header().map(|h| h.revision()).unwrap_or(0));
+        if let Some(rev) = at {
+            // A shared read point: tenants of one run, read by one scan.
+            info.revision = rev;
+            if self.export_scanned(&start, &end, root.len(), rev, out, &mut info).await? == 0 {
+                let found = self.list_tenants().await.unwrap_or_default();
+                return Err(TenantError::UnknownSchema { schema: schema.into(), datastore: self.shown.clone(), found });
+            }
+            return Ok(info);
+        }
+        let mut resp = self.page(start, &end, 0).await?;
+        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
         info.revision = rev;
         if resp.kvs().is_empty() {
             let found = self.list_tenants().await.unwrap_or_default();

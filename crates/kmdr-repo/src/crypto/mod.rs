@@ -240,6 +240,13 @@ impl MasterKey {
         hex::encode(self.mac_of(plaintext))
     }
 
+    /// The tag of a series in the series index (`series/<tag>/`): 128 bits
+    /// of HMAC-SHA256 over a domain-separated name, so the store does not
+    /// learn the series' name.
+    pub fn series_tag(&self, series: &str) -> String {
+        hex::encode(&self.mac_of(format!("kmdr series v1\n{series}").as_bytes())[..16])
+    }
+
     fn mac_of(&self, data: &[u8]) -> [u8; 32] {
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.mac).expect("any key length works");
         m.update(data);

@@ -14,8 +14,8 @@
 //! last, so an interruption never hides what is still there.
 
 use super::{Held, Locked};
-use crate::Result;
 use crate::plans::{ForgetPlan, PrunePlan};
+use crate::{Repository, Result};
 use chrono::{DateTime, Utc};
 use kmdr_store::StoreError;
 use kmdr_store::object_lock::ObjectVersion;
@@ -130,18 +130,22 @@ pub(crate) async fn delete_groups(lock: Locked<'_>, groups: &[(String, Vec<(Stri
 /// still holds: its decision becomes a keep for `object-lock`, and it is
 /// listed in `plan.held`. The versions of the others are recorded for
 /// [`crate::pruner::forget`] to delete.
-pub(crate) async fn hold_backups(lock: Locked<'_>, plan: &mut ForgetPlan) -> Result<()> {
+pub(crate) async fn hold_backups(repo: &Repository, lock: Locked<'_>, plan: &mut ForgetPlan) -> Result<()> {
     let remove = plan.remove();
     if remove.is_empty() {
         return Ok(());
     }
-    let survey = Survey::of(lock, &["backups/", "verifications/"]).await?;
+    let survey = Survey::of(lock, &["backups/", "verifications/", crate::series::PREFIX]).await?;
     let now = Utc::now();
-    let groups: Vec<(String, Vec<String>)> = remove
-        .iter()
-        .map(|id| {
+    let groups: Vec<(String, Vec<String>)> = plan
+        .remove_by_series()
+        .map(|(series, id)| {
             let proofs = format!("verifications/{id}/");
             let mut keys = vec![crate::repository::manifest_key(id)];
+            let marker = repo.series_marker(series, id);
+            if !survey.versions(&marker).is_empty() {
+                keys.push(marker);
+            }
             keys.extend(survey.keys_under(&proofs).cloned());
             (id.to_string(), keys)
         })

@@ -55,7 +55,7 @@ async fn newest_node_files_identity(repo: &kmdr_repo::Repository) -> Result<Opti
 }
 
 async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
-    use kmdr_datastore::{TenantBackupOptions, TenantStore, backup_tenant};
+    use kmdr_datastore::{TenantBackupOptions, TenantStore, backup_tenant_in};
     let repo = g.open_repo().await?;
     let store = a.datastore.connect().await?;
     let (schemas, at) = match &a.schema {
@@ -78,9 +78,11 @@ async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
     let mut manifests = Vec::new();
     let mut first_error: Option<anyhow::Error> = None;
     let mut failed = Vec::new();
+    // One lock and one listing of the repository for all of them.
+    let run = kmdr_repo::BackupRun::start(&repo, "kmdr backup tenant").await?;
     for schema in &schemas {
         let pb = output::bar(g.format, g.quiet, None, &format!("tenant {schema}"));
-        let result = backup_tenant(&repo, &store, schema, &opts, output::progress(&pb)).await;
+        let result = backup_tenant_in(run.session(), &store, schema, &opts, output::progress(&pb)).await;
         if let Some(pb) = pb {
             pb.finish_and_clear();
         }
@@ -92,7 +94,10 @@ async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
                 manifests.push(m);
             }
             // One tenant alone: its error is the command's error.
-            Err(e) if schemas.len() == 1 => return Err(e.into()),
+            Err(e) if schemas.len() == 1 => {
+                run.finish().await;
+                return Err(e.into());
+            }
             Err(e) => {
                 eprintln!("error: tenant {schema}: {e}");
                 failed.push(schema.clone());
@@ -100,6 +105,7 @@ async fn tenant(g: &GlobalArgs, a: BackupTenantArgs) -> Result<i32> {
             }
         }
     }
+    run.finish().await;
     if g.format == Format::Json {
         output::json(&manifests);
     }

@@ -4,6 +4,7 @@ use super::UsageError;
 use crate::cli::{BackupsCommand, GlobalArgs, ListArgs, ShowArgs};
 use crate::output::{self, Format};
 use anyhow::Result;
+use futures::StreamExt;
 use kmdr_core::{human_bytes, human_duration};
 use serde_json::json;
 
@@ -86,13 +87,28 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
     if repo.access() == kmdr_repo::crypto::Access::WriteOnly {
         return list_names_only(g, &ids);
     }
-    let proofs = repo.latest_proofs().await?;
-    let proof_of = |id: &kmdr_core::BackupId| proofs.get(&id.to_string());
+    // The newest `--last` rows, read newest first, several manifests at once;
+    // a unit named by its series is looked up in the series index.
+    let limit = if a.all { usize::MAX } else { a.last };
+    let indexed = match a.unit.as_deref().filter(|u| u.contains('/')) {
+        Some(series) => repo.indexed_backups(series, a.kind.as_deref()).await?,
+        None => Vec::new(),
+    };
+    // Filtered by unit after reading: the older backups not read may be of any unit.
+    let of_any_unit = a.unit.is_some() && indexed.is_empty();
+    let candidates = if indexed.is_empty() { ids.iter().rev().cloned().collect() } else { indexed };
+    let total = candidates.len();
     let mut rows = Vec::new();
     // The series of the kind's backups, to name them when --unit matches none.
     let mut series = std::collections::BTreeSet::new();
-    for id in &ids {
-        match repo.load_manifest(id).await {
+    let mut reads =
+        futures::stream::iter(candidates).map(|id| async { (repo.load_manifest(&id).await, id) }).buffered(16);
+    let mut read = 0usize;
+    while rows.len() < limit
+        && let Some((m, id)) = reads.next().await
+    {
+        read += 1;
+        match m {
             Ok(m) => {
                 series.insert(m.series.clone());
                 if a.unit.as_deref().is_none_or(|u| of_unit(&m, u)) {
@@ -100,10 +116,19 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
                 }
             }
             // A damaged manifest names no series: shown whatever --unit says, it needs attention.
-            Err(kmdr_repo::Error::Damaged { reason, .. }) => rows.push(Err((id.clone(), reason))),
+            Err(kmdr_repo::Error::Damaged { reason, .. }) => rows.push(Err((id, reason))),
+            // Forgotten since the listing.
+            Err(kmdr_repo::Error::BackupNotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
+    drop(reads);
+    rows.reverse();
+    let shown: std::collections::HashSet<String> =
+        rows.iter().map(|r| r.as_ref().map(|m| m.id.to_string()).unwrap_or_else(|(id, _)| id.to_string())).collect();
+    let proofs = repo.latest_proofs_where(|b| shown.contains(b)).await?;
+    let proof_of = |id: &kmdr_core::BackupId| proofs.get(&id.to_string());
+    let unread = total - read;
     if g.format == Format::Json {
         let v: Vec<_> = rows
             .iter()
@@ -130,6 +155,7 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
         }
         return Ok(0);
     }
+    let rows_len = rows.len();
     println!("{:<36} {:<21} {:>10} {:>10} {:>8} {:<14} SOURCE", "ID", "LAYER", "SIZE", "ADDED", "TOOK", "RESTORABLE");
     let now = chrono::Utc::now();
     for r in rows {
@@ -151,6 +177,13 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
             ),
             Err((id, reason)) => println!("{:<36} DAMAGED manifest: {reason} (run `kmdr verify {id}`)", id.to_string()),
         }
+    }
+    if unread > 0 && !g.quiet {
+        eprintln!(
+            "note: the newest {} shown; {unread} older backups{} not read: --last N or --all for more",
+            rows_len,
+            if of_any_unit { " (of any unit)" } else { "" }
+        );
     }
     Ok(0)
 }

@@ -287,12 +287,8 @@ async fn resolve_tenant(repo: &kmdr_repo::Repository, a: &RestoreTenantArgs) -> 
         let id = repo.resolve(&a.id, Some(KIND)).await?;
         return Ok(repo.load_manifest(&id).await?);
     };
-    let series = format!("tenant/{source}");
-    for id in repo.list_backups().await?.iter().rev().filter(|i| i.kind() == KIND) {
-        let m = repo.load_manifest(id).await?;
-        if m.series == series {
-            return Ok(m);
-        }
+    if let Some(m) = repo.latest_of_series(&format!("tenant/{source}"), Some(KIND), |_| true).await? {
+        return Ok(m);
     }
     Err(kmdr_repo::Error::BackupNotFound { query: format!("latest (of tenant {source})"), location: repo.location() }
         .into())

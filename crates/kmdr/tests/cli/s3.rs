@@ -7,17 +7,11 @@ use common::{Etcd, Kmdr};
 #[tokio::test(flavor = "multi_thread")]
 async fn etcd_backup_and_restore_through_s3() {
     need_etcd!();
-    let Some(endpoint) = kmdr_store::conformance::s3_test_endpoint() else { return };
-    let bucket = kmdr_store::conformance::s3_test_bucket();
     let dir = tempfile::tempdir().unwrap();
+    let Some(k) = Kmdr::s3(dir.path(), "cli") else { return };
     let etcd = Etcd::start(dir.path(), "src");
     etcd.load("/k/", 5000, 512, 9).await;
     let before = etcd.dump().await;
-    let k = Kmdr {
-        repo: format!("s3://{bucket}/{}", kmdr_store::conformance::unique_prefix("cli")),
-        key_file: dir.path().join("k.key"),
-        extra_env: vec![("AWS_ENDPOINT_URL".into(), endpoint)],
-    };
     k.init();
     let m = k.json(&["backup", "etcd", "--endpoints", &etcd.client_url]);
     k.ok(&["backup", "etcd", "--endpoints", &etcd.client_url]);

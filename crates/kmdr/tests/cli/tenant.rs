@@ -244,3 +244,60 @@ async fn postgres_over_tls_with_client_certificates() {
     );
     assert!(e.to_lowercase().contains("certificate"), "{e}");
 }
+
+/// Range requests etcd has served so far (its own counter on `/metrics`).
+fn ranges_served(e: &Etcd) -> u64 {
+    let (_, m) = crate::serve::http_get(e.client_url.trim_start_matches("http://"), "/metrics").expect("etcd /metrics");
+    m.lines()
+        .find(|l| {
+            l.starts_with("grpc_server_handled_total")
+                && l.contains("grpc_method=\"Range\"")
+                && l.contains("code=\"OK\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|n| n.parse::<f64>().unwrap() as u64)
+        .unwrap_or(0)
+}
+
+/// `--all` reads a shared etcd in one scan that runs on from tenant to tenant
+/// (kmdr-datastore's etcd/scan.rs): tenants of a few keys and tenants that
+/// fill several pages, with names that sort trickily (t1, t10, t100) and a key
+/// outside every tenant, come out exactly as a tenant's own backup reads them;
+/// and etcd serves about one range request per tenant listed plus one per
+/// page, not one or more per tenant on top of those.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_tenant_of_an_etcd_in_one_scan() {
+    need_etcd!();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path(), "shared");
+    let tenants = 120;
+    let mut keys = 0;
+    for i in 0..tenants {
+        let n = if i % 40 == 0 { 2_500 } else { 7 };
+        keys += n;
+        etcd.load(&format!("/t{i}/pods/p-"), n, 64, i as u64).await;
+    }
+    etcd.client().await.put("/loose", "outside every tenant", None).await.unwrap();
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let url = etcd_url(&etcd);
+
+    let before = ranges_served(&etcd);
+    let ms = k.json(&["backup", "tenant", "--datastore", &url, "--all"]);
+    let ranges = ranges_served(&etcd) - before;
+    let ms = ms.as_array().unwrap();
+    assert_eq!(ms.len(), tenants);
+    let pages = keys / 1000 + 1;
+    assert!(
+        ranges <= (tenants + pages + 10) as u64,
+        "{ranges} range requests for {tenants} tenants of {keys} keys: the scan does not run on"
+    );
+    for name in ["t0", "t1", "t10", "t100", "t39", "t40", "t41", "t119"] {
+        let scanned = ms.iter().find(|m| m["source"]["schema"] == name).unwrap();
+        let alone = &k.json(&["backup", "tenant", "--datastore", &url, "--schema", name])[0];
+        assert_eq!(scanned["source"]["key_count"], alone["source"]["key_count"], "{name}");
+        assert_eq!(scanned["source"]["content_sha256"], alone["source"]["content_sha256"], "{name}");
+    }
+    let t40 = ms.iter().find(|m| m["source"]["schema"] == "t40").unwrap();
+    assert_eq!(t40["source"]["key_count"], 2_500);
+}

@@ -42,14 +42,8 @@ async fn a_write_only_key_backs_up_and_reads_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_only_key_backs_up_and_reads_nothing_on_s3() {
     need_etcd!();
-    let Some(endpoint) = kmdr_store::conformance::s3_test_endpoint() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let bucket = kmdr_store::conformance::s3_test_bucket();
-    let admin = Kmdr {
-        repo: format!("s3://{bucket}/{}", kmdr_store::conformance::unique_prefix("write-only")),
-        key_file: dir.path().join("kmdr.key"),
-        extra_env: vec![("AWS_ENDPOINT_URL".into(), endpoint)],
-    };
+    let Some(admin) = Kmdr::s3(dir.path(), "write-only") else { return };
     write_only_agent(admin, dir.path(), false).await;
 }
 

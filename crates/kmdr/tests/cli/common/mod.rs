@@ -98,9 +98,28 @@ impl Kmdr {
         serde_json::from_str(&self.ok(&a)).expect("json output")
     }
 
+    /// A repository under a fresh prefix of the S3 server scripts/test.sh
+    /// starts (`None`: no server, and the test is skipped outside CI).
+    pub fn s3(dir: &Path, name: &str) -> Option<Kmdr> {
+        let endpoint = kmdr_store::conformance::s3_test_endpoint()?;
+        let bucket = kmdr_store::conformance::s3_test_bucket();
+        Some(Kmdr {
+            repo: format!("s3://{bucket}/{}", kmdr_store::conformance::unique_prefix(name)),
+            key_file: dir.join("kmdr.key"),
+            extra_env: vec![("AWS_ENDPOINT_URL".into(), endpoint)],
+        })
+    }
+
+    /// The repository's store, local or S3, as the test process reaches it:
+    /// raw objects, for what an attacker with the store's credentials does.
+    pub fn store(&self) -> std::sync::Arc<dyn kmdr_store::Store> {
+        let endpoint = self.extra_env.iter().find(|(k, _)| k == "AWS_ENDPOINT_URL").map(|(_, v)| v.clone());
+        kmdr_store::open(&self.repo, &kmdr_store::S3Options { endpoint, ..Default::default() }).unwrap()
+    }
+
     /// The repository, opened with the key file, for checks kmdr's output does not show.
     pub async fn open_repo(&self) -> kmdr_repo::Repository {
-        let store = kmdr_store::open(&self.repo, &kmdr_store::S3Options::default()).unwrap();
+        let store = self.store();
         let secret = kmdr_repo::crypto::secret_from_file_content(&std::fs::read(&self.key_file).unwrap()).to_vec();
         kmdr_repo::Repository::open(store, &secret, "test").await.unwrap()
     }
