@@ -127,8 +127,8 @@ impl S3Store {
     }
 }
 
-/// object_store's HTTP client, with a Content-MD5 on every PUT that has a
-/// body: S3 then checks the upload, and a bucket with a default retention
+/// object_store's HTTP client, with a Content-MD5 on every PUT that is not a
+/// copy, empty ones included: S3 then checks the upload, and a bucket with a default retention
 /// (Object Lock) refuses a PUT without one (AWS also takes an
 /// `x-amz-checksum-*`, MinIO and moto want Content-MD5). It is added after
 /// object_store signed the request, which SigV4 allows for Content-MD5 (only
@@ -152,8 +152,9 @@ impl HttpService for Md5Service {
             use base64::Engine;
             use http_body_util::BodyExt;
             use md5::Digest;
-            let body = req.body().clone().collect().await?.to_bytes();
-            if !body.is_empty() {
+            // Empty objects too (the series index's markers); not a copy, whose body is the source's.
+            if !req.headers().contains_key("x-amz-copy-source") {
+                let body = req.body().clone().collect().await?.to_bytes();
                 let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body));
                 req.headers_mut().insert("content-md5", md5.parse().expect("base64 is a header value"));
             }
