@@ -442,4 +442,23 @@ async fn backups_list_filters_by_kind_and_unit() {
     let err = k.fails(&["backups", "list", "--kind", "snapshot"], 2);
     assert!(err.contains("\"snapshot\" is not a kind of backup"), "{err}");
     assert!(err.contains("etcd, tenant, tenants, platform, volumes, node-files"), "{err}");
+
+    // --last N: the newest N, oldest first; the older ones counted on stderr, not read.
+    assert_eq!(list(&["--last", "2"]), ["tenant/t1", "tenant/t2"]);
+    let o = k.run(&["backups", "list", "--last", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the newest 1 shown; 2 older backups not read: --last N or --all for more"), "{err}");
+    assert_eq!(list(&["--all"]).len(), 3);
+    let tenant_again =
+        k.json(&["backup", "tenant", "--datastore", &etcd.client_url.replace("http://", "etcd://"), "--all"]);
+    assert_eq!(tenant_again.as_array().unwrap().len(), 2);
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["backups", "list"];
+        a.extend(args);
+        k.json(&a).as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect()
+    };
+    // A series named in full is looked up in the series index: its newest, whatever else is newer.
+    let t1_newest = tenant_again.as_array().unwrap().iter().find(|m| m["series"] == "tenant/t1").unwrap()["id"].clone();
+    assert_eq!(ids(&["--unit", "tenant/t1", "--last", "1"]), [t1_newest.as_str().unwrap()]);
+    assert_eq!(ids(&["--unit", "tenant/t1"]).len(), 2);
 }
