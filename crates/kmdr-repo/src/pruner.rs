@@ -146,7 +146,10 @@ pub async fn prune(repo: &Repository) -> Result<PrunePlan> {
                 let held = removal::delete_groups(lock, &p.versions).await?;
                 p.absorb(held);
             }
-            None => delete_chunks(repo, &p.delete).await?,
+            None => {
+                delete_chunks(repo, &p.delete).await?;
+                repo.sweep_series_markers().await?;
+            }
         }
         // No writer holds a lock now; temp files older than an hour are debris.
         repo.store().sweep_incomplete(std::time::Duration::from_secs(3600)).await?;

@@ -92,4 +92,20 @@ impl Repository {
         }
         Ok(None)
     }
+
+    /// Delete markers of backups that are gone (a crash between a marker and
+    /// its manifest, or inside `forget`). Only under an exclusive lock: a
+    /// writer's marker precedes its manifest. Returns how many went.
+    pub(crate) async fn sweep_series_markers(&self) -> Result<usize> {
+        let backups: std::collections::HashSet<String> =
+            self.list_backups().await?.iter().map(ToString::to_string).collect();
+        let mut swept = 0;
+        for o in self.store().list(PREFIX).await? {
+            if o.key.rsplit('/').next().is_some_and(|id| !backups.contains(id)) {
+                self.store().delete(&o.key).await?;
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
 }

@@ -89,6 +89,11 @@ async fn forget_removes_the_markers_of_what_it_removes() {
     }
     let keep = one(&repo, "tenant/a").await;
     pruner::forget(&repo, KeepPolicy { last: 1, ..Default::default() }, None, true).await.unwrap();
+    assert_eq!(repo.indexed_backups("tenant/a", None).await.unwrap(), vec![keep.id.clone()]);
+    // A marker left by a crash before its manifest: prune sweeps it.
+    let stale: kmdr_core::BackupId = "20260101T000000.000Z-test-abcdef".parse().unwrap();
+    repo.store().put(&repo.series_marker("tenant/a", &stale), Vec::new().into()).await.unwrap();
+    pruner::prune(&repo).await.unwrap();
     assert_eq!(repo.indexed_backups("tenant/a", None).await.unwrap(), vec![keep.id]);
 }
 
