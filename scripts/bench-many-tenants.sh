@@ -57,7 +57,7 @@ runs=$(( (BACKUPS + TENANTS - 1) / TENANTS - 2 ))
 echo "growing the repository: $runs more runs of --all" >&2
 t0=$EPOCHREALTIME
 for _ in $(seq 1 $runs); do $KMDR -q backup tenant --datastore "$DS" --all >/dev/null; done
-GROW=$(awk -v a="$t0" -v b="$EPOCHREALTIME" -v n="$runs" 'BEGIN { printf "%.2f", n > 0 ? (b - a) / n : 0 }')
+GROW=$(awk -v a="$t0" -v b="$EPOCHREALTIME" -v n="$runs" 'BEGIN { printf "%.2f", (n > 0 ? (b - a) / n : 0) }')
 COUNT=$(find "$W/repo/backups" -type f | wc -l)
 X=t-$(printf %04d $(( TENANTS / 2 )))
 lookups() {  # lookups SUFFIX: the three lookups and --all, on the repository in KMDR_REPO

@@ -15,7 +15,7 @@ export KMDR_GO_TOOLS=${KMDR_GO_TOOLS:-etcd kine kube-apiserver helm}
 scripts/install-deps.sh
 source scripts/tools-env.sh
 cargo build --locked -q -p kmdr
-kmdr=$PWD/target/debug/kmdr
+kmdr=${CARGO_TARGET_DIR:-$PWD/target}/debug/kmdr   # where cargo put it
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 trap '"$kmdr" lab down --keep >/dev/null 2>&1 || true' EXIT
 
