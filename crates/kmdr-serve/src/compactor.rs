@@ -296,3 +296,42 @@ fn hold_or_back_off(c: &Compactor, unit: &Scheduled, pending: &Pending, series: 
         c.report(&unit.name, |d| d.synthesis_failures += 1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn either_threshold_calls_for_a_compaction_and_zero_turns_it_off() {
+        let o = CompactOptions { after_events: 100, after_bytes: 1000, ..Default::default() };
+        assert!(!o.due(99, 999) && o.due(100, 0) && o.due(0, 1000));
+        let events_only = CompactOptions { after_bytes: 0, ..o.clone() };
+        assert!(!events_only.due(99, u64::MAX) && events_only.due(100, 0));
+        let off = CompactOptions { after_events: 0, after_bytes: 0, ..o };
+        assert!(!off.enabled() && !off.due(u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn pending_counts_the_segments_after_the_newest_full_backup() {
+        let p = Pending::default();
+        p.segment("tenant/t1", 5, 3, 30); // no series yet: ignored
+        p.start("tenant/t1", 10);
+        p.segment("tenant/t1", 10, 7, 70); // not after the base
+        p.segment("tenant/t1", 20, 4, 40);
+        p.segment("tenant/t1", 30, 5, 50);
+        p.segment("etcd/x", 40, 9, 90); // another series
+        assert_eq!(p.totals(), (9, 90));
+        // A full backup at 20 (taken, or synthesised while segment 30 was written).
+        p.based("tenant/t1", 20);
+        assert_eq!(p.totals(), (5, 50));
+        p.lock().held = true;
+        p.based("tenant/t1", 30);
+        assert_eq!(p.totals(), (0, 0));
+        assert!(!p.lock().held, "a full backup lifts a hold");
+        // The capture restarts on another series (an etcd restored from a snapshot).
+        p.segment("tenant/t1", 35, 1, 10);
+        p.start("tenant/t2", 3);
+        assert_eq!(p.totals(), (0, 0));
+        assert!(!p.lock().seeded);
+    }
+}

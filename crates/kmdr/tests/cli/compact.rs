@@ -71,6 +71,10 @@ fn a_tenant_compacted_by_serve_equals_a_full_backup_at_its_revision() {
     let plan = write_plan_for(dir.path(), &k, &url);
     let log = dir.path().join("serve.log");
     let args = ["--compact-after-events", "300", "--compact-after-bytes", "0"];
+    let dry = k.ok(&["serve", "--plan", &plan, "--dry-run", args[0], args[1], args[2], args[3]]);
+    assert!(dry.contains("compaction: a full backup synthesised from the newest one and its delta segments once 300 changes follow it"), "{dry}");
+    let dry = k.json(&["serve", "--plan", &plan, "--dry-run"]);
+    assert_eq!(dry["compaction"], serde_json::json!({"after_events": 100_000, "after_bytes": 256u64 << 20}), "{dry}");
     let serve = Serve::start_with(&k, &plan, &log, &args);
     let write = |from: u32, to: u32| {
         rt.block_on(async {
