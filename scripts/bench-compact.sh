@@ -8,9 +8,10 @@
 # One etcd holds KEYS keys `/bench/key-*` (tenant `bench`, and the whole
 # keyspace), two `kmdr serve` capture it into two repositories, then
 # etcd_load rewrites keys (transactions of 128 puts) until EVENTS changes were
-# made: all but the last TAIL (0.9 x THRESHOLD) first, then, once the
-# compacting serve has caught up, the last TAIL, so that the compacted chain
-# ends with the longest tail it can have (the worst case for a restore).
+# made: all but 0.9 x THRESHOLD first, then, once the compacting serve has
+# caught up, a tail that brings the longer of its two pending chains to
+# 0.9 x THRESHOLD changes after its newest (synthesised) full backup: close
+# to the longest tail a compacted chain can have (the worst case for a restore).
 #
 #   scripts/bench-compact.sh [KEYS] [EVENTS] [THRESHOLD]
 #   (default 100000 keys of 256 B, 1000000 events, compaction after 100000)
@@ -99,11 +100,14 @@ rewrite() { # EVENTS changes of existing keys, 100% passes then the rest
     n=$((n - KEYS)); seed=$((seed + 1))
   done
 }
-TAIL=$((THRESH * 9 / 10))
 W0=$(date +%s.%N)
-rewrite $((EVENTS - TAIL)) 2
+rewrite $((EVENTS - THRESH * 9 / 10)) 2
 until caught_up; do sleep 1; done
-rewrite "$TAIL" 1000
+# The tail: what brings the longer pending chain of the two series to 0.9 x THRESHOLD.
+P=$(( $(metric on kmdr_delta_events_since_full etcd) > $(metric on kmdr_delta_events_since_full src/bench) ?
+      $(metric on kmdr_delta_events_since_full etcd) : $(metric on kmdr_delta_events_since_full src/bench) ))
+TAIL=$(( THRESH * 9 / 10 - P ))
+[ "$TAIL" -gt 0 ] && rewrite "$TAIL" 1000
 until caught_up; do sleep 1; done
 W1=$(date +%s.%N)
 REV=$(revision)
@@ -124,13 +128,21 @@ T_ON_E=$(t as on $KMDR restore etcd latest --at now --to-file "$W/on.db" -o json
 SEG_ON_E=$(jq_ 'len(d["point"]["segments"])'); EV_ON_E=$(jq_ 'd["outcome"]["events"]')
 T_OFF_E=$(t as off $KMDR restore etcd latest --at now --to-file "$W/off.db" -o json)
 SEG_OFF_E=$(jq_ 'len(d["point"]["segments"])'); EV_OFF_E=$(jq_ 'd["outcome"]["events"]')
-FULL_T=$(as off $KMDR backup tenant --datastore "etcd://127.0.0.1:$CP" --schema bench -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-FULL_E=$(as off $KMDR backup etcd --endpoints "$SRC" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+id_of() { python3 -c 'import json,sys; d=json.load(sys.stdin); print((d[0] if isinstance(d, list) else d)["id"])'; }
+FULL_T=$(as off $KMDR backup tenant --datastore "etcd://127.0.0.1:$CP" --schema bench -o json | id_of)
+FULL_E=$(as off $KMDR backup etcd --endpoints "$SRC" -o json | id_of)
 T_FULL_T=$(t as off $KMDR restore tenant "$FULL_T" --datastore "$DST" --schema full -o json)
 T_FULL_E=$(t as off $KMDR restore etcd "$FULL_E" --to-file "$W/full.db" -o json)
 
 # The three restores of each kind hold the same state.
-keys() { etcdctl --endpoints "127.0.0.1:$DP" get "/$1/" --prefix -w json | python3 -c 'import json,sys,hashlib; d=json.load(sys.stdin); print(len(d.get("kvs",[])), hashlib.sha256(json.dumps(sorted((k["key"], k["value"]) for k in d.get("kvs",[]))).encode()).hexdigest()[:16])'; }
+keys() { # count and hash of the keys (relative to /<schema>) and values
+  etcdctl --endpoints "127.0.0.1:$DP" get "/$1/" --prefix -w json | python3 -c '
+import base64, hashlib, json, sys
+kvs = json.load(sys.stdin).get("kvs", [])
+n = len(sys.argv[1]) + 1
+rows = sorted((base64.b64decode(k["key"])[n:], base64.b64decode(k["value"])) for k in kvs)
+print(len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()[:16])' "$1"
+}
 for s in on off full; do echo "tenant restore /$s/: $(keys $s) (keys, content hash)"; done
 for f in on off full; do echo "etcd $f.db: $(etcdutl snapshot status "$W/$f.db" -w json)"; done
 
