@@ -125,9 +125,9 @@ SEG_ON_T=$(jq_ 'len(d["point"]["segments"])'); EV_ON_T=$(jq_ 'd["point"]["revisi
 T_OFF_T=$(t as off $KMDR restore tenant latest --source-schema bench --at now --datastore "$DST" --schema off -o json)
 SEG_OFF_T=$(jq_ 'len(d["point"]["segments"])')
 T_ON_E=$(t as on $KMDR restore etcd latest --at now --to-file "$W/on.db" -o json)
-SEG_ON_E=$(jq_ 'len(d["point"]["segments"])'); EV_ON_E=$(jq_ 'd["outcome"]["events"]')
+SEG_ON_E=$(jq_ 'len(d["point"]["segments"])'); EV_ON_E=$(jq_ 'd["outcome"]["events"]'); SCR_ON_E=$(jq_ 'd["outcome"]["duration_ms"]/1000')
 T_OFF_E=$(t as off $KMDR restore etcd latest --at now --to-file "$W/off.db" -o json)
-SEG_OFF_E=$(jq_ 'len(d["point"]["segments"])'); EV_OFF_E=$(jq_ 'd["outcome"]["events"]')
+SEG_OFF_E=$(jq_ 'len(d["point"]["segments"])'); EV_OFF_E=$(jq_ 'd["outcome"]["events"]'); SCR_OFF_E=$(jq_ 'd["outcome"]["duration_ms"]/1000')
 id_of() { python3 -c 'import json,sys; d=json.load(sys.stdin); print((d[0] if isinstance(d, list) else d)["id"])'; }
 FULL_T=$(as off $KMDR backup tenant --datastore "etcd://127.0.0.1:$CP" --schema bench -o json | id_of)
 FULL_E=$(as off $KMDR backup etcd --endpoints "$SRC" -o json | id_of)
@@ -148,11 +148,12 @@ for f in on off full; do echo "etcd $f.db: $(etcdutl snapshot status "$W/$f.db" 
 
 python3 - "$KEYS" "$VALUE" "$CAPTURED" "$REV" "$THRESH" "$COMPACTIONS" "$PROFILE" "$(python3 -c "print(f'{$W1-$W0:.0f}')")" \
   "$T_FULL_T" "$T_ON_T" "$T_OFF_T" "$SEG_ON_T" "$EV_ON_T" "$SEG_OFF_T" \
-  "$T_FULL_E" "$T_ON_E" "$T_OFF_E" "$SEG_ON_E" "$EV_ON_E" "$SEG_OFF_E" "$EV_OFF_E" <<'PY'
+  "$T_FULL_E" "$T_ON_E" "$T_OFF_E" "$SEG_ON_E" "$EV_ON_E" "$SEG_OFF_E" "$EV_OFF_E" "$SCR_ON_E" "$SCR_OFF_E" \
+  "$(stat -c %s "$W/full.db")" <<'PY'
 import sys
 (keys, value, captured, rev, thresh, compactions, profile, wtime,
  ft, ont, offt, segont, revont, segofft,
- fe, one, offe, segone, evone, segoffe, evoffe) = sys.argv[1:]
+ fe, one, offe, segone, evone, segoffe, evoffe, scron, scroff, dbsize) = sys.argv[1:]
 ft, ont, offt, fe, one, offe = map(float, (ft, ont, offt, fe, one, offe))
 print(f"{keys} keys of {value} B; {int(float(captured)):,} delta events captured per series in {wtime} s (revision {rev}); "
       f"compaction after {int(thresh):,} events: {compactions} compactions; {profile} build")
@@ -161,5 +162,7 @@ print("|---|---|---|---|---|")
 print(f"| full backup of the same state | {ft:.2f} s | 1.00x | {fe:.2f} s | 1.00x |")
 print(f"| with compaction: synthesised base + {segont} / {segone} segments | {ont:.2f} s | {ont/ft:.2f}x | {one:.2f} s | {one/fe:.2f}x |")
 print(f"| without: first base + {segofft} / {segoffe} segments | {offt:.2f} s | {offt/ft:.2f}x | {offe:.2f} s | {offe/fe:.2f}x |")
-print(f"(etcd replayed {evone} events with compaction, {evoffe} without; the tenant's chain after the synthesised base spans {revont} revisions)")
+print(f"(etcd replayed {evone} events with compaction, {evoffe} without, in a scratch etcd that took {float(scron):.2f} s and {float(scroff):.2f} s "
+      f"of those restores (etcdutl restore of the base, start, replay, snapshot; snapshot {int(dbsize)/2**20:.0f} MiB); "
+      f"the tenant's chain after the synthesised base spans {revont} revisions)")
 PY
