@@ -306,3 +306,40 @@ fn a_capture_that_starts_behind_large_transactions_catches_up() {
     k.ok(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--datastore", &dst_url]);
     assert!(state(&dst).1 == want, "the tenant restored at the latest point equals the source");
 }
+
+#[test]
+fn with_a_write_only_key_serve_says_compaction_needs_the_full_key_and_runs_none() {
+    need_etcd!();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Kmdr::local(dir.path());
+    admin.init();
+    let agent_key = dir.path().join("agent.key");
+    admin.ok(&["key", "add", "--write-only", "--out", agent_key.to_str().unwrap()]);
+    let agent = Kmdr { repo: admin.repo.clone(), key_file: agent_key, extra_env: vec![] };
+    let src = Etcd::start(dir.path(), "src");
+    let rt = runtime();
+    rt.block_on(src.load("/t1/seed/", 20, 16, 4));
+    let plan = write_plan_for(dir.path(), &agent, &src.client_url.replace("http://", "etcd://"));
+    let log = dir.path().join("serve.log");
+    let serve = Serve::start_with(&agent, &plan, &log, &["--compact-after-events", "50", "--compact-after-bytes", "0"]);
+    rt.block_on(async {
+        let mut c = src.client().await;
+        for n in 0..200u32 {
+            c.put(format!("/t1/k/{:02}", n % 40), format!("v{n}"), None).await.unwrap();
+        }
+    });
+    let now_rev = rt.block_on(full_state(&src.client_url, 0)).0;
+    let unit = "{layer=\"tenant-control-planes\",unit=\"shared/t1\"}";
+    wait_metric_at_least(&serve, &format!("kmdr_delta_revision{unit}"), now_rev as f64, &log);
+    let (_, metrics) = http_get(&serve.addr, "/metrics").unwrap();
+    assert!(metrics.contains(&format!("kmdr_compactions_total{unit} 0\n")), "{metrics}");
+    serve.terminate();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("write-only key") && text.contains("compaction"), "{text}");
+    assert!(synthesised(&admin).is_empty(), "a write-only serve synthesised a backup");
+    // The full key restores the agent's chain to now.
+    let dst = Etcd::start(dir.path(), "dst");
+    let dst_url = dst.client_url.replace("http://", "etcd://");
+    admin.ok(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--datastore", &dst_url]);
+    assert!(rt.block_on(tenant_state(&dst, "t1", 0)) == rt.block_on(tenant_state(&src, "t1", 0)));
+}
