@@ -8,7 +8,8 @@
 //!
 //! What is pending is counted per unit ([`Pending`]) from the segments the
 //! capture writes, and after a restart from the repository (the segments
-//! continuing the newest full backup, read until a threshold is passed).
+//! after the newest full backup's revision, read until a threshold is
+//! passed; one listing per series, no manifest read).
 //! One compaction runs at a time across all units, never together with a
 //! full backup of the same unit; a chain with a gap is skipped (with a log
 //! line) until the next full backup. It needs the full key: a write-only key
@@ -18,11 +19,10 @@
 use crate::metrics::{DeltaState, Metrics};
 use crate::scheduler::Scheduled;
 use crate::stop::sleep_or_stop;
-use kmdr_core::{Classify, ErrorClass};
+use kmdr_core::ErrorClass;
 use kmdr_plan::synthesis::SynthesisTools;
 use kmdr_repo::Repository;
-use kmdr_repo::deltas::decode;
-use kmdr_repo::point::{Point, PointError, plan_series_point};
+use kmdr_repo::deltas::{SegmentName, decode};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -149,45 +149,40 @@ impl Compactor {
     }
 }
 
-/// Count what follows the newest full backup of `series` in the repository,
-/// reading segments only until a threshold is passed.
-async fn seed(c: &Compactor, pending: &Pending, series: &str) -> Result<(), PointError> {
-    let (plan, _) = match plan_series_point(&c.repo, series, Point::Latest).await {
-        Ok(p) => p,
-        Err(PointError::NoBackupBefore { .. }) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let sizes: BTreeMap<String, u64> = c
+/// Count what follows the newest full backup of `series` in the repository:
+/// its segments after the base's revision (one listing, no manifest read),
+/// read only until a threshold is passed. A gap is found when the
+/// compaction plans its chain.
+async fn seed(c: &Compactor, pending: &Pending, series: &str) -> Result<(), kmdr_repo::Error> {
+    let base = pending.lock().base;
+    let prefix = format!("{}{series}/", kmdr_repo::deltas::PREFIX);
+    let mut after: Vec<(SegmentName, u64)> = c
         .repo
         .store()
-        .list(&format!("{}{series}/", kmdr_repo::deltas::PREFIX))
-        .await
-        .map_err(kmdr_repo::Error::from)?
+        .list(&prefix)
+        .await?
         .into_iter()
-        .map(|o| (o.key, o.size))
+        .filter_map(|o| SegmentName::parse(&o.key).map(|n| (n, o.size)))
+        .filter(|(n, _)| n.series == series && n.last > base)
         .collect();
+    after.sort_by_key(|(n, _)| (n.first, n.last));
     let (mut events, mut bytes) = (0u64, 0u64);
     let mut found = BTreeMap::new();
-    for name in &plan.segment_names {
+    for (name, size) in after {
         if c.opts.due(events, bytes) {
             break;
         }
-        let raw = c.repo.get_segment(name).await?;
+        let raw = c.repo.get_segment(&name).await?;
         let n = decode(&raw)
             .map_err(|e| kmdr_repo::Error::Damaged { object: name.key(), reason: e.0 })?
             .iter()
-            .filter(|e| e.revision > plan.base_revision && e.revision <= plan.revision)
+            .filter(|e| e.revision > base)
             .count() as u64;
-        let size = sizes.get(&name.key()).copied().unwrap_or(raw.len() as u64);
         found.insert(name.last, (n, size));
         (events, bytes) = (events + n, bytes + size);
     }
     let mut s = pending.lock();
     if s.series.as_deref() == Some(series) {
-        if plan.base_revision > s.base {
-            s.base = plan.base_revision;
-            s.segments.retain(|last, _| *last > plan.base_revision);
-        }
         let base = s.base;
         for (last, v) in found.into_iter().filter(|(last, _)| *last > base) {
             s.segments.entry(last).or_insert(v);
@@ -218,7 +213,7 @@ pub(crate) async fn compact_when_due(c: Arc<Compactor>, unit: Arc<Scheduled>, mu
         if !seeded && let Err(e) = seed(&c, &pending, &series).await {
             // Counted from the segments written from now on.
             pending.lock().seeded = true;
-            hold_or_back_off(&c, &unit, &pending, &series, &e.to_string(), e.class() == ErrorClass::ChainGap);
+            hold_or_back_off(&c, &unit, &pending, &series, &e.to_string(), false);
             continue;
         }
         let (events, bytes) = pending.totals();

@@ -343,3 +343,40 @@ fn with_a_write_only_key_serve_says_compaction_needs_the_full_key_and_runs_none(
     admin.ok(&["restore", "tenant", "latest", "--source-schema", "t1", "--at", "now", "--datastore", &dst_url]);
     assert!(rt.block_on(tenant_state(&dst, "t1", 0)) == rt.block_on(tenant_state(&src, "t1", 0)));
 }
+
+#[test]
+fn after_a_restart_serve_counts_the_changes_already_in_the_repository() {
+    need_etcd!();
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kmdr::local(dir.path());
+    k.init();
+    let src = Etcd::start(dir.path(), "src");
+    let rt = runtime();
+    rt.block_on(src.load("/t1/seed/", 20, 16, 5));
+    let plan = write_plan_for(dir.path(), &k, &src.client_url.replace("http://", "etcd://"));
+    let log = dir.path().join("serve.log");
+    let args = ["--compact-after-events", "300", "--compact-after-bytes", "0"];
+    let unit = "{layer=\"tenant-control-planes\",unit=\"shared/t1\"}";
+    let write = |from: u32, to: u32| {
+        rt.block_on(async {
+            let mut c = src.client().await;
+            for n in from..to {
+                c.put(format!("/t1/k/{:02}", n % 40), format!("v{n}"), None).await.unwrap();
+            }
+        });
+        rt.block_on(full_state(&src.client_url, 0)).0
+    };
+    // 200 changes, below the threshold; serve stops.
+    let serve = Serve::start_with(&k, &plan, &log, &args);
+    let rev = write(0, 200);
+    wait_metric_at_least(&serve, &format!("kmdr_delta_revision{unit}"), rev as f64, &log);
+    serve.terminate();
+    assert!(synthesised(&k).is_empty());
+    // Started again, it counts those 200 from the repository: 150 more pass 300.
+    let serve = Serve::start_with(&k, &plan, &log, &args);
+    wait_metric_at_least(&serve, &format!("kmdr_delta_events_since_full{unit}"), 200.0, &log);
+    write(200, 350);
+    wait_metric_at_least(&serve, &format!("kmdr_compactions_total{unit}"), 1.0, &log);
+    serve.terminate();
+    assert_eq!(synthesised(&k).len(), 1);
+}
