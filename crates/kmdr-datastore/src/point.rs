@@ -9,15 +9,20 @@
 //! stream, which goes to the driver's ordinary import (`TenantStore::import`).
 //! Memory grows with the keys changed since the full backup, not with the
 //! tenant.
+//!
+//! The same stream also becomes a new full backup ([`synthesise_backup`],
+//! `kmdr serve`'s compaction), so that later restores replay only the
+//! segments after it.
 
 use crate::records::{RECORDS_FILE, RecordReader, RecordSummary, RecordWriter};
 use crate::store::{ImportInfo, KIND, TenantError, TenantStore};
 use crate::tenant::tenant_info;
-use kmdr_core::Manifest;
-use kmdr_repo::Repository;
+use kmdr_core::{Layer, Manifest, SourceInfo, TenantDataInfo};
+use kmdr_repo::backuper::ManifestDraft;
 use kmdr_repo::deltas::{DeltaEvent, Op};
-use kmdr_repo::point::{Point, PointPlan, plan_series_point, replay_events};
+use kmdr_repo::point::{Point, PointPlan, plan_series_point, replay_events, synthesis_tags};
 use kmdr_repo::restorer::{FileCheck, restore_file};
+use kmdr_repo::{BackupSession, Repository};
 use std::collections::BTreeMap;
 
 /// Choose the full backup and the segments for `point` of tenant `schema`.
@@ -125,4 +130,85 @@ pub async fn restore_point<S: TenantStore>(
         (Err(e), Err(TenantError::ImportFailed { .. } | TenantError::Records(_))) => Err(e),
         (Err(_), Err(e)) => Err(e),
     }
+}
+
+/// What [`synthesise_backup`] wrote: the new full backup and the chain it
+/// was built from.
+#[derive(Debug, Clone)]
+pub struct Synthesised {
+    pub manifest: Manifest,
+    pub plan: PointPlan,
+}
+
+/// Compaction (`kmdr serve`, docs/design.md section 18): a new full backup
+/// of tenant `schema` at the newest point the repository holds, built from
+/// its newest full backup and the delta segments after it, without reading
+/// the datastore. The merged record stream goes straight into the new
+/// backup, which has the base's kind, series and source (datastore, driver,
+/// schema, key root) with the revision reached and the content it holds,
+/// and the tags of [`synthesis_tags`]. `None` when no change follows the
+/// base. Needs the full key (the base and the segments are read).
+pub async fn synthesise_backup(
+    repo: &Repository,
+    schema: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<Option<Synthesised>, TenantError> {
+    // The session starts before the chain is planned: every segment after the
+    // point reached is then written after the new backup started, which is
+    // what lets it continue the new backup (`continuing_segments`).
+    let mut session = BackupSession::start(repo, "kmdr serve (compaction)").await?;
+    let built = build_into(repo, schema, &mut session).await;
+    match built {
+        Ok(Some((info, plan))) => {
+            let draft = ManifestDraft {
+                kind: KIND.into(),
+                layer: Layer::TenantControlPlanes,
+                series: plan.series.clone(),
+                tags: synthesis_tags(tags, &plan),
+                source: SourceInfo::TenantData(info),
+            };
+            Ok(Some(Synthesised { manifest: session.commit(draft).await?, plan }))
+        }
+        Ok(None) => {
+            session.abort().await;
+            Ok(None)
+        }
+        Err(e) => {
+            session.abort().await;
+            Err(e)
+        }
+    }
+}
+
+/// The state at the newest point as file [`RECORDS_FILE`] of `session`.
+async fn build_into(
+    repo: &Repository,
+    schema: &str,
+    session: &mut BackupSession,
+) -> Result<Option<(TenantDataInfo, PointPlan)>, TenantError> {
+    let (plan, base) = plan_point(repo, schema, Point::Latest).await?;
+    if plan.revision <= plan.base_revision {
+        return Ok(None);
+    }
+    let mut info = tenant_info(&base)?.clone();
+    let overlay = load_overlay(repo, &plan).await?;
+    let (pipe_w, mut pipe_r) = tokio::io::duplex(1 << 20);
+    let (merged, stored) =
+        tokio::join!(write_state(repo, &base, &overlay, pipe_w), session.add_file(RECORDS_FILE, &mut pipe_r, None));
+    let summary = match (merged, stored) {
+        (Ok(s), Ok(_)) => s,
+        // The repository failed first; the merge only saw its pipe close.
+        (Ok(_), Err(e)) | (Err(TenantError::Records(crate::records::RecordError::Io(_))), Err(e)) => {
+            return Err(e.into());
+        }
+        (Err(e), _) => return Err(e),
+    };
+    if summary.count == 0 {
+        return Err(TenantError::EmptySchema { schema: schema.into(), datastore: info.datastore.clone() });
+    }
+    info.revision = plan.revision;
+    info.key_count = summary.count;
+    info.bytes = summary.bytes;
+    info.content_sha256 = summary.content_sha256;
+    Ok(Some((info, plan)))
 }

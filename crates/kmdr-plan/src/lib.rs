@@ -15,6 +15,7 @@ pub mod report;
 pub mod review;
 mod sources;
 pub mod steps;
+pub mod synthesis;
 pub mod unit;
 
 pub use parse::{Problem, parse_plan};

@@ -24,6 +24,34 @@ pub fn base_revision(m: &kmdr_core::Manifest) -> Option<i64> {
     }
 }
 
+/// Tag of a full backup that `kmdr serve` synthesised from an older one plus
+/// the delta segments after it (compaction, docs/design.md section 18): the
+/// id of that older backup.
+pub const SYNTHESISED_FROM_TAG: &str = "synthesised-from";
+/// Tag of a synthesised backup: the revisions its delta segments covered,
+/// `<first>..=<last> (<n> segments)`.
+pub const SYNTHESISED_DELTAS_TAG: &str = "synthesised-deltas";
+
+/// Whether `m` was synthesised from a base and delta segments rather than
+/// read from its source.
+pub fn is_synthesised(m: &Manifest) -> bool {
+    m.tags.contains_key(SYNTHESISED_FROM_TAG)
+}
+
+/// `tags` plus the two tags that say a backup was synthesised by `plan`.
+pub fn synthesis_tags(
+    tags: &std::collections::BTreeMap<String, String>,
+    plan: &PointPlan,
+) -> std::collections::BTreeMap<String, String> {
+    let mut t = tags.clone();
+    t.insert(SYNTHESISED_FROM_TAG.into(), plan.base.clone());
+    t.insert(
+        SYNTHESISED_DELTAS_TAG.into(),
+        format!("{}..={} ({} segments)", plan.base_revision + 1, plan.revision, plan.segments.len()),
+    );
+    t
+}
+
 /// The full backups a delta chain can start from (those whose source has a
 /// revision), by series, each series oldest first by start time; backups in
 /// `skip` left out. Each manifest is read once. Manifests that cannot be

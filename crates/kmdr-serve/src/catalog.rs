@@ -65,6 +65,10 @@ impl Catalog {
                 }
                 Err(e) => return Err(e),
             };
+            // A synthesised backup (compaction) is no reason to postpone the next real one.
+            if kmdr_repo::point::is_synthesised(&m) {
+                continue;
+            }
             if seen.insert(owner(&m)) {
                 m.files = Vec::new();
                 c.newest.push(m);

@@ -17,10 +17,14 @@
 //!   worker thread at a lower priority (niced.rs).
 //! - [`lock_keeper`]: on a repository under S3 Object Lock, the scheduled
 //!   extend-locks pass that keeps what is still needed retained.
+//! - [`compactor`]: when the changes after a unit's newest full backup pass
+//!   a threshold, a new full backup synthesised from it and its delta
+//!   segments (compaction), so that restores to now stay bounded.
 //! - [`lease`]: leader election with a Kubernetes Lease, for running more
 //!   than one replica; [`serve_leading`] runs the scheduler only while leading.
 
 mod catalog;
+pub mod compactor;
 pub mod drills;
 pub mod http;
 pub mod lease;
@@ -32,6 +36,7 @@ pub mod status_page;
 mod stop;
 mod verifier;
 
+pub use compactor::CompactOptions;
 pub use metrics::Metrics;
 pub use scheduler::{ServeError, ServeOptions, serve};
 

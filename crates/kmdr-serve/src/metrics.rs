@@ -54,6 +54,16 @@ pub struct DeltaState {
     pub running: bool,
     /// Full backups taken because the start revision was compacted.
     pub compactions: u64,
+    /// Full backups synthesised from the newest one and the segments after it.
+    pub synthesised: u64,
+    /// How long the newest of them took.
+    pub synthesis_duration: Option<Duration>,
+    /// Syntheses that failed (they are tried again after a backoff).
+    pub synthesis_failures: u64,
+    /// Changes captured after the newest full backup (what a restore to now replays).
+    pub events_since_full: u64,
+    /// Sealed bytes of the segments after the newest full backup.
+    pub bytes_since_full: u64,
 }
 
 /// `kmdr serve`'s extend-locks passes, on a repository under S3 Object Lock.
@@ -379,6 +389,36 @@ impl Metrics {
                 "counter",
                 "Full backups taken because the capture's start revision was compacted",
                 Box::new(|s| s.delta.as_ref().map(|d| d.compactions as f64)),
+            ),
+            (
+                "kmdr_compactions_total",
+                "counter",
+                "Full backups synthesised from the newest full backup and the delta segments after it (compaction)",
+                Box::new(|s| s.delta.as_ref().map(|d| d.synthesised as f64)),
+            ),
+            (
+                "kmdr_compaction_duration_seconds",
+                "gauge",
+                "Duration of the newest compaction",
+                Box::new(|s| s.delta.as_ref().and_then(|d| d.synthesis_duration).map(|t| t.as_secs_f64())),
+            ),
+            (
+                "kmdr_compaction_failures_total",
+                "counter",
+                "Compactions that failed (tried again after a backoff)",
+                Box::new(|s| s.delta.as_ref().map(|d| d.synthesis_failures as f64)),
+            ),
+            (
+                "kmdr_delta_events_since_full",
+                "gauge",
+                "Changes captured after the newest full backup: what a restore to the latest point replays",
+                Box::new(|s| s.delta.as_ref().map(|d| d.events_since_full as f64)),
+            ),
+            (
+                "kmdr_delta_bytes_since_full",
+                "gauge",
+                "Sealed bytes of the delta segments after the newest full backup",
+                Box::new(|s| s.delta.as_ref().map(|d| d.bytes_since_full as f64)),
             ),
             (
                 "kmdr_delta_up",

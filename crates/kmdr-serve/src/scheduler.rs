@@ -16,6 +16,7 @@
 //! abandoned without its manifest (its chunks go at the next prune).
 
 use crate::catalog::Catalog;
+use crate::compactor::{self, CompactOptions, Compactor, Pending};
 use crate::metrics::{DeltaState, Metrics};
 use crate::stop::sleep_or_stop;
 use crate::verifier::{self, Verifier};
@@ -79,6 +80,9 @@ pub struct ServeOptions {
     pub verify: Option<VerifySpec>,
     /// Scratch servers and tools of those test restores.
     pub prove: kmdr_plan::prove::ProveOptions,
+    /// When to synthesise a full backup from the newest one and its delta
+    /// segments (compactor.rs).
+    pub compact: CompactOptions,
 }
 
 impl Default for ServeOptions {
@@ -94,19 +98,22 @@ impl Default for ServeOptions {
             max_backoff: Duration::from_secs(300),
             verify: None,
             prove: Default::default(),
+            compact: CompactOptions::default(),
         }
     }
 }
 
 /// One unit and what its tasks share.
-struct Scheduled {
-    name: String,
+pub(crate) struct Scheduled {
+    pub(crate) name: String,
     interval: Duration,
-    unit: Unit,
+    pub(crate) unit: Unit,
     /// The newest full backup's series and revision (the base of the delta chain).
-    base: watch::Sender<Option<(String, i64)>>,
+    pub(crate) base: watch::Sender<Option<(String, i64)>>,
     /// Serialises full backups of this unit (schedule vs. compaction).
-    busy: Mutex<()>,
+    pub(crate) busy: Mutex<()>,
+    /// What the capture wrote after the newest full backup (compactor.rs).
+    pub(crate) pending: Arc<Pending>,
 }
 
 /// Shared by every task.
@@ -117,6 +124,8 @@ struct Ctx {
     permits: Semaphore,
     /// With `verify_every`: what the test-restore tasks share.
     verifier: Option<Arc<Verifier>>,
+    /// With a compaction threshold and the full key: what the compaction tasks share.
+    compactor: Option<Arc<Compactor>>,
     stop: watch::Receiver<bool>,
 }
 
@@ -150,7 +159,7 @@ async fn serve_local(
     let full_key = repo.access() == kmdr_repo::crypto::Access::Full;
     if !full_key {
         tracing::info!(
-            "write-only key: backups and delta captures only; restore proofs, retention, lock extension and drill reports need the full key (kmdr verify --restore, forget, repo extend-locks on an admin host)"
+            "write-only key: backups and delta captures only; restore proofs, retention, compaction, lock extension and drill reports need the full key (kmdr verify --restore, forget, repo extend-locks on an admin host)"
         );
     }
     let ctx = Arc::new(Ctx {
@@ -163,6 +172,8 @@ async fn serve_local(
             )),
             None => None,
         },
+        compactor: (full_key && opts.compact.enabled())
+            .then(|| Arc::new(Compactor::new(repo.clone(), metrics.clone(), opts.compact.clone(), opts.tags.clone()))),
         opts,
         metrics: metrics.clone(),
         stop: stop.clone(),
@@ -228,7 +239,14 @@ async fn serve_local(
 }
 
 fn new_unit(unit: Unit, interval: Duration) -> Arc<Scheduled> {
-    Arc::new(Scheduled { name: unit.name(), interval, unit, base: watch::channel(None).0, busy: Mutex::new(()) })
+    Arc::new(Scheduled {
+        name: unit.name(),
+        interval,
+        unit,
+        base: watch::channel(None).0,
+        busy: Mutex::new(()),
+        pending: Arc::default(),
+    })
 }
 
 fn start_unit(tasks: &mut tokio::task::JoinSet<()>, ctx: &Arc<Ctx>, unit: Arc<Scheduled>, catalog: &Catalog) {
@@ -252,6 +270,12 @@ fn start_unit(tasks: &mut tokio::task::JoinSet<()>, ctx: &Arc<Ctx>, unit: Arc<Sc
         let (ctx, unit) = (ctx.clone(), unit.clone());
         tasks.spawn_local(supervise(unit.name.clone(), "delta capture", ctx.clone(), move || {
             capture(ctx.clone(), unit.clone())
+        }));
+    }
+    if let Some(c) = ctx.compactor.clone().filter(|_| captures) {
+        let (u, stop) = (unit.clone(), ctx.stop.clone());
+        tasks.spawn_local(supervise(unit.name.clone(), "compaction", ctx.clone(), move || {
+            compactor::compact_when_due(c.clone(), u.clone(), stop.clone())
         }));
     }
     if let Some(v) = ctx.verifier.clone().filter(|_| verifier::provable(&unit.unit)) {
@@ -393,6 +417,9 @@ async fn full_backup(ctx: &Ctx, unit: &Scheduled, why: &str) -> Option<Result<Ma
         Ok(m) => {
             tracing::info!("{}: backup {} done in {:.1}s", unit.name, m.id, began.elapsed().as_secs_f64());
             unit.base.send_replace(base_revision(m).map(|r| (m.series.clone(), r)));
+            if let Some(r) = base_revision(m) {
+                unit.pending.based(&m.series, r);
+            }
             ctx.metrics.update(&unit.name, |s| {
                 s.last_full = Some(m.started_at);
                 s.last_success = Some(m.finished_at);
@@ -470,6 +497,7 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Scheduled>) {
                     .max();
                 let next = newest_segment.unwrap_or(base).max(base) + 1;
                 tracing::info!("{}: capturing changes of {} from revision {next}", unit.name, target.series);
+                unit.pending.start(&target.series, base);
                 state = Some(DeltaCapture::new(target, ctx.opts.capture, next));
             }
             let cap = state.as_mut().expect("set above");
@@ -493,7 +521,11 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Scheduled>) {
             });
             let metrics = ctx.metrics.clone();
             let name = unit.name.clone();
+            let pending = unit.pending.clone();
             let on_event = move |ev: CaptureEvent| {
+                if let CaptureEvent::Segment(w) = &ev {
+                    pending.segment(&w.name.series, w.name.last, w.events as u64, w.bytes);
+                }
                 metrics.update(&name, |s| {
                     let d = s.delta.get_or_insert_with(DeltaState::default);
                     match ev {

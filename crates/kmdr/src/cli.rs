@@ -288,9 +288,34 @@ pub struct ServeArgs {
     /// The cluster that holds the Lease
     #[command(flatten)]
     pub kube: KubeArgs,
+    /// Compaction: once this many changes follow a unit's newest full backup, synthesise a new full backup from
+    /// it and its delta segments (without reading the datastore), so that a restore to now replays at most about
+    /// this many; 0: never by count (needs the full key)
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub compact_after_events: u64,
+    /// Or once the delta segments after it hold this much (as stored; e.g. 256MiB, 1GiB); 0: never by size
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size_arg)]
+    pub compact_after_bytes: u64,
     /// Print the units and schedule, then exit
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// A size in bytes: `1048576`, `512KiB`, `256MiB`, `1GiB`.
+pub fn parse_size_arg(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a size (e.g. 0, 512KiB, 256MiB, 1GiB)");
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mul: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mul).ok_or_else(bad)
 }
 
 /// A duration like 500ms, 1s, 5m, 1h, 7d.

@@ -23,13 +23,21 @@ pub struct EtcdFeed {
     from: i64,
 }
 
+/// The largest watch response read. A watch that starts behind (a capture
+/// resumed after a full backup, or after a restart) gets etcd's catch-up
+/// batches of up to 1,000 revisions in one response, tens of MiB with
+/// transactions of many puts, far over gRPC's default 4 MiB limit, which
+/// would fail the capture again at every retry.
+const MAX_WATCH_RESPONSE: usize = 1 << 30;
+
 impl EtcdFeed {
     /// Start watching `target` at revision `from`.
     pub async fn open(client: &Client, target: &DeltaTarget, from: i64) -> Result<EtcdFeed, FeedError> {
         let opts =
             WatchOptions::new().with_range(target.range_end.clone()).with_start_revision(from).with_progress_notify();
         let stream = client
-            .clone()
+            .watch_client()
+            .max_decoding_message_size(MAX_WATCH_RESPONSE)
             .watch(target.range_start.clone(), Some(opts))
             .await
             .map_err(|e| FeedError::Stream(describe(&e)))?;

@@ -48,6 +48,15 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
             kube: Default::default(),
         },
         verify: verify.clone(),
+        compact: kmdr_serve::CompactOptions {
+            after_events: a.compact_after_events,
+            after_bytes: a.compact_after_bytes,
+            tools: kmdr_plan::synthesis::SynthesisTools {
+                etcd: a.etcd.clone(),
+                etcdutl: a.etcdutl.clone(),
+                scratch_dir: None,
+            },
+        },
         ..Default::default()
     };
     if a.dry_run {
@@ -79,7 +88,7 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
             .collect();
         if g.format == Format::Json {
             output::json(
-                &json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64, "lease": a.lease, "verify": verify}),
+                &json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64, "lease": a.lease, "verify": verify, "compaction": {"after_events": a.compact_after_events, "after_bytes": a.compact_after_bytes}}),
             );
         } else {
             println!("kmdr serve would run (dry run, nothing started):");
@@ -93,6 +102,7 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
                 );
             }
             println!("  delta segments every {} or {} MiB", human_duration(a.flush_every), a.flush_mib);
+            println!("  {}", compaction_line(a.compact_after_events, a.compact_after_bytes));
             if let Some(l) = &a.lease {
                 println!(
                     "  only while holding Lease {l} (taken over after {} of silence)",
@@ -174,6 +184,24 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
         Some(lock) => kmdr_serve::serve_leading(repo, plan, opts, metrics, rx, lock).await?,
     }
     Ok(0)
+}
+
+/// What `--compact-after-*` make serve do, for the dry run.
+fn compaction_line(events: u64, bytes: u64) -> String {
+    let mut when = Vec::new();
+    if events > 0 {
+        when.push(format!("{events} changes"));
+    }
+    if bytes > 0 {
+        when.push(format!("{} of segments", kmdr_core::human_bytes(bytes)));
+    }
+    match when.is_empty() {
+        true => "compaction: never (--compact-after-events 0 --compact-after-bytes 0)".into(),
+        false => format!(
+            "compaction: a full backup synthesised from the newest one and its delta segments once {} follow it (full key only)",
+            when.join(" or ")
+        ),
+    }
 }
 
 /// The machine's name (the pod's, in a pod), for the Lease identity.

@@ -4,6 +4,7 @@
 #[macro_use]
 mod common;
 mod bad_input;
+mod compact;
 mod completions;
 mod dashboard;
 mod drill;

@@ -422,7 +422,7 @@ fn refs(v: &[String]) -> Vec<&str> {
 }
 
 /// Every key of an etcd at `rev` (0: now) with its create and mod revisions.
-async fn full_state(url: &str, rev: i64) -> (i64, BTreeMap<Vec<u8>, (Vec<u8>, i64, i64)>) {
+pub(crate) async fn full_state(url: &str, rev: i64) -> (i64, BTreeMap<Vec<u8>, (Vec<u8>, i64, i64)>) {
     let mut c = etcd_client::Client::connect([url], None).await.unwrap();
     let mut o = GetOptions::new().with_range(vec![0]);
     if rev > 0 {
