@@ -13,6 +13,7 @@ pub mod mvcc;
 pub mod point;
 pub mod restorer;
 pub mod snapshotter;
+pub mod synthesis;
 pub mod tool;
 
 pub use connection::{EtcdConnection, TlsFiles};

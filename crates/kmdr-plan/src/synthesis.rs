@@ -37,7 +37,7 @@ impl Unit {
                 let tool = kmdr_etcd::find_restore_tool(tools.etcdutl.as_deref())?;
                 let server = kmdr_etcd::point::find_etcd_server(tools.etcd.as_deref(), &tool)?;
                 let scratch = tools.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
-                let s = kmdr_etcd::point::synthesise_backup(repo, series, &tool, &server, &scratch, tags).await?;
+                let s = kmdr_etcd::synthesis::synthesise_backup(repo, series, &tool, &server, &scratch, tags).await?;
                 s.map(|s| (s.manifest, s.plan))
             }
             Unit::Tenant { schema, .. } => {

@@ -31,6 +31,8 @@ pub mod lease;
 pub mod lock_keeper;
 pub mod metrics;
 mod niced;
+mod pending;
+mod scheduled;
 pub mod scheduler;
 pub mod status_page;
 mod stop;

@@ -16,8 +16,9 @@
 //! abandoned without its manifest (its chunks go at the next prune).
 
 use crate::catalog::Catalog;
-use crate::compactor::{self, CompactOptions, Compactor, Pending};
+use crate::compactor::{self, CompactOptions, Compactor};
 use crate::metrics::{DeltaState, Metrics};
+use crate::scheduled::Scheduled;
 use crate::stop::sleep_or_stop;
 use crate::verifier::{self, Verifier};
 use chrono::{DateTime, Utc};
@@ -101,19 +102,6 @@ impl Default for ServeOptions {
             compact: CompactOptions::default(),
         }
     }
-}
-
-/// One unit and what its tasks share.
-pub(crate) struct Scheduled {
-    pub(crate) name: String,
-    interval: Duration,
-    pub(crate) unit: Unit,
-    /// The newest full backup's series and revision (the base of the delta chain).
-    pub(crate) base: watch::Sender<Option<(String, i64)>>,
-    /// Serialises full backups of this unit (schedule vs. compaction).
-    pub(crate) busy: Mutex<()>,
-    /// What the capture wrote after the newest full backup (compactor.rs).
-    pub(crate) pending: Arc<Pending>,
 }
 
 /// Shared by every task.
