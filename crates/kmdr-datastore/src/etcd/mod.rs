@@ -25,6 +25,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Keys per range request.
 const PAGE: i64 = 1000;
+/// Keys per keys-only request when listing tenants.
+const LIST_PAGE: i64 = 10_000;
 /// Puts per transaction (etcd's default --max-txn-ops).
 const TXN_OPS: usize = 128;
 /// Bytes per transaction, below etcd's default 1.5 MiB request limit.
@@ -39,6 +41,8 @@ pub struct EtcdTenants {
     shown: String,
     /// The read that exports at a shared read point continue ([`scan`]).
     scan: tokio::sync::Mutex<Option<scan::Scan>>,
+    /// The tenants the last listing found, in key order (the scan's look-ahead).
+    listed: std::sync::Mutex<Vec<String>>,
 }
 
 impl EtcdTenants {
@@ -61,7 +65,7 @@ impl EtcdTenants {
             }
             other => TenantError::BadUrl(other.to_string()),
         })?;
-        Ok(EtcdTenants { kv: client.kv_client(), client, shown, scan: Default::default() })
+        Ok(EtcdTenants { kv: client.kv_client(), client, shown, scan: Default::default(), listed: Default::default() })
     }
 
     /// The connected client (delta capture watches through it).
@@ -111,31 +115,43 @@ impl TenantStore for EtcdTenants {
         format!("/{schema}")
     }
 
-    /// First path segments: one keys-only request per tenant, skipping past
-    /// each tenant's range.
+    /// First path segments, from keys-only pages of [`LIST_PAGE`] keys that
+    /// skip past the rest of the last tenant each page reaches. etcd counts
+    /// every key from a range's start to its end whatever the limit, so the
+    /// fewer requests over the rest of the keyspace the better: 1,000 tenants
+    /// of 250 keys take 25 requests, not 1,000 (which cost 20 s on 250,000
+    /// keys). The list is kept for the scan's look-ahead ([`scan`]).
     async fn list_tenants(&self) -> Result<Vec<String>, TenantError> {
-        let mut found = Vec::new();
+        let mut found: Vec<String> = Vec::new();
         let mut from = b"/".to_vec();
         let rev = self.shared_read_point().await?.unwrap_or(0);
         loop {
-            let opts = GetOptions::new().with_from_key().with_keys_only().with_limit(1).with_revision(rev);
+            let opts = GetOptions::new()
+                .with_range(scan::SCAN_END.to_vec())
+                .with_keys_only()
+                .with_limit(LIST_PAGE)
+                .with_revision(rev);
             let resp = self.kv.clone().get(from.clone(), Some(opts)).await.map_err(|e| self.rpc("range", e))?;
-            let Some(kv) = resp.kvs().first() else { break };
-            let key = kv.key();
-            if !key.starts_with(b"/") {
-                break; // every later key sorts after "/\xff..." too
-            }
-            match key[1..].iter().position(|&b| b == b'/') {
-                Some(0) | None => from = successor(key),
-                Some(i) => {
-                    let schema = &key[1..1 + i];
-                    if let Ok(s) = std::str::from_utf8(schema) {
-                        found.push(s.to_string());
-                    }
-                    from = prefix_range(&key[..1 + i]).1;
+            let Some(last) = resp.kvs().last() else { break };
+            from = successor(last.key());
+            for kv in resp.kvs() {
+                let key = kv.key();
+                if let Some(i) = key[1..].iter().position(|&b| b == b'/').filter(|&i| i > 0)
+                    && let Ok(s) = std::str::from_utf8(&key[1..1 + i])
+                    && found.last().is_none_or(|l| l != s)
+                {
+                    found.push(s.to_string());
                 }
             }
+            // The rest of the last tenant reached holds no other tenant.
+            if let Some(l) = found.last() {
+                from = from.max(prefix_range(&root(l)).1);
+            }
+            if !resp.more() {
+                break;
+            }
         }
+        *self.listed.lock().expect("listed lock") = found.clone();
         Ok(found)
     }
 

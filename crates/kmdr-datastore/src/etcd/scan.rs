@@ -10,15 +10,20 @@
 //! that tenant. A tenant asked for out of key order, or at another revision,
 //! starts a new scan at its own range.
 
-use super::{EtcdTenants, successor};
+use super::{EtcdTenants, root, successor};
 use crate::records::RecordWriter;
+use crate::records::prefix_range;
 use crate::store::{ExportInfo, TenantError};
 use etcd_client::KeyValue;
 use std::collections::VecDeque;
 use tokio::io::AsyncWrite;
 
 /// Where a scan ends: every tenant key starts with `/`.
-const SCAN_END: &[u8] = b"0";
+pub(super) const SCAN_END: &[u8] = b"0";
+/// How many listed tenants past the current one a page may reach: etcd
+/// counts every key of a request's range, whatever its limit, so a page's
+/// range ends a few tenants ahead rather than at the end of the keyspace.
+const LOOK_AHEAD: usize = 4;
 
 /// A scan in progress at one revision.
 #[derive(Debug, Default)]
@@ -124,15 +129,27 @@ impl EtcdTenants {
         Ok(written)
     }
 
-    /// One page from `from` to the end of the tenants' keys, and where the next starts.
+    /// One page from `from` up to [`LOOK_AHEAD`] listed tenants ahead (else
+    /// to the end of the tenants' keys), and where the next starts: past the
+    /// page's last key, or at the range's end when the range is exhausted.
     async fn fetch(&self, from: Vec<u8>, rev: i64) -> Result<(Vec<KeyValue>, Option<Vec<u8>>), TenantError> {
-        let mut resp = self.page(from, SCAN_END, rev).await?;
+        let bound = self.look_ahead(&from);
+        let mut resp = self.page(from, bound.as_deref().unwrap_or(SCAN_END), rev).await?;
         let more = resp.more();
         let kvs = resp.take_kvs();
-        let next = match kvs.last() {
-            Some(last) if more => Some(successor(last.key())),
+        let next = match (kvs.last(), bound) {
+            (Some(last), _) if more => Some(successor(last.key())),
+            (_, Some(bound)) => Some(bound),
             _ => None,
         };
         Ok((kvs, next))
+    }
+
+    /// The end of the range of the listed tenant [`LOOK_AHEAD`] past the one
+    /// `from` is in (`None`: too near the end of the list, or no list).
+    fn look_ahead(&self, from: &[u8]) -> Option<Vec<u8>> {
+        let listed = self.listed.lock().expect("listed lock");
+        let at = listed.partition_point(|t| prefix_range(&root(t)).1.as_slice() <= from);
+        listed.get(at + LOOK_AHEAD).map(|t| prefix_range(&root(t)).1)
     }
 }
