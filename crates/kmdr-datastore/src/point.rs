@@ -157,9 +157,8 @@ pub async fn synthesise_backup(
     // point reached is then written after the new backup started, which is
     // what lets it continue the new backup (`continuing_segments`).
     let mut session = BackupSession::start(repo, "kmdr serve (compaction)").await?;
-    let built = build_into(repo, schema, &mut session).await;
-    match built {
-        Ok(Some((info, plan))) => {
+    let built = build_into(repo, schema, &mut session).await.map(|b| {
+        b.map(|(info, plan)| {
             let draft = ManifestDraft {
                 kind: KIND.into(),
                 layer: Layer::TenantControlPlanes,
@@ -167,17 +166,10 @@ pub async fn synthesise_backup(
                 tags: synthesis_tags(tags, &plan),
                 source: SourceInfo::TenantData(info),
             };
-            Ok(Some(Synthesised { manifest: session.commit(draft).await?, plan }))
-        }
-        Ok(None) => {
-            session.abort().await;
-            Ok(None)
-        }
-        Err(e) => {
-            session.abort().await;
-            Err(e)
-        }
-    }
+            (draft, plan)
+        })
+    });
+    Ok(session.commit_built(built).await?.map(|(manifest, plan)| Synthesised { manifest, plan }))
 }
 
 /// The state at the newest point as file [`RECORDS_FILE`] of `session`.

@@ -52,8 +52,8 @@ pub async fn synthesise_backup(
     }
     .await;
     let _ = std::fs::remove_dir_all(&dir);
-    match built {
-        Ok(Some((info, plan, outcome))) => {
+    let built = built.map(|b| {
+        b.map(|(info, plan, outcome)| {
             let draft = ManifestDraft {
                 kind: KIND.into(),
                 layer: Layer::UnderCluster,
@@ -61,17 +61,10 @@ pub async fn synthesise_backup(
                 tags: synthesis_tags(tags, &plan),
                 source: SourceInfo::EtcdSnapshot(info),
             };
-            Ok(Some(Synthesised { manifest: session.commit(draft).await?, plan, outcome }))
-        }
-        Ok(None) => {
-            session.abort().await;
-            Ok(None)
-        }
-        Err(e) => {
-            session.abort().await;
-            Err(e)
-        }
-    }
+            (draft, (plan, outcome))
+        })
+    });
+    Ok(session.commit_built(built).await?.map(|(manifest, (plan, outcome))| Synthesised { manifest, plan, outcome }))
 }
 
 /// The snapshot at the newest point of `series` as file [`SNAPSHOT_FILE`] of `session`.

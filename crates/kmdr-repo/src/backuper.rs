@@ -246,6 +246,25 @@ impl BackupSession {
         written.map(|_| manifest)
     }
 
+    /// Commit what a builder made of this session (its draft, and what it
+    /// reports besides), or abort when it made nothing (`None`) or failed.
+    pub async fn commit_built<T, E: From<Error>>(
+        self,
+        built: std::result::Result<Option<(ManifestDraft, T)>, E>,
+    ) -> std::result::Result<Option<(Manifest, T)>, E> {
+        match built {
+            Ok(Some((draft, extra))) => Ok(Some((self.commit(draft).await?, extra))),
+            Ok(None) => {
+                self.abort().await;
+                Ok(None)
+            }
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
     /// Give up: nothing is committed; uploaded chunks stay until `prune`.
     pub async fn abort(self) {
         self.end().await;
