@@ -8,7 +8,7 @@
 //! behind (what the compaction benchmark found) catches up.
 
 use crate::common;
-use crate::serve::{Serve, full_state, http_get, runtime, tenant_state, write_plan_for};
+use crate::serve::{Serve, full_state, http_get, runtime, tenant_state, write_etcd_plan, write_plan_for};
 use common::{Etcd, Kmdr, free_port};
 use kmdr_repo::deltas::SegmentName;
 use std::time::{Duration, Instant};
@@ -168,20 +168,10 @@ fn the_whole_etcd_compacted_by_serve_equals_etcd_at_its_revision() {
     let src = Etcd::start(dir.path(), "src");
     let rt = runtime();
     rt.block_on(src.load("/registry/seed/", 150, 48, 2));
-    let plan = dir.path().join("kmdr.yaml");
-    std::fs::write(
-        &plan,
-        format!(
-            "version: 1\nname: compact-etcd\nrepository:\n  url: {}\n  keyFile: {}\nlayers:\n  under-cluster:\n    rto: 1h\n    rpo: 1h\n    etcd:\n      endpoints: [{}]\n",
-            k.repo,
-            k.key_file.display(),
-            src.client_url
-        ),
-    )
-    .unwrap();
+    let plan = write_etcd_plan(dir.path(), &k, &src.client_url);
     let log = dir.path().join("serve.log");
     let args = ["--compact-after-events", "300", "--compact-after-bytes", "0"];
-    let serve = Serve::start_with(&k, &plan.display().to_string(), &log, &args);
+    let serve = Serve::start_with(&k, &plan, &log, &args);
     let write = |from: u32, to: u32| {
         rt.block_on(async {
             let mut c = src.client().await;

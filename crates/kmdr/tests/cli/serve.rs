@@ -53,6 +53,22 @@ pub(crate) fn write_plan_for(dir: &Path, k: &Kmdr, url: &str) -> String {
     plan.display().to_string()
 }
 
+/// A plan backing up the whole etcd at `client_url` (the under-cluster layer).
+pub(crate) fn write_etcd_plan(dir: &Path, k: &Kmdr, client_url: &str) -> String {
+    let plan = dir.join("kmdr.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: serve-etcd\nrepository:\n  url: {}\n  keyFile: {}\nlayers:\n  under-cluster:\n    rto: 1h\n    rpo: 1h\n    etcd:\n      endpoints: [{}]\n",
+            k.repo,
+            k.key_file.display(),
+            client_url
+        ),
+    )
+    .unwrap();
+    plan.display().to_string()
+}
+
 /// GET a path of the metrics server; (status line, body).
 pub(crate) fn http_get(addr: &str, path: &str) -> Option<(String, String)> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
@@ -441,19 +457,9 @@ pub(crate) async fn full_state(url: &str, rev: i64) -> (i64, BTreeMap<Vec<u8>, (
 fn whole_etcd_restores_to_any_revision_with_every_revision_kept() {
     need_etcd!();
     let (dir, k, src, rt) = setup("/registry/seed/", 200, 64, 5);
-    let plan = dir.path().join("kmdr.yaml");
-    std::fs::write(
-        &plan,
-        format!(
-            "version: 1\nname: serve-etcd\nrepository:\n  url: {}\n  keyFile: {}\nlayers:\n  under-cluster:\n    rto: 1h\n    rpo: 1h\n    etcd:\n      endpoints: [{}]\n",
-            k.repo,
-            k.key_file.display(),
-            src.client_url
-        ),
-    )
-    .unwrap();
+    let plan = write_etcd_plan(dir.path(), &k, &src.client_url);
     let log = dir.path().join("serve.log");
-    let serve = Serve::start(&k, &plan.display().to_string(), &log);
+    let serve = Serve::start(&k, &plan, &log);
     // Puts, overwrites, deletes, multi-key transactions and prefix deletes, all over the keyspace.
     let mut revisions = Vec::new();
     rt.block_on(async {
@@ -868,19 +874,9 @@ fn serve_started_on_a_recent_etcd_backup_reports_it_from_the_first_scrape() {
     let (dir, k, src, _rt) = setup("/registry/seed/", 50, 32, 7);
     let backup = k.json(&["backup", "etcd", "--endpoints", &src.client_url]);
     let finished = chrono::DateTime::parse_from_rfc3339(backup["finished_at"].as_str().unwrap()).unwrap();
-    let plan = dir.path().join("kmdr.yaml");
-    std::fs::write(
-        &plan,
-        format!(
-            "version: 1\nname: serve-etcd-seed\nrepository:\n  url: {}\n  keyFile: {}\nlayers:\n  under-cluster:\n    rto: 1h\n    rpo: 1h\n    etcd:\n      endpoints: [{}]\n",
-            k.repo,
-            k.key_file.display(),
-            src.client_url
-        ),
-    )
-    .unwrap();
+    let plan = write_etcd_plan(dir.path(), &k, &src.client_url);
     let log = dir.path().join("serve.log");
-    let serve = Serve::start(&k, &plan.display().to_string(), &log);
+    let serve = Serve::start(&k, &plan, &log);
     let (_, metrics) = http_get(&serve.addr, "/metrics").expect("/metrics answers");
     let value = |family: &str| -> Option<f64> {
         let prefix = format!("{family}{{layer=\"under-cluster\",unit=\"etcd\"}} ");
