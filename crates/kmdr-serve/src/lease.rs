@@ -1,5 +1,6 @@
-//! Leader election with a Kubernetes Lease (`coordination.k8s.io/v1`), so
-//! that two or more `kmdr serve` replicas run as one leader and standbys.
+//! One Kubernetes Lease (`coordination.k8s.io/v1`) taken and renewed, the
+//! building block of coordinator.rs: a leader and standbys on one Lease, or
+//! replicas dividing the units over one Lease per shard.
 //!
 //! The protocol is client-go's `leaderelection` with a `LeaseLock`, written
 //! here in about 150 lines rather than taken from a crate (the candidates
@@ -12,10 +13,10 @@
 //!   so clock skew between nodes does not matter; then it takes the Lease
 //!   with a PUT carrying the resourceVersion it read (a concurrent taker loses
 //!   with 409), counting a transition.
-//! - The leader renews every `renew_every` (a third of the duration). When it
+//! - The holder renews every `renew_every` (a third of the duration). When it
 //!   has not renewed for `renew_deadline` (two thirds of the duration), or a
-//!   renewal finds another holder, it stops all work before anyone else may
-//!   take over, and stands by again.
+//!   renewal finds another holder, it stops the Lease's work before anyone
+//!   else may take over (coordinator.rs).
 //! - On SIGTERM the leader releases the Lease (empty holder, duration 1 s)
 //!   so that a standby takes over at once.
 //!
@@ -36,6 +37,9 @@ pub struct LeaseConfig {
     pub identity: String,
     /// `leaseDurationSeconds`: how long a standby waits for a silent leader.
     pub duration: Duration,
+    /// Labels of the Lease when this replica creates it (how the member
+    /// Leases of sharded replicas are listed; see coordinator.rs).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl LeaseConfig {
@@ -48,6 +52,20 @@ impl LeaseConfig {
     pub fn renew_deadline(&self) -> Duration {
         self.duration * 2 / 3
     }
+}
+
+/// What a candidate saw of a Lease.
+#[derive(Debug, Clone)]
+pub enum Seen {
+    /// No such Lease: the first to create it holds it.
+    Absent,
+    /// This replica holds it (the Lease as read, to renew).
+    Mine(Value),
+    /// Released (no holder), or its holder's record stood still for the
+    /// whole duration by this replica's clock: anyone may take it.
+    Free(Value),
+    /// Another replica holds it and renewed it within its duration.
+    Other { holder: String },
 }
 
 /// A candidate for the Lease.
@@ -84,37 +102,58 @@ impl LeaseLock {
         spec
     }
 
-    /// Take or renew the Lease: true when this replica holds it now.
-    pub async fn try_acquire_or_renew(&mut self) -> Result<bool, KubeError> {
+    /// Read the Lease and say who may hold it now, by this replica's clock.
+    pub async fn look(&mut self) -> Result<Seen, KubeError> {
         let c = &self.config;
-        let Some(mut lease) = self.kube.get_object(&LEASE, Some(&c.namespace), &c.name).await? else {
-            let object = json!({
-                "apiVersion": LEASE.api_version,
-                "kind": LEASE.kind,
-                "metadata": {"name": c.name, "namespace": c.namespace},
-                "spec": self.spec(None, 0),
-            });
-            return self.kube.create_if_absent(&LEASE, &object).await;
+        let Some(lease) = self.kube.get_object(&LEASE, Some(&c.namespace), &c.name).await? else {
+            return Ok(Seen::Absent);
         };
-        let spec = lease.get("spec").cloned().unwrap_or_default();
+        let spec = &lease["spec"];
         let holder = spec["holderIdentity"].as_str().unwrap_or("").to_string();
-        let transitions = spec["leaseTransitions"].as_i64().unwrap_or(0);
-        if holder != c.identity && !holder.is_empty() {
-            // Someone else's: expired only once its record stood still for a whole duration, by our clock.
-            let duration = spec["leaseDurationSeconds"].as_u64().map(Duration::from_secs).unwrap_or(c.duration);
-            let record = format!("{holder}@{}", spec["renewTime"].as_str().unwrap_or(""));
-            let since = match &self.observed {
-                Some((r, at)) if *r == record => *at,
-                _ => {
-                    self.observed = Some((record, Instant::now()));
-                    return Ok(false);
-                }
-            };
-            if since.elapsed() < duration {
-                return Ok(false);
+        if holder == c.identity {
+            return Ok(Seen::Mine(lease));
+        }
+        if holder.is_empty() {
+            return Ok(Seen::Free(lease));
+        }
+        // Someone else's: expired only once its record stood still for a whole duration, by our clock.
+        let duration = spec["leaseDurationSeconds"].as_u64().map(Duration::from_secs).unwrap_or(c.duration);
+        let record = format!("{holder}@{}", spec["renewTime"].as_str().unwrap_or(""));
+        match &self.observed {
+            Some((r, at)) if *r == record && at.elapsed() >= duration => Ok(Seen::Free(lease)),
+            Some((r, _)) if *r == record => Ok(Seen::Other { holder }),
+            _ => {
+                self.observed = Some((record, Instant::now()));
+                Ok(Seen::Other { holder })
             }
         }
-        let (acquire, transitions) = match holder == c.identity {
+    }
+
+    /// Hold the Lease as `look` saw it (renew it when [`Seen::Mine`], take it
+    /// when absent or free): true when this replica holds it now. A
+    /// concurrent writer wins with 409 and this returns false.
+    pub async fn take(&mut self, seen: Seen) -> Result<bool, KubeError> {
+        let mut lease = match seen {
+            Seen::Other { .. } => return Ok(false),
+            Seen::Absent => {
+                let c = &self.config;
+                let mut metadata = json!({"name": c.name, "namespace": c.namespace});
+                if !c.labels.is_empty() {
+                    metadata["labels"] = json!(c.labels);
+                }
+                let object = json!({
+                    "apiVersion": LEASE.api_version,
+                    "kind": LEASE.kind,
+                    "metadata": metadata,
+                    "spec": self.spec(None, 0),
+                });
+                return self.kube.create_if_absent(&LEASE, &object).await;
+            }
+            Seen::Mine(lease) | Seen::Free(lease) => lease,
+        };
+        let spec = &lease["spec"];
+        let transitions = spec["leaseTransitions"].as_i64().unwrap_or(0);
+        let (acquire, transitions) = match spec["holderIdentity"].as_str() == Some(self.config.identity.as_str()) {
             true => (spec["acquireTime"].as_str().map(str::to_string), transitions),
             false => (None, transitions + 1),
         };
@@ -124,6 +163,12 @@ impl LeaseLock {
             self.observed = None;
         }
         Ok(held)
+    }
+
+    /// Take or renew the Lease: true when this replica holds it now.
+    pub async fn try_acquire_or_renew(&mut self) -> Result<bool, KubeError> {
+        let seen = self.look().await?;
+        self.take(seen).await
     }
 
     /// Give the Lease up if this replica holds it, so a standby takes over at once.
@@ -137,52 +182,5 @@ impl LeaseLock {
         lease["spec"]["leaseDurationSeconds"] = json!(1);
         lease["spec"]["renewTime"] = json!(micro_time(Utc::now()));
         self.kube.replace_object(&LEASE, &lease).await.map(|_| ())
-    }
-}
-
-/// Why leading ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeadEnd {
-    /// Asked to stop (SIGTERM).
-    Stopped,
-    /// Another replica holds the Lease, or renewals failed past the deadline.
-    Lost,
-}
-
-/// While leading: renew every `renew_every`; returns when the Lease is lost
-/// (after setting `lost` to true) or when `stop` turns true.
-pub async fn keep_renewing(
-    lock: &mut LeaseLock,
-    lost: &tokio::sync::watch::Sender<bool>,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
-) -> LeadEnd {
-    let mut last_ok = Instant::now();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(lock.config.renew_every()) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            return LeadEnd::Stopped;
-        }
-        match tokio::time::timeout(lock.config.renew_every(), lock.try_acquire_or_renew()).await {
-            Ok(Ok(true)) => last_ok = Instant::now(),
-            Ok(Ok(false)) => {
-                tracing::warn!("{} is held by another replica now: stopping all work and standing by", lock.describe());
-                let _ = lost.send(true);
-                return LeadEnd::Lost;
-            }
-            Ok(Err(e)) => tracing::warn!("renewing {} failed: {e}", lock.describe()),
-            Err(_) => tracing::warn!("renewing {} timed out", lock.describe()),
-        }
-        if last_ok.elapsed() >= lock.config.renew_deadline() {
-            tracing::warn!(
-                "{} not renewed for {:?}: stopping all work before another replica may take over, then standing by",
-                lock.describe(),
-                last_ok.elapsed()
-            );
-            let _ = lost.send(true);
-            return LeadEnd::Lost;
-        }
     }
 }

@@ -141,6 +141,8 @@ pub struct Snapshot {
     pub units: BTreeMap<String, UnitState>,
     pub not_ready: Option<String>,
     pub leader: Option<bool>,
+    /// With `--shards`: how many, and which this replica runs.
+    pub shards: Option<(u32, Vec<u32>)>,
     pub drill: DrillState,
 }
 
@@ -151,6 +153,8 @@ pub struct Metrics {
     not_ready: Mutex<Option<String>>,
     /// With a Lease: whether this replica leads.
     leader: Mutex<Option<bool>>,
+    /// With `--shards`: how many, and which this replica runs.
+    shards: Mutex<Option<(u32, Vec<u32>)>>,
     /// The plan's name and the newest drill report, for the status page.
     plan: Mutex<Option<String>>,
     drill: Mutex<DrillState>,
@@ -192,6 +196,7 @@ impl Metrics {
             units: self.units.lock().expect("metrics lock").clone(),
             not_ready: self.not_ready(),
             leader,
+            shards: self.shards.lock().expect("metrics lock").clone(),
             drill: self.drill.lock().expect("metrics lock").clone(),
         }
     }
@@ -221,6 +226,14 @@ impl Metrics {
         *self.leader.lock().expect("metrics lock") = Some(leads);
     }
 
+    /// With `--shards N` (N > 1): the shards this replica runs
+    /// (`kmdr_shards`, `kmdr_shard_held{shard}`).
+    pub fn set_shards(&self, count: u32, held: &std::collections::BTreeSet<u32>) {
+        if count > 1 {
+            *self.shards.lock().expect("metrics lock") = Some((count, held.iter().copied().collect()));
+        }
+    }
+
     /// With leader election: this replica stands by (`kmdr_leader 0`) and
     /// shows no unit. What it knew of the units while it led goes: kept, it
     /// would age (`kmdr_rpo_seconds` growing, `kmdr_delta_up 0`) while the
@@ -232,6 +245,9 @@ impl Metrics {
         self.units.lock().expect("metrics lock").clear();
         *self.locks.lock().expect("metrics lock") = None;
         *self.drill.lock().expect("metrics lock") = DrillState::Unknown;
+        if let Some((_, held)) = self.shards.lock().expect("metrics lock").as_mut() {
+            held.clear();
+        }
         self.set_leader(false);
     }
 
@@ -261,6 +277,19 @@ impl Metrics {
                 "# HELP kmdr_leader 1 while this replica holds the Lease and runs the units\n# TYPE kmdr_leader gauge\nkmdr_leader {}",
                 u8::from(leads)
             );
+        }
+        if let Some((count, held)) = self.shards.lock().expect("metrics lock").clone() {
+            let _ = writeln!(
+                out,
+                "# HELP kmdr_shards Shards the replicas divide the plan's units into (--shards)\n# TYPE kmdr_shards gauge\nkmdr_shards {count}"
+            );
+            let _ = writeln!(
+                out,
+                "# HELP kmdr_shard_held 1 for each shard whose Lease this replica holds and whose units it runs\n# TYPE kmdr_shard_held gauge"
+            );
+            for s in 0..count {
+                let _ = writeln!(out, "kmdr_shard_held{{shard=\"{s}\"}} {}", u8::from(held.contains(&s)));
+            }
         }
         let secs = |t: DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;
         if let Some(l) = self.locks() {

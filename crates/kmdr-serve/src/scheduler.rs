@@ -84,6 +84,8 @@ pub struct ServeOptions {
     /// When to synthesise a full backup from the newest one and its delta
     /// segments (compactor.rs).
     pub compact: CompactOptions,
+    /// With `--shards`: run only the units of these shards (shards.rs).
+    pub shards: Option<crate::shards::Shards>,
 }
 
 impl Default for ServeOptions {
@@ -100,6 +102,7 @@ impl Default for ServeOptions {
             verify: None,
             prove: Default::default(),
             compact: CompactOptions::default(),
+            shards: None,
         }
     }
 }
@@ -168,10 +171,13 @@ async fn serve_local(
     });
     let mut tasks = tokio::task::JoinSet::new();
     let mut pending_ready: Vec<String> = Vec::new();
+    let shards = ctx.opts.shards.clone();
+    let owns = |key: String| shards.as_ref().is_none_or(|s| s.owns(&key));
     for spec in &plan.layers {
         let interval = ctx.opts.full_every.unwrap_or(spec.rpo).max(Duration::from_secs(1));
         // The units the plan names start now; each datastore's tenants as they are found.
-        for unit in unit::named_units(spec).into_iter().filter(|u| !matches!(u, Unit::Tenant { .. })) {
+        let named = unit::named_units(spec).into_iter().filter(|u| !matches!(u, Unit::Tenant { .. }));
+        for unit in named.filter(|u| owns(crate::shards::unit_key(u))) {
             let u = new_unit(unit, interval);
             let captures = u.unit.captures();
             metrics.update(&u.name, |s| {
@@ -186,19 +192,20 @@ async fn serve_local(
             }
             start_unit(&mut tasks, &ctx, u, &catalog);
         }
-        for d in unit::datastores(spec) {
+        for d in unit::datastores(spec).iter().filter(|d| owns(crate::shards::datastore_key(d))) {
             let (ctx, d, catalog, layer, rpo) = (ctx.clone(), d.clone(), catalog.clone(), spec.layer, spec.rpo);
             tasks.spawn_local(async move { discover(ctx, d, layer, rpo, interval, catalog).await });
         }
     }
-    if tasks.is_empty() {
+    if tasks.is_empty() && shards.is_none() {
         return Err(ServeError::NothingToBackUp { plan: plan.file.display().to_string() });
     }
-    if full_key {
+    let repository_tasks = shards.as_ref().is_none_or(|s| s.runs_repository_tasks());
+    if full_key && repository_tasks {
         tasks.spawn_local(crate::drills::watch_drills(repo.clone(), metrics.clone(), stop.clone()));
         tasks.spawn_local(crate::lock_keeper::keep_locks(repo.clone(), metrics.clone(), stop.clone()));
     }
-    if !ctx.opts.policy.is_empty() && full_key {
+    if !ctx.opts.policy.is_empty() && full_key && repository_tasks {
         let ctx2 = ctx.clone();
         tasks.spawn_local(async move { retention(ctx2).await });
     }

@@ -108,12 +108,21 @@ pub fn render(s: &Snapshot, now: DateTime<Utc>) -> String {
             let _ = writeln!(h, "<p id=\"ready\" class=\"warn\">Not ready: {}</p>", E(why));
         }
     }
-    match s.leader {
-        Some(true) => h.push_str("<p>This replica holds the Lease and runs the units.</p>\n"),
-        Some(false) => h.push_str(
+    match (s.leader, &s.shards) {
+        (Some(true), Some((count, held))) => {
+            let held: Vec<String> = held.iter().map(u32::to_string).collect();
+            let _ = writeln!(
+                h,
+                "<p>This replica holds shard{} {} of {count} and runs their units; the other replicas' pages show the rest.</p>",
+                if held.len() == 1 { "" } else { "s" },
+                held.join(", ")
+            );
+        }
+        (Some(true), None) => h.push_str("<p>This replica holds the Lease and runs the units.</p>\n"),
+        (Some(false), _) => h.push_str(
             "<p class=\"warn\">Standing by: another replica holds the Lease and runs the units; its page shows them.</p>\n",
         ),
-        None => {}
+        (None, _) => {}
     }
     h.push_str("</header>\n<main>\n");
     units_table(&mut h, s, now);

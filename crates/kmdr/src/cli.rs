@@ -196,7 +196,9 @@ capture resumes right after the newest delta segment, with no revision missing o
 write what they hold, a full backup in flight gets --grace to finish or is abandoned uncommitted.\n\nSeveral \
 replicas: pass --lease NAMESPACE/NAME (and the same plan) to each; the one holding the Lease runs the units, \
 the others stand by (ready, kmdr_leader 0) and take over when it goes silent for --lease-duration, resuming \
-from the repository like a restart. The Helm chart (deploy/helm/kmdr) runs two replicas on a Lease by default.\n\nMetrics \
+from the repository like a restart. The Helm chart (deploy/helm/kmdr) runs two replicas on a Lease by default. \
+With --shards N the replicas divide the units instead: one Lease per shard (NAME-shard-I), each replica holding \
+its share (kmdr_shard_held{shard}), a dead replica's shards taken over by the others within two lease durations.\n\nMetrics \
 (Prometheus text format) on --metrics-addr: /metrics (per layer and unit: \
 kmdr_last_success_timestamp_seconds, kmdr_rpo_seconds, kmdr_rpo_target_seconds, kmdr_backup_duration_seconds, \
 kmdr_backup_bytes, kmdr_backup_failures_total, kmdr_delta_lag_seconds, kmdr_delta_revision, ...), /healthz, \
@@ -285,6 +287,11 @@ pub struct ServeArgs {
     /// This replica's name in the Lease (default: $POD_NAME, else the host name and pid)
     #[arg(long, value_name = "NAME", requires = "lease")]
     pub lease_identity: Option<String>,
+    /// Divide the plan's units among the replicas: N Leases NAME-shard-0..N-1, each replica taking about N divided
+    /// by the live replicas (each datastore's tenants stay together; --dry-run shows which unit is in which shard);
+    /// a dead replica's shards are taken over within two --lease-duration. Every replica needs the same N
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024), requires = "lease")]
+    pub shards: u32,
     /// The cluster that holds the Lease
     #[command(flatten)]
     pub kube: KubeArgs,

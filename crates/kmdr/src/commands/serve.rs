@@ -8,8 +8,8 @@ use anyhow::Result;
 use kmdr_core::human_duration;
 use kmdr_datastore::capture::CaptureOptions;
 use kmdr_plan::LayerSource;
-use kmdr_serve::lease::{LeaseConfig, LeaseLock};
-use kmdr_serve::{Metrics, ServeOptions};
+use kmdr_serve::lease::LeaseConfig;
+use kmdr_serve::{Metrics, ServeOptions, ShardLeases};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,7 +88,7 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
             .collect();
         if g.format == Format::Json {
             output::json(
-                &json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64, "lease": a.lease, "verify": verify, "compaction": {"after_events": a.compact_after_events, "after_bytes": a.compact_after_bytes}}),
+                &json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64, "lease": a.lease, "shards": shards_json(&plan, a.shards), "verify": verify, "compaction": {"after_events": a.compact_after_events, "after_bytes": a.compact_after_bytes}}),
             );
         } else {
             println!("kmdr serve would run (dry run, nothing started):");
@@ -104,10 +104,23 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
             println!("  delta segments every {} or {} MiB", human_duration(a.flush_every), a.flush_mib);
             println!("  {}", compaction_line(a.compact_after_events, a.compact_after_bytes));
             if let Some(l) = &a.lease {
-                println!(
-                    "  only while holding Lease {l} (taken over after {} of silence)",
-                    human_duration(a.lease_duration)
-                );
+                match a.shards {
+                    1 => println!(
+                        "  only while holding Lease {l} (taken over after {} of silence)",
+                        human_duration(a.lease_duration)
+                    ),
+                    n => {
+                        println!(
+                            "  divided among the replicas in {n} shards, each on Lease {l}-shard-I (taken over after {} of silence):",
+                            human_duration(a.lease_duration)
+                        );
+                        for (i, keys) in kmdr_serve::shards::assignment(&plan, n) {
+                            let keys = if keys.is_empty() { "nothing".to_string() } else { keys.join(", ") };
+                            let repo = if i == 0 { " (and retention, lock extension, drill reports)" } else { "" };
+                            println!("    shard {i}: {keys}{repo}");
+                        }
+                    }
+                }
             }
             match &verify {
                 Some(v) => println!(
@@ -147,10 +160,21 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
                 .clone()
                 .or_else(|| std::env::var("POD_NAME").ok().filter(|p| !p.is_empty()))
                 .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+            if a.shards > 1 && !is_dns_label(&identity) {
+                return Err(UsageError(format!(
+                    "lease identity {identity:?} cannot name a member Lease: with --shards use lowercase letters, digits, '-' and '.' (a pod name), e.g. --lease-identity kmdr-0"
+                ))
+                .into());
+            }
             let kube = a.kube.connect(&g).await?;
-            let config =
-                LeaseConfig { namespace: namespace.into(), name: name.into(), identity, duration: a.lease_duration };
-            Some(LeaseLock::new(kube, config))
+            let config = LeaseConfig {
+                namespace: namespace.into(),
+                name: name.into(),
+                identity,
+                duration: a.lease_duration,
+                labels: Default::default(),
+            };
+            Some(ShardLeases::new(kube, config, a.shards))
         }
     };
     let repo = g.open_repo().await?;
@@ -181,7 +205,7 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
     }
     match lease {
         None => kmdr_serve::serve(repo, plan, opts, metrics, rx).await?,
-        Some(lock) => kmdr_serve::serve_leading(repo, plan, opts, metrics, rx, lock).await?,
+        Some(leases) => kmdr_serve::serve_sharded(repo, plan, opts, metrics, rx, leases).await?,
     }
     Ok(0)
 }
@@ -202,6 +226,21 @@ fn compaction_line(events: u64, bytes: u64) -> String {
             when.join(" or ")
         ),
     }
+}
+
+/// Which units each shard holds, for `--dry-run -o json`.
+fn shards_json(plan: &kmdr_plan::Plan, n: u32) -> serde_json::Value {
+    let shards = kmdr_serve::shards::assignment(plan, n);
+    json!({"count": n, "units": shards.into_iter().map(|(i, keys)| json!({"shard": i, "units": keys})).collect::<Vec<_>>()})
+}
+
+/// Whether `s` can be part of a Lease's name (an RFC 1123 subdomain, as pod names are).
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 /// The machine's name (the pod's, in a pod), for the Lease identity.
