@@ -101,7 +101,10 @@ impl EtcdWatchHub {
             next_id: AtomicU64::new(1),
         });
         let (joins, rx) = mpsc::unbounded_channel();
-        tokio::spawn(Hub { client: client.clone(), shared: shared.clone(), subs: HashMap::new(), routes: BTreeMap::new() }.run(rx));
+        tokio::spawn(
+            Hub { client: client.clone(), shared: shared.clone(), subs: HashMap::new(), routes: BTreeMap::new() }
+                .run(rx),
+        );
         EtcdWatchHub { joins, shared, client }
     }
 
@@ -157,7 +160,9 @@ impl Hub {
             }
             // Take the joins that come close together: until none came for JOIN_WAIT, 10 x JOIN_WAIT at most.
             let last = Instant::now() + 10 * JOIN_WAIT;
-            while let Ok(Some(j)) = tokio::time::timeout_at(last.min(Instant::now() + JOIN_WAIT).into(), joins.recv()).await {
+            while let Ok(Some(j)) =
+                tokio::time::timeout_at(last.min(Instant::now() + JOIN_WAIT).into(), joins.recv()).await
+            {
                 pending.push(j);
             }
             let acks = self.admit(std::mem::take(&mut pending));
@@ -231,7 +236,9 @@ impl Hub {
     /// Whether the watch covers a new subscriber without opening again.
     fn covers(&self, j: &Join) -> bool {
         let (_, start, end) = self.span();
-        j.from > self.shared.proven.load(Ordering::Acquire) && j.target.range_start >= start && j.target.range_end <= end
+        j.from > self.shared.proven.load(Ordering::Acquire)
+            && j.target.range_start >= start
+            && j.target.range_end <= end
     }
 
     async fn watch(

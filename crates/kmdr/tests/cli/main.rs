@@ -23,6 +23,7 @@ mod s3;
 mod serve;
 mod serve_kine;
 mod serve_lease_real;
+mod serve_tenants;
 mod status_page;
 mod tamper;
 mod tenant;
