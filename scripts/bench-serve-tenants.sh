@@ -33,7 +33,7 @@ cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }                  # clock ticks
 pct() { awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" -v s="$3" 'BEGIN { printf "%.1f%%", (b - a) / hz / s * 100 }'; }
 rss() { awk '/VmRSS/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$1/status"; }
 metric() { curl -s "http://$EP/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
-segments() { find "$W/repo/deltas" -type f -not -name '.*' 2>/dev/null | wc -l; }
+segments() { { find "$W/repo/deltas" -type f -not -name '.*' 2>/dev/null || true; } | wc -l; }
 
 echo "seeding $TENANTS tenants x $KEYS keys" >&2
 $TARGET/examples/tenant_seed --datastore "$DS" --schema t --tenants "$TENANTS" --keys "$KEYS" --value-size 1024 >&2

@@ -3,7 +3,7 @@
 //!
 //! Puts keys at a fixed total rate spread round-robin over tenants
 //! `<schema>-0001` .. `<schema>-N` (as `tenant_seed --tenants N` names them),
-//! from 8 connections, recording each put's acknowledgement time (wall
+//! from 32 connections, recording each put's acknowledgement time (wall
 //! clock). After the run and a settling time it reads every segment of those
 //! tenants written since the start; a key's lag is the ctime of the first
 //! segment file holding it (the local store's `rename` into place, after the
@@ -32,7 +32,7 @@ async fn main() {
     let secret = kmdr_repo::crypto::secret_from_file_content(&std::fs::read(&key_file).unwrap()).to_vec();
     let repo = kmdr_repo::Repository::open(store, &secret, &key_file).await.unwrap();
     let began = SystemTime::now();
-    let writers = 8u64;
+    let writers = 32u64;
     let mut tasks = Vec::new();
     for w in 0..writers {
         let (url, schema) = (url.clone(), schema.clone());
