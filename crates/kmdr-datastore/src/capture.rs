@@ -1,6 +1,7 @@
 //! The one capture core every source shares: where a series' capture is
 //! (`next`, `covered`), what it holds (`pending`), and writing it as delta
-//! segments. A source (each driver's `feed`: [`crate::etcd::feed`],
+//! segments. A source (each driver's `feed`: [`crate::etcd::feed`], or the
+//! one Watch the tenants of an etcd share, [`crate::etcd::hub`];
 //! [`crate::kine_sql::feed`], [`crate::nats::feed`]) is a [`ChangeFeed`]: it only reads changes, in revision order, and says how
 //! far it has proven them complete; the core decides when to write. A feed
 //! returns at the next flush time at the latest and is never cancelled
@@ -11,8 +12,8 @@
 //! `[next, covered]`, where `covered` is the highest revision the source
 //! proved complete (every change up to it was handed over). A feed hands over
 //! whole revisions only, so a segment always ends on a whole revision. With no
-//! change at all, an empty segment is written every `idle_every` to carry the
-//! coverage forward.
+//! change at all, an empty segment is written every `idle_every` (1 h) to
+//! carry the coverage forward.
 
 use crate::any::AnyTenants;
 pub use crate::feed::{CaptureOptions, ChangeFeed, Changes, DeltaTarget, FeedError, Stopped};
@@ -84,6 +85,8 @@ impl DeltaError {
 pub enum ChangeSource {
     /// An etcd cluster (the whole keyspace, or a tenant's prefix of a shared etcd).
     Etcd(etcd_client::Client),
+    /// A tenant's prefix of a shared etcd, through the one Watch its tenants share.
+    EtcdShared(std::sync::Arc<crate::etcd::hub::EtcdWatchHub>),
     /// kine on PostgreSQL: tenant `schema`'s database.
     Postgres { store: crate::postgres::PostgresTenants, schema: String },
     /// kine on MySQL/MariaDB: tenant `schema`'s database.
@@ -181,6 +184,10 @@ impl DeltaCapture {
         let from = self.covered + 1;
         let opened = match source {
             ChangeSource::Etcd(client) => match crate::etcd::feed::EtcdFeed::open(client, &self.target, from).await {
+                Ok(feed) => return self.run_feed(feed, repo, stop, on_event).await,
+                Err(e) => e,
+            },
+            ChangeSource::EtcdShared(hub) => match hub.subscribe(&self.target, from).await {
                 Ok(feed) => return self.run_feed(feed, repo, stop, on_event).await,
                 Err(e) => e,
             },

@@ -77,7 +77,7 @@ impl Default for CaptureOptions {
         CaptureOptions {
             flush_every: Duration::from_secs(1),
             max_bytes: 4 << 20,
-            idle_every: Duration::from_secs(60),
+            idle_every: Duration::from_secs(3600),
             poll_every: Duration::from_millis(200),
             gap_wait: Duration::from_secs(2),
         }

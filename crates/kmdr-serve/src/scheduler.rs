@@ -15,15 +15,18 @@
 //! and a full backup in flight gets `grace` to finish; one that does not is
 //! abandoned without its manifest (its chunks go at the next prune).
 
+mod capturer;
+
 use crate::catalog::Catalog;
 use crate::compactor::{self, CompactOptions, Compactor};
 use crate::metrics::{DeltaState, Metrics};
 use crate::scheduled::Scheduled;
 use crate::stop::sleep_or_stop;
 use crate::verifier::{self, Verifier};
+use capturer::Sources;
 use chrono::{DateTime, Utc};
 use kmdr_core::{KeepPolicy, Layer, Manifest};
-use kmdr_datastore::capture::{CaptureEvent, CaptureOptions, ChangeSource, DeltaCapture, Stopped};
+use kmdr_datastore::capture::{CaptureOptions, DeltaCapture, Stopped};
 use kmdr_plan::plan::{DatastoreSpec, Plan, VerifySpec};
 use kmdr_plan::unit::{self, Unit, UnitError};
 use kmdr_repo::Repository;
@@ -117,6 +120,8 @@ struct Ctx {
     verifier: Option<Arc<Verifier>>,
     /// With a compaction threshold and the full key: what the compaction tasks share.
     compactor: Option<Arc<Compactor>>,
+    /// The captures' shared watches and resume points.
+    sources: Sources,
     stop: watch::Receiver<bool>,
 }
 
@@ -167,6 +172,7 @@ async fn serve_local(
             .then(|| Arc::new(Compactor::new(repo.clone(), metrics.clone(), opts.compact.clone(), opts.tags.clone()))),
         opts,
         metrics: metrics.clone(),
+        sources: Sources::default(),
         stop: stop.clone(),
     });
     let mut tasks = tokio::task::JoinSet::new();
@@ -434,15 +440,6 @@ async fn full_backup(ctx: &Ctx, unit: &Scheduled, why: &str) -> Option<Result<Ma
     Some(result)
 }
 
-/// The newest full backup of a series: its revision.
-async fn newest_base(repo: &Repository, series: &str) -> Result<Option<i64>, kmdr_repo::Error> {
-    if repo.access() == kmdr_repo::crypto::Access::WriteOnly {
-        return Ok(None); // the capture starts after the full backup this run takes
-    }
-    let bases = kmdr_repo::point::load_bases(repo, &[]).await?;
-    Ok(bases.by_series.get(series).and_then(|l| l.last()).map(|b| b.0))
-}
-
 /// One unit's delta capture, resumed from the repository and restarted after errors.
 async fn capture(ctx: Arc<Ctx>, unit: Arc<Scheduled>) {
     let mut stop = ctx.stop.clone();
@@ -454,10 +451,10 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Scheduled>) {
         }
         let began = std::time::Instant::now();
         let attempt: Result<Result<Stopped, Rewound>, String> = async {
-            let (source, target) = unit.unit.change_source().await.map_err(|e| e.message)?;
+            let (source, target) = ctx.sources.source(&unit.unit).await.map_err(|e| e.message)?;
             if state.as_ref().is_none_or(|s| s.target.series != target.series) {
                 // Where the repository is: after the newest segment, or after the newest full backup.
-                let mut base = newest_base(&ctx.repo, &target.series).await.map_err(|e| e.to_string())?;
+                let mut base = ctx.sources.newest_base(&ctx.repo, &target.series).await.map_err(|e| e.to_string())?;
                 if base.is_none() {
                     // The scheduled task takes the first full backup at once; wait for it.
                     let mut rx = unit.base.subscribe();
@@ -493,55 +490,21 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Scheduled>) {
                 let next = newest_segment.unwrap_or(base).max(base) + 1;
                 tracing::info!("{}: capturing changes of {} from revision {next}", unit.name, target.series);
                 unit.pending.start(&target.series, base);
-                state = Some(DeltaCapture::new(target, ctx.opts.capture, next));
+                let rpo = ctx.metrics.unit(&unit.name).map(|s| s.rpo_target);
+                state = Some(DeltaCapture::new(target, capturer::options(ctx.opts.capture, rpo), next));
             }
             let cap = state.as_mut().expect("set above");
             // A datastore restored from a snapshot (or replaced) starts below what was captured:
             // its revisions are another history, which the chain must not continue.
-            if let ChangeSource::Etcd(client) = &source {
-                let head = client
-                    .clone()
-                    .get("", Some(etcd_client::GetOptions::new().with_all_keys().with_count_only()))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let now = head.header().map(|h| h.revision()).unwrap_or_default();
-                if now < cap.next() - 1 {
-                    return Ok(Err(Rewound { captured: cap.next() - 1, now }));
-                }
+            if let Some(now) = capturer::rewound(&source, &cap.target, cap.next()).await? {
+                return Ok(Err(Rewound { captured: cap.next() - 1, now }));
             }
             ctx.metrics.update(&unit.name, |s| {
                 let d = s.delta.get_or_insert_with(DeltaState::default);
                 d.running = true;
                 d.revision = cap.next() - 1;
             });
-            let metrics = ctx.metrics.clone();
-            let name = unit.name.clone();
-            let pending = unit.pending.clone();
-            let on_event = move |ev: CaptureEvent| {
-                if let CaptureEvent::Segment(w) = &ev {
-                    pending.segment(&w.name.series, w.name.last, w.events as u64, w.bytes);
-                }
-                metrics.update(&name, |s| {
-                    let d = s.delta.get_or_insert_with(DeltaState::default);
-                    match ev {
-                        CaptureEvent::Segment(w) => {
-                            d.segments += 1;
-                            d.bytes += w.bytes;
-                            d.events += w.events as u64;
-                            d.revision = w.name.last;
-                            if w.events > 0 {
-                                d.lag = w.lag;
-                            }
-                            d.protected_until =
-                                Some(d.protected_until.map_or(w.captured_until, |p| p.max(w.captured_until)));
-                        }
-                        CaptureEvent::CaughtUp { revision } => {
-                            d.revision = d.revision.max(revision);
-                            d.protected_until = Some(Utc::now());
-                        }
-                    }
-                });
-            };
+            let on_event = capturer::on_event(ctx.metrics.clone(), unit.name.clone(), unit.pending.clone());
             let mut stop2 = stop.clone();
             cap.run(&source, &ctx.repo, &mut stop2, &on_event).await.map(Ok).map_err(|e| e.to_string())
         }

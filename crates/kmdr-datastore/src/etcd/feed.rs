@@ -1,6 +1,7 @@
 //! The etcd source of the capture core: one Watch per series (the whole
 //! keyspace of the under-cluster's etcd, or one tenant's range
-//! `[/<schema>/, /<schema>0)`), from the revision after the last one the
+//! `[/<schema>/, /<schema>0)`; `kmdr serve` shares one Watch between the
+//! tenants of an etcd instead, [`super::hub`]), from the revision after the last one the
 //! repository holds, with a progress notification asked for at every flush.
 //!
 //! Coverage: the last event's revision, or the revision of a progress
@@ -28,7 +29,7 @@ pub struct EtcdFeed {
 /// batches of up to 1,000 revisions in one response, tens of MiB with
 /// transactions of many puts, far over gRPC's default 4 MiB limit, which
 /// would fail the capture again at every retry.
-const MAX_WATCH_RESPONSE: usize = 1 << 30;
+pub(crate) const MAX_WATCH_RESPONSE: usize = 1 << 30;
 
 impl EtcdFeed {
     /// Start watching `target` at revision `from`.

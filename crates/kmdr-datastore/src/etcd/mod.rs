@@ -10,6 +10,7 @@
 //! written; the error says so and `--force` completes it.
 
 pub mod feed;
+pub mod hub;
 mod scan;
 
 use crate::records::prefix_range;

@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod common;
+mod etcd_hub;
 mod tenant_conformance;
 mod tenant_kine;
 mod tenant_nats;

@@ -24,6 +24,7 @@ mod serve;
 mod serve_kine;
 mod serve_lease_real;
 mod serve_shards_real;
+mod serve_tenants;
 mod status_page;
 mod tamper;
 mod tenant;
