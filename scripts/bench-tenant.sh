@@ -28,6 +28,8 @@
 #   BENCH_TMPDIR=$TMPDIR|/tmp         where the scratch dir goes
 #   BENCH_OUT=target/bench-tenant.md  copy of the table
 #   KEEP_WORKDIR=1                    keep the scratch dir (for debugging)
+#   MY_ROUNDS=5                       MariaDB backup rounds (kmdr and mysqldump alternate
+#                                     going first; medians of wall, CPU and server CPU)
 #
 # Needs: cargo, python3, jq, GNU time, and the servers/tools that scripts/tools-env.sh
 # puts on PATH (etcd 3.6 and kine from Go source, nats-server, PostgreSQL 15) plus Debian's MariaDB.
@@ -43,6 +45,7 @@ DRIVERS=${DRIVERS:-etcd postgres mariadb nats}
 PORT_BASE=${PORT_BASE:-26400}
 BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench-tenant.md}
 KEEP_WORKDIR=${KEEP_WORKDIR:-0}
+MY_ROUNDS=${MY_ROUNDS:-5}
 ETCD_QUOTA_BACKEND_BYTES=8589934592
 PW=kmdr-bench-pw
 
@@ -128,6 +131,32 @@ timed() {
   WALL[$name]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
   RSS[$name]=$(tail -n 1 "$WORK/$name.time" | awk '{ print $2 }')
   log "  $name: ${WALL[$name]} s, peak RSS ${RSS[$name]} KiB"
+}
+
+# timed_cpu NAME PID CMD...: timed, plus CPU[NAME] (the command's user + sys, s) and
+# SRV[NAME] (the CPU the server PID used meanwhile, s).
+declare -A CPU SRV
+timed_cpu() {
+  local name=$1 pid=$2 s0 s1; shift 2
+  s0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+  timed "$name" /usr/bin/time -f 'cpu %U %S' -o "$WORK/$name.cpu" "$@"
+  s1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+  CPU[$name]=$(awk '/^cpu / { printf "%.2f", $2 + $3 }' "$WORK/$name.cpu")
+  SRV[$name]=$(awk -v a="$s0" -v b="$s1" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / t }')
+  log "  $name: CPU ${CPU[$name]} s, server CPU ${SRV[$name]} s"
+}
+# median_of NAME...: WALL/RSS/CPU/SRV[NAME] = medians of NAME_1..NAME_$MY_ROUNDS; RUNS[NAME] lists the walls.
+declare -A RUNS
+median_of() {
+  local n r a
+  for n in "$@"; do
+    for a in WALL RSS CPU SRV; do
+      local -n arr=$a
+      arr[$n]=$(for r in $(seq 1 "$MY_ROUNDS"); do echo "${arr[${n}_$r]}"; done | sort -n \
+        | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m }')
+    done
+    RUNS[$n]=$(for r in $(seq 1 "$MY_ROUNDS"); do printf '%s, ' "${WALL[${n}_$r]}"; done | sed 's/, $//')
+  done
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -317,9 +346,25 @@ bench_mariadb() {
   log "[mariadb] seeding $KEYS keys into database bench"
   timed my_seed "$SEED" --datastore "$url" --schema bench --keys "$KEYS" --value-size "$VALUE_SIZE" --seed 3
   want_keys "mariadb database bench" "$(mycount bench)"
-  log "[mariadb] backup"
-  timed my_kmdr_backup "$KMDR" -q -o json backup tenant --datastore "$url" --schema bench
-  timed my_tool_backup bash -c 'f=$1; shift; mysqldump "$@" --single-transaction bench kine > "$f"' _ "$WORK/bench.sql" "${tcp[@]}"
+  log "[mariadb] backup, $MY_ROUNDS rounds, alternating which goes first"
+  local r mpid
+  mpid=$(cat "$dir/mysqld.pid")
+  # Each kmdr round backs up into a new repository (the first backup: every
+  # chunk compressed, encrypted and written); the restore below reads a backup
+  # taken afterwards into the script's repository.
+  my_kmdr() {
+    "$KMDR" -q repo init --repo "$WORK/my-repo-$1" >/dev/null
+    timed_cpu "my_kmdr_backup_$1" "$mpid" "$KMDR" -q -o json --repo "$WORK/my-repo-$1" backup tenant --datastore "$url" --schema bench
+    rm -rf -- "$WORK/my-repo-$1"
+  }
+  my_tool() {
+    timed_cpu "my_tool_backup_$1" "$mpid" bash -c 'f=$1; shift; mysqldump "$@" --single-transaction bench kine > "$f"' _ "$WORK/bench.sql" "${tcp[@]}"
+  }
+  for r in $(seq 1 "$MY_ROUNDS"); do
+    if (( r % 2 )); then my_kmdr "$r"; my_tool "$r"; else my_tool "$r"; my_kmdr "$r"; fi
+  done
+  median_of my_kmdr_backup my_tool_backup
+  "$KMDR" -q -o json backup tenant --datastore "$url" --schema bench >/dev/null
   V[my_tool_file]=$(stat -c %s "$WORK/bench.sql")
   log "[mariadb] restore"
   timed my_kmdr_restore "$KMDR" -o json restore tenant latest --source-schema bench --datastore "$url" --schema bench_k
@@ -411,6 +456,19 @@ declare -A LABEL=([etcd]="etcd $ETCD_VERSION" [pg]="PostgreSQL 15" [pgkine]="Pos
     row "${LABEL[$p]}" "restore" "$(secs "${WALL[${p}_kmdr_restore]}")" "${V[${p}_tool_restore_name]}" "$(secs "${WALL[${p}_tool_restore]}")" \
       "$(ratio "${WALL[${p}_kmdr_restore]}" "${WALL[${p}_tool_restore]}")" "$(kib "${RSS[${p}_kmdr_restore]}")" "$(kib "${RSS[${p}_tool_restore]}")"
   done
+  if [[ -n ${RUNS[my_kmdr_backup]:-} ]]; then
+    echo
+    echo "MariaDB backup, median of $MY_ROUNDS rounds (kmdr and mysqldump alternate going first; load average $(cut -d' ' -f1-3 /proc/loadavg) at the end):"
+    echo
+    row "" "wall" "client CPU (user + sys)" "mariadbd CPU" "client + server CPU" "runs (wall s)"
+    row "---" "---:" "---:" "---:" "---:" "---"
+    for n in my_kmdr_backup my_tool_backup; do
+      row "$([[ $n == my_kmdr_backup ]] && echo '`kmdr backup tenant`' || echo '`mysqldump`')" "$(secs "${WALL[$n]}")" "${CPU[$n]} s" "${SRV[$n]} s" \
+        "$(awk -v a="${CPU[$n]}" -v b="${SRV[$n]}" 'BEGIN { printf "%.2f s", a + b }')" "${RUNS[$n]}"
+    done
+    row "ratio kmdr / mysqldump" "**$(ratio "${WALL[my_kmdr_backup]}" "${WALL[my_tool_backup]}")**" "$(ratio "${CPU[my_kmdr_backup]}" "${CPU[my_tool_backup]}")" "$(ratio "${SRV[my_kmdr_backup]}" "${SRV[my_tool_backup]}")" \
+      "$(ratio "$(awk -v a="${CPU[my_kmdr_backup]}" -v b="${SRV[my_kmdr_backup]}" 'BEGIN { print a + b }')" "$(awk -v a="${CPU[my_tool_backup]}" -v b="${SRV[my_tool_backup]}" 'BEGIN { print a + b }')")" ""
+  fi
   echo
   out=
   for p in etcd pg pgkine my; do

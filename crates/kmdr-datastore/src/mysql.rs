@@ -2,13 +2,13 @@
 //! table `kine` of database `<schema>`, its keys under `/registry`.
 //!
 //! Export reads kine's table inside one `START TRANSACTION WITH CONSISTENT
-//! SNAPSHOT` (REPEATABLE READ, read only) in id order, a sequential scan of
-//! the clustered index: a name's last row is its current one. The rows go
-//! through a [`Spill`] that keeps the names in memory and the values in an
-//! unlinked temporary file, and come out in key byte order (`/registry/B`
-//! before `/registry/a`, as the record stream requires; the column's own
-//! collation is case-insensitive). Asking MariaDB for the latest row per name
-//! in byte order instead made it sort the rows with their values: 3.5x slower.
+//! SNAPSHOT` (REPEATABLE READ, read only) and writes its keys in byte order
+//! (`/registry/B` before `/registry/a`, as the record stream requires; the
+//! column's own collation is case-insensitive): streamed off kine's name
+//! index, with the few names whose collation order differs from their byte
+//! order merged in ([`export`], [`crate::kine_sql::name_order`]). Asking
+//! MariaDB for the latest row per name in byte order instead made it sort the
+//! rows with their values: 3.5x slower.
 //!
 //! Import creates the database and kine's table where missing, then in one
 //! transaction removes the old keys (`replace`), inserts every record in
@@ -18,10 +18,9 @@
 //! InnoDB's AUTO_INCREMENT follows explicit ids; it is checked afterwards.
 
 use crate::kine_sql::{
-    self, BATCH_BYTES, BATCH_ROWS, COMPACT_REV_KEY, ExportRows, KineTable, LiveRow, MYSQL_DDL, MYSQL_DUP_INDEX,
+    self, BATCH_BYTES, BATCH_ROWS, COMPACT_REV_KEY, ExportRows, KineTable, MYSQL_DDL, MYSQL_DUP_INDEX,
 };
 use crate::records::{RecordReader, RecordWriter};
-use crate::spill::{RowMeta, Spill};
 use crate::store::{ExportInfo, ImportInfo, TenantError, TenantStore};
 use crate::url::{DatastoreUrl, Driver};
 use kmdr_core::TlsFiles;
@@ -31,6 +30,8 @@ use mysql_async::{
 };
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
+
+mod export;
 
 /// How long to wait for the server to answer a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -396,44 +397,10 @@ impl TenantStore for MysqlTenants {
         let mut tx = conn.start_transaction(opts).await.map_err(|e| self.error("begin", e))?;
         let max: Option<i64> =
             tx.query_first("SELECT MAX(id) FROM kine").await.map_err(|e| self.error("read revision", e))?.flatten();
-        // A scan in id order (the clustered index, no server-side sort); the
-        // last row of a name is its current one. Spill puts the keys in byte order.
-        let mut spill = Spill::new()?;
-        let sql = "SELECT id, name, created, deleted, create_revision, lease, value FROM kine ORDER BY id";
-        let mut result = tx.query_iter(sql).await.map_err(|e| self.error("read keys", e))?;
-        while let Some(mut row) = result.next().await.map_err(|e| self.error("read keys", e))? {
-            let int = |row: &mut Row, i: usize| row.take::<Option<i64>, _>(i).flatten().unwrap_or(0);
-            let id = int(&mut row, 0);
-            let name: Vec<u8> = row.take::<Option<Vec<u8>>, _>(1).flatten().unwrap_or_default();
-            let (created, deleted, create_revision, lease) =
-                (int(&mut row, 2), int(&mut row, 3), int(&mut row, 4), int(&mut row, 5));
-            if deleted != 0 {
-                spill.delete(&name);
-                continue;
-            }
-            let value: Vec<u8> = row.take::<Option<Vec<u8>>, _>(6).flatten().unwrap_or_default();
-            spill.put(&name, RowMeta { id, created, create_revision, lease }, &value)?;
-        }
-        drop(result);
+        let mut rows = ExportRows::new(max.unwrap_or(0));
+        self.export_rows(&mut tx, schema, &mut rows, out).await?;
         tx.commit().await.map_err(|e| self.error("end snapshot", e))?;
         conn.disconnect().await.ok();
-        let mut rows = ExportRows::new(max.unwrap_or(0));
-        spill
-            .sorted(async |name: &[u8], m: RowMeta, value: &[u8]| {
-                rows.row(
-                    out,
-                    LiveRow {
-                        id: m.id,
-                        name,
-                        created: m.created,
-                        create_revision: m.create_revision,
-                        lease: m.lease,
-                        value,
-                    },
-                )
-                .await
-            })
-            .await?;
         Ok(rows.finish())
     }
 

@@ -118,17 +118,43 @@ impl Spill {
         E: From<std::io::Error>,
         F: AsyncFnMut(&[u8], RowMeta, &[u8]) -> Result<(), E>,
     {
-        let file = self.file.into_inner().map_err(|e| e.into_error())?;
-        let mut keys: Vec<(Vec<u8>, Slot)> = self.slots.into_iter().filter(|(_, s)| s.live).collect();
-        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut value = Vec::new();
-        for (key, slot) in keys {
-            value.resize(slot.len as usize, 0);
-            // Page-cache reads of bytes just written; not worth a blocking-pool hop each.
-            file.read_exact_at(&mut value, slot.offset)?;
-            visit(&key, slot.meta, &value).await?;
+        let mut rows = self.into_sorted()?;
+        while let Some((key, meta, value)) = rows.next_row()? {
+            visit(&key, meta, &value).await?;
         }
         Ok(())
+    }
+
+    /// The live keys in byte order, read one at a time: for merging them
+    /// with rows that arrive already sorted.
+    pub fn into_sorted(self) -> std::io::Result<SortedSpill> {
+        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        let mut keys: Vec<(Vec<u8>, Slot)> = self.slots.into_iter().filter(|(_, s)| s.live).collect();
+        keys.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        Ok(SortedSpill { file, keys })
+    }
+}
+
+/// A spill's live keys in byte order ([`Spill::into_sorted`]).
+pub struct SortedSpill {
+    file: File,
+    /// In reverse order: the next key is the last.
+    keys: Vec<(Vec<u8>, Slot)>,
+}
+
+impl SortedSpill {
+    /// The next key, without reading its value.
+    pub fn peek_key(&self) -> Option<&[u8]> {
+        self.keys.last().map(|(k, _)| k.as_slice())
+    }
+
+    /// The next key with its row and value.
+    pub fn next_row(&mut self) -> std::io::Result<Option<(Vec<u8>, RowMeta, Vec<u8>)>> {
+        let Some((key, slot)) = self.keys.pop() else { return Ok(None) };
+        let mut value = vec![0; slot.len as usize];
+        // Page-cache reads of bytes just written; not worth a blocking-pool hop each.
+        self.file.read_exact_at(&mut value, slot.offset)?;
+        Ok(Some((key, slot.meta, value)))
     }
 }
 

@@ -1,8 +1,9 @@
 //! Writing one backup: stream -> chunk -> (id, compress, encrypt) -> upload,
 //! with bounded queues, then the manifest last.
 //!
-//! Memory is bounded by the chunker's buffer (2 x max chunk) plus
-//! `PIPELINE_DEPTH` chunks in flight, whatever the size of the stream.
+//! Memory is bounded by the chunker's buffer (2 x max chunk) plus the
+//! store's [`kmdr_store::Store::concurrency`] chunks in flight (4 on a local
+//! disk, 16 on S3), whatever the size of the stream.
 //! Chunks already in the repository are recognised by id before they are
 //! compressed or encrypted and are not uploaded again.
 
@@ -20,8 +21,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncRead;
 
-/// Chunks being hashed, sealed or uploaded at once.
-pub const PIPELINE_DEPTH: usize = 4;
+/// Chunks being hashed, sealed or uploaded at once, on a store that does not say otherwise.
+pub const PIPELINE_DEPTH: usize = kmdr_store::DEFAULT_CONCURRENCY;
 
 /// Called with the number of plaintext bytes just processed.
 pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
@@ -159,7 +160,7 @@ impl BackupSession {
         let chunks = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
         let consumer = chunks
             .map(|chunk| self.store_chunk(chunk, progress.clone()))
-            .buffered(PIPELINE_DEPTH)
+            .buffered(self.run.repo.store().concurrency().max(1))
             .try_collect::<Vec<ChunkRef>>();
         let (produced, consumed) = tokio::join!(producer, consumer);
         // An upload failure stops the producer too; report the upload's error first.

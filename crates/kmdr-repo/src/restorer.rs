@@ -11,8 +11,9 @@ use kmdr_store::StoreError;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-/// Chunks fetched ahead of the writer.
-pub const FETCH_AHEAD: usize = 4;
+/// Chunks fetched ahead of the writer on a store that does not say otherwise
+/// ([`kmdr_store::Store::concurrency`]).
+pub const FETCH_AHEAD: usize = kmdr_store::DEFAULT_CONCURRENCY;
 
 /// Fetch, check and decrypt one chunk. `full` adds the keyless checksum check
 /// to authentication, id and length (for `verify`).
@@ -61,8 +62,9 @@ pub async fn restore_file<W: AsyncWrite + Unpin>(
 ) -> Result<()> {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    let mut chunks =
-        futures::stream::iter(entry.chunks.iter()).map(|c| read_chunk(repo, &c.id, c.len, false)).buffered(FETCH_AHEAD);
+    let mut chunks = futures::stream::iter(entry.chunks.iter())
+        .map(|c| read_chunk(repo, &c.id, c.len, false))
+        .buffered(repo.store().concurrency().max(1));
     while let Some(plain) = chunks.try_next().await? {
         if check == FileCheck::Sha256 {
             hasher.update(&plain);

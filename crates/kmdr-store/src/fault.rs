@@ -39,6 +39,10 @@ impl Store for FaultStore {
         self.inner.location()
     }
 
+    fn concurrency(&self) -> usize {
+        self.inner.concurrency()
+    }
+
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let n = self.puts.fetch_add(1, Ordering::SeqCst);
         let location = self.location();

@@ -17,12 +17,15 @@ pub use error::StoreError;
 pub use fault::{Fault, FaultStore};
 pub use local::LocalStore;
 pub use object_lock::{LockMode, ObjectLock};
-pub use s3::{S3Options, S3Store};
+pub use s3::{S3_CONCURRENCY, S3Options, S3Store};
 pub use url::{StoreUrl, open};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+
+/// [`Store::concurrency`] of a store that does not say otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// One object in a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +71,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// bucket); `None` for the others.
     fn object_lock(&self) -> Option<&dyn ObjectLock> {
         None
+    }
+    /// How many requests one stream of objects (a backup's chunk uploads, a
+    /// restore's fetch-ahead) keeps in flight to this store. A local disk
+    /// gains nothing past a few; a network store hides its per-request
+    /// latency behind more. Each one holds a chunk (at most 1 MiB) and its
+    /// sealed copy in memory. Wrappers report their inner store's.
+    fn concurrency(&self) -> usize {
+        DEFAULT_CONCURRENCY
     }
     /// Whether an object exists.
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {

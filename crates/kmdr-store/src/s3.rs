@@ -28,7 +28,14 @@ pub struct S3Options {
     pub virtual_hosted_style: bool,
     /// Access key id and secret; default: the `AWS_*` variables, else instance credentials.
     pub credentials: Option<(String, String)>,
+    /// Requests in flight per stream of objects ([`Store::concurrency`]);
+    /// default [`S3_CONCURRENCY`].
+    pub concurrency: Option<usize>,
 }
+
+/// Requests in flight per stream of objects to S3 unless told otherwise:
+/// measured against moto and restic in docs/benchmarks.md ("S3 throughput").
+pub const S3_CONCURRENCY: usize = 16;
 
 /// A store under `s3://bucket/prefix`.
 #[derive(Debug)]
@@ -38,6 +45,7 @@ pub struct S3Store {
     prefix: String,
     /// Object Lock and versions, with the same credentials and endpoint.
     admin: S3Admin,
+    concurrency: usize,
 }
 
 impl S3Store {
@@ -86,7 +94,8 @@ impl S3Store {
         let prefix = prefix.trim_matches('/').to_string();
         let location = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
         let admin = S3Admin::new(inner.credentials().clone(), bucket_endpoint, region, &prefix, location)?;
-        Ok(S3Store { inner, bucket: bucket.to_string(), prefix, admin })
+        let concurrency = opts.concurrency.unwrap_or(S3_CONCURRENCY).max(1);
+        Ok(S3Store { inner, bucket: bucket.to_string(), prefix, admin, concurrency })
     }
 
     fn path(&self, key: &str) -> Path {
@@ -220,6 +229,10 @@ impl Store for S3Store {
 
     fn object_lock(&self) -> Option<&dyn ObjectLock> {
         Some(&self.admin)
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {

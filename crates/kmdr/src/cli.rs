@@ -45,6 +45,10 @@ pub struct GlobalArgs {
     /// Use virtual-hosted-style S3 URLs (bucket.host) instead of path-style (host/bucket)
     #[arg(long, global = true)]
     pub s3_virtual_hosted: bool,
+    /// Requests in flight to S3 per stream of chunks (uploads of a backup, fetches of a restore)
+    #[arg(long, global = true, env = "KMDR_S3_CONCURRENCY", value_name = "N", hide = true,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub s3_concurrency: Option<u16>,
     /// Output format
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,

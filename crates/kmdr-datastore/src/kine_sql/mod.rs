@@ -17,6 +17,7 @@
 //! checked out.
 
 pub mod feed;
+pub mod name_order;
 
 use crate::records::RecordWriter;
 

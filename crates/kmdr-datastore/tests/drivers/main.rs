@@ -6,5 +6,6 @@ mod common;
 mod etcd_hub;
 mod tenant_conformance;
 mod tenant_kine;
+mod tenant_mysql_order;
 mod tenant_nats;
 mod tenant_sql;

@@ -81,6 +81,7 @@ impl GlobalArgs {
             endpoint: self.s3_endpoint.clone(),
             virtual_hosted_style: self.s3_virtual_hosted,
             credentials: None,
+            concurrency: self.s3_concurrency.map(usize::from),
         };
         Ok(kmdr_store::open(url, &opts)?)
     }
