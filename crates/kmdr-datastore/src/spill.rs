@@ -142,6 +142,9 @@ pub struct SortedSpill {
     keys: Vec<(Vec<u8>, Slot)>,
 }
 
+/// A row out of a [`SortedSpill`]: key, row, value.
+pub type SpilledRow = (Vec<u8>, RowMeta, Vec<u8>);
+
 impl SortedSpill {
     /// The next key, without reading its value.
     pub fn peek_key(&self) -> Option<&[u8]> {
@@ -149,7 +152,7 @@ impl SortedSpill {
     }
 
     /// The next key with its row and value.
-    pub fn next_row(&mut self) -> std::io::Result<Option<(Vec<u8>, RowMeta, Vec<u8>)>> {
+    pub fn next_row(&mut self) -> std::io::Result<Option<SpilledRow>> {
         let Some((key, slot)) = self.keys.pop() else { return Ok(None) };
         let mut value = vec![0; slot.len as usize];
         // Page-cache reads of bytes just written; not worth a blocking-pool hop each.
