@@ -70,7 +70,7 @@ impl Store for SlowStore {
 async fn uploads_and_fetches_keep_the_stores_concurrency_in_flight() {
     let small = ChunkerParams { min_size: 16 * 1024, avg_size: 64 * 1024, max_size: 256 * 1024, ..Default::default() };
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let bytes: Vec<u8> = (0..3_000_000).map(|_| rng.r#gen::<u8>()).collect();
+    let bytes: Vec<u8> = (0..6_000_000).map(|_| rng.r#gen::<u8>()).collect();
     for want in [4, 12] {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SlowStore {
