@@ -164,6 +164,39 @@ pub(crate) async fn tenant_state(e: &Etcd, schema: &str, rev: i64) -> BTreeMap<V
     r.kvs().iter().map(|kv| (kv.key()[root.len()..].to_vec(), kv.value().to_vec())).collect()
 }
 
+/// Wait (30 s) until `series`' delta chain reaches revision `at_least`;
+/// then its chain check, with no gap nor overlap asserted, and every revision
+/// its segments hold, sorted.
+pub(crate) fn chain_revisions(
+    rt: &tokio::runtime::Runtime,
+    repo: &kmdr_repo::Repository,
+    series: &str,
+    at_least: i64,
+) -> (kmdr_repo::deltas::ChainCheck, Vec<i64>) {
+    let t0 = Instant::now();
+    let segments = loop {
+        let segments = rt.block_on(repo.list_segments(Some(series))).unwrap();
+        if check_chain(&segments).last.is_some_and(|l| l >= at_least) {
+            break segments;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{series}'s chain did not reach revision {at_least}: {:?}",
+            check_chain(&segments)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let check = check_chain(&segments);
+    assert!(check.gaps.is_empty() && check.overlaps.is_empty(), "{series}: {check:?}");
+    let mut revisions: Vec<i64> = segments
+        .iter()
+        .flat_map(|seg| kmdr_repo::deltas::decode(&rt.block_on(repo.get_segment(seg)).unwrap()).unwrap())
+        .map(|e| e.revision)
+        .collect();
+    revisions.sort();
+    (check, revisions)
+}
+
 pub(crate) fn open_repo(k: &Kmdr) -> kmdr_repo::Repository {
     runtime().block_on(k.open_repo())
 }

@@ -7,11 +7,10 @@
 //! the source. The take-over time is measured and printed (`--nocapture`).
 
 use crate::common;
-use crate::serve::{Serve, T1_CAPTURING, http_get, open_repo, runtime, tenant_state, write_plan_for};
+use crate::serve::{Serve, T1_CAPTURING, chain_revisions, http_get, open_repo, runtime, tenant_state, write_plan_for};
 
 use common::real_kube::{self, get};
 use common::{Etcd, Kmdr};
-use kmdr_repo::deltas::{check_chain, decode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -127,19 +126,7 @@ fn two_replicas_on_a_real_lease_the_standby_takes_over_after_a_kill_without_gap_
     assert!(written > 100, "the writer wrote only {written} keys");
     let head = rt.block_on(async { src.client().await.get("/", None).await.unwrap().header().unwrap().revision() });
     let repo = open_repo(&k);
-    let t0 = Instant::now();
-    let segments = loop {
-        let segments = rt.block_on(repo.list_segments(Some("tenant/t1"))).unwrap();
-        if check_chain(&segments).last.is_some_and(|l| l >= head) {
-            break segments;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the chain did not reach revision {head}: {:?}",
-            check_chain(&segments)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (check, revisions) = chain_revisions(&rt, &repo, "tenant/t1", head);
     assert!(http_get(&b.addr, "/metrics").unwrap().1.contains("\nkmdr_leader 1\n"));
     b.terminate();
     assert_eq!(holder().as_deref(), Some(""), "released on SIGTERM");
@@ -148,14 +135,6 @@ fn two_replicas_on_a_real_lease_the_standby_takes_over_after_a_kill_without_gap_
 
     // --- one chain across both leaders: no hole, no overlap, and every
     // revision (each is one write under /t1/ on this etcd) in it exactly once.
-    let check = check_chain(&segments);
-    assert!(check.gaps.is_empty() && check.overlaps.is_empty(), "{check:?}");
-    let mut revisions: Vec<i64> = segments
-        .iter()
-        .flat_map(|seg| decode(&rt.block_on(repo.get_segment(seg)).unwrap()).unwrap())
-        .map(|e| e.revision)
-        .collect();
-    revisions.sort();
     let (first, last) = (check.first.unwrap(), check.last.unwrap());
     assert_eq!(revisions, (first..=last).collect::<Vec<_>>(), "a revision captured twice or missed");
     let dst = Etcd::start(dir.path(), "dst");

@@ -8,11 +8,10 @@
 //! restored equals its source. The take-over time is printed (`--nocapture`).
 
 use crate::common;
-use crate::serve::{Serve, http_get, open_repo, runtime, tenant_state};
+use crate::serve::{Serve, chain_revisions, http_get, open_repo, runtime, tenant_state};
 
 use common::real_kube::{self, get};
 use common::{Etcd, Kmdr};
-use kmdr_repo::deltas::{check_chain, decode};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -208,27 +207,7 @@ fn three_replicas_divide_the_shards_and_take_a_killed_ones_over_within_two_lease
     for t in 1..=TENANTS {
         let mine = &written[&t];
         let last = *mine.last().unwrap();
-        let t0 = Instant::now();
-        let segments = loop {
-            let segments = rt.block_on(repo.list_segments(Some(&format!("tenant/t{t}")))).unwrap();
-            if check_chain(&segments).last.is_some_and(|l| l >= last) {
-                break segments;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "t{t}'s chain did not reach {last}: {:?}",
-                check_chain(&segments)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        let check = check_chain(&segments);
-        assert!(check.gaps.is_empty() && check.overlaps.is_empty(), "t{t}: {check:?}");
-        let mut revisions: Vec<i64> = segments
-            .iter()
-            .flat_map(|seg| decode(&rt.block_on(repo.get_segment(seg)).unwrap()).unwrap())
-            .map(|e| e.revision)
-            .collect();
-        revisions.sort();
+        let (check, revisions) = chain_revisions(&rt, &repo, &format!("tenant/t{t}"), last);
         let (first, last) = (check.first.unwrap(), check.last.unwrap());
         let expected: Vec<i64> = mine.iter().copied().filter(|r| (first..=last).contains(r)).collect();
         assert_eq!(revisions, expected, "t{t}: a revision captured twice or missed");
