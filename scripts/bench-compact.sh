@@ -26,8 +26,7 @@ VALUE=${KMDR_BENCH_VALUE_SIZE:-256}
 command -v etcd >/dev/null && command -v etcdutl >/dev/null || source scripts/tools-env.sh
 PROFILE=${KMDR_BENCH_PROFILE:-release}
 FLAG=; [ "$PROFILE" = release ] && FLAG=--release
-cargo build $FLAG -q -p kmdr --bin kmdr
-cargo build $FLAG -q -p kmdr-etcd --example etcd_load
+cargo build $FLAG -q --workspace --bins --examples  # one feature set for every bench script
 TARGET=${CARGO_TARGET_DIR:-target}/$PROFILE
 KMDR=$TARGET/kmdr
 LOAD=$TARGET/examples/etcd_load

@@ -99,7 +99,7 @@ export PATH=$ETCD_BIN:$PATH
 
 # ------------------------------------------------------------------ build ---
 log "building kmdr and the loader (release)"
-(cd "$ROOT" && cargo build --release -p kmdr >&2 && cargo build --release -p kmdr-etcd --example etcd_load >&2)
+(cd "$ROOT" && cargo build --release --workspace --bins --examples -q)
 TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 KMDR=$TARGET_DIR/release/kmdr
 LOADER=$TARGET_DIR/release/examples/etcd_load

@@ -101,7 +101,7 @@ ETCD_VERSION=$(etcd --version | sed -n 's/^etcd Version: //p')
 
 # ------------------------------------------------------------------ build ---
 log "building kmdr and tenant_seed (release)"
-(cd "$ROOT" && cargo build --release -p kmdr >&2 && cargo build --release -p kmdr-datastore --example tenant_seed >&2)
+(cd "$ROOT" && cargo build --release --workspace --bins --examples -q)
 TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 KMDR=$TARGET_DIR/release/kmdr
 SEED=$TARGET_DIR/release/examples/tenant_seed
