@@ -59,18 +59,39 @@ fn firsts(point: &serde_json::Value) -> Vec<i64> {
         .collect()
 }
 
+/// A local repository, an etcd `src` whose tenant t1 holds `keys` keys of
+/// `size` bytes under `/t1/seed/`, and a serve plan for t1. The servers are
+/// dropped before the directory.
+struct TenantLab {
+    k: Kmdr,
+    src: Etcd,
+    rt: tokio::runtime::Runtime,
+    url: String,
+    plan: String,
+    log: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl TenantLab {
+    fn start(keys: usize, size: usize) -> TenantLab {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Kmdr::local(dir.path());
+        k.init();
+        let src = Etcd::start(dir.path(), "src");
+        let rt = runtime();
+        rt.block_on(src.load("/t1/seed/", keys, size, 1));
+        let url = src.client_url.replace("http://", "etcd://");
+        let plan = write_plan_for(dir.path(), &k, &url);
+        let log = dir.path().join("serve.log");
+        TenantLab { k, src, rt, url, plan, log, dir }
+    }
+}
+
 #[test]
 fn a_tenant_compacted_by_serve_equals_a_full_backup_at_its_revision() {
     need_etcd!();
-    let dir = tempfile::tempdir().unwrap();
-    let k = Kmdr::local(dir.path());
-    k.init();
-    let src = Etcd::start(dir.path(), "src");
-    let rt = runtime();
-    rt.block_on(src.load("/t1/seed/", 150, 48, 1));
-    let url = src.client_url.replace("http://", "etcd://");
-    let plan = write_plan_for(dir.path(), &k, &url);
-    let log = dir.path().join("serve.log");
+    let lab = TenantLab::start(150, 48);
+    let (dir, k, src, rt, url, plan, log) = (&lab.dir, &lab.k, &lab.src, &lab.rt, &lab.url, &lab.plan, &lab.log);
     let args = ["--compact-after-events", "300", "--compact-after-bytes", "0", "--compact-after-percent", "0"];
     let dry = k.ok(&[&["serve", "--plan", &plan, "--dry-run"][..], &args].concat());
     assert!(dry.contains("compaction: a full backup synthesised from the newest one and its delta segments once 300 changes follow it"), "{dry}");
@@ -170,15 +191,8 @@ fn a_tenant_compacted_by_serve_equals_a_full_backup_at_its_revision() {
 #[test]
 fn serve_compacts_once_the_changes_reach_a_share_of_the_base() {
     need_etcd!();
-    let dir = tempfile::tempdir().unwrap();
-    let k = Kmdr::local(dir.path());
-    k.init();
-    let src = Etcd::start(dir.path(), "src");
-    let rt = runtime();
-    rt.block_on(src.load("/t1/seed/", 20_000, 16, 1));
-    let url = src.client_url.replace("http://", "etcd://");
-    let plan = write_plan_for(dir.path(), &k, &url);
-    let log = dir.path().join("serve.log");
+    let lab = TenantLab::start(20_000, 16);
+    let (k, src, rt, plan, log) = (&lab.k, &lab.src, &lab.rt, &lab.plan, &lab.log);
     let args = ["--compact-after-events", "0", "--compact-after-bytes", "0", "--compact-after-percent", "60"];
     let serve = Serve::start_with(&k, &plan, &log, &args);
     let unit = "{layer=\"tenant-control-planes\",unit=\"shared/t1\"}";
