@@ -74,10 +74,10 @@ YAML
   MP[$r]=$(port)
 done
 $KMDR serve --plan "$W/on/plan.yaml" --metrics-addr "127.0.0.1:${MP[on]}" \
-  --compact-after-events "$THRESH" --compact-after-bytes 0 2>"$W/on/serve.log" &
+  --compact-after-events "$THRESH" --compact-after-bytes 0 --compact-after-percent 0 2>"$W/on/serve.log" &
 SERVE[on]=$!
 $KMDR serve --plan "$W/off/plan.yaml" --metrics-addr "127.0.0.1:${MP[off]}" \
-  --compact-after-events 0 --compact-after-bytes 0 2>"$W/off/serve.log" &
+  --compact-after-events 0 --compact-after-bytes 0 --compact-after-percent 0 2>"$W/off/serve.log" &
 SERVE[off]=$!
 for r in on off; do until curl -sf "localhost:${MP[$r]}/readyz" >/dev/null; do sleep 0.2; done; done
 metric() { # repo metric unit -> value (0 when absent)

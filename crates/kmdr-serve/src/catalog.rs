@@ -11,11 +11,11 @@
 //! its file list, so that units found later (the tenants of a datastore with
 //! `tenants: all`) are looked up without reading anything again.
 
+use crate::pending::Base;
 use chrono::{DateTime, Utc};
 use kmdr_core::{Manifest, SourceInfo};
 use kmdr_plan::unit::Unit;
 use kmdr_repo::Repository;
-use kmdr_repo::point::base_revision;
 use std::collections::HashSet;
 
 /// A unit's newest full backup, as the scheduler needs it.
@@ -24,9 +24,8 @@ pub(crate) struct Newest {
     /// What it protects: the start of the backup.
     pub(crate) started: DateTime<Utc>,
     pub(crate) finished: DateTime<Utc>,
-    /// Its series, and the revision a delta chain of that series continues from.
-    pub(crate) series: String,
-    pub(crate) revision: Option<i64>,
+    /// The base a delta chain of its series continues from.
+    pub(crate) base: Option<Base>,
 }
 
 /// The newest backup of every owner the repository holds, newest first.
@@ -90,8 +89,7 @@ impl Catalog {
         self.newest.iter().find(|m| unit.owns(m)).map(|m| Newest {
             started: m.started_at,
             finished: m.finished_at,
-            series: m.series.clone(),
-            revision: base_revision(m),
+            base: Base::of(m),
         })
     }
 }
@@ -174,11 +172,11 @@ mod tests {
         let by_name: std::collections::BTreeMap<String, Option<Newest>> =
             units().iter().map(|u| (u.name(), c.newest(u))).collect();
         let etcd = by_name["etcd"].clone().expect("the etcd unit owns etcd backups, whatever their cluster");
-        assert_eq!((etcd.series.as_str(), etcd.revision), ("etcd/bbb", Some(700)));
+        assert_eq!(etcd.base.as_ref().map(|b| (b.series.as_str(), b.revision)), Some(("etcd/bbb", 700)));
         assert!(Utc::now() - etcd.started < chrono::Duration::minutes(6), "{etcd:?}");
         // The same schema on two datastores: two units, each with its own newest.
-        assert_eq!(by_name["a/t1"].as_ref().map(|n| n.revision), Some(Some(40)));
-        assert_eq!(by_name["b/t1"].as_ref().map(|n| n.revision), Some(Some(90)));
+        assert_eq!(by_name["a/t1"].as_ref().and_then(|n| n.base.as_ref()).map(|b| b.revision), Some(40));
+        assert_eq!(by_name["b/t1"].as_ref().and_then(|n| n.base.as_ref()).map(|b| b.revision), Some(90));
         assert_eq!(c.newest.len(), 4, "one manifest kept per owner: {:?}", c.newest);
     }
 

@@ -1,6 +1,8 @@
 //! Compaction (gardener's compacted snapshots, etcd-druid DEP-02): once the
 //! delta events or bytes captured after a unit's newest full backup pass
-//! `--compact-after-events` or `--compact-after-bytes`, a new full backup is
+//! `--compact-after-events` or `--compact-after-bytes`, or the events reach
+//! `--compact-after-percent` of that backup's keys (and at least
+//! [`MIN_SHARE_EVENTS`]), a new full backup is
 //! synthesised from that backup and the segments after it, without reading
 //! the datastore again ([`kmdr_plan::synthesis`]). A restore to the latest
 //! point then replays only the segments after the synthesised backup, so its
@@ -17,7 +19,7 @@
 //! standby nothing runs: serve runs the units only while it leads.
 
 use crate::metrics::{DeltaState, Metrics};
-use crate::pending::Pending;
+use crate::pending::{Base, Pending};
 use crate::scheduled::Scheduled;
 use crate::stop::sleep_or_stop;
 use kmdr_core::ErrorClass;
@@ -29,6 +31,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 
+/// The fewest changes that [`CompactOptions::after_percent`] compacts at:
+/// below it, replaying the chain costs less than a synthesis would (a few
+/// milliseconds; benchmarks.md, "Compaction"), however small the tenant.
+pub const MIN_SHARE_EVENTS: u64 = 10_000;
+
 /// When `kmdr serve` compacts a delta chain.
 #[derive(Debug, Clone)]
 pub struct CompactOptions {
@@ -36,25 +43,34 @@ pub struct CompactOptions {
     pub after_events: u64,
     /// Or once the segments after it hold this many sealed bytes (0: never by size).
     pub after_bytes: u64,
+    /// Or once the changes reach this percentage of the newest full backup's
+    /// keys, and at least [`MIN_SHARE_EVENTS`] (0: never by share). A restore
+    /// to now merges the changes with the base's keys, so its cost over a
+    /// full restore follows this share, whatever the unit's size.
+    pub after_percent: u32,
     /// The scratch etcd of the whole-etcd series.
     pub tools: SynthesisTools,
 }
 
 impl Default for CompactOptions {
     fn default() -> Self {
-        CompactOptions { after_events: 100_000, after_bytes: 256 << 20, tools: SynthesisTools::default() }
+        CompactOptions { after_events: 100_000, after_bytes: 256 << 20, after_percent: 25, tools: SynthesisTools::default() }
     }
 }
 
 impl CompactOptions {
     /// Whether any threshold is set.
     pub fn enabled(&self) -> bool {
-        self.after_events > 0 || self.after_bytes > 0
+        self.after_events > 0 || self.after_bytes > 0 || self.after_percent > 0
     }
 
-    /// Whether `events` changes in `bytes` of segments call for a compaction.
-    pub fn due(&self, events: u64, bytes: u64) -> bool {
-        (self.after_events > 0 && events >= self.after_events) || (self.after_bytes > 0 && bytes >= self.after_bytes)
+    /// Whether `events` changes in `bytes` of segments after a full backup
+    /// of `base_keys` keys call for a compaction.
+    pub fn due(&self, events: u64, bytes: u64, base_keys: u64) -> bool {
+        let share = u64::from(self.after_percent).saturating_mul(base_keys) / 100;
+        (self.after_events > 0 && events >= self.after_events)
+            || (self.after_bytes > 0 && bytes >= self.after_bytes)
+            || (self.after_percent > 0 && events >= share.max(MIN_SHARE_EVENTS))
     }
 }
 
@@ -88,7 +104,10 @@ impl Compactor {
 /// read only until a threshold is passed. A gap is found when the
 /// compaction plans its chain.
 async fn seed(c: &Compactor, pending: &Pending, series: &str) -> Result<(), kmdr_repo::Error> {
-    let base = pending.lock().base;
+    let (base, base_keys) = {
+        let s = pending.lock();
+        (s.base, s.base_keys)
+    };
     let prefix = format!("{}{series}/", kmdr_repo::deltas::PREFIX);
     let mut after: Vec<(SegmentName, u64)> = c
         .repo
@@ -103,7 +122,7 @@ async fn seed(c: &Compactor, pending: &Pending, series: &str) -> Result<(), kmdr
     let (mut events, mut bytes) = (0u64, 0u64);
     let mut found = BTreeMap::new();
     for (name, size) in after {
-        if c.opts.due(events, bytes) {
+        if c.opts.due(events, bytes, base_keys) {
             break;
         }
         let raw = c.repo.get_segment(&name).await?;
@@ -155,7 +174,7 @@ pub(crate) async fn compact_when_due(c: Arc<Compactor>, unit: Arc<Scheduled>, mu
             d.events_since_full = events;
             d.bytes_since_full = bytes;
         });
-        if held || !c.opts.due(events, bytes) {
+        if held || !c.opts.due(events, bytes, pending.lock().base_keys) {
             continue;
         }
         let Ok(_one) = c.one.acquire().await else { return };
@@ -189,8 +208,10 @@ pub(crate) async fn compact_when_due(c: Arc<Compactor>, unit: Arc<Scheduled>, mu
                     began.elapsed().as_secs_f64()
                 );
                 backoff = Duration::from_secs(30);
-                pending.based(&series, plan.revision);
-                unit.base.send_replace(Some((series, plan.revision)));
+                let keys = Base::of(&m).map_or(0, |b| b.keys);
+                let base = Base { series, revision: plan.revision, keys };
+                pending.based(&base);
+                unit.base.send_replace(Some(base));
                 let (events, bytes) = pending.totals();
                 c.report(&unit.name, |d| {
                     d.synthesised += 1;
@@ -232,11 +253,24 @@ mod tests {
 
     #[test]
     fn either_threshold_calls_for_a_compaction_and_zero_turns_it_off() {
-        let o = CompactOptions { after_events: 100, after_bytes: 1000, ..Default::default() };
-        assert!(!o.due(99, 999) && o.due(100, 0) && o.due(0, 1000));
+        let o = CompactOptions { after_events: 100, after_bytes: 1000, after_percent: 0, ..Default::default() };
+        assert!(!o.due(99, 999, 10) && o.due(100, 0, 10) && o.due(0, 1000, 10));
         let events_only = CompactOptions { after_bytes: 0, ..o.clone() };
-        assert!(!events_only.due(99, u64::MAX) && events_only.due(100, 0));
+        assert!(!events_only.due(99, u64::MAX, 10) && events_only.due(100, 0, 10));
         let off = CompactOptions { after_events: 0, after_bytes: 0, ..o };
-        assert!(!off.enabled() && !off.due(u64::MAX, u64::MAX));
+        assert!(!off.enabled() && !off.due(u64::MAX, u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn the_share_threshold_follows_the_base_and_has_a_floor() {
+        let o = CompactOptions { after_events: 100_000, after_bytes: 0, after_percent: 25, ..Default::default() };
+        // A tenant of 100,000 keys: a quarter of them.
+        assert!(!o.due(24_999, 0, 100_000) && o.due(25_000, 0, 100_000));
+        // A small tenant: the floor, not 25 changes.
+        assert!(!o.due(MIN_SHARE_EVENTS - 1, 0, 100) && o.due(MIN_SHARE_EVENTS, 0, 100));
+        // A large one: the count threshold comes first.
+        assert!(!o.due(99_999, 0, 10_000_000) && o.due(100_000, 0, 10_000_000));
+        let share_only = CompactOptions { after_events: 0, ..o };
+        assert!(share_only.enabled() && share_only.due(25_000, 0, 100_000) && !share_only.due(24_999, u64::MAX, 100_000));
     }
 }

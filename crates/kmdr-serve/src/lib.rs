@@ -42,7 +42,7 @@ pub mod status_page;
 mod stop;
 mod verifier;
 
-pub use compactor::CompactOptions;
+pub use compactor::{CompactOptions, MIN_SHARE_EVENTS};
 pub use metrics::Metrics;
 pub use scheduler::{ServeError, ServeOptions, serve};
 

@@ -2,9 +2,37 @@
 //! the compactor (compactor.rs): the scheduler and the capture report
 //! segments and full backups here, the compactor reads the totals.
 
+use kmdr_core::{Manifest, SourceInfo};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use tokio::sync::Notify;
+
+/// A full backup as the base of a delta chain: its series, the revision the
+/// chain continues from, and how many keys it holds (what the compactor
+/// weighs the changes after it against).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Base {
+    pub(crate) series: String,
+    pub(crate) revision: i64,
+    pub(crate) keys: u64,
+}
+
+impl Base {
+    /// The base `m` is, if it can be one (an etcd snapshot or tenant data).
+    pub(crate) fn of(m: &Manifest) -> Option<Base> {
+        let (revision, keys) = match &m.source {
+            SourceInfo::TenantData(t) => (t.revision, t.key_count),
+            SourceInfo::EtcdSnapshot(e) => (e.revision, e.key_count.max(0) as u64),
+            _ => return None,
+        };
+        Some(Base { series: m.series.clone(), revision, keys })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn at(series: &str, revision: i64, keys: u64) -> Base {
+        Base { series: series.into(), revision, keys }
+    }
+}
 
 /// What a unit's capture wrote after the newest full backup of its series.
 #[derive(Debug, Default)]
@@ -19,6 +47,8 @@ pub(crate) struct PendingState {
     pub(crate) series: Option<String>,
     /// The newest full backup's revision.
     pub(crate) base: i64,
+    /// And its key count.
+    pub(crate) base_keys: u64,
     /// Segments after it: last revision -> (events, sealed bytes).
     pub(crate) segments: BTreeMap<i64, (u64, u64)>,
     /// Counted from the repository already (after a start).
@@ -32,15 +62,15 @@ impl Pending {
         self.state.lock().expect("pending lock")
     }
 
-    /// The capture (re)starts on `series`, whose newest full backup is at `base`.
-    pub(crate) fn start(&self, series: &str, base: i64) {
+    /// The capture (re)starts on the series of `base`, its newest full backup.
+    pub(crate) fn start(&self, base: &Base) {
         {
             let mut s = self.lock();
-            if s.series.as_deref() != Some(series) {
-                *s = PendingState { series: Some(series.into()), base, ..Default::default() };
+            if s.series.as_deref() != Some(&base.series) {
+                *s = PendingState { series: Some(base.series.clone()), base: base.revision, ..Default::default() };
             }
         }
-        self.based(series, base);
+        self.based(base);
     }
 
     /// A segment of `series` ending at `last` is durable.
@@ -54,12 +84,14 @@ impl Pending {
         self.wake.notify_one();
     }
 
-    /// A full backup of `series` at `revision` is committed (taken or synthesised).
-    pub(crate) fn based(&self, series: &str, revision: i64) {
+    /// A full backup is committed (taken or synthesised).
+    pub(crate) fn based(&self, base: &Base) {
+        let revision = base.revision;
         {
             let mut s = self.lock();
-            if s.series.as_deref() == Some(series) && revision >= s.base {
+            if s.series.as_deref() == Some(&base.series) && revision >= s.base {
                 s.base = revision;
+                s.base_keys = base.keys;
                 s.segments.retain(|last, _| *last > revision);
                 s.held = false;
             }
@@ -82,22 +114,23 @@ mod tests {
     fn pending_counts_the_segments_after_the_newest_full_backup() {
         let p = Pending::default();
         p.segment("tenant/t1", 5, 3, 30); // no series yet: ignored
-        p.start("tenant/t1", 10);
+        p.start(&Base::at("tenant/t1", 10, 100));
         p.segment("tenant/t1", 10, 7, 70); // not after the base
         p.segment("tenant/t1", 20, 4, 40);
         p.segment("tenant/t1", 30, 5, 50);
         p.segment("etcd/x", 40, 9, 90); // another series
         assert_eq!(p.totals(), (9, 90));
         // A full backup at 20 (taken, or synthesised while segment 30 was written).
-        p.based("tenant/t1", 20);
+        p.based(&Base::at("tenant/t1", 20, 120));
         assert_eq!(p.totals(), (5, 50));
+        assert_eq!(p.lock().base_keys, 120);
         p.lock().held = true;
-        p.based("tenant/t1", 30);
+        p.based(&Base::at("tenant/t1", 30, 130));
         assert_eq!(p.totals(), (0, 0));
         assert!(!p.lock().held, "a full backup lifts a hold");
         // The capture restarts on another series (an etcd restored from a snapshot).
         p.segment("tenant/t1", 35, 1, 10);
-        p.start("tenant/t2", 3);
+        p.start(&Base::at("tenant/t2", 3, 7));
         assert_eq!(p.totals(), (0, 0));
         assert!(!p.lock().seeded);
     }

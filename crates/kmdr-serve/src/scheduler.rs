@@ -22,6 +22,7 @@ use crate::compactor::{self, CompactOptions, Compactor};
 use crate::metrics::{DeltaState, Metrics};
 use crate::scheduled::Scheduled;
 use crate::stop::sleep_or_stop;
+use crate::pending::Base;
 use crate::verifier::{self, Verifier};
 use capturer::Sources;
 use chrono::{DateTime, Utc};
@@ -254,7 +255,7 @@ fn start_unit(tasks: &mut tokio::task::JoinSet<()>, ctx: &Arc<Ctx>, unit: Arc<Sc
     // The etcd unit's too, though its series is known only once it connects.
     let newest = catalog.newest(&unit.unit);
     if let Some(n) = &newest {
-        unit.base.send_replace(n.revision.map(|r| (n.series.clone(), r)));
+        unit.base.send_replace(n.base.clone());
         ctx.metrics.update(&unit.name, |s| {
             s.last_full = Some(n.started);
             s.last_success = Some(n.finished);
@@ -417,10 +418,11 @@ async fn full_backup(ctx: &Ctx, unit: &Scheduled, why: &str) -> Option<Result<Ma
     match &result {
         Ok(m) => {
             tracing::info!("{}: backup {} done in {:.1}s", unit.name, m.id, began.elapsed().as_secs_f64());
-            unit.base.send_replace(base_revision(m).map(|r| (m.series.clone(), r)));
-            if let Some(r) = base_revision(m) {
-                unit.pending.based(&m.series, r);
+            let base = Base::of(m);
+            if let Some(b) = &base {
+                unit.pending.based(b);
             }
+            unit.base.send_replace(base);
             ctx.metrics.update(&unit.name, |s| {
                 s.last_full = Some(m.started_at);
                 s.last_success = Some(m.finished_at);
@@ -462,11 +464,11 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Scheduled>) {
                     loop {
                         let newest = rx.borrow_and_update().clone();
                         match newest {
-                            Some((series, r)) if series == target.series => base = Some(r),
+                            Some(b) if b.series == target.series => base = Some(b),
                             // The unit's newest backup is of another series (an etcd restored
                             // from a snapshot has another cluster id): this one needs its own.
                             Some(_) => match full_backup(&ctx, &unit, "no full backup of this series yet").await {
-                                Some(Ok(m)) => base = Some(base_revision(&m).ok_or("the full backup has no revision")?),
+                                Some(Ok(m)) => base = Some(Base::of(&m).ok_or("the full backup has no revision")?),
                                 Some(Err(e)) => return Err(e.message),
                                 None => return Err("stopped".to_string()),
                             },
@@ -487,9 +489,9 @@ async fn capture(ctx: Arc<Ctx>, unit: Arc<Scheduled>) {
                     .iter()
                     .map(|s| s.last)
                     .max();
-                let next = newest_segment.unwrap_or(base).max(base) + 1;
+                let next = newest_segment.unwrap_or(base.revision).max(base.revision) + 1;
                 tracing::info!("{}: capturing changes of {} from revision {next}", unit.name, target.series);
-                unit.pending.start(&target.series, base);
+                unit.pending.start(&base);
                 let rpo = ctx.metrics.unit(&unit.name).map(|s| s.rpo_target);
                 state = Some(DeltaCapture::new(target, capturer::options(ctx.opts.capture, rpo), next));
             }

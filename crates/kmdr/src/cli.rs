@@ -307,6 +307,10 @@ pub struct ServeArgs {
     /// Or once the delta segments after it hold this much (as stored; e.g. 256MiB, 1GiB); 0: never by size
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size_arg)]
     pub compact_after_bytes: u64,
+    /// Or once the changes after it reach this percentage of its keys, and at least 10000: a restore to now merges
+    /// them with the base, so this bounds its cost against a full restore whatever the unit's size; 0: never by share
+    #[arg(long, value_name = "PERCENT", default_value_t = 25, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub compact_after_percent: u32,
     /// Print the units and schedule, then exit
     #[arg(long)]
     pub dry_run: bool,

@@ -17,7 +17,7 @@
 //!   objects an hour per idle tenant, not sixty.
 
 use crate::metrics::{DeltaState, Metrics};
-use crate::pending::Pending;
+use crate::pending::{Base, Pending};
 use chrono::Utc;
 use kmdr_datastore::capture::{CaptureEvent, CaptureOptions, ChangeSource};
 use kmdr_datastore::etcd::hub::EtcdWatchHub;
@@ -67,11 +67,11 @@ impl Sources {
         Ok((ChangeSource::EtcdShared(hub), DeltaTarget::tenant(schema)))
     }
 
-    /// The newest full backup of a series: its revision. One reading of every
+    /// The newest full backup of a series, as a chain's base. One reading of every
     /// manifest serves the captures that start within [`BASES_FRESH`]; a base
     /// older than the newest only makes the capture start earlier (the overlap
     /// is allowed and replays idempotently), never later.
-    pub(crate) async fn newest_base(&self, repo: &Repository, series: &str) -> Result<Option<i64>, kmdr_repo::Error> {
+    pub(crate) async fn newest_base(&self, repo: &Repository, series: &str) -> Result<Option<Base>, kmdr_repo::Error> {
         if repo.access() == kmdr_repo::crypto::Access::WriteOnly {
             return Ok(None); // the capture starts after the full backup this run takes
         }
@@ -84,7 +84,7 @@ impl Sources {
                 b
             }
         };
-        Ok(bases.by_series.get(series).and_then(|l| l.last()).map(|b| b.0))
+        Ok(bases.by_series.get(series).and_then(|l| l.last()).and_then(|b| Base::of(&b.1)))
     }
 }
 

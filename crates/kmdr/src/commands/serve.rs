@@ -51,6 +51,7 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
         compact: kmdr_serve::CompactOptions {
             after_events: a.compact_after_events,
             after_bytes: a.compact_after_bytes,
+            after_percent: a.compact_after_percent,
             tools: kmdr_plan::synthesis::SynthesisTools {
                 etcd: a.etcd.clone(),
                 etcdutl: a.etcdutl.clone(),
@@ -88,7 +89,7 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
             .collect();
         if g.format == Format::Json {
             output::json(
-                &json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64, "lease": a.lease, "shards": shards_json(&plan, a.shards), "verify": verify, "compaction": {"after_events": a.compact_after_events, "after_bytes": a.compact_after_bytes}}),
+                &json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64, "lease": a.lease, "shards": shards_json(&plan, a.shards), "verify": verify, "compaction": {"after_events": a.compact_after_events, "after_bytes": a.compact_after_bytes, "after_percent": a.compact_after_percent, "min_share_events": kmdr_serve::MIN_SHARE_EVENTS}}),
             );
         } else {
             println!("kmdr serve would run (dry run, nothing started):");
@@ -102,7 +103,7 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
                 );
             }
             println!("  delta segments every {} or {} MiB", human_duration(a.flush_every), a.flush_mib);
-            println!("  {}", compaction_line(a.compact_after_events, a.compact_after_bytes));
+            println!("  {}", compaction_line(a.compact_after_events, a.compact_after_bytes, a.compact_after_percent));
             if let Some(l) = &a.lease {
                 match a.shards {
                     1 => println!(
@@ -211,7 +212,7 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
 }
 
 /// What `--compact-after-*` make serve do, for the dry run.
-fn compaction_line(events: u64, bytes: u64) -> String {
+fn compaction_line(events: u64, bytes: u64, percent: u32) -> String {
     let mut when = Vec::new();
     if events > 0 {
         when.push(format!("{events} changes"));
@@ -219,8 +220,14 @@ fn compaction_line(events: u64, bytes: u64) -> String {
     if bytes > 0 {
         when.push(format!("{} of segments", kmdr_core::human_bytes(bytes)));
     }
+    if percent > 0 {
+        when.push(format!(
+            "changes for {percent}% of its keys (at least {})",
+            kmdr_serve::MIN_SHARE_EVENTS
+        ));
+    }
     match when.is_empty() {
-        true => "compaction: never (--compact-after-events 0 --compact-after-bytes 0)".into(),
+        true => "compaction: never (--compact-after-events 0 --compact-after-bytes 0 --compact-after-percent 0)".into(),
         false => format!(
             "compaction: a full backup synthesised from the newest one and its delta segments once {} follow it (full key only)",
             when.join(" or ")

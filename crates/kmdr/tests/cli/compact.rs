@@ -59,23 +59,50 @@ fn firsts(point: &serde_json::Value) -> Vec<i64> {
         .collect()
 }
 
+/// A local repository, an etcd `src` whose tenant t1 holds `keys` keys of
+/// `size` bytes under `/t1/seed/`, and a serve plan for t1. The servers are
+/// dropped before the directory.
+struct TenantLab {
+    k: Kmdr,
+    src: Etcd,
+    rt: tokio::runtime::Runtime,
+    url: String,
+    plan: String,
+    log: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl TenantLab {
+    fn start(keys: usize, size: usize) -> TenantLab {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Kmdr::local(dir.path());
+        k.init();
+        let src = Etcd::start(dir.path(), "src");
+        let rt = runtime();
+        rt.block_on(src.load("/t1/seed/", keys, size, 1));
+        let url = src.client_url.replace("http://", "etcd://");
+        let plan = write_plan_for(dir.path(), &k, &url);
+        let log = dir.path().join("serve.log");
+        TenantLab { k, src, rt, url, plan, log, dir }
+    }
+}
+
 #[test]
 fn a_tenant_compacted_by_serve_equals_a_full_backup_at_its_revision() {
     need_etcd!();
-    let dir = tempfile::tempdir().unwrap();
-    let k = Kmdr::local(dir.path());
-    k.init();
-    let src = Etcd::start(dir.path(), "src");
-    let rt = runtime();
-    rt.block_on(src.load("/t1/seed/", 150, 48, 1));
-    let url = src.client_url.replace("http://", "etcd://");
-    let plan = write_plan_for(dir.path(), &k, &url);
-    let log = dir.path().join("serve.log");
-    let args = ["--compact-after-events", "300", "--compact-after-bytes", "0"];
-    let dry = k.ok(&["serve", "--plan", &plan, "--dry-run", args[0], args[1], args[2], args[3]]);
+    let lab = TenantLab::start(150, 48);
+    let (dir, k, src, rt, url, plan, log) = (&lab.dir, &lab.k, &lab.src, &lab.rt, &lab.url, &lab.plan, &lab.log);
+    let args = ["--compact-after-events", "300", "--compact-after-bytes", "0", "--compact-after-percent", "0"];
+    let dry = k.ok(&[&["serve", "--plan", &plan, "--dry-run"][..], &args].concat());
     assert!(dry.contains("compaction: a full backup synthesised from the newest one and its delta segments once 300 changes follow it"), "{dry}");
+    let dry = k.ok(&["serve", "--plan", &plan, "--dry-run"]);
+    assert!(
+        dry.contains("once 100000 changes or 256.0 MiB of segments or changes for 25% of its keys (at least 10000) follow it"),
+        "{dry}"
+    );
     let dry = k.json(&["serve", "--plan", &plan, "--dry-run"]);
-    assert_eq!(dry["compaction"], serde_json::json!({"after_events": 100_000, "after_bytes": 256u64 << 20}), "{dry}");
+    let defaults = serde_json::json!({"after_events": 100_000, "after_bytes": 256u64 << 20, "after_percent": 25, "min_share_events": 10_000});
+    assert_eq!(dry["compaction"], defaults, "{dry}");
     let serve = Serve::start_with(&k, &plan, &log, &args);
     let write = |from: u32, to: u32| {
         rt.block_on(async {
@@ -157,6 +184,36 @@ fn a_tenant_compacted_by_serve_equals_a_full_backup_at_its_revision() {
     let all = rt.block_on(async { k.open_repo().await.list_segments(Some("tenant/t1")).await.unwrap() });
     assert!(after.len() < all.len(), "{} of {} segments replayed", after.len(), all.len());
     assert!(rt.block_on(tenant_state(&dst, "now", 0)) == rt.block_on(tenant_state(&src, "t1", 0)));
+}
+
+/// `--compact-after-percent`: the threshold follows the base's key count,
+/// read from its manifest (20,000 keys at 60 %: 12,000 changes).
+#[test]
+fn serve_compacts_once_the_changes_reach_a_share_of_the_base() {
+    need_etcd!();
+    let lab = TenantLab::start(20_000, 16);
+    let (k, src, rt, plan, log) = (&lab.k, &lab.src, &lab.rt, &lab.plan, &lab.log);
+    let args = ["--compact-after-events", "0", "--compact-after-bytes", "0", "--compact-after-percent", "60"];
+    let serve = Serve::start_with(&k, &plan, &log, &args);
+    let unit = "{layer=\"tenant-control-planes\",unit=\"shared/t1\"}";
+    // The capture runs after the first full backup: every change below follows it.
+    let rev = rt.block_on(full_state(&src.client_url, 0)).0;
+    wait_metric_at_least(&serve, &format!("kmdr_delta_revision{unit}"), rev as f64, &log);
+    rt.block_on(src.load("/t1/seed/", 11_000, 16, 2));
+    wait_metric_at_least(&serve, &format!("kmdr_delta_events_since_full{unit}"), 11_000.0, &log);
+    let (_, metrics) = http_get(&serve.addr, "/metrics").unwrap();
+    let compactions = format!("kmdr_compactions_total{unit} ");
+    assert!(
+        metrics.lines().filter(|l| l.starts_with(&compactions)).all(|l| l.ends_with(" 0")),
+        "11,000 changes are under 60 % of 20,000 keys: {metrics}"
+    );
+    rt.block_on(src.load("/t1/more/", 1_500, 16, 3));
+    wait_metric_at_least(&serve, &format!("kmdr_compactions_total{unit}"), 1.0, &log);
+    serve.terminate();
+    let newest = synthesised(&k).pop().expect("serve synthesised a backup");
+    // At least 1,000 of the new keys made the 12,000 changes; perhaps all of them.
+    let keys = newest["source"]["key_count"].as_u64().unwrap();
+    assert!((21_000..=21_500).contains(&keys), "{newest}");
 }
 
 #[test]
