@@ -246,6 +246,36 @@ impl Repository {
         Ok(ids)
     }
 
+    /// At least the newest `want` backups that `keep` accepts, oldest first,
+    /// without listing all of `backups/` when the repository is large: ids
+    /// start with their UTC time, so a listing that starts after "10 s ago",
+    /// then 5 minutes, an hour, a day, a week, a month, returns only the
+    /// newest (each try one request on S3 while it returns under 1,000). The flag
+    /// says whether the list is every backup `keep` accepts (the last try
+    /// lists them all); when it is not, more than `want` were found and
+    /// older ones were not listed.
+    pub async fn newest_backups(&self, want: usize, keep: impl Fn(&BackupId) -> bool) -> Result<(Vec<BackupId>, bool)> {
+        const WINDOWS_S: [i64; 6] = [10, 300, 3600, 86_400, 7 * 86_400, 31 * 86_400];
+        let now = chrono::Utc::now();
+        for secs in WINDOWS_S {
+            let since = (now - chrono::Duration::seconds(secs)).format(kmdr_core::id::ID_TIME_FORMAT);
+            let mut ids: Vec<BackupId> = self
+                .store
+                .list_after("backups/", &format!("backups/{since}"))
+                .await?
+                .into_iter()
+                .filter_map(|o| o.key.strip_prefix("backups/").and_then(|n| n.parse().ok()))
+                .filter(|id| keep(id))
+                .collect();
+            if ids.len() > want {
+                ids.sort();
+                return Ok((ids, false));
+            }
+        }
+        let ids = self.list_backups().await?.into_iter().filter(|id| keep(id)).collect();
+        Ok((ids, true))
+    }
+
     /// Read and decrypt one manifest.
     pub async fn load_manifest(&self, id: &BackupId) -> Result<Manifest> {
         let name = manifest_key(id);

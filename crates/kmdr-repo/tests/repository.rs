@@ -207,3 +207,30 @@ async fn concurrent_writers_do_not_corrupt() {
     assert_eq!(restore(&repo, &m2).await.unwrap(), b);
     assert!(checker::verify(&repo, None, None).await.unwrap().backups.iter().all(|c| c.ok));
 }
+
+#[tokio::test]
+async fn newest_backups_lists_only_the_newest_ids() {
+    let (_dir, store, repo) = new_repo().await;
+    let now = chrono::Utc::now();
+    let ago = |secs: i64, kind: &str| kmdr_core::BackupId::new(kind, now - chrono::Duration::seconds(secs));
+    // Only names are listed: the objects need not be manifests.
+    let ids = [ago(2 * 86_400, "etcd"), ago(86_400 / 2, "tenant"), ago(1800, "etcd"), ago(2, "tenant")];
+    for id in &ids {
+        store.put(&format!("backups/{id}"), bytes::Bytes::from_static(b"m")).await.unwrap();
+    }
+    // 10 s and 5 minutes hold one; an hour holds two: more than wanted, older ones not listed.
+    let (got, complete) = repo.newest_backups(1, |_| true).await.unwrap();
+    assert_eq!(got, [ids[2].clone(), ids[3].clone()]);
+    assert!(!complete);
+    // No window holds more than 10: every id, oldest first, and the list is complete.
+    let (got, complete) = repo.newest_backups(10, |_| true).await.unwrap();
+    assert_eq!(got, ids);
+    assert!(complete);
+    // The filter counts: a week holds the two etcd backups, more than one.
+    let etcd = |i: &kmdr_core::BackupId| i.kind() == "etcd";
+    let (got, complete) = repo.newest_backups(1, etcd).await.unwrap();
+    assert_eq!(got, [ids[0].clone(), ids[2].clone()]);
+    assert!(!complete);
+    // Not more than two: the full listing says so.
+    assert_eq!(repo.newest_backups(2, etcd).await.unwrap(), (vec![ids[0].clone(), ids[2].clone()], true));
+}

@@ -54,7 +54,12 @@ pub struct CompactOptions {
 
 impl Default for CompactOptions {
     fn default() -> Self {
-        CompactOptions { after_events: 100_000, after_bytes: 256 << 20, after_percent: 25, tools: SynthesisTools::default() }
+        CompactOptions {
+            after_events: 100_000,
+            after_bytes: 256 << 20,
+            after_percent: 25,
+            tools: SynthesisTools::default(),
+        }
     }
 }
 
@@ -271,6 +276,8 @@ mod tests {
         // A large one: the count threshold comes first.
         assert!(!o.due(99_999, 0, 10_000_000) && o.due(100_000, 0, 10_000_000));
         let share_only = CompactOptions { after_events: 0, ..o };
-        assert!(share_only.enabled() && share_only.due(25_000, 0, 100_000) && !share_only.due(24_999, u64::MAX, 100_000));
+        assert!(
+            share_only.enabled() && share_only.due(25_000, 0, 100_000) && !share_only.due(24_999, u64::MAX, 100_000)
+        );
     }
 }

@@ -45,6 +45,17 @@ pub async fn run(store: &dyn Store) {
     assert_eq!(nov27, ["backups/20261127T024037.000Z-etcd-aaaaaa"]);
     assert_eq!(store.list("").await.unwrap().len(), 6, "list(\"\") lists everything");
     assert!(store.list("nothing/").await.unwrap().is_empty());
+    // Listing after a key: only what sorts after it, under the prefix; the key need not exist.
+    let after = |p: &'static str, a: &'static str| async move {
+        let mut k: Vec<_> = store.list_after(p, a).await.unwrap().into_iter().map(|o| o.key).collect();
+        k.sort();
+        k
+    };
+    assert_eq!(after("backups/", "backups/20261127T9").await, ["backups/20261128T000000.000Z-etcd-bbbbbb"]);
+    assert_eq!(after("backups/", "backups/20261127T024037.000Z-etcd-aaaaaa").await.len(), 1, "not the key itself");
+    assert_eq!(after("backups/", "backups/").await.len(), 2);
+    assert!(after("backups/", "backups/20261129").await.is_empty());
+    assert_eq!(after("data/", "backups/zzz").await, ["data/ab/ab01", "data/cd/cd02"], "a key before the prefix");
 
     // Concurrent writers of different keys.
     let keys: Vec<String> = (0..16).map(|i| format!("data/ef/c{i:02}")).collect();

@@ -75,6 +75,10 @@ impl Store for FaultStore {
         self.inner.list(prefix).await
     }
 
+    async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.inner.list_after(prefix, after).await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
     }

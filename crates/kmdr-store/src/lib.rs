@@ -60,6 +60,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get(&self, key: &str) -> Result<Bytes, StoreError>;
     /// List every object under `prefix`.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+    /// List the objects under `prefix` whose keys sort after `after` (a
+    /// full key, not necessarily of an object). S3 starts its listing there
+    /// (`StartAfter`), so the requests follow what is returned, not what the
+    /// prefix holds; the default lists the prefix and filters.
+    async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        Ok(self.list(prefix).await?.into_iter().filter(|o| o.key.as_str() > after).collect())
+    }
     /// Remove an object; missing objects are not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Remove debris of writers killed mid-`put` (temp files) older than

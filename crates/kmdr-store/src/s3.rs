@@ -172,6 +172,44 @@ impl HttpService for Md5Service {
     }
 }
 
+impl S3Store {
+    /// The objects under `prefix`, after the key `after` if given (S3's
+    /// `StartAfter`: the listing starts there).
+    async fn list_from(&self, prefix: &str, after: Option<&str>) -> Result<Vec<ObjectInfo>, StoreError> {
+        // object_store lists by whole path segments: list the directory part
+        // of the prefix and filter the rest.
+        let dir = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let dir_path = if dir.is_empty() {
+            if self.prefix.is_empty() { None } else { Some(Path::from(self.prefix.as_str())) }
+        } else {
+            Some(self.path(dir))
+        };
+        let strip = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+        let listing = match after {
+            // A key sorts after `after` exactly when its full path does: the store's prefix is common to both.
+            Some(a) => self.inner.list_with_offset(dir_path.as_ref(), &Path::from(format!("{strip}{a}"))),
+            None => self.inner.list(dir_path.as_ref()),
+        };
+        let metas: Vec<_> = listing.try_collect().await.map_err(|e| self.err("list", prefix, e))?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let full = m.location.to_string();
+                let key = full.strip_prefix(&strip).unwrap_or(&full).to_string();
+                let after_ok = after.is_none_or(|a| key.as_str() > a);
+                (key.starts_with(prefix) && after_ok).then_some(ObjectInfo {
+                    key,
+                    size: m.size,
+                    modified: m.last_modified,
+                })
+            })
+            .collect())
+    }
+}
+
 #[async_trait]
 impl Store for S3Store {
     fn location(&self) -> String {
@@ -195,28 +233,11 @@ impl Store for S3Store {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
-        // object_store lists by whole path segments: list the directory part
-        // of the prefix and filter the rest.
-        let dir = match prefix.rfind('/') {
-            Some(i) => &prefix[..i],
-            None => "",
-        };
-        let dir_path = if dir.is_empty() {
-            if self.prefix.is_empty() { None } else { Some(Path::from(self.prefix.as_str())) }
-        } else {
-            Some(self.path(dir))
-        };
-        let strip = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
-        let metas: Vec<_> =
-            self.inner.list(dir_path.as_ref()).try_collect().await.map_err(|e| self.err("list", prefix, e))?;
-        Ok(metas
-            .into_iter()
-            .filter_map(|m| {
-                let full = m.location.to_string();
-                let key = full.strip_prefix(&strip).unwrap_or(&full).to_string();
-                key.starts_with(prefix).then_some(ObjectInfo { key, size: m.size, modified: m.last_modified })
-            })
-            .collect())
+        self.list_from(prefix, None).await
+    }
+
+    async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.list_from(prefix, Some(after)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -82,13 +82,15 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
         return Err(UsageError(format!("--kind {k:?} is not a kind of backup: use one of {}", KINDS.join(", "))).into());
     }
     let repo = g.open_repo().await?;
-    let ids: Vec<_> =
-        repo.list_backups().await?.into_iter().filter(|i| a.kind.as_deref().is_none_or(|k| i.kind() == k)).collect();
+    let of_kind = |i: &kmdr_core::BackupId| a.kind.as_deref().is_none_or(|k| i.kind() == k);
     if repo.access() == kmdr_repo::crypto::Access::WriteOnly {
+        let ids: Vec<_> = repo.list_backups().await?.into_iter().filter(of_kind).collect();
         return list_names_only(g, &ids);
     }
     // The newest `--last` rows, read newest first, several manifests at once;
-    // a unit named by its series is looked up in the series index.
+    // a unit named by its series is looked up in the series index, and
+    // without a unit only the newest ids are listed (a large repository on
+    // S3 takes a request per 1,000 ids).
     let limit = if a.all { usize::MAX } else { a.last };
     let indexed = match a.unit.as_deref().filter(|u| u.contains('/')) {
         Some(series) => repo.indexed_backups(series, a.kind.as_deref()).await?,
@@ -96,7 +98,15 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
     };
     // Filtered by unit after reading: the older backups not read may be of any unit.
     let of_any_unit = a.unit.is_some() && indexed.is_empty();
-    let candidates = if indexed.is_empty() { ids.iter().rev().cloned().collect() } else { indexed };
+    // Newest first.
+    let (candidates, complete): (Vec<_>, bool) = if !indexed.is_empty() {
+        (indexed, true)
+    } else if a.all || a.unit.is_some() {
+        (repo.list_backups().await?.into_iter().filter(of_kind).rev().collect(), true)
+    } else {
+        let (ids, complete) = repo.newest_backups(limit, of_kind).await?;
+        (ids.into_iter().rev().collect(), complete)
+    };
     let total = candidates.len();
     let mut rows = Vec::new();
     // The series of the kind's backups, to name them when --unit matches none.
@@ -129,7 +139,19 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
     let proofs = repo.latest_proofs_where(|b| shown.contains(b)).await?;
     let proof_of = |id: &kmdr_core::BackupId| proofs.get(&id.to_string());
     let unread = total - read;
+    // On stderr in both formats: stdout stays a table or a JSON array.
+    let shown_n = rows.len();
+    let truncated = || {
+        if unread > 0 && !g.quiet {
+            eprintln!(
+                "note: the newest {shown_n} shown; {unread}{} older backups{} not read: --last N or --all for more",
+                if complete { "" } else { " or more" },
+                if of_any_unit { " (of any unit)" } else { "" }
+            );
+        }
+    };
     if g.format == Format::Json {
+        truncated();
         let v: Vec<_> = rows
             .iter()
             .map(|r| match r {
@@ -155,7 +177,6 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let rows_len = rows.len();
     println!("{:<36} {:<21} {:>10} {:>10} {:>8} {:<14} SOURCE", "ID", "LAYER", "SIZE", "ADDED", "TOOK", "RESTORABLE");
     let now = chrono::Utc::now();
     for r in rows {
@@ -178,13 +199,7 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
             Err((id, reason)) => println!("{:<36} DAMAGED manifest: {reason} (run `kmdr verify {id}`)", id.to_string()),
         }
     }
-    if unread > 0 && !g.quiet {
-        eprintln!(
-            "note: the newest {} shown; {unread} older backups{} not read: --last N or --all for more",
-            rows_len,
-            if of_any_unit { " (of any unit)" } else { "" }
-        );
-    }
+    truncated();
     Ok(0)
 }
 

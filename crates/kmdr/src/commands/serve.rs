@@ -221,10 +221,7 @@ fn compaction_line(events: u64, bytes: u64, percent: u32) -> String {
         when.push(format!("{} of segments", kmdr_core::human_bytes(bytes)));
     }
     if percent > 0 {
-        when.push(format!(
-            "changes for {percent}% of its keys (at least {})",
-            kmdr_serve::MIN_SHARE_EVENTS
-        ));
+        when.push(format!("changes for {percent}% of its keys (at least {})", kmdr_serve::MIN_SHARE_EVENTS));
     }
     match when.is_empty() {
         true => "compaction: never (--compact-after-events 0 --compact-after-bytes 0 --compact-after-percent 0)".into(),

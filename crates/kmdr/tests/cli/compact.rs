@@ -97,7 +97,9 @@ fn a_tenant_compacted_by_serve_equals_a_full_backup_at_its_revision() {
     assert!(dry.contains("compaction: a full backup synthesised from the newest one and its delta segments once 300 changes follow it"), "{dry}");
     let dry = k.ok(&["serve", "--plan", &plan, "--dry-run"]);
     assert!(
-        dry.contains("once 100000 changes or 256.0 MiB of segments or changes for 25% of its keys (at least 10000) follow it"),
+        dry.contains(
+            "once 100000 changes or 256.0 MiB of segments or changes for 25% of its keys (at least 10000) follow it"
+        ),
         "{dry}"
     );
     let dry = k.json(&["serve", "--plan", &plan, "--dry-run"]);
