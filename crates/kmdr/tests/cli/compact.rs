@@ -93,19 +93,19 @@ fn a_tenant_compacted_by_serve_equals_a_full_backup_at_its_revision() {
     let lab = TenantLab::start(150, 48);
     let (dir, k, src, rt, url, plan, log) = (&lab.dir, &lab.k, &lab.src, &lab.rt, &lab.url, &lab.plan, &lab.log);
     let args = ["--compact-after-events", "300", "--compact-after-bytes", "0", "--compact-after-percent", "0"];
-    let dry = k.ok(&[&["serve", "--plan", &plan, "--dry-run"][..], &args].concat());
+    let dry = k.ok(&[&["serve", "--plan", plan, "--dry-run"][..], &args].concat());
     assert!(dry.contains("compaction: a full backup synthesised from the newest one and its delta segments once 300 changes follow it"), "{dry}");
-    let dry = k.ok(&["serve", "--plan", &plan, "--dry-run"]);
+    let dry = k.ok(&["serve", "--plan", plan, "--dry-run"]);
     assert!(
         dry.contains(
             "once 100000 changes or 256.0 MiB of segments or changes for 25% of its keys (at least 10000) follow it"
         ),
         "{dry}"
     );
-    let dry = k.json(&["serve", "--plan", &plan, "--dry-run"]);
+    let dry = k.json(&["serve", "--plan", plan, "--dry-run"]);
     let defaults = serde_json::json!({"after_events": 100_000, "after_bytes": 256u64 << 20, "after_percent": 25, "min_share_events": 10_000});
     assert_eq!(dry["compaction"], defaults, "{dry}");
-    let serve = Serve::start_with(&k, &plan, &log, &args);
+    let serve = Serve::start_with(k, plan, log, &args);
     let write = |from: u32, to: u32| {
         rt.block_on(async {
             let mut c = src.client().await;
@@ -121,18 +121,18 @@ fn a_tenant_compacted_by_serve_equals_a_full_backup_at_its_revision() {
     // Past the threshold: one compaction.
     write(0, 400);
     let unit = "{layer=\"tenant-control-planes\",unit=\"shared/t1\"}";
-    wait_metric_at_least(&serve, &format!("kmdr_compactions_total{unit}"), 1.0, &log);
+    wait_metric_at_least(&serve, &format!("kmdr_compactions_total{unit}"), 1.0, log);
     // Below it again: these stay in segments.
     write(400, 460);
     let now_rev = rt.block_on(full_state(&src.client_url, 0)).0;
-    wait_metric_at_least(&serve, &format!("kmdr_delta_revision{unit}"), now_rev as f64, &log);
+    wait_metric_at_least(&serve, &format!("kmdr_delta_revision{unit}"), now_rev as f64, log);
     let (_, metrics) = http_get(&serve.addr, "/metrics").unwrap();
     assert!(metrics.contains("# TYPE kmdr_compaction_duration_seconds gauge"), "{metrics}");
     serve.terminate();
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = std::fs::read_to_string(log).unwrap();
     assert!(text.contains("synthesised backup"), "{text}");
 
-    let synth = synthesised(&k);
+    let synth = synthesised(k);
     let newest = synth.last().expect("serve synthesised a backup");
     let id = newest["id"].as_str().unwrap();
     let rev = newest["source"]["revision"].as_i64().unwrap();
@@ -147,7 +147,7 @@ fn a_tenant_compacted_by_serve_equals_a_full_backup_at_its_revision() {
     k2.init();
     let real = rt.block_on(async {
         let repo = k2.open_repo().await;
-        let store = kmdr_datastore::connect(&kmdr_datastore::DatastoreUrl::parse(&url).unwrap(), Default::default())
+        let store = kmdr_datastore::connect(&kmdr_datastore::DatastoreUrl::parse(url).unwrap(), Default::default())
             .await
             .unwrap();
         let opts = kmdr_datastore::TenantBackupOptions { at: Some(rev), ..Default::default() };
@@ -163,7 +163,7 @@ fn a_tenant_compacted_by_serve_equals_a_full_backup_at_its_revision() {
     let dst = Etcd::start(dir.path(), "dst");
     let dst_url = dst.client_url.replace("http://", "etcd://");
     k.ok(&["restore", "tenant", id, "--datastore", &dst_url]);
-    assert!(rt.block_on(tenant_state(&dst, "t1", 0)) == rt.block_on(tenant_state(&src, "t1", rev)));
+    assert!(rt.block_on(tenant_state(&dst, "t1", 0)) == rt.block_on(tenant_state(src, "t1", rev)));
 
     // `--at now` starts from it and replays only the segments written after it.
     let out = k.json(&[
@@ -185,7 +185,7 @@ fn a_tenant_compacted_by_serve_equals_a_full_backup_at_its_revision() {
     assert!(!after.is_empty() && after.iter().all(|f| *f > rev), "segments replayed: {after:?}, base at {rev}");
     let all = rt.block_on(async { k.open_repo().await.list_segments(Some("tenant/t1")).await.unwrap() });
     assert!(after.len() < all.len(), "{} of {} segments replayed", after.len(), all.len());
-    assert!(rt.block_on(tenant_state(&dst, "now", 0)) == rt.block_on(tenant_state(&src, "t1", 0)));
+    assert!(rt.block_on(tenant_state(&dst, "now", 0)) == rt.block_on(tenant_state(src, "t1", 0)));
 }
 
 /// `--compact-after-percent`: the threshold follows the base's key count,
@@ -196,13 +196,13 @@ fn serve_compacts_once_the_changes_reach_a_share_of_the_base() {
     let lab = TenantLab::start(20_000, 16);
     let (k, src, rt, plan, log) = (&lab.k, &lab.src, &lab.rt, &lab.plan, &lab.log);
     let args = ["--compact-after-events", "0", "--compact-after-bytes", "0", "--compact-after-percent", "60"];
-    let serve = Serve::start_with(&k, &plan, &log, &args);
+    let serve = Serve::start_with(k, plan, log, &args);
     let unit = "{layer=\"tenant-control-planes\",unit=\"shared/t1\"}";
     // The capture runs after the first full backup: every change below follows it.
     let rev = rt.block_on(full_state(&src.client_url, 0)).0;
-    wait_metric_at_least(&serve, &format!("kmdr_delta_revision{unit}"), rev as f64, &log);
+    wait_metric_at_least(&serve, &format!("kmdr_delta_revision{unit}"), rev as f64, log);
     rt.block_on(src.load("/t1/seed/", 11_000, 16, 2));
-    wait_metric_at_least(&serve, &format!("kmdr_delta_events_since_full{unit}"), 11_000.0, &log);
+    wait_metric_at_least(&serve, &format!("kmdr_delta_events_since_full{unit}"), 11_000.0, log);
     let (_, metrics) = http_get(&serve.addr, "/metrics").unwrap();
     let compactions = format!("kmdr_compactions_total{unit} ");
     assert!(
@@ -210,9 +210,9 @@ fn serve_compacts_once_the_changes_reach_a_share_of_the_base() {
         "11,000 changes are under 60 % of 20,000 keys: {metrics}"
     );
     rt.block_on(src.load("/t1/more/", 1_500, 16, 3));
-    wait_metric_at_least(&serve, &format!("kmdr_compactions_total{unit}"), 1.0, &log);
+    wait_metric_at_least(&serve, &format!("kmdr_compactions_total{unit}"), 1.0, log);
     serve.terminate();
-    let newest = synthesised(&k).pop().expect("serve synthesised a backup");
+    let newest = synthesised(k).pop().expect("serve synthesised a backup");
     // At least 1,000 of the new keys made the 12,000 changes; perhaps all of them.
     let keys = newest["source"]["key_count"].as_u64().unwrap();
     assert!((21_000..=21_500).contains(&keys), "{newest}");
