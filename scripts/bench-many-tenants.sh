@@ -13,6 +13,7 @@
 #
 #   scripts/bench-many-tenants.sh [TENANTS] [KEYS] [BACKUPS]   (default 1000 250 100000)
 #   KMDR_BENCH_PROFILE=release (default here) | debug
+#   KMDR_BEFORE=path/to/another/kmdr: also time its `backups list` (and --unit), side by side
 #
 # Prints a Markdown table for docs/benchmarks.md (also target/bench-many-tenants.md).
 set -euo pipefail
@@ -66,6 +67,10 @@ lookups() {  # lookups SUFFIX: the three lookups and --all, on the repository in
   timed unit$s $KMDR backups list --unit "tenant/$X"
   timed restore$s $KMDR -q restore tenant latest --source-schema "$X" --datastore "$DS" --schema "r$s-$X"
   timed listall$s $KMDR backups list --all
+  if [ -n "${KMDR_BEFORE:-}" ]; then  # the same listings by another build, side by side
+    timed listb$s "$KMDR_BEFORE" backups list
+    timed unitb$s "$KMDR_BEFORE" backups list --unit "tenant/$X"
+  fi
 }
 lookups ""
 S3ROW=
@@ -112,6 +117,11 @@ REV=$(git rev-parse --short HEAD)
   for s in list:"\`backups list\` (newest 100)" unit:"\`backups list --unit tenant/$X\`" restore:"\`restore tenant latest --source-schema $X\` ($KEYS keys, new schema)" listall:"\`backups list --all\` (every manifest read)"; do
     k=${s%%:*}; echo "| ${s#*:} | $(f "$k") | ${S3ROW:+$(f "${k}_s3") |}"
   done
+  if [ -n "${KMDR_BEFORE:-}" ]; then
+    for s in listb:"\`backups list\`, KMDR_BEFORE build" unitb:"\`backups list --unit tenant/$X\`, KMDR_BEFORE build"; do
+      k=${s%%:*}; echo "| ${s#*:} | $(f "$k") | ${S3ROW:+$(f "${k}_s3") |}"
+    done
+  fi
   echo
   echo "Reproduce: \`${S3:+S3=1 }scripts/bench-many-tenants.sh $TENANTS $KEYS $BACKUPS\`"
 } | tee target/bench-many-tenants.md
