@@ -235,15 +235,7 @@ impl Repository {
     /// Ids of every committed backup, oldest first. Names under `backups/`
     /// that are not backup ids are ignored.
     pub async fn list_backups(&self) -> Result<Vec<BackupId>> {
-        let mut ids: Vec<BackupId> = self
-            .store
-            .list("backups/")
-            .await?
-            .into_iter()
-            .filter_map(|o| o.key.strip_prefix("backups/").and_then(|n| n.parse().ok()))
-            .collect();
-        ids.sort();
-        Ok(ids)
+        Ok(backup_ids(self.store.list("backups/").await?, |_| true))
     }
 
     /// At least the newest `want` backups that `keep` accepts, oldest first,
@@ -259,21 +251,12 @@ impl Repository {
         let now = chrono::Utc::now();
         for secs in WINDOWS_S {
             let since = (now - chrono::Duration::seconds(secs)).format(kmdr_core::id::ID_TIME_FORMAT);
-            let mut ids: Vec<BackupId> = self
-                .store
-                .list_after("backups/", &format!("backups/{since}"))
-                .await?
-                .into_iter()
-                .filter_map(|o| o.key.strip_prefix("backups/").and_then(|n| n.parse().ok()))
-                .filter(|id| keep(id))
-                .collect();
+            let ids = backup_ids(self.store.list_after("backups/", &format!("backups/{since}")).await?, &keep);
             if ids.len() > want {
-                ids.sort();
                 return Ok((ids, false));
             }
         }
-        let ids = self.list_backups().await?.into_iter().filter(|id| keep(id)).collect();
-        Ok((ids, true))
+        Ok((backup_ids(self.store.list("backups/").await?, &keep), true))
     }
 
     /// Read and decrypt one manifest.
@@ -370,4 +353,16 @@ impl Repository {
             }
         }
     }
+}
+
+/// The backup ids a listing of `backups/` holds that `keep` accepts, oldest
+/// first; names that are not backup ids are ignored.
+fn backup_ids(listed: Vec<kmdr_store::ObjectInfo>, keep: impl Fn(&BackupId) -> bool) -> Vec<BackupId> {
+    let mut ids: Vec<BackupId> = listed
+        .into_iter()
+        .filter_map(|o| o.key.strip_prefix("backups/").and_then(|n| n.parse().ok()))
+        .filter(|id| keep(id))
+        .collect();
+    ids.sort();
+    ids
 }

@@ -89,7 +89,7 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
             .collect();
         if g.format == Format::Json {
             output::json(
-                &json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64, "lease": a.lease, "shards": shards_json(&plan, a.shards), "verify": verify, "compaction": {"after_events": a.compact_after_events, "after_bytes": a.compact_after_bytes, "after_percent": a.compact_after_percent, "min_share_events": kmdr_serve::MIN_SHARE_EVENTS}}),
+                &json!({"dry_run": true, "repository": g.repo, "layers": units, "retention": policy, "flush_every_ms": a.flush_every.as_millis() as u64, "lease": a.lease, "shards": shards_json(&plan, a.shards), "verify": verify, "compaction": {"after_events": opts.compact.after_events, "after_bytes": opts.compact.after_bytes, "after_percent": opts.compact.after_percent, "min_share_events": kmdr_serve::MIN_SHARE_EVENTS}}),
             );
         } else {
             println!("kmdr serve would run (dry run, nothing started):");
@@ -103,7 +103,7 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
                 );
             }
             println!("  delta segments every {} or {} MiB", human_duration(a.flush_every), a.flush_mib);
-            println!("  {}", compaction_line(a.compact_after_events, a.compact_after_bytes, a.compact_after_percent));
+            println!("  {}", compaction_line(&opts.compact));
             if let Some(l) = &a.lease {
                 match a.shards {
                     1 => println!(
@@ -212,14 +212,15 @@ pub async fn run(g: &GlobalArgs, a: ServeArgs) -> Result<i32> {
 }
 
 /// What `--compact-after-*` make serve do, for the dry run.
-fn compaction_line(events: u64, bytes: u64, percent: u32) -> String {
+fn compaction_line(c: &kmdr_serve::CompactOptions) -> String {
     let mut when = Vec::new();
-    if events > 0 {
-        when.push(format!("{events} changes"));
+    if c.after_events > 0 {
+        when.push(format!("{} changes", c.after_events));
     }
-    if bytes > 0 {
-        when.push(format!("{} of segments", kmdr_core::human_bytes(bytes)));
+    if c.after_bytes > 0 {
+        when.push(format!("{} of segments", kmdr_core::human_bytes(c.after_bytes)));
     }
+    let percent = c.after_percent;
     if percent > 0 {
         when.push(format!("changes for {percent}% of its keys (at least {})", kmdr_serve::MIN_SHARE_EVENTS));
     }
