@@ -7,13 +7,14 @@
 #  2. with the repository grown to BACKUPS backups (further `--all` runs), the
 #     lookups an operator makes on a bad day: `kmdr backups list` (the newest
 #     100), `backups list --unit tenant/X`, and `restore tenant latest
-#     --source-schema X` into a new schema; and `backups list --all` (every
-#     manifest read) for scale. With S3=1 (after `source scripts/s3-server.sh`),
-#     the same lookups on a copy of the repository on the S3 server.
+#     --source-schema X` into a new schema, `backups show latest`; and
+#     `backups list --all` (every manifest read, with peak RSS) for scale.
+#     With S3=1 (after `source scripts/s3-server.sh`), the same lookups on a
+#     copy of the repository on the S3 server.
 #
 #   scripts/bench-many-tenants.sh [TENANTS] [KEYS] [BACKUPS]   (default 1000 250 100000)
 #   KMDR_BENCH_PROFILE=release (default here) | debug
-#   KMDR_BEFORE=path/to/another/kmdr: also time its `backups list` (and --unit), side by side
+#   KMDR_BEFORE=path/to/another/kmdr: also time its `backups list`, --unit and `show latest`, side by side
 #
 # Prints a Markdown table for docs/benchmarks.md (also target/bench-many-tenants.md).
 set -euo pipefail
@@ -66,10 +67,13 @@ lookups() {  # lookups SUFFIX: the three lookups and --all, on the repository in
   timed list$s $KMDR backups list
   timed unit$s $KMDR backups list --unit "tenant/$X"
   timed restore$s $KMDR -q restore tenant latest --source-schema "$X" --datastore "$DS" --schema "r$s-$X"
+  timed show$s $KMDR backups show latest
   timed listall$s $KMDR backups list --all
-  if [ -n "${KMDR_BEFORE:-}" ]; then  # the same listings by another build, side by side
+  if [ -n "${KMDR_BEFORE:-}" ]; then  # the same lookups by another build, side by side
     timed listb$s "$KMDR_BEFORE" backups list
     timed unitb$s "$KMDR_BEFORE" backups list --unit "tenant/$X"
+    timed showb$s "$KMDR_BEFORE" backups show latest
+    [ -n "$s" ] || timed listallb "$KMDR_BEFORE" backups list --all  # for its RSS; on S3 it takes minutes
   fi
 }
 lookups ""
@@ -114,13 +118,15 @@ REV=$(git rev-parse --short HEAD)
   echo
   echo "| | local | ${S3ROW:+S3 (moto) |}"
   echo "|---|---:|${S3ROW:+---:|}"
-  for s in list:"\`backups list\` (newest 100)" unit:"\`backups list --unit tenant/$X\`" restore:"\`restore tenant latest --source-schema $X\` ($KEYS keys, new schema)" listall:"\`backups list --all\` (every manifest read)"; do
+  for s in list:"\`backups list\` (newest 100)" unit:"\`backups list --unit tenant/$X\`" restore:"\`restore tenant latest --source-schema $X\` ($KEYS keys, new schema)" show:"\`backups show latest\` (finds the newest id)"; do
     k=${s%%:*}; echo "| ${s#*:} | $(f "$k") | ${S3ROW:+$(f "${k}_s3") |}"
   done
+  echo "| \`backups list --all\` (every manifest read) | $(f listall), $(mib "${RSS[listall]}") | ${S3ROW:+$(f listall_s3), $(mib "${RSS[listall_s3]}") |}"
   if [ -n "${KMDR_BEFORE:-}" ]; then
-    for s in listb:"\`backups list\`, KMDR_BEFORE build" unitb:"\`backups list --unit tenant/$X\`, KMDR_BEFORE build"; do
+    for s in listb:"\`backups list\`, KMDR_BEFORE build" unitb:"\`backups list --unit tenant/$X\`, KMDR_BEFORE build" showb:"\`backups show latest\`, KMDR_BEFORE build"; do
       k=${s%%:*}; echo "| ${s#*:} | $(f "$k") | ${S3ROW:+$(f "${k}_s3") |}"
     done
+    echo "| \`backups list --all\`, KMDR_BEFORE build | $(f listallb), $(mib "${RSS[listallb]}") | ${S3ROW:+not run |}"
   fi
   echo
   echo "Reproduce: \`${S3:+S3=1 }scripts/bench-many-tenants.sh $TENANTS $KEYS $BACKUPS\`"

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use kmdr_core::BackupId;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Version of the record's JSON layout.
 pub const PROOF_FORMAT: u32 = 1;
@@ -111,19 +112,30 @@ impl Repository {
     }
 
     /// The newest proof of each backup that has one: backup id to proof.
-    pub async fn latest_proofs(&self) -> Result<std::collections::BTreeMap<String, Proof>> {
-        self.latest_proofs_where(|_| true).await
+    pub async fn latest_proofs(&self) -> Result<BTreeMap<String, Proof>> {
+        self.newest_proofs(self.list_proofs(None).await?, |_| true).await
     }
 
-    /// [`Repository::latest_proofs`] of the backups `wanted` accepts only:
-    /// one listing, then those proofs read several at once.
-    pub async fn latest_proofs_where(
+    /// [`Repository::latest_proofs`] of the backups in `wanted` only. One
+    /// listing, which starts at the oldest of them: ids start with their
+    /// time, so the proofs of older backups (most of a large repository's)
+    /// are not listed. Then those proofs are read several at once.
+    pub async fn latest_proofs_of(&self, wanted: &BTreeSet<String>) -> Result<BTreeMap<String, Proof>> {
+        let Some(oldest) = wanted.first() else { return Ok(BTreeMap::new()) };
+        let listed = self.store().list_after("verifications/", &format!("verifications/{oldest}")).await?;
+        self.newest_proofs(listed.into_iter().map(|o| o.key).collect(), |b| wanted.contains(b)).await
+    }
+
+    /// The newest of `keys` (proof keys) for each backup `wanted` accepts, read.
+    async fn newest_proofs(
         &self,
+        mut keys: Vec<String>,
         wanted: impl Fn(&str) -> bool,
-    ) -> Result<std::collections::BTreeMap<String, Proof>> {
+    ) -> Result<BTreeMap<String, Proof>> {
         use futures::{StreamExt, TryStreamExt};
-        let mut newest: std::collections::BTreeMap<String, String> = Default::default();
-        for key in self.list_proofs(None).await? {
+        keys.sort();
+        let mut newest: BTreeMap<String, String> = BTreeMap::new();
+        for key in keys {
             if let Some(backup) = key.strip_prefix("verifications/").and_then(|r| r.split('/').next())
                 && wanted(backup)
             {

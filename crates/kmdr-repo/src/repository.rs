@@ -324,9 +324,11 @@ impl Repository {
     }
 
     /// Find a backup by full id, unique prefix, or `latest` (optionally of one kind).
+    /// Neither lists all of `backups/` on a large repository: `latest` lists the
+    /// newest ids ([`Repository::newest_backups`]), and an id or prefix lists
+    /// the names that start with it (one request on S3).
     pub async fn resolve(&self, query: &str, kind: Option<&str>) -> Result<BackupId> {
-        let ids = self.list_backups().await?;
-        let of_kind: Vec<&BackupId> = ids.iter().filter(|i| kind.is_none_or(|k| i.kind() == k)).collect();
+        let of_kind = |i: &BackupId| kind.is_none_or(|k| i.kind() == k);
         let not_found = || Error::BackupNotFound {
             query: match kind {
                 Some(k) => format!("{query} (of kind {k})"),
@@ -335,15 +337,19 @@ impl Repository {
             location: self.location(),
         };
         if query == "latest" {
-            return of_kind.last().map(|i| (*i).clone()).ok_or_else(not_found);
+            return self.newest_backups(0, of_kind).await?.0.pop().ok_or_else(not_found);
         }
-        let matches: Vec<&&BackupId> = of_kind.iter().filter(|i| i.to_string().starts_with(query)).collect();
+        // An id is made of these characters; anything else (a `/`) names no backup.
+        if query.is_empty() || !query.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+            return Err(not_found());
+        }
+        let matches = backup_ids(self.store.list(&format!("backups/{query}")).await?, of_kind);
         match matches.as_slice() {
             [] => Err(not_found()),
-            [one] => Ok((**one).clone()),
+            [one] => Ok(one.clone()),
             many => {
                 if let Some(exact) = many.iter().find(|i| i.to_string() == query) {
-                    return Ok((**exact).clone());
+                    return Ok(exact.clone());
                 }
                 Err(Error::AmbiguousId {
                     query: query.to_string(),

@@ -234,3 +234,39 @@ async fn newest_backups_lists_only_the_newest_ids() {
     // Not more than two: the full listing says so.
     assert_eq!(repo.newest_backups(2, etcd).await.unwrap(), (vec![ids[0].clone(), ids[2].clone()], true));
 }
+
+#[tokio::test]
+async fn resolve_lists_only_what_the_query_names() {
+    let (_dir, store, repo) = new_repo().await;
+    let now = chrono::Utc::now();
+    let ago = |secs: i64, kind: &str| kmdr_core::BackupId::new(kind, now - chrono::Duration::seconds(secs));
+    // Only names are resolved: the objects need not be manifests. The oldest
+    // etcd backup is 40 days old, beyond the newest windows.
+    let ids =
+        [ago(40 * 86_400, "node-files"), ago(86_400, "etcd"), ago(60, "etcd"), ago(61, "tenant"), ago(2, "tenant")];
+    for id in &ids {
+        store.put(&format!("backups/{id}"), bytes::Bytes::from_static(b"m")).await.unwrap();
+    }
+    assert_eq!(repo.resolve("latest", None).await.unwrap(), ids[4]);
+    assert_eq!(repo.resolve("latest", Some("etcd")).await.unwrap(), ids[2]);
+    // Found by the full listing once no window holds one.
+    assert_eq!(repo.resolve("latest", Some("node-files")).await.unwrap(), ids[0]);
+    assert!(matches!(repo.resolve("latest", Some("volumes")).await, Err(Error::BackupNotFound { .. })));
+    // A whole id, and a prefix that names one.
+    for id in &ids {
+        assert_eq!(&repo.resolve(&id.to_string(), None).await.unwrap(), id);
+        let s = id.to_string();
+        assert_eq!(&repo.resolve(&s[..s.len() - 2], Some(id.kind())).await.unwrap(), id);
+    }
+    // A prefix of several, and one of no kind that matches.
+    let year = &ids[4].to_string()[..4];
+    match repo.resolve(year, Some("tenant")).await {
+        Err(Error::AmbiguousId { count: 2, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(repo.resolve(&ids[1].to_string(), Some("tenant")).await, Err(Error::BackupNotFound { .. })));
+    // Not an id: nothing listed outside backups/.
+    for q in ["", "../config", "keys/", "latest/"] {
+        assert!(matches!(repo.resolve(q, None).await, Err(Error::BackupNotFound { .. })), "{q:?}");
+    }
+}

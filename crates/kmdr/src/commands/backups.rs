@@ -119,7 +119,11 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
     {
         read += 1;
         match m {
-            Ok(m) => {
+            Ok(mut m) => {
+                // A row shows the summary only: the file chunk lists and catalog
+                // links of 100,000 manifests (--all) would hold hundreds of MiB.
+                m.files = Vec::new();
+                m.links = None;
                 series.insert(m.series.clone());
                 if a.unit.as_deref().is_none_or(|u| of_unit(&m, u)) {
                     rows.push(Ok(m));
@@ -134,9 +138,9 @@ async fn list(g: &GlobalArgs, a: ListArgs) -> Result<i32> {
     }
     drop(reads);
     rows.reverse();
-    let shown: std::collections::HashSet<String> =
+    let shown: std::collections::BTreeSet<String> =
         rows.iter().map(|r| r.as_ref().map(|m| m.id.to_string()).unwrap_or_else(|(id, _)| id.to_string())).collect();
-    let proofs = repo.latest_proofs_where(|b| shown.contains(b)).await?;
+    let proofs = repo.latest_proofs_of(&shown).await?;
     let proof_of = |id: &kmdr_core::BackupId| proofs.get(&id.to_string());
     let unread = total - read;
     // On stderr in both formats: stdout stays a table or a JSON array.
