@@ -439,9 +439,15 @@ impl Classify for KubeError {
 
 /// How many times a request the server answered 429 is sent again.
 pub const RETRIES_ON_429: u32 = 6;
+/// The longest pause a 429's `retryAfterSeconds` is obeyed for: a server
+/// asking for more is asked again sooner rather than the operator waiting.
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `request()` until it does not fail with 429, at most [`RETRIES_ON_429`]
-/// more times, pausing 100 ms, then twice as long each time (6.3 s in all).
+/// more times. Each pause is what the server asked for in the Status's
+/// `details.retryAfterSeconds` (its Retry-After, as client-go obeys it), at
+/// most [`MAX_RETRY_AFTER`]; without it 100 ms, then twice as long each time
+/// (6.3 s in all).
 pub async fn retry_on_429<T, F>(request: impl Fn() -> F) -> Result<T, ::kube::Error>
 where
     F: std::future::Future<Output = Result<T, ::kube::Error>>,
@@ -450,7 +456,9 @@ where
     for _ in 0..RETRIES_ON_429 {
         match request().await {
             Err(::kube::Error::Api(s)) if s.code == 429 => {
-                tokio::time::sleep(pause).await;
+                let asked = s.details.as_ref().map(|d| d.retry_after_seconds).filter(|&n| n > 0);
+                let wait = asked.map_or(pause, |n| std::time::Duration::from_secs(n.into()).min(MAX_RETRY_AFTER));
+                tokio::time::sleep(wait).await;
                 pause *= 2;
             }
             other => return other,
@@ -499,5 +507,37 @@ mod tests {
         .await;
         assert!(matches!(r, Err(::kube::Error::Api(s)) if s.code == 429));
         assert_eq!(calls.load(Ordering::SeqCst), RETRIES_ON_429 + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_waits_as_long_as_the_server_asks_within_a_bound() {
+        let asking = |secs: u32| {
+            let details = ::kube::core::response::StatusDetails {
+                name: String::new(),
+                group: String::new(),
+                kind: String::new(),
+                uid: String::new(),
+                causes: Vec::new(),
+                retry_after_seconds: secs,
+            };
+            ::kube::Error::Api(Box::new(::kube::core::Status {
+                code: 429,
+                details: Some(details),
+                ..Default::default()
+            }))
+        };
+        // (retryAfterSeconds of the one 429, the pause before the second request)
+        for (secs, pause) in [(3, Duration::from_secs(3)), (0, Duration::from_millis(100)), (600, MAX_RETRY_AFTER)] {
+            let calls = AtomicU32::new(0);
+            let start = tokio::time::Instant::now();
+            let r = retry_on_429(|| async {
+                match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => Err(asking(secs)),
+                    _ => Ok(tokio::time::Instant::now()),
+                }
+            })
+            .await;
+            assert_eq!(r.unwrap() - start, pause, "retryAfterSeconds {secs}");
+        }
     }
 }

@@ -240,14 +240,14 @@ impl Repository {
 
     /// At least the newest `want` backups that `keep` accepts, oldest first,
     /// without listing all of `backups/` when the repository is large: ids
-    /// start with their UTC time, so a listing that starts after "10 s ago",
-    /// then 5 minutes, an hour, a day, a week, a month, returns only the
-    /// newest (each try one request on S3 while it returns under 1,000). The flag
+    /// start with their UTC time, so a listing that starts after "a minute
+    /// ago", then an hour, a day, a week, a month, returns only the newest
+    /// (each try one request on S3 while it returns under 1,000). The flag
     /// says whether the list is every backup `keep` accepts (the last try
     /// lists them all); when it is not, more than `want` were found and
     /// older ones were not listed.
     pub async fn newest_backups(&self, want: usize, keep: impl Fn(&BackupId) -> bool) -> Result<(Vec<BackupId>, bool)> {
-        const WINDOWS_S: [i64; 6] = [10, 300, 3600, 86_400, 7 * 86_400, 31 * 86_400];
+        const WINDOWS_S: [i64; 5] = [60, 3600, 86_400, 7 * 86_400, 31 * 86_400];
         let now = chrono::Utc::now();
         for secs in WINDOWS_S {
             let since = (now - chrono::Duration::seconds(secs)).format(kmdr_core::id::ID_TIME_FORMAT);

@@ -218,7 +218,7 @@ async fn newest_backups_lists_only_the_newest_ids() {
     for id in &ids {
         store.put(&format!("backups/{id}"), bytes::Bytes::from_static(b"m")).await.unwrap();
     }
-    // 10 s and 5 minutes hold one; an hour holds two: more than wanted, older ones not listed.
+    // A minute holds one; an hour holds two: more than wanted, older ones not listed.
     let (got, complete) = repo.newest_backups(1, |_| true).await.unwrap();
     assert_eq!(got, [ids[2].clone(), ids[3].clone()]);
     assert!(!complete);

@@ -43,6 +43,13 @@ pub async fn run(store: &dyn Store) {
     assert_eq!(data[1].size, 3);
     let nov27: Vec<_> = store.list("backups/20261127").await.unwrap().into_iter().map(|o| o.key).collect();
     assert_eq!(nov27, ["backups/20261127T024037.000Z-etcd-aaaaaa"]);
+    // A whole key is a prefix of itself; names before and after it in the directory are not listed.
+    let whole =
+        |k: &'static str| async move { store.list(k).await.unwrap().into_iter().map(|o| o.key).collect::<Vec<_>>() };
+    assert_eq!(whole("backups/20261128T000000.000Z-etcd-bbbbbb").await, ["backups/20261128T000000.000Z-etcd-bbbbbb"]);
+    assert_eq!(whole("backups/20261127T024037.000Z-etcd-aaaaaa").await, ["backups/20261127T024037.000Z-etcd-aaaaaa"]);
+    assert!(whole("backups/20261127T1").await.is_empty(), "between two names");
+    assert!(whole("backups/2026112").await.len() == 2 && whole("backups/2").await.len() == 2);
     assert_eq!(store.list("").await.unwrap().len(), 6, "list(\"\") lists everything");
     assert!(store.list("nothing/").await.unwrap().is_empty());
     // Listing after a key: only what sorts after it, under the prefix; the key need not exist.

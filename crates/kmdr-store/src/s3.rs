@@ -188,12 +188,29 @@ impl S3Store {
             Some(self.path(dir))
         };
         let strip = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
-        let listing = match after {
-            // A key sorts after `after` exactly when its full path does: the store's prefix is common to both.
+        // A prefix that ends inside a name (`backups/20261208T03`) starts the
+        // listing at itself less its last character, which sorts before every
+        // key it starts, and stops after the last such key: S3 lists in key
+        // order, so the pages of the rest of the directory are never asked for.
+        let partial = !prefix.ends_with('/') && prefix.len() > dir.len() + 2;
+        let start = match after {
+            Some(a) => Some(a),
+            None if partial => Some(&prefix[..prefix.len() - 1]),
+            None => None,
+        };
+        let listing = match start {
+            // A key sorts after `start` exactly when its full path does: the store's prefix is common to both.
             Some(a) => self.inner.list_with_offset(dir_path.as_ref(), &Path::from(format!("{strip}{a}"))),
             None => self.inner.list(dir_path.as_ref()),
         };
-        let metas: Vec<_> = listing.try_collect().await.map_err(|e| self.err("list", prefix, e))?;
+        let in_range = |m: &object_store::ObjectMeta| {
+            let full = m.location.as_ref();
+            let key = full.strip_prefix(strip.as_str()).unwrap_or(full);
+            let ok = !partial || key <= prefix || key.starts_with(prefix);
+            std::future::ready(Ok(ok))
+        };
+        let metas: Vec<_> =
+            listing.try_take_while(in_range).try_collect().await.map_err(|e| self.err("list", prefix, e))?;
         Ok(metas
             .into_iter()
             .filter_map(|m| {
