@@ -7,6 +7,9 @@ PROFILE=${KMDR_BENCH_PROFILE:-debug}
 if [ "$PROFILE" = release ]; then cargo build --release --workspace --bins --examples -q; else cargo build --workspace --bins --examples -q; fi
 TARGET=${CARGO_TARGET_DIR:-target}/$PROFILE
 KMDR=$TARGET/kmdr
+# The scripts keep a copy of their table in ./target/, which a clone built
+# with CARGO_TARGET_DIR elsewhere does not have.
+mkdir -p target
 W=$(mktemp -d)
 # wait: a job may still be stopping a server whose files are in $W.
 trap 'kill $(jobs -p) 2>/dev/null; wait; rm -rf "$W"' EXIT
