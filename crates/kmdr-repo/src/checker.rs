@@ -6,12 +6,14 @@
 use crate::restorer::read_chunk;
 use crate::{Error, Progress, Repository, Result};
 use futures::StreamExt;
-use kmdr_core::BackupId;
+use kmdr_core::{BackupId, Manifest};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Chunks checked at once.
 pub const VERIFY_CONCURRENCY: usize = 4;
+/// Manifests read at once (small objects: the request is the cost).
+const MANIFEST_READS: usize = 16;
 
 /// The verdict on one backup.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -55,12 +57,14 @@ async fn verify_locked(
 ) -> Result<VerifyReport> {
     let all = repo.list_backups().await?;
     let selected = ids.unwrap_or_else(|| all.clone());
-    // Each manifest is read once: for the selected backups' chunks and for
-    // the set of referenced chunks of the whole repository.
-    let mut manifests = HashMap::new();
-    for id in &all {
-        manifests.insert(id.clone(), repo.load_manifest(id).await);
-    }
+    // Each manifest is read once, several at a time (on S3 one at a time is
+    // a round trip each): for the selected backups' chunks and for the set of
+    // referenced chunks of the whole repository.
+    let mut manifests: HashMap<BackupId, Result<Manifest>> = futures::stream::iter(&all)
+        .map(|id| async move { (id.clone(), repo.load_manifest(id).await) })
+        .buffered(MANIFEST_READS)
+        .collect()
+        .await;
     let mut problems: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut needs: HashMap<String, (u64, Vec<String>)> = HashMap::new();
     for id in &selected {
