@@ -118,16 +118,18 @@ REV=$(git rev-parse --short HEAD)
   echo
   echo "| | local | ${S3ROW:+S3 (moto) |}"
   echo "|---|---:|${S3ROW:+---:|}"
-  for s in list:"\`backups list\` (newest 100)" unit:"\`backups list --unit tenant/$X\`" restore:"\`restore tenant latest --source-schema $X\` ($KEYS keys, new schema)" show:"\`backups show latest\` (finds the newest id)"; do
-    k=${s%%:*}; echo "| ${s#*:} | $(f "$k") | ${S3ROW:+$(f "${k}_s3") |}"
-  done
+  row() { echo "| $2 | $(f "$1") | ${S3ROW:+$(f "${1}_s3") |}"; }  # row NAME LABEL: local and S3 wall time
+  row list "\`backups list\` (newest 100)"
+  row unit "\`backups list --unit tenant/$X\`"
+  row restore "\`restore tenant latest --source-schema $X\` ($KEYS keys, new schema)"
+  row show "\`backups show latest\` (finds the newest id)"
   echo "| \`backups list --all\` (every manifest read) | $(f listall), $(mib "${RSS[listall]}") | ${S3ROW:+$(f listall_s3), $(mib "${RSS[listall_s3]}") |}"
   if [ -n "${KMDR_BEFORE:-}" ]; then
-    for s in listb:"\`backups list\`, KMDR_BEFORE build" unitb:"\`backups list --unit tenant/$X\`, KMDR_BEFORE build" showb:"\`backups show latest\`, KMDR_BEFORE build"; do
-      k=${s%%:*}; echo "| ${s#*:} | $(f "$k") | ${S3ROW:+$(f "${k}_s3") |}"
-    done
+    row listb "\`backups list\`, KMDR_BEFORE build"
+    row unitb "\`backups list --unit tenant/$X\`, KMDR_BEFORE build"
+    row showb "\`backups show latest\`, KMDR_BEFORE build"
     echo "| \`backups list --all\`, KMDR_BEFORE build | $(f listallb), $(mib "${RSS[listallb]}") | ${S3ROW:+not run |}"
   fi
   echo
-  echo "Reproduce: \`${S3:+S3=1 }scripts/bench-many-tenants.sh $TENANTS $KEYS $BACKUPS\`"
+  echo "Reproduce: \`${S3:+S3=1 }${KMDR_BEFORE:+KMDR_BEFORE=$KMDR_BEFORE }scripts/bench-many-tenants.sh $TENANTS $KEYS $BACKUPS\`"
 } | tee target/bench-many-tenants.md

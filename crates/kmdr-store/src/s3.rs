@@ -192,7 +192,8 @@ impl S3Store {
         // listing at itself less its last character, which sorts before every
         // key it starts, and stops after the last such key: S3 lists in key
         // order, so the pages of the rest of the directory are never asked for.
-        let partial = !prefix.ends_with('/') && prefix.len() > dir.len() + 2;
+        let name = prefix.rsplit('/').next().unwrap_or(prefix);
+        let partial = name.len() > 1 && name.is_ascii();
         let start = match after {
             Some(a) => Some(a),
             None if partial => Some(&prefix[..prefix.len() - 1]),
@@ -203,26 +204,21 @@ impl S3Store {
             Some(a) => self.inner.list_with_offset(dir_path.as_ref(), &Path::from(format!("{strip}{a}"))),
             None => self.inner.list(dir_path.as_ref()),
         };
-        let in_range = |m: &object_store::ObjectMeta| {
-            let full = m.location.as_ref();
-            let key = full.strip_prefix(strip.as_str()).unwrap_or(full);
-            let ok = !partial || key <= prefix || key.starts_with(prefix);
-            std::future::ready(Ok(ok))
-        };
-        let metas: Vec<_> =
-            listing.try_take_while(in_range).try_collect().await.map_err(|e| self.err("list", prefix, e))?;
-        Ok(metas
-            .into_iter()
-            .filter_map(|m| {
+        let listed: Vec<ObjectInfo> = listing
+            .map_ok(|m| {
                 let full = m.location.to_string();
-                let key = full.strip_prefix(&strip).unwrap_or(&full).to_string();
-                let after_ok = after.is_none_or(|a| key.as_str() > a);
-                (key.starts_with(prefix) && after_ok).then_some(ObjectInfo {
-                    key,
-                    size: m.size,
-                    modified: m.last_modified,
-                })
+                let key = full.strip_prefix(&strip).map_or_else(|| full.clone(), str::to_string);
+                ObjectInfo { key, size: m.size, modified: m.last_modified }
             })
+            .try_take_while(|o| {
+                std::future::ready(Ok(!partial || o.key.as_str() <= prefix || o.key.starts_with(prefix)))
+            })
+            .try_collect()
+            .await
+            .map_err(|e| self.err("list", prefix, e))?;
+        Ok(listed
+            .into_iter()
+            .filter(|o| o.key.starts_with(prefix) && after.is_none_or(|a| o.key.as_str() > a))
             .collect())
     }
 }

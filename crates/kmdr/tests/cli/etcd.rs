@@ -447,7 +447,7 @@ async fn backups_list_filters_by_kind_and_unit() {
     assert_eq!(list(&["--last", "2"]), ["tenant/t1", "tenant/t2"]);
     let o = k.run(&["backups", "list", "--last", "1"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    // Only the newest ids were listed (all three, taken within the last 10 s or 5 minutes):
+    // Only the newest ids were listed (all three, taken within the last minute):
     // older ones may exist.
     assert!(err.contains("the newest 1 shown; 2 or more older backups not read: --last N or --all for more"), "{err}");
     // With -o json too, on stderr: stdout stays one JSON array.
